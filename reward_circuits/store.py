@@ -1,0 +1,430 @@
+"""The activation store: the one caching layer every analysis reads.
+
+Layout on disk (one directory)::
+
+    manifest.json               model, hook points, dtype, shards, per-rollout records
+    shard_00000.safetensors     {hook_name: Float16[n_states, d]} for a contiguous run of rollouts
+    shard_00001.safetensors     ...
+
+A *state* is the hidden state at one token position. For each rollout the store keeps the states
+``s_0 .. s_T``: ``s_0`` is the prompt's last token (before any answer is generated) and ``s_t`` the
+position of the t-th generated token (the default ``positions="response"``); with
+``positions="all"`` every prompt position is kept too, and ``s0_index`` says where ``s_0`` is.
+
+Writes are atomic (temp file + rename): a shard first, then the manifest that names it, so a killed
+writer leaves a store that opens, and :class:`ActivationStoreWriter` resumes after the last rollout
+the manifest names. Reads are memory-mapped (safetensors) and streamed in batches of whole
+rollouts, so RAM stays flat as the store grows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from .io import atomic_path, atomic_write_json
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class StoreError(ValueError):
+    """Bad input to the activation store (says what was wrong and how to fix it)."""
+
+
+@dataclass
+class RolloutRecord:
+    """Where one rollout's states live, and what it earned."""
+
+    id: str
+    shard: int
+    offset: int  # first row of this rollout inside its shard
+    length: int  # number of stored states
+    s0_index: int  # index (within this rollout's states) of s_0, the prompt's last token
+    reward: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of states from s_0 on (s_0 .. s_T), i.e. T + 1."""
+        return self.length - self.s0_index
+
+
+@dataclass
+class StateBatch:
+    """A batch of states from whole rollouts, flattened along one ``state`` axis.
+
+    ``acts[hook]`` rows are ordered rollout by rollout and, inside one rollout, by step, so
+    ``acts[hook][i + 1]`` is the successor of ``acts[hook][i]`` unless ``is_last[i]``.
+    """
+
+    acts: dict[str, Float[Tensor, "state d"]]
+    rollout: Int[Tensor, " state"]  # index of the rollout in the store
+    step: Int[Tensor, " state"]  # t: 0 for s_0, negative for prompt positions before s_0
+    is_last: Bool[Tensor, " state"]  # s_T, the rollout's final state
+    reward: Float[Tensor, " state"]  # the final reward of the state's rollout
+
+    def __len__(self) -> int:
+        return int(self.rollout.numel())
+
+
+def _check_rewards(rewards: Sequence[float]) -> list[float]:
+    out = []
+    for i, r in enumerate(rewards):
+        r = float(r)
+        if r not in (0.0, 1.0):
+            raise StoreError(
+                f"reward of rollout #{i} is {r!r}; rewards must be binary (0 or 1). "
+                "Threshold or binarise your reward before storing it."
+            )
+        out.append(r)
+    return out
+
+
+class ActivationStoreWriter:
+    """Append rollouts' activations to a store directory, one shard per call to :meth:`write`.
+
+    Opening an existing directory resumes it: :meth:`has` tells which rollouts are already in.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        hook_names: Sequence[str],
+        *,
+        model: str = "unknown",
+        dtype: str = "float16",
+        positions: str = "response",
+        meta: dict | None = None,
+    ):
+        if not hook_names:
+            raise StoreError("hook_names is empty: name at least one hook point to store.")
+        if dtype not in _DTYPES:
+            raise StoreError(f"dtype {dtype!r} not supported; use one of {sorted(_DTYPES)}.")
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        manifest_path = self.path / MANIFEST
+        if manifest_path.exists():
+            self.manifest = json.loads(manifest_path.read_text())
+            if list(self.manifest["hook_names"]) != list(hook_names):
+                raise StoreError(
+                    f"{self.path} already holds hook points {self.manifest['hook_names']}, "
+                    f"not {list(hook_names)}: use another --out directory or delete this one."
+                )
+            if self.manifest["model"] != model:
+                raise StoreError(
+                    f"{self.path} holds activations of model {self.manifest['model']!r}, not "
+                    f"{model!r}: use another directory."
+                )
+        else:
+            self.manifest = {
+                "format_version": FORMAT_VERSION,
+                "model": model,
+                "hook_names": list(hook_names),
+                "d": {},
+                "dtype": dtype,
+                "positions": positions,
+                "meta": meta or {},
+                "shards": [],
+                "rollouts": [],
+                "complete": False,
+            }
+        self._ids = {r["id"] for r in self.manifest["rollouts"]}
+
+    def has(self, rollout_id: str) -> bool:
+        return rollout_id in self._ids
+
+    @property
+    def n_rollouts(self) -> int:
+        return len(self.manifest["rollouts"])
+
+    def write(
+        self,
+        ids: Sequence[str],
+        rewards: Sequence[float],
+        acts: dict[str, Sequence[Float[Tensor, "T d"]]],
+        s0_index: Sequence[int] | None = None,
+        metas: Sequence[dict] | None = None,
+    ) -> None:
+        """Write one shard holding the given rollouts (all of their states, for every hook)."""
+        n = len(ids)
+        if n == 0:
+            return
+        hooks = self.manifest["hook_names"]
+        if set(acts) != set(hooks):
+            missing, extra = set(hooks) - set(acts), set(acts) - set(hooks)
+            raise StoreError(f"acts keys do not match the store's hook points: missing {sorted(missing)}, extra {sorted(extra)}.")
+        rewards = _check_rewards(rewards)
+        if len(rewards) != n:
+            raise StoreError(f"{n} rollout ids but {len(rewards)} rewards: give one reward per rollout.")
+        s0_index = list(s0_index) if s0_index is not None else [0] * n
+        metas = list(metas) if metas is not None else [{} for _ in range(n)]
+        if len(s0_index) != n or len(metas) != n:
+            raise StoreError(f"{n} rollout ids but {len(s0_index)} s0 indices / {len(metas)} metas.")
+        dup = [i for i in ids if i in self._ids]
+        if dup or len(set(ids)) != n:
+            raise StoreError(f"rollout ids already in the store or repeated: {dup[:5] or list(ids)[:5]}; ids must be unique.")
+        lengths = None
+        for hook in hooks:
+            seqs = acts[hook]
+            if len(seqs) != n:
+                raise StoreError(f"hook {hook!r}: {len(seqs)} activation sequences for {n} rollout ids.")
+            ls = [int(a.shape[0]) for a in seqs]
+            if lengths is None:
+                lengths = ls
+            elif ls != lengths:
+                raise StoreError(f"hook {hook!r}: sequence lengths {ls[:8]} differ from {lengths[:8]} of {hooks[0]!r}.")
+            for i, a in enumerate(seqs):
+                if a.ndim != 2:
+                    raise StoreError(f"hook {hook!r}, rollout {ids[i]!r}: expected [T, d] activations, got shape {tuple(a.shape)}.")
+                if a.shape[0] == 0:
+                    raise StoreError(f"rollout {ids[i]!r} has 0 states: every rollout needs at least s_0 (the prompt's last token).")
+                d = self.manifest["d"].setdefault(hook, int(a.shape[1]))
+                if a.shape[1] != d:
+                    raise StoreError(f"hook {hook!r}: width {a.shape[1]} but the store holds width {d}.")
+        for i, (s0, length) in enumerate(zip(s0_index, lengths)):
+            if not 0 <= s0 < length:
+                raise StoreError(f"rollout {ids[i]!r}: s0_index {s0} outside its {length} states.")
+        dtype = _DTYPES[self.manifest["dtype"]]
+        tensors = {}
+        for hook in hooks:
+            cat = torch.cat([a.detach().to("cpu", torch.float32) for a in acts[hook]], dim=0)
+            if not torch.isfinite(cat).all():
+                raise StoreError(f"hook {hook!r}: activations contain NaN or inf; check the model's dtype (use float32) and inputs.")
+            tensors[hook] = cat.to(dtype).contiguous()
+        shard_idx = len(self.manifest["shards"])
+        fname = f"shard_{shard_idx:05d}.safetensors"
+        with atomic_path(self.path / fname) as tmp:
+            save_file(tensors, str(tmp))
+        offset = 0
+        for i in range(n):
+            self.manifest["rollouts"].append(
+                {"id": str(ids[i]), "shard": shard_idx, "offset": offset, "length": lengths[i],
+                 "s0_index": int(s0_index[i]), "reward": rewards[i], "meta": metas[i]}
+            )
+            offset += lengths[i]
+        self.manifest["shards"].append({"file": fname, "n_states": offset, "n_rollouts": n})
+        self._ids.update(str(i) for i in ids)
+        atomic_write_json(self.path / MANIFEST, self.manifest)
+
+    def close(self) -> "ActivationStore":
+        """Mark the store complete and open it for reading."""
+        self.manifest["complete"] = True
+        atomic_write_json(self.path / MANIFEST, self.manifest)
+        return ActivationStore(self.path)
+
+
+class ActivationStore:
+    """Read-only, memory-mapped view of a store directory.
+
+    >>> store = ActivationStore("runs/default/store")
+    >>> store.initial_states("blocks.5.hook_resid_post").shape   # [n_rollouts, d_model]
+    >>> for batch in store.iter_batches(["blocks.5.hook_resid_post"], batch_states=8192): ...
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        mpath = self.path / MANIFEST
+        if not mpath.exists():
+            raise FileNotFoundError(
+                f"No activation store at {self.path} (no {MANIFEST}). Build one with "
+                "`reward-circuits run` or `build_store(...)`."
+            )
+        self.manifest = json.loads(mpath.read_text())
+        self.records = [RolloutRecord(**r) for r in self.manifest["rollouts"]]
+        self._handles: dict[int, object] = {}
+
+    # ---- metadata -------------------------------------------------------------------------
+    @property
+    def hook_names(self) -> list[str]:
+        return list(self.manifest["hook_names"])
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    @property
+    def meta(self) -> dict:
+        return self.manifest.get("meta", {})
+
+    def d(self, hook: str) -> int:
+        self._check_hook(hook)
+        return int(self.manifest["d"][hook])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def rollout_ids(self) -> list[str]:
+        return [r.id for r in self.records]
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return np.array([r.reward for r in self.records], dtype=np.float32)
+
+    @property
+    def n_states(self) -> int:
+        return sum(r.length for r in self.records)
+
+    def nbytes(self) -> int:
+        return sum((self.path / s["file"]).stat().st_size for s in self.manifest["shards"])
+
+    def index_of(self, ids: Sequence[str]) -> list[int]:
+        """Store indices of the given rollout ids (raises on unknown ids)."""
+        pos = {r.id: i for i, r in enumerate(self.records)}
+        missing = [i for i in ids if i not in pos]
+        if missing:
+            raise StoreError(f"rollout ids not in this store: {missing[:5]} ({len(missing)} in all).")
+        return [pos[i] for i in ids]
+
+    def _check_hook(self, hook: str) -> None:
+        if hook not in self.manifest["hook_names"]:
+            raise KeyError(
+                f"hook {hook!r} is not in the store at {self.path}; it holds "
+                f"{self.manifest['hook_names']}. Rebuild the store with that hook point."
+            )
+
+    def _handle(self, shard: int):
+        h = self._handles.get(shard)
+        if h is None:
+            h = safe_open(str(self.path / self.manifest["shards"][shard]["file"]), framework="pt")
+            self._handles[shard] = h
+        return h
+
+    # ---- reads ----------------------------------------------------------------------------
+    def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
+        """States of one rollout (float32), from s_0 on by default."""
+        self._check_hook(hook)
+        r = self.records[index]
+        start = r.offset + (r.s0_index if from_s0 else 0)
+        return self._handle(r.shard).get_slice(hook)[start : r.offset + r.length].to(torch.float32)
+
+    def initial_states(self, hook: str, indices: Sequence[int] | None = None) -> Float[Tensor, "n d"]:
+        """s_0 (the prompt's last token) of each rollout: what the paper evaluates the value at."""
+        self._check_hook(hook)
+        idx = range(len(self)) if indices is None else indices
+        rows = []
+        for i in idx:
+            r = self.records[i]
+            row = r.offset + r.s0_index
+            rows.append(self._handle(r.shard).get_slice(hook)[row : row + 1])
+        if not rows:
+            return torch.zeros(0, self.d(hook))
+        return torch.cat(rows).to(torch.float32)
+
+    def iter_batches(
+        self,
+        hooks: Sequence[str] | str,
+        *,
+        batch_states: int = 8192,
+        indices: Sequence[int] | None = None,
+        include_prompt: bool = False,
+        shuffle_seed: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[StateBatch]:
+        """Stream whole rollouts in batches of about ``batch_states`` states.
+
+        ``indices`` restricts to some rollouts (e.g. a train split); ``shuffle_seed`` shuffles
+        the rollout order (for SGD); ``include_prompt`` also yields prompt states before s_0.
+        """
+        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
+        for h in hooks:
+            self._check_hook(h)
+        idx = np.arange(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64)
+        if shuffle_seed is not None:
+            idx = np.random.default_rng(shuffle_seed).permutation(idx)
+        else:
+            # group by shard for sequential reads
+            idx = idx[np.argsort([self.records[i].shard * 10**9 + self.records[i].offset for i in idx], kind="stable")]
+        group: list[int] = []
+        count = 0
+        for i in idx:
+            r = self.records[int(i)]
+            group.append(int(i))
+            count += r.length if include_prompt else r.n_steps
+            if count >= batch_states:
+                yield self._read_group(group, hooks, include_prompt, dtype)
+                group, count = [], 0
+        if group:
+            yield self._read_group(group, hooks, include_prompt, dtype)
+
+    def _read_group(self, group: list[int], hooks: list[str], include_prompt: bool, dtype) -> StateBatch:
+        acts: dict[str, list[Tensor]] = {h: [] for h in hooks}
+        rollout, step, is_last, reward = [], [], [], []
+        for i in group:
+            r = self.records[i]
+            start = 0 if include_prompt else r.s0_index
+            n = r.length - start
+            for h in hooks:
+                acts[h].append(self._handle(r.shard).get_slice(h)[r.offset + start : r.offset + r.length])
+            rollout.append(torch.full((n,), i, dtype=torch.long))
+            step.append(torch.arange(start, r.length, dtype=torch.long) - r.s0_index)
+            last = torch.zeros(n, dtype=torch.bool)
+            last[-1] = True
+            is_last.append(last)
+            reward.append(torch.full((n,), r.reward, dtype=torch.float32))
+        return StateBatch(
+            acts={h: torch.cat(v).to(dtype) for h, v in acts.items()},
+            rollout=torch.cat(rollout),
+            step=torch.cat(step),
+            is_last=torch.cat(is_last),
+            reward=torch.cat(reward),
+        )
+
+    def states(self, hook: str, indices: Sequence[int] | None = None) -> StateBatch:
+        """All states from s_0 on of the chosen rollouts in one batch (for small stores)."""
+        return next(self.iter_batches(hook, batch_states=math.inf, indices=indices))
+
+    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified train/test split of rollout indices (both classes in both halves when possible)."""
+        if not 0 < test_fraction < 1:
+            raise StoreError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+        rng = np.random.default_rng(seed)
+        rewards = self.rewards
+        train, test = [], []
+        for cls in (0.0, 1.0):
+            members = rng.permutation(np.flatnonzero(rewards == cls))
+            k = int(round(len(members) * test_fraction))
+            if len(members) >= 2:
+                k = min(max(k, 1), len(members) - 1)
+            test.extend(members[:k].tolist())
+            train.extend(members[k:].tolist())
+        return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(test, dtype=np.int64))
+
+
+def write_store_from_arrays(
+    path: str | os.PathLike,
+    acts: dict[str, Sequence[Float[Tensor, "T d"]]],
+    rewards: Sequence[float],
+    *,
+    ids: Sequence[str] | None = None,
+    s0_index: Sequence[int] | None = None,
+    model: str = "arrays",
+    dtype: str = "float16",
+    rollouts_per_shard: int = 256,
+    meta: dict | None = None,
+) -> ActivationStore:
+    """Build a store from in-memory per-rollout activations (your own, or planted test data)."""
+    hooks = list(acts)
+    n = len(rewards)
+    ids = [f"r{i:06d}" for i in range(n)] if ids is None else [str(i) for i in ids]
+    if len(ids) != n:
+        raise StoreError(f"{len(ids)} ids for {n} rewards: give one id per rollout.")
+    s0 = list(s0_index) if s0_index is not None else [0] * n
+    writer = ActivationStoreWriter(path, hooks, model=model, dtype=dtype, meta=meta)
+    for a in range(0, n, rollouts_per_shard):
+        b = min(a + rollouts_per_shard, n)
+        writer.write(ids[a:b], rewards[a:b], {h: acts[h][a:b] for h in hooks}, s0[a:b])
+    return writer.close()
