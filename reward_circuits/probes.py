@@ -1,0 +1,770 @@
+"""Value probes: a two-layer MLP per hook point, trained by temporal-difference learning.
+
+This reproduces §2 of "Sparse Reward Subsystem in Large Language Models" (arXiv 2602.00986):
+for every layer, a probe ``V(s) = sigmoid(w2 · act(W1ᵀ s + b1) + b2)`` reads the frozen hidden
+state ``s`` at one token position and predicts the rollout's final binary reward. It is trained on
+the states ``s_0 .. s_T`` of each rollout with TD learning (the value of a state is bootstrapped
+from the value of the next one, the last state's target is the reward itself), and judged by the
+AUC of ``V(s_0)`` - the value at the prompt's last token, before any answer token - against the
+reward on held-out rollouts.
+
+All hook points are trained at once: the probes' weights are stacked along a leading ``probe``
+axis (``W1: [probe, d, hidden]``) and one batched einsum runs every probe on its own hook's states.
+The probes share nothing but the data pass: the loss is the *sum* of the per-probe losses, so the
+gradient of each probe's parameters is exactly the gradient of its own loss, and Adam(W) updates
+element by element, hence training N probes stacked equals training each alone (same seed, same
+batches) up to floating-point summation order. No gradient clipping is used because a global
+norm would couple the probes.
+
+Inputs are standardised per dimension with the mean/std of the *training* states (residual-stream
+dimensions differ in scale by orders of magnitude); the statistics are stored in the probe and
+applied at prediction time. Consequently the L1 norm of a ``W1`` column (used to rank and prune
+input dimensions) measures a dimension's importance in units of its own standard deviation, i.e.
+it is ``|W1 column|₁ × 1`` rather than ``|W1 column|₁ × std``; :meth:`ValueProbe.input_weight_norms`
+can also return the raw-unit version.
+
+A masked (pruned) input dimension is set to 0 *after* standardisation, i.e. replaced by its
+training mean: mean-ablation, no retraining.
+
+Data sources: anything with the read API of :class:`~reward_circuits.store.ActivationStore`
+(``hook_names``, ``d``, ``__len__``, ``rewards``, ``rollout_ids``, ``iter_batches``,
+``initial_states``, ``get``) - the store itself, :class:`ArrayRollouts` (in memory, used by
+:meth:`ValueProbe.fit_arrays`) or a wrapper such as :class:`~reward_circuits.pruning.RotatedStore`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int
+from safetensors.torch import load_file, save_file
+from sklearn.metrics import roc_auc_score
+from torch import Tensor, nn
+from tqdm.auto import trange
+
+from .io import atomic_path, atomic_write_json
+from .store import StateBatch
+
+PROBE_FORMAT_VERSION = 1
+_WEIGHTS_FILE = "value_probe.safetensors"
+_CONFIG_FILE = "value_probe.json"
+
+
+class ProbeError(ValueError):
+    """Bad input to a value probe (says what was wrong and how to fix it)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ValueProbeConfig:
+    """Hyper-parameters of :class:`ValueProbe`.
+
+    Attributes:
+        hidden: width of the probe's hidden layer.
+        gamma: discount factor of the TD targets, in (0, 1].
+        td_lambda: λ of TD(λ) in [0, 1]; 0 is TD(0) (target ``γ·V(s_{t+1})``).
+        mode: ``"td"`` (TD(λ) with ``td_lambda``) or ``"final_reward"`` (Monte-Carlo: every state's
+            target is the rollout's final reward - the paper's appendix comparison).
+        lr: AdamW learning rate.
+        weight_decay: AdamW (decoupled) weight decay.
+        epochs: passes over the training rollouts.
+        batch_states: about this many states per optimisation step (whole rollouts per batch).
+        activation: hidden non-linearity.
+        standardize: standardise inputs per dimension with training-state mean/std.
+        seed: seeds the initialisation (a ``torch.Generator`` per probe) and the batch order
+            (``shuffle_seed = seed + epoch``).
+        device: torch device.
+    """
+
+    hidden: int = 64
+    gamma: float = 0.99
+    td_lambda: float = 0.0
+    mode: Literal["td", "final_reward"] = "td"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 30
+    batch_states: int = 4096
+    activation: Literal["relu", "gelu", "tanh"] = "relu"
+    standardize: bool = True
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if not (isinstance(self.hidden, int) and self.hidden >= 1):
+            raise ProbeError(f"hidden must be a positive int, got {self.hidden!r}.")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ProbeError(f"gamma must be in (0, 1], got {self.gamma!r}.")
+        if not 0.0 <= self.td_lambda <= 1.0:
+            raise ProbeError(f"td_lambda must be in [0, 1], got {self.td_lambda!r}.")
+        if self.mode not in ("td", "final_reward"):
+            raise ProbeError(f"mode must be 'td' or 'final_reward', got {self.mode!r}.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ProbeError(f"lr must be a positive number, got {self.lr!r}.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ProbeError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise ProbeError(f"epochs must be a positive int, got {self.epochs!r}.")
+        if not (isinstance(self.batch_states, int) and self.batch_states >= 1):
+            raise ProbeError(f"batch_states must be a positive int, got {self.batch_states!r}.")
+        if self.activation not in _ACTIVATIONS:
+            raise ProbeError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}.")
+        if not isinstance(self.seed, int):
+            raise ProbeError(f"seed must be an int, got {self.seed!r}.")
+
+    def replace(self, **changes) -> "ValueProbeConfig":
+        """A copy with some fields changed (validated again)."""
+        return ValueProbeConfig(**{**asdict(self), **changes})
+
+
+_ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.tanh}
+
+
+# ---------------------------------------------------------------------------------------------
+# TD targets
+# ---------------------------------------------------------------------------------------------
+def check_batch_structure(
+    rollout: Int[Tensor, " state"], is_last: Bool[Tensor, " state"], step: Int[Tensor, " state"] | None = None
+) -> None:
+    """Check that a flat batch holds whole rollouts with states in order ``s_0 .. s_T``.
+
+    Raises :class:`ProbeError` if the batch does not end on a rollout's last state, if the rollout
+    id changes anywhere but after an ``is_last`` state (or fails to change after one), or if
+    ``step`` does not count 0, 1, 2, ... inside each rollout.
+    """
+    n = int(is_last.numel())
+    if int(rollout.numel()) != n or (step is not None and int(step.numel()) != n):
+        raise ProbeError(f"batch fields disagree in length: rollout {rollout.numel()}, is_last {n}, step {None if step is None else step.numel()}.")
+    if n == 0:
+        raise ProbeError("empty batch: no states (a rollout of length 0?). Every rollout needs at least s_0.")
+    if not bool(is_last[-1]):
+        raise ProbeError("batch does not end on a rollout's last state: batches must hold whole rollouts.")
+    changes = rollout[1:] != rollout[:-1]
+    if not torch.equal(changes, is_last[:-1]):
+        raise ProbeError(
+            "rollout ids and is_last disagree (a rollout split across batches, repeated, or out of order): "
+            "batches must hold whole rollouts, each once, states in order."
+        )
+    if step is not None:
+        expected = _position_in_rollout(is_last)
+        if not torch.equal(step.to(expected.dtype), expected):
+            raise ProbeError("steps inside a rollout are not 0, 1, 2, ...: states must be ordered s_0 .. s_T.")
+
+
+def _position_in_rollout(is_last: Bool[Tensor, " state"]) -> Int[Tensor, " state"]:
+    n = is_last.numel()
+    idx = torch.arange(n, device=is_last.device)
+    starts = torch.zeros(n, dtype=torch.bool, device=is_last.device)
+    starts[0] = True
+    starts[1:] = is_last[:-1]
+    start_of = torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), dim=0).values
+    return idx - start_of
+
+
+def td_targets(
+    values: Float[Tensor, "*probe state"],
+    reward: Float[Tensor, " state"],
+    is_last: Bool[Tensor, " state"],
+    gamma: float,
+    td_lambda: float = 0.0,
+) -> Float[Tensor, "*probe state"]:
+    """TD(λ) targets for a flat batch of whole rollouts (states ordered ``s_0 .. s_T`` in each).
+
+    ``values`` are the current estimates ``V(s_t)`` (detached inside: semi-gradient TD). The
+    λ-return is computed backward within each rollout::
+
+        G_T = r
+        G_t = γ · [(1 − λ) · V(s_{t+1}) + λ · G_{t+1}]      (t < T)
+
+    so λ = 0 gives TD(0), ``G_t = γ·V(s_{t+1})``, and λ = 1 the discounted Monte-Carlo return
+    ``γ^{T−t}·r``. ``reward`` is the rollout's final reward, broadcast to its states (only its
+    value at the last state is read).
+    """
+    values = values.detach()
+    squeeze = values.ndim == 1
+    if squeeze:
+        values = values[None]
+    n = int(is_last.numel())
+    if values.shape[-1] != n or reward.numel() != n:
+        raise ProbeError(f"values have {values.shape[-1]} states, reward {reward.numel()}, is_last {n}: they must match.")
+    if n == 0:
+        raise ProbeError("no states: a rollout of length 0 has no s_0.")
+    if not bool(is_last[-1]):
+        raise ProbeError("the last state of the batch is not a rollout's final state: pass whole rollouts.")
+    reward = reward.to(values.dtype)
+    next_values = torch.zeros_like(values)
+    next_values[:, :-1] = values[:, 1:]
+    if td_lambda == 0.0:
+        targets = torch.where(is_last, reward, gamma * next_values)
+    else:
+        # backward scan over the padded [rollout, step] grid; positions past a rollout's end are
+        # never read because the end state resets the recursion to r.
+        ends = torch.nonzero(is_last).flatten()
+        starts = torch.cat([ends.new_zeros(1), ends[:-1] + 1])
+        lengths = ends - starts + 1
+        n_rollouts, max_len = int(ends.numel()), int(lengths.max())
+        row = torch.repeat_interleave(torch.arange(n_rollouts, device=values.device), lengths)
+        col = torch.arange(n, device=values.device) - starts[row]
+        p = values.shape[0]
+        v_next = values.new_zeros(p, n_rollouts, max_len)
+        v_next[:, row, col] = next_values
+        end_mask = torch.zeros(n_rollouts, max_len, dtype=torch.bool, device=values.device)
+        end_mask[row, col] = is_last
+        r_end = reward[ends]
+        returns = values.new_zeros(p, n_rollouts, max_len)
+        g_next = values.new_zeros(p, n_rollouts)
+        for t in range(max_len - 1, -1, -1):
+            boot = gamma * ((1.0 - td_lambda) * v_next[:, :, t] + td_lambda * g_next)
+            g_next = torch.where(end_mask[:, t], r_end, boot)
+            returns[:, :, t] = g_next
+        targets = returns[:, row, col]
+    return targets[0] if squeeze else targets
+
+
+def monte_carlo_targets(values: Float[Tensor, "*probe state"], reward: Float[Tensor, " state"]) -> Float[Tensor, "*probe state"]:
+    """``mode="final_reward"``: every state's target is its rollout's final reward."""
+    return reward.to(values.dtype).expand_as(values).clone()
+
+
+# ---------------------------------------------------------------------------------------------
+# in-memory rollouts
+# ---------------------------------------------------------------------------------------------
+def _check_binary(rewards: np.ndarray) -> None:
+    bad = np.flatnonzero(~np.isin(rewards, (0.0, 1.0)))
+    if bad.size:
+        raise ProbeError(
+            f"reward of rollout #{int(bad[0])} is {rewards[bad[0]]!r}; rewards must be binary (0 or 1). "
+            "Threshold or binarise the reward first."
+        )
+
+
+class ArrayRollouts:
+    """Rollouts held in memory with the read API of :class:`~reward_circuits.store.ActivationStore`.
+
+    ``acts[hook][i]`` is rollout ``i``'s states ``s_0 .. s_T`` (``[T + 1, d]``). Checks rewards are
+    binary, every rollout has at least one state, lengths agree across hooks, values are finite
+    and ids are unique.
+    """
+
+    def __init__(
+        self,
+        acts: Mapping[str, Sequence[Float[Tensor, "T d"] | np.ndarray]],
+        rewards: Sequence[float] | np.ndarray,
+        ids: Sequence[str] | None = None,
+    ):
+        if not acts:
+            raise ProbeError("acts is empty: give {hook_name: [states of rollout 0, ...]}.")
+        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+        _check_binary(rewards)
+        n = len(rewards)
+        if n == 0:
+            raise ProbeError("no rollouts given.")
+        ids = [f"r{i:06d}" for i in range(n)] if ids is None else [str(i) for i in ids]
+        if len(ids) != n:
+            raise ProbeError(f"{len(ids)} rollout ids for {n} rewards: give one id per rollout.")
+        if len(set(ids)) != n:
+            raise ProbeError("rollout ids are not unique.")
+        self._acts: dict[str, Tensor] = {}
+        self._d: dict[str, int] = {}
+        lengths = None
+        for hook, seqs in acts.items():
+            if len(seqs) != n:
+                raise ProbeError(f"hook {hook!r}: {len(seqs)} activation sequences for {n} rewards.")
+            tens = [torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a).to(torch.float32) for a in seqs]
+            ls = []
+            for i, a in enumerate(tens):
+                if a.ndim != 2:
+                    raise ProbeError(f"hook {hook!r}, rollout {ids[i]!r}: expected [T+1, d] states, got shape {tuple(a.shape)}.")
+                if a.shape[0] == 0:
+                    raise ProbeError(f"rollout {ids[i]!r} has 0 states (length 0): every rollout needs at least s_0.")
+                ls.append(int(a.shape[0]))
+            if lengths is None:
+                lengths = ls
+            elif ls != lengths:
+                raise ProbeError(f"hook {hook!r}: rollout lengths differ from those of hook {next(iter(acts))!r}.")
+            widths = {int(a.shape[1]) for a in tens}
+            if len(widths) != 1:
+                raise ProbeError(f"hook {hook!r}: rollouts have different widths {sorted(widths)}.")
+            cat = torch.cat(tens)
+            if not torch.isfinite(cat).all():
+                raise ProbeError(f"hook {hook!r}: activations contain NaN or inf.")
+            self._acts[hook] = cat
+            self._d[hook] = widths.pop()
+        self._rewards = rewards.astype(np.float32)
+        self._ids = ids
+        self._lengths = np.asarray(lengths, dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(self._lengths)[:-1]]).astype(np.int64)
+
+    @classmethod
+    def from_store(cls, store, hooks: Sequence[str] | str, indices: Sequence[int] | None = None) -> "ArrayRollouts":
+        """Load some rollouts of a store (or wrapper) into memory, e.g. to train several probes on them."""
+        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
+        idx = list(range(len(store))) if indices is None else [int(i) for i in indices]
+        acts = {h: [store.get(i, h) for i in idx] for h in hooks}
+        return cls(acts, store.rewards[idx], [store.rollout_ids[i] for i in idx])
+
+    @property
+    def hook_names(self) -> list[str]:
+        return list(self._acts)
+
+    def d(self, hook: str) -> int:
+        self._check_hook(hook)
+        return self._d[hook]
+
+    def __len__(self) -> int:
+        return len(self._rewards)
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self._rewards.copy()
+
+    @property
+    def rollout_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def _check_hook(self, hook: str) -> None:
+        if hook not in self._acts:
+            raise KeyError(f"hook {hook!r} is not among the given hooks {self.hook_names}.")
+
+    def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
+        self._check_hook(hook)
+        a = int(self._offsets[index])
+        return self._acts[hook][a : a + int(self._lengths[index])]
+
+    def initial_states(self, hook: str, indices: Sequence[int] | None = None) -> Float[Tensor, "n d"]:
+        self._check_hook(hook)
+        idx = np.arange(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64)
+        return self._acts[hook][torch.as_tensor(self._offsets[idx])]
+
+    def iter_batches(self, hooks, *, batch_states: int = 8192, indices=None, include_prompt: bool = False,
+                     shuffle_seed: int | None = None, dtype: torch.dtype = torch.float32):
+        """Same batching and (seeded) rollout order as :meth:`ActivationStore.iter_batches`."""
+        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
+        for h in hooks:
+            self._check_hook(h)
+        idx = np.arange(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64)
+        if shuffle_seed is not None:
+            idx = np.random.default_rng(shuffle_seed).permutation(idx)
+        group, count = [], 0
+        for i in idx:
+            group.append(int(i))
+            count += int(self._lengths[i])
+            if count >= batch_states:
+                yield self._read_group(group, hooks, dtype)
+                group, count = [], 0
+        if group:
+            yield self._read_group(group, hooks, dtype)
+
+    def _read_group(self, group: list[int], hooks: list[str], dtype) -> StateBatch:
+        g = np.asarray(group)
+        lengths = torch.as_tensor(self._lengths[g])
+        rows = torch.cat([torch.arange(int(o), int(o) + int(l)) for o, l in zip(self._offsets[g], self._lengths[g])])
+        ends = torch.cumsum(lengths, 0) - 1
+        is_last = torch.zeros(int(lengths.sum()), dtype=torch.bool)
+        is_last[ends] = True
+        return StateBatch(
+            acts={h: self._acts[h][rows].to(dtype) for h in hooks},
+            rollout=torch.repeat_interleave(torch.as_tensor(g), lengths),
+            step=torch.cat([torch.arange(int(l)) for l in lengths]),
+            is_last=is_last,
+            reward=torch.repeat_interleave(torch.as_tensor(self._rewards[g]), lengths),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def binary_auc(rewards: np.ndarray, scores: np.ndarray, what: str = "V(s_0)") -> float:
+    """``roc_auc_score(rewards, scores)`` with a clear error when only one class is present."""
+    rewards = np.asarray(rewards).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if rewards.shape != scores.shape:
+        raise ProbeError(f"{rewards.size} rewards but {scores.size} scores.")
+    classes = np.unique(rewards)
+    if classes.size < 2:
+        raise ProbeError(
+            f"AUC of {what} is undefined: all {rewards.size} evaluated rollouts have reward "
+            f"{classes.tolist()}. Evaluate on rollouts with both rewards (use store.split, which stratifies)."
+        )
+    if not np.isfinite(scores).all():
+        raise ProbeError(f"{what} contains NaN or inf.")
+    return float(roc_auc_score(rewards, scores))
+
+
+def _resolve_indices(store, indices) -> np.ndarray:
+    n = len(store)
+    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ProbeError("no rollout indices given.")
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise ProbeError(f"rollout indices {bad[:5].tolist()} outside [0, {n}) of this store.")
+    if np.unique(idx).size != idx.size:
+        raise ProbeError("rollout indices contain duplicates: each rollout may be used once.")
+    return idx
+
+
+def _probe_generator_seed(seed: int, hook: str) -> int:
+    """Init seed of one probe: depends on the config seed and the hook name, not on which other
+    hooks are trained alongside (so a stacked probe equals the probe trained alone)."""
+    return (int(seed) * 1_000_003 + zlib.crc32(hook.encode())) % (2**63 - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the probe
+# ---------------------------------------------------------------------------------------------
+class ValueProbe(nn.Module):
+    """One two-layer MLP value probe per hook point, all stacked and trained together.
+
+    Parameters (after :meth:`fit`)::
+
+        W1 [probe, d, hidden]   b1 [probe, hidden]   W2 [probe, hidden]   b2 [probe]
+        mean, std, input_mask [probe, d]   (buffers)
+
+    ``V(s) = sigmoid(W2 · act(W1ᵀ ((s − mean)/std ⊙ input_mask) + b1) + b2)``.
+
+    Loss: binary cross-entropy between ``V(s_t)`` and the (soft) target, averaged over the states
+    of a batch and summed over probes. BCE rather than MSE because (i) its gradient with respect to
+    the logit is ``V − target``, the TD error itself, so a saturated sigmoid does not stall
+    learning as it does under MSE (whose logit-gradient carries an extra ``V(1 − V)`` factor), and
+    (ii) it is a proper scoring rule for targets in [0, 1]: its minimiser is the conditional mean
+    of the target, the same fixed point as MSE-based TD.
+
+    >>> probe = ValueProbe(ValueProbeConfig(epochs=20)).fit(store, hooks, indices=train)
+    >>> probe.score(store, test)          # {hook: AUC of V(s_0) vs reward}
+    """
+
+    def __init__(self, cfg: ValueProbeConfig | None = None, **overrides):
+        super().__init__()
+        cfg = cfg or ValueProbeConfig()
+        self.cfg = cfg.replace(**overrides) if overrides else cfg
+        self.hook_names: list[str] = []
+        self.d_in: int | None = None
+        self.history: list[list[float]] = []  # per epoch, mean training loss per probe
+
+    # ---- structure ---------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return self.d_in is not None
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ProbeError("this ValueProbe is not fitted yet: call fit(store, hooks) or load(path) first.")
+
+    def probe_index(self, hook: str) -> int:
+        self._check_fitted()
+        try:
+            return self.hook_names.index(hook)
+        except ValueError:
+            raise KeyError(f"no probe for hook {hook!r}; this probe was trained on {self.hook_names}.") from None
+
+    def _allocate(self, hook_names: list[str], d: int) -> None:
+        p, h = len(hook_names), self.cfg.hidden
+        dev = torch.device(self.cfg.device)
+        w1, b1, w2, b2 = [], [], [], []
+        bound1, bound2 = 1.0 / math.sqrt(d), 1.0 / math.sqrt(h)  # nn.Linear's default init range
+        for hook in hook_names:
+            g = torch.Generator().manual_seed(_probe_generator_seed(self.cfg.seed, hook))
+            w1.append((torch.rand(d, h, generator=g) * 2 - 1) * bound1)
+            b1.append((torch.rand(h, generator=g) * 2 - 1) * bound1)
+            w2.append((torch.rand(h, generator=g) * 2 - 1) * bound2)
+            b2.append((torch.rand((), generator=g) * 2 - 1) * bound2)
+        self.W1 = nn.Parameter(torch.stack(w1).to(dev))
+        self.b1 = nn.Parameter(torch.stack(b1).to(dev))
+        self.W2 = nn.Parameter(torch.stack(w2).to(dev))
+        self.b2 = nn.Parameter(torch.stack(b2).to(dev))
+        self.register_buffer("mean", torch.zeros(p, d, device=dev))
+        self.register_buffer("std", torch.ones(p, d, device=dev))
+        self.register_buffer("input_mask", torch.ones(p, d, device=dev))
+        self.hook_names = list(hook_names)
+        self.d_in = d
+
+    # ---- forward -----------------------------------------------------------------------------
+    def _input_scale(self, sel) -> Float[Tensor, "probe d"]:
+        return self.input_mask[sel] / self.std[sel]
+
+    def _logits_standardized(self, x: Float[Tensor, "probe state d"], sel) -> Float[Tensor, "probe state"]:
+        act = _ACTIVATIONS[self.cfg.activation]
+        hidden = act(torch.einsum("psd,pdh->psh", x, self.W1[sel]) + self.b1[sel][:, None, :])
+        return torch.einsum("psh,ph->ps", hidden, self.W2[sel]) + self.b2[sel][:, None]
+
+    def _standardize_(self, x: Float[Tensor, "probe state d"], sel) -> Float[Tensor, "probe state d"]:
+        """In place: ``(x − mean)/std ⊙ mask`` (x must be a tensor we own)."""
+        return x.sub_(self.mean[sel][:, None, :]).mul_(self._input_scale(sel)[:, None, :])
+
+    def logits(self, x: Float[Tensor, "probe state d"], sel=slice(None)) -> Float[Tensor, "probe state"]:
+        """Pre-sigmoid values of probes ``sel`` (all by default) on their own states."""
+        self._check_fitted()
+        x = x.to(self.W1.device, torch.float32).clone()
+        return self._logits_standardized(self._standardize_(x, sel), sel)
+
+    def forward(self, x: Float[Tensor, "probe state d"] | Float[Tensor, "state d"]) -> Float[Tensor, "probe state"]:
+        """Values of every probe: ``x`` is ``[probe, state, d]`` (each probe its own hook's states)
+        or ``[state, d]`` (the same states given to every probe)."""
+        self._check_fitted()
+        if x.ndim == 2:
+            x = x[None].expand(len(self.hook_names), *x.shape)
+        if x.ndim != 3 or x.shape[0] != len(self.hook_names) or x.shape[-1] != self.d_in:
+            raise ProbeError(f"expected states [probe={len(self.hook_names)}, state, d={self.d_in}] or [state, d], got {tuple(x.shape)}.")
+        return torch.sigmoid(self.logits(x))
+
+    @torch.no_grad()
+    def predict_value(
+        self,
+        acts: Float[Tensor, "state d"] | Float[Tensor, "probe state d"] | Mapping[str, Float[Tensor, "state d"]],
+        hook: str | None = None,
+    ) -> Float[Tensor, " state"] | Float[Tensor, "probe state"] | dict[str, Float[Tensor, " state"]]:
+        """Values ``V(s)`` in (0, 1).
+
+        * ``acts [state, d]`` and ``hook`` → ``[state]`` from that hook's probe;
+        * ``acts [state, d]`` without ``hook`` → ``[probe, state]`` (same states to every probe);
+        * ``acts [probe, state, d]`` → ``[probe, state]``;
+        * ``{hook: [state, d]}`` → ``{hook: [state]}``.
+        """
+        self._check_fitted()
+        if isinstance(acts, Mapping):
+            return {h: self.predict_value(a, hook=h) for h, a in acts.items()}
+        acts = torch.as_tensor(acts)
+        if not torch.isfinite(acts).all():
+            raise ProbeError("activations contain NaN or inf.")
+        if hook is not None:
+            k = self.probe_index(hook)
+            if acts.ndim != 2 or acts.shape[1] != self.d_in:
+                raise ProbeError(f"expected states [state, d={self.d_in}] for hook {hook!r}, got {tuple(acts.shape)}.")
+            return torch.sigmoid(self.logits(acts[None], sel=slice(k, k + 1)))[0]
+        return self.forward(acts)
+
+    # ---- training ----------------------------------------------------------------------------
+    def _resolve_hooks(self, store, hook_names) -> list[str]:
+        hooks = [hook_names] if isinstance(hook_names, str) else list(hook_names)
+        if not hooks:
+            raise ProbeError("hook_names is empty: name at least one hook point to probe.")
+        if len(set(hooks)) != len(hooks):
+            raise ProbeError(f"hook_names has duplicates: {hooks}.")
+        missing = [h for h in hooks if h not in store.hook_names]
+        if missing:
+            raise KeyError(f"hooks {missing} are not in the store; it holds {store.hook_names}.")
+        widths = {h: int(store.d(h)) for h in hooks}
+        if len(set(widths.values())) != 1:
+            raise ProbeError(
+                f"hooks have different widths {widths}: probes trained together must share d. "
+                "Fit one ValueProbe per width."
+            )
+        return hooks
+
+    @torch.no_grad()
+    def _fit_standardization(self, store, hooks: list[str], idx: np.ndarray) -> None:
+        p, d = len(hooks), self.d_in
+        if not self.cfg.standardize:
+            self.mean.zero_()
+            self.std.fill_(1.0)
+            return
+        s1 = torch.zeros(p, d, dtype=torch.float64)
+        s2 = torch.zeros(p, d, dtype=torch.float64)
+        count = 0
+        for batch in store.iter_batches(hooks, batch_states=max(self.cfg.batch_states, 8192), indices=idx):
+            for k, h in enumerate(hooks):
+                a = batch.acts[h]
+                if not torch.isfinite(a).all():
+                    raise ProbeError(f"hook {h!r}: activations contain NaN or inf (rollouts {batch.rollout.unique()[:5].tolist()}...).")
+                a = a.to(torch.float64)
+                s1[k] += a.sum(0)
+                s2[k] += (a * a).sum(0)
+            count += len(batch)
+        mean = s1 / count
+        var = (s2 / count - mean * mean).clamp_min(0.0)
+        std = var.sqrt()
+        # constant dimensions carry no information; leave them unscaled instead of dividing by ~0
+        std = torch.where(std > 1e-6 * std.amax(dim=1, keepdim=True).clamp_min(1e-12), std, torch.ones_like(std))
+        self.mean.copy_(mean.to(self.mean))
+        self.std.copy_(std.to(self.std))
+
+    def fit(
+        self,
+        store,
+        hook_names: Sequence[str] | str,
+        indices: Sequence[int] | None = None,
+        *,
+        keep_masks: Mapping[str, Bool[Tensor, " d"]] | None = None,
+        verbose: bool = True,
+    ) -> "ValueProbe":
+        """Train one probe per hook on rollouts ``indices`` (all by default), in one pass per epoch.
+
+        ``keep_masks`` fixes input masks during training (``{hook: bool[d]}``): a probe that only
+        ever sees the kept dimensions, i.e. retraining on a pruned input set.
+        """
+        hooks = self._resolve_hooks(store, hook_names)
+        idx = _resolve_indices(store, indices)
+        rewards = np.asarray(store.rewards)[idx]
+        _check_binary(rewards)
+        if np.unique(rewards).size < 2:
+            warnings.warn(f"all {idx.size} training rollouts have reward {rewards[0]}: the probe can only learn a constant.")
+        self._allocate(hooks, int(store.d(hooks[0])))
+        self._fit_standardization(store, hooks, idx)
+        if keep_masks:
+            for h, m in keep_masks.items():
+                self.set_input_mask(h, m)
+        dev = self.W1.device
+        opt = torch.optim.AdamW([self.W1, self.b1, self.W2, self.b2], lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        bce = nn.functional.binary_cross_entropy_with_logits
+        self.history = []
+        self.train()
+        for epoch in trange(self.cfg.epochs, disable=not verbose, desc=f"value probes ({len(hooks)} hooks)"):
+            losses, n_batches = torch.zeros(len(hooks)), 0
+            for batch in store.iter_batches(hooks, batch_states=self.cfg.batch_states, indices=idx,
+                                            shuffle_seed=self.cfg.seed + epoch):
+                check_batch_structure(batch.rollout, batch.is_last, batch.step)
+                x = torch.stack([batch.acts[h] for h in hooks]).to(dev, torch.float32)
+                if not torch.isfinite(x).all():
+                    raise ProbeError("activations contain NaN or inf in a training batch.")
+                x = self._standardize_(x, slice(None))
+                logits = self._logits_standardized(x, slice(None))
+                reward = batch.reward.to(dev)
+                if self.cfg.mode == "td":
+                    target = td_targets(torch.sigmoid(logits), reward, batch.is_last.to(dev), self.cfg.gamma, self.cfg.td_lambda)
+                else:
+                    target = monte_carlo_targets(logits, reward)
+                per_probe = bce(logits, target, reduction="none").mean(dim=1)
+                opt.zero_grad(set_to_none=True)
+                per_probe.sum().backward()
+                opt.step()
+                losses += per_probe.detach().cpu()
+                n_batches += 1
+            self.history.append((losses / max(n_batches, 1)).tolist())
+        self.eval()
+        return self
+
+    def fit_arrays(
+        self,
+        acts: Mapping[str, Sequence[Float[Tensor, "T d"] | np.ndarray]],
+        rewards: Sequence[float] | np.ndarray,
+        hook_names: Sequence[str] | str | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        indices: Sequence[int] | None = None,
+        verbose: bool = True,
+    ) -> "ValueProbe":
+        """:meth:`fit` on in-memory rollouts ``{hook: [states [T+1, d] of rollout i]}`` (checked)."""
+        data = ArrayRollouts(acts, rewards, ids)
+        return self.fit(data, data.hook_names if hook_names is None else hook_names, indices, verbose=verbose)
+
+    # ---- masks -------------------------------------------------------------------------------
+    def set_input_mask(self, hook: str, keep_mask: Bool[Tensor, " d"] | None) -> "ValueProbe":
+        """Keep only the ``True`` input dimensions of ``hook``'s probe (``None`` keeps all), in place."""
+        k = self.probe_index(hook)
+        if keep_mask is None:
+            self.input_mask[k] = 1.0
+            return self
+        keep_mask = torch.as_tensor(keep_mask).to(torch.bool).reshape(-1)
+        if keep_mask.numel() != self.d_in:
+            raise ProbeError(f"keep mask has {keep_mask.numel()} entries; hook {hook!r} has d={self.d_in}.")
+        self.input_mask[k] = keep_mask.to(self.input_mask)
+        return self
+
+    def masked(self, hook: str, keep_mask: Bool[Tensor, " d"] | None) -> "ValueProbe":
+        """A copy whose ``hook`` probe sees only the kept dimensions (pruning without retraining)."""
+        clone = ValueProbe(self.cfg)
+        clone.hook_names, clone.d_in, clone.history = list(self.hook_names), self.d_in, [list(h) for h in self.history]
+        for name in ("W1", "b1", "W2", "b2"):
+            setattr(clone, name, nn.Parameter(getattr(self, name).detach().clone()))
+        for name in ("mean", "std", "input_mask"):
+            clone.register_buffer(name, getattr(self, name).clone())
+        clone.eval()
+        return clone.set_input_mask(hook, keep_mask)
+
+    def input_weight_norms(self, hook: str, *, raw_units: bool = False) -> Float[Tensor, " d"]:
+        """L1 norm of each input dimension's ``W1`` column (``Σ_h |W1[d, h]|``), the pruning score.
+
+        Inputs are standardised, so the default score is in units of each dimension's std
+        (``|W1 column|₁ × 1``); ``raw_units=True`` divides by the std (the weight a raw activation
+        effectively gets). Masked dimensions keep their score; pruning decides what to mask.
+        """
+        k = self.probe_index(hook)
+        norms = self.W1[k].detach().abs().sum(dim=1)
+        if raw_units:
+            norms = norms / self.std[k]
+        return norms.cpu()
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def _hooks_or_all(self, hooks) -> list[str]:
+        self._check_fitted()
+        if hooks is None:
+            return list(self.hook_names)
+        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
+        for h in hooks:
+            self.probe_index(h)
+        return hooks
+
+    @torch.no_grad()
+    def initial_values(self, store, indices: Sequence[int] | None = None, hooks: Sequence[str] | str | None = None) -> Float[np.ndarray, "probe n"]:
+        """``V(s_0)`` of each rollout for each probe (rows in ``hooks`` order, default all probes)."""
+        hooks = self._hooks_or_all(hooks)
+        idx = _resolve_indices(store, indices)
+        out = np.zeros((len(hooks), idx.size), dtype=np.float64)
+        for j, h in enumerate(hooks):
+            out[j] = self.predict_value(store.initial_states(h, idx), hook=h).cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def value_traces(self, store, hook: str, indices: Sequence[int] | None = None) -> list[Float[np.ndarray, " T"]]:
+        """``V(s_0), .., V(s_T)`` of each rollout, from ``hook``'s probe."""
+        self.probe_index(hook)
+        idx = _resolve_indices(store, indices)
+        return [self.predict_value(store.get(int(i), hook), hook=hook).cpu().numpy() for i in idx]
+
+    def score(self, store, indices: Sequence[int] | None = None, hooks: Sequence[str] | str | None = None) -> dict[str, float]:
+        """Held-out AUC of ``V(s_0)`` against the reward, per hook (``roc_auc_score``)."""
+        hooks = self._hooks_or_all(hooks)
+        idx = _resolve_indices(store, indices)
+        values = self.initial_values(store, idx, hooks)
+        rewards = np.asarray(store.rewards)[idx]
+        return {h: binary_auc(rewards, values[j], what=f"V(s_0) of hook {h!r}") for j, h in enumerate(hooks)}
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``path/value_probe.safetensors`` (weights, stats, masks) and ``path/value_probe.json``."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {n: getattr(self, n).detach().cpu().contiguous() for n in ("W1", "b1", "W2", "b2", "mean", "std", "input_mask")}
+        with atomic_path(path / _WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "reward_circuits.ValueProbe", "version": str(PROBE_FORMAT_VERSION)})
+        atomic_write_json(path / _CONFIG_FILE, {
+            "format_version": PROBE_FORMAT_VERSION,
+            "config": asdict(self.cfg),
+            "hook_names": self.hook_names,
+            "d": self.d_in,
+            "history": self.history,
+        })
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> "ValueProbe":
+        path = Path(path)
+        if not (path / _CONFIG_FILE).exists() or not (path / _WEIGHTS_FILE).exists():
+            raise FileNotFoundError(f"no saved ValueProbe at {path} (expects {_CONFIG_FILE} and {_WEIGHTS_FILE}).")
+        meta = json.loads((path / _CONFIG_FILE).read_text())
+        if meta.get("format_version") != PROBE_FORMAT_VERSION:
+            raise ProbeError(f"{path}: probe format {meta.get('format_version')} not supported (expected {PROBE_FORMAT_VERSION}).")
+        cfg = ValueProbeConfig(**meta["config"])
+        if device is not None:
+            cfg = cfg.replace(device=device)
+        probe = cls(cfg)
+        tensors = load_file(str(path / _WEIGHTS_FILE), device=cfg.device)
+        probe.hook_names, probe.d_in, probe.history = list(meta["hook_names"]), int(meta["d"]), meta.get("history", [])
+        for name in ("W1", "b1", "W2", "b2"):
+            setattr(probe, name, nn.Parameter(tensors[name]))
+        for name in ("mean", "std", "input_mask"):
+            probe.register_buffer(name, tensors[name])
+        probe.eval()
+        return probe
