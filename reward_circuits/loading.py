@@ -63,9 +63,15 @@ def default_model_dir() -> Path:
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model.config.quantization_config = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    # The GGUF-loaded model carries a quantizer that refuses save_pretrained: copy the (already
+    # de-quantised, float32) weights into a plain model built from the same config.
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = model.generation_config
+    model = plain
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}.", dir=target.parent))
     try:
@@ -195,4 +201,18 @@ def hooked_transformer_from_hf(hf_model, tokenizer, device: str = "cpu"):
     model.to(device)
     model.eval()
     model.tokenizer.padding_side = "left"
+    use_linear_layout(model)
     return model
+
+
+def use_linear_layout(model) -> None:
+    """Store MLP and unembedding weights transposed in memory (values unchanged).
+
+    TransformerLens 3.9 calls ``W.T.contiguous()`` on these weights in every forward, which copies
+    them each time (the 49152×576 unembedding alone is 113 MB per decoding step). With this layout
+    ``W.T`` is already contiguous, ``.contiguous()`` returns it as is, and KV-cached generation
+    runs ~10× faster. Shapes, values and hook behaviour are unchanged.
+    """
+    for name, p in model.named_parameters():
+        if p.ndim == 2 and name.split(".")[-1] in ("W_gate", "W_in", "W_out", "W_U"):
+            p.data = p.data.T.contiguous().T

@@ -81,10 +81,12 @@ def planted_rollouts(
     random_reward: bool = False,
     signal_scale: float = 2.0,
     drift: float = 2.0,
+    value_dims: Sequence[int] | None = None,
 ) -> tuple[dict[str, list[torch.Tensor]], np.ndarray, PlantedInfo]:
     """In-memory planted rollouts: ``({hook: [states [T+1, d]]}, rewards, info)``.
 
-    The first hook carries the signal, the others are pure-noise controls.
+    The first hook carries the signal, the others are pure-noise controls. ``value_dims`` fixes
+    the planted dims (e.g. the same dims in two "datasets"); by default ``k`` are drawn.
     """
     hooks = list(hooks)
     if len(hooks) < 1:
@@ -95,7 +97,13 @@ def planted_rollouts(
     if not 0 <= lo <= hi:
         raise ValueError(f"T_range {T_range} must satisfy 0 <= lo <= hi.")
     rng = np.random.default_rng(seed)
-    value_dims = np.sort(rng.choice(d, size=k, replace=False))
+    drawn = np.sort(rng.choice(d, size=k, replace=False))
+    if value_dims is None:
+        value_dims = drawn
+    else:
+        value_dims = np.sort(np.asarray(list(value_dims), dtype=np.int64))
+        if value_dims.size != k or np.unique(value_dims).size != k or value_dims.min() < 0 or value_dims.max() >= d:
+            raise ValueError(f"value_dims must be {k} distinct dims in [0, {d}), got {value_dims.tolist()}.")
     hook_scale = {h: np.exp(rng.uniform(np.log(0.1), np.log(10.0), size=d)) for h in hooks}
     hook_offset = {h: rng.normal(0.0, 3.0, size=d) * hook_scale[h] for h in hooks}
     acts: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
@@ -142,10 +150,12 @@ def planted_value_store(
     random_reward: bool = False,
     signal_scale: float = 2.0,
     drift: float = 2.0,
+    value_dims: Sequence[int] | None = None,
     dtype: str = "float32",
 ) -> tuple[ActivationStore, PlantedInfo]:
     """Write planted rollouts (see module doc) as an activation store at ``path``."""
-    acts, rewards, info = planted_rollouts(n_rollouts, d, k, T_range, noise, seed, hooks, random_reward, signal_scale, drift)
+    acts, rewards, info = planted_rollouts(n_rollouts, d, k, T_range, noise, seed, hooks, random_reward, signal_scale,
+                                           drift, value_dims)
     store = write_store_from_arrays(path, acts, rewards.tolist(), model="planted", dtype=dtype,
                                     meta={"planted": {**info.params, "value_dims": info.value_dims}})
     return store, info

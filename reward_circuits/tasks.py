@@ -122,16 +122,42 @@ def _frac_part(s: str) -> str:
     return f"({s})"
 
 
+def _brace_group(text: str, i: int) -> tuple[str, int] | None:
+    """Parse a ``{...}`` group (balanced) or a single non-space character at ``text[i:]``.
+
+    Returns ``(content, index_after)`` or ``None``.
+    """
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    if i >= len(text):
+        return None
+    if text[i] != "{":
+        return (text[i], i + 1) if text[i] not in "}\\" else None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j], j + 1
+    return None
+
+
 def _latex_fracs_to_slash(text: str) -> str:
-    """Rewrite ``\\frac{a}{b}``, ``\\dfrac``, ``\\tfrac`` and ``\\frac34`` as ``a/b``."""
+    """Rewrite ``\\frac{a}{b}``, ``\\dfrac``, ``\\tfrac`` and ``\\frac34`` as ``a/b``.
+
+    Braces may nest (``\\frac{\\sqrt{3}}{2}`` -> ``\\sqrt{3}/2``); nested fractions are
+    rewritten innermost first. Composite parts are parenthesised (``(a+b)/2``).
+    """
     text = re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", text)
-    text = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\1/\2", text)
-    pattern = re.compile(r"\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
-    for _ in range(10):  # nested fractions: innermost first
-        new = pattern.sub(lambda m: f"{_frac_part(m.group(1))}/{_frac_part(m.group(2))}", text)
-        if new == text:
-            break
-        text = new
+    starts = [m.start() for m in re.finditer(r"\\frac(?![A-Za-z])", text)]
+    for start in reversed(starts):  # a nested \frac always starts after its parent
+        num = _brace_group(text, start + len("\\frac"))
+        den = _brace_group(text, num[1]) if num else None
+        if num is None or den is None:
+            continue
+        text = text[:start] + f"{_frac_part(num[0])}/{_frac_part(den[0])}" + text[den[1] :]
     return text
 
 

@@ -1,0 +1,130 @@
+"""Surface baselines: how much of V(s_0)'s AUC could a reader of the prompt's surface get?
+
+(a) The same :class:`~reward_circuits.probes.ValueProbe` on ``hook_embed`` - the token embeddings
+    before any layer. It is just another hook of the store (:func:`embed_hook`). Note that at
+    ``s_0`` it only sees the embedding of the prompt's *last* token, which is often the same
+    chat-template token for every prompt, so this baseline is usually at chance; the stronger
+    surface baseline is (b).
+(b) :func:`bag_of_tokens_auc`: L2-regularised logistic regression on the prompt's token counts
+    (scipy sparse), with the inverse regularisation ``C`` chosen by stratified cross-validation
+    (AUC) on the training split only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from .probes import ValueProbe, ValueProbeConfig, binary_auc
+
+EMBED_HOOK = "hook_embed"
+
+
+def embed_hook(store) -> str:
+    """The surface hook: ``"hook_embed"`` is simply another hook point of the store.
+
+    Train the usual probe on it (``ValueProbe(cfg).fit(store, embed_hook(store), train)``), or use
+    :func:`embed_probe_auc`. Raises if the store was built without it.
+    """
+    if EMBED_HOOK not in store.hook_names:
+        raise KeyError(
+            f"the store has no {EMBED_HOOK!r} (it holds {store.hook_names}); rebuild it with "
+            f"{EMBED_HOOK!r} among the hook points to get the embedding baseline."
+        )
+    return EMBED_HOOK
+
+
+def embed_probe_auc(store, train_indices: Sequence[int], test_indices: Sequence[int],
+                    cfg: ValueProbeConfig | None = None, verbose: bool = False) -> float:
+    """Held-out AUC of V(s_0) from a value probe on ``hook_embed`` (same training as every layer)."""
+    hook = embed_hook(store)
+    probe = ValueProbe(cfg or ValueProbeConfig()).fit(store, hook, train_indices, verbose=verbose)
+    return probe.score(store, test_indices)[hook]
+
+
+def token_count_matrix(prompt_token_ids: Sequence[Sequence[int]], vocab_size: int) -> sp.csr_matrix:
+    """``[n_prompts, vocab_size]`` sparse matrix of token counts (checks ids are in range)."""
+    rows, cols = [], []
+    for i, toks in enumerate(prompt_token_ids):
+        t = np.asarray(list(toks), dtype=np.int64)
+        if t.size and (t.min() < 0 or t.max() >= vocab_size):
+            bad = t[(t < 0) | (t >= vocab_size)][:5].tolist()
+            raise ValueError(f"prompt #{i}: token ids {bad} outside [0, vocab_size={vocab_size}).")
+        rows.append(np.full(t.size, i))
+        cols.append(t)
+    rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    cols = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    m = sp.csr_matrix((np.ones(rows.size, dtype=np.float64), (rows, cols)), shape=(len(prompt_token_ids), vocab_size))
+    m.sum_duplicates()
+    return m
+
+
+@dataclass
+class BagOfTokensResult:
+    auc: float  # held-out AUC
+    C: float  # chosen inverse regularisation
+    cv_auc: dict[float, float]  # mean CV AUC per C on the training split (empty if CV impossible)
+
+
+def bag_of_tokens_baseline(
+    prompt_token_ids: Sequence[Sequence[int]],
+    rewards: Sequence[float] | np.ndarray,
+    train_idx: Sequence[int],
+    test_idx: Sequence[int],
+    vocab_size: int,
+    seed: int = 0,
+    Cs: Sequence[float] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0),
+    n_folds: int = 5,
+) -> BagOfTokensResult:
+    """Logistic regression on token counts; ``C`` by stratified k-fold AUC on the train split."""
+    rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    if len(prompt_token_ids) != rewards.size:
+        raise ValueError(f"{len(prompt_token_ids)} prompts but {rewards.size} rewards: give one prompt per rollout.")
+    if not np.isin(rewards, (0.0, 1.0)).all():
+        raise ValueError("rewards must be binary (0 or 1).")
+    train, test = np.asarray(train_idx, dtype=np.int64), np.asarray(test_idx, dtype=np.int64)
+    if np.intersect1d(train, test).size:
+        raise ValueError("train and test indices overlap.")
+    X = token_count_matrix(prompt_token_ids, vocab_size)
+    # log(1 + count): long prompts with repeated tokens do not dominate; still sparse
+    X.data = np.log1p(X.data)
+    y_train = rewards[train]
+    if np.unique(y_train).size < 2:
+        raise ValueError("the training split has a single reward class: cannot fit a classifier.")
+
+    def make(C: float) -> LogisticRegression:
+        return LogisticRegression(C=C, solver="liblinear", max_iter=1000, random_state=seed)
+
+    folds = min(n_folds, int(np.bincount(y_train.astype(int)).min()))
+    cv_auc: dict[float, float] = {}
+    if folds >= 2:
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for C in Cs:
+            scores = []
+            for fit_i, val_i in skf.split(np.zeros(train.size), y_train):
+                clf = make(C).fit(X[train[fit_i]], y_train[fit_i])
+                scores.append(binary_auc(y_train[val_i], clf.decision_function(X[train[val_i]]), what="bag-of-tokens CV score"))
+            cv_auc[float(C)] = float(np.mean(scores))
+        best_C = max(cv_auc, key=lambda c: (cv_auc[c], -c))  # ties: the stronger regularisation
+    else:
+        best_C = 1.0
+    clf = make(best_C).fit(X[train], y_train)
+    auc = binary_auc(rewards[test], clf.decision_function(X[test]), what="bag-of-tokens score")
+    return BagOfTokensResult(auc=auc, C=best_C, cv_auc=cv_auc)
+
+
+def bag_of_tokens_auc(
+    prompt_token_ids: list[list[int]],
+    rewards: Sequence[float] | np.ndarray,
+    train_idx: Sequence[int],
+    test_idx: Sequence[int],
+    vocab_size: int,
+    seed: int = 0,
+) -> float:
+    """Held-out AUC of a bag-of-tokens logistic regression on the prompts (see :func:`bag_of_tokens_baseline`)."""
+    return bag_of_tokens_baseline(prompt_token_ids, rewards, train_idx, test_idx, vocab_size, seed).auc

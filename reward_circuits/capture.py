@@ -1,0 +1,80 @@
+"""Build the activation store from rollouts: one teacher-forced forward per batch, nothing more.
+
+Only the requested hook points are captured (``adapter.capture``: TransformerLens hooks that keep
+just those activations and stop after the last needed layer; nnsight ``.save()`` of those modules
+and ``tracer.stop()``), and only the state positions of each rollout are written, so padding never
+reaches the store.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .model import ModelAdapter
+from .rollouts import Rollout
+from .store import ActivationStore, ActivationStoreWriter, StoreError
+
+
+def state_positions(prompt_len: int, response_len: int, positions: Literal["response", "all"] = "response") -> tuple[int, int, int]:
+    """(first position, end position, index of s_0 among the kept states) in the unpadded sequence.
+
+    ``response``: s_0 = the prompt's last token, then one state per response token.
+    """
+    if prompt_len < 1:
+        raise StoreError("a rollout has an empty prompt: s_0 is the prompt's last token, so a prompt is needed.")
+    if positions == "response":
+        return prompt_len - 1, prompt_len + response_len, 0
+    if positions == "all":
+        return 0, prompt_len + response_len, prompt_len - 1
+    raise StoreError(f"positions must be 'response' or 'all', got {positions!r}.")
+
+
+def build_store(
+    adapter: ModelAdapter,
+    rollouts: Sequence[Rollout],
+    hook_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    batch_size: int = 16,
+    positions: Literal["response", "all"] = "response",
+    dtype: str = "float16",
+    meta: dict | None = None,
+    progress: bool = True,
+) -> ActivationStore:
+    """Capture ``hook_names`` for every rollout (teacher-forced prompt+response) into a store.
+
+    Resumes: rollouts whose ids the store at ``path`` already holds are skipped. Batches are
+    length-sorted to keep padding small; each batch becomes one shard.
+    """
+    hook_names = adapter.validate_hooks(hook_names)
+    if not rollouts:
+        raise StoreError("no rollouts to store: generate some first.")
+    writer = ActivationStoreWriter(path, hook_names, model=adapter.name, dtype=dtype, positions=positions,
+                                   meta={**(meta or {}), "backend": adapter.backend})
+    todo = [r for r in rollouts if not writer.has(r.id)]
+    # stable length sort: similar lengths share a batch; shard order stays deterministic
+    todo.sort(key=lambda r: len(r.prompt_ids) + len(r.response_ids))
+    bar = tqdm(range(0, len(todo), batch_size), desc="store", disable=not progress, leave=False)
+    for start in bar:
+        chunk = todo[start : start + batch_size]
+        seqs = [list(r.prompt_ids) + list(r.response_ids) for r in chunk]
+        batch = adapter.pad(seqs, "left")
+        acts = adapter.capture(batch, hook_names)
+        width = batch.input_ids.shape[1]
+        per_hook: dict[str, list[torch.Tensor]] = {h: [] for h in hook_names}
+        s0 = []
+        for i, r in enumerate(chunk):
+            a, b, s0_idx = state_positions(len(r.prompt_ids), len(r.response_ids), positions)
+            pad = width - len(seqs[i])
+            for h in hook_names:
+                per_hook[h].append(acts[h][i, pad + a : pad + b].float().cpu())
+            s0.append(s0_idx)
+        writer.write(
+            [r.id for r in chunk], [r.reward for r in chunk], per_hook, s0,
+            metas=[{"task": r.task, "prompt_len": len(r.prompt_ids), "response_len": len(r.response_ids)} for r in chunk],
+        )
+    return writer.close()

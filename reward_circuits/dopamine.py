@@ -1,0 +1,865 @@
+"""Dopamine neurons: hidden dimensions whose activation tracks the reward-prediction (TD) error.
+
+Reproduces §4 of "Sparse Reward Subsystem in LLMs" (arXiv 2602.00986) and adds the quantitative,
+held-out test the paper leaves open ("we demonstrate dopamine neurons primarily through case
+studies").
+
+Conventions (used by every function here)
+-----------------------------------------
+A rollout has states ``s_0 .. s_T`` (``s_0`` = the prompt's last token, ``s_t`` = the t-th
+generated token; see :mod:`reward_circuits.store`) and one binary reward ``r`` that arrives after
+the last state. ``V(s_t)`` is a value estimate, e.g. a TD(0) value probe, whose training target
+is ``r`` at ``s_T`` and ``γ·V(s_{t+1})`` at ``s_t`` (t < T). The matching TD errors are::
+
+    δ_t = γ·V(s_{t+1}) − V(s_t)      for t = 0 .. T−1   (no reward inside the rollout)
+    δ_T = r − V(s_T)                                    (terminal: the episode ends after s_T)
+
+so that ``Σ_t γ^t δ_t = γ^T r − V(s_0)`` (telescoping). ``align="source"`` returns exactly
+``[δ_0 .. δ_T]``, indexed by the state the transition *leaves*.
+
+Dopamine neurons respond when the surprising token *arrives*, so for the neuron analysis the
+error of the transition ``s_{t} → s_{t+1}`` is attributed to ``s_{t+1}``. ``align="arrival"``
+(the default everywhere in this module) returns a vector ``a`` aligned with ``s_0 .. s_T``::
+
+    a[0]   = NaN                      (no transition arrives at s_0)
+    a[t]   = γ·V(s_t) − V(s_{t−1})    for t = 1 .. T
+
+The terminal error ``r − V(s_T)`` is *not* in the arrival-aligned vector: the reward is revealed
+outside the model's forward pass, so no stored state can observe it (it is still available with
+``align="source"``, and for a well-trained probe it is small because ``V(s_T)`` is fit to ``r``).
+Every metric below skips NaN entries, i.e. it uses the T states s_1..s_T of each rollout.
+
+A "TD trace lookup" argument (``td_traces``, ``value_traces``) is anything ``x`` with ``x[i]``
+giving the trace of *store* rollout ``i`` (a list over the whole store, or a dict
+``{store_index: trace}``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Iterator, Literal, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .neurons import NeuronSet
+from .store import ActivationStore
+
+TraceLookup = Mapping[int, np.ndarray] | Sequence[np.ndarray]
+Alignment = Literal["arrival", "source"]
+PermutationScheme = Literal["within_rollout", "circular_shift"]
+
+
+# ---------------------------------------------------------------------------------------------
+# TD errors
+# ---------------------------------------------------------------------------------------------
+def td_errors(
+    values: Float[np.ndarray, " T_plus_1"],
+    reward: float,
+    gamma: float,
+    *,
+    align: Alignment = "arrival",
+) -> Float[np.ndarray, " T_plus_1"]:
+    """TD errors of one rollout from its value trace ``V(s_0) .. V(s_T)`` (length T+1).
+
+    ``align="arrival"`` (default): ``[NaN, γV(s_1)−V(s_0), .., γV(s_T)−V(s_{T−1})]``, aligned with
+    the states s_0..s_T at which each surprise is observed; the terminal error is dropped.
+    ``align="source"``: ``[δ_0 .. δ_T]`` with ``δ_t = γV(s_{t+1})−V(s_t)`` and the terminal
+    ``δ_T = r − V(s_T)``. See the module docstring.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size == 0:
+        raise ValueError("values is empty: a rollout has at least the state s_0.")
+    if not np.isfinite(v).all():
+        raise ValueError("values contain NaN or inf; check the value probe's output.")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma}.")
+    source = np.empty_like(v)
+    source[:-1] = gamma * v[1:] - v[:-1]
+    source[-1] = float(reward) - v[-1]
+    if align == "source":
+        return source
+    if align == "arrival":
+        arrival = np.full_like(v, np.nan)
+        arrival[1:] = source[:-1]
+        return arrival
+    raise ValueError(f"align must be 'arrival' or 'source', got {align!r}.")
+
+
+def td_error_traces(
+    value_traces: Sequence[Float[np.ndarray, " T_plus_1"]],
+    rewards: Sequence[float],
+    gamma: float,
+    *,
+    align: Alignment = "arrival",
+) -> list[Float[np.ndarray, " T_plus_1"]]:
+    """:func:`td_errors` for many rollouts (``value_traces[j]`` earned ``rewards[j]``)."""
+    if len(value_traces) != len(rewards):
+        raise ValueError(f"{len(value_traces)} value traces but {len(rewards)} rewards: give one reward per trace.")
+    return [td_errors(v, r, gamma, align=align) for v, r in zip(value_traces, rewards)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Surprise sets and events
+# ---------------------------------------------------------------------------------------------
+class SurpriseSets(NamedTuple):
+    """Rollouts whose outcome contradicted the initial value estimate.
+
+    ``positive``/``negative`` are positions into the arrays given to :func:`surprise_sets`.
+    """
+
+    positive: Int[np.ndarray, " n_pos"]  # V(s_0) <= low_threshold and reward 1
+    negative: Int[np.ndarray, " n_neg"]  # V(s_0) >= high_threshold and reward 0
+    low_threshold: float
+    high_threshold: float
+
+
+def surprise_sets(
+    initial_values: Float[np.ndarray, " n"],
+    rewards: Float[np.ndarray, " n"],
+    low_q: float = 0.3,
+    high_q: float = 0.7,
+    *,
+    low_threshold: float | None = None,
+    high_threshold: float | None = None,
+) -> SurpriseSets:
+    """Positive surprise: ``V(s_0) <= quantile(low_q)`` but reward 1; negative surprise:
+    ``V(s_0) >= quantile(high_q)`` but reward 0.
+
+    Quantiles are taken over ``initial_values``; pass ``low_threshold``/``high_threshold`` to use
+    fixed values instead (e.g. the thresholds of a ranking split, reused on a held-out split).
+    """
+    v0 = np.asarray(initial_values, dtype=np.float64).reshape(-1)
+    r = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    if v0.shape != r.shape:
+        raise ValueError(f"{v0.size} initial values but {r.size} rewards.")
+    if not (0.0 <= low_q <= 1.0 and 0.0 <= high_q <= 1.0):
+        raise ValueError(f"low_q={low_q}, high_q={high_q}: quantiles must lie in [0, 1].")
+    if v0.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return SurpriseSets(empty, empty.copy(), math.nan, math.nan)
+    lo = float(np.quantile(v0, low_q)) if low_threshold is None else float(low_threshold)
+    hi = float(np.quantile(v0, high_q)) if high_threshold is None else float(high_threshold)
+    positive = np.flatnonzero((v0 <= lo) & (r == 1.0))
+    negative = np.flatnonzero((v0 >= hi) & (r == 0.0))
+    return SurpriseSets(positive.astype(np.int64), negative.astype(np.int64), lo, hi)
+
+
+def event_positions(
+    td_traces: TraceLookup,
+    idx: Sequence[int],
+    k: int = 1,
+    sign: int = +1,
+) -> list[Int[np.ndarray, " k"]]:
+    """Per rollout ``i`` in ``idx``: the state positions of its ``k`` largest TD errors of the given
+    sign (``sign=+1``: most positive δ, ``sign=-1``: most negative δ), strongest first.
+
+    Positions index the (arrival-aligned) trace, i.e. the states s_0..s_T. Only errors that really
+    have that sign count, so a rollout may yield fewer than ``k`` positions (or none).
+    """
+    if sign not in (1, -1):
+        raise ValueError(f"sign must be +1 or -1, got {sign}.")
+    out = []
+    for i in idx:
+        signed = sign * np.asarray(td_traces[int(i)], dtype=np.float64)
+        candidates = np.flatnonzero(np.isfinite(signed) & (signed > 0))
+        order = candidates[np.argsort(-signed[candidates], kind="stable")]
+        out.append(order[:k].astype(np.int64))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading whole rollouts
+# ---------------------------------------------------------------------------------------------
+def _iter_rollout_acts(
+    store: ActivationStore,
+    hook: str,
+    indices: Sequence[int],
+    *,
+    batch_states: int = 8192,
+    desc: str = "rollouts",
+) -> Iterator[tuple[int, Float[np.ndarray, "T_plus_1 d"]]]:
+    """Yield ``(store_index, activations of s_0..s_T as float32 [T+1, d])`` for each rollout."""
+    indices = sorted({int(i) for i in indices})
+    if not indices:
+        return
+    bar = tqdm(total=len(indices), desc=desc, leave=False, mininterval=2.0)
+    try:
+        for batch in store.iter_batches(hook, batch_states=batch_states, indices=indices):
+            acts = batch.acts[hook].numpy()
+            rollout_ids, counts = torch.unique_consecutive(batch.rollout, return_counts=True)
+            start = 0
+            for rollout_id, count in zip(rollout_ids.tolist(), counts.tolist()):
+                yield int(rollout_id), acts[start : start + count]
+                start += count
+            bar.update(len(rollout_ids))
+    finally:
+        bar.close()
+
+
+def _check_trace_length(trace: np.ndarray, n_states: int, i: int, what: str) -> None:
+    if len(trace) != n_states:
+        raise ValueError(
+            f"rollout {i}: its {what} trace has {len(trace)} entries but the store holds {n_states} "
+            "states s_0..s_T; traces must cover exactly s_0..s_T (use store.get(i, hook) lengths)."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's ranking
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DopamineScoreDetails:
+    """Everything :func:`dopamine_scores` computes (``scores`` is its return value)."""
+
+    scores: Float[Tensor, " d"]  # median z-peak at positive events − median z-trough at negative events
+    mean: Float[np.ndarray, " d"]  # per-dimension normalisation (over all states of normalised_over)
+    std: Float[np.ndarray, " d"]
+    median_positive_peak_z: Float[np.ndarray, " d"]
+    median_negative_trough_z: Float[np.ndarray, " d"]
+    positive_used: list[int]  # positive-surprise rollouts that had a positive TD error
+    negative_used: list[int]
+    positive_event: dict[int, int]  # rollout -> state position of its positive event
+    negative_event: dict[int, int]
+    normalised_over: list[int]
+    window: int
+
+
+def dopamine_score_details(
+    store: ActivationStore,
+    hook: str,
+    td_traces: TraceLookup,
+    pos_idx: Sequence[int],
+    neg_idx: Sequence[int],
+    window: int = 2,
+    *,
+    normalise_over: Sequence[int] | None = None,
+    batch_states: int = 8192,
+) -> DopamineScoreDetails:
+    """The paper's dopamine-neuron ranking, with its intermediate quantities. See :func:`dopamine_scores`."""
+    if window < 0:
+        raise ValueError(f"window must be >= 0, got {window}.")
+    pos_idx = [int(i) for i in pos_idx]
+    neg_idx = [int(i) for i in neg_idx]
+    positive_event = {i: int(p[0]) for i, p in zip(pos_idx, event_positions(td_traces, pos_idx, 1, +1)) if len(p)}
+    negative_event = {i: int(p[0]) for i, p in zip(neg_idx, event_positions(td_traces, neg_idx, 1, -1)) if len(p)}
+    if not positive_event or not negative_event:
+        raise ValueError(
+            f"need at least one positive-surprise rollout with a positive TD error and one negative-surprise "
+            f"rollout with a negative TD error; got {len(positive_event)} of {len(pos_idx)} and "
+            f"{len(negative_event)} of {len(neg_idx)}."
+        )
+    norm_idx = sorted(set(pos_idx) | set(neg_idx)) if normalise_over is None else sorted({int(i) for i in normalise_over})
+    norm_set = set(norm_idx)
+    d = store.d(hook)
+    # Chan et al. parallel mean/variance, merged rollout by rollout (float64, no cancellation).
+    count, mean, m2 = 0, np.zeros(d), np.zeros(d)
+    peaks: dict[int, np.ndarray] = {}
+    troughs: dict[int, np.ndarray] = {}
+    read = set(norm_idx) | set(positive_event) | set(negative_event)
+    for i, acts in _iter_rollout_acts(store, hook, read, batch_states=batch_states, desc="dopamine ranking"):
+        n_states = acts.shape[0]
+        if i in norm_set:
+            x = acts.astype(np.float64)
+            n_b, mean_b = n_states, x.mean(0)
+            m2_b = ((x - mean_b) ** 2).sum(0)
+            delta = mean_b - mean
+            total = count + n_b
+            mean = mean + delta * n_b / total
+            m2 = m2 + m2_b + delta**2 * count * n_b / total
+            count = total
+        for events, out, reduce in ((positive_event, peaks, np.max), (negative_event, troughs, np.min)):
+            if i in events:
+                _check_trace_length(np.asarray(td_traces[i]), n_states, i, "TD-error")
+                p = events[i]
+                lo, hi = max(0, p - window), min(n_states, p + window + 1)
+                out[i] = reduce(acts[lo:hi].astype(np.float64), axis=0)
+    std = np.sqrt(m2 / max(count, 1))
+    safe_std = np.where(std > 0, std, np.nan)
+    # z = (x - mean) / std is monotone in x, so the z-scored window peak is the z-score of the raw peak.
+    peak_z = (np.stack([peaks[i] for i in sorted(peaks)]) - mean) / safe_std
+    trough_z = (np.stack([troughs[i] for i in sorted(troughs)]) - mean) / safe_std
+    median_peak = np.median(peak_z, axis=0)
+    median_trough = np.median(trough_z, axis=0)
+    scores = torch.from_numpy(median_peak - median_trough)
+    return DopamineScoreDetails(
+        scores=scores, mean=mean, std=std,
+        median_positive_peak_z=median_peak, median_negative_trough_z=median_trough,
+        positive_used=sorted(peaks), negative_used=sorted(troughs),
+        positive_event=positive_event, negative_event=negative_event,
+        normalised_over=norm_idx, window=window,
+    )
+
+
+def dopamine_scores(
+    store: ActivationStore,
+    hook: str,
+    td_traces: TraceLookup,
+    pos_idx: Sequence[int],
+    neg_idx: Sequence[int],
+    window: int = 2,
+    *,
+    normalise_over: Sequence[int] | None = None,
+    batch_states: int = 8192,
+) -> Float[Tensor, " d"]:
+    """Rank dimensions of ``hook`` as dopamine neurons (the paper's case-study criterion, made exact).
+
+    For each dimension: ``median over positive-surprise rollouts of max_{window} z(act)`` minus
+    ``median over negative-surprise rollouts of min_{window} z(act)``, where the window is the states
+    ``[p − window, p + window]`` (clipped to s_0..s_T) around the rollout's event ``p``: the position of
+    its largest positive (resp. most negative) arrival-aligned TD error. Rollouts without an error of
+    the right sign are skipped.
+
+    ``z`` normalises each dimension by its mean and (population) std over *all* states s_0..s_T of
+    the rollouts ``normalise_over`` (default: ``pos_idx ∪ neg_idx``). The mean cancels in the
+    difference, so the score is ``(median peak − median trough) / std``: scale-free across dims.
+    Dimensions with zero variance get NaN. High score = fires at positive surprise and dips at
+    negative surprise (an anti-tracking dimension gets a large *negative* score).
+
+    Note: the window statistic of a pure-noise dimension is positive (max − min of 2·window+1 noise
+    samples), and a value-tracking dimension also scores above noise (V is high after a positive
+    event, low after a negative one); :func:`dopamine_metrics` separates δ-tracking from V-tracking.
+    """
+    return dopamine_score_details(store, hook, td_traces, pos_idx, neg_idx, window,
+                                  normalise_over=normalise_over, batch_states=batch_states).scores
+
+
+def _layer_of(hook: str) -> int | None:
+    m = re.search(r"blocks\.(\d+)\.", hook)
+    return int(m.group(1)) if m else None
+
+
+def dopamine_neurons(
+    scores: Float[Tensor, " d"],
+    hook: str,
+    d: int,
+    k: int,
+    provenance: dict | None = None,
+) -> NeuronSet:
+    """The ``k`` highest-scoring dimensions (NaN scores never chosen) as a ``kind="dopamine"`` set."""
+    s = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
+    if s.numel() != d:
+        raise ValueError(f"{s.numel()} scores for a hook of width {d}.")
+    finite = torch.isfinite(s)
+    k = int(min(k, int(finite.sum())))
+    ranked = torch.where(finite, s, torch.tensor(-math.inf, dtype=s.dtype))
+    order = torch.argsort(ranked, descending=True, stable=True)[:k]
+    return NeuronSet(hook, order.tolist(), d, s[order].tolist(), kind="dopamine", layer=_layer_of(hook),
+                     provenance=dict(provenance or {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantitative held-out metrics (beyond the paper)
+# ---------------------------------------------------------------------------------------------
+def _nan_to_none(x):
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _nan_to_none(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _finite_mean(values: Sequence[float] | np.ndarray) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+def pearson_columns(x: Float[np.ndarray, "n m"], y: Float[np.ndarray, " n"]) -> Float[np.ndarray, " m"]:
+    """Pearson correlation of every column of ``x`` with ``y`` (NaN for a constant column)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    xc = x - x.mean(0)
+    yc = y - y.mean()
+    denom = np.sqrt((xc**2).sum(0) * (yc**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (xc * yc[:, None]).sum(0) / denom
+    return np.where(denom > 0, r, np.nan)
+
+
+def partial_pearson_columns(x: Float[np.ndarray, "n m"], y: Float[np.ndarray, " n"],
+                            control: Float[np.ndarray, " n"]) -> Float[np.ndarray, " m"]:
+    """Partial correlation of every column of ``x`` with ``y`` given ``control`` (both residualised
+    on ``[1, control]`` by least squares). With ``control = V(s_t)`` this separates δ-tracking from
+    V-tracking: since ``δ(s_t) = γV(s_t) − V(s_(t−1))`` contains ``V(s_t)``, a pure value dimension
+    has a non-zero raw correlation with δ but a partial correlation near 0."""
+    x = np.asarray(x, dtype=np.float64)
+    basis = np.c_[np.ones(len(control)), np.asarray(control, dtype=np.float64)]
+    coef_x, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    coef_y, *_ = np.linalg.lstsq(basis, np.asarray(y, dtype=np.float64), rcond=None)
+    return pearson_columns(x - basis @ coef_x, y - basis @ coef_y)
+
+
+def spearman_columns(x: Float[np.ndarray, "n m"], y: Float[np.ndarray, " n"]) -> Float[np.ndarray, " m"]:
+    """Spearman correlation of every column of ``x`` with ``y`` (average ranks for ties; equals
+    ``scipy.stats.spearmanr`` column by column)."""
+    return pearson_columns(stats.rankdata(x, axis=0), stats.rankdata(y))
+
+
+@dataclass
+class GroupMetrics:
+    """Held-out metrics of one set of dimensions (per dimension, and their means)."""
+
+    hook: str
+    dims: list[int]
+    pearson_td: list[float]  # per-token Pearson(act(s_t), arrival-aligned δ at s_t), s_1..s_T
+    spearman_td: list[float]
+    pearson_value: list[float]  # per-token Pearson(act(s_t), V(s_t)), s_0..s_T
+    partial_td_given_value: list[float]  # Pearson(act, δ) after regressing V(s_t) out of both, s_1..s_T
+    auc_surprise: list[float]  # AUC of act at positive- vs negative-surprise event tokens
+    mean_pearson_td: float = math.nan
+    mean_abs_pearson_td: float = math.nan
+    mean_spearman_td: float = math.nan
+    mean_pearson_value: float = math.nan
+    mean_abs_pearson_value: float = math.nan
+    mean_partial_td_given_value: float = math.nan
+    mean_auc_surprise: float = math.nan
+
+    def __post_init__(self):
+        self.mean_pearson_td = _finite_mean(self.pearson_td)
+        self.mean_abs_pearson_td = _finite_mean(np.abs(self.pearson_td))
+        self.mean_spearman_td = _finite_mean(self.spearman_td)
+        self.mean_pearson_value = _finite_mean(self.pearson_value)
+        self.mean_abs_pearson_value = _finite_mean(np.abs(self.pearson_value))
+        self.mean_partial_td_given_value = _finite_mean(self.partial_td_given_value)
+        self.mean_auc_surprise = _finite_mean(self.auc_surprise)
+
+
+@dataclass
+class RandomBaseline:
+    """Means over ``n_draws`` random sets of ``set_size`` non-candidate dims (mean and std across draws).
+
+    Pearson statistics draw from all non-candidate dims of the hook; Spearman and AUC draw from a
+    seeded pool of ``pool_size`` of them (``pool_*`` hold that pool's per-dimension values).
+    """
+
+    n_draws: int
+    set_size: int
+    seed: int
+    mean_pearson_td: float
+    std_pearson_td: float
+    mean_abs_pearson_td: float
+    std_abs_pearson_td: float
+    mean_spearman_td: float
+    std_spearman_td: float
+    mean_pearson_value: float
+    std_pearson_value: float
+    mean_partial_td_given_value: float
+    std_partial_td_given_value: float
+    mean_auc_surprise: float
+    std_auc_surprise: float
+    pool_size: int
+    pool_dims: list[int]
+    pool_pearson_td: list[float]
+    pool_pearson_value: list[float]
+    pool_partial_td_given_value: list[float]
+    pool_auc_surprise: list[float]
+
+
+@dataclass
+class PermutationResult:
+    """Permutation test of ``statistic`` (observed on the held-out tokens) against shuffled δ."""
+
+    statistic: str
+    observed: float
+    p_value: float
+    n_permutations: int
+    scheme: str
+    seed: int
+    null_mean: float
+    null_std: float
+    null_q95: float
+    null_q99: float
+
+
+@dataclass
+class DopamineMetrics:
+    """Held-out, quantitative evidence that some dims track the TD error (JSON via :meth:`to_dict`)."""
+
+    hook: str
+    n_test_rollouts: int
+    n_test_tokens: int  # states with an arrival-aligned TD error (s_1..s_T of each rollout)
+    n_test_states: int  # all states s_0..s_T (used for the correlation with V)
+    n_positive_events: int  # held-out positive-surprise event tokens (AUC positives)
+    n_negative_events: int
+    candidates: GroupMetrics
+    random: RandomBaseline
+    value_neurons: GroupMetrics | None
+    permutation: PermutationResult | None
+    candidate_rank_by_test_pearson: list[int]  # 1 = highest held-out Pearson with δ among all d dims
+    top_dims_by_test_pearson: list[int]
+    candidates_z_vs_random: float  # (candidates' mean Pearson − random mean) / random std
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (NaN and inf become None)."""
+        return _nan_to_none(asdict(self))
+
+
+@dataclass
+class _HeldOutScan:
+    """Held-out states of one hook, rollout by rollout (rows of each rollout contiguous)."""
+
+    dims: list[int]
+    acts: Float[np.ndarray, "n_states m"]  # the gathered columns, float32
+    td: Float[np.ndarray, " n_states"]  # arrival-aligned δ (NaN at s_0)
+    value: Float[np.ndarray, " n_states"]
+    rollout: Int[np.ndarray, " n_states"]
+    step: Int[np.ndarray, " n_states"]
+    row_of_s0: dict[int, int]
+    pearson_td_all: Float[np.ndarray, " d"] | None
+    pearson_value_all: Float[np.ndarray, " d"] | None
+
+
+def _scan_heldout(
+    store: ActivationStore,
+    hook: str,
+    dims: Sequence[int],
+    test_idx: Sequence[int],
+    td_traces: TraceLookup,
+    value_traces: TraceLookup,
+    *,
+    all_dim_stats: bool,
+    batch_states: int,
+) -> _HeldOutScan:
+    d = store.d(hook)
+    dims = [int(j) for j in dims]
+    cols, tds, vals, rolls, steps = [], [], [], [], []
+    row_of_s0: dict[int, int] = {}
+    n_rows = 0
+    # Streaming sums for Pearson over all d dims: δ-correlation on valid tokens, V-correlation on all states.
+    s_td = {"n": 0, "x": np.zeros(d), "xx": np.zeros(d), "xy": np.zeros(d), "y": 0.0, "yy": 0.0}
+    s_v = {"n": 0, "x": np.zeros(d), "xx": np.zeros(d), "xy": np.zeros(d), "y": 0.0, "yy": 0.0}
+    for i, acts in _iter_rollout_acts(store, hook, test_idx, batch_states=batch_states, desc=f"held-out {hook}"):
+        n_states = acts.shape[0]
+        td = np.asarray(td_traces[i], dtype=np.float64)
+        v = np.asarray(value_traces[i], dtype=np.float64)
+        _check_trace_length(td, n_states, i, "TD-error")
+        _check_trace_length(v, n_states, i, "value")
+        row_of_s0[i] = n_rows
+        n_rows += n_states
+        cols.append(acts[:, dims])
+        tds.append(td)
+        vals.append(v)
+        rolls.append(np.full(n_states, i, dtype=np.int64))
+        steps.append(np.arange(n_states, dtype=np.int64))
+        if all_dim_stats:
+            x = acts.astype(np.float64)
+            ok = np.isfinite(td)
+            for acc, xs, ys in ((s_td, x[ok], td[ok]), (s_v, x, v)):
+                acc["n"] += len(ys)
+                acc["x"] += xs.sum(0)
+                acc["xx"] += (xs**2).sum(0)
+                acc["xy"] += xs.T @ ys
+                acc["y"] += ys.sum()
+                acc["yy"] += (ys**2).sum()
+    if not cols:
+        raise ValueError("no held-out rollouts: test_idx is empty.")
+
+    def pearson_from_sums(acc) -> np.ndarray:
+        n = acc["n"]
+        if n < 2:
+            return np.full(d, np.nan)
+        cov = acc["xy"] - acc["x"] * acc["y"] / n
+        var_x = acc["xx"] - acc["x"] ** 2 / n
+        var_y = acc["yy"] - acc["y"] ** 2 / n
+        denom = np.sqrt(np.clip(var_x, 0, None) * max(var_y, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = cov / denom
+        return np.where(denom > 1e-12 * max(n, 1), np.clip(r, -1, 1), np.nan)
+
+    return _HeldOutScan(
+        dims=dims,
+        acts=np.concatenate(cols).astype(np.float32, copy=False),
+        td=np.concatenate(tds), value=np.concatenate(vals),
+        rollout=np.concatenate(rolls), step=np.concatenate(steps), row_of_s0=row_of_s0,
+        pearson_td_all=pearson_from_sums(s_td) if all_dim_stats else None,
+        pearson_value_all=pearson_from_sums(s_v) if all_dim_stats else None,
+    )
+
+
+def _event_rows(scan: _HeldOutScan, td_traces: TraceLookup, idx: Sequence[int], sign: int) -> np.ndarray:
+    idx = [int(i) for i in idx if int(i) in scan.row_of_s0]
+    positions = event_positions(td_traces, idx, k=1, sign=sign)
+    return np.array([scan.row_of_s0[i] + int(p[0]) for i, p in zip(idx, positions) if len(p)], dtype=np.int64)
+
+
+def _group_metrics(scan: _HeldOutScan, hook: str, columns: Sequence[int], pos_rows: np.ndarray,
+                   neg_rows: np.ndarray) -> GroupMetrics:
+    """Metrics of the gathered columns ``columns`` (positions into ``scan.dims``)."""
+    columns = list(columns)
+    if not columns:
+        return GroupMetrics(hook=hook, dims=[], pearson_td=[], spearman_td=[], pearson_value=[],
+                            partial_td_given_value=[], auc_surprise=[])
+    ok = np.isfinite(scan.td)
+    x_tok = scan.acts[ok][:, columns]
+    pearson_td = pearson_columns(x_tok, scan.td[ok])
+    spearman_td = spearman_columns(x_tok, scan.td[ok])
+    pearson_value = pearson_columns(scan.acts[:, columns], scan.value)
+    partial = partial_pearson_columns(x_tok, scan.td[ok], scan.value[ok])
+    if len(pos_rows) and len(neg_rows):
+        labels = np.r_[np.ones(len(pos_rows)), np.zeros(len(neg_rows))]
+        events = scan.acts[np.r_[pos_rows, neg_rows]][:, columns].astype(np.float64)
+        auc = [float(roc_auc_score(labels, events[:, c])) for c in range(len(columns))]
+    else:
+        auc = [math.nan] * len(columns)
+    return GroupMetrics(hook=hook, dims=[scan.dims[c] for c in columns], pearson_td=pearson_td.tolist(),
+                        spearman_td=spearman_td.tolist(), pearson_value=pearson_value.tolist(),
+                        partial_td_given_value=partial.tolist(), auc_surprise=auc)
+
+
+def permutation_test_mean_abs_corr(
+    acts: Float[np.ndarray, "n k"],
+    td: Float[np.ndarray, " n"],
+    groups: Int[np.ndarray, " n"],
+    *,
+    n_permutations: int = 1000,
+    scheme: PermutationScheme = "within_rollout",
+    seed: int = 0,
+    chunk: int = 50,
+) -> PermutationResult:
+    """Is the mean |Pearson(act_j, δ)| over the k columns larger than when δ is shuffled?
+
+    ``groups`` labels the rollout of each token; each rollout's tokens must be contiguous.
+    Schemes (both keep every rollout's own multiset of δ, hence the global mean/std of δ):
+
+    * ``"within_rollout"`` (default): permute δ among the tokens of the same rollout. Rollout-level
+      associations (e.g. correct rollouts having both larger δ and a higher activation offset) are
+      kept in the null, so only *token-level* alignment of activation and δ (the dopamine claim:
+      it fires when the surprising token arrives) can give a small p. Assumes tokens of a rollout
+      are exchangeable under H0.
+    * ``"circular_shift"``: rotate each rollout's δ by a random offset; also keeps δ's temporal
+      autocorrelation (use when activations are strongly autocorrelated), with fewer distinct draws.
+
+    p-value = (1 + #{null >= observed}) / (1 + n_permutations); seeded and vectorised (matrix products
+    over chunks of permutations).
+    """
+    x = np.asarray(acts, dtype=np.float64)
+    y = np.asarray(td, dtype=np.float64)
+    groups = np.asarray(groups)
+    if x.ndim != 2 or x.shape[0] != y.shape[0] or groups.shape[0] != y.shape[0]:
+        raise ValueError(f"acts {x.shape}, td {y.shape} and groups {groups.shape} must share their first axis.")
+    if not np.isfinite(y).all():
+        raise ValueError("td contains NaN: drop s_0 (and any undefined error) first.")
+    run_starts = np.r_[0, np.flatnonzero(groups[1:] != groups[:-1]) + 1]
+    if len(np.unique(groups)) != len(run_starts):
+        raise ValueError("each rollout's tokens must be contiguous in groups.")
+    run_lengths = np.diff(np.r_[run_starts, len(y)])
+    run_of_token = np.repeat(np.arange(len(run_starts)), run_lengths)
+    pos_in_run = np.arange(len(y)) - run_starts[run_of_token]
+
+    xc = x - x.mean(0)
+    x_norm = np.sqrt((xc**2).sum(0))
+    keep = x_norm > 0
+    xs = xc[:, keep] / x_norm[keep]
+    yc = y - y.mean()
+    y_norm = np.sqrt((yc**2).sum())
+    name = "mean |Pearson(activation, TD error)| over the candidates"
+    if y_norm == 0 or not keep.any():
+        return PermutationResult(name, math.nan, math.nan, 0, scheme, seed, *(math.nan,) * 4)
+    ys = yc / y_norm
+    observed = float(np.abs(ys @ xs).mean())
+    rng = np.random.default_rng(seed)
+    null = np.empty(n_permutations)
+    done = 0
+    with tqdm(total=n_permutations, desc="permutations", leave=False, mininterval=2.0) as bar:
+        while done < n_permutations:
+            c = min(chunk, n_permutations - done)
+            if scheme == "within_rollout":
+                perm = np.argsort(run_of_token[None, :] + rng.random((c, len(y))), axis=1)
+            elif scheme == "circular_shift":
+                shifts = rng.integers(0, run_lengths[None, :], size=(c, len(run_lengths)))
+                perm = run_starts[run_of_token] + (pos_in_run + shifts[:, run_of_token]) % run_lengths[run_of_token]
+            else:
+                raise ValueError(f"scheme must be 'within_rollout' or 'circular_shift', got {scheme!r}.")
+            null[done : done + c] = np.abs(ys[perm] @ xs).mean(1)
+            done += c
+            bar.update(c)
+    p_value = float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+    return PermutationResult(name, observed, p_value, n_permutations, scheme, seed, float(null.mean()),
+                             float(null.std()), float(np.quantile(null, 0.95)), float(np.quantile(null, 0.99)))
+
+
+def dopamine_metrics(
+    store: ActivationStore,
+    hook: str,
+    candidates: Sequence[int],
+    td_traces: TraceLookup,
+    value_traces: TraceLookup,
+    test_idx: Sequence[int],
+    *,
+    positive_idx: Sequence[int] = (),
+    negative_idx: Sequence[int] = (),
+    value_neurons: NeuronSet | None = None,
+    ranking_idx: Sequence[int] | None = None,
+    n_random_draws: int = 1000,
+    random_pool_size: int = 256,
+    n_permutations: int = 1000,
+    permutation: PermutationScheme = "within_rollout",
+    seed: int = 0,
+    batch_states: int = 8192,
+) -> DopamineMetrics:
+    """Quantitative, held-out test of dopamine candidates (the paper's open question).
+
+    On the rollouts ``test_idx`` (must be disjoint from ``ranking_idx``, the rollouts used to pick the
+    candidates, when given), for each candidate dimension of ``hook``:
+
+    * per-token Pearson and Spearman correlation of its activation at ``s_t`` with the arrival-aligned
+      TD error at ``s_t`` (states s_1..s_T of every held-out rollout, pooled);
+    * per-token Pearson correlation with ``V(s_t)`` (states s_0..s_T): a dopamine dim tracks δ, not V;
+    * the partial correlation with δ given ``V(s_t)`` (:func:`partial_pearson_columns`): a value dim
+      correlates with δ only through ``V(s_t)`` and drops to ~0 here, a δ dim does not;
+    * AUC of its activation at the event token of held-out positive-surprise rollouts
+      (``positive_idx``: largest positive δ) vs negative-surprise rollouts (``negative_idx``: most
+      negative δ); NaN when either side has no event. A value dim also separates these tokens
+      (V has just jumped up vs down), so AUC alone does not tell δ from V;
+
+    the same for ``value_neurons`` (read at their own hook) and for ``n_random_draws`` random sets of
+    ``len(candidates)`` non-candidate dims (seeded), plus a permutation test of the candidates' mean
+    |Pearson| with δ (see :func:`permutation_test_mean_abs_corr`).
+    """
+    candidates = [int(j) for j in candidates]
+    if not candidates:
+        raise ValueError("no candidate dimensions to evaluate.")
+    test_idx = sorted({int(i) for i in test_idx})
+    if ranking_idx is not None:
+        overlap = sorted(set(test_idx) & {int(i) for i in ranking_idx})
+        if overlap:
+            raise ValueError(f"held-out rollouts {overlap[:5]} ({len(overlap)} in all) were also used for ranking; "
+                             "evaluate on a disjoint split.")
+    d = store.d(hook)
+    rng = np.random.default_rng(seed)
+    non_candidates = np.setdiff1d(np.arange(d), candidates)
+    pool = np.sort(rng.choice(non_candidates, size=min(random_pool_size, len(non_candidates)), replace=False))
+    same_hook_value = value_neurons is not None and value_neurons.hook_name == hook
+    value_dims = list(value_neurons.indices) if same_hook_value else []
+    gather = list(dict.fromkeys(candidates + value_dims + pool.tolist()))
+    column = {j: c for c, j in enumerate(gather)}
+    scan = _scan_heldout(store, hook, gather, test_idx, td_traces, value_traces, all_dim_stats=True,
+                         batch_states=batch_states)
+    pos_rows = _event_rows(scan, td_traces, positive_idx, +1)
+    neg_rows = _event_rows(scan, td_traces, negative_idx, -1)
+
+    cand_metrics = _group_metrics(scan, hook, [column[j] for j in candidates], pos_rows, neg_rows)
+    pool_metrics = _group_metrics(scan, hook, [column[j] for j in pool.tolist()], pos_rows, neg_rows)
+
+    # Value neurons, at this hook (already gathered) or at their own hook (one more held-out pass).
+    value_metrics = None
+    if value_neurons is not None and len(value_neurons):
+        if same_hook_value:
+            value_metrics = _group_metrics(scan, hook, [column[j] for j in value_dims], pos_rows, neg_rows)
+        elif value_neurons.hook_name in store.hook_names:
+            vscan = _scan_heldout(store, value_neurons.hook_name, value_neurons.indices, test_idx, td_traces,
+                                  value_traces, all_dim_stats=False, batch_states=batch_states)
+            value_metrics = _group_metrics(vscan, value_neurons.hook_name, range(len(value_neurons)),
+                                           _event_rows(vscan, td_traces, positive_idx, +1),
+                                           _event_rows(vscan, td_traces, negative_idx, -1))
+
+    # Random sets: means over draws of k non-candidate dims.
+    k = len(candidates)
+
+    def draw_set_means(values: np.ndarray, n_available: int) -> np.ndarray:
+        if n_available == 0:
+            return np.full(n_random_draws, np.nan)
+        size = min(k, n_available)
+        picks = np.argsort(rng.random((n_random_draws, n_available)), axis=1)[:, :size]
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws (e.g. no AUC events) stay NaN
+            return np.nanmean(values[picks], axis=1)
+
+    pearson_all = scan.pearson_td_all
+    value_all = scan.pearson_value_all
+    draws_pearson = draw_set_means(pearson_all[non_candidates], len(non_candidates))
+    draws_abs = draw_set_means(np.abs(pearson_all[non_candidates]), len(non_candidates))
+    draws_value = draw_set_means(value_all[non_candidates], len(non_candidates))
+    draws_spearman = draw_set_means(np.asarray(pool_metrics.spearman_td), len(pool))
+    draws_partial = draw_set_means(np.asarray(pool_metrics.partial_td_given_value), len(pool))
+    draws_auc = draw_set_means(np.asarray(pool_metrics.auc_surprise), len(pool))
+
+    def mean_std(x: np.ndarray) -> tuple[float, float]:
+        x = x[np.isfinite(x)]
+        return (float(x.mean()), float(x.std())) if x.size else (math.nan, math.nan)
+
+    random = RandomBaseline(
+        n_draws=n_random_draws, set_size=min(k, len(non_candidates)), seed=seed,
+        mean_pearson_td=mean_std(draws_pearson)[0], std_pearson_td=mean_std(draws_pearson)[1],
+        mean_abs_pearson_td=mean_std(draws_abs)[0], std_abs_pearson_td=mean_std(draws_abs)[1],
+        mean_spearman_td=mean_std(draws_spearman)[0], std_spearman_td=mean_std(draws_spearman)[1],
+        mean_pearson_value=mean_std(draws_value)[0], std_pearson_value=mean_std(draws_value)[1],
+        mean_partial_td_given_value=mean_std(draws_partial)[0], std_partial_td_given_value=mean_std(draws_partial)[1],
+        mean_auc_surprise=mean_std(draws_auc)[0], std_auc_surprise=mean_std(draws_auc)[1],
+        pool_size=len(pool), pool_dims=pool.tolist(), pool_pearson_td=pool_metrics.pearson_td,
+        pool_pearson_value=pool_metrics.pearson_value,
+        pool_partial_td_given_value=pool_metrics.partial_td_given_value, pool_auc_surprise=pool_metrics.auc_surprise,
+    )
+
+    ok = np.isfinite(scan.td)
+    perm = permutation_test_mean_abs_corr(scan.acts[ok][:, [column[j] for j in candidates]], scan.td[ok],
+                                          scan.rollout[ok], n_permutations=n_permutations, scheme=permutation,
+                                          seed=seed) if ok.sum() > 2 else None
+
+    ranked = np.argsort(-np.where(np.isfinite(pearson_all), pearson_all, -np.inf), kind="stable")
+    rank_of = np.empty(d, dtype=np.int64)
+    rank_of[ranked] = np.arange(1, d + 1)
+    z = ((cand_metrics.mean_pearson_td - random.mean_pearson_td) / random.std_pearson_td
+         if random.std_pearson_td and math.isfinite(random.std_pearson_td) else math.nan)
+    return DopamineMetrics(
+        hook=hook, n_test_rollouts=len(test_idx), n_test_tokens=int(ok.sum()), n_test_states=int(len(scan.td)),
+        n_positive_events=int(len(pos_rows)), n_negative_events=int(len(neg_rows)),
+        candidates=cand_metrics, random=random, value_neurons=value_metrics, permutation=perm,
+        candidate_rank_by_test_pearson=[int(rank_of[j]) for j in candidates],
+        top_dims_by_test_pearson=ranked[: min(10, d)].tolist(), candidates_z_vs_random=float(z),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Causal check (the intervention stage computes the traces; this compares them)
+# ---------------------------------------------------------------------------------------------
+def td_trace_change(before: Sequence[np.ndarray], after: Sequence[np.ndarray]) -> dict:
+    """How an intervention changed arrival-aligned TD-error traces of the same rollouts.
+
+    Events are located on ``before`` (per rollout: its largest positive δ and its most negative δ,
+    as in :func:`event_positions`) and the same positions are read in ``after``. Returns JSON-ready
+    floats (None when undefined): ``mean_abs_change`` (mean |δ_after − δ_before| over defined
+    tokens), ``mean_change``, mean δ and mean |δ| before/after, and for ``positive_event`` /
+    ``negative_event``: ``n``, ``mean_before``, ``mean_after``, ``change`` (after − before).
+    """
+    if len(before) != len(after):
+        raise ValueError(f"{len(before)} traces before but {len(after)} after: give the same rollouts.")
+    b_all, a_all = [], []
+    for j, (b, a) in enumerate(zip(before, after)):
+        b, a = np.asarray(b, dtype=np.float64), np.asarray(a, dtype=np.float64)
+        if b.shape != a.shape:
+            raise ValueError(f"rollout #{j}: trace lengths differ ({b.shape} vs {a.shape}).")
+        ok = np.isfinite(b) & np.isfinite(a)
+        b_all.append(b[ok])
+        a_all.append(a[ok])
+    b_cat = np.concatenate(b_all) if b_all else np.zeros(0)
+    a_cat = np.concatenate(a_all) if a_all else np.zeros(0)
+    lookup = list(before)
+    out: dict = {
+        "n_rollouts": len(before), "n_tokens": int(b_cat.size),
+        "mean_abs_change": _finite_mean(np.abs(a_cat - b_cat)), "mean_change": _finite_mean(a_cat - b_cat),
+        "mean_td_before": _finite_mean(b_cat), "mean_td_after": _finite_mean(a_cat),
+        "mean_abs_td_before": _finite_mean(np.abs(b_cat)), "mean_abs_td_after": _finite_mean(np.abs(a_cat)),
+    }
+    for name, sign in (("positive_event", +1), ("negative_event", -1)):
+        positions = event_positions(lookup, range(len(before)), k=1, sign=sign)
+        vb = [float(np.asarray(before[j])[p[0]]) for j, p in enumerate(positions) if len(p)]
+        va = [float(np.asarray(after[j])[p[0]]) for j, p in enumerate(positions) if len(p)]
+        mb, ma = _finite_mean(vb), _finite_mean(va)
+        out[name] = {"n": len(vb), "mean_before": mb, "mean_after": ma, "change": ma - mb}
+    return _nan_to_none(out)

@@ -1,0 +1,445 @@
+"""The dopamine stage: rank dopamine neurons on one split, test them quantitatively on the other.
+
+``run_dopamine_stage`` turns a value probe's traces into TD errors (see :mod:`reward_circuits.dopamine`
+for the exact conventions), ranks the dimensions of one hook with the paper's case-study criterion
+on the ranking split's surprise rollouts, and measures the top ``k`` on held-out rollouts against
+random dimensions and value neurons. It returns a :class:`~reward_circuits.report.Section` (key
+``"dopamine"``), writes two figures and the chosen :class:`~reward_circuits.neurons.NeuronSet`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+from .dopamine import (
+    DopamineMetrics,
+    DopamineScoreDetails,
+    dopamine_metrics,
+    dopamine_neurons,
+    dopamine_score_details,
+    event_positions,
+    surprise_sets,
+    td_errors,
+)
+from .io import atomic_path
+from .neurons import NeuronSet
+from .report import Section, Table
+from .store import ActivationStore
+
+if TYPE_CHECKING:  # only for type hints: the stage duck-types the probe (value_traces + cfg.gamma)
+    from .probes import ValueProbe  # noqa: F401
+
+TRACE_FIGURE = "dopamine_traces.png"
+DISTRIBUTION_FIGURE = "dopamine_metric_distribution.png"
+
+
+def _probe_gamma(probe: Any) -> float:
+    """The discount the probe was trained with (``probe.cfg.gamma``, else ``probe.gamma``)."""
+    for owner in (getattr(probe, "cfg", None), probe):
+        gamma = getattr(owner, "gamma", None)
+        if gamma is not None:
+            return float(gamma)
+    raise ValueError("the value probe exposes no discount: expected probe.cfg.gamma (or probe.gamma).")
+
+
+def _as_trace(v: Any) -> Float[np.ndarray, " T_plus_1"]:
+    if isinstance(v, torch.Tensor):
+        v = v.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(v, dtype=np.float64).reshape(-1)
+
+
+def _safe_name(hook: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", hook)
+
+
+def _empty_summary(hook: str) -> dict:
+    """Every summary key the stage promises, with null metrics."""
+    return {
+        "status": None,
+        "hook": hook,
+        "value_hook": None,
+        "value_from_same_hook": None,
+        "gamma": None,
+        "top_neurons": [],
+        "top_scores": [],
+        "corr_with_td_error": {"candidates": None, "candidates_spearman": None, "candidates_abs": None,
+                               "random": None, "random_std": None, "random_abs": None, "random_abs_std": None,
+                               "random_spearman": None, "value_neurons": None, "value_neurons_spearman": None,
+                               "value_neurons_abs": None, "candidates_partial_given_value": None,
+                               "random_partial_given_value": None, "value_neurons_partial_given_value": None},
+        "corr_with_value": {"candidates": None, "random": None, "random_std": None, "value_neurons": None},
+        "auc_surprise": {"candidates": None, "random": None, "random_std": None, "value_neurons": None},
+        "p_value": None,
+        "permutation": None,
+        "candidates_z_vs_random": None,
+        "candidate_rank_by_test_pearson": None,
+        "n_positive_surprise": 0,
+        "n_negative_surprise": 0,
+        "n_positive_surprise_test": 0,
+        "n_negative_surprise_test": 0,
+        "n_positive_events_test": 0,
+        "n_negative_events_test": 0,
+        "n_train": 0,
+        "n_test": 0,
+        "surprise_thresholds": None,
+        "window": None,
+        "k": None,
+        "neurons_file": None,
+        "value_neurons": None,
+        "metrics": None,
+    }
+
+
+def _token_labels(store: ActivationStore, i: int, n_states: int, token_strings: Sequence[Sequence[str]] | None,
+                  max_chars: int = 8) -> list[str] | None:
+    """Tick labels for states s_0..s_T of rollout ``i`` (response tokens; s_0 shown as ``<s0>``)."""
+    tokens = None
+    if token_strings is not None and i < len(token_strings) and token_strings[i] is not None:
+        tokens = list(token_strings[i])
+    elif isinstance(store.records[i].meta, dict) and store.records[i].meta.get("response_tokens") is not None:
+        tokens = list(store.records[i].meta["response_tokens"])
+    if tokens is None:
+        return None
+    if len(tokens) == n_states - 1:
+        tokens = ["<s0>"] + tokens
+    if len(tokens) != n_states:
+        return None
+    out = []
+    for t in tokens:
+        t = str(t).replace("\n", "\\n").replace("\t", "\\t")
+        out.append(t if len(t) <= max_chars else t[: max_chars - 1] + "…")
+    return out
+
+
+def _save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def _pick_example(td: dict[int, np.ndarray], candidates: Sequence[int], sign: int) -> tuple[int, int] | None:
+    """The rollout (and its event position) with the strongest event of the given sign."""
+    best = None
+    for i, p in zip(candidates, event_positions(td, candidates, k=1, sign=sign)):
+        if len(p):
+            strength = sign * td[int(i)][p[0]]
+            if best is None or strength > best[0]:
+                best = (strength, int(i), int(p[0]))
+    return None if best is None else (best[1], best[2])
+
+
+def _trace_figure(store: ActivationStore, hook: str, neurons: NeuronSet, details: DopamineScoreDetails,
+                  td: dict[int, np.ndarray], examples: list[tuple[str, int, int]],
+                  token_strings: Sequence[Sequence[str]] | None, path: Path) -> None:
+    """Like the paper's Figure 8: top-3 dopamine neurons over one positive- and one negative-surprise rollout."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 3.6 * len(examples)))
+    axes = fig.subplots(len(examples), 1, squeeze=False)[:, 0]
+    top = neurons.indices[:3]
+    colors = ["tab:red", "tab:blue", "tab:green"]
+    for ax, (title, i, event) in zip(axes, examples):
+        acts = store.get(i, hook).numpy().astype(np.float64)
+        n_states = acts.shape[0]
+        x = np.arange(n_states)
+        for color, j in zip(colors, top):
+            z = (acts[:, j] - details.mean[j]) / (details.std[j] if details.std[j] > 0 else 1.0)
+            ax.plot(x, z, color=color, lw=1.4, label=f"dim {j} (z)")
+        ax.axvline(event, color="gray", ls=":", lw=1)
+        ax.set_ylabel("activation (z-scored)")
+        ax2 = ax.twinx()
+        ax2.plot(x, td[i], color="black", ls="--", marker=".", lw=1, label="TD error δ (arrival)")
+        ax2.axhline(0, color="black", lw=0.5, alpha=0.4)
+        ax2.set_ylabel("TD error δ")
+        ax.set_title(f"{title}: rollout {store.records[i].id} (reward {store.records[i].reward:g})", fontsize=10)
+        labels = _token_labels(store, i, n_states, token_strings)
+        stride = max(1, math.ceil(n_states / 60))
+        ticks = x[::stride]
+        ax.set_xticks(ticks)
+        if labels is not None:
+            ax.set_xticklabels([labels[t] for t in ticks], rotation=90, fontsize=7)
+            ax.set_xlabel("response token")
+        else:
+            ax.set_xlabel("state t (s_0 = prompt's last token)")
+        handles = ax.get_legend_handles_labels()
+        handles2 = ax2.get_legend_handles_labels()
+        ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], fontsize=7, loc="upper left")
+    fig.suptitle(f"Dopamine neurons at {hook}: activation vs TD error", fontsize=11)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _distribution_figure(metrics: DopamineMetrics, path: Path) -> None:
+    """Per-dimension held-out Pearson with δ and with V: candidates vs random pool vs value neurons."""
+    from matplotlib.figure import Figure
+
+    groups = [("dopamine\ncandidates", metrics.candidates.pearson_td, metrics.candidates.pearson_value),
+              ("random dims\n(pool)", metrics.random.pool_pearson_td, metrics.random.pool_pearson_value)]
+    if metrics.value_neurons is not None:
+        groups.append(("value\nneurons", metrics.value_neurons.pearson_td, metrics.value_neurons.pearson_value))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    rng = np.random.default_rng(0)
+    for ax, which, title in ((axes[0], 1, "Pearson(activation, TD error)"), (axes[1], 2, "Pearson(activation, V)")):
+        data = [np.asarray([v for v in g[which] if v is not None and np.isfinite(v)], dtype=float) for g in groups]
+        positions = np.arange(1, len(groups) + 1)
+        nonempty = [(p, d) for p, d in zip(positions, data) if d.size]
+        if nonempty:
+            ax.boxplot([d for _, d in nonempty], positions=[p for p, _ in nonempty], widths=0.5, showfliers=False)
+        for p, d in zip(positions, data):
+            ax.scatter(p + rng.uniform(-0.15, 0.15, d.size), d, s=10, alpha=0.6)
+        ax.axhline(0, color="gray", lw=0.6)
+        ax.set_xticks(positions)
+        ax.set_xticklabels([g[0] for g in groups], fontsize=8)
+        ax.set_title(f"held-out {title}", fontsize=10)
+    p = metrics.permutation.p_value if metrics.permutation is not None else None
+    fig.suptitle(f"{metrics.hook}: {metrics.n_test_rollouts} held-out rollouts, {metrics.n_test_tokens} tokens"
+                 + (f"; permutation p = {p:.3g}" if p is not None and np.isfinite(p) else ""), fontsize=10)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def _fmt_pm(mean: float | None, std: float | None) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    return f"{mean:.3f} ± {std:.3f}" if std is not None and np.isfinite(std) else f"{mean:.3f}"
+
+
+def run_dopamine_stage(
+    store: ActivationStore,
+    probe: "ValueProbe | Any",
+    hook: str,
+    out_dir: str | os.PathLike,
+    *,
+    value_neurons: NeuronSet | None,
+    test_fraction: float = 0.5,
+    k: int = 10,
+    seed: int = 0,
+    token_strings: list[list[str]] | None = None,
+    value_hook: str | None = None,
+    low_q: float = 0.3,
+    high_q: float = 0.7,
+    window: int = 2,
+    min_surprise: int = 3,
+    n_permutations: int = 1000,
+    n_random_draws: int = 1000,
+    random_pool_size: int = 256,
+    permutation: str = "within_rollout",
+) -> Section:
+    """Find dopamine neurons at ``hook`` and test them on held-out rollouts.
+
+    Steps: ``store.split(test_fraction, seed)`` (stratified by reward) → ``V(s_0..s_T)`` of every rollout
+    from ``probe.value_traces(store, value_hook or hook, indices)`` → arrival-aligned TD errors with
+    ``γ = probe.cfg.gamma`` → surprise sets on the ranking split (quantiles ``low_q``/``high_q`` of
+    its ``V(s_0)``; the same thresholds define the held-out sets) → paper ranking
+    (:func:`~reward_circuits.dopamine.dopamine_scores`, ``window``) → top ``k`` → held-out metrics
+    (:func:`~reward_circuits.dopamine.dopamine_metrics`).
+
+    ``token_strings[i]`` (optional, indexed by store rollout) labels rollout ``i``'s response tokens
+    (length T, or T+1 including s_0); otherwise ``store.records[i].meta["response_tokens"]`` is used
+    when present. With fewer than ``min_surprise`` positive or negative surprise rollouts in the
+    ranking split the Section reports the counts, explains why, and leaves every metric null.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    value_hook = value_hook or hook
+    summary = _empty_summary(hook)
+    notes: list[str] = []
+    title = f"Dopamine neurons (TD-error tracking) at {hook}"
+
+    def insufficient(status: str, message: str) -> Section:
+        summary["status"] = status
+        return Section(key="dopamine", title=title, summary=summary, notes=[message] + notes)
+
+    gamma = _probe_gamma(probe)
+    summary.update(value_hook=value_hook, gamma=gamma, window=window, k=k, value_from_same_hook=value_hook == hook)
+    if len(store) < 2:
+        return insufficient("too_few_rollouts", f"The store holds {len(store)} rollout(s); the dopamine stage "
+                            "needs a ranking split and a held-out split. No metrics computed.")
+    train_idx, test_idx = store.split(test_fraction, seed)
+    summary.update(n_train=int(len(train_idx)), n_test=int(len(test_idx)))
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        return insufficient("too_few_rollouts", f"Split gave {len(train_idx)} ranking and {len(test_idx)} held-out "
+                            "rollouts; both must be non-empty. No metrics computed.")
+
+    # --- value traces and TD errors -----------------------------------------------------------
+    all_idx = list(range(len(store)))
+    raw = probe.value_traces(store, value_hook, all_idx)
+    if len(raw) != len(all_idx):
+        raise ValueError(f"probe.value_traces returned {len(raw)} traces for {len(all_idx)} rollouts.")
+    values = {i: _as_trace(v) for i, v in zip(all_idx, raw)}
+    bad = [i for i in all_idx if len(values[i]) != store.records[i].n_steps]
+    if bad:  # a probe/store mismatch is a bug, not data scarcity: fail loudly
+        i = bad[0]
+        raise ValueError(f"probe.value_traces gave {len(values[i])} values for rollout {i}, which has "
+                         f"{store.records[i].n_steps} states s_0..s_T ({len(bad)} rollouts mismatch).")
+    rewards = store.rewards.astype(np.float64)
+    td = {i: td_errors(values[i], rewards[i], gamma, align="arrival") for i in all_idx}
+
+    # --- surprise sets (thresholds from the ranking split, reused on the held-out split) ------
+    train_sets = surprise_sets([values[i][0] for i in train_idx], rewards[train_idx], low_q, high_q)
+    pos_train, neg_train = train_idx[train_sets.positive].tolist(), train_idx[train_sets.negative].tolist()
+    test_sets = surprise_sets([values[i][0] for i in test_idx], rewards[test_idx],
+                              low_threshold=train_sets.low_threshold, high_threshold=train_sets.high_threshold)
+    pos_test, neg_test = test_idx[test_sets.positive].tolist(), test_idx[test_sets.negative].tolist()
+    summary.update(
+        n_positive_surprise=len(pos_train), n_negative_surprise=len(neg_train),
+        n_positive_surprise_test=len(pos_test), n_negative_surprise_test=len(neg_test),
+        surprise_thresholds={"low_q": low_q, "high_q": high_q, "low_value": train_sets.low_threshold,
+                             "high_value": train_sets.high_threshold},
+    )
+    surprise_rule = (f"positive surprise = V(s_0) ≤ {train_sets.low_threshold:.3g} (q{low_q:g} of the ranking split) "
+                     f"and reward 1; negative surprise = V(s_0) ≥ {train_sets.high_threshold:.3g} (q{high_q:g}) and reward 0")
+    if len(pos_train) < min_surprise or len(neg_train) < min_surprise:
+        return insufficient(
+            "insufficient_surprise",
+            f"Too few surprise rollouts to rank dopamine neurons: the ranking split ({len(train_idx)} rollouts) has "
+            f"{len(pos_train)} positive- and {len(neg_train)} negative-surprise rollouts ({surprise_rule}); at least "
+            f"{min_surprise} of each are needed. Collect more rollouts, or widen low_q/high_q. No metrics computed.")
+
+    # --- ranking (ranking split only) ----------------------------------------------------------
+    try:
+        details = dopamine_score_details(store, hook, td, pos_train, neg_train, window)
+    except ValueError as err:
+        return insufficient("no_surprise_events", f"Could not rank dopamine neurons: {err}")
+    d = store.d(hook)
+    neurons = dopamine_neurons(details.scores, hook, d, k, provenance={
+        "model": store.model, "store": str(store.path), "seed": seed, "test_fraction": test_fraction,
+        "gamma": gamma, "value_hook": value_hook, "window": window, "low_q": low_q, "high_q": high_q,
+        "n_positive_surprise": len(details.positive_used), "n_negative_surprise": len(details.negative_used),
+        "ranking": "median z-peak at positive-surprise events − median z-trough at negative-surprise events",
+    })
+    neurons_file = out_dir / f"dopamine_neurons.{_safe_name(hook)}.json"
+    neurons.save(neurons_file)
+    summary.update(top_neurons=neurons.indices, top_scores=neurons.scores, neurons_file=neurons_file.name)
+
+    # --- held-out metrics ----------------------------------------------------------------------
+    if value_neurons is not None and value_neurons.hook_name not in store.hook_names:
+        notes.append(f"Value neurons live at {value_neurons.hook_name!r}, which this store does not hold; "
+                     "they are left out of the comparison.")
+        value_neurons = None
+    metrics = dopamine_metrics(
+        store, hook, neurons.indices, td, values, test_idx, positive_idx=pos_test, negative_idx=neg_test,
+        value_neurons=value_neurons, ranking_idx=train_idx, n_random_draws=n_random_draws,
+        random_pool_size=random_pool_size, n_permutations=n_permutations, permutation=permutation, seed=seed)
+    c, r, v = metrics.candidates, metrics.random, metrics.value_neurons
+    summary["corr_with_td_error"] = {
+        "candidates": c.mean_pearson_td, "candidates_spearman": c.mean_spearman_td, "candidates_abs": c.mean_abs_pearson_td,
+        "random": r.mean_pearson_td, "random_std": r.std_pearson_td, "random_abs": r.mean_abs_pearson_td,
+        "random_abs_std": r.std_abs_pearson_td, "random_spearman": r.mean_spearman_td,
+        "value_neurons": v.mean_pearson_td if v else None, "value_neurons_spearman": v.mean_spearman_td if v else None,
+        "value_neurons_abs": v.mean_abs_pearson_td if v else None,
+        "candidates_partial_given_value": c.mean_partial_td_given_value,
+        "random_partial_given_value": r.mean_partial_td_given_value,
+        "value_neurons_partial_given_value": v.mean_partial_td_given_value if v else None,
+    }
+    summary["corr_with_value"] = {"candidates": c.mean_pearson_value, "random": r.mean_pearson_value,
+                                  "random_std": r.std_pearson_value, "value_neurons": v.mean_pearson_value if v else None}
+    summary["auc_surprise"] = {"candidates": c.mean_auc_surprise, "random": r.mean_auc_surprise,
+                               "random_std": r.std_auc_surprise, "value_neurons": v.mean_auc_surprise if v else None}
+    perm = metrics.permutation
+    summary["p_value"] = perm.p_value if perm else None
+    summary["permutation"] = {"scheme": perm.scheme, "n_permutations": perm.n_permutations, "statistic": perm.statistic,
+                              "observed": perm.observed, "null_mean": perm.null_mean, "null_q95": perm.null_q95} if perm else None
+    summary.update(
+        status="ok", candidates_z_vs_random=metrics.candidates_z_vs_random,
+        candidate_rank_by_test_pearson=metrics.candidate_rank_by_test_pearson,
+        n_positive_events_test=metrics.n_positive_events, n_negative_events_test=metrics.n_negative_events,
+        value_neurons={"hook": v.hook, "dims": v.dims} if v else None,
+    )
+    compact = metrics.to_dict()
+    for key in ("pool_dims", "pool_pearson_td", "pool_pearson_value", "pool_partial_td_given_value", "pool_auc_surprise"):
+        compact["random"].pop(key, None)
+    summary["metrics"] = compact
+    summary = _nan_free(summary)
+
+    # --- figures -------------------------------------------------------------------------------
+    figures: list[str] = []
+    examples: list[tuple[str, int, int]] = []
+    for label, held_out, ranking, sign in (("positive surprise", pos_test, pos_train, +1),
+                                           ("negative surprise", neg_test, neg_train, -1)):
+        pick = _pick_example(td, held_out, sign)
+        split = "held-out"
+        if pick is None:
+            pick, split = _pick_example(td, ranking, sign), "ranking split"
+            if pick is not None:
+                notes.append(f"No held-out {label} rollout with an event; Figure shows a ranking-split rollout instead.")
+        if pick is not None:
+            examples.append((f"{label} ({split})", *pick))
+    if examples:
+        _trace_figure(store, hook, neurons, details, td, examples, token_strings, out_dir / TRACE_FIGURE)
+        figures.append(TRACE_FIGURE)
+    _distribution_figure(metrics, out_dir / DISTRIBUTION_FIGURE)
+    figures.append(DISTRIBUTION_FIGURE)
+
+    # --- tables and notes ------------------------------------------------------------------------
+    def row(name: str, g, n_dims) -> list:
+        return [name, n_dims, g.mean_pearson_td, g.mean_spearman_td, g.mean_abs_pearson_td,
+                g.mean_partial_td_given_value, g.mean_pearson_value, g.mean_auc_surprise]
+
+    group_rows = [row(f"dopamine candidates (top {len(neurons)})", c, len(neurons))]
+    group_rows.append([f"random dims ({r.n_draws} draws of {r.set_size})", r.set_size,
+                       _fmt_pm(r.mean_pearson_td, r.std_pearson_td), _fmt_pm(r.mean_spearman_td, r.std_spearman_td),
+                       _fmt_pm(r.mean_abs_pearson_td, r.std_abs_pearson_td),
+                       _fmt_pm(r.mean_partial_td_given_value, r.std_partial_td_given_value),
+                       _fmt_pm(r.mean_pearson_value, r.std_pearson_value),
+                       _fmt_pm(r.mean_auc_surprise, r.std_auc_surprise)])
+    if v is not None:
+        group_rows.append(row(f"value neurons ({v.hook})", v, len(v.dims)))
+    group_rows = [[None if isinstance(x, float) and not np.isfinite(x) else x for x in rr] for rr in group_rows]
+    tables = [
+        Table("Held-out metrics by group", ["group", "dims", "Pearson(act, δ)", "Spearman(act, δ)", "|Pearson(act, δ)|",
+                                             "partial(act, δ | V)", "Pearson(act, V)", "AUC +/− surprise event"], group_rows),
+        Table("Top dopamine neurons", ["dim", "ranking score", "held-out Pearson(act, δ)", "Spearman(act, δ)",
+                                       "partial(act, δ | V)", "Pearson(act, V)", "AUC +/− surprise",
+                                       "rank by held-out Pearson (of d)"],
+              [[j, sc, pt, sp, pa, pv, au, rk] for j, sc, pt, sp, pa, pv, au, rk in zip(
+                  neurons.indices, neurons.scores, *[[_finite_or_none(x) for x in col] for col in
+                                                     (c.pearson_td, c.spearman_td, c.partial_td_given_value,
+                                                      c.pearson_value, c.auc_surprise)],
+                  metrics.candidate_rank_by_test_pearson)]),
+    ]
+    notes.append(
+        f"TD error δ at state s_t is γ·V(s_t) − V(s_(t−1)) with γ = {gamma:g} and V from the value probe at "
+        f"{value_hook} (the error of the transition into s_t, attributed to the token that arrives; the terminal "
+        "error r − V(s_T) is observed by no state and is excluded). Ranking used only the ranking split "
+        f"({len(train_idx)} rollouts; {surprise_rule}); every metric is on the {len(test_idx)} held-out rollouts.")
+    notes.append("The paper's window ranking also rewards value-tracking dims (V is high right after a positive "
+                 "event and low after a negative one), and so does the surprise AUC; the partial correlation "
+                 "partial(act, δ | V) regresses V(s_t) out of both and is ~0 for a pure value dim.")
+    if value_hook == hook:
+        notes.append("Caution: V (hence δ) comes from a probe reading this same hook, so dimensions the probe weights "
+                     "heavily correlate with δ partly by construction. For a clean test pass value_hook= another "
+                     "layer's probe, and check partial(act, δ | V).")
+    if perm is not None:
+        notes.append(f"Permutation test ({perm.scheme}, {perm.n_permutations} permutations, seed {perm.seed}): "
+                     f"candidates' mean |Pearson(act, δ)| = {perm.observed:.3g} vs null mean {perm.null_mean:.3g} "
+                     f"(95th pct {perm.null_q95:.3g}); p = {perm.p_value:.3g}. Shuffling δ within each rollout keeps "
+                     "rollout-level associations in the null, so only token-level tracking counts.")
+    if metrics.n_positive_events == 0 or metrics.n_negative_events == 0:
+        notes.append(f"Held-out split has {metrics.n_positive_events} positive- and {metrics.n_negative_events} "
+                     "negative-surprise events, so the surprise AUC is undefined (null).")
+    return Section(key="dopamine", title=title, summary=summary, tables=tables, figures=figures, notes=notes)
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _nan_free(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _nan_free(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_free(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

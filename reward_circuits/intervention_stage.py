@@ -1,0 +1,385 @@
+"""The intervention stage of the main job: ablation (§2.4 + Appendix A), dose-response, steering
+(the paper's open question on amplifying value neurons) and confidence signals.
+
+:func:`run_intervention_stage` returns three :class:`~reward_circuits.report.Section` objects,
+keyed ``"ablation"`` (dose-response and the final-reward-vs-TD comparison inside), ``"steering"``
+and ``"confidence"``, with PNG figures written into ``out_dir``.
+
+Cost: every accuracy number is one generation pass over the (``max_examples``) examples. With L
+value layers, R random draws, F dose fractions, M dose modes, D dose draws and S steering factors
+the stage runs ``1 + L·(1 + R) + |final_reward_sets| + F·M·(1 + D) + (S − [1 ∈ factors]) + 1``
+passes (the last one asks for verbalized confidence, with short answers). The baseline is
+generated once and reused everywhere (including steering factor 1, which is the identity).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .interventions import (
+    _examples_of,
+    _prompt_seqs,
+    _resolve_probe_hook,
+    ablation_interventions,
+    ablation_study,
+    activation_means,
+    confidence_study,
+    dose_response,
+    generate_and_score,
+    initial_values,
+    nan_to_none,
+    steering_study,
+)
+from .model import GenerationConfig, ModelAdapter
+from .neurons import NeuronSet
+from .report import Section, Table
+
+
+def _figure(width: float = 7.0, height: float = 4.0):
+    """A matplotlib Figure drawn with the Agg canvas (no global backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, out_dir: Path, name: str) -> str:
+    path = out_dir / name
+    fig.tight_layout()
+    fig.savefig(path)
+    return name
+
+
+def _nan(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+# ---- figures ----------------------------------------------------------------------------------
+
+
+def plot_ablation(per_layer: Mapping[str, dict], out_dir: Path, final_reward: Mapping[str, dict] | None = None,
+                  name: str = "ablation_bars.png") -> str:
+    """Grouped bars per layer: baseline, value neurons ablated, random neurons ablated (mean ± std)
+    and, when given, final-reward (Monte-Carlo) probe neurons ablated - the paper's Table 1."""
+    layers = list(per_layer)
+    x = np.arange(len(layers))
+    series = [("baseline", [per_layer[l]["baseline_acc"] for l in layers], None, "#888888"),
+              ("value neurons ablated", [per_layer[l]["value_acc"] for l in layers], None, "#d62728"),
+              ("random neurons ablated", [per_layer[l]["random_acc_mean"] for l in layers],
+               [per_layer[l]["random_acc_std"] for l in layers], "#1f77b4")]
+    if final_reward:
+        series.append(("final-reward probe neurons ablated",
+                       [_nan(final_reward.get(l, {}).get("final_reward_acc")) for l in layers], None, "#ff7f0e"))
+    fig = _figure(max(6.0, 1.6 * len(layers) + 2), 4.0)
+    ax = fig.add_subplot(111)
+    w = 0.8 / len(series)
+    for i, (label, ys, err, color) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * w, [_nan(y) for y in ys], w, yerr=err, capsize=3, label=label, color=color)
+    ax.set_xticks(x, [f"layer {l}\n({per_layer[l]['n_neurons']} dims)" for l in layers])
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Ablating value neurons vs random neurons ({next(iter(per_layer.values()))['mode'] if per_layer else ''}-ablation)")
+    ax.legend(fontsize=8, loc="upper right")
+    return _save(fig, out_dir, name)
+
+
+def plot_dose_response(dose: dict, out_dir: Path, name: str = "dose_response.png") -> str:
+    fig = _figure(6.5, 4.0)
+    ax = fig.add_subplot(111)
+    fr = np.asarray(dose["fractions"], dtype=float) * 100
+    colors = {"zero": "#d62728", "mean": "#9467bd"}
+    for mode, c in dose["curves"].items():
+        col = colors.get(mode, None)
+        ax.plot(fr, [_nan(v) for v in c["value_acc"]], "o-", color=col, label=f"value neurons ({mode})")
+        ax.errorbar(fr, [_nan(v) for v in c["random_acc_mean"]], yerr=[_nan(v) for v in c["random_acc_std"]],
+                    fmt="s--", color=col, alpha=0.6, capsize=3, label=f"random ({mode})")
+    ax.axhline(dose["baseline_acc"], color="#888888", lw=1, ls=":", label="baseline")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"% of {dose['hook']} dimensions ablated")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Dose-response")
+    ax.legend(fontsize=8)
+    return _save(fig, out_dir, name)
+
+
+def plot_steering(steer: dict, out_dir: Path, name: str = "steering.png") -> str:
+    fig = _figure(6.5, 4.0)
+    ax = fig.add_subplot(111)
+    entries = sorted(steer["factors"].values(), key=lambda e: e["factor"])
+    f = [e["factor"] for e in entries]
+    ax.plot(f, [_nan(e["accuracy"]) for e in entries], "o-", color="#d62728", label="accuracy")
+    ax.set_xlabel(f"scale factor on {steer['n_neurons']} value neurons ({steer['hook_name']})")
+    ax.set_ylabel("accuracy", color="#d62728")
+    ax.set_ylim(0, 1.05)
+    ax.axvline(1.0, color="#888888", lw=1, ls=":")
+    shifts = [_nan(e["mean_value_shift"]) for e in entries]
+    if any(math.isfinite(s) for s in shifts):
+        ax2 = ax.twinx()
+        ax2.plot(f, shifts, "s--", color="#1f77b4", label="mean ΔV(s_0)")
+        ax2.set_ylabel("mean change of V(s_0)", color="#1f77b4")
+        ax2.axhline(0.0, color="#1f77b4", lw=0.5, alpha=0.5)
+    ax.set_title("Steering value neurons (0 = ablate, 1 = identity, >1 = amplify)")
+    return _save(fig, out_dir, name)
+
+
+def plot_confidence(conf: dict, out_dir: Path, name: str = "confidence.png") -> str:
+    fig = _figure(6.5, 4.0)
+    ax = fig.add_subplot(111)
+    names = ["value_neurons", "next_token_prob", "verbalized"]
+    labels = ["value neurons V(s_0)", "next-token prob.", "verbalized"]
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [_nan(conf[n]["auc"]) for n in names], 0.4, label="AUC vs reward", color="#2ca02c")
+    ax.bar(x + 0.2, [_nan(conf[n]["spearman"]) for n in names], 0.4, label="Spearman ρ vs reward", color="#17becf")
+    ax.axhline(0.5, color="#2ca02c", lw=0.8, ls=":")
+    ax.axhline(0.0, color="#444444", lw=0.8)
+    ax.set_xticks(x, labels)
+    ax.set_ylim(-1, 1)
+    ax.set_title("Which confidence signal tracks correctness?")
+    ax.legend(fontsize=8)
+    return _save(fig, out_dir, name)
+
+
+# ---- the stage ----------------------------------------------------------------------------------
+
+
+def _full_scores(layer, ns: NeuronSet, probe, dose_scores: Mapping | None) -> tuple[Float[Tensor, " d"], str]:
+    """A ranking of every dimension of ``ns.hook_name`` for the dose-response curve."""
+    if dose_scores is not None and layer in dose_scores:
+        return torch.as_tensor(dose_scores[layer], dtype=torch.float64), "given scores"
+    if probe is not None and ns.hook_name in list(getattr(probe, "hook_names", [])):
+        return probe.input_weight_norms(ns.hook_name).double(), "probe input-weight L1 norms"
+    scores = torch.full((ns.d,), -math.inf, dtype=torch.float64)
+    scores[torch.as_tensor(ns.indices)] = torch.arange(len(ns), 0, -1, dtype=torch.float64)
+    return scores, "value-set order (dimensions outside the set unranked)"
+
+
+def run_intervention_stage(
+    adapter: ModelAdapter,
+    task,
+    examples,
+    value_sets: Mapping[int, NeuronSet],
+    out_dir: str | os.PathLike,
+    *,
+    probe=None,
+    probe_hook: str | None = None,
+    final_reward_sets: Mapping[int, NeuronSet] | None = None,
+    n_random_draws: int = 3,
+    steering_factors: Sequence[float] = (0.0, 0.5, 1.5, 2.0, 4.0),
+    seed: int = 0,
+    config: GenerationConfig | None = None,
+    confidence_inputs: Mapping[str, Any] | None = None,
+    max_examples: int | None = None,
+    ablation_mode: str = "zero",
+    dose_fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05),
+    dose_modes: Sequence[str] = ("zero", "mean"),
+    dose_random_draws: int = 1,
+    dose_layer: int | None = None,
+    dose_scores: Mapping[int, Tensor] | None = None,
+    steer_layer: int | None = None,
+    run_dose: bool = True,
+    run_steering: bool = True,
+    run_confidence: bool = True,
+) -> list[Section]:
+    """Ablation, dose-response, steering and confidence on ``examples`` (first ``max_examples``).
+
+    Args:
+        value_sets: ``{layer: NeuronSet}`` of value neurons (e.g. top 1% by probe weight norm).
+        probe, probe_hook: a fitted value probe and the hook whose ``V(s_0)`` is read for the
+            steering value shift and the confidence comparison (default: the steered hook if the
+            probe has it, or its only hook).
+        final_reward_sets: ``{layer: NeuronSet}`` from a final-reward (Monte-Carlo) probe; ablated
+            next to the TD probe's (Appendix A).
+        dose_layer / steer_layer: layer for the dose-response curve / steering (default: the layer
+            whose value-neuron ablation hurts most relative to random).
+        dose_scores: ``{layer: scores[d]}`` ranking for the dose-response (default: the probe's
+            input-weight norms, else the value set's own order).
+        confidence_inputs: optional ``{examples, rewards, generations, value_scores,
+            next_token_probs, verbalized}`` (e.g. from the main rollouts); missing pieces are
+            computed from the baseline run.
+
+    Returns ``[Section("ablation"), Section("steering"), Section("confidence")]``; summaries are
+    JSON-ready (NaN → None, layer and factor keys as strings).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    examples = _examples_of(task, examples)
+    if max_examples is not None:
+        examples = examples[: int(max_examples)]
+    if not value_sets:
+        raise ValueError("value_sets is empty: give {layer: NeuronSet} of value neurons.")
+    config = config or GenerationConfig(max_new_tokens=getattr(task, "max_new_tokens", 64))
+    layers = list(value_sets)
+    passes = {"n": 0}
+    t_start = time.perf_counter()
+
+    # check the probe hook before any expensive generation; the default is fixed once the steered
+    # layer is known (the steered hook when the probe reads it)
+    probe_names = list(getattr(probe, "hook_names", []) or []) if probe is not None else []
+    if probe is not None:
+        if probe_hook is not None and probe_hook not in probe_names:
+            raise ValueError(f"probe_hook {probe_hook!r} is not one of the probe's hooks {probe_names}.")
+        usable = [value_sets[l].hook_name for l in layers if value_sets[l].hook_name in probe_names]
+        if probe_hook is None and not usable and len(probe_names) != 1:
+            raise ValueError(f"say which probe hook to read: probe_hook= one of {probe_names}.")
+
+    baseline = generate_and_score(adapter, task, examples, (), config)
+    passes["n"] += 1
+    means = None
+    if ablation_mode == "mean" or (run_dose and "mean" in dose_modes):
+        hooks = sorted({ns.hook_name for ns in value_sets.values()} |
+                       {ns.hook_name for ns in (final_reward_sets or {}).values()})
+        means = activation_means(adapter, _prompt_seqs(adapter, task, examples), hooks)
+
+    # ---- ablation: value vs random (Table 1) ----
+    per_layer = ablation_study(adapter, task, examples, value_sets, n_random_draws, seed, ablation_mode, means,
+                               config, baseline)
+    passes["n"] += len(value_sets) * (1 + n_random_draws)
+    notes_ab = [f"{len(examples)} examples; {ablation_mode}-ablation active on every forward of generation; "
+                f"{n_random_draws} random draws per layer (same size, excluding the value neurons); std is the "
+                "sample std over draws."]
+
+    def harm(l):
+        e = per_layer[str(l)]
+        return (e["random_acc_mean"] - e["value_acc"]) if math.isfinite(e["random_acc_mean"]) else (e["baseline_acc"] - e["value_acc"])
+
+    worst_layer = max(layers, key=harm)
+    dose_layer = worst_layer if dose_layer is None else dose_layer
+    steer_layer = worst_layer if steer_layer is None else steer_layer
+
+    if probe is not None and probe_hook is None:
+        steered = value_sets[steer_layer].hook_name
+        usable = [value_sets[l].hook_name for l in layers if value_sets[l].hook_name in probe_names]
+        probe_hook = _resolve_probe_hook(probe, None, steered if steered in probe_names else (usable[0] if usable else None))
+
+    # ---- final-reward (Monte-Carlo) vs TD probe neurons (Appendix A) ----
+    fr_summary: dict[str, dict] = {}
+    if final_reward_sets:
+        for layer, ns in final_reward_sets.items():
+            run = generate_and_score(adapter, task, examples, ablation_interventions(ns, ablation_mode, means), config)
+            passes["n"] += 1
+            td = per_layer.get(str(layer))
+            fr_summary[str(layer)] = {
+                "hook_name": ns.hook_name, "n_final_reward": len(ns), "final_reward_acc": run.accuracy,
+                "td_value_acc": td["value_acc"] if td else math.nan, "n_td": td["n_neurons"] if td else None,
+                "random_acc_mean": td["random_acc_mean"] if td else math.nan,
+                "baseline_acc": baseline.accuracy,
+                "iou_with_td": value_sets[layer].iou(ns) if layer in value_sets else math.nan,
+            }
+
+    # ---- dose-response ----
+    dose = None
+    notes_dose: list[str] = []
+    if run_dose and dose_fractions:
+        ns = value_sets[dose_layer]
+        scores, source = _full_scores(dose_layer, ns, probe, dose_scores)
+        dose = dose_response(adapter, task, examples, scores, ns.hook_name, dose_fractions, dose_modes,
+                             dose_random_draws, seed, means, config, baseline)
+        dose["layer"] = dose_layer
+        dose["ranking"] = source
+        passes["n"] += len(dose["fractions"]) * len(dose_modes) * (1 + dose_random_draws)
+        notes_dose = list(dose.get("notes", []))
+
+    # ---- steering ----
+    steer = None
+    if run_steering and steering_factors:
+        ns = value_sets[steer_layer]
+        steer = steering_study(adapter, task, examples, ns, steering_factors, probe, probe_hook, config, baseline)
+        steer["layer"] = steer_layer
+        passes["n"] += sum(1 for f in steering_factors if float(f) != 1.0)
+
+    # ---- confidence ----
+    conf = None
+    if run_confidence:
+        ci = dict(confidence_inputs or {})
+        c_examples = list(ci.get("examples", examples))
+        c_gens = list(ci.get("generations", baseline.generations if "examples" not in ci else []))
+        c_rewards = list(ci.get("rewards", baseline.rewards if "examples" not in ci else []))
+        if len(c_gens) != len(c_examples) or len(c_rewards) != len(c_examples):
+            raise ValueError("confidence_inputs with 'examples' must also give matching 'generations' and 'rewards'.")
+        values = ci.get("value_scores")
+        if values is None and probe is not None:
+            values = initial_values(adapter, probe, probe_hook, [g.prompt_ids for g in c_gens])
+        conf = confidence_study(adapter, task, c_examples, c_rewards, values, c_gens, config,
+                                next_token_probs=ci.get("next_token_probs"), verbalized=ci.get("verbalized"))
+        conf["probe_hook"] = probe_hook
+        conf["source"] = "confidence_inputs" if confidence_inputs else "baseline generations of this stage"
+        conf["n_examples"] = len(c_examples)
+        if ci.get("verbalized") is None:
+            passes["n"] += 1
+
+    elapsed = time.perf_counter() - t_start
+
+    # ---- sections ----
+    ab_summary = {
+        "mode": ablation_mode, "n_examples": len(examples), "n_random_draws": n_random_draws,
+        "baseline_acc": baseline.accuracy, "layers": per_layer,
+        "final_reward_vs_td": fr_summary or None, "dose_response": dose,
+        "generation_passes": passes["n"], "seconds": elapsed,
+    }
+    ab_rows = [[l, e["hook_name"], e["n_neurons"], e["baseline_acc"], e["value_acc"], e["random_acc_mean"],
+                e["random_acc_std"], e["baseline_acc"] - e["value_acc"], e["baseline_acc"] - e["random_acc_mean"]]
+               for l, e in per_layer.items()]
+    tables = [Table("Accuracy under ablation (value vs random neurons)",
+                    ["layer", "hook", "n neurons", "baseline", "value ablated", "random mean", "random std",
+                     "drop (value)", "drop (random)"], ab_rows)]
+    figures = [plot_ablation(per_layer, out, fr_summary or None)]
+    if fr_summary:
+        tables.append(Table("Final-reward (Monte-Carlo) probe neurons vs TD probe neurons",
+                            ["layer", "n TD", "TD ablated", "n final-reward", "final-reward ablated", "random mean",
+                             "baseline", "IoU"],
+                            [[l, e["n_td"], e["td_value_acc"], e["n_final_reward"], e["final_reward_acc"],
+                              e["random_acc_mean"], e["baseline_acc"], e["iou_with_td"]] for l, e in fr_summary.items()]))
+    if dose is not None and dose["fractions"]:
+        rows = []
+        for mode, c in dose["curves"].items():
+            for i, f in enumerate(dose["fractions"]):
+                rows.append([mode, f, dose["n_neurons"][i], c["value_acc"][i], c["random_acc_mean"][i], c["random_acc_std"][i]])
+        tables.append(Table(f"Dose-response at layer {dose_layer} ({dose['ranking']})",
+                            ["mode", "fraction", "n neurons", "value ablated", "random mean", "random std"], rows))
+        figures.append(plot_dose_response(dose, out))
+    sections = [Section("ablation", "Ablating value neurons", nan_to_none(ab_summary), tables, figures,
+                        notes_ab + notes_dose)]
+
+    if steer is not None:
+        rows = [[e["factor"], e["accuracy"], e["mean_value"], e["mean_value_shift"]]
+                for e in sorted(steer["factors"].values(), key=lambda e: e["factor"])]
+        notes = [f"Value neurons of layer {steer_layer} ({steer['hook_name']}, {steer['n_neurons']} dims) multiplied by "
+                 "each factor on every forward of generation. Value shift: mean change of the probe's V(s_0) at the "
+                 "prompt's last token under the intervention (capture sees the post-intervention activation)."]
+        if probe is None:
+            notes.append("No probe given: value shifts are undefined.")
+        sections.append(Section("steering", "Steering (amplifying) value neurons", nan_to_none(steer),
+                                [Table("Accuracy and value shift per factor",
+                                       ["factor", "accuracy", "mean V(s_0)", "mean ΔV(s_0)"], rows)],
+                                [plot_steering(steer, out)], notes))
+    else:
+        sections.append(Section("steering", "Steering (amplifying) value neurons", {"skipped": True}, notes=["skipped"]))
+
+    if conf is not None:
+        rows = []
+        for key, label in (("value_neurons", "value neurons V(s_0)"), ("next_token_prob", "next-token probability"),
+                           ("verbalized", "verbalized confidence")):
+            e = conf[key]
+            rows.append([label, e["spearman"], e["auc"], e["n"], e.get("parse_rate", ""), e["note"]])
+        notes = [f"{conf['n_examples']} examples from {conf['source']}; mean reward {conf['mean_reward']:.3f}. "
+                 "Verbalized: 'How confident are you that this answer is correct? Reply with a number between 0 and 1.' "
+                 "after the model's own answer; first number parsed, clipped to [0, 1]."]
+        notes += [f"{k}: {conf[k]['note']}" for k in ("value_neurons", "next_token_prob", "verbalized") if conf[k]["note"]]
+        sections.append(Section("confidence", "Confidence signals vs correctness", nan_to_none(conf),
+                                [Table("Spearman and AUC against reward", ["signal", "Spearman ρ", "AUC", "n", "parse rate", "note"], rows)],
+                                [plot_confidence(conf, out)], notes))
+    else:
+        sections.append(Section("confidence", "Confidence signals vs correctness", {"skipped": True}, notes=["skipped"]))
+    return sections

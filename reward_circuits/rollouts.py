@@ -1,0 +1,109 @@
+"""Rollouts: responses generated for a task's prompts, scored by the task's reward function.
+
+Kept as a ``datasets.Dataset`` on disk (one row per rollout: ids, prompt and response token ids,
+text, reward), written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .model import GenerationConfig, ModelAdapter
+from .tasks import Task
+
+
+@dataclass
+class Rollout:
+    id: str
+    task: str
+    example_id: str
+    prompt_ids: list[int]
+    response_ids: list[int]
+    response_text: str
+    reward: float
+    gold: str
+    finish_reason: str = "length"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def prompt_len(self) -> int:
+        return len(self.prompt_ids)
+
+
+def generate_rollouts(
+    adapter: ModelAdapter,
+    task: Task,
+    config: GenerationConfig | None = None,
+    *,
+    samples_per_prompt: int = 1,
+    fwd_hooks=(),
+) -> list[Rollout]:
+    """Generate ``samples_per_prompt`` responses per example (batched, seeded) and score them."""
+    if len(task) == 0:
+        raise ValueError(f"task {task.name!r} has no examples.")
+    if samples_per_prompt < 1:
+        raise ValueError("samples_per_prompt must be >= 1.")
+    config = config or GenerationConfig(max_new_tokens=task.max_new_tokens)
+    if samples_per_prompt > 1 and not config.do_sample:
+        raise ValueError("samples_per_prompt > 1 with greedy decoding gives identical samples; set do_sample=True.")
+    examples = list(task.examples)
+    prompts = [task.render(ex, adapter.tokenizer) for ex in examples]
+    rollouts: list[Rollout] = []
+    for s in range(samples_per_prompt):
+        cfg = GenerationConfig(**{**config.__dict__, "seed": config.seed + 1000 * s})
+        gens = adapter.generate(prompts, cfg, fwd_hooks=fwd_hooks)
+        for ex, g in zip(examples, gens):
+            rollouts.append(Rollout(
+                id=f"{task.name}/{ex.id}/s{s}", task=task.name, example_id=ex.id,
+                prompt_ids=g.prompt_ids, response_ids=g.response_ids, response_text=g.text,
+                reward=task.reward(g.text, ex), gold=str(ex.answer), finish_reason=g.finish_reason,
+            ))
+    return rollouts
+
+
+def accuracy(rollouts: Sequence[Rollout]) -> float:
+    return float(sum(r.reward for r in rollouts) / max(len(rollouts), 1))
+
+
+def save_rollouts(rollouts: Sequence[Rollout], path: str | os.PathLike) -> None:
+    """Save as a ``datasets.Dataset`` directory, atomically (temp dir + rename)."""
+    from datasets import Dataset
+
+    path = Path(path)
+    rows = [asdict(r) for r in rollouts]
+    for row in rows:
+        row["meta"] = repr(row["meta"]) if row["meta"] else ""
+    ds = Dataset.from_list(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        ds.save_to_disk(str(tmp))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_rollouts(path: str | os.PathLike) -> list[Rollout]:
+    from datasets import load_from_disk
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no rollouts at {path}; generate them with `reward-circuits run`.")
+    ds = load_from_disk(str(path))
+    out = []
+    for row in ds:
+        row = dict(row)
+        row["meta"] = {}
+        out.append(Rollout(**row))
+    return out
