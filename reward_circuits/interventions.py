@@ -164,23 +164,24 @@ class PositionScope:
             is_prompt = torch.arange(pos, device=device)[None, :] < plen_t[:, None]  # [batch|1, pos]
             mask = is_prompt if w == "prompt" else ~is_prompt
             return mask.expand(batch, pos)
+        # explicit positions: built on the CPU (no device sync), then moved
         if isinstance(w, slice):
-            cols = torch.zeros(pos, dtype=torch.bool, device=device)
+            cols = torch.zeros(pos, dtype=torch.bool)
             cols[w] = True
         elif w.dtype == torch.bool:
             if w.shape[-1] != pos:
                 return _NOWHERE  # a mask written for another length (e.g. a decoding step)
-            cols = w.to(device)
-            if cols.ndim == 2:
-                return cols.expand(batch, pos)
+            if w.ndim == 2:
+                return w.to(device).expand(batch, pos)
+            cols = w.cpu()
         else:
-            idx = w.to(device).reshape(-1)
+            idx = w.cpu().reshape(-1)
             idx = idx[(idx >= -pos) & (idx < pos)]
-            cols = torch.zeros(pos, dtype=torch.bool, device=device)
+            cols = torch.zeros(pos, dtype=torch.bool)
             cols[idx] = True
         if not bool(cols.any()):
             return _NOWHERE
-        return cols[None, :].expand(batch, pos)
+        return cols.to(device)[None, :].expand(batch, pos)
 
 
 def _short(x) -> str:
@@ -226,6 +227,7 @@ class InterventionHook:
         self.indices: Int[Tensor, " k"] | None = indices
         self.scope = PositionScope.of(positions, prompt_len)
         self._on_device: dict = {}
+        self._validated: set = set()
 
     # -- helpers --------------------------------------------------------------------------------
     def __repr__(self) -> str:  # cheap: TransformerLens calls repr() on every add_hook
@@ -247,6 +249,9 @@ class InterventionHook:
 
     def _check(self, activation: Tensor, hook) -> None:
         name = getattr(hook, "name", None)
+        key = (name, activation.shape[-1], activation.ndim)
+        if key in self._validated:  # checked once per hook point: no per-forward device sync
+            return
         if self.hook_name is not None and name is not None and name != self.hook_name:
             raise ValueError(f"{type(self).__name__} was built for NeuronSet at {self.hook_name!r} but runs at {name!r}; "
                              "register it at its own hook point (Intervention / as_fwd_hooks do).")
@@ -257,6 +262,7 @@ class InterventionHook:
             raise ValueError(f"{type(self).__name__}: neuron index {int(self.indices.max())} outside [0, {d}) at hook {name!r}.")
         if activation.ndim != 3:
             raise ValueError(f"{type(self).__name__} expects activations [batch, pos, d]; hook {name!r} gave {tuple(activation.shape)}.")
+        self._validated.add(key)
 
     # -- the hook -------------------------------------------------------------------------------
     def __call__(self, activation: Float[Tensor, "batch pos d"], hook) -> Float[Tensor, "batch pos d"]:
