@@ -85,7 +85,10 @@ def plot_ablation(per_layer: Mapping[str, dict], out_dir: Path, final_reward: Ma
     ax = fig.add_subplot(111)
     w = 0.8 / len(series)
     for i, (label, ys, err, color) in enumerate(series):
-        ax.bar(x + (i - (len(series) - 1) / 2) * w, [_nan(y) for y in ys], w, yerr=err, capsize=3, label=label, color=color)
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * w, [_nan(y) for y in ys], w, yerr=err, capsize=3,
+                      label=label, color=color)
+        ax.bar_label(bars, labels=[f"{_nan(y):.2f}" if math.isfinite(_nan(y)) else "n/a" for y in ys],
+                     fontsize=7, padding=2)
     ax.set_xticks(x, [f"layer {l}\n({per_layer[l]['n_neurons']} dims)" for l in layers])
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
@@ -106,7 +109,9 @@ def plot_dose_response(dose: dict, out_dir: Path, name: str = "dose_response.png
                     fmt="s--", color=col, alpha=0.6, capsize=3, label=f"random ({mode})")
     ax.axhline(dose["baseline_acc"], color="#888888", lw=1, ls=":", label="baseline")
     ax.set_xscale("log")
-    ax.set_xlabel(f"% of {dose['hook']} dimensions ablated")
+    ax.set_xticks(fr, [f"{v:g}%\n({k})" for v, k in zip(fr, dose["n_neurons"])])
+    ax.minorticks_off()
+    ax.set_xlabel(f"% of {dose['hook']} dimensions ablated (number of dims)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
     ax.set_title("Dose-response")
@@ -117,7 +122,11 @@ def plot_dose_response(dose: dict, out_dir: Path, name: str = "dose_response.png
 def plot_steering(steer: dict, out_dir: Path, name: str = "steering.png") -> str:
     fig = _figure(6.5, 4.0)
     ax = fig.add_subplot(111)
-    entries = sorted(steer["factors"].values(), key=lambda e: e["factor"])
+    entries = list(steer["factors"].values())
+    if not any(e["factor"] == 1.0 for e in entries):  # the identity point is the baseline
+        entries.append({"factor": 1.0, "accuracy": steer["baseline_acc"],
+                        "mean_value_shift": 0.0 if math.isfinite(_nan(steer.get("baseline_value"))) else math.nan})
+    entries.sort(key=lambda e: e["factor"])
     f = [e["factor"] for e in entries]
     ax.plot(f, [_nan(e["accuracy"]) for e in entries], "o-", color="#d62728", label="accuracy")
     ax.set_xlabel(f"scale factor on {steer['n_neurons']} value neurons ({steer['hook_name']})")
@@ -140,12 +149,15 @@ def plot_confidence(conf: dict, out_dir: Path, name: str = "confidence.png") -> 
     names = ["value_neurons", "next_token_prob", "verbalized"]
     labels = ["value neurons V(s_0)", "next-token prob.", "verbalized"]
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [_nan(conf[n]["auc"]) for n in names], 0.4, label="AUC vs reward", color="#2ca02c")
-    ax.bar(x + 0.2, [_nan(conf[n]["spearman"]) for n in names], 0.4, label="Spearman ρ vs reward", color="#17becf")
+    for dx, metric, label, color in ((-0.2, "auc", "AUC vs reward", "#2ca02c"),
+                                     (0.2, "spearman", "Spearman ρ vs reward", "#17becf")):
+        ys = [_nan(conf[n][metric]) for n in names]
+        bars = ax.bar(x + dx, [y if math.isfinite(y) else 0.0 for y in ys], 0.4, label=label, color=color)
+        ax.bar_label(bars, labels=[f"{y:.2f}" if math.isfinite(y) else "n/a" for y in ys], fontsize=7, padding=2)
     ax.axhline(0.5, color="#2ca02c", lw=0.8, ls=":")
     ax.axhline(0.0, color="#444444", lw=0.8)
-    ax.set_xticks(x, labels)
-    ax.set_ylim(-1, 1)
+    ax.set_xticks(x, [f"{l}\n(n={conf[n]['n']})" for l, n in zip(labels, names)])
+    ax.set_ylim(-1, 1.1)
     ax.set_title("Which confidence signal tracks correctness?")
     ax.legend(fontsize=8)
     return _save(fig, out_dir, name)

@@ -65,7 +65,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .model import FwdHooks, Generation, GenerationConfig, HookFn, ModelAdapter, TokenBatch, layer_of
+from .model import Generation, GenerationConfig, HookFn, ModelAdapter, TokenBatch, layer_of
 from .neurons import NeuronSet
 
 PositionSpec = Union[Literal["all", "prompt", "generated"], slice, Tensor, Sequence[int], "PositionScope"]
@@ -549,7 +549,8 @@ def intervene(target, interventions: Iterable[InterventionLike] | InterventionLi
     """
     hooks = as_fwd_hooks(interventions)
     if isinstance(target, ModelAdapter):
-        target.validate_hooks([n for n, _ in hooks]) if hooks else None
+        if hooks:
+            target.validate_hooks([n for n, _ in hooks])
         model = getattr(target, "model", None) if target.backend == "transformer_lens" else None
         if model is not None:
             with model.hooks(fwd_hooks=hooks):
@@ -711,6 +712,9 @@ def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, "
         k = max(1, int(round(float(f) * d)))
         if k > n_ranked:
             notes.append(f"fraction {f} needs {k} ranked dims but only {n_ranked} have a score; skipped.")
+            continue
+        if k in ks:
+            notes.append(f"fraction {f} gives the same {k} dims as fraction {kept[ks.index(k)]}; skipped.")
             continue
         kept.append(float(f))
         ks.append(k)

@@ -495,7 +495,7 @@ class NNsightAdapter(ModelAdapter):
         with torch.no_grad():
             with self.lm.generate(self._inputs(batch), remote=self.remote, streamer=collector, **kwargs) as tracer:
                 if fwd_hooks:
-                    with tracer.iter[0 : config.max_new_tokens]:
+                    for _step in tracer.iter[0 : config.max_new_tokens]:
                         self._apply_hooks(fwd_hooks)
         return collector.new_tokens()
 

@@ -39,7 +39,7 @@ class RunConfig:
     layers: tuple[int, ...] | None = None  # default: every 3rd layer and the last
     max_new_tokens: int = 64
     batch_size: int = 32
-    eval_examples: int = 40  # examples per generation pass in the intervention studies
+    eval_examples: int = 32  # examples per generation pass in the intervention studies
     ablation_layers: int = 2  # how many layers (best first) the ablation study covers
     random_draws: int = 3
     stages: tuple[str, ...] = ALL_STAGES
@@ -227,4 +227,5 @@ def _intervention_sections(cfg, adapter, task, rollouts, store, probe, best_hook
         adapter, eval_task, list(eval_task.examples), chosen, out / "interventions",
         probe=probe, probe_hook=best_hook, final_reward_sets=final_reward_sets,
         n_random_draws=cfg.random_draws, seed=cfg.seed, config=gen_cfg,
+        dose_fractions=(0.005, 0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"), dose_random_draws=1,
     )
