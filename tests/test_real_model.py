@@ -12,7 +12,9 @@ from reward_circuits.model import GenerationConfig, from_hf
 from reward_circuits.rollouts import generate_rollouts
 from reward_circuits.tasks import arithmetic_task
 
-pytestmark = pytest.mark.real_model
+# one torch thread: on a shared 2-core machine two OpenMP threads spin against other processes and
+# run ~60x slower; one thread keeps the module well under 90 s.
+pytestmark = [pytest.mark.real_model, pytest.mark.usefixtures("one_thread")]
 
 QUESTIONS = ["What is 7+5?", "Name the capital of France and explain in one sentence why it is famous."]
 
