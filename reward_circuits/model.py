@@ -145,7 +145,8 @@ class ModelAdapter(ABC):
         known = set(self.hook_names())
         bad = [n for n in names if n not in known]
         if bad:
-            examples = [n for n in self.hook_names() if n.startswith("blocks.0.")][:6]
+            canonical = ["hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "mlp.hook_post"]
+            examples = [f"blocks.0.{c}" for c in canonical if f"blocks.0.{c}" in known]
             raise HookNameError(
                 f"unknown hook point(s) {bad} for {self.name} ({self.backend}). Use TransformerLens names, "
                 f"e.g. {examples + ['hook_embed']}; layers run 0..{self.n_layers - 1}. "
@@ -306,6 +307,8 @@ class TransformerLensAdapter(ModelAdapter):
 
     def capture(self, batch, hook_names, fwd_hooks=()):
         names = self.validate_hooks(hook_names)
+        if fwd_hooks:
+            self.validate_hooks([n for n, _ in fwd_hooks])
         store: dict[str, Tensor] = {}
 
         def make(name):
@@ -366,8 +369,6 @@ def hf_site(hook_name: str, module_prefix: str = "model") -> tuple[str, str]:
     """(HF module path, 'input' | 'output' | 'output0') of a TransformerLens hook name."""
     if hook_name == "hook_embed":
         return f"{module_prefix}.embed_tokens", "output"
-    if hook_name == "ln_final.hook_normalized":
-        return f"{module_prefix}.norm", "output"
     m = _LAYER_HOOK.match(hook_name)
     if m and m.group(2) in _BLOCK_SITES:
         _, suffix, side = _BLOCK_SITES[m.group(2)]
@@ -389,7 +390,7 @@ class NNsightAdapter(ModelAdapter):
         hf = lm._model if hasattr(lm, "_model") else lm
         self.hf = hf
         c = hf.config
-        self.name = name or getattr(c, "_name_or_path", "hf_model")
+        self.name = name or getattr(c, "_name_or_path", "") or type(hf).__name__
         self.tokenizer = lm.tokenizer
         self.n_layers = c.num_hidden_layers
         self.d_model = c.hidden_size
@@ -398,8 +399,9 @@ class NNsightAdapter(ModelAdapter):
         self.remote = remote
         gen_eos = getattr(hf.generation_config, "eos_token_id", None)
         self._gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
-        self._names = ["hook_embed"] + [f"blocks.{l}.{s}" for l in range(self.n_layers) for s in _BLOCK_SITES] + [
-            "ln_final.hook_normalized"]
+        # ln_final.hook_normalized is not offered: TransformerLens takes it before the RMSNorm weight,
+        # HF's model.norm output is after it, so no module output matches it.
+        self._names = ["hook_embed"] + [f"blocks.{l}.{s}" for l in range(self.n_layers) for s in _BLOCK_SITES]
 
     def hook_names(self) -> list[str]:
         return list(self._names)

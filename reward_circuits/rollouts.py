@@ -6,6 +6,7 @@ text, reward), written atomically.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -77,7 +78,7 @@ def save_rollouts(rollouts: Sequence[Rollout], path: str | os.PathLike) -> None:
     path = Path(path)
     rows = [asdict(r) for r in rollouts]
     for row in rows:
-        row["meta"] = repr(row["meta"]) if row["meta"] else ""
+        row["meta"] = json.dumps(row["meta"])
     ds = Dataset.from_list(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -104,6 +105,6 @@ def load_rollouts(path: str | os.PathLike) -> list[Rollout]:
     out = []
     for row in ds:
         row = dict(row)
-        row["meta"] = {}
+        row["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
         out.append(Rollout(**row))
     return out

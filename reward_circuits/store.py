@@ -123,6 +123,13 @@ class ActivationStoreWriter:
                     f"{self.path} already holds hook points {self.manifest['hook_names']}, "
                     f"not {list(hook_names)}: use another --out directory or delete this one."
                 )
+            for key, value in (("positions", positions), ("dtype", dtype)):
+                if self.manifest.get(key) != value:
+                    raise StoreError(
+                        f"{self.path} was written with {key}={self.manifest.get(key)!r}, not {value!r}: "
+                        "resuming would mix layouts; use another directory or delete this one."
+                    )
+            self.manifest["complete"] = False  # being extended: complete again only after close()
             if self.manifest["model"] != model:
                 raise StoreError(
                     f"{self.path} holds activations of model {self.manifest['model']!r}, not "
@@ -423,6 +430,10 @@ def write_store_from_arrays(
     if len(ids) != n:
         raise StoreError(f"{len(ids)} ids for {n} rewards: give one id per rollout.")
     s0 = list(s0_index) if s0_index is not None else [0] * n
+    for h in hooks:
+        if len(acts[h]) != n:
+            raise StoreError(f"hook {h!r} has {len(acts[h])} activation sequences but there are {n} rewards: "
+                             "give one sequence per rollout.")
     writer = ActivationStoreWriter(path, hooks, model=model, dtype=dtype, meta=meta)
     for a in range(0, n, rollouts_per_shard):
         b = min(a + rollouts_per_shard, n)

@@ -422,3 +422,39 @@ def test_hooked_transformer_from_hf_matches_hf_logits(n_layers, n_heads, n_kv_he
     ids = tok("abc def ghi", return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         torch.testing.assert_close(ht(ids), hf(input_ids=ids).logits, atol=ATOL, rtol=0)
+
+
+# ---- non-unit norm weights (the tiny model's RMSNorm weights are all ones, which hides norm bugs) --
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_with_norm_weights():
+    hf, tok = tiny_hf_model(seed=5)
+    with torch.no_grad():
+        for p in hf.parameters():
+            if p.ndim == 1:  # RMSNorm weights
+                p.uniform_(0.5, 1.5)
+    return hf, tok
+
+
+def test_conversion_with_non_unit_norm_weights(tiny_hf_with_norm_weights):
+    hf, tok = tiny_hf_with_norm_weights
+    ht = hooked_transformer_from_hf(hf, tok)
+    enc = tok(TEXTS, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        ref = hf(**enc).logits
+        got = ht(enc["input_ids"], attention_mask=enc["attention_mask"])
+    assert _max_masked_diff(got, ref, enc["attention_mask"]) < ATOL
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_every_shared_hook_agrees_across_backends_with_non_unit_norm_weights(tiny_hf_with_norm_weights, side):
+    hf, tok = tiny_hf_with_norm_weights
+    tl, nn = from_hf(hf, tok, "transformer_lens", name="t"), from_hf(hf, tok, "nnsight", name="t")
+    names = [n for n in nn.hook_names() if n in set(tl.hook_names())]
+    assert len(names) == len(nn.hook_names()), "every nnsight hook name must be a TransformerLens name"
+    batch = tl.tokenize(TEXTS, padding_side=side)
+    a, b = tl.capture(batch, names), nn.capture(batch, names)
+    bad = {n: round(_max_masked_diff(a[n], b[n], batch.attention_mask), 4) for n in names
+           if _max_masked_diff(a[n], b[n], batch.attention_mask) >= ATOL}
+    assert not bad, f"backends disagree at {bad}"

@@ -255,6 +255,26 @@ def test_resume_refuses_another_model_or_other_hooks(tmp_path, tl_adapter, nn_ad
     assert len(again) == 3 and len(again.manifest["shards"]) == 1
 
 
+def test_resume_refuses_other_positions_or_dtype(tmp_path, tl_adapter, rollouts):
+    """Resuming with another ``positions`` or ``dtype`` must not silently mix state layouts / dtypes."""
+    build_store(tl_adapter, rollouts[:3], HOOKS, tmp_path / "s", positions="response", progress=False)
+    with pytest.raises(StoreError, match="positions"):
+        build_store(tl_adapter, rollouts, HOOKS, tmp_path / "s", positions="all", progress=False)
+    with pytest.raises(StoreError, match="dtype"):
+        build_store(tl_adapter, rollouts, HOOKS, tmp_path / "s", dtype="float32", progress=False)
+    assert len(ActivationStore(tmp_path / "s")) == 3
+
+
+def test_extending_a_complete_store_clears_complete_until_closed(tmp_path):
+    acts, _ = _planted(4)
+    write_store_from_arrays(tmp_path / "s", {h: acts[h][:2] for h in acts}, [0, 1], ids=["a", "b"], model="m")
+    w = ActivationStoreWriter(tmp_path / "s", ["a", "b"], model="m")
+    w.write(["c"], [1], {h: acts[h][2:3] for h in acts})
+    # a writer killed now has not finished: readers must not see the store as complete
+    assert json.loads((tmp_path / "s" / MANIFEST).read_text())["complete"] is False
+    assert w.close().manifest["complete"] is True
+
+
 # ---- atomic writes ------------------------------------------------------------------------------
 
 
@@ -550,5 +570,9 @@ def test_missing_local_model_directory(tmp_path):
     (tmp_path / "not-a-model").mkdir()
     with pytest.raises(ModelLoadError, match="config.json"):
         load_model(str(tmp_path / "not-a-model"))
+    # a bare name is a hub id: offline it must still fail with ModelLoadError, not a raw hub error
+    for hub_id in ("no-such-org/no-such-model-xyz", "no-such-model-xyz"):
+        with pytest.raises(ModelLoadError, match="could not load model"):
+            load_model(hub_id)
     with pytest.raises(FileNotFoundError, match="No activation store"):
         ActivationStore(tmp_path / "no-store")
