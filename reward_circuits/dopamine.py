@@ -464,6 +464,9 @@ class RandomBaseline:
     std_auc_surprise: float
     pool_size: int
     pool_dims: list[int]
+    # (1 + #draws whose mean |Pearson(act, δ)| ≥ the candidates') / (1 + n_draws): do the candidates
+    # track δ better than any k dims of this hook? (Smooth activations beat a token shuffle anyway.)
+    p_abs_vs_random: float
     pool_pearson_td: list[float]
     pool_pearson_value: list[float]
     pool_partial_td_given_value: list[float]
@@ -793,6 +796,8 @@ def dopamine_metrics(
         x = x[np.isfinite(x)]
         return (float(x.mean()), float(x.std())) if x.size else (math.nan, math.nan)
 
+    finite_abs = draws_abs[np.isfinite(draws_abs)]
+    p_vs_random = float((1 + np.sum(finite_abs >= cand_metrics.mean_abs_pearson_td - 1e-12)) / (1 + finite_abs.size))
     random = RandomBaseline(
         n_draws=n_random_draws, set_size=min(k, len(non_candidates)), seed=seed,
         mean_pearson_td=mean_std(draws_pearson)[0], std_pearson_td=mean_std(draws_pearson)[1],
@@ -804,6 +809,7 @@ def dopamine_metrics(
         pool_size=len(pool), pool_dims=pool.tolist(), pool_pearson_td=pool_metrics.pearson_td,
         pool_pearson_value=pool_metrics.pearson_value,
         pool_partial_td_given_value=pool_metrics.partial_td_given_value, pool_auc_surprise=pool_metrics.auc_surprise,
+        p_abs_vs_random=p_vs_random,
     )
 
     ok = np.isfinite(scan.td)

@@ -345,7 +345,11 @@ def run_dopamine_stage(
     summary["auc_surprise"] = {"candidates": c.mean_auc_surprise, "random": r.mean_auc_surprise,
                                "random_std": r.std_auc_surprise, "value_neurons": v.mean_auc_surprise if v else None}
     perm = metrics.permutation
-    summary["p_value"] = perm.p_value if perm else None
+    # headline: do the candidates track δ better than random dims of the same hook? The token-shuffle
+    # permutation p is kept too, but smooth activations of *any* dim beat that null.
+    summary["p_value"] = r.p_abs_vs_random
+    summary["p_value_vs_random_dims"] = r.p_abs_vs_random
+    summary["p_value_permutation"] = perm.p_value if perm else None
     summary["permutation"] = {"scheme": perm.scheme, "n_permutations": perm.n_permutations, "statistic": perm.statistic,
                               "observed": perm.observed, "null_mean": perm.null_mean, "null_q95": perm.null_q95} if perm else None
     summary.update(
@@ -418,11 +422,15 @@ def run_dopamine_stage(
         notes.append("Caution: V (hence δ) comes from a probe reading this same hook, so dimensions the probe weights "
                      "heavily correlate with δ partly by construction. For a clean test pass value_hook= another "
                      "layer's probe, and check partial(act, δ | V).")
+    notes.append(f"p_value = {r.p_abs_vs_random:.3g}: share of {r.n_draws} random sets of {r.set_size} dims of this hook "
+                 f"whose mean |Pearson(act, δ)| on held-out tokens reaches the candidates' "
+                 f"({c.mean_abs_pearson_td:.3g} vs random {r.mean_abs_pearson_td:.3g} ± {r.std_abs_pearson_td:.3g}).")
     if perm is not None:
         notes.append(f"Permutation test ({perm.scheme}, {perm.n_permutations} permutations, seed {perm.seed}): "
                      f"candidates' mean |Pearson(act, δ)| = {perm.observed:.3g} vs null mean {perm.null_mean:.3g} "
                      f"(95th pct {perm.null_q95:.3g}); p = {perm.p_value:.3g}. Shuffling δ within each rollout keeps "
-                     "rollout-level associations in the null, so only token-level tracking counts.")
+                     "rollout-level associations in the null, so only token-level tracking counts; but temporally smooth "
+                     "activations of any dimension beat this null, so compare with p_value (vs random dims).")
     if metrics.n_positive_events == 0 or metrics.n_negative_events == 0:
         notes.append(f"Held-out split has {metrics.n_positive_events} positive- and {metrics.n_negative_events} "
                      "negative-surprise events, so the surprise AUC is undefined (null).")

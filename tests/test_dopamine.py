@@ -227,6 +227,7 @@ def test_planted_dopamine_dim_ranks_first_and_beats_baselines(planted):
     assert c.mean_pearson_td > r.mean_pearson_td + 5 * r.std_pearson_td
     assert m.permutation.p_value == pytest.approx(1 / 1001) and m.permutation.n_permutations == 1000
     assert m.permutation.null_q99 < m.permutation.observed
+    assert r.p_abs_vs_random < 0.01  # no random set of the hook tracks δ as well
     assert 0.4 < r.mean_auc_surprise < 0.6
     # AUC recomputed by hand: δ dim at the largest-positive-δ token of held-out positive surprises vs
     # at the most-negative-δ token of held-out negative surprises
@@ -259,6 +260,7 @@ def test_null_control_gives_large_p_value(tmp_path):
     m = dopamine_metrics(store, HOOK, candidates, td, values, test, positive_idx=pos_te, negative_idx=neg_te,
                          ranking_idx=train, n_permutations=1000, seed=0)
     assert m.permutation.p_value > 0.05
+    assert m.random.p_abs_vs_random > 0.05
     assert m.candidates.mean_abs_pearson_td < 0.1
     for scheme in ("within_rollout", "circular_shift"):
         ok = np.isfinite(np.concatenate([td[i] for i in test]))
