@@ -37,7 +37,6 @@ giving the trace of *store* rollout ``i`` (a list over the whole store, or a dic
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Iterator, Literal, Mapping, NamedTuple, Sequence
@@ -50,6 +49,7 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .model import layer_of
 from .neurons import NeuronSet
 from .store import ActivationStore
 
@@ -332,11 +332,6 @@ def dopamine_scores(
                                   normalise_over=normalise_over, batch_states=batch_states).scores
 
 
-def _layer_of(hook: str) -> int | None:
-    m = re.search(r"blocks\.(\d+)\.", hook)
-    return int(m.group(1)) if m else None
-
-
 def dopamine_neurons(
     scores: Float[Tensor, " d"],
     hook: str,
@@ -352,7 +347,7 @@ def dopamine_neurons(
     k = int(min(k, int(finite.sum())))
     ranked = torch.where(finite, s, torch.tensor(-math.inf, dtype=s.dtype))
     order = torch.argsort(ranked, descending=True, stable=True)[:k]
-    return NeuronSet(hook, order.tolist(), d, s[order].tolist(), kind="dopamine", layer=_layer_of(hook),
+    return NeuronSet(hook, order.tolist(), d, s[order].tolist(), kind="dopamine", layer=layer_of(hook),
                      provenance=dict(provenance or {}))
 
 

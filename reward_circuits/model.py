@@ -93,11 +93,11 @@ _BLOCK_SITES: dict[str, tuple[int, str, str]] = {
 
 
 def layer_of(hook_name: str) -> int | None:
-    """Layer index of ``blocks.{l}.…``; -1 for ``hook_embed``; None otherwise."""
+    """``"blocks.5.hook_resid_post"`` → 5; ``"hook_embed"`` / ``"hook_pos_embed"`` → -1 (surface); else None."""
     m = _LAYER_HOOK.match(hook_name)
     if m:
         return int(m.group(1))
-    return -1 if hook_name == "hook_embed" else None
+    return -1 if hook_name in ("hook_embed", "hook_pos_embed") else None
 
 
 def execution_order(hook_name: str) -> tuple[int, int]:

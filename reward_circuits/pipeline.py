@@ -182,6 +182,20 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
                                      value_neurons=NeuronSet.load(value_dir / "value_neurons.json"),
                                      seed=cfg.seed, token_strings=token_strings,
                                      n_permutations=200 if cfg.quick else 1000)
+        top = section.summary.get("top_neurons") or []
+        if top and "interventions" in cfg.stages:
+            from .dopamine_stage import run_dopamine_causal_check
+
+            dop_set = NeuronSet(best_hook, top, store.d(best_hook), kind="dopamine",
+                                layer=int(best_hook.split(".")[1]), provenance={"model": adapter.name, "task": primary})
+            _, test_idx = store.split(0.3, seed=cfg.seed)
+            held = [by_id[store.rollout_ids[i]] for i in test_idx[: cfg.eval_examples]]
+            eval_task = _eval_task(cfg)
+            causal, table = run_dopamine_causal_check(
+                adapter, probe, dop_set, [(r.prompt_ids, r.response_ids) for r in held], eval_task,
+                list(eval_task.examples), config=gen_cfg, n_random_draws=cfg.random_draws, seed=cfg.seed)
+            section.summary["causal"] = causal
+            section.tables.append(table)
         _relative_figures(section, out)
         timings["dopamine_s"] = time.perf_counter() - t0
         report.add(section)
@@ -205,6 +219,14 @@ def _relative_figures(section: Section, out: Path) -> None:
     section.figures = rel
 
 
+def _eval_task(cfg: RunConfig):
+    """Examples for the generation studies: a fresh seeded draw of the primary task (another seed
+    than the rollouts', so the studies do not re-score the probe's training prompts verbatim)."""
+    task = get_task(cfg.tasks[0], n=cfg.eval_examples, seed=cfg.seed + 7)
+    task.max_new_tokens = cfg.max_new_tokens
+    return task
+
+
 def _intervention_sections(cfg, adapter, task, rollouts, store, probe, best_hook, value_sets, value_dir, out, gen_cfg):
     from .intervention_stage import run_intervention_stage
     from .neurons import NeuronSet
@@ -219,10 +241,7 @@ def _intervention_sections(cfg, adapter, task, rollouts, store, probe, best_hook
     if mc_path.exists():
         mc = NeuronSet.load(mc_path)
         final_reward_sets = {mc.layer: mc}
-    # held-out examples for the generation studies: the store's test rollouts are not needed here,
-    # any examples of the task serve; we take a fresh seeded draw beyond the rollout examples
-    eval_task = get_task(cfg.tasks[0], n=cfg.eval_examples, seed=cfg.seed + 7)
-    eval_task.max_new_tokens = cfg.max_new_tokens
+    eval_task = _eval_task(cfg)
     return run_intervention_stage(
         adapter, eval_task, list(eval_task.examples), chosen, out / "interventions",
         probe=probe, probe_hook=best_hook, final_reward_sets=final_reward_sets,

@@ -19,7 +19,6 @@ Robustness:
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from .model import layer_of
 from .neurons import NeuronSet, expected_random_iou, iou
 from .probes import ProbeError, ValueProbe, ValueProbeConfig, _resolve_indices, binary_auc
 from .store import StateBatch
@@ -37,15 +37,7 @@ prune_ratios_default: list[float] = [0, .1, .2, .3, .4, .5, .6, .7, .8, .9, .95,
 # ---------------------------------------------------------------------------------------------
 # basics
 # ---------------------------------------------------------------------------------------------
-def layer_of_hook(hook_name: str) -> int | None:
-    """``"blocks.5.hook_resid_post"`` → 5; ``"hook_embed"`` (and ``hook_pos_embed``) → -1 (surface);
-    anything else → None."""
-    m = re.search(r"blocks\.(\d+)\.", hook_name)
-    if m:
-        return int(m.group(1))
-    if hook_name in ("hook_embed", "hook_pos_embed"):
-        return -1
-    return None
+layer_of_hook = layer_of  # one definition, in model.py
 
 
 def n_kept(d: int, ratio: float) -> int:

@@ -398,17 +398,24 @@ class ActivationStore:
         """Stratified train/test split of rollout indices (both classes in both halves when possible)."""
         if not 0 < test_fraction < 1:
             raise StoreError(f"test_fraction must be in (0, 1), got {test_fraction}.")
-        rng = np.random.default_rng(seed)
-        rewards = self.rewards
-        train, test = [], []
-        for cls in (0.0, 1.0):
-            members = rng.permutation(np.flatnonzero(rewards == cls))
-            k = int(round(len(members) * test_fraction))
-            if len(members) >= 2:
-                k = min(max(k, 1), len(members) - 1)
-            test.extend(members[:k].tolist())
-            train.extend(members[k:].tolist())
-        return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(test, dtype=np.int64))
+        return stratified_split(np.arange(len(self)), self.rewards, test_fraction, seed)
+
+
+def stratified_split(indices: np.ndarray, rewards: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (kept, held-out) with ``fraction`` of each reward class held out.
+
+    Each class keeps at least one member on both sides when it has two or more.
+    """
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for cls in (0.0, 1.0):
+        members = rng.permutation(indices[rewards[indices] == cls])
+        k = int(round(len(members) * fraction))
+        if len(members) >= 2:
+            k = min(max(k, 1), len(members) - 1)
+        held.extend(members[:k].tolist())
+        keep.extend(members[k:].tolist())
+    return np.sort(np.asarray(keep, dtype=np.int64)), np.sort(np.asarray(held, dtype=np.int64))
 
 
 def write_store_from_arrays(

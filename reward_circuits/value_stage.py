@@ -40,6 +40,7 @@ from .pruning import (
     rotation_check,
     value_neurons,
 )
+from .store import stratified_split
 from .report import Section, Table
 
 
@@ -51,19 +52,6 @@ def stage_config(quick: bool = False, seed: int = 0) -> ValueProbeConfig:
     epoch budget that keeps the stage under a minute on 2 CPU cores.
     """
     return ValueProbeConfig(epochs=6 if quick else 20, batch_states=1024, lr=2e-3, seed=seed)
-
-
-def _stratified_subsplit(indices: np.ndarray, rewards: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    keep, held = [], []
-    for cls in (0.0, 1.0):
-        members = rng.permutation(indices[rewards[indices] == cls])
-        k = int(round(len(members) * fraction))
-        if len(members) >= 2:
-            k = min(max(k, 1), len(members) - 1)
-        held.extend(members[:k].tolist())
-        keep.extend(members[k:].tolist())
-    return np.sort(np.asarray(keep, dtype=np.int64)), np.sort(np.asarray(held, dtype=np.int64))
 
 
 def _rkey(ratio: float) -> str:
@@ -160,7 +148,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
 
     rewards = np.asarray(store.rewards)
     train_all, test = store.split(test_fraction, seed=seed)
-    fit_idx, val_idx = _stratified_subsplit(train_all, rewards, val_fraction, seed + 1)
+    fit_idx, val_idx = stratified_split(train_all, rewards, val_fraction, seed + 1)
     ratios = [r for r in prune_ratios_default if r <= 0.99] if quick else list(prune_ratios_default)
 
     # ---- all layers at once --------------------------------------------------------------------
