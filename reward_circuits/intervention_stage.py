@@ -361,8 +361,15 @@ def run_intervention_stage(
         tables.append(Table(f"Dose-response at layer {dose_layer} ({dose['ranking']})",
                             ["mode", "fraction", "n neurons", "value ablated", "random mean", "random std"], rows))
         figures.append(plot_dose_response(dose, out))
+    n_ex = max(len(examples), 1)
+    p0 = float(baseline.accuracy)
+    se = (p0 * (1 - p0) / n_ex) ** 0.5
+    ab_summary["accuracy_standard_error"] = se
+    notes_noise = [f"Sampling noise: with {n_ex} examples per pass the binomial standard error of an accuracy near "
+                   f"{p0:.2f} is {se:.3f}; differences smaller than ~2×{se:.2f} (and the spread of the random draws) "
+                   "are not evidence of an effect. Raise --eval-examples for a tighter table."]
     sections = [Section("ablation", "Ablating value neurons", nan_to_none(ab_summary), tables, figures,
-                        notes_ab + notes_dose)]
+                        notes_noise + notes_ab + notes_dose)]
 
     if steer is not None:
         rows = [[e["factor"], e["accuracy"], e["mean_value"], e["mean_value_shift"]]
