@@ -49,6 +49,7 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .io import nan_to_none as _nan_to_none
 from .model import layer_of
 from .neurons import NeuronSet
 from .store import ActivationStore
@@ -354,20 +355,6 @@ def dopamine_neurons(
 # ---------------------------------------------------------------------------------------------
 # Quantitative held-out metrics (beyond the paper)
 # ---------------------------------------------------------------------------------------------
-def _nan_to_none(x):
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_nan_to_none(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _nan_to_none(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _finite_mean(values: Sequence[float] | np.ndarray) -> float:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]

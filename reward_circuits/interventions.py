@@ -65,6 +65,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .io import nan_to_none
 from .model import Generation, GenerationConfig, HookFn, ModelAdapter, TokenBatch, layer_of
 from .neurons import NeuronSet
 
@@ -1003,18 +1004,3 @@ def td_trace_under(adapter: ModelAdapter, probe, hook: str, rollout_token_ids: S
             else:
                 raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
     return traces
-
-
-def nan_to_none(x):
-    """JSON-ready copy: NaN/inf → None, numpy scalars → Python."""
-    if isinstance(x, Mapping):
-        return {k: nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [nan_to_none(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return nan_to_none(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
