@@ -83,7 +83,7 @@ class Report:
             "<!doctype html><html><head><meta charset='utf-8'><title>reward_circuits report</title>",
             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
             "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-            "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+            "th{background:#f3f3f3}td.t{text-align:left}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
             "figure{margin:1em 0}figcaption{color:#777;font-size:.8em}.note{background:#fffbe6;padding:.4em .8em;border-left:3px solid #e6c200}"
             "nav a{margin-right:1em}</style></head><body>",
             "<h1>reward_circuits report</h1>",
@@ -103,7 +103,9 @@ class Report:
                 parts.append(f"<h3>{html.escape(t.title)}</h3><table><tr>")
                 parts.append("".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns) + "</tr>")
                 for row in t.rows:
-                    parts.append("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>")
+                    parts.append("<tr>" + "".join(
+                        f"<td class='t'>{html.escape(_fmt(v))}</td>" if isinstance(v, str) else f"<td>{html.escape(_fmt(v))}</td>"
+                        for v in row) + "</tr>")
                 parts.append("</table>")
             for f in s.figures:
                 parts.append(self._img(f))
