@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .capture import build_store
-from .model import GenerationConfig, ModelAdapter, load_model, resid_hooks
+from .model import GenerationConfig, ModelAdapter, layer_of, load_model, resid_hooks
 from .report import Report, Section, Table
 from .rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from .store import ActivationStore
@@ -140,10 +140,12 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         t0 = time.perf_counter()
         prompt_tokens = {r.id: r.prompt_ids for r in rollouts[primary]}
         second = stores.get(cfg.tasks[1]) if len(cfg.tasks) > 1 else None
-        section = run_value_stage(stores[primary], value_dir, hooks=hooks, second_store=second,
+        # hook_embed is the surface baseline the stage computes on its own, not a candidate layer
+        section = run_value_stage(stores[primary], value_dir, hooks=[h for h in hooks if h != "hook_embed"],
+                                  second_store=second,
                                   prompt_tokens=prompt_tokens, vocab_size=len(adapter.tokenizer),
                                   seed=cfg.seed, quick=cfg.quick, num_threads=1)
-        _relative_figures(section, out)
+        _relative_figures(section, out, value_dir)
         timings["value_s"] = time.perf_counter() - t0
         report.add(section)
         print(f"[value] best layer {section.summary.get('best_layer')}, auc_by_layer {section.summary.get('auc_by_layer')}")
@@ -161,7 +163,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         t0 = time.perf_counter()
         for section in _intervention_sections(cfg, adapter, tasks[primary], rollouts[primary], stores.get(primary),
                                               probe, best_hook, value_sets, value_dir, out, gen_cfg):
-            _relative_figures(section, out)
+            _relative_figures(section, out, out / "interventions")
             report.add(section)
         timings["interventions_s"] = time.perf_counter() - t0
 
@@ -187,7 +189,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
             from .dopamine_stage import run_dopamine_causal_check
 
             dop_set = NeuronSet(best_hook, top, store.d(best_hook), kind="dopamine",
-                                layer=int(best_hook.split(".")[1]), provenance={"model": adapter.name, "task": primary})
+                                layer=layer_of(best_hook), provenance={"model": adapter.name, "task": primary})
             _, test_idx = store.split(0.3, seed=cfg.seed)
             held = [by_id[store.rollout_ids[i]] for i in test_idx[: cfg.eval_examples]]
             eval_task = _eval_task(cfg)
@@ -196,7 +198,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
                 list(eval_task.examples), config=gen_cfg, n_random_draws=cfg.random_draws, seed=cfg.seed)
             section.summary["causal"] = causal
             section.tables.append(table)
-        _relative_figures(section, out)
+        _relative_figures(section, out, out / "dopamine")
         timings["dopamine_s"] = time.perf_counter() - t0
         report.add(section)
 
@@ -208,14 +210,19 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     return report.summary
 
 
-def _relative_figures(section: Section, out: Path) -> None:
+def _relative_figures(section: Section, out: Path, stage_dir: Path) -> None:
+    """Make a stage's figure paths relative to the report directory.
+
+    Stages name figures by absolute path, relative to their own directory, or relative to ``out``.
+    """
     rel = []
     for f in section.figures:
         p = Path(f)
-        try:
-            rel.append(str(p.resolve().relative_to(out.resolve())))
-        except ValueError:
-            rel.append(str(p))
+        if not p.is_absolute():
+            p = stage_dir / p if (stage_dir / p).exists() else out / p
+        if not p.exists():
+            raise FileNotFoundError(f"stage {section.key!r} names figure {f}, which is neither in {stage_dir} nor in {out}.")
+        rel.append(str(p.resolve().relative_to(out.resolve())))
     section.figures = rel
 
 
