@@ -248,6 +248,15 @@ class InterventionHook:
             self._on_device[k] = out
         return out
 
+    def _per_dim(self, key: str, what: str, vector: Tensor, idx, hook, activation: Tensor) -> Tensor:
+        """A ``[d]`` vector (means, direction) checked against the hook's width, on its device,
+        restricted to the selected dims ``idx`` (all when None)."""
+        if vector.numel() != activation.shape[-1]:
+            raise ValueError(f"{what}: {key} has {vector.numel()} entries but hook "
+                             f"{getattr(hook, 'name', None)!r} has d={activation.shape[-1]}.")
+        v = self._cached(key, vector, activation)
+        return v if idx is None else v.index_select(0, idx)
+
     def _check(self, activation: Tensor, hook) -> None:
         name = getattr(hook, "name", None)
         key = (name, activation.shape[-1], activation.ndim)
@@ -303,12 +312,7 @@ class _Mean(InterventionHook):
             raise ValueError(f"means has {self.means.numel()} entries but the neuron set has width {self.width}.")
 
     def edit(self, selected, idx, hook, activation):
-        if self.means.numel() != activation.shape[-1]:
-            raise ValueError(f"mean_ablate: means has {self.means.numel()} entries but hook "
-                             f"{getattr(hook, 'name', None)!r} has d={activation.shape[-1]}.")
-        m = self._cached("means", self.means, activation)
-        m = m if idx is None else m.index_select(0, idx)
-        return m.expand_as(selected).clone()
+        return self._per_dim("means", "mean_ablate", self.means, idx, hook, activation).expand_as(selected).clone()
 
 
 class _Resample(InterventionHook):
@@ -363,12 +367,7 @@ class _AddDirection(InterventionHook):
         return f"alpha={self.alpha:g}, "
 
     def edit(self, selected, idx, hook, activation):
-        if self.vector.numel() != activation.shape[-1]:
-            raise ValueError(f"add_direction: vector has {self.vector.numel()} entries but hook "
-                             f"{getattr(hook, 'name', None)!r} has d={activation.shape[-1]}.")
-        v = self._cached("vector", self.vector, activation)
-        v = v if idx is None else v.index_select(0, idx)
-        return selected + self.alpha * v
+        return selected + self.alpha * self._per_dim("vector", "add_direction", self.vector, idx, hook, activation)
 
 
 class _Patch(InterventionHook):

@@ -41,14 +41,7 @@ RESID1 = "blocks.1.hook_resid_post"
 GREEDY = GenerationConfig(max_new_tokens=4, progress=False, batch_size=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model is dominated by per-op overhead: with 2 threads on a shared 2-core machine
-    torch's thread pool spins and runs ~100x slower. Restored after this module."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run far faster on 1 thread
 
 
 @pytest.fixture(scope="module")
