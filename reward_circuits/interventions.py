@@ -816,6 +816,15 @@ def _prompt_ends(batch: TokenBatch, prompt_lens: Sequence[int], total_lens: Sequ
     return torch.as_tensor([width - t + p for p, t in zip(prompt_lens, total_lens)], dtype=torch.long)
 
 
+def _teacher_forced_batches(adapter: ModelAdapter, pairs, batch_size: int):
+    """Yield ``(start, chunk, batch, prompt_ends)`` for prompt+response pairs, left-padded ``batch_size`` at a time."""
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        seqs = [p + r for p, r in chunk]
+        batch = adapter.pad(seqs, "left")
+        yield start, chunk, batch, _prompt_ends(batch, [len(p) for p, _ in chunk], [len(s) for s in seqs])
+
+
 def _rollout_pairs(rollouts) -> list[tuple[list[int], list[int]]]:
     pairs = []
     for r in rollouts:
@@ -837,11 +846,7 @@ def next_token_confidence(adapter: ModelAdapter, generations: Sequence[Generatio
     pairs = _rollout_pairs(generations)
     hooks = as_fwd_hooks(fwd_hooks)
     out = np.full(len(pairs), np.nan)
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        seqs = [p + r for p, r in chunk]
-        batch = adapter.pad(seqs, "left")
-        ends = _prompt_ends(batch, [len(p) for p, _ in chunk], [len(s) for s in seqs])
+    for start, chunk, batch, ends in _teacher_forced_batches(adapter, pairs, batch_size):
         with teacher_forced_prompt(ends):
             logits = adapter.forward(batch, hooks)
         width = batch.input_ids.shape[1]
@@ -984,11 +989,7 @@ def td_trace_under(adapter: ModelAdapter, probe, hook: str, rollout_token_ids: S
     pairs = _rollout_pairs(rollout_token_ids)
     hooks = as_fwd_hooks(fwd_hooks)
     traces: list[np.ndarray] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        seqs = [p + r for p, r in chunk]
-        batch = adapter.pad(seqs, "left")
-        ends = _prompt_ends(batch, [len(p) for p, _ in chunk], [len(s) for s in seqs])
+    for start, chunk, batch, ends in _teacher_forced_batches(adapter, pairs, batch_size):
         with teacher_forced_prompt(ends):
             acts = adapter.capture(batch, [hook], fwd_hooks=hooks)[hook]
         for j in range(len(chunk)):

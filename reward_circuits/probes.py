@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from tqdm.auto import trange
 
 from .io import atomic_path, atomic_write_json
-from .store import StateBatch
+from .store import StateBatch, rollout_order
 
 PROBE_FORMAT_VERSION = 1
 _WEIGHTS_FILE = "value_probe.safetensors"
@@ -352,9 +352,7 @@ class ArrayRollouts:
         hooks = [hooks] if isinstance(hooks, str) else list(hooks)
         for h in hooks:
             self._check_hook(h)
-        idx = np.arange(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64)
-        if shuffle_seed is not None:
-            idx = np.random.default_rng(shuffle_seed).permutation(idx)
+        idx = rollout_order(len(self), indices, shuffle_seed)
         group, count = [], 0
         for i in idx:
             group.append(int(i))

@@ -349,10 +349,8 @@ class ActivationStore:
         hooks = [hooks] if isinstance(hooks, str) else list(hooks)
         for h in hooks:
             self._check_hook(h)
-        idx = np.arange(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64)
-        if shuffle_seed is not None:
-            idx = np.random.default_rng(shuffle_seed).permutation(idx)
-        else:
+        idx = rollout_order(len(self), indices, shuffle_seed)
+        if shuffle_seed is None:
             # group by shard for sequential reads
             idx = idx[np.argsort([self.records[i].shard * 10**9 + self.records[i].offset for i in idx], kind="stable")]
         group: list[int] = []
@@ -399,6 +397,12 @@ class ActivationStore:
         if not 0 < test_fraction < 1:
             raise StoreError(f"test_fraction must be in (0, 1), got {test_fraction}.")
         return stratified_split(np.arange(len(self)), self.rewards, test_fraction, seed)
+
+
+def rollout_order(n: int, indices: Sequence[int] | None, shuffle_seed: int | None) -> np.ndarray:
+    """The rollouts a streamed pass visits: ``indices`` (all by default), permuted when ``shuffle_seed`` is set."""
+    idx = np.arange(n) if indices is None else np.asarray(list(indices), dtype=np.int64)
+    return idx if shuffle_seed is None else np.random.default_rng(shuffle_seed).permutation(idx)
 
 
 def stratified_split(indices: np.ndarray, rewards: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

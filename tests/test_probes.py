@@ -21,13 +21,7 @@ SIGNAL, NOISE = HOOKS
 CFG = ValueProbeConfig(epochs=20, batch_states=512, lr=3e-3, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny matrices: threads only add contention on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices run faster on 1 thread
 
 
 @pytest.fixture(scope="module")

@@ -36,12 +36,7 @@ KEEP_K = 1 - K / D  # the prune ratio that keeps exactly the k planted dims
 CFG = ValueProbeConfig(epochs=20, batch_states=512, lr=3e-3, seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices run faster on 1 thread
 
 
 @pytest.fixture(scope="module")
