@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=d.model, help="'default' (packaged SmolLM2-135M-Instruct, offline), a local HF directory, or a hub id")
     r.add_argument("--backend", default=d.backend, choices=["transformer_lens", "nnsight"])
     r.add_argument("--task", dest="tasks", type=_csv, default=DEFAULT_TASKS,
-                   help="comma-separated task specs: arithmetic[:1-4], word_problems[:1-3], multiple_choice, gsm8k, math500, arc, mmlu_stem, or a local .jsonl/.parquet")
+                   help="comma-separated task specs: arithmetic[:1-4], word_problems[:0-3], multiple_choice, gsm8k, math500, arc, mmlu_stem, or a local .jsonl/.parquet")
     r.add_argument("--limit", type=int, default=d.limit, help="examples per task")
     r.add_argument("--out", default=d.out, help="report directory")
     r.add_argument("--device", default=d.device)

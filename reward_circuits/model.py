@@ -341,7 +341,7 @@ class TransformerLensAdapter(ModelAdapter):
         finished = torch.zeros(bsz, dtype=torch.bool, device=self.device)
         tokens: list[Tensor] = []
         with torch.no_grad(), model.hooks(fwd_hooks=fwd_hooks):
-            logits = model(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache)[:, -1]
+            logits = self._prefill_last_logits(batch, cache)
             for _ in range(config.max_new_tokens):
                 nxt = _sample(logits, config, gen).to(self.device)
                 nxt = torch.where(finished, torch.full_like(nxt, self.tokenizer.pad_token_id), nxt)
@@ -360,6 +360,24 @@ class TransformerLensAdapter(ModelAdapter):
                         break
                 logits = model(nxt[:, None], attention_mask=torch.ones_like(nxt)[:, None], past_kv_cache=cache)[:, -1]
         return torch.stack(tokens, 1).tolist()
+
+    def _prefill_last_logits(self, batch: TokenBatch, cache) -> Float[Tensor, "batch d_vocab"]:
+        """Run the prompts into ``cache`` and return the next-token logits of the last position only.
+
+        Like HF ``generate`` (``logits_to_keep=1``), the unembedding runs on the last position, not on
+        all ``batch × pos`` positions (the 49152-wide unembedding of a 16×42-token prefill alone
+        costs as much as ~40 decoding steps). Every hook point still fires: the blocks and
+        ``ln_final.*`` on all positions, ``unembed.*`` on the last position (shape ``[batch, 1, …]``),
+        exactly where HF's ``norm`` and ``lm_head`` fire on the nnsight backend.
+        """
+        from transformer_lens.utilities import apply_softcap  # noqa: PLC0415
+
+        model = self.model
+        resid = model(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
+                      stop_at_layer=model.cfg.n_layers)
+        if model.cfg.normalization_type is not None:
+            resid = model.ln_final(resid)
+        return apply_softcap(model.unembed(resid[:, -1:]), model.cfg.output_logits_soft_cap)[:, -1]
 
 
 # ---- nnsight ------------------------------------------------------------------------------------

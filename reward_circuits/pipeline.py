@@ -21,7 +21,7 @@ from .rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from .store import ActivationStore
 from .tasks import get_task
 
-DEFAULT_TASKS = ("arithmetic:1", "word_problems:1")
+DEFAULT_TASKS = ("arithmetic:1", "word_problems:0")
 ALL_STAGES = ("rollouts", "store", "value", "interventions", "dopamine")
 
 

@@ -836,6 +836,21 @@ def _word_problem(rng: random.Random, difficulty: int) -> tuple[str, int, str]:
     p, q, r = rng.sample(_NAMES, 3)
     item = rng.choice(_ITEMS)
     ri = rng.randint
+    if difficulty == 0:  # one addition/subtraction of single-digit numbers (the level of arithmetic:1)
+        k = ri(0, 3)
+        if k == 0:
+            a, b = ri(1, 9), ri(1, 9)
+            return f"{p} has {a} {item}. {p} gets {b} more {item}. How many {item} does {p} have now?", a + b, f"{a} + {b}"
+        if k == 1:
+            a = ri(2, 9)
+            b = ri(1, a)
+            return f"{p} has {a} {item} and gives {b} of them to {q}. How many {item} does {p} have left?", a - b, f"{a} - {b}"
+        if k == 2:
+            a, b = ri(1, 9), ri(1, 9)
+            return f"{p} has {a} {item} and {q} has {b} {item}. How many {item} do they have together?", a + b, f"{a} + {b}"
+        a = ri(2, 9)
+        b = ri(1, a)
+        return f"{p} had {a} coins and lost {b} of them. How many coins does {p} have now?", a - b, f"{a} - {b}"
     if difficulty == 1:
         k = ri(0, 4)
         if k == 0:
@@ -949,13 +964,14 @@ def word_problem_task(
 ) -> Task:
     """Seeded templated word problems (apples, coins, pages, minutes) with a numeric reward.
 
-    Difficulty: 1 = one addition/subtraction; 2 = one multiplication or two
+    Difficulty: 0 = one addition/subtraction of single-digit numbers; 1 = one addition/subtraction
+    (numbers up to 150); 2 = one multiplication or two
     additions/subtractions; 3 = two steps including a multiplication or exact division.
     ``meta["expression"]`` holds the Python expression of the answer.
     """
     _check_n(n, "word_problem_task")
-    if difficulty not in (1, 2, 3):
-        raise ValueError(f"word_problem_task: difficulty must be 1, 2 or 3, got {difficulty!r}.")
+    if difficulty not in (0, 1, 2, 3):
+        raise ValueError(f"word_problem_task: difficulty must be 0, 1, 2 or 3, got {difficulty!r}.")
     rng = random.Random(seed)
 
     def draw() -> tuple[str, Any]:
@@ -1464,7 +1480,7 @@ _ARC_CONFIGS = {"challenge": "ARC-Challenge", "easy": "ARC-Easy"}
 
 def _valid_specs() -> str:
     return (
-        "arithmetic[:1-4], word_problems[:1-3], multiple_choice, gsm8k, math500, arc[:challenge|easy], "
+        "arithmetic[:1-4], word_problems[:0-3], multiple_choice, gsm8k, math500, arc[:challenge|easy], "
         "mmlu_stem, or a path to a local .jsonl/.json/.parquet file"
     )
 
@@ -1473,7 +1489,7 @@ def get_task(spec: str, n: int = 100, seed: int = 0, **kwargs: Any) -> Task:
     """Build a task from a short spec.
 
     * ``"arithmetic"``, ``"arithmetic:3"`` (difficulty 1-4), ``"word_problems"``,
-      ``"word_problems:2"`` (1-3), ``"multiple_choice"``: seeded generators with ``n``
+      ``"word_problems:2"`` (0-3), ``"multiple_choice"``: seeded generators with ``n``
       examples;
     * ``"gsm8k"``, ``"math500"``, ``"arc"`` (``"arc:easy"``), ``"mmlu_stem"``: dataset
       loaders; at most ``n`` examples sampled with ``seed``;

@@ -307,7 +307,7 @@ def test_arithmetic_difficulty_shapes():
         arithmetic_task(n=0)
 
 
-@pytest.mark.parametrize("difficulty", [1, 2, 3])
+@pytest.mark.parametrize("difficulty", [0, 1, 2, 3])
 def test_word_problems_deterministic_and_correct(difficulty):
     a = word_problem_task(n=40, difficulty=difficulty, seed=0)
     b = word_problem_task(n=40, difficulty=difficulty, seed=0)
@@ -321,8 +321,13 @@ def test_word_problems_deterministic_and_correct(difficulty):
             if num != "7":  # 'weeks' template multiplies by 7 days
                 assert re.search(rf"\b{num}\b", e.question), (num, e.question)
         assert a.reward(f"The answer is {e.answer}.", e) == 1.0
+        if difficulty == 0:  # single-digit operands, one + or -
+            assert all(int(x) <= 9 for x in re.findall(r"\d+", e.meta["expression"]))
+            assert len(re.findall(r"[+\-]", e.meta["expression"])) == 1
     with pytest.raises(ValueError):
         word_problem_task(n=3, difficulty=4)
+    with pytest.raises(ValueError):
+        word_problem_task(n=3, difficulty=-1)
 
 
 def test_multiple_choice_task():
