@@ -333,6 +333,8 @@ class TransformerLensAdapter(ModelAdapter):
     def _generate_batch(self, batch, config, fwd_hooks, seed):
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
+        from .tl_attention import cached_rotary_attention
+
         model = self.model
         bsz = batch.input_ids.shape[0]
         cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, bsz)
@@ -340,7 +342,7 @@ class TransformerLensAdapter(ModelAdapter):
         eos = torch.tensor(sorted(self.eos_ids), device=self.device)
         finished = torch.zeros(bsz, dtype=torch.bool, device=self.device)
         tokens: list[Tensor] = []
-        with torch.no_grad(), model.hooks(fwd_hooks=fwd_hooks):
+        with torch.no_grad(), model.hooks(fwd_hooks=fwd_hooks), cached_rotary_attention(model):
             logits = self._prefill_last_logits(batch, cache)
             for _ in range(config.max_new_tokens):
                 nxt = _sample(logits, config, gen).to(self.device)

@@ -1,0 +1,142 @@
+"""KV-cached decoding attention for TransformerLens' ``HookedTransformer``: same hooks, less work.
+
+TransformerLens 3.9 caches keys *before* the rotary embedding, so every decoding step re-rotates
+the whole cache (``apply_rotary`` on ``[batch, past+1, kv_head, d_head]`` per layer), and with
+grouped KV heads it copies the whole cache ``n_heads / n_kv_heads`` times (``repeat_interleave``)
+for the scores and again for ``z``. Together that made TL generation ~25% slower than HF
+``generate`` on SmolLM2 (bench/bench_capture.py).
+
+:func:`cached_rotary_attention` swaps, for the duration of a ``with`` block, each attention
+module's ``forward`` for :func:`_cached_rotary_forward`, which
+
+* rotates only the new keys (at their own positions) and caches rotated keys, kept in a
+  ``[batch, kv_head, pos, d_head]`` layout so the score matmul reads them without a copy;
+* computes scores and ``z`` per KV-head group (a ``[batch, kv_head, group·query_pos, d_head]``
+  view of the queries) instead of expanding keys and values to every query head.
+
+Every hook point fires with the same values and shapes as in TL's own forward: ``hook_q``/``k``/``v``
+on the new token's projections (an edit to ``hook_k``/``hook_v`` goes into the cache, as in TL),
+``hook_rot_q`` on the rotated queries, ``hook_rot_k`` on the rotated keys of *all* cached positions
+(an edit there acts on this step only, as in TL, where the cache is re-rotated every step),
+``hook_attn_scores``, ``hook_pattern`` ``[batch, head, query_pos, key_pos]`` and ``hook_z``. The
+rotation of a cached key does not change between steps (its position id depends only on the
+attention mask up to it), so the values are those TL computes; scores differ only by float
+summation order (tested against TL's forward, hook by hook, and on greedy generations).
+
+Configurations the fast path does not cover fall back to TL's forward: non-rotary or dynamic-NTK
+rotary, ``use_attn_result``, split QKV inputs, ungrouped GQA, QK clipping, OLMo QK-norm,
+log-n scaling, attention sinks, 4-bit weights, non-causal attention, position bias.
+"""
+
+from __future__ import annotations
+
+import types
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens.utilities import apply_softcap
+
+_OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
+_KEYS, _VALUES = "_rc_rotated_keys", "_rc_values"  # [batch, kv_head, pos, d_head] on the cache entry
+
+
+def supports_cached_rotary(cfg) -> bool:
+    """Whether :func:`cached_rotary_attention` covers a model with this config."""
+    return (
+        cfg.positional_embedding_type == "rotary"
+        and not getattr(cfg, "use_dynamic_ntk_rope", False)
+        and not getattr(cfg, "use_logn_attn", False)
+        and not cfg.use_attn_result
+        and not cfg.use_split_qkv_input
+        and not getattr(cfg, "use_attn_in", False)
+        and not getattr(cfg, "ungroup_grouped_query_attention", False)
+        and getattr(cfg, "clip_qkv", None) is None
+        and cfg.original_architecture not in _OLMO
+        and not getattr(cfg, "use_attention_sinks", False)
+        and not getattr(cfg, "load_in_4bit", False)
+        and cfg.attention_dir == "causal"
+    )
+
+
+@contextmanager
+def cached_rotary_attention(model) -> Iterator[bool]:
+    """Use the cached-rotary decoding attention in every layer of ``model`` inside the block.
+
+    Yields whether the fast path is active (``False``: the model's config is not covered and
+    TL's own attention runs). Only forwards that pass a ``past_kv_cache`` take the fast path; the
+    original ``forward`` is restored on exit, also when an exception escapes. A cache filled
+    inside the block holds rotated keys: keep using it inside the block only.
+    """
+    if not supports_cached_rotary(model.cfg):
+        yield False
+        return
+    attns = [block.attn for block in model.blocks]
+    for attn in attns:
+        attn.forward = types.MethodType(_cached_rotary_forward, attn)
+    try:
+        yield True
+    finally:
+        for attn in attns:
+            attn.__dict__.pop("forward", None)
+
+
+def _cached_rotary_forward(
+    self,
+    query_input: Float[Tensor, "batch pos d_model"],
+    key_input: Float[Tensor, "batch pos d_model"],
+    value_input: Float[Tensor, "batch pos d_model"],
+    past_kv_cache_entry=None,
+    additive_attention_mask: Float[Tensor, "batch 1 1 kv_pos"] | None = None,
+    attention_mask: Int[Tensor, "batch offset_pos"] | None = None,
+    position_bias=None,
+) -> Float[Tensor, "batch pos d_model"]:
+    if past_kv_cache_entry is None or position_bias is not None or self._attention_dir_override not in (None, "causal"):
+        return type(self).forward(self, query_input, key_input, value_input, past_kv_cache_entry,
+                                  additive_attention_mask, attention_mask, position_bias)
+    cfg = self.cfg
+    q, k, v = self.calculate_qkv_matrices(query_input, key_input, value_input)  # hook_q/k/v: new tokens
+    batch, q_pos, n_heads, d_head = q.shape
+    n_kv = k.shape[2]
+    group = n_heads // n_kv
+    entry = past_kv_cache_entry
+    offset = entry.past_keys.size(1)
+
+    q = self.hook_rot_q(self.apply_rotary(q, offset, attention_mask))
+    k_new = self.apply_rotary(k, offset, attention_mask).transpose(1, 2)  # [batch, kv, new, d_head]
+    v_new = v.transpose(1, 2)
+    if offset:
+        if not hasattr(entry, _KEYS):
+            raise RuntimeError("this KV cache was filled outside cached_rotary_attention (its keys are not rotated); "
+                               "start a fresh cache inside the `with cached_rotary_attention(model):` block.")
+        k_all = torch.cat([getattr(entry, _KEYS), k_new], dim=2)
+        v_all = torch.cat([getattr(entry, _VALUES), v_new], dim=2)
+    else:
+        k_all, v_all = k_new.contiguous(), v_new.contiguous()
+    if not entry.frozen:
+        setattr(entry, _KEYS, k_all)
+        setattr(entry, _VALUES, v_all)
+        entry.past_keys = k_all.transpose(1, 2)  # views: TL reads only their length (pos offset)
+        entry.past_values = v_all.transpose(1, 2)
+    k_hooked = self.hook_rot_k(k_all.transpose(1, 2))  # [batch, key_pos, kv, d_head], as in TL
+    k_all = k_hooked.transpose(1, 2)
+
+    # scores per KV group: query head h reads KV head h // group (TL's repeat_interleave order)
+    q_grouped = q.reshape(batch, q_pos, n_kv, group, d_head).permute(0, 2, 3, 1, 4).reshape(batch, n_kv, group * q_pos, d_head)
+    key_pos = k_all.shape[2]
+    scores = (q_grouped @ k_all.transpose(-1, -2)).reshape(batch, n_heads, q_pos, key_pos) / self.attn_scale
+    scores = apply_softcap(scores, cfg.attn_scores_soft_cap)
+    scores = self.apply_causal_mask(scores, offset, attention_mask)
+    if additive_attention_mask is not None:
+        scores = scores + additive_attention_mask
+    scores = self.hook_attn_scores(scores)
+    pattern = F.softmax(scores, dim=-1)
+    pattern = torch.where(torch.isnan(pattern), torch.zeros_like(pattern), pattern)
+    pattern = self.hook_pattern(pattern).to(v_all.dtype)
+    z = pattern.reshape(batch, n_kv, group * q_pos, key_pos) @ v_all  # [batch, kv, group·q_pos, d_head]
+    z = self.hook_z(z.reshape(batch, n_kv, group, q_pos, d_head).permute(0, 3, 1, 2, 4).reshape(batch, q_pos, n_heads, d_head))
+    w = self.W_O.reshape(n_heads * d_head, -1).T  # [d_model, head·d_head]
+    return F.linear(z.reshape(batch, q_pos, n_heads * d_head), w, self.b_O)
