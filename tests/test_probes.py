@@ -106,7 +106,8 @@ def test_batch_structure_checks():
 
 def test_config_validation():
     for bad in [dict(gamma=0.0), dict(gamma=1.5), dict(td_lambda=-0.1), dict(td_lambda=1.2), dict(mode="mc"),
-                dict(hidden=0), dict(epochs=0), dict(lr=0.0), dict(activation="swish"), dict(batch_states=0)]:
+                dict(hidden=0), dict(epochs=0), dict(lr=0.0), dict(activation="swish"), dict(batch_states=0),
+                dict(probe_chunk=0)]:
         with pytest.raises(ProbeError):
             ValueProbeConfig(**bad)
 
@@ -168,6 +169,12 @@ def test_stacked_probes_equal_probes_trained_alone(planted, td0_probe):
         alone1 = ValueProbe(one).fit(store, hook, train, verbose=False)
         torch.testing.assert_close(alone1.W1[0], stacked1.W1[k], atol=2e-4, rtol=1e-3)
         torch.testing.assert_close(alone1.W2[0], stacked1.W2[k], atol=2e-4, rtol=1e-3)
+    # probes computed one per matmul (the CPU default) or all in one batched matmul: same training
+    batched1 = ValueProbe(one.replace(probe_chunk=len(HOOKS))).fit(store, list(HOOKS), train, verbose=False)
+    chunked1 = ValueProbe(one.replace(probe_chunk=1)).fit(store, list(HOOKS), train, verbose=False)
+    torch.testing.assert_close(batched1.W1, chunked1.W1, atol=2e-4, rtol=1e-3)
+    torch.testing.assert_close(batched1.b2, chunked1.b2, atol=2e-4, rtol=1e-3)
+    np.testing.assert_allclose(batched1.history, chunked1.history, rtol=1e-4)
 
 
 def test_standardization_stats_are_training_state_moments(planted, td0_probe):
