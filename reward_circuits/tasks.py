@@ -831,6 +831,14 @@ _NAMES = (
 _ITEMS = ("apples", "oranges", "marbles", "stickers", "pencils", "cookies", "cards", "shells", "books", "stamps")
 
 
+def _gets_more(p: str, item: str, a: int, b: int) -> tuple[str, int, str]:
+    return f"{p} has {a} {item}. {p} gets {b} more {item}. How many {item} does {p} have now?", a + b, f"{a} + {b}"
+
+
+def _gives_away(p: str, q: str, item: str, a: int, b: int) -> tuple[str, int, str]:
+    return f"{p} has {a} {item} and gives {b} of them to {q}. How many {item} does {p} have left?", a - b, f"{a} - {b}"
+
+
 def _word_problem(rng: random.Random, difficulty: int) -> tuple[str, int, str]:
     """One templated word problem as ``(question, answer, python_expr)``."""
     p, q, r = rng.sample(_NAMES, 3)
@@ -839,12 +847,10 @@ def _word_problem(rng: random.Random, difficulty: int) -> tuple[str, int, str]:
     if difficulty == 0:  # one addition/subtraction of single-digit numbers (the level of arithmetic:1)
         k = ri(0, 3)
         if k == 0:
-            a, b = ri(1, 9), ri(1, 9)
-            return f"{p} has {a} {item}. {p} gets {b} more {item}. How many {item} does {p} have now?", a + b, f"{a} + {b}"
+            return _gets_more(p, item, ri(1, 9), ri(1, 9))
         if k == 1:
             a = ri(2, 9)
-            b = ri(1, a)
-            return f"{p} has {a} {item} and gives {b} of them to {q}. How many {item} does {p} have left?", a - b, f"{a} - {b}"
+            return _gives_away(p, q, item, a, ri(1, a))
         if k == 2:
             a, b = ri(1, 9), ri(1, 9)
             return f"{p} has {a} {item} and {q} has {b} {item}. How many {item} do they have together?", a + b, f"{a} + {b}"
@@ -854,12 +860,10 @@ def _word_problem(rng: random.Random, difficulty: int) -> tuple[str, int, str]:
     if difficulty == 1:
         k = ri(0, 4)
         if k == 0:
-            a, b = ri(2, 20), ri(2, 20)
-            return f"{p} has {a} {item}. {p} gets {b} more {item}. How many {item} does {p} have now?", a + b, f"{a} + {b}"
+            return _gets_more(p, item, ri(2, 20), ri(2, 20))
         if k == 1:
             a = ri(5, 20)
-            b = ri(2, a)
-            return f"{p} has {a} {item} and gives {b} of them to {q}. How many {item} does {p} have left?", a - b, f"{a} - {b}"
+            return _gives_away(p, q, item, a, ri(2, a))
         if k == 2:
             a, b = ri(5, 30), ri(5, 30)
             return (
