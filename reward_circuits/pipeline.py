@@ -32,7 +32,7 @@ class RunConfig:
     model: str = "default"
     backend: str = "nnsight"
     tasks: tuple[str, ...] = DEFAULT_TASKS
-    limit: int = 160  # examples per task
+    limit: int = 200  # examples per task: sized so the job on the default model stays well under 10 min on 2 cores
     out: str = "runs/default"
     device: str = "cpu"
     seed: int = 0
