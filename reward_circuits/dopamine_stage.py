@@ -13,7 +13,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -33,10 +33,8 @@ from .dopamine import (
 from .io import atomic_path
 from .neurons import NeuronSet
 from .report import Section, Table
+from .probes import ValueProbe, cross_fitted_value_traces
 from .store import ActivationStore
-
-if TYPE_CHECKING:  # only for type hints: the stage duck-types the probe (value_traces + cfg.gamma)
-    from .probes import ValueProbe  # noqa: F401
 
 TRACE_FIGURE = "dopamine_traces.png"
 DISTRIBUTION_FIGURE = "dopamine_metric_distribution.png"
@@ -67,6 +65,7 @@ def _empty_summary(hook: str) -> dict:
         "status": None,
         "hook": hook,
         "value_hook": None,
+        "values": None,
         "value_from_same_hook": None,
         "gamma": None,
         "top_neurons": [],
@@ -233,6 +232,7 @@ def run_dopamine_stage(
     n_random_draws: int = 1000,
     random_pool_size: int = 256,
     permutation: str = "within_rollout",
+    cross_fit_folds: int = 5,
 ) -> Section:
     """Find dopamine neurons at ``hook`` and test them on held-out rollouts.
 
@@ -247,6 +247,11 @@ def run_dopamine_stage(
     (length T, or T+1 including s_0); otherwise ``store.records[i].meta["response_tokens"]`` is used
     when present. With fewer than ``min_surprise`` positive or negative surprise rollouts in the
     ranking split the Section reports the counts, explains why, and leaves every metric null.
+
+    ``cross_fit_folds`` > 0 (with a :class:`~reward_circuits.probes.ValueProbe`): the values are
+    cross-fitted (:func:`~reward_circuits.probes.cross_fitted_value_traces`, the probe's config
+    refitted on the other folds), so no rollout's surprise or TD errors come from a probe that
+    trained on it; 0 uses ``probe``'s own values on every rollout.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -272,7 +277,14 @@ def run_dopamine_stage(
 
     # --- value traces and TD errors -----------------------------------------------------------
     all_idx = list(range(len(store)))
-    raw = probe.value_traces(store, value_hook, all_idx)
+    if cross_fit_folds and isinstance(probe, ValueProbe):
+        raw = cross_fitted_value_traces(store, value_hook, probe.cfg, cross_fit_folds, seed)
+        summary["values"] = f"cross-fitted, {cross_fit_folds} folds"
+        notes.append(f"V(s_0..s_T) is cross-fitted ({cross_fit_folds} folds stratified by reward): each rollout's values "
+                     "come from a probe (same config) that did not train on it, so surprises and TD errors are out-of-sample.")
+    else:
+        raw = probe.value_traces(store, value_hook, all_idx)
+        summary["values"] = "probe as given"
     if len(raw) != len(all_idx):
         raise ValueError(f"probe.value_traces returned {len(raw)} traces for {len(all_idx)} rollouts.")
     values = {i: _as_trace(v) for i, v in zip(all_idx, raw)}

@@ -241,10 +241,13 @@ def _intervention_sections(cfg, adapter, task, rollouts, store, probe, best_hook
     from .intervention_stage import run_intervention_stage
     from .neurons import NeuronSet
 
-    # layers for the ablation study: best layers by held-out AUC first
+    # layers for the ablation study: the value stage's best layer, then the next ones by validation
+    # AUC (the split that chose the best layer; the test split stays for reporting only)
     with open(out / "summary.json") as f:
-        auc = json.load(f).get("value", {}).get("auc_by_layer", {})
-    ranked = sorted((k for k in auc if k in value_sets and int(k) >= 0), key=lambda k: -auc[k])
+        value = json.load(f).get("value", {})
+    auc = value.get("auc_by_layer_val") or value.get("auc_by_layer", {})
+    best = str(value.get("best_layer"))
+    ranked = sorted((k for k in auc if k in value_sets and int(k) >= 0), key=lambda k: (k != best, -auc[k]))
     chosen = {int(k): value_sets[k] for k in ranked[: cfg.ablation_layers]}
     mc_path = value_dir / "value_neurons_final_reward.json"
     final_reward_sets = None

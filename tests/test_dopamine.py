@@ -314,6 +314,7 @@ def test_stage_on_planted_store(tmp_path):
     s = section.summary
     assert section.key == "dopamine" and REQUIRED <= set(s)
     assert s["status"] == "ok" and s["top_neurons"][0] == J_TD
+    assert s["values"] == "probe as given"  # a duck-typed probe's own values (planted here) are used as is
     assert {"candidates", "candidates_spearman", "random", "random_std", "value_neurons"} <= set(s["corr_with_td_error"])
     assert {"candidates", "random", "random_std", "value_neurons"} <= set(s["corr_with_value"])
     assert s["corr_with_td_error"]["candidates"] > s["corr_with_td_error"]["random"] + 5 * s["corr_with_td_error"]["random_std"]

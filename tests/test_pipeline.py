@@ -36,6 +36,8 @@ def test_main_job_writes_every_section_and_embeds_every_figure(tl_adapter, tmp_p
     assert set(value["auc_by_layer"]) >= {"0", "1"} and "0.99" in value["prune_curve"]
     layers = on_disk["ablation"]["layers"]
     assert layers and all(len(v["random_accs"]) == 2 for v in layers.values())
+    assert value["best_layer"] in layers  # the ablation covers the layer the value stage chose
+    assert on_disk["dopamine"]["values"] == "cross-fitted, 5 folds"
     assert on_disk["wall_time_s"] > 0
 
     html = (tmp_path / "run" / "report.html").read_text()

@@ -14,6 +14,7 @@ from reward_circuits.probes import (
     check_batch_structure,
     td_targets,
 )
+from reward_circuits.store import write_store_from_arrays
 from reward_circuits.synthetic import planted_rollouts, planted_value_store
 
 HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
@@ -286,3 +287,29 @@ def test_unfitted_probe_and_width_mismatch(tmp_path):
     acts[NOISE] = [torch.cat([a, a], dim=1) for a in acts[NOISE]]
     with pytest.raises(ProbeError, match="width"):
         ValueProbe(CFG).fit_arrays(acts, rewards, verbose=False)
+
+
+# ---- cross-fitted values ---------------------------------------------------------------------
+def test_cross_fitted_values_are_out_of_sample(tmp_path):
+    """Random states, random rewards: a probe's values on its own training rollouts are fitted to the
+    noise (AUC well above 0.5), cross-fitted values are not (AUC near 0.5)."""
+    from sklearn.metrics import roc_auc_score
+
+    from reward_circuits.probes import cross_fitted_value_traces
+
+    g = torch.Generator().manual_seed(0)
+    n, d = 120, 48
+    lengths = torch.randint(3, 9, (n,), generator=g)
+    acts = {"h": [torch.randn(int(t), d, generator=g) for t in lengths]}
+    rewards = (torch.rand(n, generator=g) < 0.5).float().tolist()
+    store = write_store_from_arrays(tmp_path / "noise", acts, rewards, dtype="float32")
+    cfg = ValueProbeConfig(hidden=64, epochs=150, lr=3e-3, batch_states=256, seed=0)
+    in_sample = ValueProbe(cfg).fit(store, "h", verbose=False)
+    auc_in = roc_auc_score(rewards, in_sample.initial_values(store)[0])
+    traces = cross_fitted_value_traces(store, "h", cfg, n_folds=4, seed=0)
+    assert [len(t) for t in traces] == [int(t) for t in lengths]
+    auc_cross = roc_auc_score(rewards, [t[0] for t in traces])
+    assert auc_in > 0.8, auc_in
+    assert abs(auc_cross - 0.5) < 0.15, auc_cross
+    with pytest.raises(ProbeError, match="fewer folds"):
+        cross_fitted_value_traces(store, "h", cfg, n_folds=200)
