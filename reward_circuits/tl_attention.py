@@ -47,18 +47,18 @@ _KEYS, _VALUES = "_rc_rotated_keys", "_rc_values"  # [batch, kv_head, pos, d_hea
 def supports_cached_rotary(cfg) -> bool:
     """Whether :func:`cached_rotary_attention` covers a model with this config."""
     return (
-        cfg.positional_embedding_type == "rotary"
+        getattr(cfg, "positional_embedding_type", None) == "rotary"
         and not getattr(cfg, "use_dynamic_ntk_rope", False)
         and not getattr(cfg, "use_logn_attn", False)
-        and not cfg.use_attn_result
-        and not cfg.use_split_qkv_input
+        and not getattr(cfg, "use_attn_result", False)
+        and not getattr(cfg, "use_split_qkv_input", False)
         and not getattr(cfg, "use_attn_in", False)
         and not getattr(cfg, "ungroup_grouped_query_attention", False)
         and getattr(cfg, "clip_qkv", None) is None
-        and cfg.original_architecture not in _OLMO
+        and getattr(cfg, "original_architecture", None) not in _OLMO
         and not getattr(cfg, "use_attention_sinks", False)
         and not getattr(cfg, "load_in_4bit", False)
-        and cfg.attention_dir == "causal"
+        and getattr(cfg, "attention_dir", "causal") == "causal"
     )
 
 
@@ -71,8 +71,10 @@ def cached_rotary_attention(model) -> Iterator[bool]:
     original ``forward`` is restored on exit, also when an exception escapes. A cache filled
     inside the block holds rotated keys: keep using it inside the block only.
     """
-    if not supports_cached_rotary(model.cfg):
-        yield False
+    from transformer_lens import HookedTransformer  # noqa: PLC0415
+
+    if not isinstance(model, HookedTransformer) or not supports_cached_rotary(model.cfg):
+        yield False  # e.g. a TransformerBridge: HF's own attention runs there
         return
     attns = [block.attn for block in model.blocks]
     for attn in attns:
