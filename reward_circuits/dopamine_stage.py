@@ -278,9 +278,14 @@ def run_dopamine_stage(
     # --- value traces and TD errors -----------------------------------------------------------
     all_idx = list(range(len(store)))
     if cross_fit_folds and isinstance(probe, ValueProbe):
-        raw = cross_fitted_value_traces(store, value_hook, probe.cfg, cross_fit_folds, seed)
-        summary["values"] = f"cross-fitted, {cross_fit_folds} folds"
-        notes.append(f"V(s_0..s_T) is cross-fitted ({cross_fit_folds} folds stratified by reward): each rollout's values "
+        folds = min(cross_fit_folds, int(np.bincount(store.rewards.astype(int), minlength=2).min()))
+        if folds < 2:
+            return insufficient("insufficient_surprise", "Cross-fitting the values needs at least 2 rollouts of each reward; "
+                                f"the store has rewards {np.bincount(store.rewards.astype(int), minlength=2).tolist()} "
+                                "(count of 0s, 1s). Collect more rollouts. No metrics computed.")
+        raw = cross_fitted_value_traces(store, value_hook, probe.cfg, folds, seed)
+        summary["values"] = f"cross-fitted, {folds} folds"
+        notes.append(f"V(s_0..s_T) is cross-fitted ({folds} folds stratified by reward): each rollout's values "
                      "come from a probe (same config) that did not train on it, so surprises and TD errors are out-of-sample.")
     else:
         raw = probe.value_traces(store, value_hook, all_idx)

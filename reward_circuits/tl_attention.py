@@ -123,8 +123,10 @@ def _cached_rotary_forward(
         setattr(entry, _VALUES, v_all)
         entry.past_keys = k_all.transpose(1, 2)  # views: TL reads only their length (pos offset)
         entry.past_values = v_all.transpose(1, 2)
-    k_hooked = self.hook_rot_k(k_all.transpose(1, 2))  # [batch, key_pos, kv, d_head], as in TL
-    k_all = k_hooked.transpose(1, 2)
+    k_seen = k_all.transpose(1, 2)  # [batch, key_pos, kv, d_head], as in TL
+    if _has_hooks(self.hook_rot_k):  # a hook may edit in place: give it a copy, so the edit lasts one step as in TL
+        k_seen = k_seen.clone()
+    k_all = self.hook_rot_k(k_seen).transpose(1, 2)
 
     # scores per KV group: query head h reads KV head h // group (TL's repeat_interleave order)
     q_grouped = q.reshape(batch, q_pos, n_kv, group, d_head).permute(0, 2, 3, 1, 4).reshape(batch, n_kv, group * q_pos, d_head)
@@ -142,3 +144,11 @@ def _cached_rotary_forward(
     z = self.hook_z(z.reshape(batch, n_kv, group, q_pos, d_head).permute(0, 3, 1, 2, 4).reshape(batch, q_pos, n_heads, d_head))
     w = self.W_O.reshape(n_heads * d_head, -1).T  # [d_model, head·d_head]
     return F.linear(z.reshape(batch, q_pos, n_heads * d_head), w, self.b_O)
+
+
+def _has_hooks(hook_point) -> bool:
+    """Whether anything would run at ``hook_point`` (TL hooks are torch forward hooks)."""
+    from torch.nn.modules import module as torch_module  # noqa: PLC0415
+
+    return bool(hook_point._forward_hooks or hook_point._forward_pre_hooks or torch_module._global_forward_hooks
+                or torch_module._global_forward_pre_hooks)

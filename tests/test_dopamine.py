@@ -346,3 +346,23 @@ def test_stage_too_few_surprises_returns_null_section(tmp_path):
     assert all(v is None for v in s["corr_with_td_error"].values())
     assert section.figures == [] and "Too few surprise rollouts" in section.notes[0]
     json.dumps(s, allow_nan=False)
+
+
+@pytest.mark.parametrize("n_positive", [1, 3])
+def test_stage_with_a_value_probe_and_few_rollouts_of_one_reward(tmp_path, n_positive):
+    """Cross-fitting with a real ValueProbe: fewer folds when one reward is rare, a null section
+    (not an exception) when cross-fitting is impossible."""
+    from reward_circuits.probes import ValueProbe, ValueProbeConfig
+
+    rare = set(range(n_positive))
+    store, _ = make_store(tmp_path / "store", n=40, plant=False, reward_fn=None)
+    rewards = [1.0 if i in rare else 0.0 for i in range(len(store))]
+    store = write_store_from_arrays(tmp_path / "store2", {HOOK: [store.get(i, HOOK) for i in range(len(store))]},
+                                    rewards, dtype="float32")
+    probe = ValueProbe(ValueProbeConfig(epochs=2, hidden=8)).fit(store, HOOK, verbose=False)
+    section = run_dopamine_stage(store, probe, HOOK, tmp_path / "out", value_neurons=None,
+                                 n_permutations=20, n_random_draws=20)
+    s = section.summary
+    assert s["status"] == "insufficient_surprise"  # too few positive surprises either way
+    assert s["values"] == (None if n_positive == 1 else "cross-fitted, 3 folds")
+    json.dumps(s, allow_nan=False)

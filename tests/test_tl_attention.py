@@ -79,6 +79,22 @@ def test_edits_act_as_in_tl(tl_adapter, padded, site):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("site", ["hook_rot_k", "hook_k", "hook_pattern"])
+def test_in_place_edits_act_as_in_tl(tl_adapter, padded, site):
+    """A hook that edits in place and returns nothing (a common TL pattern): at hook_rot_k it sees
+    the cached keys, and the edit must last one step, not compound in the cache."""
+    model = tl_adapter.model
+
+    def halve_first_kv_head(act, hook):
+        act[:, :, 0] *= 0.5
+
+    hooks = [(f"blocks.0.attn.{site}", halve_first_kv_head)]
+    ref_logits, _ = _decode(model, padded, steps=5, fast=False, fwd_hooks=hooks)
+    logits, _ = _decode(model, padded, steps=5, fast=True, fwd_hooks=hooks)
+    for a, b in zip(logits, ref_logits):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_restored_after_exception(tl_adapter, padded):
     model = tl_adapter.model
 
