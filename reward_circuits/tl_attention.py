@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+from torch.nn.modules import module as _torch_module
 from transformer_lens.utilities import apply_softcap
 
 _OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
@@ -148,7 +149,5 @@ def _cached_rotary_forward(
 
 def _has_hooks(hook_point) -> bool:
     """Whether anything would run at ``hook_point`` (TL hooks are torch forward hooks)."""
-    from torch.nn.modules import module as torch_module  # noqa: PLC0415
-
-    return bool(hook_point._forward_hooks or hook_point._forward_pre_hooks or torch_module._global_forward_hooks
-                or torch_module._global_forward_pre_hooks)
+    return bool(hook_point._forward_hooks or hook_point._forward_pre_hooks or _torch_module._global_forward_hooks
+                or _torch_module._global_forward_pre_hooks)
