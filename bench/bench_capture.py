@@ -31,7 +31,7 @@ Threads: 1 by default. On a shared 2-core machine torch's 2 OpenMP threads spin-
 processes and a forward became ~60× slower (13.6 s vs 0.22 s for 2×40 tokens), which swamps
 everything being measured. Pass ``--threads 2`` on an idle machine.
 
-    .venv/bin/python bench/bench_capture.py [--batch 16] [--tokens 128] [--repeats 5] [--gen-repeats 3]
+    .venv/bin/python bench/bench_capture.py [--batch 16] [--tokens 128] [--repeats 5] [--gen-repeats 5]
         [--new-tokens 48] [--threads 1] [--no-memory]
 """
 
@@ -236,7 +236,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--gen-repeats", type=int, default=3)
+    ap.add_argument("--gen-repeats", type=int, default=5)
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: on a shared 2-core box, 2 OpenMP threads spin against other "
