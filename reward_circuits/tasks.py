@@ -796,32 +796,12 @@ def arithmetic_task(
     parentheses. Answers are non-negative integers. Questions are distinct while the space
     allows. ``meta`` holds ``difficulty`` and ``expression`` (Python syntax).
     """
-    _check_n(n, "arithmetic_task")
-    if difficulty not in (1, 2, 3, 4):
-        raise ValueError(f"arithmetic_task: difficulty must be 1, 2, 3 or 4, got {difficulty!r}.")
-    rng = random.Random(seed)
-
-    def draw() -> tuple[str, Any]:
+    def make(rng: random.Random) -> tuple[str, int, str]:
         display, expr, value = _arithmetic_expression(rng, difficulty)
-        return display, (expr, value)
+        return f"What is {display}?", value, expr
 
-    examples = [
-        Example(
-            id=f"arithmetic-d{difficulty}-s{seed}-{i:05d}",
-            question=f"What is {display}?",
-            answer=str(value),
-            meta={"difficulty": difficulty, "expression": expr, "source": "arithmetic"},
-        )
-        for i, (display, (expr, value)) in enumerate(_unique_draws(n, draw))
-    ]
-    return Task(
-        name=f"arithmetic-d{difficulty}",
-        examples=examples,
-        reward_fn=numeric_reward,
-        system_prompt=system_prompt,
-        instruction=instruction,
-        max_new_tokens=max_new_tokens,
-    )
+    return _seeded_numeric_task("arithmetic_task", "arithmetic", make, n, difficulty, (1, 2, 3, 4), seed,
+                                system_prompt=system_prompt, instruction=instruction, max_new_tokens=max_new_tokens)
 
 
 _NAMES = (
@@ -973,32 +953,42 @@ def word_problem_task(
     additions/subtractions; 3 = two steps including a multiplication or exact division.
     ``meta["expression"]`` holds the Python expression of the answer.
     """
-    _check_n(n, "word_problem_task")
-    if difficulty not in (0, 1, 2, 3):
-        raise ValueError(f"word_problem_task: difficulty must be 0, 1, 2 or 3, got {difficulty!r}.")
+    return _seeded_numeric_task("word_problem_task", "word_problems", lambda rng: _word_problem(rng, difficulty), n, difficulty,
+                                (0, 1, 2, 3), seed, system_prompt=system_prompt, instruction=instruction,
+                                max_new_tokens=max_new_tokens)
+
+
+def _seeded_numeric_task(
+    caller: str,
+    source: str,
+    make: Callable[[random.Random], tuple[str, int, str]],
+    n: int,
+    difficulty: int,
+    levels: tuple[int, ...],
+    seed: int,
+    **task_kwargs: Any,
+) -> Task:
+    """A :class:`Task` of ``n`` distinct questions from ``make(rng) -> (question, answer, python_expr)``,
+    seeded, with ids ``{source}-d{difficulty}-s{seed}-{i}`` and a numeric reward."""
+    _check_n(n, caller)
+    if difficulty not in levels:
+        raise ValueError(f"{caller}: difficulty must be one of {', '.join(map(str, levels))}, got {difficulty!r}.")
     rng = random.Random(seed)
 
     def draw() -> tuple[str, Any]:
-        question, value, expr = _word_problem(rng, difficulty)
+        question, value, expr = make(rng)
         return question, (value, expr)
 
     examples = [
         Example(
-            id=f"word_problems-d{difficulty}-s{seed}-{i:05d}",
+            id=f"{source}-d{difficulty}-s{seed}-{i:05d}",
             question=question,
             answer=str(value),
-            meta={"difficulty": difficulty, "expression": expr, "source": "word_problems"},
+            meta={"difficulty": difficulty, "expression": expr, "source": source},
         )
         for i, (question, (value, expr)) in enumerate(_unique_draws(n, draw))
     ]
-    return Task(
-        name=f"word_problems-d{difficulty}",
-        examples=examples,
-        reward_fn=numeric_reward,
-        system_prompt=system_prompt,
-        instruction=instruction,
-        max_new_tokens=max_new_tokens,
-    )
+    return Task(name=f"{source}-d{difficulty}", examples=examples, reward_fn=numeric_reward, **task_kwargs)
 
 
 # (question, answer) pairs of simple, stable facts with integer answers.
