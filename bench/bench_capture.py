@@ -126,7 +126,7 @@ def _status_kib(field: str) -> int:
 def child_memory(variant: str, batch_size: int, tokens: int, threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
-    from reward_circuits.model import load_model
+    from reward_circuits.models import load_model
 
     adapter = load_model("default", backend=backend_of(variant))
     hooks = capture_hooks(adapter.n_layers)
@@ -190,7 +190,7 @@ def count_new(rows: list[list[int]], eos: set[int]) -> list[list[int]]:
 
 
 def bench_generation(adapters: dict, hf, args) -> list[dict]:
-    from reward_circuits.model import GenerationConfig
+    from reward_circuits.models import GenerationConfig
 
     ad0 = adapters["nnsight"]
     prompts = gen_prompts(ad0, args.batch)
@@ -250,7 +250,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from reward_circuits.model import load_model
+    from reward_circuits.models import load_model
 
     t0 = time.perf_counter()
     adapters = {b: load_model("default", backend=b) for b in ("transformer_lens", "nnsight")}

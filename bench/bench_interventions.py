@@ -18,8 +18,8 @@ import time
 import torch
 
 from reward_circuits.interventions import ablation_interventions, as_fwd_hooks
-from reward_circuits.model import GenerationConfig, load_model
-from reward_circuits.neurons import NeuronSet
+from reward_circuits.models import GenerationConfig, load_model
+from reward_circuits.analysis.neurons import NeuronSet
 
 
 def _load(backend: str):
@@ -27,7 +27,7 @@ def _load(backend: str):
         return load_model("default", backend=backend), "default"
     except Exception as e:  # no packaged weights: the tiny model still exercises the code path
         print(f"[{backend}] default model unavailable ({type(e).__name__}: {e}); using the tiny model")
-        from reward_circuits.tiny import tiny_adapter
+        from reward_circuits.models.tiny import tiny_adapter
 
         return tiny_adapter(backend), "tiny"
 

@@ -23,9 +23,9 @@ import time
 import numpy as np
 import torch
 
-from reward_circuits.probes import ValueProbe, ValueProbeConfig
-from reward_circuits.store import write_store_from_arrays
-from reward_circuits.synthetic import planted_rollouts
+from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
+from reward_circuits.data.store import write_store_from_arrays
+from reward_circuits.data.synthetic import planted_rollouts
 
 
 def compute_floor(n_states: int, n_probes: int, args) -> dict:

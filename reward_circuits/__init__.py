@@ -1,27 +1,40 @@
 """reward_circuits: find, measure and use the reward subsystem inside language models.
 
-Architecture (one module per concept): model adapter (``model``, ``loading``) → activation store
-(``rollouts``, ``capture``, ``store``) → analyses (``probes``, ``pruning``, ``neurons``,
-``baselines``, ``dopamine``) → interventions (``interventions``) → reports (``report``,
-``*_stage``, ``pipeline``, ``cli``).
+The folder tree is the data flow::
+
+    models/         one ModelAdapter over a TransformerLens HookedTransformer or an nnsight LanguageModel
+    tasks/          verifiable binary-reward tasks: grading, generators, dataset loaders, registry
+    data/           rollouts → capture → activation store; the Store protocol, in-memory/rotated views, planted data
+    analysis/       td, stats, value probes, pruning/value neurons, baselines, dopamine neurons
+    interventions/  hook primitives and position scopes; generation under hooks; ablation/dose/steering/confidence studies
+    pipeline/       the main job's stages (typed results), plotting, summary.json + report.html
+    cli.py          ``reward-circuits`` (generated from the configs)
 
 Three lines from a store to an intervention::
 
     probe = ValueProbe().fit(store, store.hook_names)
     neurons = value_neurons(probe, "blocks.6.hook_resid_post")          # top 1% at 99% pruning
-    model.run_with_hooks(tokens, fwd_hooks=[(neurons.hook_name, zero_ablate(neurons))])
+    adapter.run_with_hooks(tokens, fwd_hooks=[(neurons.hook_name, zero_ablate(neurons))])
 """
 
-from .capture import build_store
-from .model import GenerationConfig, ModelAdapter, from_hf, load_model
-from .neurons import NeuronSet, expected_random_iou, iou
-from .probes import ValueProbe, ValueProbeConfig
-from .pruning import prune_curve, value_neurons
-from .report import Report, Section, Table
-from .rollouts import Rollout, generate_rollouts, load_rollouts, save_rollouts
-from .store import ActivationStore, ActivationStoreWriter, write_store_from_arrays
+from .analysis import (NeuronSet, ValueProbe, ValueProbeConfig, binary_auc, dopamine_metrics, dopamine_neurons,
+                       expected_random_iou, iou, prune_curve, td_errors, td_targets, value_neurons)
+from .data import (ActivationStore, ActivationStoreWriter, ArrayRollouts, Rollout, Store, build_store,
+                   generate_rollouts, load_rollouts, save_rollouts, write_store_from_arrays)
+from .interventions import (ablation_study, activation_means, add_direction, dose_response, generate_and_score,
+                            mean_ablate, patch_from, resample_ablate, scale, steering_study, zero_ablate)
+from .models import GenerationConfig, ModelAdapter, TokenBatch, from_hf, load_model
+from .pipeline import Report, RunConfig, Section, Table, run
 from .tasks import Example, Task, get_task
 
-from .interventions import add_direction, mean_ablate, patch_from, resample_ablate, scale, zero_ablate
-
 __version__ = "0.1.0"
+
+__all__ = [
+    "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "Example", "GenerationConfig", "ModelAdapter",
+    "NeuronSet", "Report", "Rollout", "RunConfig", "Section", "Store", "Table", "Task", "TokenBatch", "ValueProbe",
+    "ValueProbeConfig", "ablation_study", "activation_means", "add_direction", "binary_auc", "build_store",
+    "dopamine_metrics", "dopamine_neurons", "dose_response", "expected_random_iou", "from_hf", "generate_and_score",
+    "generate_rollouts", "get_task", "iou", "load_model", "load_rollouts", "mean_ablate", "patch_from",
+    "prune_curve", "resample_ablate", "run", "save_rollouts", "scale", "steering_study", "td_errors", "td_targets",
+    "value_neurons", "write_store_from_arrays", "zero_ablate",
+]

@@ -24,7 +24,7 @@ def _ints(s: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .pipeline import ALL_STAGES, DEFAULT_TASKS, RunConfig
+    from .pipeline.main_job import ALL_STAGES, DEFAULT_TASKS, RunConfig
 
     d = RunConfig()
     p = argparse.ArgumentParser(prog="reward-circuits", description="Find, measure and use the reward subsystem of a language model.")
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         if args.command == "run":
-            from .pipeline import RunConfig, run
+            from .pipeline.main_job import RunConfig, run
 
             cfg = RunConfig(model=args.model, backend=args.backend, tasks=args.tasks, limit=args.limit, out=args.out,
                             device=args.device, seed=args.seed, layers=args.layers, max_new_tokens=args.max_new_tokens,
@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                             stages=args.stages, quick=args.quick)
             run(cfg)
         elif args.command == "probe":
-            from .report import Report
-            from .store import ActivationStore
-            from .value_stage import run_value_stage
+            from .pipeline.report import Report
+            from .data.store import ActivationStore
+            from .pipeline.value import run_value_stage
 
             store = ActivationStore(args.store)
             second = ActivationStore(args.second_store) if args.second_store else None

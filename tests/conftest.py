@@ -17,7 +17,7 @@ import pytest
 import torch
 
 BACKENDS = ("transformer_lens", "nnsight")
-TINY_NAME = "tiny-llama-seed0"  # what reward_circuits.tiny.tiny_adapter(seed=0) calls it
+TINY_NAME = "tiny-llama-seed0"  # what reward_circuits.models.tiny.tiny_adapter(seed=0) calls it
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_hf():
     """(LlamaForCausalLM with random weights, tokenizer) — shared, never mutate its weights."""
-    from reward_circuits.tiny import tiny_hf_model
+    from reward_circuits.models.tiny import tiny_hf_model
 
     hf, tok = tiny_hf_model(seed=0)
     return hf, tok
@@ -42,7 +42,7 @@ def tiny_hf():
 
 @pytest.fixture(scope="session")
 def tl_adapter(tiny_hf):
-    from reward_circuits.model import from_hf
+    from reward_circuits.models import from_hf
 
     hf, tok = tiny_hf
     return from_hf(hf, tok, "transformer_lens", name=TINY_NAME)
@@ -50,7 +50,7 @@ def tl_adapter(tiny_hf):
 
 @pytest.fixture(scope="session")
 def nn_adapter(tiny_hf):
-    from reward_circuits.model import from_hf
+    from reward_circuits.models import from_hf
 
     hf, tok = tiny_hf
     return from_hf(hf, tok, "nnsight", name=TINY_NAME)

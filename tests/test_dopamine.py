@@ -13,7 +13,7 @@ import torch
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from reward_circuits.dopamine import (
+from reward_circuits.analysis import (
     dopamine_metrics,
     dopamine_neurons,
     dopamine_score_details,
@@ -28,10 +28,10 @@ from reward_circuits.dopamine import (
     td_errors,
     td_trace_change,
 )
-from reward_circuits.dopamine_stage import DISTRIBUTION_FIGURE, TRACE_FIGURE, run_dopamine_stage
-from reward_circuits.neurons import NeuronSet
-from reward_circuits.report import Report
-from reward_circuits.store import write_store_from_arrays
+from reward_circuits.pipeline.dopamine import DISTRIBUTION_FIGURE, TRACE_FIGURE, run_dopamine_stage
+from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.pipeline.report import Report
+from reward_circuits.data.store import write_store_from_arrays
 
 HOOK = "blocks.2.hook_resid_post"
 GAMMA = 0.95
@@ -352,7 +352,7 @@ def test_stage_too_few_surprises_returns_null_section(tmp_path):
 def test_stage_with_a_value_probe_and_few_rollouts_of_one_reward(tmp_path, n_positive):
     """Cross-fitting with a real ValueProbe: fewer folds when one reward is rare, a null section
     (not an exception) when cross-fitting is impossible."""
-    from reward_circuits.probes import ValueProbe, ValueProbeConfig
+    from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
 
     rare = set(range(n_positive))
     store, _ = make_store(tmp_path / "store", n=40, plant=False, reward_fn=None)

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from reward_circuits.capture import build_store
-from reward_circuits.dopamine_stage import run_dopamine_causal_check
+from reward_circuits.data.capture import build_store
+from reward_circuits.pipeline.dopamine import run_dopamine_causal_check
 from reward_circuits.interventions import generate_and_score, td_trace_under
-from reward_circuits.model import GenerationConfig
-from reward_circuits.neurons import NeuronSet
-from reward_circuits.probes import ValueProbe, ValueProbeConfig
-from reward_circuits.rollouts import generate_rollouts
+from reward_circuits.models import GenerationConfig
+from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
+from reward_circuits.data.rollouts import generate_rollouts
 from reward_circuits.tasks import Example, Task
 
 pytestmark = pytest.mark.usefixtures("one_thread")

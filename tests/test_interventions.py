@@ -30,9 +30,9 @@ from reward_circuits.interventions import (
     teacher_forced_prompt,
     zero_ablate,
 )
-from reward_circuits.model import GenerationConfig
-from reward_circuits.neurons import NeuronSet
-from reward_circuits.tiny import tiny_adapter
+from reward_circuits.models import GenerationConfig
+from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.models.tiny import tiny_adapter
 
 BACKENDS = ["transformer_lens", "nnsight"]
 MLP = "blocks.0.mlp.hook_post"
@@ -489,8 +489,8 @@ def test_confidence_study(adapters, fake_task):
 def test_intervention_stage_smoke(adapters, fake_task, tmp_path):
     import json
 
-    from reward_circuits.intervention_stage import run_intervention_stage
-    from reward_circuits.report import Report
+    from reward_circuits.pipeline.interventions import run_intervention_stage
+    from reward_circuits.pipeline.report import Report
 
     tl = adapters["transformer_lens"]
     probe = LinearProbe(RESID1, tl.d_model)

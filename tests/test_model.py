@@ -11,9 +11,9 @@ import re
 import pytest
 import torch
 
-from reward_circuits.loading import hooked_transformer_from_hf
-from reward_circuits.model import GenerationConfig, HookNameError, TokenBatch, from_hf
-from reward_circuits.tiny import tiny_hf_model
+from reward_circuits.models.loading import hooked_transformer_from_hf
+from reward_circuits.models import GenerationConfig, HookNameError, TokenBatch, from_hf
+from reward_circuits.models.tiny import tiny_hf_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from reward_circuits.probes import (
-    ArrayRollouts,
-    ProbeError,
+from reward_circuits.data import ArrayRollouts
+from reward_circuits.errors import ProbeError
+from reward_circuits.analysis import (
     ValueProbe,
     ValueProbeConfig,
     check_batch_structure,
     td_targets,
 )
-from reward_circuits.store import write_store_from_arrays
-from reward_circuits.synthetic import planted_rollouts, planted_value_store
+from reward_circuits.data.store import write_store_from_arrays
+from reward_circuits.data.synthetic import planted_rollouts, planted_value_store
 
 HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
 SIGNAL, NOISE = HOOKS
@@ -295,7 +295,7 @@ def test_cross_fitted_values_are_out_of_sample(tmp_path):
     noise (AUC well above 0.5), cross-fitted values are not (AUC near 0.5)."""
     from sklearn.metrics import roc_auc_score
 
-    from reward_circuits.probes import cross_fitted_value_traces
+    from reward_circuits.analysis.probes import cross_fitted_value_traces
 
     g = torch.Generator().manual_seed(0)
     n, d = 120, 48

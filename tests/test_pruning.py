@@ -8,26 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from reward_circuits.baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_hook
-from reward_circuits.neurons import NeuronSet, expected_random_iou, iou
-from reward_circuits.probes import ValueProbe, ValueProbeConfig
-from reward_circuits.pruning import (
-    RotatedStore,
+from reward_circuits.analysis.baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_hook
+from reward_circuits.analysis.neurons import NeuronSet, expected_random_iou, iou
+from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
+from reward_circuits.data import RotatedStore, random_orthogonal
+from reward_circuits.models import layer_of as layer_of_hook
+from reward_circuits.analysis import (
     architecture_robustness,
     architecture_variants,
     iou_by_ratio,
     iou_curve,
     iou_from_scores,
-    layer_of_hook,
     n_kept,
     prune_curve,
-    random_orthogonal,
     rotation_check,
     top_dims,
     value_neurons,
 )
-from reward_circuits.report import Report
-from reward_circuits.synthetic import planted_prompt_tokens, planted_value_store
+from reward_circuits.pipeline.report import Report
+from reward_circuits.data.synthetic import planted_prompt_tokens, planted_value_store
 
 HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
 SIGNAL, NOISE = HOOKS
@@ -215,7 +214,7 @@ def test_value_stage_end_to_end(tmp_path):
     second, _ = planted_value_store(tmp_path / "b", n_rollouts=300, d=D, k=K, T_range=(4, 10), seed=1, hooks=hooks,
                                     value_dims=info.value_dims)
     prompts = dict(zip(store.rollout_ids, planted_prompt_tokens(store.rewards, vocab_size=40, seed=0)))
-    from reward_circuits.value_stage import run_value_stage, stage_config
+    from reward_circuits.pipeline.value import run_value_stage, stage_config
 
     section = run_value_stage(store, tmp_path / "out", second_store=second, prompt_tokens=prompts, vocab_size=40,
                               cfg=stage_config(quick=True).replace(epochs=10, batch_states=512, lr=3e-3), seed=0, quick=True)
@@ -241,7 +240,7 @@ def test_value_stage_end_to_end(tmp_path):
 
 def test_value_stage_without_second_store_says_why(tmp_path):
     store, _ = planted_value_store(tmp_path / "a", n_rollouts=120, d=8, k=2, T_range=(3, 5), seed=0, hooks=HOOKS)
-    from reward_circuits.value_stage import run_value_stage, stage_config
+    from reward_circuits.pipeline.value import run_value_stage, stage_config
 
     s = run_value_stage(store, tmp_path / "out", cfg=stage_config(quick=True).replace(epochs=2), quick=True).summary
     assert s["iou_across_tasks"] is None and "second store" in s["iou_across_tasks_reason"]

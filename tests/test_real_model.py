@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reward_circuits.capture import build_store
-from reward_circuits.loading import DEFAULT_MODEL, load_hf
-from reward_circuits.model import GenerationConfig, from_hf
-from reward_circuits.rollouts import generate_rollouts
+from reward_circuits.data.capture import build_store
+from reward_circuits.models.loading import DEFAULT_MODEL, load_hf
+from reward_circuits.models import GenerationConfig, from_hf
+from reward_circuits.data.rollouts import generate_rollouts
 from reward_circuits.tasks import arithmetic_task
 
 # one torch thread: on a shared 2-core machine two OpenMP threads spin against other processes and

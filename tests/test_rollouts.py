@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 import torch
 
-from reward_circuits.model import GenerationConfig, load_model
-from reward_circuits.rollouts import Rollout, accuracy, generate_rollouts, load_rollouts, save_rollouts
+from reward_circuits.models import GenerationConfig, load_model
+from reward_circuits.data.rollouts import Rollout, accuracy, generate_rollouts, load_rollouts, save_rollouts
 from reward_circuits.tasks import Example, Task, arithmetic_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -19,12 +19,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import reward_circuits.store as store_mod
-from reward_circuits.capture import build_store
-from reward_circuits.loading import ModelLoadError
-from reward_circuits.model import HookNameError, load_model
-from reward_circuits.rollouts import Rollout, save_rollouts
-from reward_circuits.store import (
+import reward_circuits.data.store as store_mod
+from reward_circuits.data.capture import build_store
+from reward_circuits.models.loading import ModelLoadError
+from reward_circuits.models import HookNameError, load_model
+from reward_circuits.data.rollouts import Rollout, save_rollouts
+from reward_circuits.data.store import (
     MANIFEST,
     ActivationStore,
     ActivationStoreWriter,
@@ -148,10 +148,10 @@ _KILLED_WRITER = textwrap.dedent(
     import os, sys, time
     import torch
     torch.set_num_threads(1)
-    import reward_circuits.store as S
-    from reward_circuits.capture import build_store
-    from reward_circuits.rollouts import load_rollouts
-    from reward_circuits.tiny import tiny_adapter
+    import reward_circuits.data.store as S
+    from reward_circuits.data.capture import build_store
+    from reward_circuits.data.rollouts import load_rollouts
+    from reward_circuits.models.tiny import tiny_adapter
 
     rollouts_dir, out, ready, mode, hooks = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5].split(",")
     ad = tiny_adapter("transformer_lens", seed=0)
@@ -242,7 +242,7 @@ def test_killed_writer_resumes_to_an_identical_store(tmp_path, tl_adapter, rollo
 
 
 def test_resume_refuses_another_model_or_other_hooks(tmp_path, tl_adapter, nn_adapter, rollouts, tiny_hf):
-    from reward_circuits.model import from_hf
+    from reward_circuits.models import from_hf
 
     build_store(tl_adapter, rollouts[:3], HOOKS, tmp_path / "s", progress=False)
     with pytest.raises(StoreError, match="hook points"):

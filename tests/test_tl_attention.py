@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
-from reward_circuits.tl_attention import cached_rotary_attention, supports_cached_rotary
+from reward_circuits.models.tl_attention import cached_rotary_attention, supports_cached_rotary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

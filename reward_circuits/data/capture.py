@@ -14,7 +14,7 @@ from typing import Literal, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .model import ModelAdapter
+from ..models import ModelAdapter
 from .rollouts import Rollout
 from .store import ActivationStore, ActivationStoreWriter, StoreError
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .capture import build_store
-from .model import GenerationConfig, ModelAdapter, layer_of, load_model, resid_hooks
+from ..data.capture import build_store
+from ..models import GenerationConfig, ModelAdapter, layer_of, load_model, resid_hooks
 from .report import Report, Section, Table
-from .rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
-from .store import ActivationStore
-from .tasks import get_task
+from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
+from ..tasks import get_task
 
 DEFAULT_TASKS = ("arithmetic:1", "word_problems:0")
 ALL_STAGES = ("rollouts", "store", "value", "interventions", "dopamine")
@@ -138,7 +137,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     probe = value_sets = None
     best_hook = None
     if "value" in cfg.stages:
-        from .value_stage import run_value_stage
+        from .value import run_value_stage
 
         t0 = time.perf_counter()
         prompt_tokens = {r.id: r.prompt_ids for r in rollouts[primary]}
@@ -153,8 +152,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         report.add(section)
         print(f"[value] best layer {section.summary.get('best_layer')}, auc_by_layer {section.summary.get('auc_by_layer')}")
     if (value_dir / "value_probe").exists():
-        from .neurons import NeuronSet
-        from .probes import ValueProbe
+        from ..analysis.neurons import NeuronSet
+        from ..analysis.probes import ValueProbe
 
         probe = ValueProbe.load(value_dir / "value_probe")
         with open(value_dir / "value_neurons_by_layer.json") as f:
@@ -172,8 +171,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
 
     # ---- dopamine --------------------------------------------------------------------------------
     if "dopamine" in cfg.stages and probe is not None:
-        from .dopamine_stage import run_dopamine_stage
-        from .neurons import NeuronSet
+        from .dopamine import run_dopamine_stage
+        from ..analysis.neurons import NeuronSet
 
         t0 = time.perf_counter()
         store = stores[primary]
@@ -189,7 +188,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
                                      n_permutations=200 if cfg.quick else 1000)
         top = section.summary.get("top_neurons") or []
         if top and "interventions" in cfg.stages:
-            from .dopamine_stage import run_dopamine_causal_check
+            from .dopamine import run_dopamine_causal_check
 
             dop_set = NeuronSet(best_hook, top, store.d(best_hook), kind="dopamine",
                                 layer=layer_of(best_hook), provenance={"model": adapter.name, "task": primary})
@@ -238,8 +237,8 @@ def _eval_task(cfg: RunConfig):
 
 
 def _intervention_sections(cfg, adapter, task, rollouts, store, probe, best_hook, value_sets, value_dir, out, gen_cfg):
-    from .intervention_stage import run_intervention_stage
-    from .neurons import NeuronSet
+    from .interventions import run_intervention_stage
+    from ..analysis.neurons import NeuronSet
 
     # layers for the ablation study: the value stage's best layer, then the next ones by validation
     # AUC (the split that chose the best layer; the test split stays for reporting only)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text
 
 
 @dataclass

@@ -47,22 +47,21 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
-from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 from tqdm.auto import trange
 
-from .io import atomic_path, atomic_write_json
-from .store import StateBatch, rollout_order
+from ..io import atomic_path, atomic_write_json
+from ..errors import ProbeError
+from ..data.views import ArrayRollouts, check_binary
+from .stats import binary_auc
+from .td import check_batch_structure, monte_carlo_targets, td_targets
 
 PROBE_FORMAT_VERSION = 1
 _WEIGHTS_FILE = "value_probe.safetensors"
 _CONFIG_FILE = "value_probe.json"
 
-
-class ProbeError(ValueError):
-    """Bad input to a value probe (says what was wrong and how to fix it)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,273 +142,27 @@ _ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.ta
 # ---------------------------------------------------------------------------------------------
 # TD targets
 # ---------------------------------------------------------------------------------------------
-def check_batch_structure(
-    rollout: Int[Tensor, " state"], is_last: Bool[Tensor, " state"], step: Int[Tensor, " state"] | None = None
-) -> None:
-    """Check that a flat batch holds whole rollouts with states in order ``s_0 .. s_T``.
-
-    Raises :class:`ProbeError` if the batch does not end on a rollout's last state, if the rollout
-    id changes anywhere but after an ``is_last`` state (or fails to change after one), or if
-    ``step`` does not count 0, 1, 2, ... inside each rollout.
-    """
-    n = int(is_last.numel())
-    if int(rollout.numel()) != n or (step is not None and int(step.numel()) != n):
-        raise ProbeError(f"batch fields disagree in length: rollout {rollout.numel()}, is_last {n}, step {None if step is None else step.numel()}.")
-    if n == 0:
-        raise ProbeError("empty batch: no states (a rollout of length 0?). Every rollout needs at least s_0.")
-    if not bool(is_last[-1]):
-        raise ProbeError("batch does not end on a rollout's last state: batches must hold whole rollouts.")
-    changes = rollout[1:] != rollout[:-1]
-    if not torch.equal(changes, is_last[:-1]):
-        raise ProbeError(
-            "rollout ids and is_last disagree (a rollout split across batches, repeated, or out of order): "
-            "batches must hold whole rollouts, each once, states in order."
-        )
-    if step is not None:
-        expected = _position_in_rollout(is_last)
-        if not torch.equal(step.to(expected.dtype), expected):
-            raise ProbeError("steps inside a rollout are not 0, 1, 2, ...: states must be ordered s_0 .. s_T.")
 
 
-def _position_in_rollout(is_last: Bool[Tensor, " state"]) -> Int[Tensor, " state"]:
-    n = is_last.numel()
-    idx = torch.arange(n, device=is_last.device)
-    starts = torch.zeros(n, dtype=torch.bool, device=is_last.device)
-    starts[0] = True
-    starts[1:] = is_last[:-1]
-    start_of = torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), dim=0).values
-    return idx - start_of
 
 
-def td_targets(
-    values: Float[Tensor, "*probe state"],
-    reward: Float[Tensor, " state"],
-    is_last: Bool[Tensor, " state"],
-    gamma: float,
-    td_lambda: float = 0.0,
-) -> Float[Tensor, "*probe state"]:
-    """TD(λ) targets for a flat batch of whole rollouts (states ordered ``s_0 .. s_T`` in each).
-
-    ``values`` are the current estimates ``V(s_t)`` (detached inside: semi-gradient TD). The
-    λ-return is computed backward within each rollout::
-
-        G_T = r
-        G_t = γ · [(1 − λ) · V(s_{t+1}) + λ · G_{t+1}]      (t < T)
-
-    so λ = 0 gives TD(0), ``G_t = γ·V(s_{t+1})``, and λ = 1 the discounted Monte-Carlo return
-    ``γ^{T−t}·r``. ``reward`` is the rollout's final reward, broadcast to its states (only its
-    value at the last state is read).
-    """
-    values = values.detach()
-    squeeze = values.ndim == 1
-    if squeeze:
-        values = values[None]
-    n = int(is_last.numel())
-    if values.shape[-1] != n or reward.numel() != n:
-        raise ProbeError(f"values have {values.shape[-1]} states, reward {reward.numel()}, is_last {n}: they must match.")
-    if n == 0:
-        raise ProbeError("no states: a rollout of length 0 has no s_0.")
-    if not bool(is_last[-1]):
-        raise ProbeError("the last state of the batch is not a rollout's final state: pass whole rollouts.")
-    reward = reward.to(values.dtype)
-    next_values = torch.zeros_like(values)
-    next_values[:, :-1] = values[:, 1:]
-    if td_lambda == 0.0:
-        targets = torch.where(is_last, reward, gamma * next_values)
-    else:
-        # backward scan over the padded [rollout, step] grid; positions past a rollout's end are
-        # never read because the end state resets the recursion to r.
-        ends = torch.nonzero(is_last).flatten()
-        starts = torch.cat([ends.new_zeros(1), ends[:-1] + 1])
-        lengths = ends - starts + 1
-        n_rollouts, max_len = int(ends.numel()), int(lengths.max())
-        row = torch.repeat_interleave(torch.arange(n_rollouts, device=values.device), lengths)
-        col = torch.arange(n, device=values.device) - starts[row]
-        p = values.shape[0]
-        v_next = values.new_zeros(p, n_rollouts, max_len)
-        v_next[:, row, col] = next_values
-        end_mask = torch.zeros(n_rollouts, max_len, dtype=torch.bool, device=values.device)
-        end_mask[row, col] = is_last
-        r_end = reward[ends]
-        returns = values.new_zeros(p, n_rollouts, max_len)
-        g_next = values.new_zeros(p, n_rollouts)
-        for t in range(max_len - 1, -1, -1):
-            boot = gamma * ((1.0 - td_lambda) * v_next[:, :, t] + td_lambda * g_next)
-            g_next = torch.where(end_mask[:, t], r_end, boot)
-            returns[:, :, t] = g_next
-        targets = returns[:, row, col]
-    return targets[0] if squeeze else targets
 
 
-def monte_carlo_targets(values: Float[Tensor, "*probe state"], reward: Float[Tensor, " state"]) -> Float[Tensor, "*probe state"]:
-    """``mode="final_reward"``: every state's target is its rollout's final reward."""
-    return reward.to(values.dtype).expand_as(values).clone()
 
 
 # ---------------------------------------------------------------------------------------------
 # in-memory rollouts
 # ---------------------------------------------------------------------------------------------
-def _check_binary(rewards: np.ndarray) -> None:
-    bad = np.flatnonzero(~np.isin(rewards, (0.0, 1.0)))
-    if bad.size:
-        raise ProbeError(
-            f"reward of rollout #{int(bad[0])} is {rewards[bad[0]]!r}; rewards must be binary (0 or 1). "
-            "Threshold or binarise the reward first."
-        )
 
 
-class ArrayRollouts:
-    """Rollouts held in memory with the read API of :class:`~reward_circuits.store.ActivationStore`.
-
-    ``acts[hook][i]`` is rollout ``i``'s states ``s_0 .. s_T`` (``[T + 1, d]``). Checks rewards are
-    binary, every rollout has at least one state, lengths agree across hooks, values are finite
-    and ids are unique.
-    """
-
-    def __init__(
-        self,
-        acts: Mapping[str, Sequence[Float[Tensor, "T d"] | np.ndarray]],
-        rewards: Sequence[float] | np.ndarray,
-        ids: Sequence[str] | None = None,
-    ):
-        if not acts:
-            raise ProbeError("acts is empty: give {hook_name: [states of rollout 0, ...]}.")
-        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
-        _check_binary(rewards)
-        n = len(rewards)
-        if n == 0:
-            raise ProbeError("no rollouts given.")
-        ids = [f"r{i:06d}" for i in range(n)] if ids is None else [str(i) for i in ids]
-        if len(ids) != n:
-            raise ProbeError(f"{len(ids)} rollout ids for {n} rewards: give one id per rollout.")
-        if len(set(ids)) != n:
-            raise ProbeError("rollout ids are not unique.")
-        self._acts: dict[str, Tensor] = {}
-        self._d: dict[str, int] = {}
-        lengths = None
-        for hook, seqs in acts.items():
-            if len(seqs) != n:
-                raise ProbeError(f"hook {hook!r}: {len(seqs)} activation sequences for {n} rewards.")
-            tens = [torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a).to(torch.float32) for a in seqs]
-            ls = []
-            for i, a in enumerate(tens):
-                if a.ndim != 2:
-                    raise ProbeError(f"hook {hook!r}, rollout {ids[i]!r}: expected [T+1, d] states, got shape {tuple(a.shape)}.")
-                if a.shape[0] == 0:
-                    raise ProbeError(f"rollout {ids[i]!r} has 0 states (length 0): every rollout needs at least s_0.")
-                ls.append(int(a.shape[0]))
-            if lengths is None:
-                lengths = ls
-            elif ls != lengths:
-                raise ProbeError(f"hook {hook!r}: rollout lengths differ from those of hook {next(iter(acts))!r}.")
-            widths = {int(a.shape[1]) for a in tens}
-            if len(widths) != 1:
-                raise ProbeError(f"hook {hook!r}: rollouts have different widths {sorted(widths)}.")
-            cat = torch.cat(tens)
-            if not torch.isfinite(cat).all():
-                raise ProbeError(f"hook {hook!r}: activations contain NaN or inf.")
-            self._acts[hook] = cat
-            self._d[hook] = widths.pop()
-        self._rewards = rewards.astype(np.float32)
-        self._ids = ids
-        self._lengths = np.asarray(lengths, dtype=np.int64)
-        self._offsets = np.concatenate([[0], np.cumsum(self._lengths)[:-1]]).astype(np.int64)
-
-    @classmethod
-    def from_store(cls, store, hooks: Sequence[str] | str, indices: Sequence[int] | None = None) -> "ArrayRollouts":
-        """Load some rollouts of a store (or wrapper) into memory, e.g. to train several probes on them."""
-        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
-        idx = list(range(len(store))) if indices is None else [int(i) for i in indices]
-        acts = {h: [store.get(i, h) for i in idx] for h in hooks}
-        return cls(acts, store.rewards[idx], [store.rollout_ids[i] for i in idx])
-
-    @property
-    def hook_names(self) -> list[str]:
-        return list(self._acts)
-
-    def d(self, hook: str) -> int:
-        self._check_hook(hook)
-        return self._d[hook]
-
-    def __len__(self) -> int:
-        return len(self._rewards)
-
-    @property
-    def rewards(self) -> np.ndarray:
-        return self._rewards.copy()
-
-    @property
-    def rollout_ids(self) -> list[str]:
-        return list(self._ids)
-
-    def _check_hook(self, hook: str) -> None:
-        if hook not in self._acts:
-            raise KeyError(f"hook {hook!r} is not among the given hooks {self.hook_names}.")
-
-    def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
-        self._check_hook(hook)
-        a = int(self._offsets[index])
-        return self._acts[hook][a : a + int(self._lengths[index])]
-
-    def initial_states(self, hook: str, indices: Sequence[int] | None = None) -> Float[Tensor, "n d"]:
-        self._check_hook(hook)
-        idx = np.arange(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64)
-        return self._acts[hook][torch.as_tensor(self._offsets[idx])]
-
-    def iter_batches(self, hooks, *, batch_states: int = 8192, indices=None, include_prompt: bool = False,
-                     shuffle_seed: int | None = None, dtype: torch.dtype = torch.float32):
-        """Same batching and (seeded) rollout order as :meth:`ActivationStore.iter_batches`."""
-        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
-        for h in hooks:
-            self._check_hook(h)
-        idx = rollout_order(len(self), indices, shuffle_seed)
-        group, count = [], 0
-        for i in idx:
-            group.append(int(i))
-            count += int(self._lengths[i])
-            if count >= batch_states:
-                yield self._read_group(group, hooks, dtype)
-                group, count = [], 0
-        if group:
-            yield self._read_group(group, hooks, dtype)
-
-    def _read_group(self, group: list[int], hooks: list[str], dtype) -> StateBatch:
-        g = np.asarray(group)
-        lengths = torch.as_tensor(self._lengths[g])
-        rows = torch.cat([torch.arange(int(o), int(o) + int(l)) for o, l in zip(self._offsets[g], self._lengths[g])])
-        ends = torch.cumsum(lengths, 0) - 1
-        is_last = torch.zeros(int(lengths.sum()), dtype=torch.bool)
-        is_last[ends] = True
-        return StateBatch(
-            acts={h: self._acts[h][rows].to(dtype) for h in hooks},
-            rollout=torch.repeat_interleave(torch.as_tensor(g), lengths),
-            step=torch.cat([torch.arange(int(l)) for l in lengths]),
-            is_last=is_last,
-            reward=torch.repeat_interleave(torch.as_tensor(self._rewards[g]), lengths),
-        )
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def binary_auc(rewards: np.ndarray, scores: np.ndarray, what: str = "V(s_0)") -> float:
-    """``roc_auc_score(rewards, scores)`` with a clear error when only one class is present."""
-    rewards = np.asarray(rewards).reshape(-1)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if rewards.shape != scores.shape:
-        raise ProbeError(f"{rewards.size} rewards but {scores.size} scores.")
-    classes = np.unique(rewards)
-    if classes.size < 2:
-        raise ProbeError(
-            f"AUC of {what} is undefined: all {rewards.size} evaluated rollouts have reward "
-            f"{classes.tolist()}. Evaluate on rollouts with both rewards (use store.split, which stratifies)."
-        )
-    if not np.isfinite(scores).all():
-        raise ProbeError(f"{what} contains NaN or inf.")
-    return float(roc_auc_score(rewards, scores))
 
 
-def _resolve_indices(store, indices) -> np.ndarray:
+def resolve_indices(store, indices) -> np.ndarray:
     n = len(store)
     idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
     if idx.size == 0:
@@ -627,9 +380,9 @@ class ValueProbe(nn.Module):
         ever sees the kept dimensions, i.e. retraining on a pruned input set.
         """
         hooks = self._resolve_hooks(store, hook_names)
-        idx = _resolve_indices(store, indices)
+        idx = resolve_indices(store, indices)
         rewards = np.asarray(store.rewards)[idx]
-        _check_binary(rewards)
+        check_binary(rewards)
         if np.unique(rewards).size < 2:
             warnings.warn(f"all {idx.size} training rollouts have reward {rewards[0]}: the probe can only learn a constant.")
         self._allocate(hooks, int(store.d(hooks[0])))
@@ -736,7 +489,7 @@ class ValueProbe(nn.Module):
     def initial_values(self, store, indices: Sequence[int] | None = None, hooks: Sequence[str] | str | None = None) -> Float[np.ndarray, "probe n"]:
         """``V(s_0)`` of each rollout for each probe (rows in ``hooks`` order, default all probes)."""
         hooks = self._hooks_or_all(hooks)
-        idx = _resolve_indices(store, indices)
+        idx = resolve_indices(store, indices)
         out = np.zeros((len(hooks), idx.size), dtype=np.float64)
         for j, h in enumerate(hooks):
             out[j] = self.predict_value(store.initial_states(h, idx), hook=h).cpu().numpy()
@@ -746,13 +499,13 @@ class ValueProbe(nn.Module):
     def value_traces(self, store, hook: str, indices: Sequence[int] | None = None) -> list[Float[np.ndarray, " T"]]:
         """``V(s_0), .., V(s_T)`` of each rollout, from ``hook``'s probe."""
         self.probe_index(hook)
-        idx = _resolve_indices(store, indices)
+        idx = resolve_indices(store, indices)
         return [self.predict_value(store.get(int(i), hook), hook=hook).cpu().numpy() for i in idx]
 
     def score(self, store, indices: Sequence[int] | None = None, hooks: Sequence[str] | str | None = None) -> dict[str, float]:
         """Held-out AUC of ``V(s_0)`` against the reward, per hook (``roc_auc_score``)."""
         hooks = self._hooks_or_all(hooks)
-        idx = _resolve_indices(store, indices)
+        idx = resolve_indices(store, indices)
         values = self.initial_values(store, idx, hooks)
         rewards = np.asarray(store.rewards)[idx]
         return {h: binary_auc(rewards, values[j], what=f"V(s_0) of hook {h!r}") for j, h in enumerate(hooks)}
@@ -812,7 +565,7 @@ def cross_fitted_value_traces(
 
     cfg = cfg or ValueProbeConfig()
     rewards = np.asarray(store.rewards)
-    _check_binary(rewards)
+    check_binary(rewards)
     counts = np.bincount(rewards.astype(int), minlength=2)
     if not isinstance(n_folds, int) or n_folds < 2:
         raise ProbeError(f"n_folds must be an int >= 2, got {n_folds!r}.")

@@ -19,22 +19,14 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
-from .dopamine import (
-    DopamineMetrics,
-    DopamineScoreDetails,
-    dopamine_metrics,
-    dopamine_neurons,
-    dopamine_score_details,
-    event_positions,
-    surprise_sets,
-    td_errors,
-    td_trace_change,
-)
-from .io import atomic_path
-from .neurons import NeuronSet
+from ..analysis.dopamine import DopamineScoreDetails, dopamine_neurons, dopamine_score_details, event_positions, surprise_sets
+from ..analysis.dopamine_metrics import DopamineMetrics, dopamine_metrics, td_trace_change
+from ..analysis.td import td_errors
+from ..io import atomic_path
+from ..analysis.neurons import NeuronSet
 from .report import Section, Table
-from .probes import ValueProbe, cross_fitted_value_traces
-from .store import ActivationStore
+from ..analysis.probes import ValueProbe, cross_fitted_value_traces
+from ..data.store import ActivationStore
 
 TRACE_FIGURE = "dopamine_traces.png"
 DISTRIBUTION_FIGURE = "dopamine_metric_distribution.png"
@@ -491,7 +483,7 @@ def run_dopamine_causal_check(
     the ablated hook itself, so part of any trace change is direct; the random sets measure how
     much an ablation of that size moves the traces anyway.
     """
-    from .interventions import generate_and_score, td_trace_under, zero_ablate
+    from ..interventions import generate_and_score, td_trace_under, zero_ablate
 
     hook, gamma = dopamine_set.hook_name, float(probe.cfg.gamma)
     pairs = [(list(p), list(r)) for p, r in rollouts]

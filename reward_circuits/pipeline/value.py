@@ -26,21 +26,22 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .baselines import EMBED_HOOK, bag_of_tokens_baseline
-from .neurons import expected_random_iou
-from .probes import ValueProbe, ValueProbeConfig
-from .pruning import (
+from ..analysis.baselines import EMBED_HOOK, bag_of_tokens_baseline
+from ..analysis.neurons import expected_random_iou
+from ..models import layer_of
+from ..analysis.probes import ValueProbe, ValueProbeConfig
+from ..analysis.pruning import (
     architecture_robustness,
     architecture_variants,
     iou_from_scores,
-    layer_of_hook,
+
     n_kept,
     prune_curve,
     prune_ratios_default,
     rotation_check,
     value_neurons,
 )
-from .store import stratified_split
+from ..data.store import stratified_split
 from .report import Section, Table
 
 
@@ -59,7 +60,7 @@ def _rkey(ratio: float) -> str:
 
 
 def _layer_key(hook: str) -> str:
-    layer = layer_of_hook(hook)
+    layer = layer_of(hook)
     return str(layer) if layer is not None else hook
 
 
@@ -132,8 +133,8 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
 
     # ---- hooks and splits ----------------------------------------------------------------------
     if hooks is None:
-        hooks = [h for h in store.hook_names if (layer_of_hook(h) if layer_of_hook(h) is not None else -1) >= 0]
-    hooks = sorted(dict.fromkeys(hooks), key=lambda h: (layer_of_hook(h) if layer_of_hook(h) is not None else 10**6, h))
+        hooks = [h for h in store.hook_names if (layer_of(h) if layer_of(h) is not None else -1) >= 0]
+    hooks = sorted(dict.fromkeys(hooks), key=lambda h: (layer_of(h) if layer_of(h) is not None else 10**6, h))
     if not hooks:
         raise ValueError(f"no layer hooks to probe: the store holds {store.hook_names}.")
     missing = [h for h in hooks if h not in store.hook_names]
@@ -174,7 +175,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     neurons = value_neurons(probe, best_hook, 0.99, provenance=provenance)
     neurons.save(out / "value_neurons.json")
     all_layer_sets = {key_of[h]: value_neurons(probe, h, 0.99, provenance=provenance) for h in hooks}
-    from .io import atomic_write_json
+    from ..io import atomic_write_json
 
     atomic_write_json(out / "value_neurons_by_layer.json", {k: s.to_dict() for k, s in all_layer_sets.items()})
     probe.save(out / "value_probe")
@@ -244,7 +245,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
 
     # ---- figures -------------------------------------------------------------------------------
     figures = []
-    layer_x = [layer_of_hook(h) if layer_of_hook(h) is not None else i for i, h in enumerate(hooks)]
+    layer_x = [layer_of(h) if layer_of(h) is not None else i for i, h in enumerate(hooks)]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(layer_x, [auc_test[h] for h in hooks], "o-", label="value probe V(s_0), test")
     ax.plot(layer_x, [auc_val[h] for h in hooks], "o--", alpha=0.5, label="validation (layer choice)")

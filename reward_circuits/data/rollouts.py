@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .model import GenerationConfig, ModelAdapter
-from .tasks import Task
+from ..models import GenerationConfig, ModelAdapter
+from ..tasks import Task
 
 
 @dataclass

@@ -25,22 +25,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .interventions import (
-    _examples_of,
-    _prompt_seqs,
-    _resolve_probe_hook,
-    ablation_interventions,
-    ablation_study,
-    activation_means,
-    confidence_study,
-    dose_response,
-    generate_and_score,
-    initial_values,
-    nan_to_none,
-    steering_study,
-)
-from .model import GenerationConfig, ModelAdapter
-from .neurons import NeuronSet
+from ..interventions import (ablation_interventions, ablation_study, activation_means, confidence_study, dose_response,
+                             generate_and_score, initial_values, steering_study)
+from ..interventions.scoring import examples_of, prompt_seqs, resolve_probe_hook
+from ..io import nan_to_none
+from ..models import GenerationConfig, ModelAdapter
+from ..analysis.neurons import NeuronSet
 from .report import Section, Table
 
 
@@ -226,7 +216,7 @@ def run_intervention_stage(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    examples = _examples_of(task, examples)
+    examples = examples_of(task, examples)
     if max_examples is not None:
         examples = examples[: int(max_examples)]
     if not value_sets:
@@ -252,7 +242,7 @@ def run_intervention_stage(
     if ablation_mode == "mean" or (run_dose and "mean" in dose_modes):
         hooks = sorted({ns.hook_name for ns in value_sets.values()} |
                        {ns.hook_name for ns in (final_reward_sets or {}).values()})
-        means = activation_means(adapter, _prompt_seqs(adapter, task, examples), hooks)
+        means = activation_means(adapter, prompt_seqs(adapter, task, examples), hooks)
 
     # ---- ablation: value vs random (Table 1) ----
     per_layer = ablation_study(adapter, task, examples, value_sets, n_random_draws, seed, ablation_mode, means,
@@ -273,7 +263,7 @@ def run_intervention_stage(
     if probe is not None and probe_hook is None:
         steered = value_sets[steer_layer].hook_name
         usable = [value_sets[l].hook_name for l in layers if value_sets[l].hook_name in probe_names]
-        probe_hook = _resolve_probe_hook(probe, None, steered if steered in probe_names else (usable[0] if usable else None))
+        probe_hook = resolve_probe_hook(probe, None, steered if steered in probe_names else (usable[0] if usable else None))
 
     # ---- final-reward (Monte-Carlo) vs TD probe neurons (Appendix A) ----
     fr_summary: dict[str, dict] = {}

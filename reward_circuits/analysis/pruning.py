@@ -26,10 +26,11 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from .model import layer_of
+from ..models import layer_of
 from .neurons import NeuronSet, expected_random_iou, iou
-from .probes import ProbeError, ValueProbe, ValueProbeConfig, _resolve_indices, binary_auc
-from .store import StateBatch
+from .probes import ProbeError, ValueProbe, ValueProbeConfig, resolve_indices, binary_auc
+from ..data.views import RotatedStore
+from .stats import rank_by_score
 
 prune_ratios_default: list[float] = [0, .1, .2, .3, .4, .5, .6, .7, .8, .9, .95, .99, .995, .999]
 
@@ -37,7 +38,6 @@ prune_ratios_default: list[float] = [0, .1, .2, .3, .4, .5, .6, .7, .8, .9, .95,
 # ---------------------------------------------------------------------------------------------
 # basics
 # ---------------------------------------------------------------------------------------------
-layer_of_hook = layer_of  # one definition, in model.py
 
 
 def n_kept(d: int, ratio: float) -> int:
@@ -47,12 +47,6 @@ def n_kept(d: int, ratio: float) -> int:
     return max(1, int(round(d * (1.0 - ratio))))
 
 
-def rank_by_score(scores: Float[Tensor, " d"] | np.ndarray) -> np.ndarray:
-    """Indices sorted by score, best first (ties: lower index first, deterministic)."""
-    s = np.asarray(scores.detach().cpu() if isinstance(scores, Tensor) else scores, dtype=np.float64)
-    if not np.isfinite(s).all():
-        raise ValueError("scores contain NaN or inf.")
-    return np.lexsort((np.arange(s.size), -s))
 
 
 def top_dims(scores: Float[Tensor, " d"] | np.ndarray, ratio: float) -> np.ndarray:
@@ -97,7 +91,7 @@ def prune_curve(
     ``train_indices``; slow: one training per ratio).
     """
     probe.probe_index(hook)
-    test = _resolve_indices(store, test_indices)
+    test = resolve_indices(store, test_indices)
     x0 = store.initial_states(hook, test)
     rewards = np.asarray(store.rewards)[test]
     scores = probe.input_weight_norms(hook)
@@ -150,7 +144,7 @@ def value_neurons(probe: ValueProbe, hook: str, prune_ratio: float = 0.99, prove
     prov = {"prune_ratio": prune_ratio, "probe_config": dict(vars(probe.cfg)), "score": "L1 norm of W1 column (standardised inputs)",
             **(provenance or {}), "input_weight_l1": scores.tolist()}
     return NeuronSet(hook_name=hook, indices=dims.tolist(), d=int(scores.numel()), scores=scores[dims].tolist(),
-                     kind="value", layer=layer_of_hook(hook), provenance=prov)
+                     kind="value", layer=layer_of(hook), provenance=prov)
 
 
 def iou_from_scores(
@@ -258,66 +252,8 @@ def architecture_robustness(
 # ---------------------------------------------------------------------------------------------
 # robustness: random rotation of the hidden states
 # ---------------------------------------------------------------------------------------------
-def random_orthogonal(d: int, seed: int) -> Float[Tensor, "d d"]:
-    """A Haar-random orthogonal matrix: QR of a seeded Gaussian, with the sign fix of R's diagonal."""
-    g = torch.Generator().manual_seed(int(seed))
-    q, r = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
-    return (q * torch.sign(torch.diagonal(r))[None, :]).to(torch.float32)
 
 
-class RotatedStore:
-    """Wraps a store (or any source with its read API) and rotates states on the fly: ``s ↦ s Q``.
-
-    ``hooks`` limits the rotation to some hook points (default: all); each hook gets its own
-    ``Q`` (seeded by ``seed`` and the hook's position).
-    """
-
-    def __init__(self, store, seed: int = 0, hooks: Sequence[str] | None = None):
-        self.inner = store
-        self.seed = seed
-        rotated = list(store.hook_names) if hooks is None else list(hooks)
-        for h in rotated:
-            store.d(h)  # raises on unknown hooks
-        self.rotations: dict[str, Tensor] = {
-            h: random_orthogonal(int(store.d(h)), seed * 1000 + i) for i, h in enumerate(rotated)
-        }
-
-    # read API ------------------------------------------------------------------------------
-    @property
-    def hook_names(self) -> list[str]:
-        return list(self.inner.hook_names)
-
-    def d(self, hook: str) -> int:
-        return self.inner.d(hook)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    @property
-    def rewards(self) -> np.ndarray:
-        return self.inner.rewards
-
-    @property
-    def rollout_ids(self) -> list[str]:
-        return self.inner.rollout_ids
-
-    def split(self, test_fraction: float = 0.3, seed: int = 0):
-        return self.inner.split(test_fraction, seed)
-
-    def _rotate(self, hook: str, x: Tensor) -> Tensor:
-        q = self.rotations.get(hook)
-        return x if q is None else x.to(torch.float32) @ q
-
-    def get(self, index: int, hook: str, *, from_s0: bool = True) -> Tensor:
-        return self._rotate(hook, self.inner.get(index, hook, from_s0=from_s0))
-
-    def initial_states(self, hook: str, indices=None) -> Tensor:
-        return self._rotate(hook, self.inner.initial_states(hook, indices))
-
-    def iter_batches(self, hooks, **kwargs):
-        kwargs["dtype"] = torch.float32
-        for b in self.inner.iter_batches(hooks, **kwargs):
-            yield StateBatch({h: self._rotate(h, a) for h, a in b.acts.items()}, b.rollout, b.step, b.is_last, b.reward)
 
 
 def rotation_check(

@@ -63,7 +63,7 @@ def tiny_hf_model(n_layers: int = 2, d_model: int = 32, d_mlp: int = 64, n_heads
 
 def tiny_adapter(backend: str = "transformer_lens", seed: int = 0, **kw):
     """A :class:`~reward_circuits.model.ModelAdapter` over a tiny random Llama."""
-    from .model import from_hf
+    from .construction import from_hf
 
     hf, tok = tiny_hf_model(seed=seed, **kw)
     return from_hf(hf, tok, backend=backend, name=f"tiny-llama-seed{seed}")

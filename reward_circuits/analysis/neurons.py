@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
-from .io import atomic_write_json
+from ..io import atomic_write_json
 
 
 @dataclass

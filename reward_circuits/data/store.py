@@ -33,7 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .io import atomic_path, atomic_write_json
+from ..io import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

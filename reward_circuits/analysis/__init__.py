@@ -1,0 +1,29 @@
+"""Analyses on a :class:`~reward_circuits.data.Store`.
+
+- :mod:`.td`: TD(0)/TD(λ)/Monte-Carlo targets and TD errors (the only place TD math lives).
+- :mod:`.stats`: AUC, column correlations, top-k ranking, bootstrap intervals, paired tests.
+- :mod:`.probes`: :class:`ValueProbe`, all layers in one stacked module (sklearn-style fit/predict/score).
+- :mod:`.pruning`: L1 pruning curves, :func:`value_neurons`, IoU, architecture and rotation checks.
+- :mod:`.neurons`: :class:`NeuronSet` and IoU against the analytic random baseline.
+- :mod:`.baselines`: surface baselines (embedding probe, bag-of-tokens).
+- :mod:`.dopamine`, :mod:`.dopamine_metrics`: TD-error (dopamine) neurons and their held-out tests.
+"""
+
+from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_auc
+from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
+from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
+from .neurons import NeuronSet, expected_random_iou, iou
+from .probes import ValueProbe, ValueProbeConfig, cross_fitted_value_traces
+from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
+                      value_neurons)
+from .stats import binary_auc, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns
+from .td import check_batch_structure, monte_carlo_targets, td_error_traces, td_errors, td_targets
+
+__all__ = [
+    "DopamineMetrics", "NeuronSet", "SurpriseSets", "ValueProbe", "ValueProbeConfig", "architecture_robustness", "architecture_variants", "check_batch_structure", "iou_from_scores", "n_kept",
+    "bag_of_tokens_auc", "bag_of_tokens_baseline", "binary_auc", "cross_fitted_value_traces", "dopamine_metrics",
+    "dopamine_neurons", "dopamine_score_details", "dopamine_scores", "embed_probe_auc", "event_positions", "expected_random_iou",
+    "iou", "iou_by_ratio", "iou_curve", "monte_carlo_targets", "partial_pearson_columns", "pearson_columns",
+    "permutation_test_mean_abs_corr", "prune_curve", "rank_by_score", "rotation_check", "spearman_columns",
+    "surprise_sets", "td_error_traces", "td_errors", "td_targets", "td_trace_change", "top_dims", "value_neurons",
+]

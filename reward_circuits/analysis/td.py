@@ -1,0 +1,169 @@
+"""Temporal-difference math, in one place: TD(0)/TD(λ) and Monte-Carlo targets for probe
+training, and TD errors δ_t = r_t + γ·V(s_(t+1)) − V(s_t) for dopamine analyses.
+
+Every analysis (probes, dopamine neurons, interventions, SAE×TD) computes TD quantities here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from ..errors import ProbeError
+
+Alignment = Literal["arrival", "source"]
+"""Where a TD error is attributed: the state the transition arrives at, or the one it leaves."""
+
+
+def check_batch_structure(
+    rollout: Int[Tensor, " state"], is_last: Bool[Tensor, " state"], step: Int[Tensor, " state"] | None = None
+) -> None:
+    """Check that a flat batch holds whole rollouts with states in order ``s_0 .. s_T``.
+
+    Raises :class:`ProbeError` if the batch does not end on a rollout's last state, if the rollout
+    id changes anywhere but after an ``is_last`` state (or fails to change after one), or if
+    ``step`` does not count 0, 1, 2, ... inside each rollout.
+    """
+    n = int(is_last.numel())
+    if int(rollout.numel()) != n or (step is not None and int(step.numel()) != n):
+        raise ProbeError(f"batch fields disagree in length: rollout {rollout.numel()}, is_last {n}, step {None if step is None else step.numel()}.")
+    if n == 0:
+        raise ProbeError("empty batch: no states (a rollout of length 0?). Every rollout needs at least s_0.")
+    if not bool(is_last[-1]):
+        raise ProbeError("batch does not end on a rollout's last state: batches must hold whole rollouts.")
+    changes = rollout[1:] != rollout[:-1]
+    if not torch.equal(changes, is_last[:-1]):
+        raise ProbeError(
+            "rollout ids and is_last disagree (a rollout split across batches, repeated, or out of order): "
+            "batches must hold whole rollouts, each once, states in order."
+        )
+    if step is not None:
+        expected = _position_in_rollout(is_last)
+        if not torch.equal(step.to(expected.dtype), expected):
+            raise ProbeError("steps inside a rollout are not 0, 1, 2, ...: states must be ordered s_0 .. s_T.")
+
+
+def _position_in_rollout(is_last: Bool[Tensor, " state"]) -> Int[Tensor, " state"]:
+    n = is_last.numel()
+    idx = torch.arange(n, device=is_last.device)
+    starts = torch.zeros(n, dtype=torch.bool, device=is_last.device)
+    starts[0] = True
+    starts[1:] = is_last[:-1]
+    start_of = torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), dim=0).values
+    return idx - start_of
+
+
+def td_targets(
+    values: Float[Tensor, "*probe state"],
+    reward: Float[Tensor, " state"],
+    is_last: Bool[Tensor, " state"],
+    gamma: float,
+    td_lambda: float = 0.0,
+) -> Float[Tensor, "*probe state"]:
+    """TD(λ) targets for a flat batch of whole rollouts (states ordered ``s_0 .. s_T`` in each).
+
+    ``values`` are the current estimates ``V(s_t)`` (detached inside: semi-gradient TD). The
+    λ-return is computed backward within each rollout::
+
+        G_T = r
+        G_t = γ · [(1 − λ) · V(s_{t+1}) + λ · G_{t+1}]      (t < T)
+
+    so λ = 0 gives TD(0), ``G_t = γ·V(s_{t+1})``, and λ = 1 the discounted Monte-Carlo return
+    ``γ^{T−t}·r``. ``reward`` is the rollout's final reward, broadcast to its states (only its
+    value at the last state is read).
+    """
+    values = values.detach()
+    squeeze = values.ndim == 1
+    if squeeze:
+        values = values[None]
+    n = int(is_last.numel())
+    if values.shape[-1] != n or reward.numel() != n:
+        raise ProbeError(f"values have {values.shape[-1]} states, reward {reward.numel()}, is_last {n}: they must match.")
+    if n == 0:
+        raise ProbeError("no states: a rollout of length 0 has no s_0.")
+    if not bool(is_last[-1]):
+        raise ProbeError("the last state of the batch is not a rollout's final state: pass whole rollouts.")
+    reward = reward.to(values.dtype)
+    next_values = torch.zeros_like(values)
+    next_values[:, :-1] = values[:, 1:]
+    if td_lambda == 0.0:
+        targets = torch.where(is_last, reward, gamma * next_values)
+    else:
+        # backward scan over the padded [rollout, step] grid; positions past a rollout's end are
+        # never read because the end state resets the recursion to r.
+        ends = torch.nonzero(is_last).flatten()
+        starts = torch.cat([ends.new_zeros(1), ends[:-1] + 1])
+        lengths = ends - starts + 1
+        n_rollouts, max_len = int(ends.numel()), int(lengths.max())
+        row = torch.repeat_interleave(torch.arange(n_rollouts, device=values.device), lengths)
+        col = torch.arange(n, device=values.device) - starts[row]
+        p = values.shape[0]
+        v_next = values.new_zeros(p, n_rollouts, max_len)
+        v_next[:, row, col] = next_values
+        end_mask = torch.zeros(n_rollouts, max_len, dtype=torch.bool, device=values.device)
+        end_mask[row, col] = is_last
+        r_end = reward[ends]
+        returns = values.new_zeros(p, n_rollouts, max_len)
+        g_next = values.new_zeros(p, n_rollouts)
+        for t in range(max_len - 1, -1, -1):
+            boot = gamma * ((1.0 - td_lambda) * v_next[:, :, t] + td_lambda * g_next)
+            g_next = torch.where(end_mask[:, t], r_end, boot)
+            returns[:, :, t] = g_next
+        targets = returns[:, row, col]
+    return targets[0] if squeeze else targets
+
+
+def monte_carlo_targets(values: Float[Tensor, "*probe state"], reward: Float[Tensor, " state"]) -> Float[Tensor, "*probe state"]:
+    """``mode="final_reward"``: every state's target is its rollout's final reward."""
+    return reward.to(values.dtype).expand_as(values).clone()
+
+
+
+def td_errors(
+    values: Float[np.ndarray, " T_plus_1"],
+    reward: float,
+    gamma: float,
+    *,
+    align: Alignment = "arrival",
+) -> Float[np.ndarray, " T_plus_1"]:
+    """TD errors of one rollout from its value trace ``V(s_0) .. V(s_T)`` (length T+1).
+
+    ``align="arrival"`` (default): ``[NaN, γV(s_1)−V(s_0), .., γV(s_T)−V(s_{T−1})]``, aligned with
+    the states s_0..s_T at which each surprise is observed; the terminal error is dropped.
+    ``align="source"``: ``[δ_0 .. δ_T]`` with ``δ_t = γV(s_{t+1})−V(s_t)`` and the terminal
+    ``δ_T = r − V(s_T)``. See the module docstring.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size == 0:
+        raise ValueError("values is empty: a rollout has at least the state s_0.")
+    if not np.isfinite(v).all():
+        raise ValueError("values contain NaN or inf; check the value probe's output.")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma}.")
+    source = np.empty_like(v)
+    source[:-1] = gamma * v[1:] - v[:-1]
+    source[-1] = float(reward) - v[-1]
+    if align == "source":
+        return source
+    if align == "arrival":
+        arrival = np.full_like(v, np.nan)
+        arrival[1:] = source[:-1]
+        return arrival
+    raise ValueError(f"align must be 'arrival' or 'source', got {align!r}.")
+
+
+def td_error_traces(
+    value_traces: Sequence[Float[np.ndarray, " T_plus_1"]],
+    rewards: Sequence[float],
+    gamma: float,
+    *,
+    align: Alignment = "arrival",
+) -> list[Float[np.ndarray, " T_plus_1"]]:
+    """:func:`td_errors` for many rollouts (``value_traces[j]`` earned ``rewards[j]``)."""
+    if len(value_traces) != len(rewards):
+        raise ValueError(f"{len(value_traces)} value traces but {len(rewards)} rewards: give one reward per trace.")
+    return [td_errors(v, r, gamma, align=align) for v, r in zip(value_traces, rewards)]
+

@@ -1,0 +1,24 @@
+"""Data: rollouts → captured activations → one activation store, and the views analyses read.
+
+- :mod:`.rollouts`: generate, score, save and load rollouts (``datasets`` on disk).
+- :mod:`.capture`: :func:`build_store` runs the model over rollouts and writes the store.
+- :mod:`.store`: the store (float16 safetensors shards + JSON manifest; atomic, resumable, memory-mapped).
+- :mod:`.views`: :class:`ArrayRollouts` (in memory) and :class:`RotatedStore` (rotated basis).
+- :mod:`.protocol`: :class:`Store`, the read API every analysis accepts (all three satisfy it).
+- :mod:`.synthetic`: planted ground truth for tests and examples.
+"""
+
+from .capture import build_store, state_positions
+from .protocol import Store
+from .rollouts import Rollout, accuracy, generate_rollouts, load_rollouts, save_rollouts
+from .store import (ActivationStore, ActivationStoreWriter, RolloutRecord, StateBatch, StoreError, rollout_order,
+                    stratified_split, write_store_from_arrays)
+from .synthetic import PlantedInfo, planted_prompt_tokens, planted_rollouts, planted_value_store
+from .views import ArrayRollouts, RotatedStore, random_orthogonal
+
+__all__ = [
+    "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "PlantedInfo", "Rollout", "RolloutRecord",
+    "RotatedStore", "StateBatch", "Store", "StoreError", "accuracy", "build_store", "generate_rollouts",
+    "load_rollouts", "planted_prompt_tokens", "planted_rollouts", "planted_value_store", "random_orthogonal",
+    "rollout_order", "save_rollouts", "state_positions", "stratified_split", "write_store_from_arrays",
+]

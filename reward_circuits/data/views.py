@@ -1,0 +1,226 @@
+"""In-memory and transformed views with the read API of :class:`~reward_circuits.data.store.ActivationStore`.
+
+:class:`ArrayRollouts` holds rollouts in memory (tests, planted data, small experiments);
+:class:`RotatedStore` applies a fixed orthogonal rotation to one hook (basis-alignment checks).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .store import StateBatch, rollout_order, stratified_split
+from ..errors import ProbeError
+
+def check_binary(rewards: np.ndarray) -> None:
+    bad = np.flatnonzero(~np.isin(rewards, (0.0, 1.0)))
+    if bad.size:
+        raise ProbeError(
+            f"reward of rollout #{int(bad[0])} is {rewards[bad[0]]!r}; rewards must be binary (0 or 1). "
+            "Threshold or binarise the reward first."
+        )
+
+
+class ArrayRollouts:
+    """Rollouts held in memory with the read API of :class:`~reward_circuits.store.ActivationStore`.
+
+    ``acts[hook][i]`` is rollout ``i``'s states ``s_0 .. s_T`` (``[T + 1, d]``). Checks rewards are
+    binary, every rollout has at least one state, lengths agree across hooks, values are finite
+    and ids are unique.
+    """
+
+    def __init__(
+        self,
+        acts: Mapping[str, Sequence[Float[Tensor, "T d"] | np.ndarray]],
+        rewards: Sequence[float] | np.ndarray,
+        ids: Sequence[str] | None = None,
+    ):
+        if not acts:
+            raise ProbeError("acts is empty: give {hook_name: [states of rollout 0, ...]}.")
+        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+        check_binary(rewards)
+        n = len(rewards)
+        if n == 0:
+            raise ProbeError("no rollouts given.")
+        ids = [f"r{i:06d}" for i in range(n)] if ids is None else [str(i) for i in ids]
+        if len(ids) != n:
+            raise ProbeError(f"{len(ids)} rollout ids for {n} rewards: give one id per rollout.")
+        if len(set(ids)) != n:
+            raise ProbeError("rollout ids are not unique.")
+        self._acts: dict[str, Tensor] = {}
+        self._d: dict[str, int] = {}
+        lengths = None
+        for hook, seqs in acts.items():
+            if len(seqs) != n:
+                raise ProbeError(f"hook {hook!r}: {len(seqs)} activation sequences for {n} rewards.")
+            tens = [torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a).to(torch.float32) for a in seqs]
+            ls = []
+            for i, a in enumerate(tens):
+                if a.ndim != 2:
+                    raise ProbeError(f"hook {hook!r}, rollout {ids[i]!r}: expected [T+1, d] states, got shape {tuple(a.shape)}.")
+                if a.shape[0] == 0:
+                    raise ProbeError(f"rollout {ids[i]!r} has 0 states (length 0): every rollout needs at least s_0.")
+                ls.append(int(a.shape[0]))
+            if lengths is None:
+                lengths = ls
+            elif ls != lengths:
+                raise ProbeError(f"hook {hook!r}: rollout lengths differ from those of hook {next(iter(acts))!r}.")
+            widths = {int(a.shape[1]) for a in tens}
+            if len(widths) != 1:
+                raise ProbeError(f"hook {hook!r}: rollouts have different widths {sorted(widths)}.")
+            cat = torch.cat(tens)
+            if not torch.isfinite(cat).all():
+                raise ProbeError(f"hook {hook!r}: activations contain NaN or inf.")
+            self._acts[hook] = cat
+            self._d[hook] = widths.pop()
+        self._rewards = rewards.astype(np.float32)
+        self._ids = ids
+        self._lengths = np.asarray(lengths, dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(self._lengths)[:-1]]).astype(np.int64)
+
+    @classmethod
+    def from_store(cls, store, hooks: Sequence[str] | str, indices: Sequence[int] | None = None) -> "ArrayRollouts":
+        """Load some rollouts of a store (or wrapper) into memory, e.g. to train several probes on them."""
+        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
+        idx = list(range(len(store))) if indices is None else [int(i) for i in indices]
+        acts = {h: [store.get(i, h) for i in idx] for h in hooks}
+        return cls(acts, store.rewards[idx], [store.rollout_ids[i] for i in idx])
+
+    @property
+    def hook_names(self) -> list[str]:
+        return list(self._acts)
+
+    def d(self, hook: str) -> int:
+        self._check_hook(hook)
+        return self._d[hook]
+
+    def __len__(self) -> int:
+        return len(self._rewards)
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self._rewards.copy()
+
+    @property
+    def rollout_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified train/test split of rollout indices, as :meth:`ActivationStore.split`."""
+        if not 0 < test_fraction < 1:
+            raise ProbeError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+        return stratified_split(np.arange(len(self)), self.rewards, test_fraction, seed)
+
+    def _check_hook(self, hook: str) -> None:
+        if hook not in self._acts:
+            raise KeyError(f"hook {hook!r} is not among the given hooks {self.hook_names}.")
+
+    def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
+        self._check_hook(hook)
+        a = int(self._offsets[index])
+        return self._acts[hook][a : a + int(self._lengths[index])]
+
+    def initial_states(self, hook: str, indices: Sequence[int] | None = None) -> Float[Tensor, "n d"]:
+        self._check_hook(hook)
+        idx = np.arange(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64)
+        return self._acts[hook][torch.as_tensor(self._offsets[idx])]
+
+    def iter_batches(self, hooks, *, batch_states: int = 8192, indices=None, include_prompt: bool = False,
+                     shuffle_seed: int | None = None, dtype: torch.dtype = torch.float32):
+        """Same batching and (seeded) rollout order as :meth:`ActivationStore.iter_batches`."""
+        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
+        for h in hooks:
+            self._check_hook(h)
+        idx = rollout_order(len(self), indices, shuffle_seed)
+        group, count = [], 0
+        for i in idx:
+            group.append(int(i))
+            count += int(self._lengths[i])
+            if count >= batch_states:
+                yield self._read_group(group, hooks, dtype)
+                group, count = [], 0
+        if group:
+            yield self._read_group(group, hooks, dtype)
+
+    def _read_group(self, group: list[int], hooks: list[str], dtype) -> StateBatch:
+        g = np.asarray(group)
+        lengths = torch.as_tensor(self._lengths[g])
+        rows = torch.cat([torch.arange(int(o), int(o) + int(l)) for o, l in zip(self._offsets[g], self._lengths[g])])
+        ends = torch.cumsum(lengths, 0) - 1
+        is_last = torch.zeros(int(lengths.sum()), dtype=torch.bool)
+        is_last[ends] = True
+        return StateBatch(
+            acts={h: self._acts[h][rows].to(dtype) for h in hooks},
+            rollout=torch.repeat_interleave(torch.as_tensor(g), lengths),
+            step=torch.cat([torch.arange(int(l)) for l in lengths]),
+            is_last=is_last,
+            reward=torch.repeat_interleave(torch.as_tensor(self._rewards[g]), lengths),
+        )
+
+
+
+def random_orthogonal(d: int, seed: int) -> Float[Tensor, "d d"]:
+    """A Haar-random orthogonal matrix: QR of a seeded Gaussian, with the sign fix of R's diagonal."""
+    g = torch.Generator().manual_seed(int(seed))
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))[None, :]).to(torch.float32)
+
+
+class RotatedStore:
+    """Wraps a store (or any source with its read API) and rotates states on the fly: ``s ↦ s Q``.
+
+    ``hooks`` limits the rotation to some hook points (default: all); each hook gets its own
+    ``Q`` (seeded by ``seed`` and the hook's position).
+    """
+
+    def __init__(self, store, seed: int = 0, hooks: Sequence[str] | None = None):
+        self.inner = store
+        self.seed = seed
+        rotated = list(store.hook_names) if hooks is None else list(hooks)
+        for h in rotated:
+            store.d(h)  # raises on unknown hooks
+        self.rotations: dict[str, Tensor] = {
+            h: random_orthogonal(int(store.d(h)), seed * 1000 + i) for i, h in enumerate(rotated)
+        }
+
+    # read API ------------------------------------------------------------------------------
+    @property
+    def hook_names(self) -> list[str]:
+        return list(self.inner.hook_names)
+
+    def d(self, hook: str) -> int:
+        return self.inner.d(hook)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self.inner.rewards
+
+    @property
+    def rollout_ids(self) -> list[str]:
+        return self.inner.rollout_ids
+
+    def split(self, test_fraction: float = 0.3, seed: int = 0):
+        return self.inner.split(test_fraction, seed)
+
+    def _rotate(self, hook: str, x: Tensor) -> Tensor:
+        q = self.rotations.get(hook)
+        return x if q is None else x.to(torch.float32) @ q
+
+    def get(self, index: int, hook: str, *, from_s0: bool = True) -> Tensor:
+        return self._rotate(hook, self.inner.get(index, hook, from_s0=from_s0))
+
+    def initial_states(self, hook: str, indices=None) -> Tensor:
+        return self._rotate(hook, self.inner.initial_states(hook, indices))
+
+    def iter_batches(self, hooks, **kwargs):
+        kwargs["dtype"] = torch.float32
+        for b in self.inner.iter_batches(hooks, **kwargs):
+            yield StateBatch({h: self._rotate(h, a) for h, a in b.acts.items()}, b.rollout, b.step, b.is_last, b.reward)
+

@@ -1,0 +1,49 @@
+"""Building adapters: wrap a loaded HF model (:func:`from_hf`) or load one by name (:func:`load_model`)."""
+
+from __future__ import annotations
+
+
+
+
+from .base import Backend, ModelAdapter
+from .nnsight_adapter import NNsightAdapter
+from .transformer_lens_adapter import TransformerLensAdapter
+
+# ---- construction -----------------------------------------------------------------------------
+
+
+def from_hf(hf_model, tokenizer, backend: Backend = "transformer_lens", name: str | None = None,
+            remote: bool = False) -> ModelAdapter:
+    """Wrap an already loaded HF causal LM (both backends run the same weights)."""
+    from .loading import hooked_transformer_from_hf, prepare_tokenizer
+
+    prepare_tokenizer(tokenizer)
+    if backend == "transformer_lens":
+        device = str(next(hf_model.parameters()).device)
+        return TransformerLensAdapter(hooked_transformer_from_hf(hf_model, tokenizer, device=device), name=name)
+    if backend == "nnsight":
+        from nnsight import LanguageModel
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lm = LanguageModel(hf_model, tokenizer=tokenizer)
+        return NNsightAdapter(lm, name=name, remote=remote)
+    raise ValueError(f"unknown backend {backend!r}: use 'transformer_lens' or 'nnsight'.")
+
+
+def load_model(name: str = "default", backend: Backend = "transformer_lens", device: str = "cpu",
+               remote: bool = False, **hf_kwargs) -> ModelAdapter:
+    """Load ``default`` (packaged SmolLM2-135M-Instruct, offline), a local HF directory or a hub id.
+
+    ``remote=True`` (nnsight) runs on NDIF; ``device_map="auto"`` (nnsight) spreads a big model.
+    """
+    from .loading import DEFAULT_MODEL, is_default, load_hf
+
+    if backend not in ("transformer_lens", "nnsight"):
+        raise ValueError(f"unknown backend {backend!r}: use 'transformer_lens' or 'nnsight'.")
+    if remote and backend != "nnsight":
+        raise ValueError("remote=True needs backend='nnsight' (NDIF).")
+    hf, tok = load_hf(name, device=device, **hf_kwargs)
+    display = DEFAULT_MODEL if is_default(name) else name
+    return from_hf(hf, tok, backend=backend, name=display, remote=remote)

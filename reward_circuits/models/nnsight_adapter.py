@@ -1,0 +1,169 @@
+"""nnsight backend: a ``LanguageModel`` behind :class:`ModelAdapter` (local, ``device_map`` or NDIF ``remote=True``)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+from .base import Backend, FwdHooks, ModelAdapter, TokenBatch
+from .hook_names import BLOCK_SITES, execution_order, hf_site
+
+# ---- nnsight ------------------------------------------------------------------------------------
+
+
+class NNsightAdapter(ModelAdapter):
+    """nnsight ``LanguageModel`` backend: captures with ``trace`` + ``.save()``, edits module outputs.
+
+    ``remote=True`` sends traces to NDIF (models that need it); big local models are loaded with HF
+    ``device_map`` (``load_model(..., device_map="auto")``).
+    """
+
+    backend: Backend = "nnsight"
+
+    def __init__(self, lm, name: str | None = None, remote: bool = False):
+        self.lm = lm
+        hf = lm._model if hasattr(lm, "_model") else lm
+        self.hf = hf
+        c = hf.config
+        self.name = name or getattr(c, "_name_or_path", "") or type(hf).__name__
+        self.tokenizer = lm.tokenizer
+        self.n_layers = c.num_hidden_layers
+        self.d_model = c.hidden_size
+        self.d_mlp = getattr(c, "intermediate_size", 4 * c.hidden_size)
+        self.device = next(hf.parameters()).device
+        self.remote = remote
+        gen_eos = getattr(hf.generation_config, "eos_token_id", None)
+        self._gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+        # ln_final.hook_normalized is not offered: TransformerLens takes it before the RMSNorm weight,
+        # HF's model.norm output is after it, so no module output matches it.
+        self._names = ["hook_embed"] + [f"blocks.{l}.{s}" for l in range(self.n_layers) for s in BLOCK_SITES]
+
+    def hook_names(self) -> list[str]:
+        return list(self._names)
+
+    def _envoy(self, path: str):
+        env = self.lm
+        for part in path.split("."):
+            env = env[int(part)] if part.isdigit() else getattr(env, part)
+        return env
+
+    @staticmethod
+    def _read(env, side: str):
+        if side == "input":
+            return env.input
+        out = env.output
+        if side == "output0" or isinstance(out, tuple):
+            return out[0]
+        return out
+
+    @staticmethod
+    def _write(env, side: str, value):
+        if side == "input":
+            env.input = value
+        elif side == "output0":
+            out = env.output
+            if isinstance(out, tuple):
+                env.output = (value,) + tuple(out[1:])
+            else:
+                env.output = value
+        else:
+            env.output = value
+
+    def _apply_hooks(self, fwd_hooks: FwdHooks, saves: Sequence[str] = (), saved: dict | None = None) -> None:
+        """Inside an open trace/edit: run hook fns at their sites in forward order.
+
+        Sites named in ``saves`` are saved into ``saved``, a dict created *outside* the trace
+        (nnsight does not hand back containers built inside the block).
+        """
+        events: list[tuple[tuple[int, int], int, str, object]] = []
+        for i, (name, fn) in enumerate(fwd_hooks):
+            events.append((execution_order(name), i, name, fn))
+        for j, name in enumerate(saves):
+            events.append((execution_order(name), len(fwd_hooks) + j, name, None))
+        events.sort(key=lambda e: (e[0], e[1]))
+        for _, _, name, fn in events:
+            path, side = hf_site(name)
+            env = self._envoy(path)
+            if fn is None:
+                saved[name] = self._read(env, side).save()
+            else:
+                act = self._read(env, side)
+                new = fn(act, hook=SimpleNamespace(name=name))
+                if new is not None:
+                    self._write(env, side, new)
+
+    def _inputs(self, batch: TokenBatch) -> dict:
+        return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+
+    def capture(self, batch, hook_names, fwd_hooks=()):
+        names = self.validate_hooks(hook_names)
+        if fwd_hooks:
+            self.validate_hooks([n for n, _ in fwd_hooks])
+        saved: dict = {}
+        with torch.no_grad():
+            with self.lm.trace(self._inputs(batch), remote=self.remote) as tracer:
+                self._apply_hooks(fwd_hooks, names, saved)
+                tracer.stop()  # no logits needed
+        return {n: _as_tensor(saved[n]).detach() for n in names}
+
+    def forward(self, batch, fwd_hooks=()):
+        if fwd_hooks:
+            self.validate_hooks([n for n, _ in fwd_hooks])
+        with torch.no_grad():
+            with self.lm.trace(self._inputs(batch), remote=self.remote):
+                self._apply_hooks(fwd_hooks)
+                logits = self.lm.lm_head.output.save()
+        return _as_tensor(logits)
+
+    def _generate_batch(self, batch, config, fwd_hooks, seed):
+        kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
+                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids))
+        if config.do_sample:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if config.stop_strings:
+            kwargs.update(stop_strings=list(config.stop_strings), tokenizer=self.tokenizer)
+        # New tokens are collected by our own streamer, not read from tracer.result: nnsight skips
+        # code placed after a bounded ``tracer.iter`` when every row stops before the bound.
+        # (``model.edit()`` is no substitute: its edits fire on the first forward only.)
+        collector = _TokenCollector()
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            with self.lm.generate(self._inputs(batch), remote=self.remote, streamer=collector, **kwargs) as tracer:
+                if fwd_hooks:
+                    for _step in tracer.iter[0 : config.max_new_tokens]:
+                        self._apply_hooks(fwd_hooks)
+        return collector.new_tokens()
+
+
+class _TokenCollector:
+    """An HF streamer that keeps every step's new tokens (the first ``put`` is the prompt)."""
+
+    def __init__(self):
+        self._steps: list[Tensor] = []
+        self._seen_prompt = False
+
+    def put(self, value: Tensor) -> None:
+        if not self._seen_prompt:
+            self._seen_prompt = True
+            return
+        self._steps.append(value.detach().reshape(-1).cpu())
+
+    def end(self) -> None:
+        pass
+
+    def new_tokens(self) -> list[list[int]]:
+        if not self._steps:
+            return []
+        return torch.stack(self._steps, 1).tolist()
+
+
+def _as_tensor(x) -> Tensor:
+    return x.value if hasattr(x, "value") and not isinstance(x, Tensor) else x
+
+

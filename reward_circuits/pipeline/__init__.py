@@ -1,0 +1,13 @@
+"""The main job and its stages: rollouts → store → value → interventions → dopamine → report.
+
+- :mod:`.config`: :class:`RunConfig` (the CLI is generated from its fields).
+- :mod:`.main_job`: :func:`run`, which chains the stages; each returns a typed result the next takes.
+- :mod:`.value`, :mod:`.interventions`, :mod:`.dopamine`: the stages.
+- :mod:`.plotting`: the one matplotlib convention every figure uses.
+- :mod:`.report`: ``summary.json`` and ``report.html``.
+"""
+
+from .report import Report, Section, Table
+from .main_job import ALL_STAGES, DEFAULT_TASKS, RunConfig, run
+
+__all__ = ["ALL_STAGES", "DEFAULT_TASKS", "Report", "RunConfig", "Section", "Table", "run"]

@@ -1,0 +1,167 @@
+"""The containers :class:`Example` and :class:`Task` and the binary rewards built on :mod:`.grading`."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any, Callable, Iterator, Sequence
+
+from .grading import NUMERIC_INSTRUCTION, extract_choice, extract_math_answer, extract_number, math_answers_equal, numbers_equal
+
+# --------------------------------------------------------------------------------------
+# Examples and tasks
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question with its gold answer.
+
+    ``answer`` is a normalised string: a number for numeric tasks, a letter for
+    multiple-choice tasks, a LaTeX answer for MATH. ``meta`` holds extra information,
+    e.g. ``difficulty``, ``choices``, ``letters`` (valid option letters), ``source``.
+    """
+
+    id: str
+    question: str
+    answer: str
+    meta: dict = field(default_factory=dict)
+
+
+def numeric_reward(response: str, example: Example) -> float:
+    """1.0 iff :func:`extract_number` of ``response`` equals ``example.answer`` numerically."""
+    return 1.0 if numbers_equal(extract_number(response), example.answer) else 0.0
+
+
+def choice_reward(response: str, example: Example) -> float:
+    """1.0 iff :func:`extract_choice` (with ``example.meta["letters"]``, default ABCD) matches."""
+    letters = str(example.meta.get("letters", "ABCD"))
+    pred = extract_choice(response, letters)
+    return 1.0 if pred is not None and pred == example.answer.strip().upper() else 0.0
+
+
+def math_reward(response: str, example: Example) -> float:
+    """1.0 iff :func:`extract_math_answer` matches ``example.answer`` (see :func:`math_answers_equal`)."""
+    return 1.0 if math_answers_equal(extract_math_answer(response), example.answer) else 0.0
+
+
+@dataclass
+class Task:
+    """A named list of examples with a binary reward.
+
+    Attributes:
+        name: short identifier, e.g. ``"arithmetic-d2"``.
+        examples: non-empty list of :class:`Example` with unique ids.
+        reward_fn: ``(response, example) -> float``; must return exactly 0.0 or 1.0.
+        system_prompt: optional system message (``None``: no system message, so the chat
+            template's default applies).
+        instruction: text appended (after a blank line) to every question.
+        max_new_tokens: suggested generation budget for this task.
+    """
+
+    name: str
+    examples: list[Example]
+    reward_fn: Callable[[str, Example], float]
+    system_prompt: str | None = None
+    instruction: str = NUMERIC_INSTRUCTION
+    max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        self.examples = list(self.examples)
+        if not self.examples:
+            raise ValueError(
+                f"Task '{self.name}' has no examples: pass a non-empty list of Example objects "
+                "(for a generator use n >= 1; for a dataset check the path, split and filters)."
+            )
+        wrong = sorted({type(e).__name__ for e in self.examples if not isinstance(e, Example)})
+        if wrong:
+            raise TypeError(f"Task '{self.name}': examples must be Example instances, got {wrong}.")
+        dups = [i for i, c in Counter(e.id for e in self.examples).items() if c > 1]
+        if dups:
+            shown = ", ".join(repr(d) for d in dups[:5]) + (" ..." if len(dups) > 5 else "")
+            raise ValueError(
+                f"Task '{self.name}' has duplicate example ids ({len(dups)}): {shown}. "
+                "Give every Example a unique id."
+            )
+        if not callable(self.reward_fn):
+            raise TypeError(f"Task '{self.name}': reward_fn must be callable, got {self.reward_fn!r}.")
+        if int(self.max_new_tokens) < 1:
+            raise ValueError(f"Task '{self.name}': max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+
+    # -- prompts ---------------------------------------------------------------------
+    def user_message(self, example: Example) -> str:
+        """The user turn: the question followed by the task instruction."""
+        if self.instruction:
+            return f"{example.question}\n\n{self.instruction}"
+        return example.question
+
+    def format_prompt(self, example: Example) -> list[dict[str, str]]:
+        """Chat messages for ``example``: an optional system message and the user turn."""
+        messages: list[dict[str, str]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": self.user_message(example)})
+        return messages
+
+    def render(self, example: Example, tokenizer: Any) -> str:
+        """Prompt string via ``tokenizer.apply_chat_template(..., add_generation_prompt=True)``."""
+        out = tokenizer.apply_chat_template(
+            self.format_prompt(example), tokenize=False, add_generation_prompt=True
+        )
+        if not isinstance(out, str):
+            raise TypeError(
+                f"tokenizer.apply_chat_template(tokenize=False) returned {type(out).__name__}, expected str."
+            )
+        return out
+
+    # -- reward ----------------------------------------------------------------------
+    def reward(self, response: str, example: Example) -> float:
+        """Score ``response`` with ``reward_fn``; raises ``ValueError`` unless it is 0.0 or 1.0."""
+        value = self.reward_fn(response, example)
+        try:
+            as_float = float(value) if isinstance(value, Real) or hasattr(value, "__float__") else None
+        except (TypeError, ValueError):
+            as_float = None
+        if as_float is None or as_float not in (0.0, 1.0):
+            raise ValueError(
+                f"Task '{self.name}': reward_fn returned {value!r} for example {example.id!r}; "
+                "rewards must be exactly 0.0 or 1.0 (binary, verifiable). Threshold or round "
+                "inside reward_fn if it computes a score."
+            )
+        return as_float
+
+    # -- container -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self.examples)
+
+    def head(self, n: int) -> "Task":
+        """A copy of the task with the first ``n`` examples (``n`` >= 1)."""
+        if n < 1:
+            raise ValueError(f"head(n) needs n >= 1, got {n}.")
+        return dataclasses.replace(self, examples=self.examples[:n])
+
+    def subset(self, n: int, seed: int = 0) -> "Task":
+        """A copy with ``n`` examples drawn without replacement by ``random.Random(seed)``.
+
+        Raises ``ValueError`` if ``n`` is not in ``1..len(self)``.
+        """
+        if not 1 <= n <= len(self.examples):
+            raise ValueError(f"subset(n) needs 1 <= n <= {len(self.examples)} for task '{self.name}', got {n}.")
+        picked = random.Random(seed).sample(self.examples, n)
+        return dataclasses.replace(self, examples=picked)
+
+
+def format_choices(question: str, choices: Sequence[str], letters: str = "ABCD") -> str:
+    """``question`` followed by one ``"X) choice"`` line per option."""
+    if len(choices) > len(letters):
+        raise ValueError(f"{len(choices)} choices but only letters {letters!r}.")
+    lines = [f"{letters[i]}) {str(c).strip()}" for i, c in enumerate(choices)]
+    return question.rstrip() + "\n\n" + "\n".join(lines)
+
+

@@ -1,0 +1,75 @@
+"""Task specs → tasks: ``get_task("arithmetic:2")``, ``get_task("gsm8k")``, ``get_task("data/my.jsonl")``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from .base import Task
+from .datasets import is_local_spec, load_arc, load_gsm8k, load_local_task, load_math500, load_mmlu_stem
+from .generators import arithmetic_task, multiple_choice_task, word_problem_task
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+BUILTIN_TASKS: dict[str, Callable[..., Task]] = {
+    "arithmetic": arithmetic_task,
+    "word_problems": word_problem_task,
+    "multiple_choice": multiple_choice_task,
+}
+"""Seeded generators, called as ``fn(n=..., seed=..., [difficulty=...])``."""
+
+DATASET_LOADERS: dict[str, Callable[..., Task]] = {
+    "gsm8k": load_gsm8k,
+    "math500": load_math500,
+    "arc": load_arc,
+    "mmlu_stem": load_mmlu_stem,
+}
+"""Dataset loaders (need the Hub or a local copy), called as ``fn(n=..., seed=...)``."""
+
+_ARC_CONFIGS = {"challenge": "ARC-Challenge", "easy": "ARC-Easy"}
+
+
+def _valid_specs() -> str:
+    return (
+        "arithmetic[:1-4], word_problems[:0-3], multiple_choice, gsm8k, math500, arc[:challenge|easy], "
+        "mmlu_stem, or a path to a local .jsonl/.json/.parquet file"
+    )
+
+
+def get_task(spec: str, n: int = 100, seed: int = 0, **kwargs: Any) -> Task:
+    """Build a task from a short spec.
+
+    * ``"arithmetic"``, ``"arithmetic:3"`` (difficulty 1-4), ``"word_problems"``,
+      ``"word_problems:2"`` (0-3), ``"multiple_choice"``: seeded generators with ``n``
+      examples;
+    * ``"gsm8k"``, ``"math500"``, ``"arc"`` (``"arc:easy"``), ``"mmlu_stem"``: dataset
+      loaders; at most ``n`` examples sampled with ``seed``;
+    * a path to a local ``.jsonl``/``.json``/``.parquet`` file: :func:`load_local_task`.
+
+    Extra ``kwargs`` are passed to the factory (e.g. ``system_prompt``, ``cache_dir``).
+    Raises ``ValueError`` for an unknown spec, listing the valid ones.
+    """
+    raw = str(spec).strip()
+    if os.path.exists(os.path.expanduser(raw)) or is_local_spec(raw) or "/" in raw:
+        return load_local_task(raw, n=n, seed=seed, **kwargs)
+    key, _, arg = raw.partition(":")
+    key = key.strip().lower().replace("-", "_")
+    arg = arg.strip()
+    if key in BUILTIN_TASKS:
+        if arg:
+            if key == "multiple_choice":
+                raise ValueError(f"Task spec {spec!r}: multiple_choice takes no ':' argument.")
+            try:
+                kwargs["difficulty"] = int(arg)
+            except ValueError:
+                raise ValueError(f"Task spec {spec!r}: difficulty after ':' must be an integer.") from None
+        return BUILTIN_TASKS[key](n=n, seed=seed, **kwargs)
+    if key in DATASET_LOADERS:
+        if arg:
+            if key != "arc" or arg.lower() not in _ARC_CONFIGS:
+                raise ValueError(f"Task spec {spec!r}: only 'arc:challenge' and 'arc:easy' take an argument.")
+            kwargs["name"] = _ARC_CONFIGS[arg.lower()]
+        return DATASET_LOADERS[key](n=n, seed=seed, **kwargs)
+    raise ValueError(f"Unknown task spec {spec!r}. Valid specs: {_valid_specs()}.")
