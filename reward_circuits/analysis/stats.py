@@ -5,14 +5,17 @@ bootstrap intervals and paired tests.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import numpy as np
 from jaxtyping import Float
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 from torch import Tensor
+
 from ..errors import ProbeError
+
 
 def binary_auc(rewards: np.ndarray, scores: np.ndarray, what: str = "V(s_0)") -> float:
     """``roc_auc_score(rewards, scores)`` with a clear error when only one class is present."""
@@ -77,3 +80,118 @@ def rank_by_score(scores: Float[Tensor, " d"] | np.ndarray) -> np.ndarray:
         raise ValueError("scores contain NaN or inf.")
     return np.lexsort((np.arange(s.size), -s))
 
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; 0.0 for a single value, NaN for none)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Uncertainty: bootstrap intervals, paired tests, verdicts
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a (percentile) bootstrap interval over ``n`` resampled units."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    level: float = 0.95
+
+    def to_dict(self) -> dict:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "n": self.n, "level": self.level}
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
+
+    def excludes(self, value: float) -> bool:
+        return not (self.low <= value <= self.high)
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic=np.mean, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> Interval:
+    """Percentile bootstrap interval of ``statistic`` over the units of ``values`` (resampled with
+    replacement). ``values`` may be 2-D (units × columns); ``statistic`` then gets the resampled rows."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape[0] == 0:
+        raise ValueError("bootstrap_ci needs at least one value.")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.shape[0], size=(n_boot, v.shape[0]))
+    boots = np.array([statistic(v[i]) for i in idx], dtype=np.float64)
+    boots = boots[np.isfinite(boots)]
+    est = float(statistic(v))
+    a = (1 - level) / 2
+    low, high = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if boots.size else (math.nan, math.nan)
+    return Interval(est, low, high, int(v.shape[0]), level)
+
+
+def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> Interval:
+    """AUC with a stratified bootstrap interval (positives and negatives resampled separately, so every
+    replicate has both classes)."""
+    y = np.asarray(labels).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    est = binary_auc(y, s, what="scores")
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y != 1)
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        i = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+        boots[b] = roc_auc_score(y[i], s[i])
+    a = (1 - level) / 2
+    return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), int(y.size), level)
+
+
+def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], statistic=np.mean, n_boot: int = 2000,
+                          level: float = 0.95, seed: int = 0) -> tuple[Interval, float]:
+    """Interval of ``statistic(a) − statistic(b)`` over *paired* units (the same examples under two
+    conditions), and a two-sided bootstrap p-value for "no difference"."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in shape: {a.shape} vs {b.shape}; pair the same units.")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_boot, a.size))
+    diffs = np.array([statistic(a[i]) - statistic(b[i]) for i in idx])
+    est = float(statistic(a) - statistic(b))
+    al = (1 - level) / 2
+    p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))) if np.any(diffs != 0) or est != 0 else 1.0
+    return Interval(est, float(np.quantile(diffs, al)), float(np.quantile(diffs, 1 - al)), int(a.size), level), p
+
+
+def mcnemar_test(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Exact McNemar test for paired binary outcomes (the same examples under conditions a and b).
+
+    Returns the discordant counts ``a_only`` (a right, b wrong) and ``b_only`` and the two-sided p-value
+    of the exact binomial test on them."""
+    a = np.asarray(a).astype(bool)
+    b = np.asarray(b).astype(bool)
+    if a.shape != b.shape:
+        raise ValueError(f"paired outcomes differ in shape: {a.shape} vs {b.shape}.")
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    n = a_only + b_only
+    p = 1.0 if n == 0 else float(stats.binomtest(a_only, n, 0.5).pvalue)
+    return {"a_only": a_only, "b_only": b_only, "n": int(a.size), "p_value": p}
+
+
+Verdict = Literal["reproduces", "does not reproduce", "inconclusive at this n"]
+
+
+def verdict(effect: Interval, expected_sign: int = 1, null: float = 0.0) -> Verdict:
+    """One line per paper claim that predicts ``effect`` on the side ``expected_sign`` of ``null``:
+    ``reproduces`` when the whole interval lies on the predicted side, ``does not reproduce`` when it
+    lies wholly on the other side, otherwise ``inconclusive at this n``."""
+    if expected_sign not in (1, -1):
+        raise ValueError("expected_sign must be +1 or -1.")
+    lo, hi = (effect.low - null) * expected_sign, (effect.high - null) * expected_sign
+    lo, hi = min(lo, hi), max(lo, hi)
+    if lo > 0:
+        return "reproduces"
+    if hi < 0:
+        return "does not reproduce"
+    return "inconclusive at this n"

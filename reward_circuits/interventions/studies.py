@@ -15,6 +15,7 @@ from ..models import GenerationConfig, ModelAdapter, layer_of
 from ..analysis.neurons import NeuronSet
 
 
+from ..analysis.stats import mean_std
 from .hooks import Intervention, PositionScope, PositionSpec, ablation_interventions, scale
 from .scoring import ScoredRun, activation_means, generate_and_score, initial_values, prompt_seqs
 from .scoring import examples_of, resolve_probe_hook
@@ -25,14 +26,6 @@ from .scoring import examples_of, resolve_probe_hook
 
 def _draw_seed(seed: int, *parts: int) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(p) & 0xFFFFFFFF for p in parts]]).generate_state(1)[0])
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample std (ddof=1; 0.0 for a single value, NaN for none)."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return math.nan, math.nan
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
 def ablation_study(adapter: ModelAdapter, task, examples, neuron_sets: Mapping[Any, NeuronSet], n_random_draws: int = 3,
@@ -68,7 +61,7 @@ def ablation_study(adapter: ModelAdapter, task, examples, neuron_sets: Mapping[A
             rnd = NeuronSet.random(ns.hook_name, ns.d, len(ns), seed=s, layer=ns.layer, exclude=ns.indices)
             random_accs.append(generate_and_score(adapter, task, examples,
                                                   ablation_interventions(rnd, mode, means, positions), config).accuracy)
-        mean, std = _mean_std(random_accs)
+        mean, std = mean_std(random_accs)
         out[str(layer)] = {
             "hook_name": ns.hook_name, "mode": mode, "n_neurons": len(ns), "d": ns.d,
             "baseline_acc": baseline.accuracy, "value_acc": value.accuracy,
@@ -125,7 +118,7 @@ def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, "
             r.append(generate_and_score(adapter, task, examples, ablation_interventions(rnd, mode, means, positions), config).accuracy)
         results[(mode, i)] = (v, r)
     for mode in modes:
-        stats = [_mean_std(results[(mode, i)][1]) for i in range(len(ks))]
+        stats = [mean_std(results[(mode, i)][1]) for i in range(len(ks))]
         curves[mode] = {
             "value_acc": [results[(mode, i)][0] for i in range(len(ks))],
             "random_acc_mean": [s[0] for s in stats], "random_acc_std": [s[1] for s in stats],

@@ -8,6 +8,7 @@
 """
 
 from .report import Report, Section, Table
-from .main_job import ALL_STAGES, DEFAULT_TASKS, RunConfig, run
+from .config import ALL_STAGES, DEFAULT_TASKS, RunConfig
+from .main_job import run
 
 __all__ = ["ALL_STAGES", "DEFAULT_TASKS", "Report", "RunConfig", "Section", "Table", "run"]

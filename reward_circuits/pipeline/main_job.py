@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,41 +20,7 @@ from .report import Report, Section, Table
 from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ..tasks import get_task
 
-DEFAULT_TASKS = ("arithmetic:1", "word_problems:0")
-ALL_STAGES = ("rollouts", "store", "value", "interventions", "dopamine")
-
-
-@dataclass
-class RunConfig:
-    """Settings of ``reward-circuits run`` (every CLI option maps to one field)."""
-
-    model: str = "default"
-    backend: str = "nnsight"
-    tasks: tuple[str, ...] = DEFAULT_TASKS
-    limit: int = 200  # examples per task: sized so the job on the default model stays well under 10 min on 2 cores
-    out: str = "runs/default"
-    device: str = "cpu"
-    seed: int = 0
-    layers: tuple[int, ...] | None = None  # default: every 3rd layer and the last
-    # 48: the default model's answers come within 48 tokens (cutting the 64-token rollouts of both
-    # default tasks at 48 left accuracy at 0.56 / 0.50 vs 0.56 / 0.48); the ~25% that run longer
-    # ramble, and each such row holds its whole batch for every extra step.
-    max_new_tokens: int = 48
-    batch_size: int = 32
-    eval_examples: int = 32  # examples per generation pass in the intervention studies
-    ablation_layers: int = 2  # how many layers (best first) the ablation study covers
-    random_draws: int = 3
-    stages: tuple[str, ...] = ALL_STAGES
-    quick: bool = False
-
-    def __post_init__(self):
-        if self.limit < 4:
-            raise ValueError(f"--limit {self.limit} is too small: probes need both rewards in train and test; use >= 20.")
-        bad = [s for s in self.stages if s not in ALL_STAGES]
-        if bad:
-            raise ValueError(f"unknown stage(s) {bad}; choose from {list(ALL_STAGES)}.")
-        if not self.tasks:
-            raise ValueError("no tasks given.")
+from .config import RunConfig
 
 
 def default_layers(n_layers: int) -> list[int]:
@@ -146,7 +112,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         section = run_value_stage(stores[primary], value_dir, hooks=[h for h in hooks if h != "hook_embed"],
                                   second_store=second,
                                   prompt_tokens=prompt_tokens, vocab_size=len(adapter.tokenizer),
-                                  seed=cfg.seed, quick=cfg.quick, num_threads=1)
+                                  seed=cfg.seed, quick=cfg.quick, num_threads=1, test_fraction=cfg.test_fraction)
         _relative_figures(section, out, value_dir)
         timings["value_s"] = time.perf_counter() - t0
         report.add(section)
@@ -192,7 +158,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
 
             dop_set = NeuronSet(best_hook, top, store.d(best_hook), kind="dopamine",
                                 layer=layer_of(best_hook), provenance={"model": adapter.name, "task": primary})
-            _, test_idx = store.split(0.3, seed=cfg.seed)
+            _, test_idx = store.split(cfg.test_fraction, seed=cfg.seed)
             held = [by_id[store.rollout_ids[i]] for i in test_idx[: cfg.eval_examples]]
             eval_task = _eval_task(cfg)
             causal, table = run_dopamine_causal_check(

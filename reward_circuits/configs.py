@@ -1,0 +1,78 @@
+"""Dataclass configs → command-line options, so every CLI is generated from one source of truth.
+
+A config is a dataclass that validates itself in ``__post_init__`` (SAELens style). Give a field a
+help text with ``field(default=..., metadata={"help": "..."})``. Supported field types: ``str``,
+``int``, ``float``, ``bool`` (a ``--flag`` / ``--no-flag`` pair), ``Literal[...]`` (choices),
+``tuple[str, ...]`` / ``tuple[int, ...]`` (comma-separated) and ``X | None``.
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, RunConfig)
+    cfg = config_from_args(RunConfig, parser.parse_args())
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+
+def _strip_optional(tp):
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _csv_parser(item_type):
+    def parse(s: str):
+        try:
+            return tuple(item_type(x.strip()) for x in s.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item_type.__name__} values, got {s!r}") from None
+    parse.__name__ = f"comma-separated {item_type.__name__}"
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.Iterable[str] = ()) -> None:
+    """Add one option per field of the dataclass ``cls`` (``--field-name``), defaults from the class."""
+    hints = typing.get_type_hints(cls)
+    skip = set(exclude)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        tp, _optional = _strip_optional(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        kw: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if get_origin(tp) is Literal:
+            kw["choices"] = list(get_args(tp))
+            kw["type"] = type(get_args(tp)[0])
+        elif get_origin(tp) is tuple:
+            kw["type"] = _csv_parser(get_args(tp)[0])
+            if default is not None:
+                kw["help"] = f"{help_text} (default: {','.join(map(str, default))})".strip()
+                kw.pop("default")
+                kw["default"] = default
+        elif tp in (int, float, str):
+            kw["type"] = tp
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: type {tp!r} has no command-line form.")
+        if "default: " not in kw["help"] and "(default" not in help_text:
+            kw["help"] = f"{help_text} (default: {default})".strip()
+        parser.add_argument(flag, **kw)
+
+
+def config_from_args(cls, args: argparse.Namespace, **overrides):
+    """Build ``cls`` from parsed arguments (fields absent from ``args`` keep their defaults)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    values.update(overrides)
+    return cls(**values)
