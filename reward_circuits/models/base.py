@@ -70,11 +70,12 @@ class Generation:
 
 
 from .hook_names import HookNameError
+from .hooked_api import HookedAPI
 
 # ---- the interface ----------------------------------------------------------------------------
 
 
-class ModelAdapter(ABC):
+class ModelAdapter(HookedAPI, ABC):
     """What every analysis needs from a model, whichever library runs it."""
 
     backend: Backend
