@@ -60,3 +60,13 @@ def test_readme_notebook_flow_runs_on_either_backend(tiny_adapters, tmp_path, ba
     logits, cache = adapter.run_with_cache(prompt, names_filter=[neurons.hook_name])
     assert ablated.shape == logits.shape and list(cache) == [neurons.hook_name]
     assert not ablated.allclose(logits)
+
+
+def test_one_default_backend_everywhere():
+    import inspect
+
+    from reward_circuits.models import DEFAULT_BACKEND, from_hf, load_model
+
+    assert RunConfig().backend == DEFAULT_BACKEND
+    assert inspect.signature(load_model).parameters["backend"].default == DEFAULT_BACKEND
+    assert inspect.signature(from_hf).parameters["backend"].default == DEFAULT_BACKEND
