@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from reward_circuits.interventions import as_fwd_hooks
-from reward_circuits.sae import (SAETrainConfig, collect_activations, decoder_cosine_matrix, evaluate_sae, load_sae,
-                                 remove_latents, save_sae, train_sae)
+from reward_circuits.sae import (
+    SAETrainConfig,
+    collect_activations,
+    decoder_cosine_matrix,
+    evaluate_sae,
+    load_sae,
+    remove_latents,
+    save_sae,
+    train_sae,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -61,7 +61,7 @@ class SAETrainConfig:
 
     def n_latents(self, d_in: int) -> int:
         """``d_sae`` if set, else ``round(expansion_factor * d_in)``."""
-        n = self.d_sae if self.d_sae is not None else int(round(self.expansion_factor * d_in))
+        n = self.d_sae if self.d_sae is not None else round(self.expansion_factor * d_in)
         if self.architecture == "topk" and self.k > n:
             raise ValueError(f"k={self.k} exceeds the {n} latents: lower k or raise d_sae / expansion_factor.")
         return max(n, 1)
@@ -72,7 +72,7 @@ class SAETrainConfig:
         from sae_lens.saes.sae import SAEMetadata
 
         meta = SAEMetadata(hook_name=hook_name, model_name=model_name)
-        common = dict(d_in=int(d_in), d_sae=self.n_latents(d_in), dtype="float32", device="cpu", metadata=meta)
+        common = {"d_in": int(d_in), "d_sae": self.n_latents(d_in), "dtype": "float32", "device": "cpu", "metadata": meta}
         if self.architecture == "standard":
             return StandardTrainingSAEConfig(l1_coefficient=self.l1_coefficient, **common)
         return TopKTrainingSAEConfig(k=self.k, **common)

@@ -18,7 +18,7 @@ knows its hook point (``sae.cfg.metadata.hook_name``, or ``hook_name=``), and so
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Float

@@ -16,8 +16,8 @@ class (``StandardSAE`` / ``TopKSAE``), exactly what ``SAE.load_from_disk`` retur
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from jaxtyping import Float, Int
