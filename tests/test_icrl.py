@@ -7,9 +7,22 @@ import pytest
 import torch
 
 from reward_circuits.analysis.td import q_learning_td_errors
-from reward_circuits.icrl import (ActionTokenError, GraphTask, GridWorld, IllegalActionError, QLearningFit, Trajectory,
-                                  TwoStepTask, action_tokens, make_environment, play, q_learning_trace, replay_logprobs,
-                                  word_list)
+from reward_circuits.icrl import (
+    ActionTokenError,
+    GraphTask,
+    GridWorld,
+    IllegalActionError,
+    QLearningFit,
+    Trajectory,
+    TwoStepTask,
+    action_tokens,
+    make_environment,
+    play,
+    play_many,
+    q_learning_trace,
+    replay_logprobs,
+    word_list,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -185,3 +198,18 @@ def test_play_bookkeeping(tl_adapter):
     assert len(exp.trajectory()) == 6 and not exp.trajectory().scored.any()
     with pytest.raises(ValueError, match="random_episodes"):
         play(tl_adapter, "two_step", n_episodes=2, random_episodes=3)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_batched_experiments_equal_single_runs(tl_adapter, use_cache):
+    """Rows of different lengths share one padded, cached batch; each must equal its solo run."""
+    hook = "blocks.0.hook_resid_post"
+    kw = dict(n_episodes=2, random_episodes=0, capture=[hook], use_cache=use_cache)
+    many = play_many(tl_adapter, "grid", [0, 1, 2], **kw)
+    for seed, exp in zip([0, 1, 2], many):
+        solo = play(tl_adapter, "grid", seed=seed, **kw)
+        assert exp.token_ids == solo.token_ids and [s.action for s in exp.steps] == [s.action for s in solo.steps]
+        for a, b in zip(exp.steps, solo.steps):
+            np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+        torch.testing.assert_close(exp.activations[hook], solo.activations[hook], atol=1e-4, rtol=1e-4)
+    assert len({len(e.token_ids) for e in many}) > 1  # the rows really had different lengths

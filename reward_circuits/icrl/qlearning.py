@@ -11,8 +11,8 @@ The TD math itself is :func:`reward_circuits.analysis.td.q_learning_td_errors`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from jaxtyping import Bool, Float, Int
@@ -113,7 +113,7 @@ class QLearningFit:
     log_likelihood_: float = field(default=float("nan"), init=False)
     n_choices_: int = field(default=0, init=False)
 
-    def fit(self, trajectories: Sequence[Trajectory]) -> "QLearningFit":
+    def fit(self, trajectories: Sequence[Trajectory]) -> QLearningFit:
         trajs = list(trajectories)
         _, n = choice_log_likelihood(trajs, 0.1, 1.0, self.gamma)
         if n == 0:
