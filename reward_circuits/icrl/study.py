@@ -100,11 +100,13 @@ class SAETDConfig:
 
 
 def shuffled_episode_ids(exp: Experiment, seed: int) -> tuple[list[int], np.ndarray]:
-    """The experiment's tokens with its episodes in a random order (intro first), and the map from
-    old token positions to new ones."""
+    """The experiment's tokens with its episodes in a random order (intro first; never the original
+    order), and the map from old token positions to new ones."""
     rng = np.random.default_rng(seed)
     first = exp.episode_spans[0][0]
     order = rng.permutation(len(exp.episode_spans))
+    if len(order) > 1 and (order == np.arange(len(order))).all():
+        order = np.roll(order, 1)  # never the original order
     ids = list(exp.token_ids[:first])
     new_pos = np.arange(len(exp.token_ids))
     for k in order:
