@@ -118,3 +118,17 @@ def test_study_runs_end_to_end_on_tiny_model(tl_adapter, tmp_path):
     assert (tmp_path / "sae_td_corr_by_layer.png").exists() and "sae_td_corr_by_layer.png" in (tmp_path / "report.html").read_text()
     saved = load_sae(tmp_path / "saes" / "two_step" / f"blocks.{task.intervention.layer}.hook_resid_post")
     assert saved.cfg.metadata.hook_name == f"blocks.{task.intervention.layer}.hook_resid_post"
+
+
+def test_partial_correlation_separates_reward_readers_from_td_trackers():
+    from reward_circuits.icrl import partial_abs_corr
+
+    rng = np.random.default_rng(0)
+    reward = (rng.random(400) < 0.5).astype(float)
+    q = rng.uniform(0, 0.8, 400)
+    td = reward - q  # the TD error at the end of an episode
+    reads_reward = reward + 0.05 * rng.normal(size=400)
+    tracks_td = td + 0.05 * rng.normal(size=400)
+    assert abs(np.corrcoef(reads_reward, td)[0, 1]) > 0.7  # the confound: plain r is high for both
+    assert partial_abs_corr(reads_reward, td, reward, n_boot=200).estimate < 0.2
+    assert partial_abs_corr(tracks_td, td, reward, n_boot=200).estimate > 0.9

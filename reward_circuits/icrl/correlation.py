@@ -8,6 +8,9 @@ in-sample maximum |r| is large by chance alone; the held-out |r| is not. :func:`
 compares two selected features on the same held-out events (paired bootstrap).
 
 :func:`ridge_probe_corr` fits a ridge probe on the selection events and scores its held-out r.
+:func:`partial_abs_corr` controls for a confound: the TD error at an outcome token is mostly the
+reward just printed there (δ = r − Q at the end of an episode), so a feature that only reads the
+reward token correlates with δ; its partial |r| given the reward does not.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from jaxtyping import Float
 
-from ..analysis.stats import Interval, bootstrap_ci, pearson_columns
+from ..analysis.stats import Interval, bootstrap_ci, partial_pearson_columns, pearson_columns
 
-__all__ = ["FeatureChoice", "best_feature", "paired_abs_corr_diff", "ridge_probe_corr"]
+__all__ = ["FeatureChoice", "best_feature", "paired_abs_corr_diff", "partial_abs_corr", "ridge_probe_corr"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +87,15 @@ def ridge_probe_corr(features: Float[np.ndarray, "n m"], target: Float[np.ndarra
     pred = probe.predict(x[heldout])
     pairs = np.stack([pred, y[heldout]], 1)
     return bootstrap_ci(pairs, statistic=lambda p: _abs_corr(p[:, 0], p[:, 1]), n_boot=n_boot, seed=seed), pred
+
+
+def partial_abs_corr(feature: Float[np.ndarray, " n"], target: Float[np.ndarray, " n"], control: Float[np.ndarray, " n"],
+                     n_boot: int = 1000, seed: int = 0) -> Interval:
+    """|partial r| of ``feature`` with ``target`` given ``control`` (linear), bootstrap over events."""
+    data = np.stack([np.asarray(feature, np.float64), np.asarray(target, np.float64), np.asarray(control, np.float64)], 1)
+
+    def stat(d: np.ndarray) -> float:
+        r = partial_pearson_columns(d[:, :1], d[:, 1], d[:, 2])[0]
+        return float(abs(r)) if np.isfinite(r) else 0.0
+
+    return bootstrap_ci(data, statistic=stat, n_boot=n_boot, seed=seed)

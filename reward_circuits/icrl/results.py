@@ -37,10 +37,14 @@ class TargetCorrelation:
     sae_minus_null_p: float | None
     sae_in_sample_max: float  # max |r| over all latents on the selection events (optimistic)
     raw_in_sample_max: float
+    sae_given_reward: Interval | None = None  # held-out |partial r| of the chosen latent given the step's reward
+    raw_given_reward: Interval | None = None
+    probe_given_reward: Interval | None = None
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if not isinstance(getattr(self, k), Interval)}
-        for k in ("sae", "raw", "null", "probe", "sae_minus_raw", "sae_minus_null"):
+        for k in ("sae", "raw", "null", "probe", "sae_minus_raw", "sae_minus_null", "sae_given_reward",
+                  "raw_given_reward", "probe_given_reward"):
             d[k] = _iv(getattr(self, k))
         return d
 
@@ -191,10 +195,11 @@ class SAETDResult:
                 td = lr.td_error
                 corr_rows.append([t.task, lr.layer, f"{lr.sae_quality['explained_variance']:.3f}", f"{lr.sae_quality['l0']:.1f}",
                                   f"{lr.sae_quality['dead_fraction']:.2f}", str(td.sae), str(td.raw),
-                                  "–" if td.null is None else str(td.null), str(td.probe), str(lr.q_value.sae)])
+                                  "–" if td.null is None else str(td.null), str(td.probe), _iv_str(td.sae_given_reward),
+                                  _iv_str(td.raw_given_reward), _iv_str(td.probe_given_reward), str(lr.q_value.sae)])
         corr = Table("Held-out |r| with the Q-learning TD error (feature chosen on other experiments)",
                      ["task", "layer", "SAE EV", "L0", "dead", "SAE latent", "raw dim", "shuffled null", "ridge probe",
-                      "SAE latent vs Q"], corr_rows)
+                      "SAE latent | reward", "raw dim | reward", "probe | reward", "SAE latent vs Q"], corr_rows)
         int_rows = []
         for t in self.tasks:
             iv = t.intervention
@@ -215,6 +220,9 @@ class SAETDResult:
             "Events: every step of every experiment; TD error δ_t = r_t + γ·max Q(s_{t+1}) − Q(s_t, a_t) of tabular "
             "Q-learning (γ = 0.99, the paper's α) read at the last token of the text revealing the outcome; Q(s_t, a_t) "
             "read at the action token.",
+            "'| reward' columns: partial |r| given the step's reward. At an outcome token the TD error is mostly the "
+            "reward just printed (δ = r − Q(s, a) when an episode ends), so a feature that only reads the reward token "
+            "tracks δ; only the partial correlation says whether it carries the prediction error beyond the reward.",
             "Features are chosen (largest |r|) on the first half of the experiments and scored on the other half; "
             "intervals are percentile bootstraps over held-out events (events within an experiment are not independent, "
             "so these intervals are optimistic).",
@@ -229,6 +237,10 @@ class SAETDResult:
             notes.extend(f"{t.task}: {n}" for n in t.notes)
         return Section("sae_td", "SAE view of TD learning (Demircan et al., ICLR 2025)", summary,
                        [behaviour, corr, inter, verdicts], figures, notes)
+
+
+def _iv_str(x: Interval | None) -> str:
+    return "–" if x is None else str(x)
 
 
 def _f(x: float | None) -> str:

@@ -28,7 +28,7 @@ from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_column
 from ..models import ModelAdapter
 from ..sae import SAETrainConfig, encode_all, evaluate_sae, remove_latents, save_sae, train_sae
 from .agent import ContextSession, Experiment, play_many
-from .correlation import best_feature, paired_abs_corr_diff, ridge_probe_corr
+from .correlation import best_feature, paired_abs_corr_diff, partial_abs_corr, ridge_probe_corr
 from .environments import ENVIRONMENTS
 from .qlearning import GAMMA, PAPER_ALPHA, QLearningFit, q_learning_trace
 from .results import InterventionResult, LayerResult, SAETDResult, TargetCorrelation, TaskResult
@@ -144,10 +144,14 @@ def _fit_alpha(exps: Sequence[Experiment]) -> QLearningFit:
     return QLearningFit().fit([e.trajectory() for e in exps])
 
 
-def _target_corr(name, lat, raw, lat_null, y, sel, held, n_boot, seed) -> TargetCorrelation:
+def _target_corr(name, lat, raw, lat_null, y, sel, held, n_boot, seed, control=None) -> TargetCorrelation:
     sae = best_feature(lat, y, sel, held, n_boot, seed)
     rawc = best_feature(raw, y, sel, held, n_boot, seed)
-    probe, _ = ridge_probe_corr(raw, y, sel, held, n_boot, seed)
+    probe, probe_pred = ridge_probe_corr(raw, y, sel, held, n_boot, seed)
+    given = [None, None, None]
+    if control is not None and np.std(control[held]) > 0:
+        given = [partial_abs_corr(f, y[held], control[held], n_boot, seed)
+                 for f in (lat[held, sae.index], raw[held, rawc.index], probe_pred)]
     d_raw, p_raw = paired_abs_corr_diff(lat[held, sae.index], raw[held, rawc.index], y[held], n_boot, seed)
     null = d_null = p_null = None
     if lat_null is not None:
@@ -156,7 +160,7 @@ def _target_corr(name, lat, raw, lat_null, y, sel, held, n_boot, seed) -> Target
         d_null, p_null = paired_abs_corr_diff(lat[held, sae.index], lat_null[held, nullc.index], y[held], n_boot, seed)
     max_abs = lambda x: float(np.nanmax(np.abs(np.nan_to_num(pearson_columns(x[sel], y[sel]), nan=0.0))))  # noqa: E731
     return TargetCorrelation(name, sae.index, sae.heldout, rawc.index, rawc.heldout, null, probe, d_raw, p_raw,
-                             d_null, p_null, max_abs(lat), max_abs(raw))
+                             d_null, p_null, max_abs(lat), max_abs(raw), *given)
 
 
 def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str | Path | None = None) -> TaskResult:
@@ -184,7 +188,7 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
 
         # ---- events: TD errors at outcome tokens, Q-values at action tokens ------------------------------
         alpha = PAPER_ALPHA[task]
-        td, q, exp_of, out_pos, act_pos = [], [], [], [], []
+        td, q, exp_of, out_pos, act_pos, rew = [], [], [], [], [], []
         for i, e in enumerate(base):
             tr = q_learning_trace(e.trajectory(), alpha, GAMMA)
             td.append(tr.td_errors)
@@ -192,7 +196,8 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
             exp_of += [i] * len(e.steps)
             out_pos += [s.outcome_pos for s in e.steps]
             act_pos += [s.action_pos for s in e.steps]
-        td, q, exp_of = np.concatenate(td), np.concatenate(q), np.asarray(exp_of)
+            rew += [s.reward for s in e.steps]
+        td, q, exp_of, rew = np.concatenate(td), np.concatenate(q), np.asarray(exp_of), np.asarray(rew, dtype=np.float64)
         sel, held = np.isin(exp_of, sel_exp), np.isin(exp_of, held_exp)
         if np.std(q[sel]) == 0 or np.std(td[sel]) == 0:
             notes.append("TD errors or Q-values are constant on the selection experiments (no reward seen?): "
@@ -239,7 +244,7 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
                 null_act = encode_all(null_sae, rows(shuffled_acts, hook, event_positions("action", True), all_exps)).numpy()
             layer_results.append(LayerResult(
                 layer, hook, quality, null_quality,
-                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg.n_boot, cfg.seed),
+                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg.n_boot, cfg.seed, rew),
                 _target_corr("q_value", lat_act, raw_act.numpy(), null_act, q, sel, held, cfg.n_boot, cfg.seed)))
 
         # ---- interventions ----------------------------------------------------------------------------
