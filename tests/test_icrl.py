@@ -165,7 +165,7 @@ def test_action_tokens_need_distinct_choice_tokens(tl_adapter):
 def test_cached_session_matches_full_recompute_and_nnsight(tiny_adapters, task):
     tl, nn = tiny_adapters["transformer_lens"], tiny_adapters["nnsight"]
     hook = "blocks.1.hook_resid_post"
-    kw = dict(seed=1, n_episodes=2, random_episodes=1, capture=[hook])
+    kw = {"seed": 1, "n_episodes": 2, "random_episodes": 1, "capture": [hook]}
     cached = play(tl, task, **kw)
     full = play(tl, task, use_cache=False, **kw)
     other = play(nn, task, **kw)
@@ -204,7 +204,7 @@ def test_play_bookkeeping(tl_adapter):
 def test_batched_experiments_equal_single_runs(tl_adapter, use_cache):
     """Rows of different lengths share one padded, cached batch; each must equal its solo run."""
     hook = "blocks.0.hook_resid_post"
-    kw = dict(n_episodes=2, random_episodes=0, capture=[hook], use_cache=use_cache)
+    kw = {"n_episodes": 2, "random_episodes": 0, "capture": [hook], "use_cache": use_cache}
     many = play_many(tl_adapter, "grid", [0, 1, 2], **kw)
     for seed, exp in zip([0, 1, 2], many):
         solo = play(tl_adapter, "grid", seed=seed, **kw)

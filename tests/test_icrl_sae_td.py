@@ -12,10 +12,24 @@ from test_icrl import simulate_q_agent
 
 from reward_circuits.cli import build_parser
 from reward_circuits.configs import config_from_args
-from reward_circuits.icrl import (SAETDConfig, best_feature, paired_abs_corr_diff, play_many, q_learning_trace,
-                                  ridge_probe_corr, run_sae_td, shuffled_episode_ids)
+from reward_circuits.icrl import (
+    SAETDConfig,
+    best_feature,
+    paired_abs_corr_diff,
+    play_many,
+    q_learning_trace,
+    ridge_probe_corr,
+    run_sae_td,
+    shuffled_episode_ids,
+)
 from reward_circuits.pipeline.report import Report
-from reward_circuits.sae import SAETrainConfig, encode_all, load_sae, remove_latents, train_sae
+from reward_circuits.sae import (
+    SAETrainConfig,
+    encode_all,
+    load_sae,
+    remove_latents,
+    train_sae,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Self
 
 import numpy as np
 import torch
@@ -159,7 +159,7 @@ class ContextSession:
         self._stack: ExitStack | None = None
         self._cache = None
 
-    def __enter__(self) -> ContextSession:
+    def __enter__(self) -> Self:
         self._stack = ExitStack()
         self._stack.enter_context(torch.no_grad())
         if self.use_cache and not self.dry:

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 from jaxtyping import Float
 
-from ..analysis.stats import Interval, bootstrap_ci, partial_pearson_columns, pearson_columns
+from ..analysis.stats import (
+    Interval,
+    bootstrap_ci,
+    partial_pearson_columns,
+    pearson_columns,
+)
 
 __all__ = ["FeatureChoice", "best_feature", "paired_abs_corr_diff", "partial_abs_corr", "ridge_probe_corr"]
 

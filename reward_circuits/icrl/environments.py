@@ -23,7 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -149,9 +149,9 @@ class TwoStepTask(TextEnvironment):
     """
 
     name = "two_step"
-    action_names = ["A", "B", "C", "D", "E", "F"]
+    action_names: ClassVar[list[str]] = ["A", "B", "C", "D", "E", "F"]
     n_states = 3  # 0 start, 1 planet X, 2 planet Y
-    _aliens = {1: ["C", "D"], 2: ["E", "F"]}
+    _aliens: ClassVar[dict[int, list[str]]] = {1: ["C", "D"], 2: ["E", "F"]}
 
     def __init__(self, seed: int = 0, common: float = 0.7, drift: float = 0.025):
         if not 0.5 <= common <= 1.0:
@@ -199,8 +199,8 @@ class GridWorld(TextEnvironment):
     """
 
     name = "grid"
-    action_names = ["up", "down", "left", "right"]
-    _moves = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
+    action_names: ClassVar[list[str]] = ["up", "down", "left", "right"]
+    _moves: ClassVar[dict[str, tuple[int, int]]] = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
     def __init__(self, seed: int = 0, size: int = 3, max_steps: int = 6):
         if size < 2:

@@ -217,21 +217,31 @@ class SAETDResult:
         verdicts = Table("Verdicts", ["task", "claim", "verdict"],
                          [[t.task, claim, v] for t in self.tasks for claim, v in t.verdicts().items()])
         notes = [
-            "Events: every step of every experiment; TD error δ_t = r_t + γ·max Q(s_{t+1}) − Q(s_t, a_t) of tabular "
-            "Q-learning (γ = 0.99, the paper's α) read at the last token of the text revealing the outcome; Q(s_t, a_t) "
-            "read at the action token.",
-            "'| reward' columns: partial |r| given the step's reward. At an outcome token the TD error is mostly the "
-            "reward just printed (δ = r − Q(s, a) when an episode ends), so a feature that only reads the reward token "
-            "tracks δ; only the partial correlation says whether it carries the prediction error beyond the reward.",
-            "Features are chosen (largest |r|) on the first half of the experiments and scored on the other half; "
-            "intervals are percentile bootstraps over held-out events (events within an experiment are not independent, "
-            "so these intervals are optimistic).",
-            "SAEs are trained on every token of the selection experiments; quality is measured on held-out tokens. The "
-            "null SAE is trained on activations of the same episodes re-read in shuffled order, and scored against the "
-            "TD errors of the original order.",
-            "Log-odds changes compare the same decision under intervention and baseline, on decisions whose context is "
-            "still identical to the baseline run's (the random-policy episodes and every choice before the first "
-            "diverging one); rewards and refitted α come from closed-loop play under the intervention.",
+            (
+                "Events: every step of every experiment; TD error δ_t = r_t + γ·max Q(s_{t+1}) − Q(s_t, a_t) of tabular "
+                "Q-learning (γ = 0.99, the paper's α) read at the last token of the text revealing the outcome; Q(s_t, a_t) "
+                "read at the action token."
+            ),
+            (
+                "'| reward' columns: partial |r| given the step's reward. At an outcome token the TD error is mostly the "
+                "reward just printed (δ = r − Q(s, a) when an episode ends), so a feature that only reads the reward token "
+                "tracks δ; only the partial correlation says whether it carries the prediction error beyond the reward."
+            ),
+            (
+                "Features are chosen (largest |r|) on the first half of the experiments and scored on the other half; "
+                "intervals are percentile bootstraps over held-out events (events within an experiment are not independent, "
+                "so these intervals are optimistic)."
+            ),
+            (
+                "SAEs are trained on every token of the selection experiments; quality is measured on held-out tokens. The "
+                "null SAE is trained on activations of the same episodes re-read in shuffled order, and scored against the "
+                "TD errors of the original order."
+            ),
+            (
+                "Log-odds changes compare the same decision under intervention and baseline, on decisions whose context is "
+                "still identical to the baseline run's (the random-policy episodes and every choice before the first "
+                "diverging one); rewards and refitted α come from closed-loop play under the intervention."
+            ),
         ]
         for t in self.tasks:
             notes.extend(f"{t.task}: {n}" for n in t.notes)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,12 +27,30 @@ from tqdm.auto import tqdm
 
 from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns
 from ..models import ModelAdapter
-from ..sae import SAETrainConfig, encode_all, evaluate_sae, remove_latents, save_sae, train_sae
+from ..sae import (
+    SAETrainConfig,
+    encode_all,
+    evaluate_sae,
+    remove_latents,
+    save_sae,
+    train_sae,
+)
 from .agent import ContextSession, Experiment, play_many
-from .correlation import best_feature, paired_abs_corr_diff, partial_abs_corr, ridge_probe_corr
+from .correlation import (
+    best_feature,
+    paired_abs_corr_diff,
+    partial_abs_corr,
+    ridge_probe_corr,
+)
 from .environments import ENVIRONMENTS
 from .qlearning import GAMMA, PAPER_ALPHA, QLearningFit, q_learning_trace
-from .results import InterventionResult, LayerResult, SAETDResult, TargetCorrelation, TaskResult
+from .results import (
+    InterventionResult,
+    LayerResult,
+    SAETDResult,
+    TargetCorrelation,
+    TaskResult,
+)
 
 __all__ = ["SAETDConfig", "run_sae_td", "run_task", "shuffled_episode_ids"]
 
@@ -96,7 +115,7 @@ class SAETDConfig:
             if bad:
                 raise ValueError(f"layers {bad} outside 0..{n_layers - 1}.")
             return list(self.layers)
-        return sorted({int(round(x)) for x in np.linspace(n_layers * 0.1, n_layers * 0.8, 4)})
+        return sorted({round(x) for x in np.linspace(n_layers * 0.1, n_layers * 0.8, 4)})
 
 
 def shuffled_episode_ids(exp: Experiment, seed: int) -> tuple[list[int], np.ndarray]:
@@ -158,7 +177,7 @@ def _target_corr(name, lat, raw, lat_null, y, sel, held, n_boot, seed, control=N
         nullc = best_feature(lat_null, y, sel, held, n_boot, seed)
         null = nullc.heldout
         d_null, p_null = paired_abs_corr_diff(lat[held, sae.index], lat_null[held, nullc.index], y[held], n_boot, seed)
-    max_abs = lambda x: float(np.nanmax(np.abs(np.nan_to_num(pearson_columns(x[sel], y[sel]), nan=0.0))))  # noqa: E731
+    max_abs = lambda x: float(np.nanmax(np.abs(np.nan_to_num(pearson_columns(x[sel], y[sel]), nan=0.0))))
     return TargetCorrelation(name, sae.index, sae.heldout, rawc.index, rawc.heldout, null, probe, d_raw, p_raw,
                              d_null, p_null, max_abs(lat), max_abs(raw), *given)
 
