@@ -108,6 +108,8 @@ def test_config_validation_and_paper_scale():
         SAETDConfig(n_episodes=3, random_episodes=3)
     paper = SAETDConfig(paper_scale=True)
     assert (paper.n_experiments, paper.n_episodes, paper.random_episodes, paper.sae_epochs) == (100, 30, 7, 30)
+    assert (paper.sae_architecture, paper.sae_lr, paper.sae_l1, paper.sae_batch_size) == ("standard", 1e-4, 1e-5, 256)
+    assert paper.sae_config().normalize == "none"
     assert SAETDConfig().resolve_layers(30) == [3, 10, 17, 24]
     args = build_parser().parse_args(["sae-td", "--out", "x", "--tasks", "grid", "--n-experiments", "4", "--paper-scale"])
     cfg = config_from_args(SAETDConfig, args)
