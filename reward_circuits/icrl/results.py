@@ -210,7 +210,7 @@ class SAETDResult:
                              str(iv.reward_baseline), str(iv.reward_top), str(iv.reward_random),
                              "–" if iv.reward_top_minus_random is None else f"{iv.reward_top_minus_random} (p={iv.reward_p:.3g})",
                              f"{iv.alpha_baseline:.3g} / {_f(iv.alpha_top)} / {_f(iv.alpha_random)}"])
-        inter = Table("Removing the top TD latents vs as many random latents (paired by experiment)",
+        inter = Table("Removing the top TD latents vs as many random latents matched on mean contribution (paired by experiment)",
                       ["task", "layer", "k", "|Δ log-odds| top", "|Δ log-odds| random", "top − random (p)",
                        "reward base", "reward top", "reward random", "top − random reward (p)", "α base / top / random"],
                       int_rows)

@@ -9,7 +9,8 @@ is trained on the selection experiments' tokens; its latents, the raw dimensions
 are correlated with the TD errors and Q-values, chosen on the selection experiments and scored on
 the held-out ones, against a null SAE trained on the same episodes re-read in shuffled order. At the
 layer whose best latent tracks the TD error best (on selection data), the top latents are removed
-(error term kept) and, separately, as many random live latents; the model replays the same seeds.
+(error term kept) and, separately, as many random live latents matched on mean contribution
+E[f]·|W_dec| (:func:`matched_random_latents`); the model replays the same seeds.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from .results import (
     TaskResult,
 )
 
-__all__ = ["SAETDConfig", "run_sae_td", "run_task", "shuffled_episode_ids"]
+__all__ = ["SAETDConfig", "matched_random_latents", "run_sae_td", "run_task", "shuffled_episode_ids"]
 
 PAPER_SCALE = {"n_experiments": 100, "n_episodes": 30, "random_episodes": 7, "sae_architecture": "standard",
                "sae_epochs": 30, "sae_lr": 1e-4, "sae_l1": 1e-5, "sae_batch_size": 256, "sae_normalize": "none"}
@@ -146,6 +147,25 @@ def shuffled_episode_ids(exp: Experiment, seed: int) -> tuple[list[int], np.ndar
         new_pos[a:b] = np.arange(len(ids), len(ids) + (b - a))
         ids.extend(exp.token_ids[a:b])
     return ids, new_pos
+
+
+def matched_random_latents(sae, activations: torch.Tensor, top: Sequence[int], seed: int = 0,
+                           pool_size: int = 10) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """For each latent in ``top``, a random live latent (not in ``top``) among the ``pool_size`` closest to
+    it in mean contribution ``E[f_j] · ‖W_dec_j‖`` on ``activations`` (what sets the size of removing it).
+    Returns (latents, contributions of ``top``, contributions of the chosen ones)."""
+    feats = encode_all(sae, activations)
+    size = (feats.mean(0) * sae.W_dec.detach().float().cpu().norm(dim=-1)).numpy().astype(np.float64)
+    candidates = [j for j in np.flatnonzero((feats > 0).any(0).numpy()) if j not in set(top)]
+    if len(candidates) < len(top):
+        raise ValueError(f"only {len(candidates)} live latents outside the top set: lower top_k_latents.")
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for j in top:
+        free = np.array([c for c in candidates if c not in chosen])
+        gap = np.abs(np.log(size[free] + 1e-12) - np.log(size[j] + 1e-12))
+        chosen.append(int(rng.choice(free[np.argsort(gap)[:pool_size]])))
+    return chosen, size[list(top)], size[chosen]
 
 
 def _mean_model_reward(exp: Experiment) -> float:
@@ -288,12 +308,9 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
             lat_sel = encode_all(sae, rows([e.activations for e in base], best.hook, pos_out, sel_exp)).numpy()
             r_sel = np.nan_to_num(pearson_columns(lat_sel, td[sel]), nan=0.0)
             top = [int(j) for j in np.argsort(-np.abs(r_sel))[:cfg.top_k_latents]]
-            alive = np.flatnonzero((encode_all(sae, train_x) > 0).any(0).numpy())
-            pool = np.setdiff1d(alive, top)
-            if pool.size < cfg.top_k_latents:
-                pool = np.setdiff1d(np.arange(sae.cfg.d_sae), top)
-                notes.append("fewer live latents than top_k_latents outside the top set: random latents include dead ones.")
-            rnd = [int(j) for j in np.random.default_rng(cfg.seed + 11).choice(pool, cfg.top_k_latents, replace=False)]
+            rnd, top_size, rnd_size = matched_random_latents(sae, train_x, top, seed=cfg.seed + 11)
+            notes.append(f"random latents matched to the top ones on mean contribution E[f_j]·|W_dec_j| over training "
+                         f"tokens: top {np.round(top_size, 3).tolist()}, random {np.round(rnd_size, 3).tolist()}.")
             run_top = play_many(adapter, task, seeds, fwd_hooks=[(best.hook, remove_latents(sae, top))], progress=bar, **play_kw)
             run_rnd = play_many(adapter, task, seeds, fwd_hooks=[(best.hook, remove_latents(sae, rnd))], progress=bar, **play_kw)
             d_top = [_identical_context_logodds_change(b, o) for b, o in zip(base, run_top)]
