@@ -148,3 +148,19 @@ def test_partial_correlation_separates_reward_readers_from_td_trackers():
     assert abs(np.corrcoef(reads_reward, td)[0, 1]) > 0.7  # the confound: plain r is high for both
     assert partial_abs_corr(reads_reward, td, reward, n_boot=200).estimate < 0.2
     assert partial_abs_corr(tracks_td, td, reward, n_boot=200).estimate > 0.9
+
+
+def test_matched_random_latents_match_contribution_and_avoid_top(planted):
+    from reward_circuits.icrl import matched_random_latents
+
+    _, _, _, x, _ = planted
+    acts = torch.tensor(x, dtype=torch.float32)
+    sae = train_sae(acts, SAETrainConfig(d_sae=64, lr=3e-3, epochs=5, l1_coefficient=0.1, batch_size=64)).sae
+    feats = encode_all(sae, acts)
+    size = (feats.mean(0) * sae.W_dec.detach().norm(dim=-1)).numpy()
+    top = [int(j) for j in np.argsort(-size)[:3]]  # the three largest contributors: the hardest to match
+    chosen, top_size, chosen_size = matched_random_latents(sae, acts, top, seed=0, pool_size=3)
+    assert not set(chosen) & set(top) and len(set(chosen)) == 3
+    np.testing.assert_allclose(top_size, size[top], rtol=1e-5)
+    unmatched = np.median(size[size > 0])
+    assert np.abs(np.log(chosen_size) - np.log(top_size)).mean() < np.abs(np.log(unmatched) - np.log(top_size)).mean()
