@@ -17,13 +17,13 @@ from .probes import ValueProbe, ValueProbeConfig, cross_fitted_value_traces
 from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
                       value_neurons)
 from .stats import binary_auc, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns
-from .td import check_batch_structure, monte_carlo_targets, td_error_traces, td_errors, td_targets
+from .td import check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
 
 __all__ = [
     "DopamineMetrics", "NeuronSet", "SurpriseSets", "ValueProbe", "ValueProbeConfig", "architecture_robustness", "architecture_variants", "check_batch_structure", "iou_from_scores", "n_kept",
     "bag_of_tokens_auc", "bag_of_tokens_baseline", "binary_auc", "cross_fitted_value_traces", "dopamine_metrics",
     "dopamine_neurons", "dopamine_score_details", "dopamine_scores", "embed_probe_auc", "event_positions", "expected_random_iou",
     "iou", "iou_by_ratio", "iou_curve", "monte_carlo_targets", "partial_pearson_columns", "pearson_columns",
-    "permutation_test_mean_abs_corr", "prune_curve", "rank_by_score", "rotation_check", "spearman_columns",
+    "permutation_test_mean_abs_corr", "prune_curve", "q_learning_td_errors", "rank_by_score", "rotation_check", "spearman_columns",
     "surprise_sets", "td_error_traces", "td_errors", "td_targets", "td_trace_change", "top_dims", "value_neurons",
 ]

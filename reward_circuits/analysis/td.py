@@ -167,3 +167,59 @@ def td_error_traces(
         raise ValueError(f"{len(value_traces)} value traces but {len(rewards)} rewards: give one reward per trace.")
     return [td_errors(v, r, gamma, align=align) for v, r in zip(value_traces, rewards)]
 
+
+
+def q_learning_td_errors(
+    states: Int[np.ndarray, " T"],
+    actions: Int[np.ndarray, " T"],
+    rewards: Float[np.ndarray, " T"],
+    next_states: Int[np.ndarray, " T"],
+    done: Bool[np.ndarray, " T"],
+    n_states: int,
+    n_actions: int,
+    alpha: float,
+    gamma: float,
+    *,
+    legal: Bool[np.ndarray, "n_states n_actions"] | None = None,
+    q0: float = 0.0,
+) -> tuple[Float[np.ndarray, " T"], Float[np.ndarray, " T"], Float[np.ndarray, "T n_actions"]]:
+    """Tabular Q-learning run along one sequence of transitions (Q carries over across episodes).
+
+    For each step ``t`` (state ``s``, action ``a``, reward ``r``, next state ``s'``)::
+
+        δ_t = r + γ · max_{a' legal in s'} Q(s', a') · (1 − done_t) − Q(s, a)
+        Q(s, a) ← Q(s, a) + α · δ_t
+
+    Returns ``(td_errors, q_chosen, q_before)``: δ_t, ``Q(s_t, a_t)`` before the update, and the
+    whole row ``Q(s_t, ·)`` before the update (for choice likelihoods). ``legal`` restricts the max
+    to legal actions (all actions when None).
+    """
+    s = np.asarray(states, dtype=np.int64)
+    a = np.asarray(actions, dtype=np.int64)
+    r = np.asarray(rewards, dtype=np.float64)
+    s2 = np.asarray(next_states, dtype=np.int64)
+    d = np.asarray(done, dtype=bool)
+    T = s.size
+    if not (a.size == r.size == s2.size == d.size == T):
+        raise ValueError(f"states, actions, rewards, next_states, done must have equal lengths; got "
+                         f"{[s.size, a.size, r.size, s2.size, d.size]}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}.")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma}.")
+    if T and (s.min() < 0 or s.max() >= n_states or s2.min() < 0 or s2.max() >= n_states):
+        raise ValueError(f"states must lie in [0, {n_states}).")
+    if T and (a.min() < 0 or a.max() >= n_actions):
+        raise ValueError(f"actions must lie in [0, {n_actions}).")
+    mask = np.ones((n_states, n_actions), dtype=bool) if legal is None else np.asarray(legal, dtype=bool)
+    q = np.full((n_states, n_actions), float(q0))
+    td = np.empty(T)
+    q_chosen = np.empty(T)
+    q_before = np.empty((T, n_actions))
+    for t in range(T):
+        q_before[t] = q[s[t]]
+        q_chosen[t] = q[s[t], a[t]]
+        boot = 0.0 if d[t] else float(np.max(q[s2[t]][mask[s2[t]]]))
+        td[t] = r[t] + gamma * boot - q[s[t], a[t]]
+        q[s[t], a[t]] += alpha * td[t]
+    return td, q_chosen, q_before
