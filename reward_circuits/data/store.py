@@ -285,7 +285,15 @@ class ActivationStoreWriter:
             cat = torch.cat([a.detach().to("cpu", torch.float32) for a in acts[hook]], dim=0)
             if not torch.isfinite(cat).all():
                 raise StoreError(f"hook {hook!r}: activations contain NaN or inf; check the model's dtype (use float32) and inputs.")
-            tensors[hook] = cat.to(dtype).contiguous()
+            stored = cat.to(dtype).contiguous()
+            if not torch.isfinite(stored).all():
+                big = float(cat.abs().max())
+                raise StoreError(
+                    f"hook {hook!r}: activations up to {big:.4g} are beyond the range of {self.manifest['dtype']} "
+                    f"(max {torch.finfo(dtype).max:.4g}) and would be stored as inf; store with dtype='float32' "
+                    "(or 'bfloat16' for values up to 3e38)."
+                )
+            tensors[hook] = stored
         shard_idx = len(self.manifest["shards"])
         fname = f"shard_{shard_idx:05d}.safetensors"
         with atomic_path(self.path / fname) as tmp:
