@@ -148,6 +148,17 @@ class StateBatch:
         return int(self.rollout.numel())
 
 
+def _as_tensor(a, hook: str, rollout_id) -> Tensor:
+    """One rollout's activations as a tensor (numpy arrays and nested lists are converted)."""
+    if isinstance(a, Tensor):
+        return a
+    try:
+        return torch.as_tensor(np.asarray(a, dtype=np.float32))
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"hook {hook!r}, rollout {rollout_id!r}: activations must be a [T, d] tensor or array, "
+                         f"got {type(a).__name__} ({e}).") from None
+
+
 def _check_rewards(rewards: Sequence[float]) -> list[float]:
     out = []
     for i, r in enumerate(rewards):
@@ -258,6 +269,7 @@ class ActivationStoreWriter:
         dup = [i for i in ids if i in self._ids]
         if dup or len(set(ids)) != n:
             raise StoreError(f"rollout ids already in the store or repeated: {dup[:5] or list(ids)[:5]}; ids must be unique.")
+        acts = {h: [_as_tensor(a, h, ids[i] if i < n else i) for i, a in enumerate(v)] for h, v in acts.items()}
         lengths = None
         for hook in hooks:
             seqs = acts[hook]
@@ -397,6 +409,14 @@ class ActivationStore:
                 f"{self.manifest['hook_names']}. Rebuild the store with that hook point."
             )
 
+    def _record(self, index) -> RolloutRecord:
+        if isinstance(index, (bool, float)) or not 0 <= int(index) < len(self.records) or int(index) != index:
+            raise IndexError(
+                f"rollout index {index.item() if hasattr(index, 'item') else index!r} is out of range: the store at {self.path} holds {len(self.records)} rollouts, "
+                f"indexed 0..{len(self.records) - 1}. Use store.index_of(ids) to find rollouts by id."
+            )
+        return self.records[int(index)]
+
     def _handle(self, shard: int):
         h = self._handles.get(shard)
         if h is None:
@@ -408,7 +428,7 @@ class ActivationStore:
     def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
         """States of one rollout (float32), from s_0 on by default."""
         self._check_hook(hook)
-        r = self.records[index]
+        r = self._record(index)
         start = r.offset + (r.s0_index if from_s0 else 0)
         return self._handle(r.shard).get_slice(hook)[start : r.offset + r.length].to(torch.float32)
 
@@ -418,7 +438,7 @@ class ActivationStore:
         idx = range(len(self)) if indices is None else indices
         rows = []
         for i in idx:
-            r = self.records[i]
+            r = self._record(i)
             row = r.offset + r.s0_index
             rows.append(self._handle(r.shard).get_slice(hook)[row : row + 1])
         if not rows:
@@ -443,7 +463,11 @@ class ActivationStore:
         hooks = [hooks] if isinstance(hooks, str) else list(hooks)
         for h in hooks:
             self._check_hook(h)
+        if not batch_states > 0:
+            raise StoreError(f"batch_states must be > 0 (about that many states per batch), got {batch_states!r}.")
         idx = rollout_order(len(self), indices, shuffle_seed)
+        for i in idx[(idx < 0) | (idx >= len(self))][:1]:
+            self._record(i)  # raises, naming the valid range
         if shuffle_seed is None:
             # group by shard for sequential reads
             idx = idx[np.argsort([self.records[i].shard * 10**9 + self.records[i].offset for i in idx], kind="stable")]
@@ -551,6 +575,7 @@ def write_store_from_arrays(
         if len(acts[h]) != n:
             raise StoreError(f"hook {h!r} has {len(acts[h])} activation sequences but there are {n} rewards: "
                              "give one sequence per rollout.")
+    acts = {h: [_as_tensor(a, h, ids[i]) for i, a in enumerate(acts[h])] for h in hooks}
     writer = ActivationStoreWriter(path, hooks, model=model, dtype=dtype, meta=meta)
     if writer.n_rollouts:
         _check_resumable(writer, acts, rewards, ids, s0)
