@@ -133,6 +133,37 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
+class AnonPeak:
+    """Peak anonymous RSS (``RssAnon``: heap, tensors; not the page cache of memory-mapped shard files,
+    which the kernel reclaims at will) sampled every 2 ms in a thread, minus the value at start."""
+
+    def __enter__(self) -> "AnonPeak":
+        gc.collect()
+        self.before = self.peak = _status_kib("RssAnon")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _status_kib("RssAnon"))
+            time.sleep(0.002)
+
+    def __exit__(self, *exc) -> None:
+        self.peak = max(self.peak, _status_kib("RssAnon"))
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def extra_mib(self) -> float:
+        return (self.peak - self.before) / 1024
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak / 1024
+
+
 def reset_peak() -> int:
     """Reset VmHWM to the current RSS (Linux) and return the RSS in KiB."""
     gc.collect()
@@ -300,8 +331,10 @@ def child_ram_probe(store_path: str) -> None:
     store = ActivationStore(store_path)
     ValueProbe(ValueProbeConfig(epochs=1, batch_states=2048)).fit(store, store.hook_names[:1], verbose=False)  # warm-up
     before = reset_peak()
-    ValueProbe(ValueProbeConfig(epochs=1, batch_states=2048)).fit(store, store.hook_names, verbose=False)
-    print(json.dumps({"extra_mib": (_status_kib("VmHWM") - before) / 1024, "n_states": store.n_states}))
+    with AnonPeak() as anon:
+        ValueProbe(ValueProbeConfig(epochs=1, batch_states=2048)).fit(store, store.hook_names, verbose=False)
+    print(json.dumps({"extra_mib": anon.extra_mib, "peak_mib": anon.peak_mib,
+                      "rss_extra_mib": (_status_kib("VmHWM") - before) / 1024, "n_states": store.n_states}))
 
 
 def child_ram_capture(n: int, out: str) -> None:
@@ -318,39 +351,57 @@ def child_ram_capture(n: int, out: str) -> None:
                      response_ids=rng.integers(100, 5000, size=int(rng.integers(8, 24))).tolist(), response_text="",
                      reward=float(i % 2), gold="12") for i in range(n)]
     hooks = [f"blocks.{l}.hook_resid_post" for l in range(0, ad.n_layers, 3)]
-    build_store(ad, rolls[:4], hooks, out + "_warm", batch_size=4, progress=False)  # pages in the weights
+    build_store(ad, rolls[:8], hooks, out + "_warm", batch_size=8, progress=False)  # pages in the weights
     before = reset_peak()
-    store = build_store(ad, rolls, hooks, out, batch_size=16, progress=False)
-    print(json.dumps({"extra_mib": (_status_kib("VmHWM") - before) / 1024, "n_states": store.n_states}))
+    with AnonPeak() as anon:
+        store = build_store(ad, rolls, hooks, out, batch_size=8, progress=False)
+    print(json.dumps({"extra_mib": anon.extra_mib, "peak_mib": anon.peak_mib,
+                      "rss_extra_mib": (_status_kib("VmHWM") - before) / 1024, "n_states": store.n_states}))
+
+
+def random_store(path: str, n: int, seed: int, d: int = 576, per_shard: int = 100) -> None:
+    """A store of ``n`` random rollouts (20-40 states, 2 hooks), written shard by shard (flat RAM here too)."""
+    from reward_circuits.data.store import ActivationStoreWriter
+
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    g = torch.Generator().manual_seed(seed)
+    w = ActivationStoreWriter(path, hooks, model="random-bench")
+    for a in range(0, n, per_shard):
+        ids = [f"r{i}" for i in range(a, min(a + per_shard, n))]
+        lens = torch.randint(20, 41, (len(ids),), generator=g).tolist()
+        w.write(ids, [float(i % 2) for i in range(a, a + len(ids))],
+                {h: [torch.randn(L, d, generator=g) for L in lens] for h in hooks})
+    w.close()
 
 
 def bench_ram_growth(args) -> list[Row]:
-    from reward_circuits.data.store import write_store_from_arrays
-    from reward_circuits.data.synthetic import planted_rollouts
-
     sizes = [1, 4, 16]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        probe_mib = {}
+        probe_mib, probe_rss, cap_rss, probe_extra, cap_extra = {}, {}, {}, {}, {}
         for s in sizes:
             path = f"{tmp}/probe_{s}"
-            acts, rewards, _ = planted_rollouts(args.ram_probe_rollouts * s, d=576, k=8, T_range=(20, 40), seed=s,
-                                                hooks=("blocks.0.hook_resid_post", "blocks.1.hook_resid_post"))
-            write_store_from_arrays(path, acts, rewards.tolist(), model="planted-bench")
-            del acts
-            gc.collect()
+            random_store(path, args.ram_probe_rollouts * s, seed=s)
             r = run_child(["--child-ram-probe", path])
-            probe_mib[s] = r and r["extra_mib"]
+            probe_mib[s] = r and r["peak_mib"]
+            probe_extra[s] = r and r["extra_mib"]
+            probe_rss[s] = r and r["rss_extra_mib"]
         cap_mib = {}
         for s in sizes:
             r = run_child(["--child-ram-capture", str(args.ram_capture_rollouts * s), f"{tmp}/cap_{s}"])
-            cap_mib[s] = r and r["extra_mib"]
-    for name, mib, base in (("probe training", probe_mib, args.ram_probe_rollouts), ("capture (build_store)", cap_mib, args.ram_capture_rollouts)):
+            cap_mib[s] = r and r["peak_mib"]
+            cap_extra[s] = r and r["extra_mib"]
+            cap_rss[s] = r and r["rss_extra_mib"]
+    for name, mib, rss, extra, base in (("probe training", probe_mib, probe_rss, probe_extra, args.ram_probe_rollouts),
+                                        ("capture (build_store)", cap_mib, cap_rss, cap_extra, args.ram_capture_rollouts)):
         if mib[1] is None or mib[16] is None:
             rows.append(Row("4", f"peak RAM of {name} at 16x vs 1x store", None, None, "MiB", None, "", note="child failed"))
             continue
         rows.append(Row("4", f"peak RAM of {name}: store 16x vs 1x ({base} -> {16 * base} rollouts)", mib[16], mib[1], "MiB",
-                        mib[16] / max(mib[1], 1e-9), "RAM 16x/1x", "<=1.25", f"4x: {mib[4]:.0f} MiB"))
+                        mib[16] / max(mib[1], 1e-9), "peak RAM 16x/1x", "<=1.25",
+                        f"peak anonymous RSS of the process (heap, tensors, weights; 4x: {mib[4]:.0f} MiB); extra over the "
+                        "start of the call 1x/4x/16x: " + "/".join(f"{extra[s]:.0f}" for s in sizes)
+                        + " MiB; VmHWM extra incl. mmapped shard pages: " + "/".join(f"{rss[s]:.0f}" for s in sizes) + " MiB"))
     return rows
 
 
@@ -436,8 +487,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--probe-rollouts", type=int, default=200)
     ap.add_argument("--probe-hooks", type=int, default=6)
     ap.add_argument("--probe-epochs", type=int, default=4)
-    ap.add_argument("--ram-probe-rollouts", type=int, default=100)
-    ap.add_argument("--ram-capture-rollouts", type=int, default=16)
+    ap.add_argument("--ram-probe-rollouts", type=int, default=300,
+                    help="1x store for the probe RAM row (300 x ~30 states > the 8192-state read batch)")
+    ap.add_argument("--ram-capture-rollouts", type=int, default=16, help="1x rollouts for the capture RAM row (2 batches of 8)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: a shared machine's spinning OpenMP threads swamp timings)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--only", default="1,2,3,4,6", help="comma-separated row numbers to run")
@@ -455,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.repeats, args.gen_repeats, args.batch, args.tokens, args.new_tokens = 2, 1, 4, 48, 8
         args.probe_rollouts, args.probe_hooks, args.probe_epochs = 60, 3, 2
-        args.ram_probe_rollouts, args.ram_capture_rollouts = 20, 4
+        args.ram_probe_rollouts, args.ram_capture_rollouts = 30, 8  # below one read batch: RAM ratios not meaningful
     only = set(args.only.split(","))
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['ram_gib']} GiB; torch {machine['torch']} "
