@@ -104,10 +104,12 @@ def make_runner(variant: str, adapter, batch, hooks):
         return lambda: adapter.model.run_with_cache(batch.input_ids, attention_mask=batch.attention_mask)
     if variant == "nn_trace_save":  # what a user writes in nnsight: trace, .save() every layer, logits too
         def trace_save():
+            saved: dict = {}  # created outside the block: nnsight hands back only what is bound there
             with adapter.lm.trace({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}):
-                saved = [layer.output.save() for layer in adapter.lm.model.layers]
-                logits = adapter.lm.lm_head.output.save()
-            return saved, logits
+                for i, layer in enumerate(adapter.lm.model.layers):
+                    saved[i] = layer.output.save()
+                saved["logits"] = adapter.lm.lm_head.output.save()
+            return saved
 
         return trace_save
     if variant == "hf_bare":

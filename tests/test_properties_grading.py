@@ -20,8 +20,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reward_circuits.tasks import Example, choice_reward, math_reward, numeric_reward
-from reward_circuits.tasks.grading import (extract_choice, extract_math_answer, extract_number, math_answers_equal,
-                                           normalize_math_answer, numbers_equal, to_fraction)
+from reward_circuits.tasks.grading import (
+    extract_choice,
+    extract_math_answer,
+    extract_number,
+    math_answers_equal,
+    normalize_math_answer,
+    numbers_equal,
+    to_fraction,
+)
 
 SETTINGS = settings(max_examples=150, deadline=timedelta(seconds=3), suppress_health_check=[HealthCheck.too_slow])
 

@@ -19,7 +19,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reward_circuits.data.store import ActivationStore, StoreError, write_store_from_arrays
+from reward_circuits.data.store import (
+    ActivationStore,
+    StoreError,
+    write_store_from_arrays,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import reward_circuits.models.transformer_lens_adapter as tl_mod
 import reward_circuits.models.nnsight_adapter as nn_mod
+import reward_circuits.models.transformer_lens_adapter as tl_mod
 from reward_circuits.interventions import zero_ablate
 from reward_circuits.interventions.hooks import teacher_forced_prompt
 from reward_circuits.models import GenerationConfig
@@ -173,10 +173,9 @@ def test_user_hook_composed_with_ours_and_user_code_in_our_context(tiny_adapters
     assert len(seen) == 2 and all(bool((s == 0).all()) for s in seen)  # ours ran first, the user's saw it
 
     batch = baseline[backend]["batch"]
-    with pytest.raises(Boom):
-        with teacher_forced_prompt([1, 1, 1]):
-            scoped = ad.forward(batch, [(MLP, zero_ablate([0], positions="prompt"))])
-            raise Boom("user code")
+    with pytest.raises(Boom), teacher_forced_prompt([1, 1, 1]):
+        scoped = ad.forward(batch, [(MLP, zero_ablate([0], positions="prompt"))])
+        raise Boom("user code")
     # the scope is gone: "prompt" on a full-sequence forward is every position again
     everywhere = ad.forward(batch, [(MLP, zero_ablate([0], positions="all"))])
     assert torch.equal(ad.forward(batch, [(MLP, zero_ablate([0], positions="prompt"))]), everywhere)

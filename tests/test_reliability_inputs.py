@@ -21,7 +21,11 @@ import pytest
 import torch
 
 from reward_circuits.data.capture import build_store
-from reward_circuits.data.store import ActivationStore, ActivationStoreWriter, StoreError, write_store_from_arrays
+from reward_circuits.data.store import (
+    ActivationStore,
+    StoreError,
+    write_store_from_arrays,
+)
 from reward_circuits.models import GenerationConfig, HookNameError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -254,7 +254,11 @@ def test_store_from_a_newer_format_version_fails_clearly(tmp_path):
 
 
 def test_probe_from_a_newer_format_version_fails_clearly(tmp_path):
-    from reward_circuits.analysis.probes import PROBE_FORMAT_VERSION, ValueProbe, ValueProbeConfig
+    from reward_circuits.analysis.probes import (
+        PROBE_FORMAT_VERSION,
+        ValueProbe,
+        ValueProbeConfig,
+    )
     from reward_circuits.errors import ProbeError
 
     acts, rewards, s0 = _arrays(12, d=4)
