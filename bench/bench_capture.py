@@ -8,7 +8,8 @@ Capture (a batch of ``--batch`` rollout-like sequences — chat prompt + respons
   early exit) + ``hook_embed``, (c) ``run_with_cache`` with no filter.
 * nnsight: (a) bare HF forward ``hf(input_ids, attention_mask)`` (with logits), (a') the HF base
   model without the LM head ``hf.model(...)`` (the stricter reference: capture needs no logits),
-  (b) our ``adapter.capture`` of the same 12 hooks.
+  (b) our ``adapter.capture`` of the same 12 hooks, (c) a user's own ``lm.trace`` that ``.save()``s
+  every layer's output and the logits (no ``tracer.stop()``).
 
 Time is the median of ``--repeats`` runs after one warm-up; variants are interleaved round-robin
 inside each repeat, so load from other processes on a shared machine hits all variants alike.
@@ -65,7 +66,7 @@ FILLER = ("First, we add the two numbers together. Seven plus five equals twelve
           "on the number line, and subtraction moves backwards. ")
 
 TL_VARIANTS = ["tl_bare", "tl_capture", "tl_run_with_cache"]
-NN_VARIANTS = ["hf_bare", "hf_base_model", "nn_capture"]
+NN_VARIANTS = ["hf_bare", "hf_base_model", "nn_capture", "nn_trace_save"]
 
 
 def capture_hooks(n_layers: int) -> list[str]:
@@ -101,6 +102,16 @@ def make_runner(variant: str, adapter, batch, hooks):
         return lambda: adapter.capture(batch, hooks)
     if variant == "tl_run_with_cache":
         return lambda: adapter.model.run_with_cache(batch.input_ids, attention_mask=batch.attention_mask)
+    if variant == "nn_trace_save":  # what a user writes in nnsight: trace, .save() every layer, logits too
+        def trace_save():
+            saved: dict = {}  # created outside the block: nnsight hands back only what is bound there
+            with adapter.lm.trace({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}):
+                for i, layer in enumerate(adapter.lm.model.layers):
+                    saved[i] = layer.output.save()
+                saved["logits"] = adapter.lm.lm_head.output.save()
+            return saved
+
+        return trace_save
     if variant == "hf_bare":
         return lambda: adapter.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
     if variant == "hf_base_model":

@@ -28,6 +28,7 @@ from reward_circuits.data.store import (
     MANIFEST,
     ActivationStore,
     ActivationStoreWriter,
+    IncompleteStoreError,
     StoreError,
     write_store_from_arrays,
 )
@@ -217,7 +218,9 @@ def test_killed_writer_resumes_to_an_identical_store(tmp_path, tl_adapter, rollo
     assert len(manifest["shards"]) == 1 and len(manifest["rollouts"]) == 3
     if mode == "before_manifest":
         assert (out / "shard_00001.safetensors").exists()  # written but not (yet) named
-    partial = ActivationStore(out)
+    with pytest.raises(IncompleteStoreError, match="allow_incomplete=True"):
+        ActivationStore(out)  # never trained on silently
+    partial = ActivationStore(out, allow_incomplete=True)
     assert len(partial) == 3 and partial.get(0, HOOKS[1]).shape[1] == tl_adapter.d_model
 
     resumed = build_store(tl_adapter, rollouts, HOOKS, out, batch_size=3, progress=False)
@@ -234,6 +237,8 @@ def test_killed_writer_resumes_to_an_identical_store(tmp_path, tl_adapter, rollo
         assert (r.reward, r.length, r.s0_index, r.meta) == (w.reward, w.length, w.s0_index, w.meta), w.id
         for h in HOOKS:
             assert torch.equal(resumed.get(i, h, from_s0=False), whole.get(j, h, from_s0=False)), (w.id, h)
+    # no temporary or unnamed shard file survives the resume
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST] + [s["file"] for s in resumed.manifest["shards"]])
     # and the resumed shards are readable end to end (no stale shard file is referenced)
     for s in resumed.manifest["shards"]:
         with safe_open(str(out / s["file"]), framework="pt") as f:
@@ -350,7 +355,7 @@ def test_failed_shard_write_leaves_previous_store_intact(tmp_path, monkeypatch):
     assert (path / MANIFEST).read_bytes() == before
     assert not (path / "shard_00001.safetensors").exists()
     assert not [p.name for p in path.iterdir() if p.name.startswith(".")]
-    s = ActivationStore(path)
+    s = ActivationStore(path, allow_incomplete=True)  # the writer was never closed
     assert s.rollout_ids == ["r0", "r1"]
     torch.testing.assert_close(s.get(1, "a"), acts["a"][1].half().float())
     # a fresh writer resumes cleanly

@@ -11,14 +11,15 @@
 from .capture import build_store, state_positions
 from .protocol import Store
 from .rollouts import Rollout, accuracy, generate_rollouts, load_rollouts, save_rollouts
-from .store import (ActivationStore, ActivationStoreWriter, RolloutRecord, StateBatch, StoreError, rollout_order,
+from .store import (ActivationStore, ActivationStoreWriter, IncompleteStoreError, RolloutRecord, StateBatch, StoreError,
+                    read_manifest, remove_stale_files, rollout_order,
                     stratified_split, write_store_from_arrays)
 from .synthetic import PlantedInfo, planted_prompt_tokens, planted_rollouts, planted_value_store
 from .views import ArrayRollouts, RotatedStore, random_orthogonal
 
 __all__ = [
-    "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "PlantedInfo", "Rollout", "RolloutRecord",
+    "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "IncompleteStoreError", "PlantedInfo", "Rollout", "RolloutRecord",
     "RotatedStore", "StateBatch", "Store", "StoreError", "accuracy", "build_store", "generate_rollouts",
-    "load_rollouts", "planted_prompt_tokens", "planted_rollouts", "planted_value_store", "random_orthogonal",
+    "load_rollouts", "planted_prompt_tokens", "planted_rollouts", "planted_value_store", "random_orthogonal", "read_manifest", "remove_stale_files",
     "rollout_order", "save_rollouts", "state_positions", "stratified_split", "write_store_from_arrays",
 ]

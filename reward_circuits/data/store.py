@@ -12,9 +12,14 @@ position of the t-th generated token (the default ``positions="response"``); wit
 ``positions="all"`` every prompt position is kept too, and ``s0_index`` says where ``s_0`` is.
 
 Writes are atomic (temp file + rename): a shard first, then the manifest that names it, so a killed
-writer leaves a store that opens, and :class:`ActivationStoreWriter` resumes after the last rollout
-the manifest names. Reads are memory-mapped (safetensors) and streamed in batches of whole
-rollouts, so RAM stays flat as the store grows.
+writer leaves a consistent store whose manifest says ``"complete": false``. Opening such a store
+for reading raises :class:`IncompleteStoreError` (training on part of the data without a word is
+the silent failure this prevents); re-running the writer (:func:`build_store`,
+:func:`write_store_from_arrays`, ``reward-circuits run`` with the same ``--out``) resumes after the
+last rollout the manifest names and first removes the temporary and unnamed shard files a killed
+writer left behind. ``ActivationStore(path, allow_incomplete=True)`` reads the partial data on
+purpose. Reads are memory-mapped (safetensors) and streamed in batches of whole rollouts, so RAM
+stays flat as the store grows. Nothing is ever unpickled: shards are safetensors, the manifest JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -40,8 +46,70 @@ MANIFEST = "manifest.json"
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
+_SHARD_FILE = re.compile(r"shard_\d{5}\.safetensors")
+_TEMP_FILE = re.compile(r"\.(shard_\d{5}\.safetensors|manifest\.json)\..+\.tmp")  # left by io.atomic_path
+
+
 class StoreError(ValueError):
     """Bad input to the activation store (says what was wrong and how to fix it)."""
+
+
+class IncompleteStoreError(StoreError):
+    """The store's writer stopped before :meth:`ActivationStoreWriter.close` (killed, crashed, or still running)."""
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of the store directory ``path``, checked: readable JSON, known format version.
+
+    Raises :class:`FileNotFoundError` when there is no store, :class:`StoreError` naming the file
+    and the fix when the manifest is truncated, not a store manifest, or from a newer version.
+    """
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not mpath.exists():
+        raise FileNotFoundError(
+            f"No activation store at {path} (no {MANIFEST}). Build one with "
+            "`reward-circuits run` or `build_store(...)`."
+        )
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(
+            f"{mpath} is truncated or not valid JSON ({e}). The store's own writes are atomic, so the file was "
+            "cut by a copy, a full disk or an edit: restore it from where the store came from, or delete "
+            f"{path} and rebuild the store (`reward-circuits run` / `build_store(...)`)."
+        ) from None
+    if not isinstance(manifest, dict) or "format_version" not in manifest or "shards" not in manifest:
+        raise StoreError(
+            f"{mpath} is not an activation-store manifest (no format_version/shards). Point at the store "
+            "directory that `reward-circuits run` or `build_store(...)` wrote."
+        )
+    version = manifest["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise StoreError(
+            f"{mpath} was written in store format version {version!r}, newer than this reward_circuits reads "
+            f"(up to {FORMAT_VERSION}). Upgrade reward_circuits (`pip install -U reward-circuits`) to read it, "
+            "or rebuild the store with this version."
+        )
+    return manifest
+
+
+def remove_stale_files(path: str | os.PathLike, manifest: dict | None) -> list[str]:
+    """Delete what a killed writer left in a store directory; returns the removed names.
+
+    That is the temporary files of unfinished atomic writes (``.shard_00003.safetensors.*.tmp``,
+    ``.manifest.json.*.tmp``) and shard files the manifest does not name (written, then killed
+    before the manifest was updated). Files of any other name are never touched.
+    """
+    path = Path(path)
+    named = {s["file"] for s in (manifest or {}).get("shards", [])}
+    removed = []
+    for f in sorted(path.iterdir()) if path.is_dir() else []:
+        stale_shard = _SHARD_FILE.fullmatch(f.name) and f.name not in named
+        if f.is_file() and (stale_shard or _TEMP_FILE.fullmatch(f.name)):
+            f.unlink()
+            removed.append(f.name)
+    return removed
 
 
 @dataclass
@@ -78,6 +146,17 @@ class StateBatch:
 
     def __len__(self) -> int:
         return int(self.rollout.numel())
+
+
+def _as_tensor(a, hook: str, rollout_id) -> Tensor:
+    """One rollout's activations as a tensor (numpy arrays and nested lists are converted)."""
+    if isinstance(a, Tensor):
+        return a
+    try:
+        return torch.as_tensor(np.asarray(a, dtype=np.float32))
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"hook {hook!r}, rollout {rollout_id!r}: activations must be a [T, d] tensor or array, "
+                         f"got {type(a).__name__} ({e}).") from None
 
 
 def _check_rewards(rewards: Sequence[float]) -> list[float]:
@@ -117,7 +196,12 @@ class ActivationStoreWriter:
         self.path.mkdir(parents=True, exist_ok=True)
         manifest_path = self.path / MANIFEST
         if manifest_path.exists():
-            self.manifest = json.loads(manifest_path.read_text())
+            self.manifest = read_manifest(self.path)
+            if self.manifest["format_version"] != FORMAT_VERSION:
+                raise StoreError(
+                    f"{self.path} holds a store in format version {self.manifest['format_version']}; this "
+                    f"reward_circuits writes version {FORMAT_VERSION}: use another directory or delete this one."
+                )
             if list(self.manifest["hook_names"]) != list(hook_names):
                 raise StoreError(
                     f"{self.path} already holds hook points {self.manifest['hook_names']}, "
@@ -149,6 +233,8 @@ class ActivationStoreWriter:
                 "complete": False,
             }
         self._ids = {r["id"] for r in self.manifest["rollouts"]}
+        # a killed writer's leftovers: temp files and shards written but never named by the manifest
+        self.removed_stale_files = remove_stale_files(self.path, self.manifest)
 
     def has(self, rollout_id: str) -> bool:
         return rollout_id in self._ids
@@ -183,6 +269,7 @@ class ActivationStoreWriter:
         dup = [i for i in ids if i in self._ids]
         if dup or len(set(ids)) != n:
             raise StoreError(f"rollout ids already in the store or repeated: {dup[:5] or list(ids)[:5]}; ids must be unique.")
+        acts = {h: [_as_tensor(a, h, ids[i] if i < n else i) for i, a in enumerate(v)] for h, v in acts.items()}
         lengths = None
         for hook in hooks:
             seqs = acts[hook]
@@ -210,7 +297,15 @@ class ActivationStoreWriter:
             cat = torch.cat([a.detach().to("cpu", torch.float32) for a in acts[hook]], dim=0)
             if not torch.isfinite(cat).all():
                 raise StoreError(f"hook {hook!r}: activations contain NaN or inf; check the model's dtype (use float32) and inputs.")
-            tensors[hook] = cat.to(dtype).contiguous()
+            stored = cat.to(dtype).contiguous()
+            if not torch.isfinite(stored).all():
+                big = float(cat.abs().max())
+                raise StoreError(
+                    f"hook {hook!r}: activations up to {big:.4g} are beyond the range of {self.manifest['dtype']} "
+                    f"(max {torch.finfo(dtype).max:.4g}) and would be stored as inf; store with dtype='float32' "
+                    "(or 'bfloat16' for values up to 3e38)."
+                )
+            tensors[hook] = stored
         shard_idx = len(self.manifest["shards"])
         fname = f"shard_{shard_idx:05d}.safetensors"
         with atomic_path(self.path / fname) as tmp:
@@ -241,15 +336,26 @@ class ActivationStore:
     >>> for batch in store.iter_batches(["blocks.5.hook_resid_post"], batch_states=8192): ...
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, allow_incomplete: bool = False):
         self.path = Path(path)
-        mpath = self.path / MANIFEST
-        if not mpath.exists():
-            raise FileNotFoundError(
-                f"No activation store at {self.path} (no {MANIFEST}). Build one with "
-                "`reward-circuits run` or `build_store(...)`."
+        self.manifest = read_manifest(self.path)
+        self.complete = bool(self.manifest.get("complete", False))
+        if not self.complete and not allow_incomplete:
+            raise IncompleteStoreError(
+                f"the activation store at {self.path} is incomplete: its writer stopped after "
+                f"{len(self.manifest['rollouts'])} rollouts ({len(self.manifest['shards'])} shards) without "
+                "finishing (killed, crashed, or still running), so analyses would silently see only part of the "
+                "data. Fix: re-run the command that writes it with the same output directory (`reward-circuits "
+                "run --out ...`, `build_store(...)` or `write_store_from_arrays(...)`), which resumes where it "
+                "stopped; or open it with `ActivationStore(path, allow_incomplete=True)` to read the partial data "
+                "on purpose."
             )
-        self.manifest = json.loads(mpath.read_text())
+        missing = [s["file"] for s in self.manifest["shards"] if not (self.path / s["file"]).is_file()]
+        if missing:
+            raise StoreError(
+                f"the activation store at {self.path} names shard files that are missing: {missing[:3]} "
+                f"({len(missing)} in all). Copy the whole directory, or delete it and rebuild the store."
+            )
         self.records = [RolloutRecord(**r) for r in self.manifest["rollouts"]]
         self._handles: dict[int, object] = {}
 
@@ -303,6 +409,14 @@ class ActivationStore:
                 f"{self.manifest['hook_names']}. Rebuild the store with that hook point."
             )
 
+    def _record(self, index) -> RolloutRecord:
+        if isinstance(index, (bool, float)) or not 0 <= int(index) < len(self.records) or int(index) != index:
+            raise IndexError(
+                f"rollout index {index.item() if hasattr(index, 'item') else index!r} is out of range: the store at {self.path} holds {len(self.records)} rollouts, "
+                f"indexed 0..{len(self.records) - 1}. Use store.index_of(ids) to find rollouts by id."
+            )
+        return self.records[int(index)]
+
     def _handle(self, shard: int):
         h = self._handles.get(shard)
         if h is None:
@@ -314,7 +428,7 @@ class ActivationStore:
     def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
         """States of one rollout (float32), from s_0 on by default."""
         self._check_hook(hook)
-        r = self.records[index]
+        r = self._record(index)
         start = r.offset + (r.s0_index if from_s0 else 0)
         return self._handle(r.shard).get_slice(hook)[start : r.offset + r.length].to(torch.float32)
 
@@ -324,7 +438,7 @@ class ActivationStore:
         idx = range(len(self)) if indices is None else indices
         rows = []
         for i in idx:
-            r = self.records[i]
+            r = self._record(i)
             row = r.offset + r.s0_index
             rows.append(self._handle(r.shard).get_slice(hook)[row : row + 1])
         if not rows:
@@ -349,7 +463,11 @@ class ActivationStore:
         hooks = [hooks] if isinstance(hooks, str) else list(hooks)
         for h in hooks:
             self._check_hook(h)
+        if not batch_states > 0:
+            raise StoreError(f"batch_states must be > 0 (about that many states per batch), got {batch_states!r}.")
         idx = rollout_order(len(self), indices, shuffle_seed)
+        for i in idx[(idx < 0) | (idx >= len(self))][:1]:
+            self._record(i)  # raises, naming the valid range
         if shuffle_seed is None:
             # group by shard for sequential reads
             idx = idx[np.argsort([self.records[i].shard * 10**9 + self.records[i].offset for i in idx], kind="stable")]
@@ -434,19 +552,64 @@ def write_store_from_arrays(
     rollouts_per_shard: int = 256,
     meta: dict | None = None,
 ) -> ActivationStore:
-    """Build a store from in-memory per-rollout activations (your own, or planted test data)."""
+    """Build a store from in-memory per-rollout activations (your own, or planted test data).
+
+    Into a directory a killed call left partly written, the same call resumes: the rollouts already
+    stored are checked against the given ones (reward, s_0 index and every stored value, at the
+    store's dtype) and only the rest are written, on the same shard grid, so the result equals an
+    uninterrupted write. A directory holding other data is refused with a message naming the fix.
+    """
     hooks = list(acts)
+    if not hooks:
+        raise StoreError("acts is empty: give {hook_name: [activations of each rollout, shape [T, d]]}.")
+    if isinstance(rollouts_per_shard, bool) or not isinstance(rollouts_per_shard, int) or rollouts_per_shard < 1:
+        raise StoreError(f"rollouts_per_shard must be a positive int, got {rollouts_per_shard!r}.")
     n = len(rewards)
     ids = [f"r{i:06d}" for i in range(n)] if ids is None else [str(i) for i in ids]
     if len(ids) != n:
         raise StoreError(f"{len(ids)} ids for {n} rewards: give one id per rollout.")
     s0 = list(s0_index) if s0_index is not None else [0] * n
+    if len(s0) != n:
+        raise StoreError(f"{len(s0)} s0 indices for {n} rewards: give one s0_index per rollout.")
     for h in hooks:
         if len(acts[h]) != n:
             raise StoreError(f"hook {h!r} has {len(acts[h])} activation sequences but there are {n} rewards: "
                              "give one sequence per rollout.")
+    acts = {h: [_as_tensor(a, h, ids[i]) for i, a in enumerate(acts[h])] for h in hooks}
     writer = ActivationStoreWriter(path, hooks, model=model, dtype=dtype, meta=meta)
+    if writer.n_rollouts:
+        _check_resumable(writer, acts, rewards, ids, s0)
     for a in range(0, n, rollouts_per_shard):
-        b = min(a + rollouts_per_shard, n)
-        writer.write(ids[a:b], rewards[a:b], {h: acts[h][a:b] for h in hooks}, s0[a:b])
+        todo = [i for i in range(a, min(a + rollouts_per_shard, n)) if not writer.has(ids[i])]
+        if todo:
+            writer.write([ids[i] for i in todo], [rewards[i] for i in todo], {h: [acts[h][i] for i in todo] for h in hooks},
+                         [s0[i] for i in todo])
     return writer.close()
+
+
+def _check_resumable(writer: ActivationStoreWriter, acts, rewards, ids: list[str], s0: list[int]) -> None:
+    """Refuse to resume ``writer``'s directory unless what it holds is a prefix of this very data."""
+    where = {rid: i for i, rid in enumerate(ids)}
+    stored = writer.manifest["rollouts"]
+    fix = (f"use another directory, or delete {writer.path} to write this data from scratch "
+           "(a partly written directory is resumed only by the same call that started it).")
+    foreign = [r["id"] for r in stored if r["id"] not in where]
+    if foreign:
+        raise StoreError(f"{writer.path} already holds {len(stored)} rollouts, {len(foreign)} of them with ids not in "
+                         f"this call (e.g. {foreign[:3]}): it holds other data. Fix: {fix}")
+    dtype = _DTYPES[writer.manifest["dtype"]]
+    handles: dict[int, object] = {}
+    for r in stored:
+        i = where[r["id"]]
+        if float(rewards[i]) != r["reward"] or int(s0[i]) != r["s0_index"] or int(acts[writer.manifest["hook_names"][0]][i].shape[0]) != r["length"]:
+            raise StoreError(f"{writer.path}: rollout {r['id']!r} is stored with another reward, s0_index or length "
+                             f"than given now. Fix: {fix}")
+        if r["shard"] not in handles:
+            handles[r["shard"]] = safe_open(str(writer.path / writer.manifest["shards"][r["shard"]]["file"]), framework="pt")
+        shard = handles[r["shard"]]
+        for h in writer.manifest["hook_names"]:
+            got = shard.get_slice(h)[r["offset"] : r["offset"] + r["length"]]
+            want = acts[h][i].detach().to("cpu", torch.float32).to(dtype)
+            if got.shape != want.shape or not torch.equal(got, want):
+                raise StoreError(f"{writer.path}: the stored activations of rollout {r['id']!r} at {h!r} differ from "
+                                 f"the ones given now. Fix: {fix}")

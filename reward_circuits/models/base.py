@@ -169,6 +169,8 @@ class ModelAdapter(HookedAPI, ABC):
             config = GenerationConfig(**{**config.__dict__, **overrides})
         if fwd_hooks:
             self.validate_hooks([n for n, _ in fwd_hooks])
+        if isinstance(prompts, str):  # one prompt, not a list of one-character prompts
+            prompts = [prompts]
         if isinstance(prompts, TokenBatch):
             seqs = [row[m.bool()].tolist() for row, m in zip(prompts.input_ids, prompts.attention_mask)]
         else:

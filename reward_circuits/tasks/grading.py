@@ -238,8 +238,15 @@ def extract_number(text: str | None) -> str | None:
     return nums[-1] if nums else None
 
 
+_MAX_EXPONENT = 1000  # decimal exponents beyond this are not parsed (exact expansion would hang)
+
+
 def to_fraction(value: Any) -> Fraction | None:
-    """Parse ``value`` as an exact rational, or return ``None``."""
+    """Parse ``value`` as an exact rational, or return ``None``.
+
+    Scientific notation with an exponent beyond ±1000 (``"1e9999999"``) is not parsed: expanding
+    it exactly takes minutes, and no task's answer is that large.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
@@ -253,6 +260,10 @@ def to_fraction(value: Any) -> Fraction | None:
         s = s[1:-1]
     if not s:
         return None
+    exponent = re.search(r"[eE]([+-]?[\d_]+)$", s)  # Fraction also reads "1e9_999_999"
+    digits = exponent.group(1).lstrip("+-").replace("_", "") if exponent else ""
+    if digits and (len(digits) > 6 or int(digits) > _MAX_EXPONENT):
+        return None  # "1e9999999" would take minutes to expand exactly; no answer is that large
     try:
         return Fraction(s)
     except (ValueError, ZeroDivisionError, TypeError):
