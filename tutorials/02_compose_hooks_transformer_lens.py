@@ -36,6 +36,7 @@ from reward_circuits.interventions import scale
 
 SMALL = os.environ.get("RC_TUTORIAL_SMALL") == "1"
 torch.set_num_threads(int(os.environ.get("RC_TUTORIAL_THREADS", "1")))
+torch.set_grad_enabled(False)  # inference only
 
 adapter = load_model("default", backend="transformer_lens")
 model = adapter.model  # the HookedTransformer itself: everything below is plain TransformerLens
@@ -111,9 +112,9 @@ print("overlapping edits: both orders end at zero here:", torch.allclose(a, c), 
 # ## 3. Your activation patching, with our ablation in the same run
 # Clean: "3 + 4 = ", corrupted: "3 + 2 = " (same length). Metric: logit('7') − logit('5') at the
 # last position, normalised so that clean = 1 and corrupted = 0. Your patching hook writes the
-# clean residual stream of one layer into the corrupted run; ours ablates the value neurons in
-# every run (clean cache included, via `model.hooks`). Patching a layer after `H` restores the
-# ablated clean state.
+# clean residual stream of one layer, at the last position, into the corrupted run: the curve
+# shows from which layer on the answer is carried at that position. Ours ablates the value
+# neurons in every run (clean cache included, via `model.hooks`).
 
 # %%
 corrupt = model.to_tokens(prompt.replace("3 + 4", "3 + 2"), prepend_bos=False)
@@ -133,8 +134,10 @@ def patching_curve(layers, extra_hooks=()):
         lo, hi = logit_diff(corrupt_logits), logit_diff(clean_logits)
         curve = {}
         for l, name in zip(layers, names):
-            def patch(activation, hook, name=name):  # your own hook: the clean value at this layer
-                return clean_cache[name]
+            def patch(activation, hook, name=name):  # your own hook: the clean last position at this layer
+                out = activation.clone()
+                out[:, -1] = clean_cache[name][:, -1]
+                return out
             curve[l] = (logit_diff(model.run_with_hooks(corrupt, fwd_hooks=[(name, patch)])) - lo) / (hi - lo)
     return hi, lo, curve
 
