@@ -46,7 +46,7 @@ MAX_NEW_TOKENS = 8 if SMALL else 32        # answers come within ~20 tokens
 LAYERS = [9, 29] if SMALL else list(range(0, 30, 3)) + [29]
 EPOCHS = 3 if SMALL else 30
 N_EVAL = 8 if SMALL else 48                # held-out prompts for the ablation
-N_BOOT = 200 if SMALL else 2000            # bootstrap replicates of each interval
+N_BOOT = 200 if SMALL else 1000            # bootstrap replicates of each interval
 torch.set_num_threads(int(os.environ.get("RC_TUTORIAL_THREADS", "1")))  # shared CPUs: one thread is fastest
 workdir = tempfile.mkdtemp(prefix="rc_tutorial_")
 
@@ -92,14 +92,16 @@ for j, hook in enumerate(hooks):
 # %% [markdown]
 # ## 4. Value neurons
 # The probe's input weights are L1-pruned; the 1% of dimensions that survive 99% pruning are the
-# value neurons. A `NeuronSet` knows its hook point and saves as JSON.
+# value neurons. A `NeuronSet` knows its hook point and saves as JSON (here, to the current
+# directory).
 
 # %%
 auc = probe.score(store, test)
 best_hook = max(auc, key=auc.get)  # (a real study chooses the layer on a validation split)
 neurons = value_neurons(probe, best_hook, prune_ratio=0.99)
 print(best_hook, "value neurons:", neurons.indices)
-neurons.save(os.path.join(workdir, "value_neurons.json"))
+neurons.save("value_neurons.json")  # RC_VALUE_NEURONS=value_neurons.json: tutorials 2 and 3 use it
+print("saved", os.path.abspath("value_neurons.json"))
 
 # %% [markdown]
 # ## 5. Ablate them during generation
