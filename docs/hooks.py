@@ -21,9 +21,11 @@ def tutorial_markdown(path: str | Path) -> str:
     text = jupytext.writes(nb, fmt="md")
     text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)  # no YAML header
     source = f"tutorials/{Path(path).name}"
-    return (f'!!! info "Source"\n    `{source}` (a jupytext percent script: `jupytext --to ipynb {source}` '
-            "makes it a notebook). Run it with `python " + source + "`; `RC_TUTORIAL_SMALL=1` runs the small "
-            "size CI executes.\n\n" + text)
+    note = (f'!!! info "Source"\n    `{source}` (a jupytext percent script: `jupytext --to ipynb {source}` '
+            f"makes it a notebook). Run it with `python {source}`; `RC_TUTORIAL_SMALL=1` runs the small "
+            "size CI executes.\n\n")
+    title = re.match(r"\s*(# [^\n]*\n)", text)  # the note goes under the tutorial's own title
+    return title.group(1) + "\n" + note + text[title.end():] if title else note + text
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:

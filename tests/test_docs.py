@@ -4,6 +4,7 @@ rejected inputs equals what the API raises today (docs/gen_errors.py)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -21,17 +22,24 @@ TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
 def _load(path: Path, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-def test_site_builds_strictly(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site, built once with `mkdocs build --strict` (any warning fails the build)."""
     pytest.importorskip("mkdocs", reason="docs extra not installed: pip install -e '.[docs]' (scripts/test.sh does)")
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("docs") / "site"
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return site
+
+
+def test_site_builds_strictly(site):
     # the pages a reader needs exist, with their content rendered
     api = (site / "api" / "interventions" / "index.html").read_text()
     assert "zero_ablate" in api and "PositionScope" in api  # docstrings rendered, not just a heading
@@ -44,6 +52,17 @@ def test_site_builds_strictly(tmp_path):
         assert "language-python" in page or "highlight" in page, md  # the tutorial's code was embedded
     for png in re.findall(r"\(\.\./assets/figures/([\w.]+\.png)\)", "".join(p.read_text() for p in (ROOT / "docs" / "analyses").glob("*.md"))):
         assert (site / "assets" / "figures" / png).stat().st_size > 5000, png
+
+
+def test_site_pages_render_in_a_browser(site, tmp_path):
+    """A reader's view of a few pages: no broken image, empty table or console error (offline)."""
+    check = _load(ROOT / "scripts" / "check_report.py", "check_report_docs")
+    if check.find_chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+    for page in ("analyses/value", "analyses/report", "errors", "tutorials/compose-hooks"):
+        r = check.render_report(site / page / "index.html", tmp_path / (page.replace("/", "_") + ".png"))
+        assert not r.problems, (page, r.problems)
+        assert r.facts["text_length"] > 1000, page
 
 
 def test_every_tutorial_has_a_page_in_the_nav():
