@@ -23,7 +23,7 @@ RUNS = (("latest", "C0"), ("previous", "C1"))
 
 
 def wilson(p: float, n: int) -> tuple[float, float]:
-    ci = binomtest(int(round(p * n)), n).proportion_ci(0.95, method="wilson")
+    ci = binomtest(round(p * n), n).proportion_ci(0.95, method="wilson")
     return ci.low, ci.high
 
 

@@ -19,7 +19,7 @@ def tutorial_markdown(path: str | Path) -> str:
     nb = jupytext.read(ROOT / path)
     nb.metadata = {}
     text = jupytext.writes(nb, fmt="md")
-    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)  # no YAML header
+    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.DOTALL)  # no YAML header
     source = f"tutorials/{Path(path).name}"
     note = (f'!!! info "Source"\n    `{source}` (a jupytext percent script: `jupytext --to ipynb {source}` '
             f"makes it a notebook). Run it with `python {source}`; `RC_TUTORIAL_SMALL=1` runs the small "

@@ -42,7 +42,7 @@ def test_tutorial_runs(path, tmp_path):
            "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("RC_VALUE_NEURONS", None)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
                           timeout=900)
     wall = time.perf_counter() - start
     assert proc.returncode == 0, f"{path.name} failed after {wall:.0f} s:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"

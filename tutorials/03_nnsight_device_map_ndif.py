@@ -73,15 +73,14 @@ prompt = adapter.chat_prompt([{"role": "user", "content": "What is 3 + 4?"}]) + 
 batch = adapter.tokenize([prompt])
 inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
 
-with torch.no_grad():
-    with lm.trace(inputs):
-        out = lm.model.layers[layer].output
-        hidden = out[0] if isinstance(out, tuple) else out
-        before = hidden[0, -1, neurons.indices].save()           # your own read
-        edited = ours(hidden, hook=SimpleNamespace(name=H))     # our ablation
-        lm.model.layers[layer].output = (edited,) + tuple(out[1:]) if isinstance(out, tuple) else edited
-        after = lm.model.layers[layer + 1].input.save()          # what the next layer receives
-        my_logits = lm.lm_head.output.save()
+with torch.no_grad(), lm.trace(inputs):
+    out = lm.model.layers[layer].output
+    hidden = out[0] if isinstance(out, tuple) else out
+    before = hidden[0, -1, neurons.indices].save()           # your own read
+    edited = ours(hidden, hook=SimpleNamespace(name=H))     # our ablation
+    lm.model.layers[layer].output = (edited,) + tuple(out[1:]) if isinstance(out, tuple) else edited
+    after = lm.model.layers[layer + 1].input.save()          # what the next layer receives
+    my_logits = lm.lm_head.output.save()
 
 print("value neurons before:", before)
 print("next layer receives: ", after[0, -1, neurons.indices])
