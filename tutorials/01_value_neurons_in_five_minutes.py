@@ -26,7 +26,7 @@
 # 5. zero-ablate them during generation, next to as many random dimensions.
 #
 # On 2 CPU cores the full size takes about five minutes. `RC_TUTORIAL_SMALL=1` (what CI sets)
-# runs the same code on a handful of examples in well under a minute: its numbers mean nothing.
+# runs the same code on a handful of examples in about a minute: its numbers mean nothing.
 
 # %%
 import os
