@@ -19,7 +19,7 @@ from .neurons import NeuronSet
 from ..data.store import ActivationStore
 
 from .dopamine import PermutationScheme, TraceLookup, event_positions, iter_rollout_acts, check_trace_length
-from .stats import finite_mean, partial_pearson_columns, pearson_columns, spearman_columns
+from .stats import finite_mean, rank_by_score, partial_pearson_columns, pearson_columns, spearman_columns
 
 # ---------------------------------------------------------------------------------------------
 # Quantitative held-out metrics (beyond the paper)
@@ -439,7 +439,7 @@ def dopamine_metrics(
                                           scan.rollout[ok], n_permutations=n_permutations, scheme=permutation,
                                           seed=seed) if ok.sum() > 2 else None
 
-    ranked = np.argsort(-np.where(np.isfinite(pearson_all), pearson_all, -np.inf), kind="stable")
+    ranked = rank_by_score(np.where(np.isfinite(pearson_all), pearson_all, -np.inf), nonfinite="last")
     rank_of = np.empty(d, dtype=np.int64)
     rank_of[ranked] = np.arange(1, d + 1)
     z = ((cand_metrics.mean_pearson_td - random.mean_pearson_td) / random.std_pearson_td

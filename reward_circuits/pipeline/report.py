@@ -11,33 +11,11 @@ import base64
 import html
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_json, atomic_write_text
-
-
-@dataclass
-class Table:
-    title: str
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-@dataclass
-class Section:
-    """One analysis' contribution: ``summary[key]`` in summary.json and a block in report.html.
-
-    ``figures`` are PNG paths relative to the report directory (or absolute inside it).
-    """
-
-    key: str
-    title: str
-    summary: dict
-    tables: list[Table] = field(default_factory=list)
-    figures: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+from ..sections import Section, Table  # noqa: F401  (re-exported: pipeline.report.Table)
 
 
 def _fmt(v: Any) -> str:
@@ -62,8 +40,13 @@ class Report:
             out[key] = s.summary
         return out
 
-    def add(self, section: Section) -> None:
-        self.sections[section.key] = section
+    def add(self, item) -> None:
+        """Add a :class:`Section`, or a typed stage result (anything with ``to_sections()``), and rewrite both files."""
+        sections = item.to_sections() if hasattr(item, "to_sections") else [item]
+        for section in sections:
+            if not isinstance(section, Section):
+                raise TypeError(f"Report.add takes a Section or a result with to_sections(), got {type(section).__name__}.")
+            self.sections[section.key] = section
         self.write()
 
     def write(self) -> None:
