@@ -39,6 +39,9 @@ CASES: list[tuple[str, str, str]] = [
     ("Models", "a hook name that is not a TransformerLens name", 'adapter.capture(batch, ["model.layers.0"])'),
     ("Models", "no hook names", "adapter.capture(batch, [])"),
     ("Models", "an unknown hook point in fwd_hooks", 'adapter.generate(["1+1="], fwd_hooks=[("blocks.7.hook_resid_post", zero_ablate())], max_new_tokens=2)'),
+    ("Models", "an input that is not text or token ids", "adapter.run_with_hooks(3.5)"),
+    ("Models", "a names_filter that matches no hook point", 'adapter.run_with_cache("1+1=", names_filter="blocks.9.hook_resid_post")'),
+    ("Models", "a names_filter of the wrong type", 'adapter.run_with_cache("1+1=", names_filter=42)'),
     ("Models", "nothing to tokenize", "adapter.tokenize([])"),
     ("Models", "nothing to pad", "adapter.pad([[1, 2], []])"),
     ("Models", "no prompts to generate from", "adapter.generate([])"),
@@ -211,6 +214,11 @@ def collect(cases=CASES) -> tuple[list[tuple[str, str, str, str]], list[tuple[st
     return rejected, accepted
 
 
+# a raw Python error leaking out of the library: it names neither the problem nor the fix
+RAW_PYTHON_ERROR = re.compile(r"object is not (iterable|subscriptable|callable)|unsupported operand|has no attribute|"
+                              r"index .* is out of bounds|takes \d+ positional argument")
+
+
 def cell(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "&#124;")
 
@@ -239,6 +247,14 @@ def render(cases=CASES) -> str:
             section = sec
         kind, message = msg.split("|", 1)
         out.append(f"| {cell(what)} | {code_cell(code)} | **{kind}**: {cell(message)} |")
+    raw = [(sec, what, code, msg.split("|", 1)[1]) for sec, what, code, msg in rejected if RAW_PYTHON_ERROR.search(msg)]
+    out += ["", "## Messages that do not name the problem", ""]
+    if raw:
+        out += ["These are rejected, but by a raw Python error from deep inside, not by a message that names the",
+                "problem and the fix:", "", "| Bad input | Call | Error |", "|---|---|---|"]
+        out += [f"| {cell(what)} | {code_cell(code)} | {cell(message)} |" for _, what, code, message in raw]
+    else:
+        out.append("None.")
     out += ["", "## Accepted without an error", ""]
     if accepted:
         out += ["These bad inputs are *not* rejected yet (each is a gap to close):", "",

@@ -90,6 +90,16 @@ assert torch.allclose(my_logits, reference, atol=1e-4)
 assert torch.all(after[0, -1, neurons.indices] == 0)
 
 # %% [markdown]
+# The adapter also speaks TransformerLens on this backend: `run_with_hooks`, `run_with_cache`
+# and a `hooks(...)` context take the same `(name, fn)` pairs, strings or token ids.
+
+# %%
+tl_style = adapter.run_with_hooks(prompt, fwd_hooks=[(H, ours)])
+_, cache = adapter.run_with_cache(prompt, names_filter=[H])
+print("run_with_hooks on nnsight == your trace:", torch.allclose(tl_style, my_logits, atol=1e-4))
+print("cached", H, tuple(cache[H].shape))
+
+# %% [markdown]
 # ## 3. Generation with the ablation at every step
 # `adapter.generate` runs the hooks inside nnsight's `generate` at every decoding step
 # (`tracer.iter`), so the ablation is not lost after the first token.
