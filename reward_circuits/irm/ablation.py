@@ -15,14 +15,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 from jaxtyping import Float
 
-from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff, pearson_columns, rank_by_score
+from ..analysis.stats import (
+    Interval,
+    bootstrap_ci,
+    paired_bootstrap_diff,
+    pearson_columns,
+    rank_by_score,
+)
 from ..interventions.hooks import as_fwd_hooks
 from ..models.base import Generation, GenerationConfig
 from ..sae import remove_latents

@@ -15,8 +15,9 @@ one-to-one matching instead; that number is offered separately (:func:`mmcs` wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch

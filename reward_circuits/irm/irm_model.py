@@ -9,8 +9,8 @@ which makes any two lists look perfectly concordant (tau = 1); a test guards aga
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from jaxtyping import Float
@@ -75,7 +75,7 @@ class LinearIRM:
     def __init__(self, alphas: Sequence[float] = tuple(np.logspace(-2, 4, 13))):
         self.alphas = alphas
 
-    def fit(self, deltas: Float[np.ndarray, "n features"], values: Float[np.ndarray, " n"]) -> "LinearIRM":
+    def fit(self, deltas: Float[np.ndarray, "n features"], values: Float[np.ndarray, " n"]) -> LinearIRM:
         x = np.asarray(deltas, dtype=np.float64)
         y = np.asarray(values, dtype=np.float64).reshape(-1)
         if x.ndim != 2 or x.shape[0] != y.size:

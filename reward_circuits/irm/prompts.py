@@ -9,7 +9,7 @@ in ``prompt + completion`` comes from the completion.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 SUBJECTS = (
     "this movie", "this film", "the sequel", "this documentary", "the director's latest film",
@@ -79,7 +79,7 @@ def split_prompts(prompts: Sequence[str], fractions: Sequence[float], seed: int 
     random.Random(seed).shuffle(items)
     out, start = [], 0
     for i, f in enumerate(fractions):
-        stop = len(items) if i == len(fractions) - 1 else start + int(round(f * len(items)))
+        stop = len(items) if i == len(fractions) - 1 else start + round(f * len(items))
         out.append(items[start:stop])
         start = stop
     return out
