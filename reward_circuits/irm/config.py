@@ -74,6 +74,9 @@ class IrmConfig:
                              "e.g. --sae-sizes 1,2.")
         if not 0 < self.irm_test_fraction < 1:
             raise ValueError(f"irm_test_fraction must be in (0, 1), got {self.irm_test_fraction}.")
+        if min(self.n_positive_words, self.n_negative_words) * (1 - self.irm_test_fraction) < 3:
+            raise ValueError("too few words left to train the IRM: raise n_positive_words / n_negative_words or "
+                             "lower irm_test_fraction.")
         if not 0 < self.similarity_threshold <= 1:
             raise ValueError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold}.")
         if self.temperature <= 0:

@@ -67,6 +67,18 @@ class FinetuneResult:
     step_kl: list[float]
 
 
+def as_trl_reward(reward_fn: Callable[[list[str]], Sequence[float]], name: str = "reward"):
+    """Wrap ``reward_fn(texts) -> rewards`` as a TRL reward function ``f(prompts, completions, **kw)``
+    (completions may be strings or chat message lists)."""
+
+    def trl_reward(prompts=None, completions=(), **_kwargs) -> list[float]:
+        texts = [c if isinstance(c, str) else " ".join(m.get("content", "") for m in c) for c in completions]
+        return [float(x) for x in reward_fn(texts)]
+
+    trl_reward.__name__ = name
+    return trl_reward
+
+
 def _time_limit_callback(max_seconds: float, total_steps: int):
     from transformers import TrainerCallback
 

@@ -75,11 +75,7 @@ class VaderReward:
         return np.array([self.score(t) for t in texts], dtype=np.float64)
 
     def trl_reward_function(self):
-        """A reward function with TRL's signature ``f(prompts, completions, **kw) -> list[float]``
-        (completions may be strings or chat message lists)."""
+        """This reward with TRL's signature ``f(prompts, completions, **kw) -> list[float]``."""
+        from .finetune import as_trl_reward
 
-        def vader_reward(prompts=None, completions=(), **_kwargs) -> list[float]:
-            texts = [c if isinstance(c, str) else " ".join(m.get("content", "") for m in c) for c in completions]
-            return self(texts).tolist()
-
-        return vader_reward
+        return as_trl_reward(self, name="vader_reward")

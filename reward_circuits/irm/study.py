@@ -45,7 +45,7 @@ from .dictionaries import (
     train_dictionary_pair,
 )
 from .divergence import LayerDivergence, layer_divergence
-from .finetune import FinetuneResult, finetune_grpo
+from .finetune import FinetuneResult, as_trl_reward, finetune_grpo
 from .irm_model import KendallResult, LinearIRM, paired_kendall, reconstruction_table
 from .prompts import imdb_prefixes, review_openings, split_prompts
 from .reward import VaderReward
@@ -192,10 +192,13 @@ def _prompt_splits(config: IrmConfig) -> tuple[list[str], list[str], list[str]]:
 
 def _fit_irm(deltas: TokenDeltas, config: IrmConfig) -> IrmFit:
     rng = np.random.default_rng(config.seed)
-    n = len(deltas.words)
-    order = rng.permutation(n)
-    n_test = max(3, round(config.irm_test_fraction * n))
-    test, train = order[:n_test], order[n_test:]
+    test_parts, train_parts = [], []
+    for side in (deltas.values > 0, deltas.values < 0):  # stratified: both signs in both splits
+        idx = rng.permutation(np.flatnonzero(side))
+        n_test = max(3, round(config.irm_test_fraction * idx.size))
+        test_parts.append(idx[:n_test])
+        train_parts.append(idx[n_test:])
+    test, train = np.concatenate(test_parts), np.concatenate(train_parts)
     model = LinearIRM().fit(deltas.deltas[train], deltas.values[train])
     pred = model.predict(deltas.deltas[test])
     true = deltas.values[test]
@@ -241,12 +244,14 @@ def _figures(result: IrmResult, out: Path) -> list[str]:
     return names
 
 
-def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None = None, base_adapter=None,
-            tokenizer=None, base_hf=None, report: Report | None = None) -> IrmResult:
+def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None = None, tokenizer=None, base_hf=None,
+            reward=None, report: Report | None = None) -> IrmResult:
     """Run the study and write the ``irm`` section to ``config.out`` (summary.json, report.html).
 
     Pass ``base_hf`` (+ ``tokenizer``) to study an already loaded model, ``config.finetuned`` to skip
-    fine-tuning, and ``explainer`` to choose reward-related features another way.
+    fine-tuning, ``explainer`` to choose reward-related features another way, and ``reward``
+    (``texts -> rewards``) to replace the VADER reward in fine-tuning, evaluation and feature
+    selection (the IRM's targets stay the VADER lexicon values).
     """
     import torch
 
@@ -268,20 +273,20 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
         clock = now
         print(f"[irm] {name}: {seconds[name]:.0f} s", flush=True)
 
-    reward = VaderReward()
+    reward = reward or VaderReward()
     train_p, select_p, eval_p = _prompt_splits(config)
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
                            seed=config.seed, batch_size=32, progress=False)
     if base_hf is None:
         base_hf, tokenizer = load_hf(config.model)
-    base = base_adapter or from_hf(base_hf, tokenizer, "transformer_lens", name=config.model)
+    base = from_hf(base_hf, tokenizer, "transformer_lens", name=config.model)
     base_eval, base_eval_gens = rewards_per_prompt(base, eval_p, reward, gen, config.samples_per_prompt)
     lap("base rewards")
 
     finetune = None
     tuned_path = config.finetuned
     if tuned_path is None:
-        finetune = finetune_grpo(base_hf, tokenizer, train_p, reward.trl_reward_function(), out / "finetuned_model",
+        finetune = finetune_grpo(base_hf, tokenizer, train_p, as_trl_reward(reward), out / "finetuned_model",
                                  config.finetune_config())
         tuned_path = finetune.path
         lap("fine-tuning")
