@@ -82,6 +82,7 @@ class IrmFit:
     predicted: np.ndarray
     n_features: int
     n_train_words: int
+    feature_set: str = "shared"
 
 
 @dataclass
@@ -120,6 +121,7 @@ class IrmResult:
             "kendall_tau_negative": self.irm.kendall_negative.tau, "kendall_p_negative": self.irm.kendall_negative.p_value,
             "kendall_tau_negative_interval": self.irm.kendall_negative.interval.to_dict(),
             "kendall_tau_train": self.irm.train_kendall, "irm_features": self.irm.n_features,
+            "irm_feature_set": self.irm.feature_set, "irm_train_words": self.irm.n_train_words,
             "irm_alpha": self.irm.model.alpha_, "irm_test_words": len(self.irm.words),
             "kendall_verdict": verdict(self.irm.kendall.interval, +1),
             "reward_after_ablation": a.reward_ablated.to_dict(), "reward_after_random_ablation": a.reward_random.to_dict(),
@@ -305,7 +307,7 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
 
     # SAE corpus: prompts + completions of both models on select and eval prompts, fed to each model
     _, base_sel_gens = rewards_per_prompt(base, select_p, reward, gen, config.samples_per_prompt)
-    _tuned_sel_reward, tuned_sel_gens = rewards_per_prompt(tuned, select_p, reward, gen, 1)
+    __, tuned_sel_gens = rewards_per_prompt(tuned, select_p, reward, gen, config.samples_per_prompt)
     corpus = [tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
               for g in base_sel_gens + tuned_sel_gens + base_eval_gens + tuned_eval_gens]
     lap("selection completions")
@@ -335,6 +337,8 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     with torch.no_grad():
         deltas = token_deltas(triples, reader)
     irm = _fit_irm(deltas, config)
+    irm.feature_set = "shared (high-similarity) latents" if latents is not None else "all latents" + (
+        " (fewer than 2 shared latents)" if config.irm_features == "shared" else "")
     lap("implicit reward model")
 
     feats = completion_features(tuned, tuned_sel_gens, tuned_saes)
