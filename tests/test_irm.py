@@ -11,9 +11,25 @@ import torch
 from scipy import stats
 
 from reward_circuits.irm import (
-    CorrelationExplainer, IrmConfig, LinearIRM, PrecisionError, VaderReward, ablation_hooks, build_triples, layer_divergence,
-    mmcs, paired_kendall, random_features_like, review_openings, sentiment_words, shared_features, text_activations,
-    token_deltas, top_features, vader_lexicon, words,
+    CorrelationExplainer,
+    IrmConfig,
+    LinearIRM,
+    PrecisionError,
+    VaderReward,
+    ablation_hooks,
+    build_triples,
+    layer_divergence,
+    mmcs,
+    paired_kendall,
+    random_features_like,
+    review_openings,
+    sentiment_words,
+    shared_features,
+    text_activations,
+    token_deltas,
+    top_features,
+    vader_lexicon,
+    words,
 )
 from reward_circuits.irm.contrastive import NEUTRAL_WORDS, TEMPLATES
 from reward_circuits.sae import SAETrainConfig, train_sae
@@ -182,7 +198,7 @@ def test_triples_swap_one_word_and_deltas_recover_lexicon_values():
     ws = sentiment_words(6, 5, seed=0)
     triples = build_triples(ws, templates_per_word=2, seed=0)
     for t in triples:
-        pos, neu, neg = t.texts()
+        pos, _neu, neg = t.texts()
         assert lx[t.positive] > 0 > lx[t.negative] and t.neutral not in lx
         assert pos.startswith(t.prefix()) and neg.startswith(t.prefix())
 

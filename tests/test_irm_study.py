@@ -16,9 +16,9 @@ SUMMARY_KEYS = ("reward_base", "reward_finetuned", "top_divergence_layers", "mmc
 
 
 def tiny_config(out, **kw) -> IrmConfig:
-    base = dict(out=str(out), n_train_prompts=8, n_select_prompts=8, n_eval_prompts=8, max_new_tokens=6, steps=1,
-                completions_per_step=4, num_generations=2, n_layers=1, sae_epochs=2, sae_k=4, n_positive_words=12,
-                n_negative_words=12, templates_per_word=2, n_ablate=3, n_random_draws=1, n_boot=100)
+    base = {"out": str(out), "n_train_prompts": 8, "n_select_prompts": 8, "n_eval_prompts": 8, "max_new_tokens": 6, "steps": 1,
+                "completions_per_step": 4, "num_generations": 2, "n_layers": 1, "sae_epochs": 2, "sae_k": 4, "n_positive_words": 12,
+                "n_negative_words": 12, "templates_per_word": 2, "n_ablate": 3, "n_random_draws": 1, "n_boot": 100}
     base.update(kw)
     return IrmConfig(**base)
 
