@@ -109,6 +109,8 @@ class IrmResult:
             "reward_difference": self.rewards.difference.to_dict(), "reward_difference_p": self.rewards.p_value,
             "reward_verdict": self.rewards.verdict,
             "finetune_steps": self.rewards.finetune.steps_done if self.rewards.finetune else None,
+            "finetune_step_rewards": self.rewards.finetune.step_rewards if self.rewards.finetune else None,
+            "finetune_seconds": self.rewards.finetune.seconds if self.rewards.finetune else None,
             "top_divergence_layers": self.layers,
             "layer_distance": dict(zip(map(str, self.divergence.layers), self.divergence.distance)),
             "mmcs": {f"{p.model}/{p.hook_name}": {"mmcs": p.mmcs, "hungarian": p.mmcs_hungarian,
