@@ -121,6 +121,7 @@ def test_divergence_with_itself_is_zero_and_finds_the_changed_layer(tiny_hf):
     assert d.distance[0] == 0.0
     assert d.distance[1] == pytest.approx(1e-3 * w.numel() ** 0.5, rel=1e-4)
     assert d.top_layers(1) == [1]
+    assert d.top_over_median() == pytest.approx(2.0)  # median of (0, x) is x / 2
 
 
 def test_divergence_refuses_lower_precision_weights(tiny_hf):

@@ -63,6 +63,11 @@ class LayerDivergence:
         order = sorted(range(len(self.layers)), key=lambda i: (-self.distance[i], self.layers[i]))
         return [self.layers[i] for i in order[:k]]
 
+    def top_over_median(self) -> float:
+        """How much the most diverged layer stands out: its distance over the median layer's (NaN if all 0)."""
+        med = float(np.median(self.distance))
+        return max(self.distance) / med if med > 0 else float("nan")
+
     def figure(self, path) -> str:
         from ..pipeline.plotting import new_figure, save_figure
 

@@ -112,6 +112,7 @@ class IrmResult:
             "finetune_step_rewards": self.rewards.finetune.step_rewards if self.rewards.finetune else None,
             "finetune_seconds": self.rewards.finetune.seconds if self.rewards.finetune else None,
             "top_divergence_layers": self.layers,
+            "divergence_top_over_median": self.divergence.top_over_median(),
             "layer_distance": dict(zip(map(str, self.divergence.layers), self.divergence.distance)),
             "mmcs": {f"{p.model}/{p.hook_name}": {"mmcs": p.mmcs, "hungarian": p.mmcs_hungarian,
                                                   "shared_features": int(p.shared_latents.size),
@@ -176,6 +177,9 @@ class IrmResult:
             (f"Removing the {a.n_features} most reward-correlated features changed the reward by {a.ablated_minus_none} "
             f"(p={a.ablated_minus_none_p:.3g}) vs no ablation and by {a.ablated_minus_random} (p={a.ablated_minus_random_p:.3g}) "
             f"vs as many random features: {verdict(a.ablated_minus_random, -1)} for 'reward features carry the reward'."),
+            f"Layer divergence: the top layer's summed weight distance is {self.divergence.top_over_median():.3f}× the "
+            "median layer's" + (" (nearly uniform: with a LoRA on every layer the 'most diverged' layers are only weakly "
+                                "singled out)" if self.divergence.top_over_median() < 1.2 else "") + ".",
             ("Kendall tau is computed on paired (reconstructed, true) values per word; layer divergence on float32 "
             "weights; SAE data excludes padding; MMCS is the mean of per-feature maxima (Hungarian one-to-one shown "
             "separately); the ablation keeps the SAE error term (removing no feature leaves the forward unchanged)."),
@@ -219,7 +223,7 @@ def _figures(result: IrmResult, out: Path) -> list[str]:
     from ..pipeline.plotting import new_figure, save_figure
 
     names = []
-    fig, axes = new_figure(11, 3.6, 1, 3)
+    fig, axes = new_figure(12.5, 3.8, 1, 3)
     ft = result.rewards.finetune
     if ft and ft.step_rewards:
         axes[0].plot(range(1, len(ft.step_rewards) + 1), ft.step_rewards, marker="o")
@@ -230,12 +234,12 @@ def _figures(result: IrmResult, out: Path) -> list[str]:
         axes[0].set_axis_off()
     r = result.rewards
     a = result.ablation
-    bars = [("base", r.base), ("fine-tuned", r.finetuned), ("ft, reward\nfeatures off", a.reward_ablated),
-            ("ft, random\nfeatures off", a.reward_random)]
+    bars = [("base", r.base), ("fine-tuned", r.finetuned), ("fine-tuned\n− reward\nfeatures", a.reward_ablated),
+            ("fine-tuned\n− random\nfeatures", a.reward_random)]
     axes[1].bar(range(len(bars)), [b.estimate for _, b in bars],
                 yerr=[[b.estimate - b.low for _, b in bars], [b.high - b.estimate for _, b in bars]], capsize=4,
                 color=["tab:gray", "tab:blue", "tab:red", "tab:orange"])
-    axes[1].set_xticks(range(len(bars)), [n for n, _ in bars], fontsize=8)
+    axes[1].set_xticks(range(len(bars)), [n for n, _ in bars], fontsize=7)
     axes[1].set_ylabel("mean VADER reward (95% CI)")
     axes[1].set_title("held-out prompts")
     k = result.irm
@@ -243,6 +247,7 @@ def _figures(result: IrmResult, out: Path) -> list[str]:
     axes[2].set_xlabel("VADER value")
     axes[2].set_ylabel("IRM value")
     axes[2].set_title(f"held-out words, Kendall tau {k.kendall.tau:.3f}")
+    fig.tight_layout()
     names.append(save_figure(fig, out / "irm_rewards_and_irm.png"))
     names.append(result.divergence.figure(out / "irm_layer_divergence.png"))
     return names
