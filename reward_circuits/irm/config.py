@@ -13,7 +13,10 @@ from .finetune import FinetuneConfig
 class IrmConfig:
     """The implicit-reward-model study (Marks et al.) on one (base, fine-tuned) model pair.
 
-    Defaults finish in about 15 minutes on 2 CPU cores with the packaged SmolLM2-135M.
+    Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 8 SAEs and generation. Measured
+    with these defaults on the packaged SmolLM2-135M on 2 CPU cores *shared with ~10 other
+    processes*: 37 min wall (GRPO reached 7 of 20 steps in 578 s; SAE pairs 800 s). On idle cores
+    GRPO runs ~9 s a step; lower ``sae_epochs`` / ``n_*_prompts`` for a quicker run.
     """
 
     out: str = field(default="runs/irm", metadata={"help": "report directory (summary.json, report.html, models, SAEs)"})
