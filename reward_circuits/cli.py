@@ -19,6 +19,7 @@ import sys
 COMMAND_MODULES = (
     "reward_circuits.pipeline.commands",
     "reward_circuits.icrl.command",
+    "reward_circuits.irm.commands",
 )
 
 

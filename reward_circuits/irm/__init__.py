@@ -1,0 +1,65 @@
+"""Implicit reward models (Marks et al., "Interpreting Learned Feedback Patterns in Large Language Models").
+
+The folder follows the study's data flow:
+
+- :mod:`.reward`: the known reward, the VADER lexicon sum (:class:`VaderReward`).
+- :mod:`.prompts`: review openings (seeded, packaged) and IMDb prefixes.
+- :mod:`.finetune`: M_base → M_RLHF with TRL's GRPO + a LoRA (:func:`finetune_grpo`).
+- :mod:`.divergence`: per-layer weight distance in full precision (:func:`layer_divergence`).
+- :mod:`.dictionaries`: small/large SAE pairs per layer and model, :func:`mmcs`, shared features.
+- :mod:`.contrastive`: (positive, neutral, negative) triples and feature deltas.
+- :mod:`.irm_model`: :class:`LinearIRM` and :func:`paired_kendall`.
+- :mod:`.ablation`: reward-related features (pluggable :class:`FeatureExplainer`) and their ablation.
+- :mod:`.study`: :func:`run_irm`, the whole study → :class:`IrmResult` → the ``irm`` report section.
+"""
+
+from .ablation import (
+                       AblationResult,
+                       CorrelationExplainer,
+                       FeatureExplainer,
+                       ablation_hooks,
+                       completion_features,
+                       random_features_like,
+                       rewards_per_prompt,
+                       run_ablation,
+                       top_features,
+)
+from .config import IrmConfig
+from .contrastive import (
+                       ContrastiveTriple,
+                       FeatureReader,
+                       SAEFeatureReader,
+                       TokenDeltas,
+                       build_triples,
+                       sentiment_words,
+                       token_deltas,
+)
+from .dictionaries import (
+                       DictionaryPair,
+                       DictionarySet,
+                       mmcs,
+                       shared_features,
+                       text_activations,
+                       train_dictionary_pair,
+)
+from .divergence import (
+                       LayerDivergence,
+                       PrecisionError,
+                       full_precision_state,
+                       layer_divergence,
+)
+from .finetune import FinetuneConfig, FinetuneResult, finetune_grpo
+from .irm_model import KendallResult, LinearIRM, paired_kendall, reconstruction_table
+from .prompts import imdb_prefixes, review_openings, split_prompts
+from .reward import VaderReward, vader_lexicon, words
+from .study import IrmFit, IrmResult, RewardShift, run_irm
+
+__all__ = [
+    "AblationResult", "ContrastiveTriple", "CorrelationExplainer", "DictionaryPair", "DictionarySet", "FeatureExplainer",
+    "FeatureReader", "FinetuneConfig", "FinetuneResult", "IrmConfig", "IrmFit", "IrmResult", "KendallResult",
+    "LayerDivergence", "LinearIRM", "PrecisionError", "RewardShift", "SAEFeatureReader", "TokenDeltas", "VaderReward",
+    "ablation_hooks", "build_triples", "completion_features", "finetune_grpo", "full_precision_state", "imdb_prefixes",
+    "layer_divergence", "mmcs", "paired_kendall", "random_features_like", "reconstruction_table", "review_openings",
+    "rewards_per_prompt", "run_ablation", "run_irm", "sentiment_words", "shared_features", "split_prompts",
+    "text_activations", "token_deltas", "top_features", "train_dictionary_pair", "vader_lexicon", "words",
+]

@@ -1,0 +1,363 @@
+"""The whole study, in the paper's order: known reward → fine-tune → divergent layers → SAE pairs
+(MMCS) → contrastive triples → linear IRM (Kendall tau) → reward-related features → ablation.
+
+    from reward_circuits.irm import IrmConfig, run_irm
+    result = run_irm(IrmConfig(out="runs/irm"))
+    result.kendall.tau, result.ablation.ablated_minus_random
+
+Prompt splits are disjoint: *train* (fine-tuning), *select* (SAE corpus, feature selection) and
+*eval* (rewards before/after, ablation; SAE corpus too, which is unsupervised).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff, verdict
+from ..models.base import GenerationConfig
+from ..pipeline.report import Report, Section, Table
+from .ablation import (
+    AblationResult,
+    CorrelationExplainer,
+    FeatureExplainer,
+    completion_features,
+    feature_index,
+    rewards_per_prompt,
+    run_ablation,
+    top_features,
+)
+from .config import IrmConfig
+from .contrastive import (
+    SAEFeatureReader,
+    TokenDeltas,
+    build_triples,
+    sentiment_words,
+    token_deltas,
+)
+from .dictionaries import (
+    PAIR_COLUMNS,
+    DictionarySet,
+    text_activations,
+    train_dictionary_pair,
+)
+from .divergence import LayerDivergence, layer_divergence
+from .finetune import FinetuneResult, as_trl_reward, finetune_grpo
+from .irm_model import KendallResult, LinearIRM, paired_kendall, reconstruction_table
+from .prompts import imdb_prefixes, review_openings, split_prompts
+from .reward import VaderReward
+
+PAPER_KENDALL = {"pythia-70m": (0.042, 0.26), "pythia-160m": (0.093, 0.014), "gpt-neo-125m": (0.023, 0.48)}
+PAPER_REWARD = {"pythia-70m": (0.26, 2.07), "pythia-160m": (-0.27, 1.95), "gpt-neo-125m": (0.68, 1.43)}
+
+
+@dataclass
+class RewardShift:
+    """Mean reward of completions to held-out prompts, base vs fine-tuned (paired per prompt)."""
+
+    base: Interval
+    finetuned: Interval
+    difference: Interval
+    p_value: float
+    finetune: FinetuneResult | None
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.difference, +1)
+
+
+@dataclass
+class IrmFit:
+    """The linear IRM fitted on training words, scored on held-out words."""
+
+    model: LinearIRM
+    kendall: KendallResult
+    kendall_negative: KendallResult
+    train_kendall: float
+    words: list[str]
+    true: np.ndarray
+    predicted: np.ndarray
+    n_features: int
+    n_train_words: int
+    feature_set: str = "shared"
+
+
+@dataclass
+class IrmResult:
+    config: IrmConfig
+    rewards: RewardShift
+    divergence: LayerDivergence
+    layers: list[int]
+    dictionaries: DictionarySet
+    cross_model_mmcs: dict[str, float]
+    irm: IrmFit
+    ablation: AblationResult
+    seconds: dict[str, float] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+
+    @property
+    def kendall(self) -> KendallResult:
+        return self.irm.kendall
+
+    def summary(self) -> dict:
+        a = self.ablation
+        return {
+            "reward_base": self.rewards.base.to_dict(), "reward_finetuned": self.rewards.finetuned.to_dict(),
+            "reward_difference": self.rewards.difference.to_dict(), "reward_difference_p": self.rewards.p_value,
+            "reward_verdict": self.rewards.verdict,
+            "finetune_steps": self.rewards.finetune.steps_done if self.rewards.finetune else None,
+            "finetune_step_rewards": self.rewards.finetune.step_rewards if self.rewards.finetune else None,
+            "finetune_seconds": self.rewards.finetune.seconds if self.rewards.finetune else None,
+            "top_divergence_layers": self.layers,
+            "divergence_top_over_median": self.divergence.top_over_median(),
+            "layer_distance": dict(zip(map(str, self.divergence.layers), self.divergence.distance)),
+            "mmcs": {f"{p.model}/{p.hook_name}": {"mmcs": p.mmcs, "hungarian": p.mmcs_hungarian,
+                                                  "shared_features": int(p.shared_latents.size),
+                                                  "d_sae": [int(p.small.cfg.d_sae), int(p.large.cfg.d_sae)]}
+                     for p in self.dictionaries.pairs},
+            "mmcs_base_vs_finetuned": self.cross_model_mmcs,
+            "kendall_tau": self.irm.kendall.tau, "kendall_p": self.irm.kendall.p_value,
+            "kendall_tau_interval": self.irm.kendall.interval.to_dict(),
+            "kendall_tau_negative": self.irm.kendall_negative.tau, "kendall_p_negative": self.irm.kendall_negative.p_value,
+            "kendall_tau_negative_interval": self.irm.kendall_negative.interval.to_dict(),
+            "kendall_tau_train": self.irm.train_kendall, "irm_features": self.irm.n_features,
+            "irm_feature_set": self.irm.feature_set, "irm_train_words": self.irm.n_train_words,
+            "irm_alpha": self.irm.model.alpha_, "irm_test_words": len(self.irm.words),
+            "kendall_verdict": verdict(self.irm.kendall.interval, +1),
+            "reward_after_ablation": a.reward_ablated.to_dict(), "reward_after_random_ablation": a.reward_random.to_dict(),
+            "reward_without_ablation": a.reward_none.to_dict(),
+            "ablation_minus_none": a.ablated_minus_none.to_dict(), "ablation_minus_none_p": a.ablated_minus_none_p,
+            "ablation_minus_random": a.ablated_minus_random.to_dict(), "ablation_minus_random_p": a.ablated_minus_random_p,
+            "ablation_verdict": verdict(a.ablated_minus_random, -1), "ablated_features": a.selected,
+            "seconds": self.seconds, "paper_kendall": PAPER_KENDALL, "paper_reward": PAPER_REWARD,
+        }
+
+    def section(self) -> Section:
+        r, k, a = self.rewards, self.irm, self.ablation
+        tables = [
+            Table("Mean VADER reward of completions to held-out prompts (paper Table 7 shape)",
+                  ["model", "mean reward", "95% low", "95% high", "n prompts"],
+                  [["base", r.base.estimate, r.base.low, r.base.high, r.base.n],
+                   ["fine-tuned", r.finetuned.estimate, r.finetuned.low, r.finetuned.high, r.finetuned.n],
+                   ["fine-tuned − base (paired)", r.difference.estimate, r.difference.low, r.difference.high, r.difference.n]]),
+            self.divergence.table(max(5, len(self.layers))),
+            Table("SAE dictionaries: mean max cosine similarity (small → large)", PAIR_COLUMNS,
+                  [p.row() for p in self.dictionaries.pairs]),
+            Table("Implicit reward model: Kendall tau (held-out words, paired values)",
+                  ["tokens", "tau", "95% low", "95% high", "p", "n"],
+                  [["all", k.kendall.tau, k.kendall.interval.low, k.kendall.interval.high, k.kendall.p_value, k.kendall.n],
+                   ["negative only", k.kendall_negative.tau, k.kendall_negative.interval.low,
+                    k.kendall_negative.interval.high, k.kendall_negative.p_value, k.kendall_negative.n]]
+                  + [[f"paper: {m}", t, None, None, p, None] for m, (t, p) in PAPER_KENDALL.items()]),
+            reconstruction_table(k.words, k.true, k.predicted),
+            Table("Feature ablation during generation (fine-tuned model, held-out prompts; paper Table 5 + control)",
+                  ["condition", "mean reward", "95% low", "95% high", "n prompts"],
+                  [["no ablation", a.reward_none.estimate, a.reward_none.low, a.reward_none.high, a.reward_none.n],
+                   [f"{a.n_features} reward-related features", a.reward_ablated.estimate, a.reward_ablated.low,
+                    a.reward_ablated.high, a.reward_ablated.n],
+                   [f"{a.n_features} random features ({len(a.random_draws)} draws)", a.reward_random.estimate,
+                    a.reward_random.low, a.reward_random.high, a.reward_random.n],
+                   ["related − none (paired)", a.ablated_minus_none.estimate, a.ablated_minus_none.low,
+                    a.ablated_minus_none.high, a.ablated_minus_none.n],
+                   ["related − random (paired)", a.ablated_minus_random.estimate, a.ablated_minus_random.low,
+                    a.ablated_minus_random.high, a.ablated_minus_random.n]]),
+        ]
+        notes = [
+            f"Fine-tuning raised the mean reward from {r.base} to {r.finetuned} (paired difference {r.difference}, "
+            f"p={r.p_value:.3g}): {r.verdict}. Paper (base → fine-tuned): "
+            + "; ".join(f"{m} {b:.2f} → {t:.2f}" for m, (b, t) in PAPER_REWARD.items()) + ".",
+            f"Kendall tau of the IRM's reconstructed values vs VADER values on {k.kendall.n} held-out words: "
+            f"{k.kendall.tau:.3f} [{k.kendall.interval.low:.3f}, {k.kendall.interval.high:.3f}] (p={k.kendall.p_value:.3g}); "
+            f"negative words only {k.kendall_negative.tau:.3f} (p={k.kendall_negative.p_value:.3g}, n={k.kendall_negative.n}). "
+            "Paper: " + ", ".join(f"{m} {t} (p {p})" for m, (t, p) in PAPER_KENDALL.items())
+            + f". Verdict for 'the IRM ranks tokens like the reward (tau > 0)': {verdict(k.kendall.interval, +1)}.",
+            (f"Removing the {a.n_features} most reward-correlated features changed the reward by {a.ablated_minus_none} "
+            f"(p={a.ablated_minus_none_p:.3g}) vs no ablation and by {a.ablated_minus_random} (p={a.ablated_minus_random_p:.3g}) "
+            f"vs as many random features: {verdict(a.ablated_minus_random, -1)} for 'reward features carry the reward'."),
+            f"Layer divergence: the top layer's summed weight distance is {self.divergence.top_over_median():.3f}× the "
+            "median layer's" + (" (nearly uniform: with a LoRA on every layer the 'most diverged' layers are only weakly "
+                                "singled out)" if self.divergence.top_over_median() < 1.2 else "") + ".",
+            ("Kendall tau is computed on paired (reconstructed, true) values per word; layer divergence on float32 "
+            "weights; SAE data excludes padding; MMCS is the mean of per-feature maxima (Hungarian one-to-one shown "
+            "separately); the ablation keeps the SAE error term (removing no feature leaves the forward unchanged)."),
+        ]
+        return Section("irm", "Implicit reward model (Marks et al.)", self.summary(), tables, list(self.figures), notes)
+
+
+def _prompt_splits(config: IrmConfig) -> tuple[list[str], list[str], list[str]]:
+    total = config.n_train_prompts + config.n_select_prompts + config.n_eval_prompts
+    pool = review_openings(total, seed=config.seed) if config.prompts == "generated" else imdb_prefixes(total, seed=config.seed)
+    pool = list(dict.fromkeys(pool))
+    if len(pool) < total:
+        raise ValueError(f"only {len(pool)} distinct prompts for {total} requested.")
+    fr = [config.n_train_prompts / total, config.n_select_prompts / total]
+    train, select, evaluation = split_prompts(pool[:total], fr + [1 - sum(fr)], seed=config.seed)
+    return train, select, evaluation
+
+
+def _fit_irm(deltas: TokenDeltas, config: IrmConfig) -> IrmFit:
+    rng = np.random.default_rng(config.seed)
+    test_parts, train_parts = [], []
+    for side in (deltas.values > 0, deltas.values < 0):  # stratified: both signs in both splits
+        idx = rng.permutation(np.flatnonzero(side))
+        n_test = max(3, round(config.irm_test_fraction * idx.size))
+        test_parts.append(idx[:n_test])
+        train_parts.append(idx[n_test:])
+    test, train = np.concatenate(test_parts), np.concatenate(train_parts)
+    model = LinearIRM().fit(deltas.deltas[train], deltas.values[train])
+    pred = model.predict(deltas.deltas[test])
+    true = deltas.values[test]
+    neg = true < 0
+    return IrmFit(
+        model=model, kendall=paired_kendall(pred, true, n_boot=1000, seed=config.seed),
+        kendall_negative=paired_kendall(pred[neg], true[neg], n_boot=1000, seed=config.seed),
+        train_kendall=model.score(deltas.deltas[train], deltas.values[train]),
+        words=[deltas.words[i] for i in test], true=true, predicted=pred, n_features=int(deltas.deltas.shape[1]),
+        n_train_words=int(train.size))
+
+
+def _figures(result: IrmResult, out: Path) -> list[str]:
+    from ..pipeline.plotting import new_figure, save_figure
+
+    names = []
+    fig, axes = new_figure(12.5, 3.8, 1, 3)
+    ft = result.rewards.finetune
+    if ft and ft.step_rewards:
+        axes[0].plot(range(1, len(ft.step_rewards) + 1), ft.step_rewards, marker="o")
+        axes[0].set_xlabel("GRPO step")
+        axes[0].set_ylabel("mean reward of the step's completions")
+        axes[0].set_title("fine-tuning")
+    else:
+        axes[0].set_axis_off()
+    r = result.rewards
+    a = result.ablation
+    bars = [("base", r.base), ("fine-tuned", r.finetuned), ("fine-tuned\n− reward\nfeatures", a.reward_ablated),
+            ("fine-tuned\n− random\nfeatures", a.reward_random)]
+    axes[1].bar(range(len(bars)), [b.estimate for _, b in bars],
+                yerr=[[b.estimate - b.low for _, b in bars], [b.high - b.estimate for _, b in bars]], capsize=4,
+                color=["tab:gray", "tab:blue", "tab:red", "tab:orange"])
+    axes[1].set_xticks(range(len(bars)), [n for n, _ in bars], fontsize=7)
+    axes[1].set_ylabel("mean VADER reward (95% CI)")
+    axes[1].set_title("held-out prompts")
+    k = result.irm
+    axes[2].scatter(k.true, k.predicted, s=10, alpha=0.7)
+    axes[2].set_xlabel("VADER value")
+    axes[2].set_ylabel("IRM value")
+    axes[2].set_title(f"held-out words, Kendall tau {k.kendall.tau:.3f}")
+    fig.tight_layout()
+    names.append(save_figure(fig, out / "irm_rewards_and_irm.png"))
+    names.append(result.divergence.figure(out / "irm_layer_divergence.png"))
+    return names
+
+
+def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None = None, tokenizer=None, base_hf=None,
+            reward=None, report: Report | None = None) -> IrmResult:
+    """Run the study and write the ``irm`` section to ``config.out`` (summary.json, report.html).
+
+    Pass ``base_hf`` (+ ``tokenizer``) to study an already loaded model, ``config.finetuned`` to skip
+    fine-tuning, ``explainer`` to choose reward-related features another way, and ``reward``
+    (``texts -> rewards``) to replace the VADER reward in fine-tuning, evaluation and feature
+    selection (the IRM's targets stay the VADER lexicon values).
+    """
+    import torch
+
+    from ..models import from_hf
+    from ..models.loading import load_hf
+    from ..sae import save_sae
+
+    config = config or IrmConfig()
+    explainer = explainer or CorrelationExplainer()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        seconds[name] = round(now - clock, 1)
+        clock = now
+        print(f"[irm] {name}: {seconds[name]:.0f} s", flush=True)
+
+    reward = reward or VaderReward()
+    train_p, select_p, eval_p = _prompt_splits(config)
+    gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
+                           seed=config.seed, batch_size=32, progress=False)
+    if base_hf is None:
+        base_hf, tokenizer = load_hf(config.model)
+    base = from_hf(base_hf, tokenizer, "transformer_lens", name=config.model)
+    base_eval, base_eval_gens = rewards_per_prompt(base, eval_p, reward, gen, config.samples_per_prompt)
+    lap("base rewards")
+
+    finetune = None
+    tuned_path = config.finetuned
+    if tuned_path is None:
+        finetune = finetune_grpo(base_hf, tokenizer, train_p, as_trl_reward(reward), out / "finetuned_model",
+                                 config.finetune_config())
+        tuned_path = finetune.path
+        lap("fine-tuning")
+    tuned_hf, _ = load_hf(tuned_path)
+    tuned = from_hf(tuned_hf, tokenizer, "transformer_lens", name="finetuned")
+    tuned_eval, tuned_eval_gens = rewards_per_prompt(tuned, eval_p, reward, gen, config.samples_per_prompt)
+    diff, p = paired_bootstrap_diff(tuned_eval, base_eval, n_boot=config.n_boot, seed=config.seed)
+    rewards = RewardShift(bootstrap_ci(base_eval, n_boot=config.n_boot, seed=config.seed),
+                          bootstrap_ci(tuned_eval, n_boot=config.n_boot, seed=config.seed), diff, p, finetune)
+    lap("fine-tuned rewards")
+
+    divergence = layer_divergence(base_hf, tuned_hf)
+    layers = sorted(divergence.top_layers(config.n_layers))
+    hooks = [f"blocks.{l}.{config.sae_site}" for l in layers]
+    del tuned_hf
+
+    # SAE corpus: prompts + completions of both models on select and eval prompts, fed to each model
+    _, base_sel_gens = rewards_per_prompt(base, select_p, reward, gen, config.samples_per_prompt)
+    __, tuned_sel_gens = rewards_per_prompt(tuned, select_p, reward, gen, config.samples_per_prompt)
+    corpus = [tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
+              for g in base_sel_gens + tuned_sel_gens + base_eval_gens + tuned_eval_gens]
+    lap("selection completions")
+    dicts = DictionarySet()
+    width = base.hook_width(hooks[0])
+    sizes = tuple(round(s * width) for s in config.sae_sizes)
+    for name, adapter in (("base", base), ("finetuned", tuned)):
+        acts = text_activations(adapter, corpus, hooks)
+        for h in hooks:
+            pair = train_dictionary_pair(acts[h], h, sizes, config.sae_config(), name, config.similarity_threshold,
+                                         hungarian=config.hungarian, progress=True)
+            dicts.pairs.append(pair)
+            save_sae(pair.large, out / "saes" / name / h / "large")
+            save_sae(pair.small, out / "saes" / name / h / "small")
+    cross = {h: dicts.cross_model_mmcs(h) for h in hooks}
+    lap("SAE pairs")
+
+    tuned_saes = {h: dicts.get("finetuned", h).large for h in hooks}
+    latents = None
+    if config.irm_features == "shared":
+        latents = {h: dicts.get("finetuned", h).shared_latents for h in hooks}
+        if sum(len(v) for v in latents.values()) < 2:
+            latents = None  # too few shared features: fall back to all latents (noted in the summary)
+    reader = SAEFeatureReader(tuned, tuned_saes, latents)
+    words = sentiment_words(config.n_positive_words, config.n_negative_words, seed=config.seed)
+    triples = build_triples(words, config.templates_per_word, seed=config.seed)
+    with torch.no_grad():
+        deltas = token_deltas(triples, reader)
+    irm = _fit_irm(deltas, config)
+    irm.feature_set = "shared (high-similarity) latents" if latents is not None else "all latents" + (
+        " (fewer than 2 shared latents)" if config.irm_features == "shared" else "")
+    lap("implicit reward model")
+
+    feats = completion_features(tuned, tuned_sel_gens, tuned_saes)
+    texts = [g.text for g in tuned_sel_gens]
+    scores = explainer.relevance(feats, reward(texts), texts)
+    selected = top_features(scores, feature_index(tuned_saes), config.n_ablate)
+    ablation = run_ablation(tuned, tuned_saes, selected, eval_p, reward, gen, config.samples_per_prompt,
+                            n_random=config.n_random_draws, seed=config.seed, baseline=tuned_eval, n_boot=config.n_boot)
+    lap("ablation")
+
+    result = IrmResult(config, rewards, divergence, layers, dicts, cross, irm, ablation, seconds)
+    result.figures = _figures(result, out)
+    report = report or Report(out, header={"model": config.model, "command": "irm"})
+    report.add(result.section())
+    return result
