@@ -81,11 +81,10 @@ def test_patched_modules_restored_after_an_exception(tiny64, batch):
     ids, am, _ = batch
     with torch.no_grad():
         before = model(input_ids=ids, attention_mask=am).logits
-    with pytest.raises(RuntimeError, match="boom"):
-        with attnlrp_rules(model) as patched:
-            assert patched.n_mlps == 2 and patched.n_attentions == 2 and patched.n_norms == 5
-            assert sum("forward" in vars(m) for m in model.modules()) == 9
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), attnlrp_rules(model) as patched:
+        assert patched.n_mlps == 2 and patched.n_attentions == 2 and patched.n_norms == 5
+        assert sum("forward" in vars(m) for m in model.modules()) == 9
+        raise RuntimeError("boom")
     assert sum("forward" in vars(m) for m in model.modules()) == 0
     with torch.no_grad():
         after = model(input_ids=ids, attention_mask=am).logits
@@ -106,6 +105,5 @@ def test_patched_forward_is_the_same_function(tiny64, batch):
 
 
 def test_non_llama_model_is_refused():
-    with pytest.raises(LRPError, match="Llama-family"):
-        with attnlrp_rules(torch.nn.Sequential(torch.nn.Linear(2, 2))):
-            pass
+    with pytest.raises(LRPError, match="Llama-family"), attnlrp_rules(torch.nn.Sequential(torch.nn.Linear(2, 2))):
+        pass

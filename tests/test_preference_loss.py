@@ -109,8 +109,7 @@ def test_trainer_rejects_beta_aux_without_neurons(tiny_hf, tmp_path):
 def test_capture_hooks_removed_after_an_exception(tiny_hf):
     hf, _ = tiny_hf
     downs = [m for n, m in hf.named_modules() if n.endswith("mlp.down_proj")]
-    with pytest.raises(RuntimeError, match="boom"):
-        with capture_mlp_neurons(hf, [0, 1]):
-            assert all(len(d._forward_pre_hooks) == 1 for d in downs)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), capture_mlp_neurons(hf, [0, 1]):
+        assert all(len(d._forward_pre_hooks) == 1 for d in downs)
+        raise RuntimeError("boom")
     assert all(len(d._forward_pre_hooks) == 0 for d in downs)

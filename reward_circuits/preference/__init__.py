@@ -9,28 +9,72 @@
   selection (value / AttnLRP / random) and the ``reward-circuits yfpo`` experiment.
 """
 
-from .attnlrp import LRPError, NeuronRelevance, attnlrp_rules, mlp_down_projections, neuron_relevance
+from .attnlrp import (
+    LRPError,
+    NeuronRelevance,
+    attnlrp_rules,
+    mlp_down_projections,
+    neuron_relevance,
+)
+from .config import CONDITIONS, YFPOConfig
+from .experiment import (
+    ConditionSummary,
+    TrainingRun,
+    YFPOResult,
+    greedy_correct,
+    run_yfpo,
+)
 from .neuron_reward import (
     NeuronReward,
     NeuronStats,
+    ResponseActivations,
     auxiliary_loss,
     capture_mlp_neurons,
     dpo_sigmoid_loss,
     neuron_stats,
+    response_activations,
     yfpo_loss,
+)
+from .pairs import PreferencePair, pairs_dataset, preference_pairs, tokenize_pairs
+from .selection import (
+    RelevanceSelection,
+    ValueSelection,
+    gold_answer_batch,
+    random_neurons_like,
+    select_relevance_neurons,
+    select_value_neurons,
 )
 
 __all__ = [
+    "CONDITIONS",
+    "ConditionSummary",
     "LRPError",
     "NeuronRelevance",
     "NeuronReward",
     "NeuronStats",
+    "PreferencePair",
+    "RelevanceSelection",
+    "ResponseActivations",
+    "TrainingRun",
+    "ValueSelection",
+    "YFPOConfig",
+    "YFPOResult",
     "attnlrp_rules",
     "auxiliary_loss",
     "capture_mlp_neurons",
     "dpo_sigmoid_loss",
+    "gold_answer_batch",
+    "greedy_correct",
     "mlp_down_projections",
     "neuron_relevance",
     "neuron_stats",
+    "pairs_dataset",
+    "preference_pairs",
+    "random_neurons_like",
+    "response_activations",
+    "run_yfpo",
+    "select_relevance_neurons",
+    "select_value_neurons",
+    "tokenize_pairs",
     "yfpo_loss",
 ]

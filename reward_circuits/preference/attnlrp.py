@@ -27,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import re
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int

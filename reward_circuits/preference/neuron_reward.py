@@ -17,8 +17,8 @@ neurons, so the selection method is the only difference between the conditions.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,18 +96,19 @@ class NeuronReward:
         return asdict(self)
 
     def score(self, acts: dict[int, Float[Tensor, "batch pos d_mlp"]], response_mask: Int[Tensor, "batch pos"]) -> Float[Tensor, " batch"]:
-        """Per sequence: mean over response tokens and neurons of the signed standardised activation."""
-        cols = []
-        for layer, idx in self.neurons:
-            cols.append(acts[layer][..., idx])
-        a = torch.stack(cols, -1)  # batch pos neuron
+        """Per sequence: mean over response tokens and neurons of the signed standardised activation
+        (``acts[layer]`` = the layer's ``mlp.hook_post``)."""
+        return self.score_columns(torch.stack([acts[layer][..., idx] for layer, idx in self.neurons], -1), response_mask)
+
+    def score_columns(self, a: Float[Tensor, "batch pos neuron"], response_mask: Int[Tensor, "batch pos"]) -> Float[Tensor, " batch"]:
+        """:meth:`score` from the neurons' activations already gathered, in ``self.neurons`` order."""
         dev, dt = a.device, a.dtype
         z = (a - torch.tensor(self.mean, device=dev, dtype=dt)) / torch.tensor(self.std, device=dev, dtype=dt)
         z = (z * torch.tensor(self.signs, device=dev, dtype=dt)).mean(-1)
-        m = response_mask.to(dt)
+        m = response_mask.to(device=dev, dtype=dt)
         return (z * m).sum(1) / m.sum(1).clamp_min(1.0)
 
-    def calibrate(self, stats: "NeuronStats") -> "NeuronReward":
+    def calibrate(self, stats: NeuronStats) -> NeuronReward:
         """A copy whose signs/mean/std come from ``stats`` (a pass of the base model over pairs)."""
         sign = torch.sign(stats.chosen_mean - stats.rejected_mean)
         sign[sign == 0] = 1.0
@@ -152,31 +153,64 @@ class NeuronStats:
     n_pairs: int
 
 
-@torch.no_grad()
-def neuron_stats(model: torch.nn.Module, neurons: Sequence[tuple[int, int]], batches) -> NeuronStats:
-    """Mean/std of each neuron over response tokens, and its mean on chosen vs rejected responses.
+@dataclass
+class ResponseActivations:
+    """Activations of some neurons on the pairs' sequences (one forward pass, kept in memory).
 
-    ``batches`` yields TRL preference batches (``input_ids``, ``attention_mask``,
-    ``completion_mask``; chosen rows first, then rejected).
-    """
+    ``acts[b]`` is ``[2·pairs, pos, neuron]`` for batch ``b`` (chosen rows first), ``masks[b]`` its
+    completion mask."""
+
+    neurons: list[tuple[int, int]]
+    acts: list[Tensor]
+    masks: list[Tensor]
+
+    def subset(self, neurons: Sequence[tuple[int, int]]) -> ResponseActivations:
+        where = {n: j for j, n in enumerate(self.neurons)}
+        idx = [where[tuple(n)] for n in neurons]
+        return ResponseActivations(list(map(tuple, neurons)), [a[..., idx] for a in self.acts], self.masks)
+
+    def stats(self) -> NeuronStats:
+        s1 = s2 = cnt = ch = rj = n_ch = n_rj = 0.0
+        n_pairs = 0
+        for a, mask in zip(self.acts, self.masks):
+            a = a.double()
+            m = mask.double()[..., None]
+            half = a.shape[0] // 2
+            s1, s2, cnt = s1 + (a * m).sum((0, 1)), s2 + (a * a * m).sum((0, 1)), cnt + m.sum()
+            ch, n_ch = ch + (a[:half] * m[:half]).sum((0, 1)), n_ch + m[:half].sum()
+            rj, n_rj = rj + (a[half:] * m[half:]).sum((0, 1)), n_rj + m[half:].sum()
+            n_pairs += half
+        mean = s1 / cnt
+        std = (s2 / cnt - mean * mean).clamp_min(0).sqrt()
+        return NeuronStats(mean.float(), std.float(), (ch / n_ch).float(), (rj / n_rj).float(), n_pairs)
+
+    def margins(self, reward: NeuronReward) -> Float[Tensor, " pair"]:
+        """``r(chosen) − r(rejected)`` of every pair under ``reward`` (whose neurons must be a subset)."""
+        sub = self.subset(reward.neurons)
+        out = []
+        for a, mask in zip(sub.acts, sub.masks):
+            s = reward.score_columns(a, mask)
+            half = s.shape[0] // 2
+            out.append(s[:half] - s[half:])
+        return torch.cat(out)
+
+
+@torch.no_grad()
+def response_activations(model: torch.nn.Module, neurons: Sequence[tuple[int, int]], batches) -> ResponseActivations:
+    """One forward per TRL preference batch (``input_ids``, ``attention_mask``, ``completion_mask``;
+    chosen rows first) keeping only ``neurons``."""
+    neurons = [tuple(map(int, n)) for n in dict.fromkeys(tuple(n) for n in neurons)]
     layers = sorted({layer for layer, _ in neurons})
-    s1 = s2 = cnt = 0.0
-    ch = rj = 0.0
-    n_ch = n_rj = 0.0
-    n_pairs = 0
+    acts, masks = [], []
     for batch in batches:
-        with capture_mlp_neurons(model, layers) as acts:
+        with capture_mlp_neurons(model, layers) as got:
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-        a = torch.stack([acts[layer][..., i] for layer, i in neurons], -1).double()
-        m = batch["completion_mask"].double()[..., None]
-        s1 = s1 + (a * m).sum((0, 1))
-        s2 = s2 + (a * a * m).sum((0, 1))
-        cnt = cnt + m.sum()
-        half = a.shape[0] // 2
-        ch = ch + (a[:half] * m[:half]).sum((0, 1))
-        rj = rj + (a[half:] * m[half:]).sum((0, 1))
-        n_ch, n_rj = n_ch + m[:half].sum(), n_rj + m[half:].sum()
-        n_pairs += half
-    mean = s1 / cnt
-    std = (s2 / cnt - mean * mean).clamp_min(0).sqrt()
-    return NeuronStats(mean.float(), std.float(), (ch / n_ch).float(), (rj / n_rj).float(), n_pairs)
+        acts.append(torch.stack([got[layer][..., i] for layer, i in neurons], -1).float())
+        masks.append(batch["completion_mask"])
+    return ResponseActivations(neurons, acts, masks)
+
+
+def neuron_stats(model: torch.nn.Module, neurons: Sequence[tuple[int, int]], batches) -> NeuronStats:
+    """Mean/std of each neuron over response tokens, and its mean on chosen vs rejected responses
+    (``batches``: TRL preference batches, chosen rows first)."""
+    return response_activations(model, neurons, batches).stats()

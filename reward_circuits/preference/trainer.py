@@ -6,7 +6,7 @@ order). :class:`NeuronRewardDPOTrainer` runs TRL's own computation unchanged whi
 selected layers' ``mlp.down_proj`` inputs record the policy's activations (the first forward of
 the call; the reference forward that follows is not recorded), then adds
 ``−β_aux · mean log σ(margin)`` (:func:`~reward_circuits.preference.neuron_reward.auxiliary_loss`)
-and logs ``neuron/margin``, ``neuron/aux_loss`` and ``neuron/accuracy`` next to TRL's metrics.
+and logs ``neuron/dpo_loss`` (TRL's loss alone), ``neuron/margin``, ``neuron/aux_loss`` and ``neuron/accuracy`` next to TRL's metrics.
 With ``neuron_reward=None`` or ``beta_aux=0`` the loss is TRL's.
 """
 
@@ -40,9 +40,10 @@ class NeuronRewardDPOTrainer(DPOTrainer):
         chosen, rejected = score.chunk(2, dim=0)  # batch is [chosen, rejected]
         margin = chosen - rejected
         aux = auxiliary_loss(margin, self.beta_aux).mean()
+        gather = self.accelerator.gather_for_metrics
+        self._metrics[mode]["neuron/dpo_loss"].append(gather(loss.detach()).mean().item())
         if self.beta_aux > 0:
             loss = loss + aux
-        gather = self.accelerator.gather_for_metrics
         self._metrics[mode]["neuron/margin"].append(gather(margin.detach()).mean().item())
         self._metrics[mode]["neuron/aux_loss"].append(gather(aux.detach()).mean().item())
         self._metrics[mode]["neuron/accuracy"].append(gather((margin.detach() > 0).float()).mean().item())

@@ -1,0 +1,102 @@
+"""YFPO plumbing on tiny inputs: config validation, pairs from rollouts, neuron selection, the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reward_circuits.data.rollouts import Rollout
+from reward_circuits.preference.config import YFPOConfig
+from reward_circuits.preference.neuron_reward import NeuronReward, neuron_stats
+from reward_circuits.preference.pairs import preference_pairs, tokenize_pairs
+from reward_circuits.preference.selection import (
+    gold_answer_batch,
+    random_neurons_like,
+    select_relevance_neurons,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"samples_per_prompt": 1}, "correct and an incorrect"),
+    ({"conditions": ("dpo", "ppo")}, "unknown"),
+    ({"beta_aux": -1.0}, "beta_aux"),
+    ({"relevance_prompts": 99}, "relevance_prompts"),
+    ({"seeds": ()}, "at least one seed"),
+    ({"steps": 0}, "--steps"),
+])
+def test_config_names_the_problem(bad, match):
+    with pytest.raises(ValueError, match=match):
+        YFPOConfig(**bad)
+
+
+def _rollout(ex, s, text, reward, prompt_ids=(5, 6, 7)):
+    return Rollout(f"t/{ex}/s{s}", "t", ex, list(prompt_ids), [1, 2], text, reward, "4")
+
+
+def test_pairs_join_a_right_and_a_wrong_answer_of_the_same_prompt(tiny_hf):
+    _, tok = tiny_hf
+    rs = [_rollout("a", 0, "#### 4", 1.0), _rollout("a", 1, "#### 5", 0.0), _rollout("a", 2, "#### 4", 1.0),
+          _rollout("a", 3, "#### 6", 0.0), _rollout("b", 0, "#### 1", 1.0), _rollout("b", 1, "#### 1", 1.0),
+          _rollout("c", 0, "#### 9", 0.0)]
+    pairs = preference_pairs(rs, tok, pairs_per_prompt=3, seed=0)
+    # prompt a: one distinct right answer ("#### 4" twice) → one pair; b all right, c all wrong → none
+    assert len(pairs) == 1
+    p = pairs[0]
+    assert p.example_id == "a" and p.chosen == "#### 4" and p.rejected in ("#### 5", "#### 6")
+    rows = tokenize_pairs(pairs, tok)
+    assert tok.decode(rows[0]["chosen_ids"]) == "#### 4" + tok.eos_token
+
+
+def test_neuron_stats_and_calibrated_signs(tiny_hf):
+    """A neuron's sign is + when it is higher on the chosen responses of the pairs."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    hf, tok = tiny_hf
+    from reward_circuits.preference.pairs import PreferencePair
+
+    pairs = [PreferencePair("a", "1+1=", "2", "3x"), PreferencePair("b", "4+4=", "8", "9")]
+    batch = DataCollatorForPreference(pad_token_id=tok.pad_token_id)(tokenize_pairs(pairs, tok))
+    neurons = [(0, i) for i in range(8)] + [(1, i) for i in range(8)]
+    stats = neuron_stats(hf, neurons, [batch])
+    nr = NeuronReward("value", neurons).calibrate(stats)
+    diff = stats.chosen_mean - stats.rejected_mean
+    assert all((s > 0) == (d >= 0) for s, d in zip(nr.signs, diff.tolist()))
+    assert all(s > 0 for s in nr.std)
+    # calibrated: the signed score's margin on these pairs is positive on average
+    from reward_circuits.preference.neuron_reward import capture_mlp_neurons
+
+    with torch.no_grad(), capture_mlp_neurons(hf, nr.layers) as acts:
+        hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    s = nr.score(acts, batch["completion_mask"])
+    assert (s[:2] - s[2:]).mean() > 0
+
+
+def test_relevance_selection_and_matched_random_control(tiny_hf):
+    from reward_circuits.tasks import get_task
+
+    hf, tok = tiny_hf
+    task = get_task("arithmetic:1", n=4, seed=0)
+    ids, _mask, target = gold_answer_batch(task, tok, 3)
+    assert target.sum(1).tolist() == [len(str(ex.answer)) for ex in list(task.examples)[:3]]  # char-level digits
+    for row, ex in zip(range(3), task.examples):
+        assert tok.decode(ids[row][target[row]]) == str(ex.answer)
+    sel = select_relevance_neurons(hf, tok, task, 3, k=5, method="attnlrp", batch_size=2)
+    assert len(sel.reward.neurons) == 5 and sel.reward.kind == "attnlrp"
+    assert sel.relevance.conservation_error().abs().max() < 1e-3  # float32 model
+    rnd = random_neurons_like(sel.reward, d_mlp=64, seed=0)
+    per_layer = lambda r: sorted(layer for layer, _ in r.neurons)
+    assert per_layer(rnd) == per_layer(sel.reward)
+    assert not set(rnd.neurons) & set(sel.reward.neurons)
+
+
+def test_cli_registers_yfpo_with_generated_options():
+    from reward_circuits.cli import build_parser
+
+    args = build_parser().parse_args(["yfpo", "--out", "x", "--seeds", "0,1,2", "--beta-aux", "0.5", "--conditions", "dpo,value"])
+    assert args.seeds == (0, 1, 2) and args.beta_aux == 0.5 and args.conditions == ("dpo", "value")
+    from reward_circuits.configs import config_from_args
+
+    cfg = config_from_args(YFPOConfig, args)
+    assert cfg.out == "x" and cfg.conditions == ("dpo", "value")
