@@ -23,6 +23,7 @@ class YFPOConfig:
     max_new_tokens: int = field(default=24, metadata={"help": "response budget (rollouts and evaluation)"})
     pairs_per_prompt: int = field(default=2, metadata={"help": "at most this many (correct, incorrect) pairs per prompt"})
     probe_layers: tuple[int, ...] = field(default=(6, 12, 18, 24), metadata={"help": "layers whose mlp.hook_post the value probe sees; the best on validation rollouts is used"})
+    probe_epochs: int = field(default=30, metadata={"help": "value-probe training epochs"})
     n_neurons: int = field(default=32, metadata={"help": "neurons per selection method"})
     relevance_prompts: int = field(default=16, metadata={"help": "training prompts (with their gold answers) for AttnLRP relevance"})
     conditions: tuple[str, ...] = field(default=CONDITIONS, metadata={"help": "which of dpo,value,attnlrp,random to train"})
@@ -47,7 +48,7 @@ class YFPOConfig:
         self.seeds = tuple(int(s) for s in self.seeds)
         self.lora_targets = tuple(self.lora_targets)
         for name in ("train_prompts", "eval_prompts", "samples_per_prompt", "max_new_tokens", "pairs_per_prompt",
-                     "n_neurons", "relevance_prompts", "steps", "batch_pairs", "lora_r", "lora_alpha", "eval_batch_size"):
+                     "n_neurons", "probe_epochs", "relevance_prompts", "steps", "batch_pairs", "lora_r", "lora_alpha", "eval_batch_size"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{name} must be a positive int, got {v!r}: pass --{name.replace('_', '-')} N with N >= 1.")

@@ -168,7 +168,7 @@ class YFPOResult:
               "–" if s.vs_dpo is None else f"{s.vs_dpo.estimate:+.3f} [{s.vs_dpo.low:+.3f}, {s.vs_dpo.high:+.3f}]",
               s.p_vs_dpo, s.verdict_vs_dpo] for s in rows])
         sel = Table("neuron selections (blocks.L.mlp.hook_post; signs and scales from the base model on the training pairs)",
-                    ["kind", "neurons", "layers", "pairs with margin > 0 (base)", "IoU with value neurons"],
+                    ["kind", "neurons", "layers", "pairs with margin > 0 (base model, same pairs as the calibration)", "IoU with value neurons"],
                     [[k, len(r.neurons), ",".join(map(str, r.layers)), self.base_margin_accuracy.get(k),
                       _iou(r.neurons, self.rewards["value"].neurons) if "value" in self.rewards else None]
                      for k, r in self.rewards.items()])
@@ -338,7 +338,8 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
     value_auc = value_hook = None
     needs_value = any(c in cfg.conditions for c in ("value", "random", "dpo"))
     if needs_value:
-        vs = select_value_neurons(adapter, rollouts, cfg.probe_layers, cfg.n_neurons, out / "store", seed=cfg.seed, progress=progress)
+        vs = select_value_neurons(adapter, rollouts, cfg.probe_layers, cfg.n_neurons, out / "store", seed=cfg.seed,
+                                  progress=progress, epochs=cfg.probe_epochs)
         rewards["value"], value_auc, value_hook = vs.reward, vs.auc, vs.hook
     del adapter
     stage(f"value neurons from {value_hook}" if value_hook else "no value neurons needed")
@@ -374,10 +375,11 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
         t = time.perf_counter()
         reward = rewards.get(cond) if cond != "dpo" else rewards.get("value")
         model, curve = _train_one(cfg, hf, tok, dataset, reward, 0.0 if cond == "dpo" else cfg.beta_aux, seed, out / "trainer" / f"{cond}_s{seed}")
-        correct = greedy_correct(model, tok, held_out, cfg.max_new_tokens, cfg.eval_batch_size)
         adapter_dir = None
         if cfg.save_adapters:
             adapter_dir = os.path.relpath(_save_adapter(model, out / "adapters" / f"{cond}_s{seed}"), out)
+        model = model.merge_and_unload()  # (the run's own copy) plain HF forward for generation
+        correct = greedy_correct(model, tok, held_out, cfg.max_new_tokens, cfg.eval_batch_size)
         result.runs.append(TrainingRun(cond, seed, correct, curve, adapter_dir, time.perf_counter() - t))
         del model
         stage(f"{cond} seed {seed}: held-out accuracy {np.mean(correct):.3f} ({time.perf_counter() - t:.0f} s)")

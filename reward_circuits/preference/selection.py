@@ -38,7 +38,7 @@ class ValueSelection:
 
 
 def select_value_neurons(adapter: ModelAdapter, rollouts: Sequence[Rollout], layers: Sequence[int], k: int,
-                         store_dir: str | os.PathLike, seed: int = 0, progress: bool = True) -> ValueSelection:
+                         store_dir: str | os.PathLike, seed: int = 0, progress: bool = True, epochs: int = 30) -> ValueSelection:
     """Fit value probes on ``blocks.L.mlp.hook_post`` (L in ``layers``) of two thirds of the prompts,
     pick the layer with the best AUC of V(s_0) on the other third (every third prompt by mean reward), keep its ``k`` value neurons
     (:func:`~reward_circuits.analysis.pruning.value_neurons`)."""
@@ -58,7 +58,7 @@ def select_value_neurons(adapter: ModelAdapter, rollouts: Sequence[Rollout], lay
     fit = np.array([j for j, i in enumerate(ids) if by_id[i] not in val_prompts])
     if np.unique(rewards[val]).size < 2 or np.unique(rewards[fit]).size < 2:
         raise ValueError("value probe: the fit or validation rollouts have a single reward; use more training prompts.")
-    probe = ValueProbe(seed=seed).fit(store, hooks, indices=fit, verbose=progress)
+    probe = ValueProbe(seed=seed, epochs=epochs).fit(store, hooks, indices=fit, verbose=progress)
     auc = probe.score(store, indices=val)
     best = max(auc, key=auc.get)
     values = probe.initial_values(store, val, hooks=[best])[0]
