@@ -100,3 +100,34 @@ def test_cli_registers_yfpo_with_generated_options():
 
     cfg = config_from_args(YFPOConfig, args)
     assert cfg.out == "x" and cfg.conditions == ("dpo", "value")
+
+
+def test_result_section_summaries_and_report(tmp_path):
+    """The section's numbers come from the runs: seed-averaged per-prompt accuracy, paired Δ, verdicts."""
+    import json
+
+    import numpy as np
+
+    from reward_circuits.pipeline.report import Report
+    from reward_circuits.preference.experiment import TrainingRun, YFPOResult
+
+    cfg = YFPOConfig(out=str(tmp_path), conditions=("dpo", "value"), seeds=(0, 1, 2))
+    rng = np.random.default_rng(0)
+    base = (rng.random(40) < 0.4).astype(float).tolist()
+    runs = []
+    for seed in cfg.seeds:
+        dpo = (rng.random(40) < 0.5).astype(float).tolist()
+        runs.append(TrainingRun("dpo", seed, dpo, [{"neuron/dpo_loss": 0.69, "neuron/margin": 0.1, "rewards/margins": 0.0}] * 3, None, 1.0))
+        runs.append(TrainingRun("value", seed, [1.0] * 40, [{"neuron/dpo_loss": 0.6, "neuron/margin": 0.5, "rewards/margins": 0.1}] * 3, None, 1.0))
+    value = NeuronReward("value", [(1, 2), (1, 3)])
+    res = YFPOResult(cfg, "tiny", 20, 0.5, 8, base, {"value": value}, {"value": 1.0}, None, None, {}, runs)
+    rows = {s.condition: s for s in res.summaries()}
+    assert rows["value"].accuracy.estimate == 1.0
+    dpo_mean = np.mean([r.correct for r in runs if r.condition == "dpo"])
+    assert rows["dpo"].accuracy.estimate == pytest.approx(dpo_mean)
+    assert rows["value"].vs_dpo.estimate == pytest.approx(1.0 - dpo_mean)
+    assert rows["value"].verdict_vs_dpo == "reproduces" and rows["dpo"].verdict_vs_dpo is None
+    Report(tmp_path, {"model": "tiny"}).add(res.section(tmp_path))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["yfpo"]["conditions"]["value"]["verdict_vs_dpo"] == "reproduces"
+    assert (tmp_path / "yfpo_curves.png").exists() and "yfpo_accuracy.png" in (tmp_path / "report.html").read_text()
