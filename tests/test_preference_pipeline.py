@@ -131,3 +131,23 @@ def test_result_section_summaries_and_report(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["yfpo"]["conditions"]["value"]["verdict_vs_dpo"] == "reproduces"
     assert (tmp_path / "yfpo_curves.png").exists() and "yfpo_accuracy.png" in (tmp_path / "report.html").read_text()
+
+
+def test_saved_adapter_reloads_as_the_fine_tuned_model(tiny_hf, tmp_path):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from reward_circuits.preference.experiment import _save_adapter, load_finetuned
+
+    hf, tok = tiny_hf
+    peft_model = get_peft_model(copy.deepcopy(hf), LoraConfig(r=2, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+    path = _save_adapter(peft_model, tmp_path / "adapters" / "value_s0")
+    assert (tmp_path / "adapters" / "value_s0" / "adapter_model.safetensors").exists()
+    merged, _ = load_finetuned(path, (copy.deepcopy(hf), tok))
+    ids = tok(["1+2=3"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        a, b, base = peft_model(input_ids=ids).logits, merged(input_ids=ids).logits, hf(input_ids=ids).logits
+    assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, base, atol=1e-3)
+    with pytest.raises(FileNotFoundError, match="adapter_model.safetensors"):
+        load_finetuned(tmp_path, (hf, tok))

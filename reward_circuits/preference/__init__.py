@@ -65,6 +65,7 @@ __all__ = [
     "dpo_sigmoid_loss",
     "gold_answer_batch",
     "greedy_correct",
+    "load_finetuned",
     "mlp_down_projections",
     "neuron_relevance",
     "neuron_stats",

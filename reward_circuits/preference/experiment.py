@@ -250,6 +250,21 @@ def _save_adapter(model, path: Path) -> str:
     return str(path)
 
 
+def load_finetuned(adapter_dir: str | os.PathLike, base_model="default"):
+    """``(merged HF model, tokenizer)``: a saved YFPO adapter applied to the base model, e.g. to
+    measure value-neuron transfer with ``from_hf(model, tok)`` and the value API. ``base_model`` is a
+    model name for :func:`~reward_circuits.models.loading.load_hf` or an already loaded
+    ``(hf_model, tokenizer)`` pair (which the merge modifies)."""
+    from peft import PeftModel
+
+    from ..models.loading import load_hf
+
+    if not (Path(adapter_dir) / "adapter_model.safetensors").exists():
+        raise FileNotFoundError(f"no adapter_model.safetensors in {adapter_dir}: pass a directory under OUT/adapters/.")
+    hf, tok = load_hf(base_model) if isinstance(base_model, str) else base_model
+    return PeftModel.from_pretrained(hf, str(adapter_dir)).merge_and_unload().eval(), tok
+
+
 def _split_tasks(cfg: YFPOConfig):
     from ..tasks import get_task
 
