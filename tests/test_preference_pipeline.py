@@ -130,6 +130,7 @@ def test_result_section_summaries_and_report(tmp_path):
     Report(tmp_path, {"model": "tiny"}).add(res.section(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["yfpo"]["conditions"]["value"]["verdict_vs_dpo"] == "reproduces"
+    assert summary["yfpo"]["base_correct"] == base and summary["yfpo"]["vs_random"] == {}  # no random condition here
     assert (tmp_path / "yfpo_curves.png").exists() and "yfpo_accuracy.png" in (tmp_path / "report.html").read_text()
 
 

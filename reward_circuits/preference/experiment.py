@@ -172,6 +172,15 @@ class YFPOResult:
                     [[k, len(r.neurons), ",".join(map(str, r.layers)), self.base_margin_accuracy.get(k),
                       _iou(r.neurons, self.rewards["value"].neurons) if "value" in self.rewards else None]
                      for k, r in self.rewards.items()])
+        controls = []
+        if any(r.condition == "random" for r in self.runs):
+            rnd = self.per_prompt("random").mean(0)
+            for cond in ("value", "attnlrp"):
+                if any(r.condition == cond for r in self.runs):
+                    d, p = paired_bootstrap_diff(self.per_prompt(cond).mean(0), rnd, seed=cfg.seed)
+                    controls.append([cond, f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]", p, verdict(d, expected_sign=1)])
+        control = Table("selected vs random neurons (paired over held-out prompts): does the choice of neurons matter?",
+                        ["condition", "Δ accuracy vs random [CI]", "p", "verdict (beats random)"], controls)
         runs = Table("runs", ["condition", "seed", "accuracy", "final DPO loss", "final neuron margin", "seconds", "adapter"],
                      [[r.condition, r.seed, r.accuracy, (r.curve[-1].get("neuron/dpo_loss") if r.curve else None),
                        (r.curve[-1].get("neuron/margin") if r.curve else None), round(r.seconds, 1), r.adapter_dir] for r in self.runs])
@@ -195,11 +204,13 @@ class YFPOResult:
                      "then from_hf(...) to measure value-neuron transfer with the value API.")
         summary = {
             "config": cfg.to_dict(), "model": self.model, "n_pairs": self.n_pairs, "base_accuracy": base_acc,
+            "base_correct": list(self.base_correct),
             "n_eval_prompts": len(self.base_correct), "seconds": self.seconds,
             "conditions": {s.condition: {"accuracy": s.accuracy.to_dict(), "seed_mean": s.seed_mean, "seed_std": s.seed_std,
                                          "vs_base": s.vs_base.to_dict(), "p_vs_base": s.p_vs_base,
                                          "vs_dpo": s.vs_dpo.to_dict() if s.vs_dpo else None, "p_vs_dpo": s.p_vs_dpo,
                                          "verdict_vs_dpo": s.verdict_vs_dpo} for s in rows},
+            "vs_random": {row[0]: {"delta": row[1], "p": row[2], "verdict": row[3]} for row in controls},
             "neurons": {k: r.to_dict() for k, r in self.rewards.items()},
             "base_margin_accuracy": self.base_margin_accuracy,
             "value_probe": {"hook": self.value_hook, "auc": self.value_auc.to_dict() if self.value_auc else None},
@@ -207,7 +218,7 @@ class YFPOResult:
             "runs": [{"condition": r.condition, "seed": r.seed, "accuracy": r.accuracy, "correct": r.correct, "curve": r.curve,
                       "adapter_dir": r.adapter_dir, "seconds": r.seconds} for r in self.runs],
         }
-        return Section("yfpo", "YFPO: DPO with a neuron-guided auxiliary reward", summary, [table, sel, runs], self.plot(out_dir), notes)
+        return Section("yfpo", "YFPO: DPO with a neuron-guided auxiliary reward", summary, [table, control, sel, runs], self.plot(out_dir), notes)
 
 
 def _iou(a, b) -> float:
