@@ -199,7 +199,9 @@ class YFPOResult:
         if self.lrp_check:
             c = self.lrp_check
             notes.append(f"AttnLRP on {c['prompts']} gold answers: Σ relevance(embeddings) / logit = {c['embedding_share']:.3f} on average; "
-                         f"softmax-absorbed relevance / logit = {c['absorbed_share']:.3f}; |Σ R + absorbed − logit| / |logit| ≤ {c['max_identity_error']:.1e}.")
+                         f"softmax-absorbed relevance / logit = {c['absorbed_share']:.3f}; |Σ R + absorbed − logit| / |logit| ≤ {c['max_identity_error']:.1e}. "
+                         f"Plain gradient × input: Σ relevance(embeddings) / logit = {c.get('gradient_x_input_embedding_share', float('nan')):.3f}. "
+                         f"IoU of the top-{cfg.n_neurons} AttnLRP and gradient × activation neurons: {c.get('iou_with_gradient_x_activation', float('nan')):.3f}.")
         notes.append("Adapters (peft, safetensors) are saved per run under adapters/: load with PeftModel.from_pretrained, merge_and_unload, "
                      "then from_hf(...) to measure value-neuron transfer with the value API.")
         summary = {
@@ -378,6 +380,9 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
                      "embedding_share": float((rel.embedding_relevance / rel.target).mean()),
                      "absorbed_share": float((rel.absorbed / rel.target).mean()),
                      "max_identity_error": float(rel.conservation_error().abs().max())}
+        baseline = select_relevance_neurons(hf, tok, train_task, cfg.relevance_prompts, cfg.n_neurons, "gradient_x_activation")
+        lrp_check["iou_with_gradient_x_activation"] = _iou(rs.reward.neurons, baseline.reward.neurons)
+        lrp_check["gradient_x_input_embedding_share"] = float((baseline.relevance.embedding_relevance / baseline.relevance.target).mean())
         stage(f"AttnLRP neurons on {cfg.relevance_prompts} gold answers")
     if "random" in cfg.conditions:
         rewards["random"] = random_neurons_like(rewards["value"], hf.config.intermediate_size, seed=cfg.seed,
