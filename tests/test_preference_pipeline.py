@@ -152,3 +152,35 @@ def test_saved_adapter_reloads_as_the_fine_tuned_model(tiny_hf, tmp_path):
     assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, base, atol=1e-3)
     with pytest.raises(FileNotFoundError, match="adapter_model.safetensors"):
         load_finetuned(tmp_path, (hf, tok))
+
+
+def test_run_yfpo_end_to_end_on_a_tiny_model(tiny_hf, tmp_path):
+    """The whole command path (rollouts → pairs → value/AttnLRP/random neurons → 4 conditions × 1 seed
+    of TRL + LoRA → held-out accuracy → report) on the tiny Llama with a planted reward (a response is
+    'correct' when it contains the digit 7), so every stage has both classes."""
+    import json
+
+    from reward_circuits.pipeline.report import Report
+    from reward_circuits.preference.experiment import run_yfpo
+    from reward_circuits.tasks import Example, Task
+
+    hf, tok = tiny_hf
+    examples = [Example(id=f"q{i}", question=f"{i}+{i}?", answer=str(2 * i)) for i in range(14)]
+    task = Task("planted", examples, lambda response, ex: float("7" in response), max_new_tokens=6)
+    cfg = YFPOConfig(out=str(tmp_path), train_prompts=8, eval_prompts=6, samples_per_prompt=6, max_new_tokens=6,
+                     relevance_prompts=4, probe_layers=(0, 1), n_neurons=4, probe_epochs=2, seeds=(0,), steps=2,
+                     batch_pairs=2, lora_r=2, lora_targets=("q_proj", "down_proj"), temperature=1.5)
+    before = [p.detach().clone() for p in hf.parameters()]
+    res = run_yfpo(cfg, progress=False, hf_model=hf, tokenizer=tok, task=task)
+    assert all(torch.equal(a, b) for a, b in zip(before, hf.parameters()))  # the shared model is untouched
+    assert res.n_pairs >= 2 and len(res.runs) == 4
+    assert {r.condition for r in res.runs} == {"dpo", "value", "attnlrp", "random"}
+    assert all(len(r.correct) == 6 and len(r.curve) == 2 and "neuron/margin" in r.curve[0] for r in res.runs)
+    aux = {r.condition: r.curve[0]["neuron/aux_loss"] for r in res.runs if r.seed == 0}
+    assert aux["dpo"] == 0.0 and aux["value"] > 0
+    assert (tmp_path / res.runs[0].adapter_dir / "adapter_model.safetensors").exists()
+    Report(tmp_path, {"model": "tiny"}).add(res.section(tmp_path))
+    summary = json.loads((tmp_path / "summary.json").read_text())["yfpo"]
+    assert set(summary["conditions"]) == {"dpo", "value", "attnlrp", "random"}
+    assert set(summary["vs_random"]) == {"value", "attnlrp"}
+    assert 0.0 <= summary["attnlrp_check"]["iou_with_gradient_x_activation"] <= 1.0

@@ -278,10 +278,10 @@ def load_finetuned(adapter_dir: str | os.PathLike, base_model="default"):
     return PeftModel.from_pretrained(hf, str(adapter_dir)).merge_and_unload().eval(), tok
 
 
-def _split_tasks(cfg: YFPOConfig):
+def _split_tasks(cfg: YFPOConfig, task=None):
     from ..tasks import get_task
 
-    pool = get_task(cfg.task, n=cfg.train_prompts + cfg.eval_prompts, seed=cfg.seed)
+    pool = task if task is not None else get_task(cfg.task, n=cfg.train_prompts + cfg.eval_prompts, seed=cfg.seed)
     examples = list(pool.examples)
     if len(examples) < cfg.train_prompts + cfg.eval_prompts:
         raise ValueError(f"task {cfg.task!r} has only {len(examples)} examples; lower --train-prompts/--eval-prompts.")
@@ -324,11 +324,13 @@ def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronRe
     return trainer.model, curve
 
 
-def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=None) -> YFPOResult:
+def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=None, task=None) -> YFPOResult:
     """Run the experiment of :mod:`reward_circuits.preference.experiment` (see its docstring).
 
     ``hf_model``/``tokenizer``: an already loaded HF causal LM to use instead of ``cfg.model``
-    (never modified: every run fine-tunes a copy)."""
+    (never modified: every run fine-tunes a copy). ``task``: a :class:`~reward_circuits.tasks.Task`
+    to use instead of ``cfg.task`` (its first ``train_prompts`` examples train, the next
+    ``eval_prompts`` are held out)."""
     from ..data.rollouts import accuracy, generate_rollouts
     from ..models import GenerationConfig, from_hf
     from ..models.loading import DEFAULT_MODEL, is_default, load_hf
@@ -352,7 +354,7 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
     else:
         hf, tok = load_hf(cfg.model)
         model_name = DEFAULT_MODEL if is_default(cfg.model) else cfg.model
-    train_task, held_out = _split_tasks(cfg)
+    train_task, held_out = _split_tasks(cfg, task)
     stage(f"model loaded; {len(train_task)} training / {len(held_out)} held-out prompts")
     adapter = from_hf(hf, tok, backend=cfg.backend, name=model_name)
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, seed=cfg.seed,
