@@ -381,7 +381,9 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
         lrp_check = {"prompts": int(rel.target.numel()),
                      "embedding_share": float((rel.embedding_relevance / rel.target).mean()),
                      "absorbed_share": float((rel.absorbed / rel.target).mean()),
-                     "max_identity_error": float(rel.conservation_error().abs().max())}
+                     "max_identity_error": float(rel.conservation_error().abs().max()),
+                     "per_prompt": {"target": rel.target.tolist(), "embedding_relevance": rel.embedding_relevance.tolist(),
+                                    "absorbed": rel.absorbed.tolist()}}
         baseline = select_relevance_neurons(hf, tok, train_task, cfg.relevance_prompts, cfg.n_neurons, "gradient_x_activation")
         lrp_check["iou_with_gradient_x_activation"] = _iou(rs.reward.neurons, baseline.reward.neurons)
         lrp_check["gradient_x_input_embedding_share"] = float((baseline.relevance.embedding_relevance / baseline.relevance.target).mean())
