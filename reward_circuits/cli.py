@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "reward_circuits.pipeline.commands",
     "reward_circuits.icrl.command",
     "reward_circuits.irm.commands",
+    "reward_circuits.preference.commands",
 )
 
 
