@@ -18,6 +18,7 @@ import sys
 
 COMMAND_MODULES = (
     "reward_circuits.pipeline.commands",
+    "reward_circuits.applications.commands",
 )
 
 
