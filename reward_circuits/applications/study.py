@@ -110,6 +110,8 @@ def _rollouts(adapter, task, cfg: ApplicationsConfig, out: Path) -> tuple[list[R
     if paths[0].exists() and paths[1].exists():
         return load_rollouts(paths[0]), load_rollouts(paths[1])
     greedy = generate_rollouts(adapter, task, base)
+    for r in greedy:
+        r.id = f"greedy/{r.id}"
     save_rollouts(greedy, paths[0])
     sampled_cfg = GenerationConfig(**{**base.__dict__, "do_sample": True, "temperature": cfg.temperature, "seed": cfg.seed + 1})
     samples = generate_rollouts(adapter, task, sampled_cfg, samples_per_prompt=cfg.n_samples)
@@ -167,8 +169,8 @@ def _candidates(task, examples, greedy, samples, traces_of, values_last) -> Cand
         greedy_rewards=np.array([g[i].reward for i in ids]), greedy_lengths=np.array([len(g[i].response_ids) for i in ids]))
 
 
-def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None) -> ApplicationsResult:
-    """Run every application on ``cfg.task``; writes ``cfg.out``/summary.json, report.html, the
+def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None) -> ApplicationsResult:
+    """Run every application on ``cfg.task`` (or a given :class:`~reward_circuits.tasks.Task`); writes ``cfg.out``/summary.json, report.html, the
     rollouts, the store, the scorer (``value/``) and the curated dataset; returns the typed result."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,8 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
     timings["load_model_s"] = time.perf_counter() - t0
-    task = get_task(cfg.task, n=cfg.n_prompts, seed=cfg.prompt_seed)
+    if task is None:
+        task = get_task(cfg.task, n=cfg.n_prompts, seed=cfg.prompt_seed)
     task.max_new_tokens = cfg.max_new_tokens
     examples = list(task.examples)
 
@@ -263,9 +266,9 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
                               float(np.mean([r.reward for r in samples])))
 
 
-def write_applications_report(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None) -> ApplicationsResult:
+def write_applications_report(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None) -> ApplicationsResult:
     """:func:`run_applications`, then the ``applications`` section into ``cfg.out``'s report."""
-    result = run_applications(cfg, adapter)
+    result = run_applications(cfg, adapter, task)
     report = Report(cfg.out, header={"model": adapter.name if adapter else cfg.model, "task": cfg.task,
                                      "wall_time_s": result.timings["total_s"]})
     report.add(result.section())
