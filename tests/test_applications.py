@@ -240,3 +240,10 @@ def test_rank_auc_equals_sklearn():
     y = rng.integers(0, 2, 50)
     s = np.round(rng.random(50), 1)  # ties
     assert rank_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_empty_curation_round_trips(tmp_path):
+    res = curate(["r0"], ["e0"], ["p"], ["a"], ["g"], [1], [0.9], tmp_path / "none")
+    assert (res.n_confident_wrong, res.n_unconfident_right) == (0, 0)
+    ds = load_curation(tmp_path / "none")
+    assert len(ds) == 0 and "confidence" in ds.column_names

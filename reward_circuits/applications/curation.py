@@ -84,7 +84,7 @@ def save_curation(rows: Sequence[dict], path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        ds.save_to_disk(str(tmp))
+        ds.save_to_disk(str(tmp), num_shards=1)  # one shard: an empty table (nothing to curate) still loads
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, old / "d")
