@@ -247,3 +247,18 @@ def test_empty_curation_round_trips(tmp_path):
     assert (res.n_confident_wrong, res.n_unconfident_right) == (0, 0)
     ds = load_curation(tmp_path / "none")
     assert len(ds) == 0 and "confidence" in ds.column_names
+
+
+def test_quantile_thresholds_are_read_off_the_value_traces_without_rewards():
+    traces = [np.linspace(0.2, 0.6, 11), np.full(11, 0.4), np.array([0.5, 0.5, 0.1])]
+    cfg = ApplicationsConfig(flag_value_threshold=0.1, flag_td_threshold=0.05, abort_drop=0.5,
+                             confident_threshold=0.8, unconfident_threshold=0.2)
+    t = cfg.resolved_thresholds(traces)
+    states = np.concatenate(traces)
+    assert t["flag_value"] == pytest.approx(np.quantile(states, 0.1))
+    assert t["confident"] == pytest.approx(np.quantile([0.6, 0.4, 0.1], 0.8))
+    lo, hi = np.quantile(states, [0.05, 0.95])
+    assert t["abort_drop"] == pytest.approx(0.5 * (hi - lo))
+    assert t["flag_td"] == pytest.approx(np.quantile(np.concatenate([np.abs(np.diff(x)) for x in traces]), 0.95))
+    absolute = ApplicationsConfig(thresholds="absolute").resolved_thresholds(traces)
+    assert absolute["flag_value"] == 0.1 and absolute["confident"] == 0.8

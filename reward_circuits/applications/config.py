@@ -19,23 +19,27 @@ class ApplicationsConfig:
     n_samples: int = field(default=4, metadata={"help": "sampled candidates per prompt (best-of-N's N)"})
     prompt_seed: int = field(default=1, metadata={"help": "seed of the prompt draw (the main job draws with --seed 0)"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature of the candidates"})
-    max_new_tokens: int = field(default=40, metadata={"help": "generation budget per answer"})
+    # 24: the default model either answers arithmetic:1 within ~10 tokens or rambles to any budget
+    # (measured at 40: 15 of 32 greedy answers took <= 9 tokens, 13 hit the limit); the ramblers hold their
+    # whole batch for every extra step, so the budget sets the command's run time.
+    max_new_tokens: int = field(default=24, metadata={"help": "generation budget per answer"})
     batch_size: int = field(default=32, metadata={"help": "generation batch size"})
     layers: tuple[int, ...] = field(default=(6, 12, 18), metadata={"help": "layers probed (the best is chosen on validation prompts)"})
     prune_ratio: float | None = field(default=0.99, metadata={"help": "value neurons = dims kept at this L1 prune ratio; the scorer reads only them ('none' style: pass 0 to use the whole probe)"})
     probe_epochs: int = field(default=20, metadata={"help": "value-probe training epochs"})
-    n_folds: int = field(default=2, metadata={"help": "cross-fitting folds over prompts: every reported value comes from a probe that never saw that prompt"})
+    n_folds: int = field(default=4, metadata={"help": "cross-fitting folds over prompts: every reported value comes from a probe that never saw that prompt"})
     from_run: str | None = field(default=None, metadata={"help": "use the probe and value neurons of this run directory (`reward-circuits run`) instead of fitting"})
     calibration: Literal["isotonic", "platt", "none"] = field(default="isotonic", metadata={"help": "calibration of the confidence"})
     verbalized: bool = field(default=True, metadata={"help": "also ask the model for its verbalized confidence (one short generation per prompt)"})
-    abort_drop: float = field(default=0.3, metadata={"help": "early abort: the value fell this far below its peak so far"})
-    flag_value_threshold: float = field(default=0.3, metadata={"help": "error detection: flag when V(s_t) falls below this"})
-    flag_td_threshold: float = field(default=0.3, metadata={"help": "error detection: flag when the TD error falls below minus this"})
+    thresholds: Literal["quantile", "absolute"] = field(default="quantile", metadata={"help": "read the threshold options as quantiles of the (label-free) value distribution of these rollouts, or as values"})
+    abort_drop: float = field(default=0.5, metadata={"help": "early abort when the value fell this far below its peak so far (quantile mode: this fraction of the 5-95%% value range)"})
+    flag_value_threshold: float = field(default=0.1, metadata={"help": "error detection: flag when V(s_t) falls below this (quantile mode: this quantile of all V(s_t))"})
+    flag_td_threshold: float = field(default=0.05, metadata={"help": "error detection: flag when the TD error falls below minus this (quantile mode: the largest this fraction of |TD errors|)"})
     routing_selector: Literal["majority", "value"] = field(default="majority", metadata={"help": "how 'sample N' picks its answer when routing"})
     routing_fraction: float = field(default=0.5, metadata={"help": "headline routing point: this share of prompts (least confident) is sampled"})
     escalate_fraction: float = field(default=0.2, metadata={"help": "share of prompts (least confident) escalated"})
-    confident_threshold: float = field(default=0.7, metadata={"help": "curation: confident-but-wrong means value at the last token >= this"})
-    unconfident_threshold: float = field(default=0.3, metadata={"help": "curation: unconfident-but-right means value at the last token <= this"})
+    confident_threshold: float = field(default=0.8, metadata={"help": "curation: confident-but-wrong means value at the last token >= this (quantile mode: this quantile)"})
+    unconfident_threshold: float = field(default=0.2, metadata={"help": "curation: unconfident-but-right means value at the last token <= this (quantile mode: this quantile)"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates of every interval"})
     seed: int = field(default=0, metadata={"help": "seed of sampling, probes, folds and bootstraps"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
@@ -64,6 +68,8 @@ class ApplicationsConfig:
             raise ValueError(f"--escalate-fraction must lie in [0, 1), got {self.escalate_fraction}.")
         if self.abort_drop <= 0 or self.flag_td_threshold <= 0:
             raise ValueError("--abort-drop and --flag-td-threshold are sizes of a drop and must be > 0.")
+        if self.thresholds == "quantile" and not (self.flag_td_threshold < 1 and self.abort_drop <= 1):
+            raise ValueError("with --thresholds quantile, --flag-td-threshold must lie in (0, 1) and --abort-drop in (0, 1].")
         if not 0 <= self.unconfident_threshold < self.confident_threshold <= 1:
             raise ValueError("need 0 <= --unconfident-threshold < --confident-threshold <= 1.")
         for name in ("max_new_tokens", "batch_size", "probe_epochs"):
@@ -71,6 +77,23 @@ class ApplicationsConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
         if self.n_boot < 100:
             raise ValueError(f"--n-boot must be >= 100, got {self.n_boot}.")
+
+    def resolved_thresholds(self, traces) -> dict[str, float]:
+        """The thresholds as values: in quantile mode read off the value traces (no rewards used)."""
+        if self.thresholds == "absolute":
+            return {"abort_drop": self.abort_drop, "flag_value": self.flag_value_threshold, "flag_td": self.flag_td_threshold,
+                    "confident": self.confident_threshold, "unconfident": self.unconfident_threshold}
+        import numpy as np
+
+        states = np.concatenate([np.asarray(t, dtype=np.float64) for t in traces])
+        drops = np.concatenate([np.abs(np.diff(np.asarray(t, dtype=np.float64))) for t in traces if len(t) > 1] or [np.zeros(1)])
+        last = np.array([t[-1] for t in traces], dtype=np.float64)
+        lo, hi = np.quantile(states, [0.05, 0.95])
+        return {"abort_drop": float(max(self.abort_drop * (hi - lo), 1e-6)),
+                "flag_value": float(np.quantile(states, self.flag_value_threshold)),
+                "flag_td": float(max(np.quantile(drops, 1 - self.flag_td_threshold), 1e-6)),
+                "confident": float(np.quantile(last, self.confident_threshold)),
+                "unconfident": float(np.quantile(last, self.unconfident_threshold))}
 
     @property
     def uses_neurons(self) -> bool:

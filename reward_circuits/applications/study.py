@@ -76,6 +76,7 @@ class ApplicationsResult:
     curation: CurationResult
     figures: list[str]
     timings: dict[str, float]
+    thresholds: dict[str, float]
     accuracy_greedy: float
     accuracy_samples: float
 
@@ -87,12 +88,16 @@ class ApplicationsResult:
             "scorer": self.confidence.to_summary(), "best_of_n": self.best_of_n.to_summary(),
             "routing": self.routing.to_summary(), "error_detection": self.detection.to_summary(),
             "curation": self.curation.to_summary(), "timings_s": self.timings,
+            "thresholds": {"mode": self.config.thresholds, **self.thresholds},
         })
         tables, notes = [], []
         auc = self.value_auc
         notes.append(f"Value signal: {self.signal_source}, layer(s) {self.hooks_by_fold}. AUC of V(s_0) vs greedy correctness "
                      f"{auc['estimate']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] (n={auc['n']} prompts). Greedy accuracy "
                      f"{self.accuracy_greedy:.3f}, sampled candidates {self.accuracy_samples:.3f}.")
+        if self.config.thresholds == "quantile":
+            notes.append("Abort, flag and curation thresholds are quantiles of these rollouts' value traces (label-free, "
+                         f"fixed in the config, not tuned on rewards): {', '.join(f'{k} {v:.3g}' for k, v in self.thresholds.items())}.")
         for part in (self.confidence.section_parts(), self.best_of_n.section_parts(None), self.routing.section_parts(),
                      self.detection.section_parts(), self.curation.section_parts()):
             tables.extend(part[0])
@@ -233,7 +238,8 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     t0 = time.perf_counter()
     values_last = {rid: float(t[-1]) for rid, t in traces_of.items()}
     cands = _candidates(task, examples, greedy, samples, traces_of, values_last)
-    abort = AbortRule(drop=cfg.abort_drop)
+    thresholds = cfg.resolved_thresholds([traces_of[r.id] for r in rollouts])
+    abort = AbortRule(drop=thresholds["abort_drop"])
     bon = best_of_n(cands, abort=abort, n_boot=cfg.n_boot, seed=cfg.seed)
     figures = [confidence.reliability_figure, bon.plot(out / "applications_best_of_n.png")]
     n = cands.n_samples
@@ -248,7 +254,7 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
                             escalate_fraction=cfg.escalate_fraction, n_boot=cfg.n_boot, seed=cfg.seed)
     figures.append(routing.plot(out / "applications_routing.png"))
     steps.update()
-    rule = FlagRule(value_threshold=cfg.flag_value_threshold, td_threshold=cfg.flag_td_threshold,
+    rule = FlagRule(value_threshold=thresholds["flag_value"], td_threshold=thresholds["flag_td"],
                     gamma=signal.final_probe.cfg.gamma)
     detection = detect_errors([traces_of[r.id] for r in rollouts], [r.reward for r in rollouts], rule,
                               groups=[r.example_id for r in rollouts], n_boot=cfg.n_boot, seed=cfg.seed)
@@ -256,13 +262,13 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     prompt_text = {ex.id: task.user_message(ex) for ex in examples}
     curation = curate([r.id for r in rollouts], [r.example_id for r in rollouts], [prompt_text[r.example_id] for r in rollouts],
                       [r.response_text for r in rollouts], [r.gold for r in rollouts], [r.reward for r in rollouts],
-                      [values_last[r.id] for r in rollouts], out / "curated", cfg.confident_threshold, cfg.unconfident_threshold)
+                      [values_last[r.id] for r in rollouts], out / "curated", thresholds["confident"], thresholds["unconfident"])
     timings["analyses_s"] = time.perf_counter() - t0
     steps.update()
     steps.close()
     timings["total_s"] = time.perf_counter() - t_start
     return ApplicationsResult(cfg, signal.source, signal.hooks_by_fold, value_auc, confidence, bon, routing, detection, curation,
-                              [f for f in figures if f], timings, float(correct.mean()),
+                              [f for f in figures if f], timings, thresholds, float(correct.mean()),
                               float(np.mean([r.reward for r in samples])))
 
 
