@@ -125,3 +125,53 @@ def test_compare_a_run_against_itself_exits_zero_with_iou_one(app_run, tmp_path,
     assert summary["verdict"] == "same"
     assert set(summary["iou_by_layer"].values()) == {1.0}
     assert capsys.readouterr().out.startswith("same:")
+
+
+def test_model_snapshot_of_one_model_twice_is_same(tl_adapter, tmp_path):
+    """'A model against itself' through the whole fitting path (rollouts, store, cross-fitted probes)."""
+    from reward_circuits.applications import compare_snapshots, model_snapshot
+    from reward_circuits.applications.monitoring import CompareConfig
+
+    snaps = []
+    for side in ("a", "b"):
+        cfg = ApplicationsConfig(n_prompts=16, layers=(0, 1), max_new_tokens=6, batch_size=16, probe_epochs=3,
+                                 prune_ratio=0.5, out=str(tmp_path / side))
+        snaps.append(model_snapshot("tiny", cfg, tl_adapter, planted_task(16)))
+    res = compare_snapshots(*snaps, CompareConfig(n_boot=200))
+    assert res.iou_by_layer == {"0": 1.0, "1": 1.0}
+    assert res.verdict == "same" and res.exit_code() == 0 and res.paired and res.n_shared == 16
+
+
+@pytest.fixture(scope="module")
+def main_run(tl_adapter, tmp_path_factory):
+    """A `reward-circuits run` directory (rollouts, store, value stage) on the tiny model."""
+    import reward_circuits.pipeline.main_job as pipeline
+    from reward_circuits.pipeline.main_job import RunConfig, run
+
+    out = tmp_path_factory.mktemp("main") / "run"
+    original = pipeline.get_task
+    pipeline.get_task = lambda spec, n, seed: Task(spec, [Example(f"{spec}-{i}", f"Say something {i}.", "0") for i in range(n)],
+                                                   lambda resp, ex: float(len(resp) % 2 == 0), max_new_tokens=8)
+    try:
+        run(RunConfig(tasks=("a",), limit=40, out=str(out), max_new_tokens=8, batch_size=16, quick=True,
+                      stages=("rollouts", "store", "value")), adapter=tl_adapter)
+    finally:
+        pipeline.get_task = original
+    return out
+
+
+def test_compare_reads_a_main_job_run_directory(main_run, tmp_path):
+    from reward_circuits.cli import main
+
+    assert main(["compare", str(main_run), str(main_run), "--n-boot", "200", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())["compare"]
+    assert summary["verdict"] == "same" and summary["auc_a"]["n"] == 12  # the run's held-out split (30% of 40)
+
+
+def test_applications_from_a_run_directory(main_run, tl_adapter, tmp_path):
+    cfg = ApplicationsConfig(n_prompts=12, n_samples=2, layers=(0, 1), max_new_tokens=6, batch_size=16, n_boot=200,
+                             verbalized=False, from_run=str(main_run), out=str(tmp_path))
+    result = write_applications_report(cfg, tl_adapter, planted_task(12))
+    summary = json.loads((tmp_path / "summary.json").read_text())["applications"]
+    assert summary["value_signal"]["source"].startswith("run directory")
+    assert result.hooks_by_fold == [json.loads((main_run / "summary.json").read_text())["value"]["best_hook"]]

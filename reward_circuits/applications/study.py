@@ -281,14 +281,14 @@ def write_applications_report(cfg: ApplicationsConfig, adapter: ModelAdapter | N
     return result
 
 
-def model_snapshot(model: str, cfg: ApplicationsConfig, adapter: ModelAdapter | None = None) -> ValueSnapshot:
+def model_snapshot(model: str, cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None) -> ValueSnapshot:
     """A :class:`ValueSnapshot` of a model given by name (no run directory): greedy rollouts on
     ``cfg.n_prompts`` prompts of ``cfg.task`` (``cfg.prompt_seed``: the same prompts for every
     model, so the AUC shift is paired), a store at ``cfg.layers`` and cross-fitted ``V(s_0)``;
     written to ``cfg.out`` (resumable)."""
     out = Path(cfg.out)
     adapter = adapter or load_model(model, backend=cfg.backend, device=cfg.device)
-    task = get_task(cfg.task, n=cfg.n_prompts, seed=cfg.prompt_seed)
+    task = task or get_task(cfg.task, n=cfg.n_prompts, seed=cfg.prompt_seed)
     task.max_new_tokens = cfg.max_new_tokens
     path = out / "rollouts" / "greedy"
     if path.exists():
