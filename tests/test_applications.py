@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.analysis.stats import Interval
 from reward_circuits.applications import (
     AbortRule,
     ApplicationsConfig,
@@ -28,7 +29,6 @@ from reward_circuits.applications import (
     select,
     surviving_candidates,
 )
-from reward_circuits.analysis.stats import Interval
 
 
 # ---------------------------------------------------------------------------------------------

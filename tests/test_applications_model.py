@@ -17,7 +17,6 @@ from reward_circuits.applications import (
     load_curation,
     write_applications_report,
 )
-from reward_circuits.data import ArrayRollouts
 from reward_circuits.models import GenerationConfig
 from reward_circuits.tasks import Example, Task
 

@@ -41,9 +41,9 @@ class CurationResult:
     def section_parts(self) -> tuple[list[Table], list[str]]:
         rows = [[e["category"], e["confidence"], e["reward"], e["gold"], e["response"][:120]] for e in self.examples]
         table = Table("Curated rollouts (first examples)", ["category", "confidence", "reward", "gold", "response"], rows)
-        notes = [f"{self.n_confident_wrong} confident-but-wrong (confidence ≥ {self.confident_threshold}) and "
+        notes = [(f"{self.n_confident_wrong} confident-but-wrong (confidence ≥ {self.confident_threshold}) and "
                  f"{self.n_unconfident_right} unconfident-but-right (≤ {self.unconfident_threshold}) of {self.n_rollouts} "
-                 f"rollouts exported to {self.path} (a `datasets` table: datasets.load_from_disk)."]
+                 f"rollouts exported to {self.path} (a `datasets` table: datasets.load_from_disk).")]
         return [table], notes
 
 

@@ -305,9 +305,9 @@ class BestOfNResult:
         table = Table(f"Best-of-k on {self.n_prompts} prompts (accuracy with 95% bootstrap interval over prompts)",
                       ["method", "k", "accuracy", "low", "high", "tokens / prompt"], rows)
         d = self.value_minus_majority
-        notes = [f"Value-guided best-of-{n} minus majority vote: {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}] "
+        notes = [(f"Value-guided best-of-{n} minus majority vote: {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}] "
                  f"(paired bootstrap over n={d.n} prompts, p={self.value_minus_majority_p:.3g}); minus random choice: "
-                 f"{self.value_minus_random.estimate:+.3f} [{self.value_minus_random.low:+.3f}, {self.value_minus_random.high:+.3f}]."]
+                 f"{self.value_minus_random.estimate:+.3f} [{self.value_minus_random.low:+.3f}, {self.value_minus_random.high:+.3f}].")]
         if self.abort_token_saving is not None:
             notes.append(f"Early abort ({vars(self.abort_rule)}) saves {100 * self.abort_token_saving:.1f}% of the generated "
                          f"tokens at k={n}; accuracy {self.at('value_abort', n).accuracy} vs {self.at('value', n).accuracy} without abort.")

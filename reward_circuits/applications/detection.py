@@ -148,8 +148,8 @@ class DetectionResult:
             t = self.tokens_before_flag
             rows.append(["tokens before the flag (wrong rollouts)", t.estimate, t.low, t.high, t.n])
         table = Table(f"Error detection with {vars(self.rule)} (95% bootstrap over prompts)", ["metric", "estimate", "low", "high", "n"], rows)
-        notes = [f"Flagged {self.n_flagged} of {self.n_rollouts} rollouts; {self.n_wrong} are wrong (base error rate "
-                 f"{self.base_error_rate:.3f}, the precision of flagging at random). Thresholds are presets, not tuned on these data."]
+        notes = [(f"Flagged {self.n_flagged} of {self.n_rollouts} rollouts; {self.n_wrong} are wrong (base error rate "
+                 f"{self.base_error_rate:.3f}, the precision of flagging at random). Thresholds are presets, not tuned on these data.")]
         return [table], notes
 
 

@@ -103,18 +103,18 @@ class RoutingResult:
                       ["policy", "sampled fraction", "samples / prompt", "tokens / prompt", "accuracy", "low", "high"], rows)
         d, e = self.adaptive_minus_random, self.escalation
         notes = [
-            f"At {self.headline_fraction:.0%} of prompts sampled (a preset, not tuned): adaptive minus random routing "
-            f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}] (paired bootstrap, n={d.n}, p={self.adaptive_minus_random_p:.3g}).",
-            f"Escalating the least confident {e.fraction:.0%} ({e.n_escalated} prompts): greedy error rate among them "
+            (f"At {self.headline_fraction:.0%} of prompts sampled (a preset, not tuned): adaptive minus random routing "
+            f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}] (paired bootstrap, n={d.n}, p={self.adaptive_minus_random_p:.3g})."),
+            (f"Escalating the least confident {e.fraction:.0%} ({e.n_escalated} prompts): greedy error rate among them "
             f"{e.error_rate_escalated} vs {e.error_rate_overall:.3f} overall; greedy accuracy on the kept prompts "
-            f"{e.accuracy_kept} vs {e.accuracy_kept_random:.3f} expected under random escalation.",
+            f"{e.accuracy_kept} vs {e.accuracy_kept_random:.3f} expected under random escalation."),
         ]
         return [table], notes
 
 
 def _least_confident(confidence: np.ndarray, fraction: float) -> np.ndarray:
     """Boolean mask of the ``round(fraction·P)`` least confident prompts (ties: lower index first)."""
-    m = int(round(fraction * confidence.size))
+    m = round(fraction * confidence.size)
     order = np.lexsort((np.arange(confidence.size), confidence))
     mask = np.zeros(confidence.size, dtype=bool)
     mask[order[:m]] = True
@@ -143,7 +143,7 @@ def routing_study(confidence: Sequence[float], greedy_correct: Sequence[float], 
         raise ValueError("confidence contains NaN: route on a score every prompt has.")
     if not 0 < headline_fraction < 1 or not 0 <= escalate_fraction < 1:
         raise ValueError("headline_fraction must lie in (0, 1) and escalate_fraction in [0, 1).")
-    fractions = sorted(set(float(f) for f in fractions) | {headline_fraction})
+    fractions = sorted({float(f) for f in fractions} | {headline_fraction})
     adaptive, random, diff = [], [], None
     for f in fractions:
         mask = _least_confident(c, f)
