@@ -37,6 +37,7 @@ class ValueSignal:
     neuron_sets: dict[str, NeuronSet]
     validation_auc: list[dict[str, float]] = field(default_factory=list)
     source: str = "cross-fitted"
+    full_probe_initial_values: np.ndarray | None = None  # V(s_0) of the unmasked probe (store order), for comparison
 
 
 def _layer_key(hook: str) -> str:
@@ -94,6 +95,7 @@ def cross_fitted_signal(store, groups: Sequence[str], layers: Sequence[int], *, 
         raise KeyError(f"the store lacks {missing}; it holds {store.hook_names}.")
     probe_cfg = ValueProbeConfig(epochs=epochs, batch_states=1024, lr=2e-3, seed=seed)
     traces: list = [None] * len(store)
+    full_v0 = np.full(len(store), np.nan)
     chosen, val_aucs = [], []
     for f, held in enumerate(_prompt_folds(groups, n_folds, seed)):
         train = np.setdiff1d(np.arange(len(store)), held)
@@ -103,6 +105,7 @@ def cross_fitted_signal(store, groups: Sequence[str], layers: Sequence[int], *, 
         scoring, _ = _scoring_probe(probe, hook, prune_ratio, {"fold": f, "model": model})
         for i, t in zip(held, scoring.value_traces(store, hook, held)):
             traces[int(i)] = t
+        full_v0[held] = probe.initial_values(store, held, [hook])[0]
         chosen.append(hook)
         val_aucs.append(val_auc)
     final, final_hook, _ = _fit_and_choose(store, np.arange(len(store)), groups, hooks, probe_cfg, seed + n_folds)
@@ -110,7 +113,7 @@ def cross_fitted_signal(store, groups: Sequence[str], layers: Sequence[int], *, 
     sets = {_layer_key(h): value_neurons(all_layers, h, prune_ratio or 0.99, provenance={"model": model, "seed": seed})
             for h in hooks}
     _, neurons = _scoring_probe(final, final_hook, prune_ratio, {"model": model, "seed": seed})
-    return ValueSignal(traces, chosen, final, final_hook, neurons, sets, val_aucs)
+    return ValueSignal(traces, chosen, final, final_hook, neurons, sets, val_aucs, full_probe_initial_values=full_v0)
 
 
 def run_dir_signal(run_dir: str | Path, store, prune_ratio: float | None = 0.99) -> ValueSignal:
@@ -128,7 +131,8 @@ def run_dir_signal(run_dir: str | Path, store, prune_ratio: float | None = 0.99)
         neurons = value_neurons(probe, hook, prune_ratio, provenance={"run": str(run_dir)})
         scoring = probe.masked(hook, neurons.mask())
     traces = scoring.value_traces(store, hook)
-    return ValueSignal(traces, [hook], probe, hook, neurons, sets, [], source=f"run directory {run_dir}")
+    return ValueSignal(traces, [hook], probe, hook, neurons, sets, [], source=f"run directory {run_dir}",
+                       full_probe_initial_values=probe.initial_values(store, None, [hook])[0])
 
 
 def run_best_hook(run_dir: str | Path) -> str:

@@ -69,6 +69,7 @@ class ApplicationsResult:
     signal_source: str
     hooks_by_fold: list[str]
     value_auc: dict
+    full_probe_auc: dict | None
     confidence: ConfidenceComparison
     best_of_n: BestOfNResult
     routing: RoutingResult
@@ -83,7 +84,10 @@ class ApplicationsResult:
     def section(self) -> Section:
         summary = nan_to_none({
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()},
-            "value_signal": {"source": self.signal_source, "hooks_by_fold": self.hooks_by_fold, "auc_v_s0": self.value_auc},
+            "value_signal": {"source": self.signal_source, "hooks_by_fold": self.hooks_by_fold, "auc_v_s0": self.value_auc,
+                             "auc_v_s0_full_probe": self.full_probe_auc,
+                             "scorer_reads": f"value neurons (prune ratio {self.config.prune_ratio})" if self.config.uses_neurons
+                             else "the whole probe"},
             "accuracy_greedy": self.accuracy_greedy, "accuracy_samples": self.accuracy_samples,
             "scorer": self.confidence.to_summary(), "best_of_n": self.best_of_n.to_summary(),
             "routing": self.routing.to_summary(), "error_detection": self.detection.to_summary(),
@@ -93,7 +97,10 @@ class ApplicationsResult:
         tables, notes = [], []
         auc = self.value_auc
         notes.append(f"Value signal: {self.signal_source}, layer(s) {self.hooks_by_fold}. AUC of V(s_0) vs greedy correctness "
-                     f"{auc['estimate']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] (n={auc['n']} prompts). Greedy accuracy "
+                     f"{auc['estimate']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] (n={auc['n']} prompts)"
+                     + (f"; the whole probe (no pruning) {self.full_probe_auc['estimate']:.3f} [{self.full_probe_auc['low']:.3f}, "
+                        f"{self.full_probe_auc['high']:.3f}]" if self.full_probe_auc and self.config.uses_neurons else "")
+                     + ". Greedy accuracy "
                      f"{self.accuracy_greedy:.3f}, sampled candidates {self.accuracy_samples:.3f}.")
         if self.config.thresholds == "quantile":
             notes.append("Abort, flag and curation thresholds are quantiles of these rollouts' value traces (label-free, "
@@ -223,6 +230,11 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     v_s0 = np.array([traces_of[r.id][0] for r in greedy])
     value_auc = (bootstrap_auc_ci(correct, v_s0, n_boot=cfg.n_boot, seed=cfg.seed).to_dict() if np.unique(correct).size == 2
                  else {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n": int(correct.size)})
+    full_auc = None
+    if signal.full_probe_initial_values is not None and np.unique(correct).size == 2:
+        index = {rid: i for i, rid in enumerate(store.rollout_ids)}
+        v_full = np.array([signal.full_probe_initial_values[index[r.id]] for r in greedy])
+        full_auc = bootstrap_auc_ci(correct, v_full, n_boot=cfg.n_boot, seed=cfg.seed).to_dict()
     confidence, calibrated = _confidence_comparison(adapter, task, examples, greedy, v_s0, cfg, out)
     scorer = ValueScorer(signal.final_probe, signal.final_hook, signal.scorer_neurons, adapter, cfg.calibration)
     scorer.fit_from_values(v_s0, correct)
@@ -267,7 +279,7 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     steps.update()
     steps.close()
     timings["total_s"] = time.perf_counter() - t_start
-    return ApplicationsResult(cfg, signal.source, signal.hooks_by_fold, value_auc, confidence, bon, routing, detection, curation,
+    return ApplicationsResult(cfg, signal.source, signal.hooks_by_fold, value_auc, full_auc, confidence, bon, routing, detection, curation,
                               [f for f in figures if f], timings, thresholds, float(correct.mean()),
                               float(np.mean([r.reward for r in samples])))
 
