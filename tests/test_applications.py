@@ -262,3 +262,14 @@ def test_quantile_thresholds_are_read_off_the_value_traces_without_rewards():
     assert t["flag_td"] == pytest.approx(np.quantile(np.concatenate([np.abs(np.diff(x)) for x in traces]), 0.95))
     absolute = ApplicationsConfig(thresholds="absolute").resolved_thresholds(traces)
     assert absolute["flag_value"] == 0.1 and absolute["confident"] == 0.8
+
+
+def test_compare_command_exits_non_zero_on_a_regression(tmp_path, capsys):
+    from reward_circuits.cli import main
+
+    planted_snapshot("A", signal=3.0, n=300).save(tmp_path / "a")
+    planted_snapshot("B", seed=1, signal=0.0, n=300).save(tmp_path / "b")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--n-boot", "200"]) == 1
+    assert capsys.readouterr().out.startswith("regression:")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--n-boot", "200"]) == 0
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "missing")]) == 2  # a user error, not a verdict
