@@ -91,7 +91,9 @@ def app_run(tl_adapter, tmp_path_factory):
     cfg = ApplicationsConfig(n_prompts=16, n_samples=4, layers=(0, 1), max_new_tokens=6, batch_size=16, probe_epochs=3,
                              n_boot=200, prune_ratio=0.5, verbalized=False, out=str(out))
     torch.manual_seed(0)
-    result = write_applications_report(cfg, tl_adapter, planted_task(16))
+    extra = planted_task(24)
+    extra.examples = [e for e in extra.examples if int(e.id[1:]) >= 16]  # 8 prompts that only train the probe
+    result = write_applications_report(cfg, tl_adapter, planted_task(16), train_task=extra)
     return out, result
 
 
@@ -101,6 +103,7 @@ def test_applications_command_writes_its_section(app_run):
     assert set(summary) >= {"scorer", "best_of_n", "routing", "error_detection", "curation", "value_signal"}
     bon = summary["best_of_n"]
     assert bon["n_prompts"] == 16 and bon["n_samples"] == 4
+    assert summary["value_signal"]["train_only_rollouts"] == 8
     assert {"value", "majority", "random", "oracle", "value_abort"} <= set(bon["accuracy_at_n"])
     for point in bon["curves"]:
         acc = point["accuracy"]

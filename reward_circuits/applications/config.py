@@ -17,6 +17,7 @@ class ApplicationsConfig:
     task: str = field(default="arithmetic:1", metadata={"help": "task spec (see `reward-circuits run --help`)"})
     n_prompts: int = field(default=32, metadata={"help": "prompts (each gets one greedy answer and n_samples samples)"})
     n_samples: int = field(default=4, metadata={"help": "sampled candidates per prompt (best-of-N's N)"})
+    train_prompts: int = field(default=64, metadata={"help": "extra prompts with one greedy answer each that only train the value probe (never evaluated; questions equal to an evaluated one are dropped)"})
     prompt_seed: int = field(default=1, metadata={"help": "seed of the prompt draw (the main job draws with --seed 0)"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature of the candidates"})
     # 24: the default model either answers arithmetic:1 within ~10 tokens or rambles to any budget
@@ -49,6 +50,8 @@ class ApplicationsConfig:
         self.layers = tuple(int(x) for x in self.layers)
         if self.n_prompts < 8:
             raise ValueError(f"--n-prompts {self.n_prompts} is too small: calibration and cross-fitting need >= 8 prompts.")
+        if self.train_prompts < 0:
+            raise ValueError(f"--train-prompts must be >= 0, got {self.train_prompts}.")
         if self.n_samples < 2:
             raise ValueError(f"--n-samples must be >= 2 for best-of-N, got {self.n_samples}.")
         if self.temperature <= 0:

@@ -81,8 +81,12 @@ def _fit_and_choose(store, train: np.ndarray, groups: Sequence[str], hooks: list
 
 
 def cross_fitted_signal(store, groups: Sequence[str], layers: Sequence[int], *, prune_ratio: float | None = 0.99,
-                        n_folds: int = 2, epochs: int = 20, seed: int = 0, model: str = "") -> ValueSignal:
-    """Cross-fitted value traces for every rollout of ``store`` (``groups[i]``: rollout i's prompt id)."""
+                        n_folds: int = 2, epochs: int = 20, seed: int = 0, model: str = "",
+                        train_only: Sequence[bool] | None = None) -> ValueSignal:
+    """Cross-fitted value traces for every rollout of ``store`` (``groups[i]``: rollout i's prompt id).
+
+    Rollouts marked ``train_only`` (extra training prompts) are in every fold's training set and
+    never held out; their traces are ``None``."""
     if len(groups) != len(store):
         raise ValueError(f"{len(groups)} prompt ids for {len(store)} rollouts.")
     rewards = np.asarray(store.rewards)
@@ -97,7 +101,12 @@ def cross_fitted_signal(store, groups: Sequence[str], layers: Sequence[int], *, 
     traces: list = [None] * len(store)
     full_v0 = np.full(len(store), np.nan)
     chosen, val_aucs = [], []
-    for f, held in enumerate(_prompt_folds(groups, n_folds, seed)):
+    extra = np.zeros(len(store), dtype=bool) if train_only is None else np.asarray(list(train_only), dtype=bool)
+    if extra.size != len(store):
+        raise ValueError(f"train_only has {extra.size} entries for {len(store)} rollouts.")
+    evaluated = np.flatnonzero(~extra)
+    for f, held_local in enumerate(_prompt_folds([groups[i] for i in evaluated], n_folds, seed)):
+        held = evaluated[held_local]
         train = np.setdiff1d(np.arange(len(store)), held)
         if np.unique(rewards[train]).size < 2:
             raise ValueError(f"fold {f}: the training prompts' rollouts all have one reward; use more prompts.")

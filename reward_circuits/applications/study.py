@@ -80,12 +80,14 @@ class ApplicationsResult:
     thresholds: dict[str, float]
     accuracy_greedy: float
     accuracy_samples: float
+    n_train_only: int = 0
 
     def section(self) -> Section:
         summary = nan_to_none({
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()},
             "value_signal": {"source": self.signal_source, "hooks_by_fold": self.hooks_by_fold, "auc_v_s0": self.value_auc,
                              "auc_v_s0_full_probe": self.full_probe_auc,
+                             "train_only_rollouts": self.n_train_only,
                              "scorer_reads": f"value neurons (prune ratio {self.config.prune_ratio})" if self.config.uses_neurons
                              else "the whole probe"},
             "accuracy_greedy": self.accuracy_greedy, "accuracy_samples": self.accuracy_samples,
@@ -116,11 +118,32 @@ class ApplicationsResult:
 # ---------------------------------------------------------------------------------------------
 # the steps
 # ---------------------------------------------------------------------------------------------
-def _rollouts(adapter, task, cfg: ApplicationsConfig, out: Path) -> tuple[list[Rollout], list[Rollout]]:
+def _training_task(cfg: ApplicationsConfig, task):
+    """``cfg.train_prompts`` more prompts of the task (another seed), minus any question that is evaluated."""
+    if cfg.train_prompts == 0:
+        return None
+    import dataclasses
+
+    evaluated = {ex.question for ex in task.examples}
+    extra = get_task(cfg.task, n=cfg.train_prompts, seed=cfg.prompt_seed + 1000)
+    kept = [dataclasses.replace(ex, id=f"train-{ex.id}") for ex in extra.examples if ex.question not in evaluated]
+    return dataclasses.replace(extra, examples=kept, max_new_tokens=cfg.max_new_tokens) if kept else None
+
+
+def _rollouts(adapter, task, cfg: ApplicationsConfig, out: Path, train_task=None) -> tuple[list[Rollout], list[Rollout], list[Rollout]]:
     base = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
-    paths = out / "rollouts" / "greedy", out / "rollouts" / "samples"
+    paths = out / "rollouts" / "greedy", out / "rollouts" / "samples", out / "rollouts" / "train"
+    train: list[Rollout] = []
+    if train_task is not None:
+        if paths[2].exists():
+            train = load_rollouts(paths[2])
+        else:
+            train = generate_rollouts(adapter, train_task, base)
+            for r in train:
+                r.id = f"train/{r.id}"
+            save_rollouts(train, paths[2])
     if paths[0].exists() and paths[1].exists():
-        return load_rollouts(paths[0]), load_rollouts(paths[1])
+        return load_rollouts(paths[0]), load_rollouts(paths[1]), train
     greedy = generate_rollouts(adapter, task, base)
     for r in greedy:
         r.id = f"greedy/{r.id}"
@@ -128,7 +151,7 @@ def _rollouts(adapter, task, cfg: ApplicationsConfig, out: Path) -> tuple[list[R
     sampled_cfg = GenerationConfig(**{**base.__dict__, "do_sample": True, "temperature": cfg.temperature, "seed": cfg.seed + 1})
     samples = generate_rollouts(adapter, task, sampled_cfg, samples_per_prompt=cfg.n_samples)
     save_rollouts(samples, paths[1])
-    return greedy, samples
+    return greedy, samples, train
 
 
 def _confidence_comparison(adapter, task, examples, greedy: list[Rollout], v_s0: np.ndarray, cfg: ApplicationsConfig,
@@ -181,7 +204,8 @@ def _candidates(task, examples, greedy, samples, traces_of, values_last) -> Cand
         greedy_rewards=np.array([g[i].reward for i in ids]), greedy_lengths=np.array([len(g[i].response_ids) for i in ids]))
 
 
-def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None) -> ApplicationsResult:
+def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None,
+                     train_task=None) -> ApplicationsResult:
     """Run every application on ``cfg.task`` (or a given :class:`~reward_circuits.tasks.Task`); writes ``cfg.out``/summary.json, report.html, the
     rollouts, the store, the scorer (``value/``) and the curated dataset; returns the typed result."""
     out = Path(cfg.out)
@@ -194,11 +218,13 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     timings["load_model_s"] = time.perf_counter() - t0
     if task is None:
         task = get_task(cfg.task, n=cfg.n_prompts, seed=cfg.prompt_seed)
+        if train_task is None and not cfg.from_run:
+            train_task = _training_task(cfg, task)
     task.max_new_tokens = cfg.max_new_tokens
     examples = list(task.examples)
 
     t0 = time.perf_counter()
-    greedy, samples = _rollouts(adapter, task, cfg, out)
+    greedy, samples, train = _rollouts(adapter, task, cfg, out, train_task)
     timings["rollouts_s"] = time.perf_counter() - t0
     steps.update()
 
@@ -208,19 +234,20 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
         hooks = [run_best_hook(cfg.from_run)]
     else:
         hooks = [f"blocks.{layer}.hook_resid_post" for layer in cfg.layers]
-    store = build_store(adapter, rollouts, hooks, out / "store", meta={"task": cfg.task}, progress=False)
+    store = build_store(adapter, rollouts + train, hooks, out / "store", meta={"task": cfg.task}, progress=False)
     timings["store_s"] = time.perf_counter() - t0
     steps.update()
 
     t0 = time.perf_counter()
-    prompt_of = {r.id: r.example_id for r in rollouts}
+    prompt_of = {r.id: r.example_id for r in rollouts + train}
     groups = [prompt_of[i] for i in store.rollout_ids]
     if cfg.from_run:
         signal: ValueSignal = run_dir_signal(cfg.from_run, store, cfg.prune_ratio)
     else:
         signal = cross_fitted_signal(store, groups, cfg.layers, prune_ratio=cfg.prune_ratio, n_folds=cfg.n_folds,
-                                     epochs=cfg.probe_epochs, seed=cfg.seed, model=adapter.name)
-    traces_of = dict(zip(store.rollout_ids, signal.traces))
+                                     epochs=cfg.probe_epochs, seed=cfg.seed, model=adapter.name,
+                                     train_only=[i.startswith("train/") for i in store.rollout_ids])
+    traces_of = {rid: t for rid, t in zip(store.rollout_ids, signal.traces) if t is not None}
     timings["value_signal_s"] = time.perf_counter() - t0
     steps.update()
 
@@ -281,12 +308,13 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     timings["total_s"] = time.perf_counter() - t_start
     return ApplicationsResult(cfg, signal.source, signal.hooks_by_fold, value_auc, full_auc, confidence, bon, routing, detection, curation,
                               [f for f in figures if f], timings, thresholds, float(correct.mean()),
-                              float(np.mean([r.reward for r in samples])))
+                              float(np.mean([r.reward for r in samples])), len(train))
 
 
-def write_applications_report(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None) -> ApplicationsResult:
+def write_applications_report(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None,
+                              train_task=None) -> ApplicationsResult:
     """:func:`run_applications`, then the ``applications`` section into ``cfg.out``'s report."""
-    result = run_applications(cfg, adapter, task)
+    result = run_applications(cfg, adapter, task, train_task)
     report = Report(cfg.out, header={"model": adapter.name if adapter else cfg.model, "task": cfg.task,
                                      "wall_time_s": result.timings["total_s"]})
     report.add(result.section())
