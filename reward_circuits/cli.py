@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "reward_circuits.icrl.command",
     "reward_circuits.irm.commands",
     "reward_circuits.preference.commands",
+    "reward_circuits.applications.commands",
 )
 
 

@@ -1,0 +1,70 @@
+"""Applications of the reward subsystem: what a practitioner does with value neurons.
+
+- :mod:`.scorer`: :class:`ValueScorer`, a fitted probe + value neurons as a calibrated confidence
+  for any prompt from one forward pass (sklearn ``fit`` / ``predict_proba`` / ``score``).
+- :mod:`.calibration`: isotonic / Platt calibration, ECE, reliability diagrams.
+- :mod:`.decoding`: value-guided best-of-N and early abort vs greedy, majority vote, random choice.
+- :mod:`.routing`: answer now / sample N / escalate by confidence vs uniform and random allocation.
+- :mod:`.detection`: :class:`ValueMonitor` (online, a hook) and flag rules on the value or TD error.
+- :mod:`.curation`: confident-but-wrong and unconfident-but-right rollouts as a ``datasets`` table.
+- :mod:`.monitoring`: regression monitoring of two model versions (IoU, AUC shift, verdict).
+- :mod:`.fitting`, :mod:`.study`, :mod:`.config`, :mod:`.commands`: the ``applications`` and
+  ``compare`` commands.
+"""
+
+from .calibration import (
+                          ReliabilityCurve,
+                          ScoreCalibrator,
+                          cross_calibrate,
+                          ece_interval,
+                          expected_calibration_error,
+                          plot_reliability,
+                          reliability_curve,
+)
+from .config import ApplicationsConfig
+from .curation import (
+                          CurationResult,
+                          curate,
+                          curation_rows,
+                          load_curation,
+                          save_curation,
+)
+from .decoding import (
+                          AbortRule,
+                          BestOfNResult,
+                          CandidateSet,
+                          ComputePoint,
+                          answer_key,
+                          best_of_n,
+                          majority_choice,
+                          select,
+                          surviving_candidates,
+)
+from .detection import DetectionResult, FlagRule, ValueMonitor, detect_errors
+from .fitting import ValueSignal, cross_fitted_signal, run_dir_signal
+from .monitoring import (
+                          CompareConfig,
+                          ComparisonResult,
+                          ValueSnapshot,
+                          compare_snapshots,
+                          decide,
+)
+from .routing import EscalationResult, RoutingPoint, RoutingResult, routing_study
+from .scorer import ValueScorer
+from .study import (
+                          ApplicationsResult,
+                          ConfidenceComparison,
+                          model_snapshot,
+                          run_applications,
+                          write_applications_report,
+)
+
+__all__ = [
+    "AbortRule", "ApplicationsConfig", "ApplicationsResult", "BestOfNResult", "CandidateSet", "CompareConfig",
+    "ComparisonResult", "ComputePoint", "ConfidenceComparison", "CurationResult", "DetectionResult", "EscalationResult",
+    "FlagRule", "ReliabilityCurve", "RoutingPoint", "RoutingResult", "ScoreCalibrator", "ValueMonitor", "ValueScorer",
+    "ValueSignal", "ValueSnapshot", "answer_key", "best_of_n", "compare_snapshots", "cross_calibrate", "cross_fitted_signal",
+    "curate", "curation_rows", "decide", "detect_errors", "ece_interval", "expected_calibration_error", "load_curation", "majority_choice",
+    "model_snapshot", "plot_reliability", "reliability_curve", "routing_study", "run_applications", "run_dir_signal",
+    "save_curation", "select", "surviving_candidates", "write_applications_report",
+]
