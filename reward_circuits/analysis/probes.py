@@ -54,8 +54,9 @@ from tqdm.auto import trange
 
 from ..io import atomic_path, atomic_write_json
 from ..errors import ProbeError
+from ..data.store import stratified_split
 from ..data.views import ArrayRollouts, check_binary
-from .stats import binary_auc
+from .stats import auc_rows, binary_auc
 from .td import check_batch_structure, monte_carlo_targets, td_targets
 
 PROBE_FORMAT_VERSION = 1
@@ -71,6 +72,14 @@ _CONFIG_FILE = "value_probe.json"
 class ValueProbeConfig:
     """Hyper-parameters of :class:`ValueProbe`.
 
+    The defaults train well at any store size: the batch size is scaled to the store (about
+    ``steps_per_epoch`` optimiser steps per epoch), a stratified ``validation_fraction`` of the
+    training rollouts is held out, training stops per probe when the validation log loss of
+    ``V(s_0)`` has not improved for ``patience`` epochs (each probe keeps its best epoch's weights), and the
+    weight decay is chosen per hook among the ``weight_decay`` candidates on that validation split
+    (all candidates train stacked in the same pass). ``validation_fraction=0`` with one weight
+    decay trains exactly ``epochs`` epochs on all given rollouts (the pre-0.2 behaviour).
+
     Attributes:
         hidden: width of the probe's hidden layer.
         gamma: discount factor of the TD targets, in (0, 1].
@@ -78,29 +87,44 @@ class ValueProbeConfig:
         mode: ``"td"`` (TD(λ) with ``td_lambda``) or ``"final_reward"`` (Monte-Carlo: every state's
             target is the rollout's final reward - the paper's appendix comparison).
         lr: AdamW learning rate.
-        weight_decay: AdamW (decoupled) weight decay.
-        epochs: passes over the training rollouts.
-        batch_states: about this many states per optimisation step (whole rollouts per batch).
+        weight_decay: AdamW (decoupled) weight decay, or a tuple of candidates chosen per hook on
+            the validation split (needs ``validation_fraction > 0``).
+        epochs: at most this many passes over the training rollouts (early stopping ends sooner).
+        batch_states: about this many states per optimisation step (whole rollouts per batch);
+            ``None`` scales it to the store: ``n_train_states / steps_per_epoch``, within [32, 4096].
+        steps_per_epoch: optimiser steps per epoch aimed at when ``batch_states`` is ``None``.
+        validation_fraction: share of the training rollouts held out (stratified by reward) for
+            early stopping and the choice of weight decay; 0 disables both.
+        patience: epochs without a better validation score before a probe stops.
+        select_by: the validation score of early stopping and of the weight-decay choice:
+            ``"log_loss"`` (default; binary cross-entropy of ``V(s_0)`` against the reward, a proper
+            scoring rule and much less noisy than the AUC on a few dozen rollouts: on planted
+            stores the AUC picked lucky early epochs) or ``"auc"``.
         activation: hidden non-linearity.
         standardize: standardise inputs per dimension with training-state mean/std.
-        seed: seeds the initialisation (a ``torch.Generator`` per probe) and the batch order
-            (``shuffle_seed = seed + epoch``).
+        seed: seeds the initialisation (a ``torch.Generator`` per probe), the batch order
+            (``shuffle_seed = seed + epoch``) and the validation split.
         device: torch device.
         probe_chunk: probes computed per forward/backward inside each optimisation step (``None``:
-            1 on the CPU, all of them on an accelerator). The data pass and the optimiser step are
-            shared either way and the result is the same; on the CPU one probe at a time keeps its
-            ``[state, d]`` block and ``[state, hidden]`` activations in cache, which measured faster
-            than one batched matmul over all probes (bench/bench_probes.py).
+            all of them on an accelerator; on the CPU as many as keep the ``[probe, state, d]`` block
+            near 2^20 floats). The data pass and the optimiser step are shared either way and the
+            result is the same; on the CPU one probe of a big batch at a time keeps its block in
+            cache, which measured faster than one batched matmul over all probes
+            (bench/bench_probes.py), while small batches gain from batching (3x on d=64).
     """
 
     hidden: int = 64
     gamma: float = 0.99
     td_lambda: float = 0.0
     mode: Literal["td", "final_reward"] = "td"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 30
-    batch_states: int = 4096
+    lr: float = 2e-3
+    weight_decay: float | tuple[float, ...] = (0.0, 0.1, 1.0)
+    epochs: int = 100
+    batch_states: int | None = None
+    steps_per_epoch: int = 16
+    validation_fraction: float = 0.2
+    patience: int = 10
+    select_by: Literal["auc", "log_loss"] = "log_loss"
     activation: Literal["relu", "gelu", "tanh"] = "relu"
     standardize: bool = True
     seed: int = 0
@@ -118,18 +142,40 @@ class ValueProbeConfig:
             raise ProbeError(f"mode must be 'td' or 'final_reward', got {self.mode!r}.")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ProbeError(f"lr must be a positive number, got {self.lr!r}.")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ProbeError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        decays = self.weight_decays
+        if not decays or not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in decays):
+            raise ProbeError(f"weight_decay must be a number >= 0 or a non-empty tuple of them, got {self.weight_decay!r}.")
+        if len(set(decays)) != len(decays):
+            raise ProbeError(f"weight_decay candidates repeat: {self.weight_decay!r}.")
+        if isinstance(self.weight_decay, (list, tuple)):
+            self.weight_decay = tuple(float(w) for w in self.weight_decay)
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
             raise ProbeError(f"epochs must be a positive int, got {self.epochs!r}.")
         if self.probe_chunk is not None and not (isinstance(self.probe_chunk, int) and self.probe_chunk >= 1):
             raise ProbeError(f"probe_chunk must be a positive int or None, got {self.probe_chunk!r}.")
-        if not (isinstance(self.batch_states, int) and self.batch_states >= 1):
-            raise ProbeError(f"batch_states must be a positive int, got {self.batch_states!r}.")
+        if self.batch_states is not None and not (isinstance(self.batch_states, int) and self.batch_states >= 1):
+            raise ProbeError(f"batch_states must be a positive int or None (scaled to the store), got {self.batch_states!r}.")
+        if not (isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1):
+            raise ProbeError(f"steps_per_epoch must be a positive int, got {self.steps_per_epoch!r}.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ProbeError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}.")
+        if len(decays) > 1 and self.validation_fraction == 0:
+            raise ProbeError(f"{len(decays)} weight_decay candidates need a validation split to choose among them: "
+                             "set validation_fraction > 0 or give one weight_decay.")
+        if not (isinstance(self.patience, int) and self.patience >= 1):
+            raise ProbeError(f"patience must be a positive int, got {self.patience!r}.")
+        if self.select_by not in ("auc", "log_loss"):
+            raise ProbeError(f"select_by must be 'auc' or 'log_loss', got {self.select_by!r}.")
         if self.activation not in _ACTIVATIONS:
             raise ProbeError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}.")
         if not isinstance(self.seed, int):
             raise ProbeError(f"seed must be an int, got {self.seed!r}.")
+
+    @property
+    def weight_decays(self) -> tuple[float, ...]:
+        """The weight-decay candidates (one when ``weight_decay`` is a number)."""
+        w = self.weight_decay
+        return tuple(float(x) for x in w) if isinstance(w, (list, tuple)) else (float(w),)
 
     def replace(self, **changes) -> "ValueProbeConfig":
         """A copy with some fields changed (validated again)."""
@@ -137,24 +183,6 @@ class ValueProbeConfig:
 
 
 _ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.tanh}
-
-
-# ---------------------------------------------------------------------------------------------
-# TD targets
-# ---------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# in-memory rollouts
-# ---------------------------------------------------------------------------------------------
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +247,10 @@ class ValueProbe(nn.Module):
         self.hook_names: list[str] = []
         self.d_in: int | None = None
         self.history: list[list[float]] = []  # per epoch, mean training loss per probe
+        self.validation_history: list[list[float]] = []  # per epoch, validation AUC of V(s_0) per probe
+        self.weight_decay_: dict[str, float] = {}
+        self.best_epoch_: dict[str, int] = {}
+        self.validation_auc_: dict[str, float | None] = {}
 
     # ---- structure ---------------------------------------------------------------------------
     @property
@@ -332,14 +364,15 @@ class ValueProbe(nn.Module):
         return hooks
 
     @torch.no_grad()
-    def _fit_standardization(self, store, hooks: list[str], idx: np.ndarray) -> None:
+    def _fit_standardization(self, store, hooks: list[str], idx: np.ndarray, repeat: int = 1) -> int:
         """One pass over the training states: per-dimension mean/std (float64 sums) and a check
-        that every state is finite. With ``standardize=False`` the stats stay 0/1."""
+        that every state is finite; each hook's stats fill ``repeat`` consecutive probe slots.
+        Returns the number of states. With ``standardize=False`` the stats stay 0/1."""
         p, d = len(hooks), self.d_in
         s1 = torch.zeros(p, d, dtype=torch.float64)
         s2 = torch.zeros(p, d, dtype=torch.float64)
         count = 0
-        for batch in store.iter_batches(hooks, batch_states=max(self.cfg.batch_states, 8192), indices=idx,
+        for batch in store.iter_batches(hooks, batch_states=max(self.cfg.batch_states or 0, 8192), indices=idx,
                                         dtype=_native_dtype(store)):
             for k, h in enumerate(hooks):
                 a = batch.acts[h].to(torch.float64)
@@ -356,14 +389,46 @@ class ValueProbe(nn.Module):
         if not self.cfg.standardize:
             self.mean.zero_()
             self.std.fill_(1.0)
-            return
+            return count
         mean = s1 / count
         var = (s2 / count - mean * mean).clamp_min(0.0)
         std = var.sqrt()
         # constant dimensions carry no information; leave them unscaled instead of dividing by ~0
         std = torch.where(std > 1e-6 * std.amax(dim=1, keepdim=True).clamp_min(1e-12), std, torch.ones_like(std))
-        self.mean.copy_(mean.to(self.mean))
-        self.std.copy_(std.to(self.std))
+        self.mean.copy_(mean.repeat_interleave(repeat, 0).to(self.mean))
+        self.std.copy_(std.repeat_interleave(repeat, 0).to(self.std))
+        return count
+
+    def _validation_split(self, store, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rollouts to train on, validation rollouts): a stratified ``validation_fraction`` of
+        ``idx``, or no validation when it is 0 or cannot hold both rewards."""
+        frac, n_decays = self.cfg.validation_fraction, len(self.cfg.weight_decays)
+        if frac == 0:
+            return idx, idx[:0]
+        all_rewards = np.asarray(store.rewards)
+        fit_idx, val_idx = stratified_split(idx, all_rewards, frac, self.cfg.seed)
+        if np.unique(all_rewards[val_idx]).size < 2 or np.unique(all_rewards[fit_idx]).size < 2:
+            if n_decays > 1:
+                raise ProbeError(
+                    f"choosing among {n_decays} weight decays needs a validation split with both rewards, but the "
+                    f"{idx.size} training rollouts have {int((all_rewards[idx] == 1).sum())} with reward 1 and "
+                    f"{int((all_rewards[idx] == 0).sum())} with reward 0. Give more rollouts or one weight_decay.")
+            warnings.warn(f"validation split of {idx.size} rollouts cannot hold both rewards: training {self.cfg.epochs} "
+                          "epochs on all of them without early stopping.")
+            return idx, idx[:0]
+        return fit_idx, val_idx
+
+    @torch.no_grad()
+    def _slot_scores(self, x_val: Float[Tensor, "probe n d"], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(validation AUC of ``V(s_0)``, the selection score: higher is better) of every probe slot
+        (``x_val`` already one block per slot)."""
+        logits = self.logits(x_val)
+        aucs = auc_rows(labels, logits.cpu().numpy())
+        if self.cfg.select_by == "auc":
+            return aucs, aucs
+        target = torch.as_tensor(labels, dtype=logits.dtype, device=logits.device).expand_as(logits)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
+        return aucs, -loss.cpu().numpy()
 
     def fit(
         self,
@@ -376,53 +441,131 @@ class ValueProbe(nn.Module):
     ) -> "ValueProbe":
         """Train one probe per hook on rollouts ``indices`` (all by default), in one pass per epoch.
 
+        With a validation split (``cfg.validation_fraction > 0``, the default) a stratified share of
+        ``indices`` is held out; each (hook, weight decay) candidate trains in the same stacked pass,
+        stops after ``patience`` epochs without a better validation score of ``V(s_0)`` (``cfg.select_by``)
+        and keeps its best epoch's weights; per hook the candidate with the best score is kept. Learned:
+        ``weight_decay_``, ``best_epoch_``, ``validation_auc_`` (``{hook: ...}``), ``fit_indices_``,
+        ``validation_indices_``, ``batch_states_``, and ``history`` / ``validation_history`` (per epoch).
+
         ``keep_masks`` fixes input masks during training (``{hook: bool[d]}``): a probe that only
         ever sees the kept dimensions, i.e. retraining on a pruned input set.
         """
+        cfg = self.cfg
         hooks = self._resolve_hooks(store, hook_names)
         idx = resolve_indices(store, indices)
         rewards = np.asarray(store.rewards)[idx]
         check_binary(rewards)
         if np.unique(rewards).size < 2:
             warnings.warn(f"all {idx.size} training rollouts have reward {rewards[0]}: the probe can only learn a constant.")
-        self._allocate(hooks, int(store.d(hooks[0])))
-        self._fit_standardization(store, hooks, idx)
+        fit_idx, val_idx = self._validation_split(store, idx)
+        decays = cfg.weight_decays
+        n_cand = len(decays)
+        slots = [h for h in hooks for _ in decays]  # slot k: hook k // n_cand, weight decay decays[k % n_cand]
+        self._allocate(slots, int(store.d(hooks[0])))
+        n_states = self._fit_standardization(store, hooks, fit_idx, repeat=n_cand)
+        batch_states = cfg.batch_states or int(min(4096, max(32, round(n_states / cfg.steps_per_epoch))))
         if keep_masks:
             for h, m in keep_masks.items():
-                self.set_input_mask(h, m)
+                m = torch.as_tensor(m).to(torch.bool).reshape(-1)
+                if m.numel() != self.d_in:
+                    raise ProbeError(f"keep mask has {m.numel()} entries; hook {h!r} has d={self.d_in}.")
+                j = hooks.index(h) if h in hooks else None
+                if j is None:
+                    raise KeyError(f"keep mask for hook {h!r}, which is not among the fitted hooks {hooks}.")
+                self.input_mask[j * n_cand:(j + 1) * n_cand] = m.to(self.input_mask)
         dev = self.W1.device
+        params = [self.W1, self.b1, self.W2, self.b2]
         read_dtype = _native_dtype(store)
-        opt = torch.optim.AdamW([self.W1, self.b1, self.W2, self.b2], lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        decay = torch.tensor([decays[k % n_cand] for k in range(len(slots))], device=dev)
         bce = nn.functional.binary_cross_entropy_with_logits
-        chunk = self.cfg.probe_chunk or (len(hooks) if dev.type != "cpu" else 1)
-        self.history = []
+        n_slots = len(slots)
+        # CPU: as many probes per matmul as keep the [probe, state, d] block near 4 MB (one probe of
+        # a big batch stays in cache; many small ones amortise per-op overhead)
+        chunk = cfg.probe_chunk or (n_slots if dev.type != "cpu" else max(1, (1 << 20) // (batch_states * self.d_in)))
+        validating = val_idx.size > 0
+        if validating:
+            val_labels = np.asarray(store.rewards)[val_idx]
+            x_val = torch.stack([store.initial_states(h, val_idx).to(torch.float32) for h in hooks]).to(dev)
+            x_val = x_val.repeat_interleave(n_cand, 0)
+        best = [p.detach().clone() for p in params]
+        best_auc, best_score = np.full(n_slots, -np.inf), np.full(n_slots, -np.inf)
+        best_epoch = np.zeros(n_slots, dtype=np.int64)
+        since_best = np.zeros(n_slots, dtype=np.int64)
+        active = np.ones(n_slots, dtype=bool)
+        history, val_history = [], []
         self.train()
-        for epoch in trange(self.cfg.epochs, disable=not verbose, desc=f"value probes ({len(hooks)} hooks)"):
-            losses, n_batches = torch.zeros(len(hooks)), 0
-            for batch in store.iter_batches(hooks, batch_states=self.cfg.batch_states, indices=idx,
-                                            shuffle_seed=self.cfg.seed + epoch, dtype=read_dtype):
+        for epoch in trange(cfg.epochs, disable=not verbose, desc=f"value probes ({len(hooks)} hooks x {n_cand} decays)"):
+            losses, n_batches = torch.zeros(n_slots), 0
+            for batch in store.iter_batches(hooks, batch_states=batch_states, indices=fit_idx,
+                                            shuffle_seed=cfg.seed + epoch, dtype=read_dtype):
                 check_batch_structure(batch.rollout, batch.is_last, batch.step)
                 reward, is_last = batch.reward.to(dev), batch.is_last.to(dev)
                 opt.zero_grad(set_to_none=True)
-                for lo in range(0, len(hooks), chunk):  # probes are independent: grads accumulate
-                    sel = slice(lo, min(lo + chunk, len(hooks)))
+                for lo in range(0, n_slots, chunk):  # probes are independent: grads accumulate
+                    sel = slice(lo, min(lo + chunk, n_slots))
+                    if not active[sel].any():  # stopped probes: their best weights are restored below
+                        continue
                     x = torch.empty(sel.stop - sel.start, len(batch), self.d_in, dtype=torch.float32, device=dev)
-                    for k, h in enumerate(hooks[sel]):
-                        x[k].copy_(batch.acts[h])  # gather + cast
+                    for k in range(sel.start, sel.stop):
+                        x[k - sel.start].copy_(batch.acts[slots[k]])  # gather + cast
                     # (finiteness of these states was checked in the standardisation pass)
                     logits = self.logits(x, sel)
-                    if self.cfg.mode == "td":
-                        target = td_targets(torch.sigmoid(logits), reward, is_last, self.cfg.gamma, self.cfg.td_lambda)
+                    if cfg.mode == "td":
+                        target = td_targets(torch.sigmoid(logits), reward, is_last, cfg.gamma, cfg.td_lambda)
                     else:
                         target = monte_carlo_targets(logits, reward)
                     per_probe = bce(logits, target, reduction="none").mean(dim=1)
                     per_probe.sum().backward()
                     losses[sel] += per_probe.detach().cpu()
+                if decay.any():  # decoupled weight decay per slot, as AdamW applies it before its step
+                    with torch.no_grad():
+                        for p in params:
+                            p.mul_((1.0 - cfg.lr * decay).view(-1, *([1] * (p.ndim - 1))))
                 opt.step()
                 n_batches += 1
-            self.history.append((losses / max(n_batches, 1)).tolist())
+            history.append((losses / max(n_batches, 1)).tolist())
+            if not validating:
+                continue
+            aucs, score = self._slot_scores(x_val, val_labels)
+            val_history.append(aucs.tolist())
+            improved = active & (score > best_score)
+            with torch.no_grad():
+                for p, b in zip(params, best):
+                    b[improved] = p.detach()[improved]
+            best_auc[improved], best_score[improved], best_epoch[improved] = aucs[improved], score[improved], epoch + 1
+            since_best = np.where(improved, 0, since_best + 1)
+            active &= since_best < cfg.patience
+            if not active.any():
+                break
+        if validating:
+            with torch.no_grad():
+                for p, b in zip(params, best):
+                    p.copy_(b)
+            chosen = [j * n_cand + int(np.argmax(best_score[j * n_cand:(j + 1) * n_cand])) for j in range(len(hooks))]
+        else:
+            chosen = [j * n_cand for j in range(len(hooks))]
+            best_epoch[:] = len(history)
+        self._keep_slots(chosen, hooks)
+        self.weight_decay_ = {h: decays[k % n_cand] for h, k in zip(hooks, chosen)}
+        self.best_epoch_ = {h: int(best_epoch[k]) for h, k in zip(hooks, chosen)}
+        self.validation_auc_ = {h: (float(best_auc[k]) if validating else None) for h, k in zip(hooks, chosen)}
+        self.fit_indices_, self.validation_indices_, self.batch_states_ = fit_idx, val_idx, batch_states
+        self.history = [[row[k] for k in chosen] for row in history]
+        self.validation_history = [[row[k] for k in chosen] for row in val_history]
         self.eval()
         return self
+
+    @torch.no_grad()
+    def _keep_slots(self, chosen: list[int], hooks: list[str]) -> None:
+        """Reduce the stacked training slots to one probe per hook (slot ``chosen[j]`` for hook j)."""
+        sel = torch.as_tensor(chosen, dtype=torch.long, device=self.W1.device)
+        for name in ("W1", "b1", "W2", "b2"):
+            setattr(self, name, nn.Parameter(getattr(self, name).detach()[sel].clone()))
+        for name in ("mean", "std", "input_mask"):
+            self.register_buffer(name, getattr(self, name)[sel].clone())
+        self.hook_names = list(hooks)
 
     def fit_arrays(
         self,
@@ -455,6 +598,9 @@ class ValueProbe(nn.Module):
         """A copy whose ``hook`` probe sees only the kept dimensions (pruning without retraining)."""
         clone = ValueProbe(self.cfg)
         clone.hook_names, clone.d_in, clone.history = list(self.hook_names), self.d_in, [list(h) for h in self.history]
+        clone.validation_history = [list(h) for h in self.validation_history]
+        clone.weight_decay_, clone.best_epoch_ = dict(self.weight_decay_), dict(self.best_epoch_)
+        clone.validation_auc_ = dict(self.validation_auc_)
         for name in ("W1", "b1", "W2", "b2"):
             setattr(clone, name, nn.Parameter(getattr(self, name).detach().clone()))
         for name in ("mean", "std", "input_mask"):
@@ -525,6 +671,10 @@ class ValueProbe(nn.Module):
             "hook_names": self.hook_names,
             "d": self.d_in,
             "history": self.history,
+            "validation_history": self.validation_history,
+            "weight_decay_": self.weight_decay_,
+            "best_epoch_": self.best_epoch_,
+            "validation_auc_": self.validation_auc_,
         })
         return path
 
@@ -542,6 +692,10 @@ class ValueProbe(nn.Module):
         probe = cls(cfg)
         tensors = load_file(str(path / _WEIGHTS_FILE), device=cfg.device)
         probe.hook_names, probe.d_in, probe.history = list(meta["hook_names"]), int(meta["d"]), meta.get("history", [])
+        probe.validation_history = meta.get("validation_history", [])
+        probe.weight_decay_ = meta.get("weight_decay_", {})
+        probe.best_epoch_ = meta.get("best_epoch_", {})
+        probe.validation_auc_ = meta.get("validation_auc_", {})
         for name in ("W1", "b1", "W2", "b2"):
             setattr(probe, name, nn.Parameter(tensors[name]))
         for name in ("mean", "std", "input_mask"):
