@@ -2,6 +2,7 @@
 
 - :mod:`.td`: TD(0)/TD(λ)/Monte-Carlo targets and TD errors (the only place TD math lives).
 - :mod:`.stats`: AUC, column correlations, top-k ranking, bootstrap intervals, paired tests.
+- :mod:`.targets`: TD(0) / TD(λ) / Monte-Carlo targets compared per layer with paired intervals.
 - :mod:`.controls`: massive-activation outliers and magnitude-matched random controls with paired tests.
 - :mod:`.linear_probe`: the logistic-regression floor every MLP probe must reach.
 - :mod:`.probes`: :class:`ValueProbe`, all layers in one stacked module (sklearn-style fit/predict/score).
@@ -23,11 +24,13 @@ from .pruning import (architecture_robustness, architecture_variants, iou_from_s
                       value_neurons)
 from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
                     paired_bootstrap_diff, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns, verdict)
+from .targets import TARGET_VARIANTS, TargetComparison, TargetDifference, compare_targets
 from .td import check_batch_structure, monte_carlo_targets, td_error_traces, td_errors, td_targets
 
 __all__ = [
     "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",
     "magnitude_strata", "massive_activations", "matched_random_sets", "uniform_random_sets",
+    "TARGET_VARIANTS", "TargetComparison", "TargetDifference", "compare_targets",
     "Interval", "LogisticFloor", "auc_rows", "bootstrap_auc_ci", "bootstrap_ci", "logistic_floor", "logistic_floors",
     "mcnemar_test", "paired_bootstrap_auc_diff", "paired_bootstrap_diff", "verdict",
     "DopamineMetrics", "NeuronSet", "SurpriseSets", "ValueProbe", "ValueProbeConfig", "architecture_robustness", "architecture_variants", "check_batch_structure", "iou_from_scores", "n_kept",
