@@ -96,8 +96,9 @@ def test_uniform_control_says_value_matters_matched_control_does_not(planted_mas
     assert abs(matched.difference.estimate) < 0.1
     assert all(len(m) == 1 for m in matched.massive_in_draws)
     assert len(uniform.mcnemar) == 5 and uniform.mcnemar[0]["n"] == len(base)
-    section = result.section()
-    assert section.tables[0].rows[-1][-1] == matched.verdict and "massive" in section.notes[0]
+    rows = result.table_rows()
+    assert rows[-1][-1] == matched.verdict and len(rows[0]) == len(result.TABLE_COLUMNS)
+    assert "massive" in result.notes()[0]
 
 
 def test_value_set_without_massive_dims_is_judged_alike(planted_massive):

@@ -62,7 +62,8 @@ def test_compare_targets_reports_every_layer_with_intervals(tmp_path):
     assert sig.low < sig.estimate < sig.high and sig.n == len(test)
     assert sig.estimate > 0.75 and cmp.auc["monte_carlo"][HOOKS[0]].estimate > 0.75
     assert cmp.auc["td0"][HOOKS[1]].low < 0.5 + 0.1
-    section = cmp.section()
-    assert len(section.tables[0].rows) == len(HOOKS) and section.summary["n_test"] == len(test)
+    rows = cmp.table_rows()
+    assert len(rows) == len(HOOKS) and all(len(r) == len(cmp.table_columns()) for r in rows)
+    assert cmp.to_dict()["n_test"] == len(test)
     with pytest.raises(ValueError, match="reference"):
         compare_targets(store, list(HOOKS), train, test, CFG, reference="td2")

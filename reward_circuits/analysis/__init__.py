@@ -19,7 +19,8 @@ from .controls import (ControlledAblation, ControlResult, MassiveActivations, ac
                        magnitude_strata, massive_activations, matched_random_sets, uniform_random_sets)
 from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
 from .neurons import NeuronSet, expected_random_iou, iou
-from .probes import ValueProbe, ValueProbeConfig, cross_fitted_value_traces
+from .cross_fitting import cross_fitted_value_traces
+from .probes import ValueProbe, ValueProbeConfig
 from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
                       value_neurons)
 from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,

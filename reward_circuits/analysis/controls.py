@@ -197,15 +197,12 @@ class ControlledAblation:
                          f"{dif.estimate:+.3f} [{dif.low:+.3f}, {dif.high:+.3f}]", c.p_value, c.verdict])
         return rows
 
-    def section(self, key: str = "controlled_ablation"):
-        """A report :class:`~reward_circuits.pipeline.report.Section`."""
-        from ..pipeline.report import Section, Table  # noqa: PLC0415  (analysis results render lazily)
+    TABLE_COLUMNS = ("condition", "accuracy", "95% CI", "value − control", "p", "verdict")
 
-        table = Table(f"Ablation of {self.hook}: value set vs random controls (n={self.value_accuracy.n} examples)",
-                      ["condition", "accuracy", "95% CI", "value − control", "p", "verdict"], self.table_rows())
-        notes = [f"massive-activation dims of {self.hook} (> {self.massive.factor:g}x median |act|): "
-                 f"{self.massive.dims or 'none'}; in the value set: {self.massive_in_value_set or 'none'}."]
-        return Section(key, f"Value-set ablation vs matched controls ({self.hook})", self.to_dict(), [table], [], notes)
+    def notes(self) -> list[str]:
+        """One line on the massive-activation outliers of the hook and in the value set."""
+        return [(f"massive-activation dims of {self.hook} (> {self.massive.factor:g}x median |act|): "
+                 f"{self.massive.dims or 'none'}; in the value set: {self.massive_in_value_set or 'none'}.")]
 
 
 def compare_to_controls(

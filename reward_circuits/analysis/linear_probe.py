@@ -13,8 +13,8 @@ When the TD probe falls below it, the probe is under-trained, not the layer empt
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning

@@ -41,9 +41,9 @@ import math
 import os
 import warnings
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ from ..errors import ProbeError
 from ..data.store import stratified_split
 from ..data.views import ArrayRollouts, check_binary
 from .stats import auc_rows, binary_auc
+from .probe_config import ACTIVATIONS, ValueProbeConfig
 from .td import check_batch_structure, monte_carlo_targets, td_targets
 
 PROBE_FORMAT_VERSION = 1
@@ -65,124 +66,8 @@ _CONFIG_FILE = "value_probe.json"
 
 
 
-# ---------------------------------------------------------------------------------------------
-# configuration
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class ValueProbeConfig:
-    """Hyper-parameters of :class:`ValueProbe`.
-
-    The defaults train well at any store size: the batch size is scaled to the store (about
-    ``steps_per_epoch`` optimiser steps per epoch), a stratified ``validation_fraction`` of the
-    training rollouts is held out, training stops per probe when the validation log loss of
-    ``V(s_0)`` has not improved for ``patience`` epochs (each probe keeps its best epoch's weights), and the
-    weight decay is chosen per hook among the ``weight_decay`` candidates on that validation split
-    (all candidates train stacked in the same pass). ``validation_fraction=0`` with one weight
-    decay trains exactly ``epochs`` epochs on all given rollouts (the pre-0.2 behaviour).
-
-    Attributes:
-        hidden: width of the probe's hidden layer.
-        gamma: discount factor of the TD targets, in (0, 1].
-        td_lambda: λ of TD(λ) in [0, 1]; 0 is TD(0) (target ``γ·V(s_{t+1})``).
-        mode: ``"td"`` (TD(λ) with ``td_lambda``) or ``"final_reward"`` (Monte-Carlo: every state's
-            target is the rollout's final reward - the paper's appendix comparison).
-        lr: AdamW learning rate.
-        weight_decay: AdamW (decoupled) weight decay, or a tuple of candidates chosen per hook on
-            the validation split (needs ``validation_fraction > 0``).
-        epochs: at most this many passes over the training rollouts (early stopping ends sooner).
-        batch_states: about this many states per optimisation step (whole rollouts per batch);
-            ``None`` scales it to the store: ``n_train_states / steps_per_epoch``, within [32, 4096].
-        steps_per_epoch: optimiser steps per epoch aimed at when ``batch_states`` is ``None``.
-        validation_fraction: share of the training rollouts held out (stratified by reward) for
-            early stopping and the choice of weight decay; 0 disables both.
-        patience: epochs without a better validation score before a probe stops.
-        select_by: the validation score of early stopping and of the weight-decay choice:
-            ``"log_loss"`` (default; binary cross-entropy of ``V(s_0)`` against the reward, a proper
-            scoring rule and much less noisy than the AUC on a few dozen rollouts: on planted
-            stores the AUC picked lucky early epochs) or ``"auc"``.
-        activation: hidden non-linearity.
-        standardize: standardise inputs per dimension with training-state mean/std.
-        seed: seeds the initialisation (a ``torch.Generator`` per probe), the batch order
-            (``shuffle_seed = seed + epoch``) and the validation split.
-        device: torch device.
-        probe_chunk: probes computed per forward/backward inside each optimisation step (``None``:
-            all of them on an accelerator; on the CPU as many as keep the ``[probe, state, d]`` block
-            near 2^20 floats). The data pass and the optimiser step are shared either way and the
-            result is the same; on the CPU one probe of a big batch at a time keeps its block in
-            cache, which measured faster than one batched matmul over all probes
-            (bench/bench_probes.py), while small batches gain from batching (3x on d=64).
-    """
-
-    hidden: int = 64
-    gamma: float = 0.99
-    td_lambda: float = 0.0
-    mode: Literal["td", "final_reward"] = "td"
-    lr: float = 2e-3
-    weight_decay: float | tuple[float, ...] = (0.0, 0.1, 1.0)
-    epochs: int = 100
-    batch_states: int | None = None
-    steps_per_epoch: int = 16
-    validation_fraction: float = 0.2
-    patience: int = 10
-    select_by: Literal["auc", "log_loss"] = "log_loss"
-    activation: Literal["relu", "gelu", "tanh"] = "relu"
-    standardize: bool = True
-    seed: int = 0
-    device: str = "cpu"
-    probe_chunk: int | None = None
-
-    def __post_init__(self):
-        if not (isinstance(self.hidden, int) and self.hidden >= 1):
-            raise ProbeError(f"hidden must be a positive int, got {self.hidden!r}.")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ProbeError(f"gamma must be in (0, 1], got {self.gamma!r}.")
-        if not 0.0 <= self.td_lambda <= 1.0:
-            raise ProbeError(f"td_lambda must be in [0, 1], got {self.td_lambda!r}.")
-        if self.mode not in ("td", "final_reward"):
-            raise ProbeError(f"mode must be 'td' or 'final_reward', got {self.mode!r}.")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ProbeError(f"lr must be a positive number, got {self.lr!r}.")
-        decays = self.weight_decays
-        if not decays or not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in decays):
-            raise ProbeError(f"weight_decay must be a number >= 0 or a non-empty tuple of them, got {self.weight_decay!r}.")
-        if len(set(decays)) != len(decays):
-            raise ProbeError(f"weight_decay candidates repeat: {self.weight_decay!r}.")
-        if isinstance(self.weight_decay, (list, tuple)):
-            self.weight_decay = tuple(float(w) for w in self.weight_decay)
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ProbeError(f"epochs must be a positive int, got {self.epochs!r}.")
-        if self.probe_chunk is not None and not (isinstance(self.probe_chunk, int) and self.probe_chunk >= 1):
-            raise ProbeError(f"probe_chunk must be a positive int or None, got {self.probe_chunk!r}.")
-        if self.batch_states is not None and not (isinstance(self.batch_states, int) and self.batch_states >= 1):
-            raise ProbeError(f"batch_states must be a positive int or None (scaled to the store), got {self.batch_states!r}.")
-        if not (isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1):
-            raise ProbeError(f"steps_per_epoch must be a positive int, got {self.steps_per_epoch!r}.")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ProbeError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}.")
-        if len(decays) > 1 and self.validation_fraction == 0:
-            raise ProbeError(f"{len(decays)} weight_decay candidates need a validation split to choose among them: "
-                             "set validation_fraction > 0 or give one weight_decay.")
-        if not (isinstance(self.patience, int) and self.patience >= 1):
-            raise ProbeError(f"patience must be a positive int, got {self.patience!r}.")
-        if self.select_by not in ("auc", "log_loss"):
-            raise ProbeError(f"select_by must be 'auc' or 'log_loss', got {self.select_by!r}.")
-        if self.activation not in _ACTIVATIONS:
-            raise ProbeError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}.")
-        if not isinstance(self.seed, int):
-            raise ProbeError(f"seed must be an int, got {self.seed!r}.")
-
-    @property
-    def weight_decays(self) -> tuple[float, ...]:
-        """The weight-decay candidates (one when ``weight_decay`` is a number)."""
-        w = self.weight_decay
-        return tuple(float(x) for x in w) if isinstance(w, (list, tuple)) else (float(w),)
-
-    def replace(self, **changes) -> "ValueProbeConfig":
-        """A copy with some fields changed (validated again)."""
-        return ValueProbeConfig(**{**asdict(self), **changes})
-
-
 _ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.tanh}
+assert set(_ACTIVATIONS) == set(ACTIVATIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,19 +287,17 @@ class ValueProbe(nn.Module):
     def _validation_split(self, store, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rollouts to train on, validation rollouts): a stratified ``validation_fraction`` of
         ``idx``, or no validation when it is 0 or cannot hold both rewards."""
-        frac, n_decays = self.cfg.validation_fraction, len(self.cfg.weight_decays)
+        frac = self.cfg.validation_fraction
         if frac == 0:
             return idx, idx[:0]
         all_rewards = np.asarray(store.rewards)
         fit_idx, val_idx = stratified_split(idx, all_rewards, frac, self.cfg.seed)
         if np.unique(all_rewards[val_idx]).size < 2 or np.unique(all_rewards[fit_idx]).size < 2:
-            if n_decays > 1:
-                raise ProbeError(
-                    f"choosing among {n_decays} weight decays needs a validation split with both rewards, but the "
-                    f"{idx.size} training rollouts have {int((all_rewards[idx] == 1).sum())} with reward 1 and "
-                    f"{int((all_rewards[idx] == 0).sum())} with reward 0. Give more rollouts or one weight_decay.")
-            warnings.warn(f"validation split of {idx.size} rollouts cannot hold both rewards: training {self.cfg.epochs} "
-                          "epochs on all of them without early stopping.")
+            n1 = int((all_rewards[idx] == 1).sum())
+            warnings.warn(
+                f"a validation split of {idx.size} training rollouts ({n1} with reward 1, {idx.size - n1} with reward 0) "
+                f"cannot hold both rewards: training {self.cfg.epochs} epochs on all of them without early stopping, "
+                f"with weight_decay={self.cfg.weight_decays[0]} (the first candidate).")
             return idx, idx[:0]
         return fit_idx, val_idx
 
@@ -459,7 +342,7 @@ class ValueProbe(nn.Module):
         if np.unique(rewards).size < 2:
             warnings.warn(f"all {idx.size} training rollouts have reward {rewards[0]}: the probe can only learn a constant.")
         fit_idx, val_idx = self._validation_split(store, idx)
-        decays = cfg.weight_decays
+        decays = cfg.weight_decays if val_idx.size else cfg.weight_decays[:1]
         n_cand = len(decays)
         slots = [h for h in hooks for _ in decays]  # slot k: hook k // n_cand, weight decay decays[k % n_cand]
         self._allocate(slots, int(store.d(hooks[0])))
@@ -704,32 +587,5 @@ class ValueProbe(nn.Module):
         return probe
 
 
-def cross_fitted_value_traces(
-    store, hook: str, cfg: ValueProbeConfig | None = None, n_folds: int = 5, seed: int = 0,
-) -> list[Float[np.ndarray, " T"]]:
-    """``V(s_0), .., V(s_T)`` of every rollout of ``store``, each from a probe that never trained on it.
-
-    K-fold cross-fitting: the rollouts are split into ``n_folds`` folds stratified by reward; fold
-    ``k``'s traces come from a ``ValueProbe(cfg)`` fitted on the other folds at ``hook``. Analyses
-    that condition on the value itself (surprise = a confident ``V(s_0)`` and the opposite reward,
-    TD errors along a rollout) need this: on its own training rollouts a probe's values are fitted
-    to the reward, so surprises there are rarer than they are, and TD errors smaller.
-    """
-    from sklearn.model_selection import StratifiedKFold  # noqa: PLC0415
-
-    cfg = cfg or ValueProbeConfig()
-    rewards = np.asarray(store.rewards)
-    check_binary(rewards)
-    counts = np.bincount(rewards.astype(int), minlength=2)
-    if not isinstance(n_folds, int) or n_folds < 2:
-        raise ProbeError(f"n_folds must be an int >= 2, got {n_folds!r}.")
-    if counts.min() < n_folds:
-        raise ProbeError(f"cross-fitting with {n_folds} folds needs >= {n_folds} rollouts of each reward; the store has "
-                         f"{counts[0]} with reward 0 and {counts[1]} with reward 1. Use fewer folds or more rollouts.")
-    traces: list = [None] * len(rewards)
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(rewards)), rewards)
-    for k, (train, held) in enumerate(folds):
-        probe = ValueProbe(cfg.replace(seed=cfg.seed + k)).fit(store, hook, train, verbose=False)
-        for i, trace in zip(held, probe.value_traces(store, hook, held)):
-            traces[int(i)] = trace
-    return traces
+# moved to .cross_fitting; re-exported until every caller imports it from reward_circuits.analysis
+from .cross_fitting import cross_fitted_value_traces  # noqa: E402,F401

@@ -57,13 +57,14 @@ class TargetComparison:
                 "auc": {v: {h: i.to_dict() for h, i in per.items()} for v, per in self.auc.items()},
                 "vs_reference": {v: {h: d.to_dict() for h, d in per.items()} for v, per in self.vs_reference.items()}}
 
-    def section(self, key: str = "target_variants"):
-        """A report :class:`~reward_circuits.pipeline.report.Section`: one row per hook."""
-        from ..pipeline.report import Section, Table  # noqa: PLC0415  (analysis results render lazily)
-
+    def table_columns(self) -> list[str]:
         others = [v for v in self.variants if v != self.reference]
-        cols = ["hook"] + [f"AUC {v}" for v in self.variants] + [f"{self.reference} − {v}" for v in others] + \
-               [f"verdict: {self.reference} > {v}" for v in others]
+        return (["hook"] + [f"AUC {v}" for v in self.variants] + [f"{self.reference} − {v}" for v in others]
+                + [f"verdict: {self.reference} > {v}" for v in others])
+
+    def table_rows(self) -> list[list]:
+        """One row per hook: each variant's AUC interval, the paired differences and verdicts."""
+        others = [v for v in self.variants if v != self.reference]
         rows = []
         for h in self.hooks:
             row = [h] + [str(self.auc[v][h]) for v in self.variants]
@@ -71,9 +72,7 @@ class TargetComparison:
                     for d in (self.vs_reference[v][h] for v in others)]
             row += [self.vs_reference[v][h].verdict for v in others]
             rows.append(row)
-        table = Table(f"Value targets compared on the same split (n={self.n_test} test rollouts, 95% bootstrap CIs)", cols, rows)
-        return Section(key, "TD(0) vs TD(λ) vs Monte-Carlo value targets", self.to_dict(), [table], [],
-                       [f"variants: {self.variants}; same probe config otherwise, same training rollouts."])
+        return rows
 
 
 def compare_targets(
