@@ -111,3 +111,11 @@ def test_config_errors_name_the_fix():
     with pytest.raises(ProbeError, match="select_by"):
         ValueProbeConfig(select_by="accuracy")
     assert ValueProbeConfig(weight_decay=[0.0, 1.0]).weight_decay == (0.0, 1.0)
+
+
+def test_given_validation_rollouts_are_used(planted3):
+    store, _, train, test = planted3
+    p = ValueProbe(epochs=3).fit(store, SIGNAL, train, validation_indices=test, verbose=False)
+    assert list(p.validation_indices_) == sorted(test) and list(p.fit_indices_) == sorted(train)
+    with pytest.raises(ProbeError, match="overlap"):
+        ValueProbe(epochs=1).fit(store, SIGNAL, train, validation_indices=train[:10], verbose=False)

@@ -28,10 +28,8 @@ can also return the raw-unit version.
 A masked (pruned) input dimension is set to 0 *after* standardisation, i.e. replaced by its
 training mean: mean-ablation, no retraining.
 
-Data sources: anything with the read API of :class:`~reward_circuits.store.ActivationStore`
-(``hook_names``, ``d``, ``__len__``, ``rewards``, ``rollout_ids``, ``iter_batches``,
-``initial_states``, ``get``) - the store itself, :class:`ArrayRollouts` (in memory, used by
-:meth:`ValueProbe.fit_arrays`) or a wrapper such as :class:`~reward_circuits.pruning.RotatedStore`.
+Data sources: anything with the read API of :class:`~reward_circuits.data.Store` (the store,
+:class:`ArrayRollouts` via :meth:`ValueProbe.fit_arrays`, :class:`~reward_circuits.data.RotatedStore`).
 """
 
 from __future__ import annotations
@@ -320,9 +318,14 @@ class ValueProbe(nn.Module):
         indices: Sequence[int] | None = None,
         *,
         keep_masks: Mapping[str, Bool[Tensor, " d"]] | None = None,
+        validation_indices: Sequence[int] | None = None,
         verbose: bool = True,
     ) -> "ValueProbe":
         """Train one probe per hook on rollouts ``indices`` (all by default), in one pass per epoch.
+
+        ``validation_indices`` gives the validation rollouts yourself (disjoint from ``indices``;
+        e.g. the split a pipeline already holds out to choose a layer) instead of carving
+        ``cfg.validation_fraction`` of ``indices``.
 
         With a validation split (``cfg.validation_fraction > 0``, the default) a stratified share of
         ``indices`` is held out; each (hook, weight decay) candidate trains in the same stacked pass,
@@ -341,7 +344,14 @@ class ValueProbe(nn.Module):
         check_binary(rewards)
         if np.unique(rewards).size < 2:
             warnings.warn(f"all {idx.size} training rollouts have reward {rewards[0]}: the probe can only learn a constant.")
-        fit_idx, val_idx = self._validation_split(store, idx)
+        if validation_indices is None:
+            fit_idx, val_idx = self._validation_split(store, idx)
+        else:
+            fit_idx, val_idx = idx, resolve_indices(store, validation_indices)
+            if np.intersect1d(fit_idx, val_idx).size:
+                raise ProbeError("validation_indices overlap the training indices: give disjoint rollouts.")
+            if np.unique(np.asarray(store.rewards)[val_idx]).size < 2:
+                raise ProbeError("validation_indices hold one reward only: early stopping needs both.")
         decays = cfg.weight_decays if val_idx.size else cfg.weight_decays[:1]
         n_cand = len(decays)
         slots = [h for h in hooks for _ in decays]  # slot k: hook k // n_cand, weight decay decays[k % n_cand]
