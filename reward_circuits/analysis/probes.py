@@ -99,9 +99,6 @@ def _probe_generator_seed(seed: int, hook: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(hook.encode())) % (2**63 - 1)
 
 
-# ---------------------------------------------------------------------------------------------
-# the probe
-# ---------------------------------------------------------------------------------------------
 class ValueProbe(nn.Module):
     """One two-layer MLP value probe per hook point, all stacked and trained together.
 
