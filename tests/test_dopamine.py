@@ -28,7 +28,7 @@ from reward_circuits.analysis import (
     td_errors,
     td_trace_change,
 )
-from reward_circuits.pipeline.dopamine import DISTRIBUTION_FIGURE, TRACE_FIGURE, run_dopamine_stage
+from reward_circuits.pipeline.dopamine import DISTRIBUTION_FIGURE, TRACE_FIGURE, DopamineStageConfig, run_dopamine_stage
 from reward_circuits.analysis.neurons import NeuronSet
 from reward_circuits.pipeline.report import Report
 from reward_circuits.data.store import write_store_from_arrays
@@ -309,9 +309,12 @@ def test_stage_on_planted_store(tmp_path):
     out = tmp_path / "report"
     tokens = [None] * len(store)  # mixed: explicit strings for rollout 0, store meta for the rest
     tokens[0] = [f"w{t}" for t in range(len(values[0]) - 1)]
-    section = run_dopamine_stage(store, FakeProbe(values, GAMMA), HOOK, out, k=3, seed=0, token_strings=tokens,
-                                 value_neurons=NeuronSet(HOOK, [J_V], D), n_permutations=300, n_random_draws=300)
+    result = run_dopamine_stage(store, FakeProbe(values, GAMMA), HOOK, out, token_strings=tokens,
+                                value_neurons=NeuronSet(HOOK, [J_V], D),
+                                config=DopamineStageConfig(k=3, seed=0, n_permutations=300, n_random_draws=300))
+    section = result.section
     s = section.summary
+    assert result.top_neurons is not None and result.top_neurons.indices == s["top_neurons"]
     assert section.key == "dopamine" and REQUIRED <= set(s)
     assert s["status"] == "ok" and s["top_neurons"][0] == J_TD
     assert s["values"] == "probe as given"  # a duck-typed probe's own values (planted here) are used as is
@@ -336,15 +339,16 @@ def test_stage_on_planted_store(tmp_path):
 def test_stage_too_few_surprises_returns_null_section(tmp_path):
     # every rollout succeeds: no negative surprise can exist
     store, values = make_store(tmp_path / "store", n=40, plant=True, reward_fn=lambda v0, rng: 1.0)
-    section = run_dopamine_stage(store, FakeProbe(values, GAMMA), HOOK, tmp_path / "out", value_neurons=None,
-                                 n_permutations=50, n_random_draws=50)
-    s = section.summary
+    result = run_dopamine_stage(store, FakeProbe(values, GAMMA), HOOK, tmp_path / "out", value_neurons=None,
+                                config=DopamineStageConfig(n_permutations=50, n_random_draws=50))
+    s = result.section.summary
+    assert result.top_neurons is None
     assert REQUIRED <= set(s)
     assert s["status"] == "insufficient_surprise"
     assert s["n_negative_surprise"] == 0 and s["n_positive_surprise"] > 0
     assert s["p_value"] is None and s["top_neurons"] == []
     assert all(v is None for v in s["corr_with_td_error"].values())
-    assert section.figures == [] and "Too few surprise rollouts" in section.notes[0]
+    assert result.section.figures == [] and "Too few surprise rollouts" in result.section.notes[0]
     json.dumps(s, allow_nan=False)
 
 
@@ -360,9 +364,8 @@ def test_stage_with_a_value_probe_and_few_rollouts_of_one_reward(tmp_path, n_pos
     store = write_store_from_arrays(tmp_path / "store2", {HOOK: [store.get(i, HOOK) for i in range(len(store))]},
                                     rewards, dtype="float32")
     probe = ValueProbe(ValueProbeConfig(epochs=2, hidden=8)).fit(store, HOOK, verbose=False)
-    section = run_dopamine_stage(store, probe, HOOK, tmp_path / "out", value_neurons=None,
-                                 n_permutations=20, n_random_draws=20)
-    s = section.summary
+    s = run_dopamine_stage(store, probe, HOOK, tmp_path / "out", value_neurons=None,
+                           config=DopamineStageConfig(n_permutations=20, n_random_draws=20)).section.summary
     assert s["status"] == "insufficient_surprise"  # too few positive surprises either way
     assert s["values"] == (None if n_positive == 1 else "cross-fitted, 3 folds")
     json.dumps(s, allow_nan=False)

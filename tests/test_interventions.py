@@ -489,18 +489,21 @@ def test_confidence_study(adapters, fake_task):
 def test_intervention_stage_smoke(adapters, fake_task, tmp_path):
     import json
 
-    from reward_circuits.pipeline.interventions import run_intervention_stage
+    from reward_circuits.pipeline.interventions import InterventionInputs, InterventionStudyConfig, run_intervention_stage
     from reward_circuits.pipeline.report import Report
 
     tl = adapters["transformer_lens"]
     probe = LinearProbe(RESID1, tl.d_model)
     sets = {0: NeuronSet(RESID0, [0, 1], tl.d_model, layer=0), 1: NeuronSet(RESID1, [2, 3], tl.d_model, layer=1)}
     fr = {1: NeuronSet(RESID1, [3, 4], tl.d_model, layer=1, kind="final_reward")}
-    sections = run_intervention_stage(tl, fake_task, None, sets, tmp_path, probe=probe, final_reward_sets=fr,
-                                      n_random_draws=1, steering_factors=(0.0, 1.0, 2.0), config=GREEDY, max_examples=3,
-                                      dose_fractions=(0.05, 0.1), dose_modes=("zero",), dose_random_draws=1,
-                                      dose_layer=1)
+    result = run_intervention_stage(
+        tl, fake_task, InterventionInputs(sets, probe=probe, final_reward_sets=fr), tmp_path,
+        InterventionStudyConfig(n_random_draws=1, steering_factors=(0.0, 1.0, 2.0), max_examples=3,
+                                dose_fractions=(0.05, 0.1), dose_modes=("zero",), dose_random_draws=1, dose_layer=1),
+        GREEDY)
+    sections = result.to_sections()
     assert [s.key for s in sections] == ["ablation", "steering", "confidence"]
+    assert result.worst_layer in (0, 1)
     ab, st, cf = (s.summary for s in sections)
     assert set(ab["layers"]) == {"0", "1"} and ab["final_reward_vs_td"]["1"]["iou_with_td"] == pytest.approx(1 / 3)
     assert ab["dose_response"]["n_neurons"] == [2, 3] and "zero" in ab["dose_response"]["curves"]

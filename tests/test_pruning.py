@@ -214,11 +214,18 @@ def test_value_stage_end_to_end(tmp_path):
     second, _ = planted_value_store(tmp_path / "b", n_rollouts=300, d=D, k=K, T_range=(4, 10), seed=1, hooks=hooks,
                                     value_dims=info.value_dims)
     prompts = dict(zip(store.rollout_ids, planted_prompt_tokens(store.rewards, vocab_size=40, seed=0)))
-    from reward_circuits.pipeline.value import run_value_stage, stage_config
+    from reward_circuits.pipeline.value import ValueStageConfig, run_value_stage, stage_config
 
-    section = run_value_stage(store, tmp_path / "out", second_store=second, prompt_tokens=prompts, vocab_size=40,
-                              cfg=stage_config(quick=True).replace(epochs=10, batch_states=512, lr=3e-3), seed=0, quick=True)
+    result = run_value_stage(store, tmp_path / "out", second_store=second, prompt_tokens=prompts, vocab_size=40,
+                             config=ValueStageConfig(probe=stage_config(quick=True).replace(epochs=10, batch_states=512, lr=3e-3),
+                                                     seed=0, quick=True))
+    section = result.section
     s = section.summary
+    # the typed result carries what the next stages need, consistent with the summary
+    assert result.best_hook == "blocks.1.hook_resid_post" and result.best_key == s["best_layer"]
+    assert result.best_neurons.indices == s["value_neurons"] and set(result.value_sets) == set(s["auc_by_layer"])
+    assert result.layers_by_validation()[0] == "1" and result.final_reward_neurons.hook_name == result.best_hook
+    assert result.test_indices.size + result.train_indices.size + result.val_indices.size == len(store)
     assert section.key == "value"
     assert set(s["auc_by_layer"]) == {"0", "1", "2"} and s["best_layer"] == "1"  # blocks.1 carries the planted signal
     for k in ("prune_curve", "prune_curve_random", "n_value_neurons", "value_neurons", "iou_across_tasks", "iou_random_baseline",
@@ -240,8 +247,9 @@ def test_value_stage_end_to_end(tmp_path):
 
 def test_value_stage_without_second_store_says_why(tmp_path):
     store, _ = planted_value_store(tmp_path / "a", n_rollouts=120, d=8, k=2, T_range=(3, 5), seed=0, hooks=HOOKS)
-    from reward_circuits.pipeline.value import run_value_stage, stage_config
+    from reward_circuits.pipeline.value import ValueStageConfig, run_value_stage, stage_config
 
-    s = run_value_stage(store, tmp_path / "out", cfg=stage_config(quick=True).replace(epochs=2), quick=True).summary
+    s = run_value_stage(store, tmp_path / "out", config=ValueStageConfig(probe=stage_config(quick=True).replace(epochs=2),
+                                                                        quick=True)).section.summary
     assert s["iou_across_tasks"] is None and "second store" in s["iou_across_tasks_reason"]
     assert s["surface_baseline_auc"] == {"hook_embed": None, "bag_of_tokens": None}

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from ..models import layer_of
 from .neurons import NeuronSet
+from .stats import rank_by_score
 from ..data.store import ActivationStore
 
 TraceLookup = Mapping[int, np.ndarray] | Sequence[np.ndarray]
@@ -125,7 +126,7 @@ def event_positions(
     for i in idx:
         signed = sign * np.asarray(td_traces[int(i)], dtype=np.float64)
         candidates = np.flatnonzero(np.isfinite(signed) & (signed > 0))
-        order = candidates[np.argsort(-signed[candidates], kind="stable")]
+        order = candidates[rank_by_score(signed[candidates])]
         out.append(order[:k].astype(np.int64))
     return out
 

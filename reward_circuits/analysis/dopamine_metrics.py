@@ -19,7 +19,8 @@ from .neurons import NeuronSet
 from ..data.store import ActivationStore
 
 from .dopamine import PermutationScheme, TraceLookup, event_positions, iter_rollout_acts, check_trace_length
-from .stats import Interval, Verdict, finite_mean, partial_pearson_columns, pearson_columns, spearman_columns, verdict
+from .stats import (Interval, Verdict, finite_mean, partial_pearson_columns, pearson_columns, rank_by_score,
+                    spearman_columns, verdict)
 
 # ---------------------------------------------------------------------------------------------
 # Quantitative held-out metrics (beyond the paper)
@@ -446,7 +447,7 @@ def dopamine_metrics(
     diff = (rollout_bootstrap_abs_corr_diff(scan.acts[ok], scan.td[ok], scan.rollout[ok],
                                             [column[j] for j in candidates], [column[j] for j in pool.tolist()], seed=seed)
             if ok.sum() > 2 and len(pool) else None)
-    ranked = np.argsort(-np.where(np.isfinite(pearson_all), pearson_all, -np.inf), kind="stable")
+    ranked = rank_by_score(np.where(np.isfinite(pearson_all), pearson_all, -np.inf), nonfinite="last")
     rank_of = np.empty(d, dtype=np.int64)
     rank_of[ranked] = np.arange(1, d + 1)
     z = ((cand_metrics.mean_pearson_td - random.mean_pearson_td) / random.std_pearson_td

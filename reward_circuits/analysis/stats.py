@@ -87,11 +87,17 @@ def spearman_columns(x: Float[np.ndarray, "n m"], y: Float[np.ndarray, " n"]) ->
 
 
 
-def rank_by_score(scores: Float[Tensor, " d"] | np.ndarray) -> np.ndarray:
-    """Indices sorted by score, best first (ties: lower index first, deterministic)."""
-    s = np.asarray(scores.detach().cpu() if isinstance(scores, Tensor) else scores, dtype=np.float64)
+def rank_by_score(scores: Float[Tensor, " d"] | np.ndarray, nonfinite: Literal["raise", "last"] = "raise") -> np.ndarray:
+    """Indices sorted by score, best first; ties by lower index (deterministic). The one top-k
+    ranking of the package.
+
+    ``nonfinite="raise"`` refuses NaN/inf; ``"last"`` ranks NaN and −inf after every finite score
+    (and +inf before), for rankings where some dimensions have no score."""
+    s = np.asarray(scores.detach().cpu() if isinstance(scores, Tensor) else scores, dtype=np.float64).reshape(-1)
     if not np.isfinite(s).all():
-        raise ValueError("scores contain NaN or inf.")
+        if nonfinite == "raise":
+            raise ValueError("scores contain NaN or inf; pass nonfinite='last' to rank them last.")
+        s = np.where(np.isnan(s), -np.inf, s)
     return np.lexsort((np.arange(s.size), -s))
 
 

@@ -14,6 +14,7 @@ from torch import Tensor
 from ..models import Generation, GenerationConfig, ModelAdapter, TokenBatch
 
 
+from ..analysis.td import td_errors
 from .hooks import InterventionLike, as_fwd_hooks, teacher_forced_prompt
 
 # ---------------------------------------------------------------------------------------------
@@ -139,9 +140,8 @@ def td_trace_under(adapter: ModelAdapter, probe, hook: str, rollout_token_ids: S
             if what == "value":
                 traces.append(v)
             elif what == "td":
-                td = np.full_like(v, np.nan)
-                td[1:] = gamma * v[1:] - v[:-1]
-                traces.append(td)
+                # arrival-aligned; the reward term is the terminal error, which arrival alignment drops
+                traces.append(td_errors(v, 0.0, gamma, align="arrival"))
             else:
                 raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
     return traces

@@ -15,7 +15,7 @@ from ..models import GenerationConfig, ModelAdapter, layer_of
 from ..analysis.neurons import NeuronSet
 
 
-from ..analysis.stats import mean_std
+from ..analysis.stats import mean_std, rank_by_score
 from .hooks import Intervention, PositionScope, PositionSpec, ablation_interventions, scale
 from .scoring import ScoredRun, activation_means, generate_and_score, initial_values, prompt_seqs
 from .scoring import examples_of, resolve_probe_hook
@@ -87,7 +87,7 @@ def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, "
     scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
     d = int(scores.numel())
     n_ranked = int(torch.isfinite(scores).sum())
-    order = torch.argsort(torch.nan_to_num(scores, nan=-math.inf, posinf=math.inf), descending=True, stable=True)
+    order = torch.as_tensor(rank_by_score(scores, nonfinite="last"))
     kept, ks, notes = [], [], []
     for f in fractions:
         k = max(1, int(round(float(f) * d)))

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 HookFn = Callable[..., "Tensor | None"]
 FwdHooks = Sequence[tuple[str, HookFn]]
 Backend = Literal["transformer_lens", "nnsight"]
+DEFAULT_BACKEND: Backend = "transformer_lens"  # the one default of load_model, from_hf and `reward-circuits run`
 
 
 @dataclass
@@ -70,11 +71,12 @@ class Generation:
 
 
 from .hook_names import HookNameError
+from .hooked_api import HookedAPI
 
 # ---- the interface ----------------------------------------------------------------------------
 
 
-class ModelAdapter(ABC):
+class ModelAdapter(HookedAPI, ABC):
     """What every analysis needs from a model, whichever library runs it."""
 
     backend: Backend

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 
 
-from .base import Backend, ModelAdapter
+from .base import DEFAULT_BACKEND, Backend, ModelAdapter
 from .nnsight_adapter import NNsightAdapter
 from .transformer_lens_adapter import TransformerLensAdapter
 
 # ---- construction -----------------------------------------------------------------------------
 
 
-def from_hf(hf_model, tokenizer, backend: Backend = "transformer_lens", name: str | None = None,
+def from_hf(hf_model, tokenizer, backend: Backend = DEFAULT_BACKEND, name: str | None = None,
             remote: bool = False) -> ModelAdapter:
     """Wrap an already loaded HF causal LM (both backends run the same weights)."""
     from .loading import hooked_transformer_from_hf, prepare_tokenizer
@@ -32,7 +32,7 @@ def from_hf(hf_model, tokenizer, backend: Backend = "transformer_lens", name: st
     raise ValueError(f"unknown backend {backend!r}: use 'transformer_lens' or 'nnsight'.")
 
 
-def load_model(name: str = "default", backend: Backend = "transformer_lens", device: str = "cpu",
+def load_model(name: str = "default", backend: Backend = DEFAULT_BACKEND, device: str = "cpu",
                remote: bool = False, **hf_kwargs) -> ModelAdapter:
     """Load ``default`` (packaged SmolLM2-135M-Instruct, offline), ``gemma-3-270m`` (packaged Gemma 3
     270M base model, offline), a local HF directory or a hub id.

@@ -101,6 +101,7 @@ class NNsightAdapter(ModelAdapter):
 
     def capture(self, batch, hook_names, fwd_hooks=()):
         names = self.validate_hooks(hook_names)
+        fwd_hooks = self.active_hooks(fwd_hooks)
         if fwd_hooks:
             self.validate_hooks([n for n, _ in fwd_hooks])
         saved: dict = {}
@@ -111,6 +112,7 @@ class NNsightAdapter(ModelAdapter):
         return {n: _as_tensor(saved[n]).detach() for n in names}
 
     def forward(self, batch, fwd_hooks=()):
+        fwd_hooks = self.active_hooks(fwd_hooks)
         if fwd_hooks:
             self.validate_hooks([n for n, _ in fwd_hooks])
         with torch.no_grad():
@@ -120,6 +122,7 @@ class NNsightAdapter(ModelAdapter):
         return _as_tensor(logits)
 
     def _generate_batch(self, batch, config, fwd_hooks, seed):
+        fwd_hooks = self.active_hooks(fwd_hooks)
         kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids))
         if config.do_sample:

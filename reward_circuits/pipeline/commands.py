@@ -34,11 +34,11 @@ def _run(args) -> int:
 def _probe(args) -> int:
     from ..data.store import ActivationStore
     from .report import Report
-    from .value import run_value_stage
+    from .value import ValueStageConfig, run_value_stage
 
     store = ActivationStore(args.store)
     second = ActivationStore(args.second_store) if args.second_store else None
     report = Report(args.out, header={"model": store.model, "store": args.store})
-    report.add(run_value_stage(store, args.out, second_store=second, seed=args.seed, quick=args.quick))
+    report.add(run_value_stage(store, args.out, second_store=second, config=ValueStageConfig(seed=args.seed, quick=args.quick)))
     print(f"wrote {args.out}/summary.json and report.html")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..models.base import DEFAULT_BACKEND
+
 DEFAULT_TASKS = ("arithmetic:1", "word_problems:0")
 ALL_STAGES = ("rollouts", "store", "value", "interventions", "dopamine")
 
@@ -14,7 +16,7 @@ class RunConfig:
     """Settings of ``reward-circuits run`` (every CLI option is one field; defaults live here only)."""
 
     model: str = field(default="default", metadata={"help": "'default' (packaged SmolLM2-135M-Instruct, offline), a local HF directory, or a hub id"})
-    backend: Literal["transformer_lens", "nnsight"] = field(default="nnsight", metadata={"help": "which library runs the model"})
+    backend: Literal["transformer_lens", "nnsight"] = field(default=DEFAULT_BACKEND, metadata={"help": "which library runs the model (results agree on both)"})
     tasks: tuple[str, ...] = field(default=DEFAULT_TASKS, metadata={"help": "comma-separated task specs: arithmetic[:1-4], word_problems[:0-3], multiple_choice, gsm8k, math500, arc, mmlu_stem, or a local .jsonl/.parquet"})
     # sized so the job on the default model stays well under 10 min on 2 cores
     limit: int = field(default=200, metadata={"help": "examples per task"})

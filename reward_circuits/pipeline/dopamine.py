@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -22,11 +23,14 @@ from jaxtyping import Float
 from ..analysis.dopamine import DopamineScoreDetails, dopamine_neurons, dopamine_score_details, event_positions, surprise_sets
 from ..analysis.dopamine_metrics import DopamineMetrics, dopamine_metrics, td_trace_change
 from ..analysis.td import td_errors
-from ..io import atomic_path
 from ..analysis.neurons import NeuronSet
-from .report import Section, Table
 from ..analysis.probes import ValueProbe, cross_fitted_value_traces
+from ..data.protocol import Store
 from ..data.store import ActivationStore
+from ..io import nan_to_none
+from ..models import layer_of
+from .plotting import new_figure, save_figure
+from .report import Section, Table
 
 TRACE_FIGURE = "dopamine_traces.png"
 DISTRIBUTION_FIGURE = "dopamine_metric_distribution.png"
@@ -111,11 +115,6 @@ def _token_labels(store: ActivationStore, i: int, n_states: int, token_strings: 
     return out
 
 
-def _save_figure(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-
 def _pick_example(td: dict[int, np.ndarray], candidates: Sequence[int], sign: int) -> tuple[int, int] | None:
     """The rollout (and its event position) with the strongest event of the given sign."""
     best = None
@@ -131,10 +130,8 @@ def _trace_figure(store: ActivationStore, hook: str, neurons: NeuronSet, details
                   td: dict[int, np.ndarray], examples: list[tuple[str, int, int]],
                   token_strings: Sequence[Sequence[str]] | None, path: Path) -> None:
     """Like the paper's Figure 8: top-3 dopamine neurons over one positive- and one negative-surprise rollout."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(12, 3.6 * len(examples)))
-    axes = fig.subplots(len(examples), 1, squeeze=False)[:, 0]
+    fig, axes = new_figure(12, 3.6 * len(examples), nrows=len(examples))
+    axes = np.atleast_1d(axes)
     top = neurons.indices[:3]
     colors = ["tab:red", "tab:blue", "tab:green"]
     for ax, (title, i, event) in zip(axes, examples):
@@ -165,19 +162,17 @@ def _trace_figure(store: ActivationStore, hook: str, neurons: NeuronSet, details
         ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], fontsize=7, loc="upper left")
     fig.suptitle(f"Dopamine neurons at {hook}: activation vs TD error", fontsize=11)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _distribution_figure(metrics: DopamineMetrics, path: Path) -> None:
     """Per-dimension held-out Pearson with δ and with V: candidates vs random pool vs value neurons."""
-    from matplotlib.figure import Figure
 
     groups = [("dopamine\ncandidates", metrics.candidates.pearson_td, metrics.candidates.pearson_value),
               ("random dims\n(pool)", metrics.random.pool_pearson_td, metrics.random.pool_pearson_value)]
     if metrics.value_neurons is not None:
         groups.append(("value\nneurons", metrics.value_neurons.pearson_td, metrics.value_neurons.pearson_value))
-    fig = Figure(figsize=(10, 4))
-    axes = fig.subplots(1, 2)
+    fig, axes = new_figure(10, 4, ncols=2)
     rng = np.random.default_rng(0)
     for ax, which, title in ((axes[0], 1, "Pearson(activation, TD error)"), (axes[1], 2, "Pearson(activation, V)")):
         data = [np.asarray([v for v in g[which] if v is not None and np.isfinite(v)], dtype=float) for g in groups]
@@ -195,7 +190,7 @@ def _distribution_figure(metrics: DopamineMetrics, path: Path) -> None:
     fig.suptitle(f"{metrics.hook}: {metrics.n_test_rollouts} held-out rollouts, {metrics.n_test_tokens} tokens"
                  + (f"; permutation p = {p:.3g}" if p is not None and np.isfinite(p) else ""), fontsize=10)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def _fmt_pm(mean: float | None, std: float | None) -> str:
@@ -204,28 +199,58 @@ def _fmt_pm(mean: float | None, std: float | None) -> str:
     return f"{mean:.3f} ± {std:.3f}" if std is not None and np.isfinite(std) else f"{mean:.3f}"
 
 
+@dataclass
+class DopamineStageConfig:
+    """Settings of the dopamine stage (see :func:`run_dopamine_stage`)."""
+
+    test_fraction: float = 0.5
+    k: int = 10
+    seed: int = 0
+    low_q: float = 0.3
+    high_q: float = 0.7
+    window: int = 2
+    min_surprise: int = 3
+    n_permutations: int = 1000
+    n_random_draws: int = 1000
+    random_pool_size: int = 256
+    permutation: Literal["within_rollout", "circular_shift"] = "within_rollout"
+    cross_fit_folds: int = 5
+
+    def __post_init__(self):
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}.")
+        if not 0 < self.low_q < self.high_q < 1:
+            raise ValueError(f"need 0 < low_q < high_q < 1, got low_q={self.low_q}, high_q={self.high_q}.")
+        if self.k < 1 or self.window < 0 or self.min_surprise < 1:
+            raise ValueError("k and min_surprise must be >= 1 and window >= 0.")
+        if self.permutation not in ("within_rollout", "circular_shift"):
+            raise ValueError(f"permutation must be 'within_rollout' or 'circular_shift', got {self.permutation!r}.")
+        if self.cross_fit_folds < 0 or self.cross_fit_folds == 1:
+            raise ValueError("cross_fit_folds must be 0 (no cross-fitting) or >= 2.")
+
+
+@dataclass
+class DopamineStageResult:
+    """The dopamine section and the top dopamine neurons (None when too few surprises to rank)."""
+
+    section: Section
+    top_neurons: NeuronSet | None
+
+    def to_sections(self) -> list[Section]:
+        return [self.section]
+
+
 def run_dopamine_stage(
-    store: ActivationStore,
+    store: Store,
     probe: "ValueProbe | Any",
     hook: str,
     out_dir: str | os.PathLike,
     *,
-    value_neurons: NeuronSet | None,
-    test_fraction: float = 0.5,
-    k: int = 10,
-    seed: int = 0,
+    value_neurons: NeuronSet | None = None,
+    config: DopamineStageConfig | None = None,
     token_strings: list[list[str]] | None = None,
     value_hook: str | None = None,
-    low_q: float = 0.3,
-    high_q: float = 0.7,
-    window: int = 2,
-    min_surprise: int = 3,
-    n_permutations: int = 1000,
-    n_random_draws: int = 1000,
-    random_pool_size: int = 256,
-    permutation: str = "within_rollout",
-    cross_fit_folds: int = 5,
-) -> Section:
+) -> DopamineStageResult:
     """Find dopamine neurons at ``hook`` and test them on held-out rollouts.
 
     Steps: ``store.split(test_fraction, seed)`` (stratified by reward) → ``V(s_0..s_T)`` of every rollout
@@ -245,6 +270,18 @@ def run_dopamine_stage(
     refitted on the other folds), so no rollout's surprise or TD errors come from a probe that
     trained on it; 0 uses ``probe``'s own values on every rollout.
     """
+    c = config or DopamineStageConfig()
+    section = _dopamine_section(store, probe, hook, out_dir, value_neurons, c, token_strings, value_hook)
+    top = section.summary.get("top_neurons") or []
+    neurons = (NeuronSet(hook, list(top), store.d(hook), kind="dopamine", layer=layer_of(hook),
+                         provenance={"model": getattr(store, "model", None)}) if top else None)
+    return DopamineStageResult(section, neurons)
+
+
+def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineStageConfig, token_strings, value_hook) -> Section:
+    test_fraction, k, seed, low_q, high_q, window = c.test_fraction, c.k, c.seed, c.low_q, c.high_q, c.window
+    min_surprise, n_permutations, n_random_draws = c.min_surprise, c.n_permutations, c.n_random_draws
+    random_pool_size, permutation, cross_fit_folds = c.random_pool_size, c.permutation, c.cross_fit_folds
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     value_hook = value_hook or hook
@@ -372,7 +409,7 @@ def run_dopamine_stage(
     for key in ("pool_dims", "pool_pearson_td", "pool_pearson_value", "pool_partial_td_given_value", "pool_auc_surprise"):
         compact["random"].pop(key, None)
     summary["metrics"] = compact
-    summary = _nan_free(summary)
+    summary = nan_to_none(summary)
 
     # --- figures -------------------------------------------------------------------------------
     figures: list[str] = []
@@ -449,18 +486,6 @@ def run_dopamine_stage(
 
 def _finite_or_none(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
-
-
-def _nan_free(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _nan_free(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_nan_free(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def run_dopamine_causal_check(

@@ -1,9 +1,11 @@
 """The intervention stage of the main job: ablation (§2.4 + Appendix A), dose-response, steering
 (the paper's open question on amplifying value neurons) and confidence signals.
 
-:func:`run_intervention_stage` returns three :class:`~reward_circuits.report.Section` objects,
-keyed ``"ablation"`` (dose-response and the final-reward-vs-TD comparison inside), ``"steering"``
-and ``"confidence"``, with PNG figures written into ``out_dir``.
+:func:`run_intervention_stage` takes the value stage's neuron sets and probe as
+:class:`InterventionInputs`, its settings as :class:`InterventionStudyConfig`, and returns an
+:class:`InterventionStageResult` with three report sections, keyed ``"ablation"`` (dose-response
+and the final-reward-vs-TD comparison inside), ``"steering"`` and ``"confidence"``, with PNG
+figures written into ``out_dir``.
 
 Cost: every accuracy number is one generation pass over the (``max_examples``) examples. With L
 value layers, R random draws, F dose fractions, M dose modes, D dose draws and S steering factors
@@ -18,7 +20,8 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import torch
@@ -31,24 +34,8 @@ from ..interventions.scoring import examples_of, prompt_seqs, resolve_probe_hook
 from ..io import nan_to_none
 from ..models import GenerationConfig, ModelAdapter
 from ..analysis.neurons import NeuronSet
+from .plotting import new_figure, save_figure
 from .report import Section, Table
-
-
-def _figure(width: float = 7.0, height: float = 4.0):
-    """A matplotlib Figure drawn with the Agg canvas (no global backend switch)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, out_dir: Path, name: str) -> str:
-    path = out_dir / name
-    fig.tight_layout()
-    fig.savefig(path)
-    return name
 
 
 def _nan(x) -> float:
@@ -71,8 +58,7 @@ def plot_ablation(per_layer: Mapping[str, dict], out_dir: Path, final_reward: Ma
     if final_reward:
         series.append(("final-reward probe neurons ablated",
                        [_nan(final_reward.get(l, {}).get("final_reward_acc")) for l in layers], None, "#ff7f0e"))
-    fig = _figure(max(6.0, 1.6 * len(layers) + 2), 4.0)
-    ax = fig.add_subplot(111)
+    fig, ax = new_figure(max(6.0, 1.6 * len(layers) + 2), 4.0)
     w = 0.8 / len(series)
     for i, (label, ys, err, color) in enumerate(series):
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * w, [_nan(y) for y in ys], w, yerr=err, capsize=3,
@@ -84,12 +70,11 @@ def plot_ablation(per_layer: Mapping[str, dict], out_dir: Path, final_reward: Ma
     ax.set_ylim(0, 1.05)
     ax.set_title(f"Ablating value neurons vs random neurons ({next(iter(per_layer.values()))['mode'] if per_layer else ''}-ablation)")
     ax.legend(fontsize=8, loc="upper right")
-    return _save(fig, out_dir, name)
+    return save_figure(fig, out_dir / name)
 
 
 def plot_dose_response(dose: dict, out_dir: Path, name: str = "dose_response.png") -> str:
-    fig = _figure(6.5, 4.0)
-    ax = fig.add_subplot(111)
+    fig, ax = new_figure(6.5, 4.0)
     fr = np.asarray(dose["fractions"], dtype=float) * 100
     colors = {"zero": "#d62728", "mean": "#9467bd"}
     for mode, c in dose["curves"].items():
@@ -106,12 +91,11 @@ def plot_dose_response(dose: dict, out_dir: Path, name: str = "dose_response.png
     ax.set_ylim(0, 1.05)
     ax.set_title("Dose-response")
     ax.legend(fontsize=8)
-    return _save(fig, out_dir, name)
+    return save_figure(fig, out_dir / name)
 
 
 def plot_steering(steer: dict, out_dir: Path, name: str = "steering.png") -> str:
-    fig = _figure(6.5, 4.0)
-    ax = fig.add_subplot(111)
+    fig, ax = new_figure(6.5, 4.0)
     entries = list(steer["factors"].values())
     if not any(e["factor"] == 1.0 for e in entries):  # the identity point is the baseline
         entries.append({"factor": 1.0, "accuracy": steer["baseline_acc"],
@@ -130,12 +114,11 @@ def plot_steering(steer: dict, out_dir: Path, name: str = "steering.png") -> str
         ax2.set_ylabel("mean change of V(s_0)", color="#1f77b4")
         ax2.axhline(0.0, color="#1f77b4", lw=0.5, alpha=0.5)
     ax.set_title("Steering value neurons (0 = ablate, 1 = identity, >1 = amplify)")
-    return _save(fig, out_dir, name)
+    return save_figure(fig, out_dir / name)
 
 
 def plot_confidence(conf: dict, out_dir: Path, name: str = "confidence.png") -> str:
-    fig = _figure(6.5, 4.0)
-    ax = fig.add_subplot(111)
+    fig, ax = new_figure(6.5, 4.0)
     names = ["value_neurons", "next_token_prob", "verbalized"]
     labels = ["value neurons V(s_0)", "next-token prob.", "verbalized"]
     x = np.arange(len(names))
@@ -150,7 +133,7 @@ def plot_confidence(conf: dict, out_dir: Path, name: str = "confidence.png") -> 
     ax.set_ylim(-1, 1.1)
     ax.set_title("Which confidence signal tracks correctness?")
     ax.legend(fontsize=8)
-    return _save(fig, out_dir, name)
+    return save_figure(fig, out_dir / name)
 
 
 # ---- the stage ----------------------------------------------------------------------------------
@@ -167,60 +150,106 @@ def _full_scores(layer, ns: NeuronSet, probe, dose_scores: Mapping | None) -> tu
     return scores, "value-set order (dimensions outside the set unranked)"
 
 
+@dataclass
+class InterventionStudyConfig:
+    """Settings of the intervention studies (ablation, final-reward comparison, dose-response, steering, confidence)."""
+
+    n_random_draws: int = 3
+    steering_factors: tuple[float, ...] = (0.0, 0.5, 1.5, 2.0, 4.0)
+    seed: int = 0
+    max_examples: int | None = None
+    ablation_mode: Literal["zero", "mean"] = "zero"
+    dose_fractions: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)
+    dose_modes: tuple[str, ...] = ("zero", "mean")
+    dose_random_draws: int = 1
+    dose_layer: int | None = None  # default: the layer whose ablation hurts most relative to random
+    steer_layer: int | None = None  # likewise
+    run_dose: bool = True
+    run_steering: bool = True
+    run_confidence: bool = True
+
+    def __post_init__(self):
+        self.steering_factors = tuple(float(f) for f in self.steering_factors)
+        self.dose_fractions = tuple(float(f) for f in self.dose_fractions)
+        self.dose_modes = tuple(self.dose_modes)
+        if self.ablation_mode not in ("zero", "mean"):
+            raise ValueError(f"ablation_mode must be 'zero' or 'mean', got {self.ablation_mode!r}.")
+        bad = [m for m in self.dose_modes if m not in ("zero", "mean")]
+        if bad:
+            raise ValueError(f"dose_modes {bad}: use 'zero' and/or 'mean'.")
+        if any(not 0 < f < 1 for f in self.dose_fractions):
+            raise ValueError(f"dose_fractions must lie in (0, 1), got {list(self.dose_fractions)}.")
+        if self.n_random_draws < 0 or self.dose_random_draws < 0:
+            raise ValueError("n_random_draws and dose_random_draws must be >= 0.")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"max_examples must be >= 1 or None, got {self.max_examples}.")
+
+
+@dataclass
+class InterventionInputs:
+    """What the studies intervene on, from the value stage.
+
+    ``value_sets``: ``{layer: NeuronSet}`` of value neurons (e.g. top 1% by probe weight norm).
+    ``probe``, ``probe_hook``: a fitted value probe and the hook whose ``V(s_0)`` is read for the
+    steering value shift and the confidence comparison (default: the steered hook if the probe has
+    it, or its only hook). ``final_reward_sets``: ``{layer: NeuronSet}`` from a final-reward
+    (Monte-Carlo) probe, ablated next to the TD probe's (Appendix A). ``dose_scores``: ``{layer:
+    scores[d]}`` ranking for the dose-response (default: the probe's input-weight norms, else the
+    value set's own order). ``confidence_inputs``: optional ``{examples, rewards, generations,
+    value_scores, next_token_probs, verbalized}`` (e.g. from the main rollouts); missing pieces are
+    computed from the baseline run.
+    """
+
+    value_sets: Mapping[int, NeuronSet]
+    probe: Any = None
+    probe_hook: str | None = None
+    final_reward_sets: Mapping[int, NeuronSet] | None = None
+    dose_scores: Mapping[int, Tensor] | None = None
+    confidence_inputs: Mapping[str, Any] | None = None
+
+    def __post_init__(self):
+        if not self.value_sets:
+            raise ValueError("value_sets is empty: give {layer: NeuronSet} of value neurons.")
+
+
+@dataclass
+class InterventionStageResult:
+    """The studies' report sections and the layer whose value-neuron ablation hurt most."""
+
+    ablation: Section
+    steering: Section
+    confidence: Section
+    worst_layer: int
+
+    def to_sections(self) -> list[Section]:
+        return [self.ablation, self.steering, self.confidence]
+
+
 def run_intervention_stage(
     adapter: ModelAdapter,
     task,
-    examples,
-    value_sets: Mapping[int, NeuronSet],
+    inputs: InterventionInputs,
     out_dir: str | os.PathLike,
-    *,
-    probe=None,
-    probe_hook: str | None = None,
-    final_reward_sets: Mapping[int, NeuronSet] | None = None,
-    n_random_draws: int = 3,
-    steering_factors: Sequence[float] = (0.0, 0.5, 1.5, 2.0, 4.0),
-    seed: int = 0,
-    config: GenerationConfig | None = None,
-    confidence_inputs: Mapping[str, Any] | None = None,
-    max_examples: int | None = None,
-    ablation_mode: str = "zero",
-    dose_fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05),
-    dose_modes: Sequence[str] = ("zero", "mean"),
-    dose_random_draws: int = 1,
-    dose_layer: int | None = None,
-    dose_scores: Mapping[int, Tensor] | None = None,
-    steer_layer: int | None = None,
-    run_dose: bool = True,
-    run_steering: bool = True,
-    run_confidence: bool = True,
-) -> list[Section]:
-    """Ablation, dose-response, steering and confidence on ``examples`` (first ``max_examples``).
-
-    Args:
-        value_sets: ``{layer: NeuronSet}`` of value neurons (e.g. top 1% by probe weight norm).
-        probe, probe_hook: a fitted value probe and the hook whose ``V(s_0)`` is read for the
-            steering value shift and the confidence comparison (default: the steered hook if the
-            probe has it, or its only hook).
-        final_reward_sets: ``{layer: NeuronSet}`` from a final-reward (Monte-Carlo) probe; ablated
-            next to the TD probe's (Appendix A).
-        dose_layer / steer_layer: layer for the dose-response curve / steering (default: the layer
-            whose value-neuron ablation hurts most relative to random).
-        dose_scores: ``{layer: scores[d]}`` ranking for the dose-response (default: the probe's
-            input-weight norms, else the value set's own order).
-        confidence_inputs: optional ``{examples, rewards, generations, value_scores,
-            next_token_probs, verbalized}`` (e.g. from the main rollouts); missing pieces are
-            computed from the baseline run.
-
-    Returns ``[Section("ablation"), Section("steering"), Section("confidence")]``; summaries are
-    JSON-ready (NaN → None, layer and factor keys as strings).
-    """
+    study: InterventionStudyConfig | None = None,
+    generation: GenerationConfig | None = None,
+    examples=None,
+) -> InterventionStageResult:
+    """Ablation, dose-response, steering and confidence on ``examples`` (default: the task's; first
+    ``study.max_examples``). Summaries are JSON-ready (NaN → None, layer and factor keys as strings)."""
+    study = study or InterventionStudyConfig()
+    value_sets, probe, probe_hook = inputs.value_sets, inputs.probe, inputs.probe_hook
+    final_reward_sets, dose_scores, confidence_inputs = inputs.final_reward_sets, inputs.dose_scores, inputs.confidence_inputs
+    n_random_draws, steering_factors, seed = study.n_random_draws, study.steering_factors, study.seed
+    max_examples, ablation_mode = study.max_examples, study.ablation_mode
+    dose_fractions, dose_modes, dose_random_draws = study.dose_fractions, study.dose_modes, study.dose_random_draws
+    dose_layer, steer_layer = study.dose_layer, study.steer_layer
+    run_dose, run_steering, run_confidence = study.run_dose, study.run_steering, study.run_confidence
+    config = generation
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     examples = examples_of(task, examples)
     if max_examples is not None:
         examples = examples[: int(max_examples)]
-    if not value_sets:
-        raise ValueError("value_sets is empty: give {layer: NeuronSet} of value neurons.")
     config = config or GenerationConfig(max_new_tokens=getattr(task, "max_new_tokens", 64))
     layers = list(value_sets)
     passes = {"n": 0}
@@ -358,8 +387,8 @@ def run_intervention_stage(
     notes_noise = [f"Sampling noise: with {n_ex} examples per pass the binomial standard error of an accuracy near "
                    f"{p0:.2f} is {se:.3f}; differences smaller than ~2×{se:.2f} (and the spread of the random draws) "
                    "are not evidence of an effect. Raise --eval-examples for a tighter table."]
-    sections = [Section("ablation", "Ablating value neurons", nan_to_none(ab_summary), tables, figures,
-                        notes_noise + notes_ab + notes_dose)]
+    ablation_section = Section("ablation", "Ablating value neurons", nan_to_none(ab_summary), tables, figures,
+                               notes_noise + notes_ab + notes_dose)
 
     if steer is not None:
         rows = [[e["factor"], e["accuracy"], e["mean_value"], e["mean_value_shift"]]
@@ -369,12 +398,12 @@ def run_intervention_stage(
                  "prompt's last token under the intervention (capture sees the post-intervention activation)."]
         if probe is None:
             notes.append("No probe given: value shifts are undefined.")
-        sections.append(Section("steering", "Steering (amplifying) value neurons", nan_to_none(steer),
+        steering_section = (Section("steering", "Steering (amplifying) value neurons", nan_to_none(steer),
                                 [Table("Accuracy and value shift per factor",
                                        ["factor", "accuracy", "mean V(s_0)", "mean ΔV(s_0)"], rows)],
                                 [plot_steering(steer, out)], notes))
     else:
-        sections.append(Section("steering", "Steering (amplifying) value neurons", {"skipped": True}, notes=["skipped"]))
+        steering_section = Section("steering", "Steering (amplifying) value neurons", {"skipped": True}, notes=["skipped"])
 
     if conf is not None:
         rows = []
@@ -386,9 +415,9 @@ def run_intervention_stage(
                  "Verbalized: 'How confident are you that this answer is correct? Reply with a number between 0 and 1.' "
                  "after the model's own answer; first number parsed, clipped to [0, 1]."]
         notes += [f"{k}: {conf[k]['note']}" for k in ("value_neurons", "next_token_prob", "verbalized") if conf[k]["note"]]
-        sections.append(Section("confidence", "Confidence signals vs correctness", nan_to_none(conf),
+        confidence_section = (Section("confidence", "Confidence signals vs correctness", nan_to_none(conf),
                                 [Table("Spearman and AUC against reward", ["signal", "Spearman ρ", "AUC", "n", "parse rate", "note"], rows)],
                                 [plot_confidence(conf, out)], notes))
     else:
-        sections.append(Section("confidence", "Confidence signals vs correctness", {"skipped": True}, notes=["skipped"]))
-    return sections
+        confidence_section = Section("confidence", "Confidence signals vs correctness", {"skipped": True}, notes=["skipped"])
+    return InterventionStageResult(ablation_section, steering_section, confidence_section, worst_layer)

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from ..data.capture import build_store
-from ..models import GenerationConfig, ModelAdapter, layer_of, load_model, resid_hooks
-from .report import Report, Section, Table
 from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
+from ..models import GenerationConfig, ModelAdapter, load_model, resid_hooks
 from ..tasks import get_task
-
 from .config import RunConfig
+from .dopamine import DopamineStageConfig, run_dopamine_causal_check, run_dopamine_stage
+from .interventions import InterventionInputs, InterventionStageResult, InterventionStudyConfig, run_intervention_stage
+from .report import Report, Section, Table
+from .value import ValueStageConfig, ValueStageResult, run_value_stage
 
 
 def default_layers(n_layers: int) -> list[int]:
@@ -45,6 +47,10 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
     timings["load_model_s"] = time.perf_counter() - t0
     layers = list(cfg.layers) if cfg.layers else default_layers(adapter.n_layers)
+    bad = [l for l in layers if not 0 <= l < adapter.n_layers]
+    if bad:
+        raise ValueError(f"--layers {bad}: {adapter.name} has layers 0..{adapter.n_layers - 1}; "
+                         f"pick layers in that range (default: every 3rd and the last).")
     hooks = ["hook_embed"] + [h for h in resid_hooks(adapter.n_layers) if int(h.split(".")[1]) in layers]
     report = Report(out, header={
         "model": adapter.name, "backend": adapter.backend, "n_layers": adapter.n_layers, "d_model": adapter.d_model,
@@ -97,78 +103,59 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
                       [[s, x.response_text[:160], x.gold, x.reward] for s, r in rollouts.items() for x in r[:4]])],
     ))
 
-    # ---- value probes --------------------------------------------------------------------------
+    # ---- value probes ------------------------------------------------------------------------------
     primary = cfg.tasks[0]
     value_dir = out / "value"
-    probe = value_sets = None
-    best_hook = None
+    value = None
     if "value" in cfg.stages:
-        from .value import run_value_stage
-
         t0 = time.perf_counter()
         prompt_tokens = {r.id: r.prompt_ids for r in rollouts[primary]}
         second = stores.get(cfg.tasks[1]) if len(cfg.tasks) > 1 else None
         # hook_embed is the surface baseline the stage computes on its own, not a candidate layer
-        section = run_value_stage(stores[primary], value_dir, hooks=[h for h in hooks if h != "hook_embed"],
-                                  second_store=second,
-                                  prompt_tokens=prompt_tokens, vocab_size=len(adapter.tokenizer),
-                                  seed=cfg.seed, quick=cfg.quick, num_threads=1, test_fraction=cfg.test_fraction)
-        _relative_figures(section, out, value_dir)
+        value = run_value_stage(stores[primary], value_dir, hooks=[h for h in hooks if h != "hook_embed"],
+                                second_store=second, prompt_tokens=prompt_tokens, vocab_size=len(adapter.tokenizer),
+                                config=ValueStageConfig(seed=cfg.seed, quick=cfg.quick, num_threads=1,
+                                                        test_fraction=cfg.test_fraction))
+        _relative_figures(value.section, out, value_dir)
         timings["value_s"] = time.perf_counter() - t0
-        report.add(section)
-        print(f"[value] best layer {section.summary.get('best_layer')}, auc_by_layer {section.summary.get('auc_by_layer')}")
-    if (value_dir / "value_probe").exists():
-        from ..analysis.neurons import NeuronSet
-        from ..analysis.probes import ValueProbe
+        report.add(value)
+        print(f"[value] best layer {value.best_key}, auc_by_layer {value.section.summary.get('auc_by_layer')}")
+    elif (value_dir / "value_probe").exists() and "value" in report_on_disk(out):
+        # resuming a stopped run: the only place a stage's files are read back
+        value = ValueStageResult.load(value_dir, report_on_disk(out)["value"])
 
-        probe = ValueProbe.load(value_dir / "value_probe")
-        with open(value_dir / "value_neurons_by_layer.json") as f:
-            value_sets = {k: NeuronSet.from_dict(v) for k, v in json.load(f).items()}
-        best_hook = NeuronSet.load(value_dir / "value_neurons.json").hook_name
-
-    # ---- interventions -------------------------------------------------------------------------
-    if "interventions" in cfg.stages and value_sets:
+    # ---- interventions ---------------------------------------------------------------------------
+    if "interventions" in cfg.stages and value is not None:
         t0 = time.perf_counter()
-        for section in _intervention_sections(cfg, adapter, tasks[primary], rollouts[primary], stores.get(primary),
-                                              probe, best_hook, value_sets, value_dir, out, gen_cfg):
+        result = _intervention_stage(cfg, adapter, value, out, gen_cfg)
+        for section in result.to_sections():
             _relative_figures(section, out, out / "interventions")
-            report.add(section)
+        report.add(result)
         timings["interventions_s"] = time.perf_counter() - t0
 
-    # ---- dopamine --------------------------------------------------------------------------------
-    if "dopamine" in cfg.stages and probe is not None:
-        from .dopamine import run_dopamine_stage
-        from ..analysis.neurons import NeuronSet
-
+    # ---- dopamine ----------------------------------------------------------------------------------
+    if "dopamine" in cfg.stages and value is not None:
         t0 = time.perf_counter()
         store = stores[primary]
         by_id = {r.id: r for r in rollouts[primary]}
         tok = adapter.tokenizer
-        token_strings = []
-        for rid in store.rollout_ids:
-            r = by_id[rid]
-            token_strings.append([tok.decode([t]) for t in [r.prompt_ids[-1]] + list(r.response_ids)])
-        section = run_dopamine_stage(store, probe, best_hook, out / "dopamine",
-                                     value_neurons=NeuronSet.load(value_dir / "value_neurons.json"),
-                                     seed=cfg.seed, token_strings=token_strings,
-                                     n_permutations=200 if cfg.quick else 1000)
-        top = section.summary.get("top_neurons") or []
-        if top and "interventions" in cfg.stages:
-            from .dopamine import run_dopamine_causal_check
-
-            dop_set = NeuronSet(best_hook, top, store.d(best_hook), kind="dopamine",
-                                layer=layer_of(best_hook), provenance={"model": adapter.name, "task": primary})
+        token_strings = [[tok.decode([t]) for t in [by_id[rid].prompt_ids[-1]] + list(by_id[rid].response_ids)]
+                         for rid in store.rollout_ids]
+        dopamine = run_dopamine_stage(store, value.probe, value.best_hook, out / "dopamine",
+                                      value_neurons=value.best_neurons, token_strings=token_strings,
+                                      config=DopamineStageConfig(seed=cfg.seed, n_permutations=200 if cfg.quick else 1000))
+        if dopamine.top_neurons is not None and "interventions" in cfg.stages:
             _, test_idx = store.split(cfg.test_fraction, seed=cfg.seed)
             held = [by_id[store.rollout_ids[i]] for i in test_idx[: cfg.eval_examples]]
             eval_task = _eval_task(cfg)
             causal, table = run_dopamine_causal_check(
-                adapter, probe, dop_set, [(r.prompt_ids, r.response_ids) for r in held], eval_task,
+                adapter, value.probe, dopamine.top_neurons, [(r.prompt_ids, r.response_ids) for r in held], eval_task,
                 list(eval_task.examples), config=gen_cfg, n_random_draws=cfg.random_draws, seed=cfg.seed)
-            section.summary["causal"] = causal
-            section.tables.append(table)
-        _relative_figures(section, out, out / "dopamine")
+            dopamine.section.summary["causal"] = causal
+            dopamine.section.tables.append(table)
+        _relative_figures(dopamine.section, out, out / "dopamine")
         timings["dopamine_s"] = time.perf_counter() - t0
-        report.add(section)
+        report.add(dopamine)
 
     timings["total_s"] = time.perf_counter() - t_start
     report.header["timings"] = timings
@@ -176,6 +163,17 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     report.write()
     print(f"[done] {timings['total_s']:.0f} s; report: {out / 'report.html'}")
     return report.summary
+
+
+def report_on_disk(out: Path) -> dict:
+    """The summary a stopped run left (empty when none): used only to resume."""
+    path = out / "summary.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); delete it to start the report afresh.") from None
 
 
 def _relative_figures(section: Section, out: Path, stage_dir: Path) -> None:
@@ -202,27 +200,17 @@ def _eval_task(cfg: RunConfig):
     return task
 
 
-def _intervention_sections(cfg, adapter, task, rollouts, store, probe, best_hook, value_sets, value_dir, out, gen_cfg):
-    from .interventions import run_intervention_stage
-    from ..analysis.neurons import NeuronSet
-
-    # layers for the ablation study: the value stage's best layer, then the next ones by validation
-    # AUC (the split that chose the best layer; the test split stays for reporting only)
-    with open(out / "summary.json") as f:
-        value = json.load(f).get("value", {})
-    auc = value.get("auc_by_layer_val") or value.get("auc_by_layer", {})
-    best = str(value.get("best_layer"))
-    ranked = sorted((k for k in auc if k in value_sets and int(k) >= 0), key=lambda k: (k != best, -auc[k]))
-    chosen = {int(k): value_sets[k] for k in ranked[: cfg.ablation_layers]}
-    mc_path = value_dir / "value_neurons_final_reward.json"
-    final_reward_sets = None
-    if mc_path.exists():
-        mc = NeuronSet.load(mc_path)
-        final_reward_sets = {mc.layer: mc}
+def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStageResult, out: Path,
+                        gen_cfg: GenerationConfig) -> InterventionStageResult:
+    """The studies on the value stage's best layer and the next ones by validation AUC."""
+    keys = [k for k in value.layers_by_validation() if int(k) >= 0][: cfg.ablation_layers]
+    chosen = {int(k): value.value_sets[k] for k in keys}
+    mc = value.final_reward_neurons
+    inputs = InterventionInputs(chosen, probe=value.probe, probe_hook=value.best_hook,
+                                final_reward_sets={mc.layer: mc} if mc is not None else None)
+    study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
+                                    dose_fractions=(0.005, 0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"),
+                                    dose_random_draws=1)
     eval_task = _eval_task(cfg)
-    return run_intervention_stage(
-        adapter, eval_task, list(eval_task.examples), chosen, out / "interventions",
-        probe=probe, probe_hook=best_hook, final_reward_sets=final_reward_sets,
-        n_random_draws=cfg.random_draws, seed=cfg.seed, config=gen_cfg,
-        dose_fractions=(0.005, 0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"), dose_random_draws=1,
-    )
+    return run_intervention_stage(adapter, eval_task, inputs, out / "interventions", study, gen_cfg,
+                                  examples=list(eval_task.examples))

@@ -62,8 +62,13 @@ class Report:
             out[key] = s.summary
         return out
 
-    def add(self, section: Section) -> None:
-        self.sections[section.key] = section
+    def add(self, item) -> None:
+        """Add a :class:`Section`, or a typed stage result (anything with ``to_sections()``), and rewrite both files."""
+        sections = item.to_sections() if hasattr(item, "to_sections") else [item]
+        for section in sections:
+            if not isinstance(section, Section):
+                raise TypeError(f"Report.add takes a Section or a result with to_sections(), got {type(section).__name__}.")
+            self.sections[section.key] = section
         self.write()
 
     def write(self) -> None:

@@ -1,8 +1,8 @@
 """The value stage of the main job: value probes per layer, pruning, value neurons, IoU, baselines.
 
 :func:`run_value_stage` reproduces §2 of arXiv 2602.00986 on one activation store and returns a
-:class:`~reward_circuits.report.Section` (key ``"value"``) with figures, tables and a
-machine-readable summary. Protocol:
+:class:`ValueStageResult`: the fitted probe, the best layer, the value-neuron sets and the split,
+which the next stages take as arguments, plus its report section (key ``"value"``). Protocol:
 
 1. Stratified split: ``test_fraction`` of the rollouts are held out for every reported AUC; of the
    rest, ``val_fraction`` is a validation split used *only* to pick the best layer (choosing it on
@@ -19,29 +19,32 @@ machine-readable summary. Protocol:
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..analysis.baselines import EMBED_HOOK, bag_of_tokens_baseline
-from ..analysis.neurons import expected_random_iou
-from ..models import layer_of
+from ..analysis.neurons import NeuronSet, expected_random_iou
 from ..analysis.probes import ValueProbe, ValueProbeConfig
 from ..analysis.pruning import (
     architecture_robustness,
     architecture_variants,
     iou_from_scores,
-
     n_kept,
     prune_curve,
     prune_ratios_default,
     rotation_check,
     value_neurons,
 )
+from ..data.protocol import Store
 from ..data.store import stratified_split
+from ..models import layer_of
+from .plotting import new_figure, save_figure
 from .report import Section, Table
 
 
@@ -76,22 +79,85 @@ def _set_ratio_ticks(ax, ratios: Sequence[float]) -> None:
     ax.set_xlabel("prune ratio (fraction of input dims masked, log-scaled)")
 
 
+@dataclass
+class ValueStageConfig:
+    """Settings of the value stage. ``probe`` defaults to :func:`stage_config` (its seed is replaced by ``seed``)."""
+
+    probe: ValueProbeConfig | None = None
+    seed: int = 0
+    quick: bool = False  # fewer epochs, ratios and robustness variants (tests, smoke runs)
+    test_fraction: float = 0.3
+    val_fraction: float = 0.2
+    verbose: bool = False
+    # torch intra-op threads during the stage (restored after); on a CPU shared with other jobs,
+    # 1 thread can be several times faster than 2 contended ones
+    num_threads: int | None = None
+
+    def __post_init__(self):
+        for name in ("test_fraction", "val_fraction"):
+            v = getattr(self, name)
+            if not 0 < v < 1:
+                raise ValueError(f"ValueStageConfig.{name} must be in (0, 1), got {v}.")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}.")
+
+
+@dataclass
+class ValueStageResult:
+    """What the value stage found; the intervention and dopamine stages take it as their input."""
+
+    probe: ValueProbe
+    best_hook: str
+    best_key: str
+    auc_test: dict[str, float]  # by hook, held-out test split
+    auc_val: dict[str, float]  # by hook, validation split (the layer choice)
+    value_sets: dict[str, NeuronSet]  # by layer key: the top 1% at 99% pruning
+    best_neurons: NeuronSet
+    final_reward_neurons: NeuronSet  # the Monte-Carlo probe's 1% at the best hook
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+    test_indices: np.ndarray
+    section: Section
+
+    def to_sections(self) -> list[Section]:
+        return [self.section]
+
+    def layers_by_validation(self) -> list[str]:
+        """Layer keys, the best first, then by validation AUC (the split that chose the best layer)."""
+        hook_of = {k: s.hook_name for k, s in self.value_sets.items()}
+        keys = [k for k in self.value_sets if self.auc_val.get(hook_of[k]) is not None]
+        return sorted(keys, key=lambda k: (k != self.best_key, -self.auc_val[hook_of[k]]))
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike, summary: Mapping) -> "ValueStageResult":
+        """Rebuild the result of a finished stage from its files (to resume a stopped run only)."""
+        out = Path(out_dir)
+        by_layer = json.loads((out / "value_neurons_by_layer.json").read_text())
+        value_sets = {k: NeuronSet.from_dict(v) for k, v in by_layer.items()}
+        best = NeuronSet.load(out / "value_neurons.json")
+        hook_of = {k: s.hook_name for k, s in value_sets.items()}
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(
+            probe=ValueProbe.load(out / "value_probe"), best_hook=best.hook_name, best_key=str(summary["best_layer"]),
+            auc_test={hook_of[k]: v for k, v in summary["auc_by_layer"].items() if k in hook_of},
+            auc_val={hook_of[k]: v for k, v in summary["auc_by_layer_val"].items() if k in hook_of},
+            value_sets=value_sets, best_neurons=best,
+            final_reward_neurons=NeuronSet.load(out / "value_neurons_final_reward.json"),
+            train_indices=empty, val_indices=empty, test_indices=empty,
+            section=Section(key="value", title="Value probes and value neurons", summary=dict(summary)),
+        )
+
+
 def run_value_stage(
-    store,
+    store: Store,
     out_dir: str | os.PathLike,
     *,
     hooks: Sequence[str] | None = None,
-    second_store=None,
+    second_store: Store | None = None,
     prompt_tokens: Mapping[str, Sequence[int]] | None = None,
     vocab_size: int | None = None,
-    cfg: ValueProbeConfig | None = None,
-    seed: int = 0,
-    quick: bool = False,
-    test_fraction: float = 0.3,
-    val_fraction: float = 0.2,
-    verbose: bool = False,
-    num_threads: int | None = None,
-) -> Section:
+    config: ValueStageConfig | None = None,
+) -> ValueStageResult:
     """Run the value stage on ``store``; write figures, the probe and the value neurons to ``out_dir``.
 
     Args:
@@ -99,31 +165,24 @@ def run_value_stage(
         second_store: another dataset's store (same model) for the IoU of value neurons across tasks.
         prompt_tokens: rollout id → prompt token ids, for the bag-of-tokens baseline.
         vocab_size: tokenizer vocabulary size (default: max token id + 1).
-        cfg: probe settings (default :func:`stage_config`); its seed is replaced by ``seed``.
-        quick: fewer epochs, ratios and robustness variants (tests, smoke runs).
-        num_threads: torch intra-op threads during the stage (restored after). On a CPU shared
-            with other jobs, 1 thread can be several times faster than 2 contended ones.
     """
     import torch
 
+    config = config or ValueStageConfig()
     previous_threads = torch.get_num_threads()
-    if num_threads:
-        torch.set_num_threads(num_threads)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
     try:
         return _run_value_stage(store, out_dir, hooks=hooks, second_store=second_store, prompt_tokens=prompt_tokens,
-                                vocab_size=vocab_size, cfg=cfg, seed=seed, quick=quick, test_fraction=test_fraction,
-                                val_fraction=val_fraction, verbose=verbose)
+                                vocab_size=vocab_size, cfg=config.probe, seed=config.seed, quick=config.quick,
+                                test_fraction=config.test_fraction, val_fraction=config.val_fraction,
+                                verbose=config.verbose)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, vocab_size, cfg, seed, quick,
-                     test_fraction, val_fraction, verbose) -> Section:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+                     test_fraction, val_fraction, verbose) -> ValueStageResult:
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,8 +245,8 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     probe_mc = ValueProbe(cfg.replace(mode="final_reward")).fit(store, best_hook, fit_idx, verbose=verbose)
     td_vs_mc = {"td": auc_test[best_hook], "final_reward": probe_mc.score(store, test)[best_hook]}
     # the Monte-Carlo probe's own 1% set: the intervention stage ablates it next to the TD set
-    value_neurons(probe_mc, best_hook, 0.99, provenance={**provenance, "mode": "final_reward"}).save(
-        out / "value_neurons_final_reward.json")
+    mc_neurons = value_neurons(probe_mc, best_hook, 0.99, provenance={**provenance, "mode": "final_reward"})
+    mc_neurons.save(out / "value_neurons_final_reward.json")
     timings["final_reward_s"] = time.perf_counter() - t0
 
     # ---- across tasks --------------------------------------------------------------------------
@@ -246,7 +305,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     # ---- figures -------------------------------------------------------------------------------
     figures = []
     layer_x = [layer_of(h) if layer_of(h) is not None else i for i, h in enumerate(hooks)]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = new_figure(6.5, 4)
     ax.plot(layer_x, [auc_test[h] for h in hooks], "o-", label="value probe V(s_0), test")
     ax.plot(layer_x, [auc_val[h] for h in hooks], "o--", alpha=0.5, label="validation (layer choice)")
     for name, style in (("hook_embed", ":"), ("bag_of_tokens", "-.")):
@@ -257,12 +316,9 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     ax.set_ylabel("AUC of V(s_0) vs reward")
     ax.set_title("Value probe AUC by layer")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "value_auc_by_layer.png", dpi=110)
-    plt.close(fig)
-    figures.append("value_auc_by_layer.png")
+    figures.append(save_figure(fig, out / "value_auc_by_layer.png"))
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = new_figure(6.5, 4)
     xs = [_prune_x(r) for r in ratios]
     ax.plot(xs, [curve["l1"][r] for r in ratios], "o-", lw=2, label=f"L1 pruning, layer {best_key} (best)")
     ax.plot(xs, [curve["random"][r] for r in ratios], "s--", label=f"random masks, layer {best_key}")
@@ -273,13 +329,10 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     ax.set_ylabel("test AUC of V(s_0)")
     ax.set_title("Pruning the probe's input dimensions (no retraining)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "value_prune_curve.png", dpi=110)
-    plt.close(fig)
-    figures.append("value_prune_curve.png")
+    figures.append(save_figure(fig, out / "value_prune_curve.png"))
 
     if iou_tasks is not None or iou_seed_curve is not None:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = new_figure(6.5, 4)
         if iou_tasks is not None:
             ax.plot(xs, [iou_tasks[r][0] for r in ratios], "o-", label="across tasks (store vs second store)")
         if iou_seed_curve is not None:
@@ -289,10 +342,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
         ax.set_ylabel("IoU of kept input dims")
         ax.set_title(f"Overlap of value-neuron sets, layer {best_key}")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "value_iou_curve.png", dpi=110)
-        plt.close(fig)
-        figures.append("value_iou_curve.png")
+        figures.append(save_figure(fig, out / "value_iou_curve.png"))
 
     # ---- summary, tables, notes ----------------------------------------------------------------
     summary = {
@@ -358,4 +408,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
         + ("Sparsity is basis-aligned (it drops after rotation)." if rot_gap > 0.05 else
            "Pruned AUC does not drop after rotation: neuron-level sparsity is not supported by this check.")
     )
-    return Section(key="value", title="Value probes and value neurons", summary=summary, tables=tables, figures=figures, notes=notes)
+    section = Section(key="value", title="Value probes and value neurons", summary=summary, tables=tables, figures=figures, notes=notes)
+    return ValueStageResult(probe=probe, best_hook=best_hook, best_key=best_key, auc_test=dict(auc_test), auc_val=dict(auc_val),
+                            value_sets=all_layer_sets, best_neurons=neurons, final_reward_neurons=mc_neurons,
+                            train_indices=fit_idx, val_indices=val_idx, test_indices=test, section=section)

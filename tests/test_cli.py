@@ -1,0 +1,72 @@
+"""The CLI is generated from RunConfig (one source of truth) and the README's notebook flow runs on both backends."""
+
+import dataclasses
+
+import pytest
+
+from reward_circuits.cli import build_parser, main
+from reward_circuits.pipeline.config import RunConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_every_runconfig_field_is_an_option_with_the_config_default():
+    parser = build_parser()
+    args = parser.parse_args(["run"])
+    for f in dataclasses.fields(RunConfig):
+        assert hasattr(args, f.name), f.name
+        assert getattr(args, f.name) == getattr(RunConfig(), f.name), f.name
+    args = parser.parse_args(["run", "--tasks", "arithmetic:2,word_problems:1", "--layers", "0,3", "--quick", "--limit", "40"])
+    assert args.tasks == ("arithmetic:2", "word_problems:1") and args.layers == (0, 3) and args.quick and args.limit == 40
+
+
+def test_bad_options_name_the_problem(capsys):
+    assert main(["run", "--limit", "2"]) == 2
+    assert "--limit 2 is too small" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--layers", "x"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--backend", "jax"])
+    with pytest.raises(ValueError, match="layer numbers must be >= 0"):
+        RunConfig(layers=(-1,))
+
+
+def test_layers_beyond_the_model_are_an_error_not_silently_dropped(tl_adapter, tmp_path):
+    from reward_circuits.pipeline import run
+
+    with pytest.raises(ValueError, match=r"has layers 0\.\.1"):
+        run(RunConfig(layers=(99,), out=str(tmp_path)), adapter=tl_adapter)
+
+
+@pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])
+def test_readme_notebook_flow_runs_on_either_backend(tiny_adapters, tmp_path, backend):
+    from reward_circuits import Example, Task, ValueProbe, build_store, generate_rollouts, value_neurons, zero_ablate
+    from reward_circuits.models import GenerationConfig
+
+    adapter = tiny_adapters[backend]
+    task = Task("parity", [Example(f"e{i}", f"Say {i}.", "0") for i in range(40)],
+                lambda r, e: float(len(r) % 2 == 0), max_new_tokens=6)
+    rollouts = generate_rollouts(adapter, task, GenerationConfig(max_new_tokens=6, progress=False))
+    hooks = [f"blocks.{l}.hook_resid_post" for l in range(adapter.n_layers)]
+    store = build_store(adapter, rollouts, hooks, tmp_path / "store")
+    train, test = store.split(0.3, seed=0)
+    assert set(train).isdisjoint(test)
+    probe = ValueProbe().fit(store, hooks, train)
+    aucs = probe.score(store, test)
+    assert set(aucs) == set(hooks) and all(0 <= a <= 1 for a in aucs.values())
+    neurons = value_neurons(probe, hooks[-1], prune_ratio=0.9)
+    prompt = adapter.chat_prompt([{"role": "user", "content": "What is 7 + 5?"}])
+    ablated = adapter.run_with_hooks(prompt, fwd_hooks=[(neurons.hook_name, zero_ablate(neurons))])
+    logits, cache = adapter.run_with_cache(prompt, names_filter=[neurons.hook_name])
+    assert ablated.shape == logits.shape and list(cache) == [neurons.hook_name]
+    assert not ablated.allclose(logits)
+
+
+def test_one_default_backend_everywhere():
+    import inspect
+
+    from reward_circuits.models import DEFAULT_BACKEND, from_hf, load_model
+
+    assert RunConfig().backend == DEFAULT_BACKEND
+    assert inspect.signature(load_model).parameters["backend"].default == DEFAULT_BACKEND
+    assert inspect.signature(from_hf).parameters["backend"].default == DEFAULT_BACKEND
