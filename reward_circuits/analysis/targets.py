@@ -14,7 +14,7 @@ On a one-step episode (``s_0`` is the last state) all targets coincide: ``G_0 = 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -51,6 +51,7 @@ class TargetComparison:
     auc: dict[str, dict[str, Interval]]  # variant -> hook -> AUC interval
     vs_reference: dict[str, dict[str, TargetDifference]]  # other variant -> hook -> difference
     n_test: int
+    probes: dict[str, ValueProbe] = field(default_factory=dict, repr=False)  # variant -> fitted probe (not saved)
 
     def to_dict(self) -> dict:
         return {"hooks": self.hooks, "variants": self.variants, "reference": self.reference, "n_test": self.n_test,
@@ -86,10 +87,15 @@ def compare_targets(
     *,
     n_boot: int = 2000,
     seed: int = 0,
+    validation_indices: Sequence[int] | None = None,
+    fitted: Mapping[str, ValueProbe] | None = None,
     verbose: bool = False,
 ) -> TargetComparison:
     """Train one probe per target variant (``cfg`` with the variant's fields replaced) on the same
-    rollouts and compare their held-out AUCs per hook, each against ``reference``."""
+    rollouts and compare their held-out AUCs per hook, each against ``reference``.
+
+    ``validation_indices`` go to every probe's early stopping (:meth:`ValueProbe.fit`); ``fitted``
+    reuses already trained probes (``{variant: probe}``, they must hold every hook)."""
     hooks = [hooks] if isinstance(hooks, str) else list(hooks)
     variants = {k: dict(v) for k, v in (variants or TARGET_VARIANTS).items()}
     if reference not in variants:
@@ -97,9 +103,13 @@ def compare_targets(
     cfg = cfg or ValueProbeConfig()
     test = resolve_indices(store, test_indices)
     labels = np.asarray(store.rewards)[test]
-    values = {}
+    values, probes = {}, {}
     for name, fields in variants.items():
-        probe = ValueProbe(cfg.replace(**fields)).fit(store, hooks, train_indices, verbose=verbose)
+        probe = (fitted or {}).get(name)
+        if probe is None or not set(hooks) <= set(probe.hook_names):
+            probe = ValueProbe(cfg.replace(**fields)).fit(store, hooks, train_indices, verbose=verbose,
+                                                          validation_indices=validation_indices)
+        probes[name] = probe
         values[name] = probe.initial_values(store, test, hooks)
     auc = {name: {h: bootstrap_auc_ci(labels, values[name][j], n_boot=n_boot, seed=seed) for j, h in enumerate(hooks)}
            for name in variants}
@@ -111,4 +121,4 @@ def compare_targets(
         for j, h in enumerate(hooks):
             diff, p = paired_bootstrap_auc_diff(labels, values[reference][j], values[name][j], n_boot=n_boot, seed=seed)
             vs_ref[name][h] = TargetDifference(diff, p, verdict(diff, expected_sign=1))
-    return TargetComparison(hooks, variants, reference, auc, vs_ref, int(test.size))
+    return TargetComparison(hooks, variants, reference, auc, vs_ref, int(test.size), probes)
