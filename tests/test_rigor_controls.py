@@ -110,3 +110,15 @@ def test_value_set_without_massive_dims_is_judged_alike(planted_massive):
     result = compare_to_controls(evaluate, value, mags, hook=HOOK, n_draws=5, seed=0, exclude=massive)
     assert result.massive_in_value_set == []
     assert {c.verdict for c in result.controls.values()} == {"inconclusive at this n"}
+
+
+def test_matched_iou_baseline_counts_shared_massive_dims():
+    from reward_circuits.analysis.controls import matched_random_iou
+    from reward_circuits.analysis.neurons import expected_random_iou
+
+    mags = np.ones(100)
+    mags[:2] = 500.0  # two massive dims; both value sets hold one of them
+    matched = matched_random_iou([0, 10, 20], [1, 30, 40], mags, n_draws=400, seed=0)
+    uniform = expected_random_iou(100, 3)
+    assert matched > uniform + 0.05  # matched draws always take a massive dim: they often coincide
+    assert abs(matched_random_iou([10, 20, 30], [40, 50, 60], np.ones(100), n_draws=400) - uniform) < 0.02

@@ -16,7 +16,8 @@ from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_au
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
 from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
-                       magnitude_strata, massive_activations, matched_random_sets, uniform_random_sets)
+                       magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
+                       uniform_random_sets)
 from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
 from .neurons import NeuronSet, expected_random_iou, iou
 from .cross_fitting import cross_fitted_value_traces
@@ -30,7 +31,7 @@ from .td import check_batch_structure, monte_carlo_targets, td_error_traces, td_
 
 __all__ = [
     "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",
-    "magnitude_strata", "massive_activations", "matched_random_sets", "uniform_random_sets",
+    "magnitude_strata", "massive_activations", "matched_random_iou", "matched_random_sets", "uniform_random_sets",
     "TARGET_VARIANTS", "TargetComparison", "TargetDifference", "compare_targets",
     "Interval", "LogisticFloor", "auc_rows", "bootstrap_auc_ci", "bootstrap_ci", "logistic_floor", "logistic_floors",
     "mcnemar_test", "paired_bootstrap_auc_diff", "paired_bootstrap_diff", "verdict",

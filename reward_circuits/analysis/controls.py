@@ -11,6 +11,7 @@ unrelated to value. This module:
   value dim is replaced by a random dim of the same magnitude stratum - the massive outliers form
   their own stratum, the others are split into deciles of mean ``|activation|`` - next to the
   uniform draws (:func:`uniform_random_sets`);
+* gives the IoU baseline of magnitude-matched random sets (:func:`matched_random_iou`);
 * compares an ablation of the value set with both controls on the *same* examples
   (:func:`compare_to_controls`): per control a paired bootstrap interval of the accuracy
   difference, McNemar against each draw, and a verdict on "value neurons matter more than this
@@ -116,14 +117,15 @@ def uniform_random_sets(value_dims: Sequence[int], d: int, n_draws: int, seed: i
 
 
 def matched_random_sets(value_dims: Sequence[int], magnitudes: Float[np.ndarray, " d"], n_draws: int, seed: int = 0,
-                        n_bins: int = 10, factor: float = 10.0, exclude: Sequence[int] = ()) -> list[list[int]]:
+                        n_bins: int = 10, factor: float = 10.0, exclude: Sequence[int] = (),
+                        avoid_value_dims: bool = True) -> list[list[int]]:
     """``n_draws`` sets matched to ``value_dims`` on magnitude: each value dim is replaced by a dim of
     its stratum (:func:`magnitude_strata`) outside the value set, drawn without replacement. A
     stratum with too few such dims (e.g. the value set holds every massive outlier) lends the value
     set's own dims of that stratum: the control then shares them, as a matched control must."""
     value = np.asarray(value_dims, dtype=np.int64)
     strata = magnitude_strata(magnitudes, n_bins, factor)
-    banned = set(value.tolist()) | {int(x) for x in exclude}
+    banned = (set(value.tolist()) if avoid_value_dims else set()) | {int(x) for x in exclude}
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_draws):
@@ -138,6 +140,16 @@ def matched_random_sets(value_dims: Sequence[int], magnitudes: Float[np.ndarray,
             chosen += [int(j) for j in take]
         draws.append(chosen)
     return draws
+
+
+def matched_random_iou(set_a: Sequence[int], set_b: Sequence[int], magnitudes: Float[np.ndarray, " d"],
+                       n_draws: int = 200, seed: int = 0, n_bins: int = 10, factor: float = 10.0) -> float:
+    """Expected IoU of two random sets matched on magnitude to ``set_a`` and ``set_b`` (Monte Carlo):
+    the IoU baseline when value sets concentrate in some magnitude strata (uniform sets understate
+    it). Two value sets that both hold a layer's few massive dims overlap by construction."""
+    a = matched_random_sets(set_a, magnitudes, n_draws, seed, n_bins, factor, avoid_value_dims=False)
+    b = matched_random_sets(set_b, magnitudes, n_draws, seed + 1, n_bins, factor, avoid_value_dims=False)
+    return float(np.mean([len(set(x) & set(y)) / max(len(set(x) | set(y)), 1) for x, y in zip(a, b)]))
 
 
 # ---------------------------------------------------------------------------------------------
