@@ -30,7 +30,7 @@ from ..data.store import ActivationStore
 from ..io import nan_to_none
 from ..models import layer_of
 from .plotting import new_figure, save_figure
-from .report import Section, Table
+from ..sections import Section, Table
 
 TRACE_FIGURE = "dopamine_traces.png"
 DISTRIBUTION_FIGURE = "dopamine_metric_distribution.png"

@@ -35,7 +35,7 @@ from ..io import nan_to_none
 from ..models import GenerationConfig, ModelAdapter
 from ..analysis.neurons import NeuronSet
 from .plotting import new_figure, save_figure
-from .report import Section, Table
+from ..sections import Section, Table
 
 
 def _nan(x) -> float:

@@ -11,33 +11,11 @@ import base64
 import html
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_json, atomic_write_text
-
-
-@dataclass
-class Table:
-    title: str
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-@dataclass
-class Section:
-    """One analysis' contribution: ``summary[key]`` in summary.json and a block in report.html.
-
-    ``figures`` are PNG paths relative to the report directory (or absolute inside it).
-    """
-
-    key: str
-    title: str
-    summary: dict
-    tables: list[Table] = field(default_factory=list)
-    figures: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+from ..sections import Section, Table  # noqa: F401  (re-exported: pipeline.report.Table)
 
 
 def _fmt(v: Any) -> str:

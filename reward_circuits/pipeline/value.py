@@ -45,7 +45,7 @@ from ..data.protocol import Store
 from ..data.store import stratified_split
 from ..models import layer_of
 from .plotting import new_figure, save_figure
-from .report import Section, Table
+from ..sections import Section, Table
 
 
 def stage_config(quick: bool = False, seed: int = 0) -> ValueProbeConfig:
