@@ -99,6 +99,8 @@ def test_uniform_control_says_value_matters_matched_control_does_not(planted_mas
     rows = result.table_rows()
     assert rows[-1][-1] == matched.verdict and len(rows[0]) == len(result.TABLE_COLUMNS)
     assert "massive" in result.notes()[0]
+    section = result.section()
+    assert section.tables[0].rows == rows and section.summary["massive_in_value_set"] == [info.value_dims[0]]
 
 
 def test_value_set_without_massive_dims_is_judged_alike(planted_massive):

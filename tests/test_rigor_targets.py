@@ -67,3 +67,10 @@ def test_compare_targets_reports_every_layer_with_intervals(tmp_path):
     assert cmp.to_dict()["n_test"] == len(test)
     with pytest.raises(ValueError, match="reference"):
         compare_targets(store, list(HOOKS), train, test, CFG, reference="td2")
+
+
+def test_results_render_their_sections(one_step_store):
+    store, _, train, test = one_step_store
+    cmp = compare_targets(store, HOOKS[0], train, test, CFG, n_boot=100)
+    sec = cmp.section()
+    assert sec.key == "target_variants" and sec.tables[0].rows == cmp.table_rows() and sec.summary["n_test"] == len(test)

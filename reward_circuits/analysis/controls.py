@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from ..sections import Section, Table
 from .stats import Interval, Verdict, bootstrap_ci, mcnemar_test, paired_bootstrap_diff, verdict
 
 CONTROL_KINDS = ("uniform", "magnitude_matched")
@@ -210,6 +211,13 @@ class ControlledAblation:
         return rows
 
     TABLE_COLUMNS = ("condition", "accuracy", "95% CI", "value − control", "p", "verdict")
+
+    def section(self, key: str = "controlled_ablation") -> Section:
+        """This comparison as a report :class:`~reward_circuits.sections.Section`."""
+        table = Table(f"Ablation of {self.hook}: value set vs random controls (n={self.value_accuracy.n} examples)",
+                      list(self.TABLE_COLUMNS), self.table_rows())
+        return Section(key, f"Value-set ablation vs matched controls ({self.hook})", self.to_dict(), [table], [],
+                       self.notes())
 
     def notes(self) -> list[str]:
         """One line on the massive-activation outliers of the hook and in the value set."""

@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..sections import Section, Table
 from .probes import ValueProbe, ValueProbeConfig, resolve_indices
 from .stats import Interval, Verdict, bootstrap_auc_ci, paired_bootstrap_auc_diff, verdict
 
@@ -62,6 +63,13 @@ class TargetComparison:
         others = [v for v in self.variants if v != self.reference]
         return (["hook"] + [f"AUC {v}" for v in self.variants] + [f"{self.reference} − {v}" for v in others]
                 + [f"verdict: {self.reference} > {v}" for v in others])
+
+    def section(self, key: str = "target_variants") -> Section:
+        """This comparison as a report :class:`~reward_circuits.sections.Section`."""
+        table = Table(f"Value targets on the same split (n={self.n_test} test rollouts, 95% bootstrap CIs, paired "
+                      "differences)", self.table_columns(), self.table_rows())
+        return Section(key, "TD(0) vs TD(λ) vs Monte-Carlo value targets", self.to_dict(), [table], [],
+                       [f"variants: {self.variants}; same probe config otherwise, same training rollouts."])
 
     def table_rows(self) -> list[list]:
         """One row per hook: each variant's AUC interval, the paired differences and verdicts."""
