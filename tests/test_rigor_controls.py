@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from reward_circuits.analysis.controls import (activation_magnitudes, compare_to_controls, magnitude_strata,
-                                               massive_activations, matched_random_sets, uniform_random_sets)
+from reward_circuits.analysis.controls import (
+    activation_magnitudes,
+    compare_to_controls,
+    magnitude_strata,
+    massive_activations,
+    matched_random_sets,
+    uniform_random_sets,
+)
 from reward_circuits.data import ArrayRollouts
 from reward_circuits.data.synthetic import planted_rollouts
 

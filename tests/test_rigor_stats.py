@@ -7,7 +7,12 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from reward_circuits.analysis.stats import auc_rows, bootstrap_auc_ci, paired_bootstrap_auc_diff, verdict
+from reward_circuits.analysis.stats import (
+    auc_rows,
+    bootstrap_auc_ci,
+    paired_bootstrap_auc_diff,
+    verdict,
+)
 
 
 def test_auc_rows_equals_roc_auc_score_with_ties():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from reward_circuits.analysis import ValueProbe, ValueProbeConfig, monte_carlo_targets, td_targets
+from reward_circuits.analysis import (
+    ValueProbe,
+    ValueProbeConfig,
+    monte_carlo_targets,
+    td_targets,
+)
 from reward_circuits.analysis.targets import compare_targets
 from reward_circuits.data.synthetic import planted_value_store
 

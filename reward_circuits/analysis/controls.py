@@ -33,7 +33,14 @@ import torch
 from jaxtyping import Float
 
 from ..sections import Section, Table
-from .stats import Interval, Verdict, bootstrap_ci, mcnemar_test, paired_bootstrap_diff, verdict
+from .stats import (
+    Interval,
+    Verdict,
+    bootstrap_ci,
+    mcnemar_test,
+    paired_bootstrap_diff,
+    verdict,
+)
 
 CONTROL_KINDS = ("uniform", "magnitude_matched")
 

@@ -21,7 +21,13 @@ import numpy as np
 
 from ..sections import Section, Table
 from .probes import ValueProbe, ValueProbeConfig, resolve_indices
-from .stats import Interval, Verdict, bootstrap_auc_ci, paired_bootstrap_auc_diff, verdict
+from .stats import (
+    Interval,
+    Verdict,
+    bootstrap_auc_ci,
+    paired_bootstrap_auc_diff,
+    verdict,
+)
 
 TARGET_VARIANTS: dict[str, dict] = {
     "td0": {"mode": "td", "td_lambda": 0.0},
