@@ -180,7 +180,9 @@ def test_stacked_probes_equal_probes_trained_alone(planted, td0_probe):
 
 def test_standardization_stats_are_training_state_moments(planted, td0_probe):
     store, _, train, _ = planted
-    states = store.states(SIGNAL, train).acts[SIGNAL].double()
+    fit = td0_probe.fit_indices_  # the training rollouts less the validation split
+    assert set(fit) | set(td0_probe.validation_indices_) == set(train) and not set(fit) & set(td0_probe.validation_indices_)
+    states = store.states(SIGNAL, fit).acts[SIGNAL].double()
     k = td0_probe.probe_index(SIGNAL)
     torch.testing.assert_close(td0_probe.mean[k].double(), states.mean(0), atol=1e-3, rtol=1e-4)
     torch.testing.assert_close(td0_probe.std[k].double(), states.std(0, unbiased=False), atol=1e-3, rtol=1e-3)
@@ -303,7 +305,9 @@ def test_cross_fitted_values_are_out_of_sample(tmp_path):
     acts = {"h": [torch.randn(int(t), d, generator=g) for t in lengths]}
     rewards = (torch.rand(n, generator=g) < 0.5).float().tolist()
     store = write_store_from_arrays(tmp_path / "noise", acts, rewards, dtype="float32")
-    cfg = ValueProbeConfig(hidden=64, epochs=150, lr=3e-3, batch_states=256, seed=0)
+    # no early stopping: the in-sample probe must be free to overfit the noise
+    cfg = ValueProbeConfig(hidden=64, epochs=150, lr=3e-3, batch_states=256, seed=0, validation_fraction=0.0,
+                           weight_decay=0.0)
     in_sample = ValueProbe(cfg).fit(store, "h", verbose=False)
     auc_in = roc_auc_score(rewards, in_sample.initial_values(store)[0])
     traces = cross_fitted_value_traces(store, "h", cfg, n_folds=4, seed=0)

@@ -2,6 +2,9 @@
 
 - :mod:`.td`: TD(0)/TD(λ)/Monte-Carlo targets and TD errors (the only place TD math lives).
 - :mod:`.stats`: AUC, column correlations, top-k ranking, bootstrap intervals, paired tests.
+- :mod:`.targets`: TD(0) / TD(λ) / Monte-Carlo targets compared per layer with paired intervals.
+- :mod:`.controls`: massive-activation outliers and magnitude-matched random controls with paired tests.
+- :mod:`.linear_probe`: the logistic-regression floor every MLP probe must reach.
 - :mod:`.probes`: :class:`ValueProbe`, all layers in one stacked module (sklearn-style fit/predict/score).
 - :mod:`.pruning`: L1 pruning curves, :func:`value_neurons`, IoU, architecture and rotation checks.
 - :mod:`.neurons`: :class:`NeuronSet` and IoU against the analytic random baseline.
@@ -12,14 +15,26 @@
 from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_auc
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
+from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
+                       magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
+                       uniform_random_sets)
+from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
 from .neurons import NeuronSet, expected_random_iou, iou
-from .probes import ValueProbe, ValueProbeConfig, cross_fitted_value_traces
+from .cross_fitting import cross_fitted_value_traces
+from .probes import ValueProbe, ValueProbeConfig
 from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
                       value_neurons)
-from .stats import binary_auc, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns
+from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
+                    paired_bootstrap_diff, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns, verdict)
+from .targets import TARGET_VARIANTS, TargetComparison, TargetDifference, compare_targets
 from .td import check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
 
 __all__ = [
+    "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",
+    "magnitude_strata", "massive_activations", "matched_random_iou", "matched_random_sets", "uniform_random_sets",
+    "TARGET_VARIANTS", "TargetComparison", "TargetDifference", "compare_targets",
+    "Interval", "LogisticFloor", "auc_rows", "bootstrap_auc_ci", "bootstrap_ci", "logistic_floor", "logistic_floors",
+    "mcnemar_test", "paired_bootstrap_auc_diff", "paired_bootstrap_diff", "verdict",
     "DopamineMetrics", "NeuronSet", "SurpriseSets", "ValueProbe", "ValueProbeConfig", "architecture_robustness", "architecture_variants", "check_batch_structure", "iou_from_scores", "n_kept",
     "bag_of_tokens_auc", "bag_of_tokens_baseline", "binary_auc", "cross_fitted_value_traces", "dopamine_metrics",
     "dopamine_neurons", "dopamine_score_details", "dopamine_scores", "embed_probe_auc", "event_positions", "expected_random_iou",

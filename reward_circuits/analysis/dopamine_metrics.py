@@ -19,7 +19,8 @@ from .neurons import NeuronSet
 from ..data.store import ActivationStore
 
 from .dopamine import PermutationScheme, TraceLookup, event_positions, iter_rollout_acts, check_trace_length
-from .stats import finite_mean, rank_by_score, partial_pearson_columns, pearson_columns, spearman_columns
+from .stats import (Interval, Verdict, finite_mean, partial_pearson_columns, pearson_columns, rank_by_score,
+                    spearman_columns, verdict)
 
 # ---------------------------------------------------------------------------------------------
 # Quantitative held-out metrics (beyond the paper)
@@ -128,6 +129,10 @@ class DopamineMetrics:
     candidate_rank_by_test_pearson: list[int]  # 1 = highest held-out Pearson with δ among all d dims
     top_dims_by_test_pearson: list[int]
     candidates_z_vs_random: float  # (candidates' mean Pearson − random mean) / random std
+    # mean |Pearson with δ| of the candidates − that of the random pool, bootstrap over held-out
+    # rollouts (correlations recomputed per replicate), and the verdict on "candidates track δ more"
+    abs_corr_vs_random: Interval | None = None
+    verdict: Verdict | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (NaN and inf become None)."""
@@ -439,6 +444,9 @@ def dopamine_metrics(
                                           scan.rollout[ok], n_permutations=n_permutations, scheme=permutation,
                                           seed=seed) if ok.sum() > 2 else None
 
+    diff = (rollout_bootstrap_abs_corr_diff(scan.acts[ok], scan.td[ok], scan.rollout[ok],
+                                            [column[j] for j in candidates], [column[j] for j in pool.tolist()], seed=seed)
+            if ok.sum() > 2 and len(pool) else None)
     ranked = rank_by_score(np.where(np.isfinite(pearson_all), pearson_all, -np.inf), nonfinite="last")
     rank_of = np.empty(d, dtype=np.int64)
     rank_of[ranked] = np.arange(1, d + 1)
@@ -450,7 +458,51 @@ def dopamine_metrics(
         candidates=cand_metrics, random=random, value_neurons=value_metrics, permutation=perm,
         candidate_rank_by_test_pearson=[int(rank_of[j]) for j in candidates],
         top_dims_by_test_pearson=ranked[: min(10, d)].tolist(), candidates_z_vs_random=float(z),
+        abs_corr_vs_random=diff, verdict=verdict(diff, expected_sign=1) if diff is not None else None,
     )
+
+
+def rollout_bootstrap_abs_corr_diff(
+    acts: Float[np.ndarray, "n m"], td: Float[np.ndarray, " n"], rollout: Int[np.ndarray, " n"],
+    group_a: Sequence[int], group_b: Sequence[int], n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+) -> Interval:
+    """Interval of ``mean_a |r(x_j, δ)| − mean_b |r(x_j, δ)|`` (columns ``group_a`` vs ``group_b`` of
+    ``acts``), resampling whole rollouts: each replicate draws rollouts with replacement and
+    recomputes every Pearson correlation from per-rollout sums (tokens of a rollout are not
+    independent, so the rollout is the unit)."""
+    cols = list(group_a) + list(group_b)
+    x = np.asarray(acts, dtype=np.float64)[:, cols]
+    y = np.asarray(td, dtype=np.float64)
+    _, inv = np.unique(np.asarray(rollout), return_inverse=True)
+    r = int(inv.max()) + 1
+    sums = {name: np.zeros((r,) + shape) for name, shape in
+            (("n", ()), ("y", ()), ("yy", ()), ("x", (len(cols),)), ("xx", (len(cols),)), ("xy", (len(cols),)))}
+    np.add.at(sums["n"], inv, 1.0)
+    np.add.at(sums["y"], inv, y)
+    np.add.at(sums["yy"], inv, y * y)
+    np.add.at(sums["x"], inv, x)
+    np.add.at(sums["xx"], inv, x * x)
+    np.add.at(sums["xy"], inv, x * y[:, None])
+    na = len(group_a)
+
+    def statistic(weights: np.ndarray) -> np.ndarray:  # weights [b, r]: rollout multiplicities
+        t = {k: weights @ v for k, v in sums.items()}
+        n = t["n"][:, None]
+        cov = t["xy"] - t["x"] * t["y"][:, None] / n
+        var_x = t["xx"] - t["x"] ** 2 / n
+        var_y = (t["yy"] - t["y"] ** 2 / t["n"])[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.abs(cov / np.sqrt(var_x * var_y))
+            return np.nanmean(corr[:, :na], axis=1) - np.nanmean(corr[:, na:], axis=1)
+
+    est = float(statistic(np.ones((1, r)))[0])
+    rng = np.random.default_rng(seed)
+    weights = np.stack([np.bincount(rng.integers(0, r, r), minlength=r) for _ in range(n_boot)]).astype(np.float64)
+    boots = statistic(weights)
+    boots = boots[np.isfinite(boots)]
+    a = (1 - level) / 2
+    low, high = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if boots.size else (math.nan, math.nan)
+    return Interval(est, low, high, r, level)
 
 
 # ---------------------------------------------------------------------------------------------

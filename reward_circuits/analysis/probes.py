@@ -28,10 +28,8 @@ can also return the raw-unit version.
 A masked (pruned) input dimension is set to 0 *after* standardisation, i.e. replaced by its
 training mean: mean-ablation, no retraining.
 
-Data sources: anything with the read API of :class:`~reward_circuits.store.ActivationStore`
-(``hook_names``, ``d``, ``__len__``, ``rewards``, ``rollout_ids``, ``iter_batches``,
-``initial_states``, ``get``) - the store itself, :class:`ArrayRollouts` (in memory, used by
-:meth:`ValueProbe.fit_arrays`) or a wrapper such as :class:`~reward_circuits.pruning.RotatedStore`.
+Data sources: anything with the read API of :class:`~reward_circuits.data.Store` (the store,
+:class:`ArrayRollouts` via :meth:`ValueProbe.fit_arrays`, :class:`~reward_circuits.data.RotatedStore`).
 """
 
 from __future__ import annotations
@@ -41,9 +39,9 @@ import math
 import os
 import warnings
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -54,8 +52,10 @@ from tqdm.auto import trange
 
 from ..io import atomic_path, atomic_write_json
 from ..errors import ProbeError
+from ..data.store import stratified_split
 from ..data.views import ArrayRollouts, check_binary
-from .stats import binary_auc
+from .stats import auc_rows, binary_auc
+from .probe_config import ACTIVATIONS, ValueProbeConfig
 from .td import check_batch_structure, monte_carlo_targets, td_targets
 
 PROBE_FORMAT_VERSION = 1
@@ -64,97 +64,8 @@ _CONFIG_FILE = "value_probe.json"
 
 
 
-# ---------------------------------------------------------------------------------------------
-# configuration
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class ValueProbeConfig:
-    """Hyper-parameters of :class:`ValueProbe`.
-
-    Attributes:
-        hidden: width of the probe's hidden layer.
-        gamma: discount factor of the TD targets, in (0, 1].
-        td_lambda: λ of TD(λ) in [0, 1]; 0 is TD(0) (target ``γ·V(s_{t+1})``).
-        mode: ``"td"`` (TD(λ) with ``td_lambda``) or ``"final_reward"`` (Monte-Carlo: every state's
-            target is the rollout's final reward - the paper's appendix comparison).
-        lr: AdamW learning rate.
-        weight_decay: AdamW (decoupled) weight decay.
-        epochs: passes over the training rollouts.
-        batch_states: about this many states per optimisation step (whole rollouts per batch).
-        activation: hidden non-linearity.
-        standardize: standardise inputs per dimension with training-state mean/std.
-        seed: seeds the initialisation (a ``torch.Generator`` per probe) and the batch order
-            (``shuffle_seed = seed + epoch``).
-        device: torch device.
-        probe_chunk: probes computed per forward/backward inside each optimisation step (``None``:
-            1 on the CPU, all of them on an accelerator). The data pass and the optimiser step are
-            shared either way and the result is the same; on the CPU one probe at a time keeps its
-            ``[state, d]`` block and ``[state, hidden]`` activations in cache, which measured faster
-            than one batched matmul over all probes (bench/bench_probes.py).
-    """
-
-    hidden: int = 64
-    gamma: float = 0.99
-    td_lambda: float = 0.0
-    mode: Literal["td", "final_reward"] = "td"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 30
-    batch_states: int = 4096
-    activation: Literal["relu", "gelu", "tanh"] = "relu"
-    standardize: bool = True
-    seed: int = 0
-    device: str = "cpu"
-    probe_chunk: int | None = None
-
-    def __post_init__(self):
-        if not (isinstance(self.hidden, int) and self.hidden >= 1):
-            raise ProbeError(f"hidden must be a positive int, got {self.hidden!r}.")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ProbeError(f"gamma must be in (0, 1], got {self.gamma!r}.")
-        if not 0.0 <= self.td_lambda <= 1.0:
-            raise ProbeError(f"td_lambda must be in [0, 1], got {self.td_lambda!r}.")
-        if self.mode not in ("td", "final_reward"):
-            raise ProbeError(f"mode must be 'td' or 'final_reward', got {self.mode!r}.")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ProbeError(f"lr must be a positive number, got {self.lr!r}.")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ProbeError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise ProbeError(f"epochs must be a positive int, got {self.epochs!r}.")
-        if self.probe_chunk is not None and not (isinstance(self.probe_chunk, int) and self.probe_chunk >= 1):
-            raise ProbeError(f"probe_chunk must be a positive int or None, got {self.probe_chunk!r}.")
-        if not (isinstance(self.batch_states, int) and self.batch_states >= 1):
-            raise ProbeError(f"batch_states must be a positive int, got {self.batch_states!r}.")
-        if self.activation not in _ACTIVATIONS:
-            raise ProbeError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}.")
-        if not isinstance(self.seed, int):
-            raise ProbeError(f"seed must be an int, got {self.seed!r}.")
-
-    def replace(self, **changes) -> "ValueProbeConfig":
-        """A copy with some fields changed (validated again)."""
-        return ValueProbeConfig(**{**asdict(self), **changes})
-
-
 _ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.tanh}
-
-
-# ---------------------------------------------------------------------------------------------
-# TD targets
-# ---------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# in-memory rollouts
-# ---------------------------------------------------------------------------------------------
-
-
+assert set(_ACTIVATIONS) == set(ACTIVATIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,9 +99,6 @@ def _probe_generator_seed(seed: int, hook: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(hook.encode())) % (2**63 - 1)
 
 
-# ---------------------------------------------------------------------------------------------
-# the probe
-# ---------------------------------------------------------------------------------------------
 class ValueProbe(nn.Module):
     """One two-layer MLP value probe per hook point, all stacked and trained together.
 
@@ -219,6 +127,10 @@ class ValueProbe(nn.Module):
         self.hook_names: list[str] = []
         self.d_in: int | None = None
         self.history: list[list[float]] = []  # per epoch, mean training loss per probe
+        self.validation_history: list[list[float]] = []  # per epoch, validation AUC of V(s_0) per probe
+        self.weight_decay_: dict[str, float] = {}
+        self.best_epoch_: dict[str, int] = {}
+        self.validation_auc_: dict[str, float | None] = {}
 
     # ---- structure ---------------------------------------------------------------------------
     @property
@@ -332,14 +244,15 @@ class ValueProbe(nn.Module):
         return hooks
 
     @torch.no_grad()
-    def _fit_standardization(self, store, hooks: list[str], idx: np.ndarray) -> None:
+    def _fit_standardization(self, store, hooks: list[str], idx: np.ndarray, repeat: int = 1) -> int:
         """One pass over the training states: per-dimension mean/std (float64 sums) and a check
-        that every state is finite. With ``standardize=False`` the stats stay 0/1."""
+        that every state is finite; each hook's stats fill ``repeat`` consecutive probe slots.
+        Returns the number of states. With ``standardize=False`` the stats stay 0/1."""
         p, d = len(hooks), self.d_in
         s1 = torch.zeros(p, d, dtype=torch.float64)
         s2 = torch.zeros(p, d, dtype=torch.float64)
         count = 0
-        for batch in store.iter_batches(hooks, batch_states=max(self.cfg.batch_states, 8192), indices=idx,
+        for batch in store.iter_batches(hooks, batch_states=max(self.cfg.batch_states or 0, 8192), indices=idx,
                                         dtype=_native_dtype(store)):
             for k, h in enumerate(hooks):
                 a = batch.acts[h].to(torch.float64)
@@ -356,14 +269,44 @@ class ValueProbe(nn.Module):
         if not self.cfg.standardize:
             self.mean.zero_()
             self.std.fill_(1.0)
-            return
+            return count
         mean = s1 / count
         var = (s2 / count - mean * mean).clamp_min(0.0)
         std = var.sqrt()
         # constant dimensions carry no information; leave them unscaled instead of dividing by ~0
         std = torch.where(std > 1e-6 * std.amax(dim=1, keepdim=True).clamp_min(1e-12), std, torch.ones_like(std))
-        self.mean.copy_(mean.to(self.mean))
-        self.std.copy_(std.to(self.std))
+        self.mean.copy_(mean.repeat_interleave(repeat, 0).to(self.mean))
+        self.std.copy_(std.repeat_interleave(repeat, 0).to(self.std))
+        return count
+
+    def _validation_split(self, store, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rollouts to train on, validation rollouts): a stratified ``validation_fraction`` of
+        ``idx``, or no validation when it is 0 or cannot hold both rewards."""
+        frac = self.cfg.validation_fraction
+        if frac == 0:
+            return idx, idx[:0]
+        all_rewards = np.asarray(store.rewards)
+        fit_idx, val_idx = stratified_split(idx, all_rewards, frac, self.cfg.seed)
+        if np.unique(all_rewards[val_idx]).size < 2 or np.unique(all_rewards[fit_idx]).size < 2:
+            n1 = int((all_rewards[idx] == 1).sum())
+            warnings.warn(
+                f"a validation split of {idx.size} training rollouts ({n1} with reward 1, {idx.size - n1} with reward 0) "
+                f"cannot hold both rewards: training {self.cfg.epochs} epochs on all of them without early stopping, "
+                f"with weight_decay={self.cfg.weight_decays[0]} (the first candidate).")
+            return idx, idx[:0]
+        return fit_idx, val_idx
+
+    @torch.no_grad()
+    def _slot_scores(self, x_val: Float[Tensor, "probe n d"], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(validation AUC of ``V(s_0)``, the selection score: higher is better) of every probe slot
+        (``x_val`` already one block per slot)."""
+        logits = self.logits(x_val)
+        aucs = auc_rows(labels, logits.cpu().numpy())
+        if self.cfg.select_by == "auc":
+            return aucs, aucs
+        target = torch.as_tensor(labels, dtype=logits.dtype, device=logits.device).expand_as(logits)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
+        return aucs, -loss.cpu().numpy()
 
     def fit(
         self,
@@ -372,57 +315,147 @@ class ValueProbe(nn.Module):
         indices: Sequence[int] | None = None,
         *,
         keep_masks: Mapping[str, Bool[Tensor, " d"]] | None = None,
+        validation_indices: Sequence[int] | None = None,
         verbose: bool = True,
     ) -> "ValueProbe":
         """Train one probe per hook on rollouts ``indices`` (all by default), in one pass per epoch.
 
+        ``validation_indices`` gives the validation rollouts yourself (disjoint from ``indices``;
+        e.g. the split a pipeline already holds out to choose a layer) instead of carving
+        ``cfg.validation_fraction`` of ``indices``.
+
+        With a validation split (``cfg.validation_fraction > 0``, the default) a stratified share of
+        ``indices`` is held out; each (hook, weight decay) candidate trains in the same stacked pass,
+        stops after ``patience`` epochs without a better validation score of ``V(s_0)`` (``cfg.select_by``)
+        and keeps its best epoch's weights; per hook the candidate with the best score is kept. Learned:
+        ``weight_decay_``, ``best_epoch_``, ``validation_auc_`` (``{hook: ...}``), ``fit_indices_``,
+        ``validation_indices_``, ``batch_states_``, and ``history`` / ``validation_history`` (per epoch).
+
         ``keep_masks`` fixes input masks during training (``{hook: bool[d]}``): a probe that only
         ever sees the kept dimensions, i.e. retraining on a pruned input set.
         """
+        cfg = self.cfg
         hooks = self._resolve_hooks(store, hook_names)
         idx = resolve_indices(store, indices)
         rewards = np.asarray(store.rewards)[idx]
         check_binary(rewards)
         if np.unique(rewards).size < 2:
             warnings.warn(f"all {idx.size} training rollouts have reward {rewards[0]}: the probe can only learn a constant.")
-        self._allocate(hooks, int(store.d(hooks[0])))
-        self._fit_standardization(store, hooks, idx)
+        if validation_indices is None:
+            fit_idx, val_idx = self._validation_split(store, idx)
+        else:
+            fit_idx, val_idx = idx, resolve_indices(store, validation_indices)
+            if np.intersect1d(fit_idx, val_idx).size:
+                raise ProbeError("validation_indices overlap the training indices: give disjoint rollouts.")
+            if np.unique(np.asarray(store.rewards)[val_idx]).size < 2:
+                raise ProbeError("validation_indices hold one reward only: early stopping needs both.")
+        decays = cfg.weight_decays if val_idx.size else cfg.weight_decays[:1]
+        n_cand = len(decays)
+        slots = [h for h in hooks for _ in decays]  # slot k: hook k // n_cand, weight decay decays[k % n_cand]
+        self._allocate(slots, int(store.d(hooks[0])))
+        n_states = self._fit_standardization(store, hooks, fit_idx, repeat=n_cand)
+        batch_states = cfg.batch_states or int(min(4096, max(32, round(n_states / cfg.steps_per_epoch))))
         if keep_masks:
             for h, m in keep_masks.items():
-                self.set_input_mask(h, m)
+                m = torch.as_tensor(m).to(torch.bool).reshape(-1)
+                if m.numel() != self.d_in:
+                    raise ProbeError(f"keep mask has {m.numel()} entries; hook {h!r} has d={self.d_in}.")
+                j = hooks.index(h) if h in hooks else None
+                if j is None:
+                    raise KeyError(f"keep mask for hook {h!r}, which is not among the fitted hooks {hooks}.")
+                self.input_mask[j * n_cand:(j + 1) * n_cand] = m.to(self.input_mask)
         dev = self.W1.device
+        params = [self.W1, self.b1, self.W2, self.b2]
         read_dtype = _native_dtype(store)
-        opt = torch.optim.AdamW([self.W1, self.b1, self.W2, self.b2], lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        decay = torch.tensor([decays[k % n_cand] for k in range(len(slots))], device=dev)
         bce = nn.functional.binary_cross_entropy_with_logits
-        chunk = self.cfg.probe_chunk or (len(hooks) if dev.type != "cpu" else 1)
-        self.history = []
+        n_slots = len(slots)
+        # CPU: as many probes per matmul as keep the [probe, state, d] block near 4 MB (one probe of
+        # a big batch stays in cache; many small ones amortise per-op overhead)
+        chunk = cfg.probe_chunk or (n_slots if dev.type != "cpu" else max(1, (1 << 20) // (batch_states * self.d_in)))
+        validating = val_idx.size > 0
+        if validating:
+            val_labels = np.asarray(store.rewards)[val_idx]
+            x_val = torch.stack([store.initial_states(h, val_idx).to(torch.float32) for h in hooks]).to(dev)
+            x_val = x_val.repeat_interleave(n_cand, 0)
+        best = [p.detach().clone() for p in params]
+        best_auc, best_score = np.full(n_slots, -np.inf), np.full(n_slots, -np.inf)
+        best_epoch = np.zeros(n_slots, dtype=np.int64)
+        since_best = np.zeros(n_slots, dtype=np.int64)
+        active = np.ones(n_slots, dtype=bool)
+        history, val_history = [], []
         self.train()
-        for epoch in trange(self.cfg.epochs, disable=not verbose, desc=f"value probes ({len(hooks)} hooks)"):
-            losses, n_batches = torch.zeros(len(hooks)), 0
-            for batch in store.iter_batches(hooks, batch_states=self.cfg.batch_states, indices=idx,
-                                            shuffle_seed=self.cfg.seed + epoch, dtype=read_dtype):
+        for epoch in trange(cfg.epochs, disable=not verbose, desc=f"value probes ({len(hooks)} hooks x {n_cand} decays)"):
+            losses, n_batches = torch.zeros(n_slots), 0
+            for batch in store.iter_batches(hooks, batch_states=batch_states, indices=fit_idx,
+                                            shuffle_seed=cfg.seed + epoch, dtype=read_dtype):
                 check_batch_structure(batch.rollout, batch.is_last, batch.step)
                 reward, is_last = batch.reward.to(dev), batch.is_last.to(dev)
                 opt.zero_grad(set_to_none=True)
-                for lo in range(0, len(hooks), chunk):  # probes are independent: grads accumulate
-                    sel = slice(lo, min(lo + chunk, len(hooks)))
+                for lo in range(0, n_slots, chunk):  # probes are independent: grads accumulate
+                    sel = slice(lo, min(lo + chunk, n_slots))
+                    if not active[sel].any():  # stopped probes: their best weights are restored below
+                        continue
                     x = torch.empty(sel.stop - sel.start, len(batch), self.d_in, dtype=torch.float32, device=dev)
-                    for k, h in enumerate(hooks[sel]):
-                        x[k].copy_(batch.acts[h])  # gather + cast
+                    for k in range(sel.start, sel.stop):
+                        x[k - sel.start].copy_(batch.acts[slots[k]])  # gather + cast
                     # (finiteness of these states was checked in the standardisation pass)
                     logits = self.logits(x, sel)
-                    if self.cfg.mode == "td":
-                        target = td_targets(torch.sigmoid(logits), reward, is_last, self.cfg.gamma, self.cfg.td_lambda)
+                    if cfg.mode == "td":
+                        target = td_targets(torch.sigmoid(logits), reward, is_last, cfg.gamma, cfg.td_lambda)
                     else:
                         target = monte_carlo_targets(logits, reward)
                     per_probe = bce(logits, target, reduction="none").mean(dim=1)
                     per_probe.sum().backward()
                     losses[sel] += per_probe.detach().cpu()
+                if decay.any():  # decoupled weight decay per slot, as AdamW applies it before its step
+                    with torch.no_grad():
+                        for p in params:
+                            p.mul_((1.0 - cfg.lr * decay).view(-1, *([1] * (p.ndim - 1))))
                 opt.step()
                 n_batches += 1
-            self.history.append((losses / max(n_batches, 1)).tolist())
+            history.append((losses / max(n_batches, 1)).tolist())
+            if not validating:
+                continue
+            aucs, score = self._slot_scores(x_val, val_labels)
+            val_history.append(aucs.tolist())
+            improved = active & (score > best_score)
+            with torch.no_grad():
+                for p, b in zip(params, best):
+                    b[improved] = p.detach()[improved]
+            best_auc[improved], best_score[improved], best_epoch[improved] = aucs[improved], score[improved], epoch + 1
+            since_best = np.where(improved, 0, since_best + 1)
+            active &= since_best < cfg.patience
+            if not active.any():
+                break
+        if validating:
+            with torch.no_grad():
+                for p, b in zip(params, best):
+                    p.copy_(b)
+            chosen = [j * n_cand + int(np.argmax(best_score[j * n_cand:(j + 1) * n_cand])) for j in range(len(hooks))]
+        else:
+            chosen = [j * n_cand for j in range(len(hooks))]
+            best_epoch[:] = len(history)
+        self._keep_slots(chosen, hooks)
+        self.weight_decay_ = {h: decays[k % n_cand] for h, k in zip(hooks, chosen)}
+        self.best_epoch_ = {h: int(best_epoch[k]) for h, k in zip(hooks, chosen)}
+        self.validation_auc_ = {h: (float(best_auc[k]) if validating else None) for h, k in zip(hooks, chosen)}
+        self.fit_indices_, self.validation_indices_, self.batch_states_ = fit_idx, val_idx, batch_states
+        self.history = [[row[k] for k in chosen] for row in history]
+        self.validation_history = [[row[k] for k in chosen] for row in val_history]
         self.eval()
         return self
+
+    @torch.no_grad()
+    def _keep_slots(self, chosen: list[int], hooks: list[str]) -> None:
+        """Reduce the stacked training slots to one probe per hook (slot ``chosen[j]`` for hook j)."""
+        sel = torch.as_tensor(chosen, dtype=torch.long, device=self.W1.device)
+        for name in ("W1", "b1", "W2", "b2"):
+            setattr(self, name, nn.Parameter(getattr(self, name).detach()[sel].clone()))
+        for name in ("mean", "std", "input_mask"):
+            self.register_buffer(name, getattr(self, name)[sel].clone())
+        self.hook_names = list(hooks)
 
     def fit_arrays(
         self,
@@ -455,6 +488,9 @@ class ValueProbe(nn.Module):
         """A copy whose ``hook`` probe sees only the kept dimensions (pruning without retraining)."""
         clone = ValueProbe(self.cfg)
         clone.hook_names, clone.d_in, clone.history = list(self.hook_names), self.d_in, [list(h) for h in self.history]
+        clone.validation_history = [list(h) for h in self.validation_history]
+        clone.weight_decay_, clone.best_epoch_ = dict(self.weight_decay_), dict(self.best_epoch_)
+        clone.validation_auc_ = dict(self.validation_auc_)
         for name in ("W1", "b1", "W2", "b2"):
             setattr(clone, name, nn.Parameter(getattr(self, name).detach().clone()))
         for name in ("mean", "std", "input_mask"):
@@ -525,6 +561,10 @@ class ValueProbe(nn.Module):
             "hook_names": self.hook_names,
             "d": self.d_in,
             "history": self.history,
+            "validation_history": self.validation_history,
+            "weight_decay_": self.weight_decay_,
+            "best_epoch_": self.best_epoch_,
+            "validation_auc_": self.validation_auc_,
         })
         return path
 
@@ -542,6 +582,10 @@ class ValueProbe(nn.Module):
         probe = cls(cfg)
         tensors = load_file(str(path / _WEIGHTS_FILE), device=cfg.device)
         probe.hook_names, probe.d_in, probe.history = list(meta["hook_names"]), int(meta["d"]), meta.get("history", [])
+        probe.validation_history = meta.get("validation_history", [])
+        probe.weight_decay_ = meta.get("weight_decay_", {})
+        probe.best_epoch_ = meta.get("best_epoch_", {})
+        probe.validation_auc_ = meta.get("validation_auc_", {})
         for name in ("W1", "b1", "W2", "b2"):
             setattr(probe, name, nn.Parameter(tensors[name]))
         for name in ("mean", "std", "input_mask"):
@@ -550,32 +594,5 @@ class ValueProbe(nn.Module):
         return probe
 
 
-def cross_fitted_value_traces(
-    store, hook: str, cfg: ValueProbeConfig | None = None, n_folds: int = 5, seed: int = 0,
-) -> list[Float[np.ndarray, " T"]]:
-    """``V(s_0), .., V(s_T)`` of every rollout of ``store``, each from a probe that never trained on it.
-
-    K-fold cross-fitting: the rollouts are split into ``n_folds`` folds stratified by reward; fold
-    ``k``'s traces come from a ``ValueProbe(cfg)`` fitted on the other folds at ``hook``. Analyses
-    that condition on the value itself (surprise = a confident ``V(s_0)`` and the opposite reward,
-    TD errors along a rollout) need this: on its own training rollouts a probe's values are fitted
-    to the reward, so surprises there are rarer than they are, and TD errors smaller.
-    """
-    from sklearn.model_selection import StratifiedKFold  # noqa: PLC0415
-
-    cfg = cfg or ValueProbeConfig()
-    rewards = np.asarray(store.rewards)
-    check_binary(rewards)
-    counts = np.bincount(rewards.astype(int), minlength=2)
-    if not isinstance(n_folds, int) or n_folds < 2:
-        raise ProbeError(f"n_folds must be an int >= 2, got {n_folds!r}.")
-    if counts.min() < n_folds:
-        raise ProbeError(f"cross-fitting with {n_folds} folds needs >= {n_folds} rollouts of each reward; the store has "
-                         f"{counts[0]} with reward 0 and {counts[1]} with reward 1. Use fewer folds or more rollouts.")
-    traces: list = [None] * len(rewards)
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(rewards)), rewards)
-    for k, (train, held) in enumerate(folds):
-        probe = ValueProbe(cfg.replace(seed=cfg.seed + k)).fit(store, hook, train, verbose=False)
-        for i, trace in zip(held, probe.value_traces(store, hook, held)):
-            traces[int(i)] = trace
-    return traces
+# moved to .cross_fitting; re-exported until every caller imports it from reward_circuits.analysis
+from .cross_fitting import cross_fitted_value_traces  # noqa: E402,F401

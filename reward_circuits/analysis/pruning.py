@@ -133,16 +133,24 @@ def l1_mass_in_top(scores: Float[Tensor, " d"] | np.ndarray, fraction: float = 0
 # ---------------------------------------------------------------------------------------------
 # value neurons and IoU
 # ---------------------------------------------------------------------------------------------
-def value_neurons(probe: ValueProbe, hook: str, prune_ratio: float = 0.99, provenance: dict | None = None) -> NeuronSet:
+def value_neurons(probe: ValueProbe, hook: str, prune_ratio: float = 0.99, provenance: dict | None = None,
+                  exclude: Sequence[int] = ()) -> NeuronSet:
     """The input dims kept at ``prune_ratio`` (best first, scores = L1 norms; at least one).
 
-    The full score vector is stored in ``provenance["input_weight_l1"]`` so that IoU at any other
-    ratio can be computed later from the saved JSON (:func:`iou_by_ratio`).
+    ``exclude`` keeps some dims out of the selection (e.g. massive-activation outliers, see
+    :func:`~reward_circuits.analysis.controls.massive_activations`); the set keeps its size, filled
+    from the next-ranked dims. The full score vector is stored in ``provenance["input_weight_l1"]``
+    so that IoU at any other ratio can be computed later from the saved JSON (:func:`iou_by_ratio`).
     """
     scores = probe.input_weight_norms(hook)
-    dims = top_dims(scores, prune_ratio)
+    excluded = sorted({int(x) for x in exclude})
+    k = n_kept(int(scores.numel()), prune_ratio)
+    order = [int(j) for j in rank_by_score(scores) if int(j) not in set(excluded)]
+    if k > len(order):
+        raise ValueError(f"cannot keep {k} dims of {hook!r} with {len(excluded)} of {scores.numel()} excluded.")
+    dims = np.asarray(order[:k], dtype=np.int64)
     prov = {"prune_ratio": prune_ratio, "probe_config": dict(vars(probe.cfg)), "score": "L1 norm of W1 column (standardised inputs)",
-            **(provenance or {}), "input_weight_l1": scores.tolist()}
+            **(provenance or {}), "excluded_dims": excluded, "input_weight_l1": scores.tolist()}
     return NeuronSet(hook_name=hook, indices=dims.tolist(), d=int(scores.numel()), scores=scores[dims].tolist(),
                      kind="value", layer=layer_of(hook), provenance=prov)
 

@@ -34,6 +34,20 @@ def binary_auc(rewards: np.ndarray, scores: np.ndarray, what: str = "V(s_0)") ->
     return float(roc_auc_score(rewards, scores))
 
 
+def auc_rows(labels: Sequence[float] | np.ndarray, scores: Float[np.ndarray, "m n"]) -> Float[np.ndarray, " m"]:
+    """AUC of every row of ``scores`` against the same binary ``labels`` (Mann-Whitney U from
+    average ranks; equals ``roc_auc_score`` row by row, ties counted one half). NaN when ``labels``
+    hold one class."""
+    y = np.asarray(labels).reshape(-1) == 1
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    if s.shape[1] != y.size:
+        raise ProbeError(f"{y.size} labels but score rows of length {s.shape[1]}.")
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return np.full(s.shape[0], np.nan)
+    ranks = stats.rankdata(s, axis=1)
+    return (ranks[:, y].sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
 
 def finite_mean(values: Sequence[float] | np.ndarray) -> float:
     v = np.asarray(values, dtype=np.float64)
@@ -136,21 +150,49 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic=np.mean, n_boot
     return Interval(est, low, high, int(v.shape[0]), level)
 
 
+def _stratified_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], n_boot: int, seed: int,
+                          block: int = 256) -> list[np.ndarray]:
+    """AUC of each score vector on the same ``n_boot`` stratified resamples (positives and negatives
+    resampled separately: every replicate has both classes, in the original class counts)."""
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
+    rng = np.random.default_rng(seed)
+    resampled_labels = np.r_[np.ones(pos.size), np.zeros(neg.size)]
+    out = [np.empty(n_boot) for _ in score_sets]
+    for lo in range(0, n_boot, block):
+        m = min(block, n_boot - lo)
+        idx = np.concatenate([rng.choice(pos, (m, pos.size)), rng.choice(neg, (m, neg.size))], axis=1)
+        for boots, s in zip(out, score_sets):
+            boots[lo:lo + m] = auc_rows(resampled_labels, s[idx])
+    return out
+
+
 def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: int = 2000, level: float = 0.95,
                      seed: int = 0) -> Interval:
-    """AUC with a stratified bootstrap interval (positives and negatives resampled separately, so every
-    replicate has both classes)."""
+    """AUC with a stratified percentile bootstrap interval (positives and negatives resampled
+    separately, so every replicate has both classes)."""
     y = np.asarray(labels).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     est = binary_auc(y, s, what="scores")
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y != 1)
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        i = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
-        boots[b] = roc_auc_score(y[i], s[i])
+    (boots,) = _stratified_auc_boots(y, [s], n_boot, seed)
     a = (1 - level) / 2
     return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), int(y.size), level)
+
+
+def paired_bootstrap_auc_diff(labels: Sequence[float], scores_a: Sequence[float], scores_b: Sequence[float],
+                              n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[Interval, float]:
+    """Interval of ``AUC(a) − AUC(b)`` for two scorings of the *same* rollouts (one stratified
+    resample of rollouts per replicate, scored both ways), and a two-sided bootstrap p-value."""
+    y = np.asarray(labels).reshape(-1)
+    a = np.asarray(scores_a, dtype=np.float64).reshape(-1)
+    b = np.asarray(scores_b, dtype=np.float64).reshape(-1)
+    if not (a.shape == b.shape == y.shape):
+        raise ValueError(f"paired scores differ in shape: labels {y.shape}, a {a.shape}, b {b.shape}.")
+    est = binary_auc(y, a, what="scores a") - binary_auc(y, b, what="scores b")
+    boots_a, boots_b = _stratified_auc_boots(y, [a, b], n_boot, seed)
+    diffs = boots_a - boots_b
+    al = (1 - level) / 2
+    p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))) if np.any(diffs != 0) else 1.0
+    return Interval(float(est), float(np.quantile(diffs, al)), float(np.quantile(diffs, 1 - al)), int(y.size), level), p
 
 
 def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], statistic=np.mean, n_boot: int = 2000,

@@ -34,16 +34,17 @@ def from_hf(hf_model, tokenizer, backend: Backend = DEFAULT_BACKEND, name: str |
 
 def load_model(name: str = "default", backend: Backend = DEFAULT_BACKEND, device: str = "cpu",
                remote: bool = False, **hf_kwargs) -> ModelAdapter:
-    """Load ``default`` (packaged SmolLM2-135M-Instruct, offline), a local HF directory or a hub id.
+    """Load ``default`` (packaged SmolLM2-135M-Instruct, offline), ``gemma-3-270m`` (packaged Gemma 3
+    270M base model, offline), a local HF directory or a hub id.
 
     ``remote=True`` (nnsight) runs on NDIF; ``device_map="auto"`` (nnsight) spreads a big model.
     """
-    from .loading import DEFAULT_MODEL, is_default, load_hf
+    from .loading import DEFAULT_MODEL, GEMMA_MODEL, is_default, is_gemma, load_hf
 
     if backend not in ("transformer_lens", "nnsight"):
         raise ValueError(f"unknown backend {backend!r}: use 'transformer_lens' or 'nnsight'.")
     if remote and backend != "nnsight":
         raise ValueError("remote=True needs backend='nnsight' (NDIF).")
     hf, tok = load_hf(name, device=device, **hf_kwargs)
-    display = DEFAULT_MODEL if is_default(name) else name
+    display = DEFAULT_MODEL if is_default(name) else GEMMA_MODEL if is_gemma(name) else name
     return from_hf(hf, tok, backend=backend, name=display, remote=remote)

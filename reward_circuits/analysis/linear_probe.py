@@ -1,0 +1,91 @@
+"""The logistic-regression floor: what a linear read-out of ``s_0`` gets, with no TD at all.
+
+Every MLP value probe must reach this floor (minus its interval): a scikit-learn logistic
+regression on the same states ``s_0`` (the prompt's last token), standardised with the training
+split's statistics, its inverse regularisation ``C`` chosen by stratified k-fold AUC on the training
+split only, judged by the held-out AUC with a stratified bootstrap interval over test rollouts.
+When the TD probe falls below it, the probe is under-trained, not the layer empty.
+
+>>> floor = logistic_floor(store, "blocks.6.hook_resid_post", train, test)
+>>> floor.auc            # Interval: estimate [low, high] (n = test rollouts)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..errors import ProbeError
+from .probes import resolve_indices
+from .stats import Interval, bootstrap_auc_ci
+
+DEFAULT_CS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+@dataclass
+class LogisticFloor:
+    """Held-out AUC of a cross-validated logistic regression on ``s_0`` at one hook."""
+
+    hook: str
+    auc: Interval
+    C: float
+    cv_auc: dict[float, float] = field(default_factory=dict)
+    n_train: int = 0
+
+    def to_dict(self) -> dict:
+        return {"hook": self.hook, "auc": self.auc.to_dict(), "C": self.C,
+                "cv_auc": {str(c): v for c, v in self.cv_auc.items()}, "n_train": self.n_train}
+
+
+def logistic_floor(
+    store,
+    hook: str,
+    train_indices: Sequence[int],
+    test_indices: Sequence[int],
+    *,
+    Cs: Sequence[float] = DEFAULT_CS,
+    n_folds: int = 5,
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> LogisticFloor:
+    """Logistic regression on ``s_0`` of ``hook``: ``C`` by ``n_folds``-fold AUC on the train split,
+    refit on all of it, AUC (bootstrap 95% interval) on the test split."""
+    if hook not in store.hook_names:
+        raise KeyError(f"hook {hook!r} is not in the store; it holds {store.hook_names}.")
+    train, test = resolve_indices(store, train_indices), resolve_indices(store, test_indices)
+    if np.intersect1d(train, test).size:
+        raise ProbeError("train and test rollouts overlap: the floor must be judged on held-out rollouts.")
+    rewards = np.asarray(store.rewards)
+    y_train, y_test = rewards[train].astype(int), rewards[test].astype(int)
+    counts = np.bincount(y_train, minlength=2)
+    if counts.min() < 2:
+        raise ProbeError(f"the training split has {counts[1]} rollouts with reward 1 and {counts[0]} with reward 0: "
+                         "a logistic floor needs at least 2 of each.")
+    x_train = store.initial_states(hook, train).double().numpy()
+    x_test = store.initial_states(hook, test).double().numpy()
+    folds = int(min(n_folds, counts.min()))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    search = GridSearchCV(model, {"logisticregression__C": list(Cs)}, scoring="roc_auc",
+                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed), refit=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x_train, y_train)
+    cv_auc = {float(c): float(a) for c, a in zip(Cs, search.cv_results_["mean_test_score"])}
+    best_c = float(search.best_params_["logisticregression__C"])
+    scores = search.decision_function(x_test)
+    return LogisticFloor(hook=hook, auc=bootstrap_auc_ci(y_test, scores, n_boot=n_boot, seed=seed), C=best_c,
+                         cv_auc=cv_auc, n_train=int(train.size))
+
+
+def logistic_floors(store, hooks: Sequence[str], train_indices: Sequence[int], test_indices: Sequence[int],
+                    **kwargs) -> dict[str, LogisticFloor]:
+    """:func:`logistic_floor` at every hook (same split, same settings)."""
+    return {h: logistic_floor(store, h, train_indices, test_indices, **kwargs) for h in hooks}

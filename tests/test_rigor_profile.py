@@ -1,0 +1,36 @@
+"""``--profile paper``: sized so the paper's claims can be resolved (config only; the lead runs it)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from reward_circuits.configs import add_config_arguments, config_from_args
+from reward_circuits.pipeline.config import PROFILES, RunConfig
+
+
+def test_paper_profile_resolves_the_paper_effects():
+    cfg = RunConfig(profile="paper")
+    assert cfg.eval_examples >= 200  # a 0.10 accuracy difference is ~2.5 binomial SEs at p = 0.5
+    n_test = round(cfg.limit * cfg.test_fraction)
+    assert n_test >= 400  # AUC ~0.75 on 200 + 200 held-out rollouts: 95% CI ~ +-0.05 (Hanley-McNeil)
+    auc, n1 = 0.75, n_test / 2
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    se = ((auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n1 - 1) * (q2 - auc**2)) / (n1 * n1)) ** 0.5
+    assert 1.96 * se <= 0.05
+    assert RunConfig().limit == 200 and RunConfig().profile == "default"  # the default job is unchanged
+
+
+def test_explicit_options_win_over_the_profile():
+    cfg = RunConfig(profile="paper", limit=60, eval_examples=16)
+    assert (cfg.limit, cfg.eval_examples) == (60, 16) and cfg.random_draws == PROFILES["paper"]["random_draws"]
+    with pytest.raises(ValueError, match="unknown profile"):
+        RunConfig(profile="huge")
+
+
+def test_profile_is_a_cli_option():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, RunConfig)
+    cfg = config_from_args(RunConfig, parser.parse_args(["--profile", "paper", "--exclude-massive"]))
+    assert cfg.profile == "paper" and cfg.eval_examples == 200 and cfg.exclude_massive
