@@ -151,3 +151,22 @@ def _has_hooks(hook_point) -> bool:
     """Whether anything would run at ``hook_point`` (TL hooks are torch forward hooks)."""
     return bool(hook_point._forward_hooks or hook_point._forward_pre_hooks or _torch_module._global_forward_hooks
                 or _torch_module._global_forward_pre_hooks)
+
+
+def select_cache_rows(cache, index: Int[Tensor, " rows"]) -> None:
+    """Keep (reorder, repeat) rows ``index`` of a TransformerLens KV cache, in place: the per-layer
+    keys and values (the rotated ones of :func:`cached_rotary_attention` when it filled the cache)
+    and the attention mask. Used to drop finished rows and to copy a shared prompt's cache."""
+    for entry in cache.entries:
+        if hasattr(entry, _KEYS):
+            keys = getattr(entry, _KEYS).index_select(0, index.to(getattr(entry, _KEYS).device))
+            values = getattr(entry, _VALUES).index_select(0, index.to(keys.device))
+            setattr(entry, _KEYS, keys)
+            setattr(entry, _VALUES, values)
+            entry.past_keys = keys.transpose(1, 2)
+            entry.past_values = values.transpose(1, 2)
+        else:
+            entry.past_keys = entry.past_keys.index_select(0, index.to(entry.past_keys.device))
+            entry.past_values = entry.past_values.index_select(0, index.to(entry.past_values.device))
+    mask = cache.previous_attention_mask
+    cache.previous_attention_mask = mask.index_select(0, index.to(mask.device))

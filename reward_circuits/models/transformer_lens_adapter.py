@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 
-from .base import Backend, ModelAdapter, TokenBatch, sample_next
+from .base import Backend, ModelAdapter, TokenBatch
 from .hook_names import layer_of
 
 # ---- TransformerLens --------------------------------------------------------------------------
@@ -65,38 +66,14 @@ class TransformerLensAdapter(ModelAdapter):
         with torch.no_grad(), self.model.hooks(fwd_hooks=list(fwd_hooks)):
             return self.model(batch.input_ids, attention_mask=batch.attention_mask)
 
-    def _generate_batch(self, batch, config, fwd_hooks, seed):
-        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
+    @contextmanager
+    def decoding_session(self, fwd_hooks):
+        """TL's KV cache with the cached-rotary attention of :mod:`.tl_attention` (TL's own attention
+        where it does not apply), ``fwd_hooks`` registered for the whole session."""
         from .tl_attention import cached_rotary_attention
 
-        model = self.model
-        bsz = batch.input_ids.shape[0]
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, bsz)
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        eos = torch.tensor(sorted(self.eos_ids), device=self.device)
-        finished = torch.zeros(bsz, dtype=torch.bool, device=self.device)
-        tokens: list[Tensor] = []
-        with torch.no_grad(), model.hooks(fwd_hooks=fwd_hooks), cached_rotary_attention(model):
-            logits = self._prefill_last_logits(batch, cache)
-            for _ in range(config.max_new_tokens):
-                nxt = sample_next(logits, config, gen).to(self.device)
-                nxt = torch.where(finished, torch.full_like(nxt, self.tokenizer.pad_token_id), nxt)
-                tokens.append(nxt)
-                finished |= torch.isin(nxt, eos)
-                if finished.all() or len(tokens) == config.max_new_tokens:
-                    break
-                if config.stop_strings:
-                    done = torch.stack(tokens, 1).tolist()
-                    for i, row in enumerate(done):
-                        if not finished[i]:
-                            text = self.tokenizer.decode(row, skip_special_tokens=True)
-                            if any(s in text for s in config.stop_strings):
-                                finished[i] = True
-                    if finished.all():
-                        break
-                logits = model(nxt[:, None], attention_mask=torch.ones_like(nxt)[:, None], past_kv_cache=cache)[:, -1]
-        return torch.stack(tokens, 1).tolist()
+        with torch.no_grad(), self.model.hooks(fwd_hooks=list(fwd_hooks)), cached_rotary_attention(self.model):
+            yield _TLDecodingSession(self)
 
     def _prefill_last_logits(self, batch: TokenBatch, cache) -> Float[Tensor, "batch d_vocab"]:
         """Run the prompts into ``cache`` and return the next-token logits of the last position only.
@@ -117,3 +94,27 @@ class TransformerLensAdapter(ModelAdapter):
         return apply_softcap(model.unembed(resid[:, -1:]), model.cfg.output_logits_soft_cap)[:, -1]
 
 
+
+
+class _TLDecodingSession:
+    """One generation's TL KV cache: prefill, one-token steps, row selection."""
+
+    def __init__(self, adapter: TransformerLensAdapter):
+        self.adapter = adapter
+        self.cache = None
+
+    def prefill(self, batch: TokenBatch) -> Float[Tensor, "batch d_vocab"]:
+        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+        model = self.adapter.model
+        self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, batch.input_ids.shape[0])
+        return self.adapter._prefill_last_logits(batch, self.cache)
+
+    def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
+        ones = torch.ones_like(tokens)[:, None]
+        return self.adapter.model(tokens[:, None], attention_mask=ones, past_kv_cache=self.cache)[:, -1]
+
+    def select_rows(self, index: Int[Tensor, " rows"]) -> None:
+        from .tl_attention import select_cache_rows
+
+        select_cache_rows(self.cache, index)
