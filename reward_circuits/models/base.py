@@ -175,6 +175,11 @@ class ModelAdapter(ABC):
     def hook_names(self) -> list[str]:
         """Canonical TransformerLens names of the hook points this adapter can capture and edit."""
 
+    @property
+    def kv_width(self) -> int:
+        """Width of one position's cached keys (= values) per layer: KV heads × head dim."""
+        return self.d_model
+
     def hook_width(self, hook_name: str) -> int:
         if hook_name.endswith("mlp.hook_post") or hook_name.endswith("mlp.hook_pre"):
             return self.d_mlp

@@ -44,6 +44,13 @@ class NNsightAdapter(ModelAdapter):
         # HF's model.norm output is after it, so no module output matches it.
         self._names = ["hook_embed"] + [f"blocks.{l}.{s}" for l in range(self.n_layers) for s in BLOCK_SITES]
 
+    @property
+    def kv_width(self) -> int:
+        c = self.hf.config
+        heads = getattr(c, "num_attention_heads", 1)
+        head_dim = getattr(c, "head_dim", None) or self.d_model // heads
+        return int((getattr(c, "num_key_value_heads", None) or heads) * head_dim)
+
     def hook_names(self) -> list[str]:
         return list(self._names)
 

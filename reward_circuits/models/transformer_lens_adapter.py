@@ -31,6 +31,11 @@ class TransformerLensAdapter(ModelAdapter):
         self.d_mlp = model.cfg.d_mlp
         self.device = torch.device(model.cfg.device or "cpu")
 
+    @property
+    def kv_width(self) -> int:
+        cfg = self.model.cfg
+        return int((getattr(cfg, "n_key_value_heads", None) or cfg.n_heads) * cfg.d_head)
+
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)  # re-read every call: SAEs may replace hook points
 
