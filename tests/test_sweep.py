@@ -280,3 +280,33 @@ def test_sweep_over_a_task_scores_and_renders_a_section(tl_adapter):
     assert section.key == "sweep" and section.tables[0].rows[0][0] == "baseline"
     with pytest.raises(ValueError, match="rewards"):
         sweep(tl_adapter, ["hi"], {"b": []}, GenerationConfig(max_new_tokens=2, progress=False))["b"].scored_run()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prompt_rows_start_at_the_first_hooked_block(tiny_adapters, backend):
+    """TransformerLens reuses the shared prompt's forward below a condition's first hooked block
+    (blocks 1.. only for a blocks.1 hook); same tokens as recomputing the whole prompt."""
+    adapter = tiny_adapters[backend]
+    conds = _conditions(adapter.d_model, adapter.d_mlp)
+    cfg = GenerationConfig(max_new_tokens=8, progress=False)
+    reused = sweep(adapter, PROMPTS, conds, cfg)
+    whole = sweep(adapter, PROMPTS, conds, cfg, sweep_config=SweepConfig(share_prompt=False))
+    assert _tokens(reused) == _tokens(whole)
+    n, L = len(PROMPTS), adapter.n_layers
+    assert whole.prefill_row_layers == n * len(conds) * L and whole.n_prefill_rows == n * len(conds)
+    if backend == "transformer_lens":
+        assert reused["scale_mlp1"].prompt_from_layer == 1 and reused["two_layers"].prompt_from_layer == 0
+        # shared rows + 5 own-prompt conditions, two of which (scale_mlp1, same_site_twice) start at block 1
+        assert reused.prefill_row_layers == n * (L + 5 * L - 2)
+    else:
+        assert all(c.prompt_from_layer == 0 for c in reused)
+
+
+def test_generation_plan_checks_its_rows(tl_adapter):
+    batch = tl_adapter.pad([[5, 6, 7], [8, 9]])
+    with pytest.raises(ValueError, match="index"):
+        GenerationPlan(batch, source=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="same prompt"):
+        GenerationPlan(batch, prefill_start=torch.tensor([0, 1]), prefill_base=torch.tensor([-1, 0]))
+    with pytest.raises(ValueError, match="together"):
+        GenerationPlan(batch, prefill_start=torch.tensor([0, 0]))

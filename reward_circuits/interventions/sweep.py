@@ -19,6 +19,10 @@ generation passes as the row budget allows:
   a ``prompt_len``, or any function that is not one of our hooks, unless it sets
   ``touches_prompt = False``) encodes its own prompt rows, inside the same prefill forward.
   :func:`touches_prompt` says which is which; ``Condition(touches_prompt=...)`` overrides it.
+  On the TransformerLens backend (``adapter.prefill_from_layer``) such a condition's prompt rows
+  still reuse the shared prompt's forward *below* the first block its hooks sit in
+  (:attr:`Condition.first_layer`: ``blocks.15.*`` hooks recompute blocks 15.. only); the nnsight
+  backend recomputes the whole prompt for them.
 * **Finished rows leave.** Rows that reach EOS or a stop string leave the running batch and its
   KV cache (``GenerationConfig.drop_finished``), so one rambling condition does not hold the rest.
 * **Chunked to a memory budget.** Rows are generated ``SweepConfig.max_rows`` at a time (by default
@@ -49,7 +53,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..models import Generation, GenerationConfig, GenerationPlan, HookFn, ModelAdapter, RowLabels
+from ..models import Generation, GenerationConfig, GenerationPlan, HookFn, ModelAdapter, RowLabels, layer_of
 from .hooks import InterventionHook, InterventionLike, as_fwd_hooks
 
 Strategy = Literal["batched", "per_condition"]
@@ -159,6 +163,13 @@ class Condition:
         if self.touches_prompt is None:
             self.touches_prompt = touches_prompt(self.hooks)
 
+    @property
+    def first_layer(self) -> int:
+        """The first block any of the hooks sits in (0 for ``hook_embed`` and names outside blocks):
+        the prompt's forward below it is the plain one."""
+        layers = [layer_of(name) for name, _ in self.hooks]
+        return 0 if not layers or any(l is None for l in layers) else min(layers)
+
 
 ConditionsLike = Mapping[str, Any] | Sequence[Condition | Any]
 
@@ -246,6 +257,7 @@ class ConditionResult:
     generations: list[Generation]
     rewards: list[float] | None = None
     touched_prompt: bool = True
+    prompt_from_layer: int = 0  # its prompt rows reused the shared prompt's forward below this block
 
     @property
     def accuracy(self) -> float:
@@ -271,6 +283,7 @@ class SweepResult:
     n_prefill_rows: int = 0  # prompt rows encoded (shared prompts count once)
     n_passes: int = 0  # generation passes (chunks)
     n_new_tokens: int = 0
+    prefill_row_layers: int = 0  # prompt rows × blocks run in the prefills (the prefill's compute)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -288,7 +301,7 @@ class SweepResult:
 
     def summary(self) -> dict:
         return {"n_examples": self.n_examples, "strategy": self.strategy, "n_rows": self.n_rows,
-                "n_prefill_rows": self.n_prefill_rows, "n_passes": self.n_passes, "n_new_tokens": self.n_new_tokens,
+                "n_prefill_rows": self.n_prefill_rows, "prefill_row_layers": self.prefill_row_layers, "n_passes": self.n_passes, "n_new_tokens": self.n_new_tokens,
                 "seconds": self.seconds, "accuracy": self.accuracies(),
                 "shared_prompt": [k for k, c in self.conditions.items() if not c.touched_prompt]}
 
@@ -297,7 +310,8 @@ class SweepResult:
         from ..io import nan_to_none
         from ..pipeline.report import Section, Table
 
-        rows = [[k, c.accuracy, len(c.generations), "shared" if not c.touched_prompt else "own"]
+        rows = [[k, c.accuracy, len(c.generations), "shared" if not c.touched_prompt else
+                 (f"own from block {c.prompt_from_layer}" if c.prompt_from_layer else "own")]
                 for k, c in self.conditions.items()]
         notes = [f"{self.n_examples} examples × {len(self)} conditions = {self.n_rows} rows in {self.n_passes} "
                  f"generation pass(es) ({self.strategy}); {self.n_prefill_rows} prompt rows encoded."] + self.notes
@@ -369,7 +383,8 @@ def _per_condition(adapter, prompts, conds: list[Condition], config) -> SweepRes
         out[c.name] = ConditionResult(c.name, adapter.generate(prompts, config, fwd_hooks=c.hooks), None, True)
     n = len(prompts)
     return SweepResult(out, n, "per_condition", n_rows=n * len(conds), n_prefill_rows=n * len(conds),
-                       n_passes=len(conds) * math.ceil(n / config.batch_size))
+                       n_passes=len(conds) * math.ceil(n / config.batch_size),
+                       prefill_row_layers=n * len(conds) * adapter.n_layers)
 
 
 def _row_scoped_hooks(conds: Sequence[Condition], labels: RowLabels) -> list[tuple[str, HookFn]]:
@@ -392,7 +407,8 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
     per_chunk = max(1, max_rows // group)
     results: dict[str, list[Generation | None]] = {c.name: [None] * n for c in conds}
     shared_used = {c.name: False for c in conds}
-    stats = {"rows": 0, "prefill": 0, "passes": 0}
+    from_layer = {c.name: 0 for c in conds}
+    stats = {"rows": 0, "prefill": 0, "passes": 0, "prefill_layers": 0}
     chunks = [(g0, e0) for g0 in range(0, k_all, group) for e0 in range(0, n, per_chunk)]
     bar = tqdm(chunks, desc=f"sweep ({k_all} conditions × {n} examples)", leave=False, disable=not config.progress)
     for i, (g0, e0) in enumerate(bar):
@@ -403,16 +419,24 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
         # one-token prefill looks like a decoding step to position scopes: never shared)
         can_share = sweep_config.share_prompt and max(len(s) for s in chunk_seqs) > 1
         sharing = [can_share and not c.touches_prompt for c in group_conds]
+        # conditions that do touch the prompt, from a later layer on: start their prompt rows there
+        # from the shared rows' stream (on backends that can; others run the whole prompt)
+        starts = [c.first_layer if can_share and adapter.prefill_from_layer and c.touches_prompt else 0
+                  for c in group_conds]
         prefill_rows: list[list[int]] = []
         prefill_labels: list[int] = []
+        prefill_start: list[int] = []
+        prefill_base: list[int] = []
         shared_row: dict[int, int] = {}
-        if any(sharing):
+        if any(sharing) or any(starts):
             for j, s in enumerate(chunk_seqs):
                 shared_row[j] = len(prefill_rows)
                 prefill_rows.append(s)
                 prefill_labels.append(-1)
+                prefill_start.append(0)
+                prefill_base.append(-1)
         source, decode_labels, owners = [], [], []
-        for gk, (c, shares) in enumerate(zip(group_conds, sharing)):
+        for gk, (c, shares, start) in enumerate(zip(group_conds, sharing, starts)):
             label = g0 + gk
             for j, s in enumerate(chunk_seqs):
                 if shares:
@@ -421,11 +445,15 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
                     source.append(len(prefill_rows))
                     prefill_rows.append(s)
                     prefill_labels.append(label)
+                    prefill_start.append(start)
+                    prefill_base.append(shared_row.get(j, -1))
                 decode_labels.append(label)
                 owners.append((c.name, ex[j]))
             shared_used[c.name] = shared_used[c.name] or shares
+            from_layer[c.name] = max(from_layer[c.name], start)
+        stats["prefill_layers"] += sum(adapter.n_layers - st for st in prefill_start)
         plan = GenerationPlan(adapter.pad(prefill_rows, "left"), torch.tensor(source), torch.tensor(prefill_labels),
-                              torch.tensor(decode_labels))
+                              torch.tensor(decode_labels), torch.tensor(prefill_start), torch.tensor(prefill_base))
         labels = RowLabels()
         gens = adapter.generate_plan(plan, config, _row_scoped_hooks(conds, labels), seed=config.seed + i,
                                      row_labels=labels)
@@ -434,5 +462,7 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
         stats["rows"] += len(source)
         stats["prefill"] += len(prefill_rows)
         stats["passes"] += 1
-    out = {c.name: ConditionResult(c.name, list(results[c.name]), None, not shared_used[c.name]) for c in conds}
-    return SweepResult(out, n, "batched", n_rows=stats["rows"], n_prefill_rows=stats["prefill"], n_passes=stats["passes"])
+    out = {c.name: ConditionResult(c.name, list(results[c.name]), None, not shared_used[c.name], from_layer[c.name])
+           for c in conds}
+    return SweepResult(out, n, "batched", n_rows=stats["rows"], n_prefill_rows=stats["prefill"], n_passes=stats["passes"],
+                       prefill_row_layers=stats["prefill_layers"])

@@ -80,12 +80,20 @@ class GenerationPlan:
     Several decoding rows may share a prefill row: the prompt is encoded once and its cache is
     copied to each of them. ``prefill_labels`` / ``decode_labels`` (one int per row, e.g. a sweep
     condition; ``-1``: none) are published through :class:`RowLabels` while the rows run.
+
+    ``prefill_start[p] > 0`` says prefill row ``p`` is the prompt of prefill row ``prefill_base[p]``
+    (same tokens, ``prefill_start`` 0, untouched by hooks) up to layer ``prefill_start[p]``: a
+    backend that can start a forward at a layer (:attr:`ModelAdapter.prefill_from_layer`) reuses
+    that row's residual stream and KV cache below it instead of recomputing them; others run the
+    whole prompt.
     """
 
     prefill: TokenBatch
     source: Int[Tensor, " rows"] | None = None
     prefill_labels: Int[Tensor, " prefill"] | None = None
     decode_labels: Int[Tensor, " rows"] | None = None
+    prefill_start: Int[Tensor, " prefill"] | None = None
+    prefill_base: Int[Tensor, " prefill"] | None = None
 
     def __post_init__(self):
         n_prefill = int(self.prefill.input_ids.shape[0])
@@ -102,6 +110,21 @@ class GenerationPlan:
                 if labels.numel() != want:
                     raise ValueError(f"{name} has {labels.numel()} entries for {want} rows.")
                 setattr(self, name, labels)
+        if (self.prefill_start is None) != (self.prefill_base is None):
+            raise ValueError("give prefill_start and prefill_base together (or neither).")
+        if self.prefill_start is not None:
+            self.prefill_start = torch.as_tensor(self.prefill_start, dtype=torch.long).reshape(-1).cpu()
+            self.prefill_base = torch.as_tensor(self.prefill_base, dtype=torch.long).reshape(-1).cpu()
+            if self.prefill_start.numel() != n_prefill or self.prefill_base.numel() != n_prefill:
+                raise ValueError(f"prefill_start and prefill_base need one entry per prefill row ({n_prefill}).")
+            later = torch.nonzero(self.prefill_start > 0).reshape(-1)
+            if later.numel():
+                base = self.prefill_base[later]
+                if int(base.min()) < 0 or int(base.max()) >= n_prefill or bool((self.prefill_start[base] != 0).any()):
+                    raise ValueError("a row with prefill_start > 0 needs a prefill_base row that runs the whole prompt.")
+                ids, mask = self.prefill.input_ids.cpu(), self.prefill.attention_mask.cpu()
+                if not (torch.equal(ids[later], ids[base]) and torch.equal(mask[later], mask[base])):
+                    raise ValueError("a row and its prefill_base must hold the same prompt.")
 
     def sources(self) -> Int[Tensor, " rows"]:
         return torch.arange(self.prefill.input_ids.shape[0]) if self.source is None else self.source
@@ -145,8 +168,12 @@ class RowLabels:
 class DecodingSession(Protocol):
     """A backend's KV-cached decoding state for one :meth:`ModelAdapter.decode` call."""
 
-    def prefill(self, batch: TokenBatch) -> Float[Tensor, "batch d_vocab"]:
-        """Run the prompts into a fresh KV cache; the next-token logits of each row's last position."""
+    def prefill(self, batch: TokenBatch, start: Int[Tensor, " batch"] | None = None,
+                base: Int[Tensor, " batch"] | None = None, on_rows: Callable | None = None) -> Float[Tensor, "batch d_vocab"]:
+        """Run the prompts into a fresh KV cache; the next-token logits of each row's last position.
+
+        ``start`` / ``base``: see :class:`GenerationPlan` (``prefill_start`` / ``prefill_base``);
+        a session that runs the prefill in parts calls ``on_rows(rows)`` before each part."""
 
     def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
         """Feed one new token per running row; its next-token logits."""
@@ -299,6 +326,8 @@ class ModelAdapter(ABC):
         """New token ids per row (may stop at EOS or a stop string; :meth:`finish_generation` cuts)."""
         return self.decode(GenerationPlan(batch), config, fwd_hooks, seed)
 
+    prefill_from_layer: bool = False  # whether decoding sessions reuse a shared prompt below a layer
+
     @abstractmethod
     def decoding_session(self, fwd_hooks: list) -> "AbstractContextManager[DecodingSession]":
         """A context manager yielding this backend's :class:`DecodingSession` with ``fwd_hooks`` active
@@ -324,10 +353,19 @@ class ModelAdapter(ABC):
         finished = torch.zeros(n_rows, dtype=torch.bool)  # only used when finished rows stay
         pad_id = self.tokenizer.pad_token_id
         with self.decoding_session(fwd_hooks) as session:
-            if row_labels is not None:
-                row_labels.set(plan.prefill_labels if plan.prefill_labels is not None else sources.new_full(
-                    (plan.prefill.input_ids.shape[0],), -1))
-            logits = session.prefill(plan.prefill)
+            prefill_labels = plan.prefill_labels if plan.prefill_labels is not None else sources.new_full(
+                (plan.prefill.input_ids.shape[0],), -1)
+
+            def on_rows(rows: Int[Tensor, " sub"]) -> None:  # the prefill may run in parts
+                if row_labels is not None:
+                    row_labels.set(prefill_labels[rows.cpu()])
+
+            on_rows(torch.arange(prefill_labels.numel()))
+            if plan.prefill_start is not None and bool((plan.prefill_start > 0).any()):
+                logits = session.prefill(plan.prefill, start=plan.prefill_start, base=plan.prefill_base,
+                                         on_rows=on_rows)
+            else:
+                logits = session.prefill(plan.prefill)
             if plan.source is not None:
                 session.select_rows(sources.to(logits.device))
                 logits = logits.index_select(0, sources.to(logits.device))

@@ -187,7 +187,8 @@ class _NNsightDecodingSession:
             logits = a.lm.lm_head.output.save()
         return _as_tensor(logits)[:, -1]
 
-    def prefill(self, batch: TokenBatch) -> Float[Tensor, "batch d_vocab"]:
+    def prefill(self, batch: TokenBatch, start=None, base=None, on_rows=None) -> Float[Tensor, "batch d_vocab"]:
+        # no forward from a layer here: rows with a prefill_start run the whole prompt (same result)
         self.mask = batch.attention_mask.to(self.adapter.device)
         positions = (self.mask.long().cumsum(-1) - 1).clamp(min=0)
         inputs = {"input_ids": batch.input_ids.to(self.adapter.device), "attention_mask": self.mask,

@@ -158,15 +158,42 @@ def select_cache_rows(cache, index: Int[Tensor, " rows"]) -> None:
     keys and values (the rotated ones of :func:`cached_rotary_attention` when it filled the cache)
     and the attention mask. Used to drop finished rows and to copy a shared prompt's cache."""
     for entry in cache.entries:
-        if hasattr(entry, _KEYS):
-            keys = getattr(entry, _KEYS).index_select(0, index.to(getattr(entry, _KEYS).device))
-            values = getattr(entry, _VALUES).index_select(0, index.to(keys.device))
-            setattr(entry, _KEYS, keys)
-            setattr(entry, _VALUES, values)
-            entry.past_keys = keys.transpose(1, 2)
-            entry.past_values = values.transpose(1, 2)
-        else:
-            entry.past_keys = entry.past_keys.index_select(0, index.to(entry.past_keys.device))
-            entry.past_values = entry.past_values.index_select(0, index.to(entry.past_values.device))
+        _set_entry_tensors(entry, {k: t.index_select(0, index.to(t.device)) for k, t in _entry_tensors(entry).items()})
     mask = cache.previous_attention_mask
     cache.previous_attention_mask = mask.index_select(0, index.to(mask.device))
+
+
+def _entry_tensors(entry) -> dict[str, Tensor]:
+    if hasattr(entry, _KEYS):
+        return {_KEYS: getattr(entry, _KEYS), _VALUES: getattr(entry, _VALUES)}
+    return {"past_keys": entry.past_keys, "past_values": entry.past_values}
+
+
+def _set_entry_tensors(entry, tensors: dict[str, Tensor]) -> None:
+    for name, t in tensors.items():
+        setattr(entry, name, t)
+    if _KEYS in tensors:
+        entry.past_keys = tensors[_KEYS].transpose(1, 2)
+        entry.past_values = tensors[_VALUES].transpose(1, 2)
+
+
+def copy_cache_layers(source, target, index: Int[Tensor, " rows"], upto: int) -> None:
+    """Fill layers ``0..upto-1`` of the fresh cache ``target`` with rows ``index`` of ``source``
+    (same prompts: a forward that starts at layer ``upto`` then fills the rest)."""
+    for layer in range(upto):
+        tensors = _entry_tensors(source.entries[layer])
+        _set_entry_tensors(target.entries[layer],
+                           {k: t.index_select(0, index.to(t.device)) for k, t in tensors.items()})
+
+
+def merge_caches(caches: list, order: Int[Tensor, " rows"]):
+    """One cache holding the rows of ``caches`` (concatenated), reordered by ``order``; the parts
+    must share the padded prompt width. Returns the first cache, updated in place."""
+    first = caches[0]
+    for layer, entry in enumerate(first.entries):
+        parts = [_entry_tensors(c.entries[layer]) for c in caches]
+        _set_entry_tensors(entry, {k: torch.cat([p[k] for p in parts]).index_select(0, order.to(parts[0][k].device))
+                                   for k in parts[0]})
+    masks = torch.cat([c.previous_attention_mask.to(first.previous_attention_mask.device) for c in caches])
+    first.previous_attention_mask = masks.index_select(0, order.to(masks.device))
+    return first

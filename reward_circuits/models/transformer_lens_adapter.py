@@ -36,6 +36,12 @@ class TransformerLensAdapter(ModelAdapter):
         cfg = self.model.cfg
         return int((getattr(cfg, "n_key_value_heads", None) or cfg.n_heads) * cfg.d_head)
 
+    @property
+    def prefill_from_layer(self) -> bool:
+        from transformer_lens import HookedTransformer
+
+        return isinstance(self.model, HookedTransformer)  # start_at_layer with a KV cache
+
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)  # re-read every call: SAEs may replace hook points
 
@@ -80,7 +86,8 @@ class TransformerLensAdapter(ModelAdapter):
         with torch.no_grad(), self.model.hooks(fwd_hooks=list(fwd_hooks)), cached_rotary_attention(self.model):
             yield _TLDecodingSession(self)
 
-    def _prefill_last_logits(self, batch: TokenBatch, cache) -> Float[Tensor, "batch d_vocab"]:
+    def _prefill_last_logits(self, batch: TokenBatch, cache, resid: Float[Tensor, "batch pos d_model"] | None = None,
+                             start_layer: int = 0) -> Float[Tensor, "batch d_vocab"]:
         """Run the prompts into ``cache`` and return the next-token logits of the last position only.
 
         Like HF ``generate`` (``logits_to_keep=1``), the unembedding runs on the last position, not on
@@ -88,17 +95,23 @@ class TransformerLensAdapter(ModelAdapter):
         costs as much as ~40 decoding steps). Every hook point still fires: the blocks and
         ``ln_final.*`` on all positions, ``unembed.*`` on the last position (shape ``[batch, 1, …]``),
         exactly where HF's ``norm`` and ``lm_head`` fire on the nnsight backend.
+
+        With ``resid`` (the residual stream entering block ``start_layer``) only blocks
+        ``start_layer..`` run; ``cache`` must already hold the layers below.
         """
         from transformer_lens.utilities import apply_softcap  # noqa: PLC0415
 
         model = self.model
-        resid = model(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
-                      stop_at_layer=model.cfg.n_layers)
+        if resid is None:
+            resid = model(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
+                          stop_at_layer=model.cfg.n_layers)
+        else:
+            resid = model(resid, start_at_layer=start_layer, attention_mask=batch.attention_mask,
+                          past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)
+            cache.previous_attention_mask = batch.attention_mask.to(cache.previous_attention_mask)
         if model.cfg.normalization_type is not None:
             resid = model.ln_final(resid)
         return apply_softcap(model.unembed(resid[:, -1:]), model.cfg.output_logits_soft_cap)[:, -1]
-
-
 
 
 class _TLDecodingSession:
@@ -108,12 +121,52 @@ class _TLDecodingSession:
         self.adapter = adapter
         self.cache = None
 
-    def prefill(self, batch: TokenBatch) -> Float[Tensor, "batch d_vocab"]:
+    def prefill(self, batch: TokenBatch, start: Int[Tensor, " batch"] | None = None,
+                base: Int[Tensor, " batch"] | None = None, on_rows=None) -> Float[Tensor, "batch d_vocab"]:
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
-        model = self.adapter.model
-        self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, batch.input_ids.shape[0])
-        return self.adapter._prefill_last_logits(batch, self.cache)
+        from .tl_attention import copy_cache_layers, merge_caches
+
+        adapter, model = self.adapter, self.adapter.model
+        n = batch.input_ids.shape[0]
+        if start is None or not adapter.prefill_from_layer or not bool((start > 0).any()):
+            self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, n)
+            return adapter._prefill_last_logits(batch, self.cache)
+        # 1. the rows that run the whole prompt, keeping the residual stream entering each start layer
+        layers = sorted({int(l) for l in start.tolist() if l > 0})
+        full = torch.nonzero(start == 0).reshape(-1)
+        saved: dict[int, Tensor] = {}
+
+        def keep(layer):
+            def fn(act, hook):
+                saved[layer] = act
+            return fn
+
+        sub = lambda rows: TokenBatch(batch.input_ids[rows.to(batch.input_ids.device)],  # noqa: E731
+                                      batch.attention_mask[rows.to(batch.attention_mask.device)])
+        on_rows(full)
+        parts, caches, logits = [full], [], []
+        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, full.numel())
+        with model.hooks(fwd_hooks=[(f"blocks.{l}.hook_resid_pre", keep(l)) for l in layers]):
+            logits.append(adapter._prefill_last_logits(sub(full), cache))
+        caches.append(cache)
+        where_in_full = torch.full((n,), -1, dtype=torch.long)
+        where_in_full[full] = torch.arange(full.numel())
+        # 2. each start layer's rows: the shared rows' stream and cache below it, their own above
+        for layer in layers:
+            rows = torch.nonzero(start == layer).reshape(-1)
+            src = where_in_full[base[rows]]
+            cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, rows.numel())
+            copy_cache_layers(caches[0], cache, src, layer)
+            resid = saved[layer].index_select(0, src.to(saved[layer].device))
+            on_rows(rows)
+            logits.append(adapter._prefill_last_logits(sub(rows), cache, resid=resid, start_layer=layer))
+            parts.append(rows)
+            caches.append(cache)
+        order = torch.argsort(torch.cat(parts))  # back to prefill-row order
+        self.cache = merge_caches(caches, order)
+        out = torch.cat(logits)
+        return out.index_select(0, order.to(out.device))
 
     def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
         ones = torch.ones_like(tokens)[:, None]
