@@ -178,6 +178,7 @@ def _generation(adapters, task, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Run the bench; ``argv`` are command-line options (``None``: the defaults, not ``sys.argv``)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default", help="'default' (SmolLM2-135M-Instruct) or 'tiny'")
     ap.add_argument("--backend", default="transformer_lens", help="backend of the stage rows")
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--skip", default="", help="comma list of rows to skip: stage,tokens,generation")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    args = ap.parse_args(argv)
+    args = ap.parse_args([] if argv is None else argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
@@ -259,4 +260,6 @@ def _same(a, b) -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
