@@ -54,7 +54,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models import Generation, GenerationConfig, GenerationPlan, HookFn, ModelAdapter, RowLabels, layer_of
-from .hooks import InterventionHook, InterventionLike, as_fwd_hooks
+from .hooks import InterventionHook, as_fwd_hooks
 
 Strategy = Literal["batched", "per_condition"]
 
@@ -63,8 +63,8 @@ Strategy = Literal["batched", "per_condition"]
 # ---------------------------------------------------------------------------------------------
 
 
-def _apply_to_rows(activation: Float[Tensor, "batch *rest"], hook, groups: Iterable[tuple[Tensor, HookFn]]
-                   ) -> Float[Tensor, "batch *rest"] | None:
+def _apply_to_rows(activation: Float[Tensor, "batch ..."], hook, groups: Iterable[tuple[Tensor, HookFn]]
+                   ) -> Float[Tensor, "batch ..."] | None:
     """Apply each ``fn`` to ``activation[rows]`` only; ``None`` when no function edited anything."""
     out = None
     for rows, fn in groups:
@@ -94,7 +94,7 @@ class RowScopedHooks:
     def __repr__(self) -> str:  # cheap: TransformerLens calls repr() on every add_hook
         return f"RowScopedHooks({len(self.entries)} hooks over {len({l for l, _ in self.entries})} labels)"
 
-    def __call__(self, activation: Float[Tensor, "batch *rest"], hook) -> Float[Tensor, "batch *rest"] | None:
+    def __call__(self, activation: Float[Tensor, "batch ..."], hook) -> Float[Tensor, "batch ..."] | None:
         return _apply_to_rows(activation, hook,
                               ((self.labels.rows(label, activation.device), fn) for label, fn in self.entries))
 
@@ -310,11 +310,14 @@ class SweepResult:
         from ..io import nan_to_none
         from ..pipeline.report import Section, Table
 
-        rows = [[k, c.accuracy, len(c.generations), "shared" if not c.touched_prompt else
-                 (f"own from block {c.prompt_from_layer}" if c.prompt_from_layer else "own")]
-                for k, c in self.conditions.items()]
-        notes = [f"{self.n_examples} examples × {len(self)} conditions = {self.n_rows} rows in {self.n_passes} "
-                 f"generation pass(es) ({self.strategy}); {self.n_prefill_rows} prompt rows encoded."] + self.notes
+        def encoding(c: ConditionResult) -> str:
+            if not c.touched_prompt:
+                return "shared"
+            return f"own from block {c.prompt_from_layer}" if c.prompt_from_layer else "own"
+
+        rows = [[k, c.accuracy, len(c.generations), encoding(c)] for k, c in self.conditions.items()]
+        notes = [(f"{self.n_examples} examples × {len(self)} conditions = {self.n_rows} rows in {self.n_passes} "
+                  f"generation pass(es) ({self.strategy}); {self.n_prefill_rows} prompt rows encoded.")] + self.notes
         return Section(key, title, nan_to_none(self.summary()),
                        [Table("Accuracy per condition", ["condition", "accuracy", "n", "prompt encoding"], rows)],
                        [], notes)

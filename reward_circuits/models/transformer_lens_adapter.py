@@ -129,6 +129,7 @@ class _TLDecodingSession:
 
         adapter, model = self.adapter, self.adapter.model
         n = batch.input_ids.shape[0]
+        on_rows = on_rows or (lambda rows: None)
         if start is None or not adapter.prefill_from_layer or not bool((start > 0).any()):
             self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, n)
             return adapter._prefill_last_logits(batch, self.cache)
@@ -142,8 +143,10 @@ class _TLDecodingSession:
                 saved[layer] = act
             return fn
 
-        sub = lambda rows: TokenBatch(batch.input_ids[rows.to(batch.input_ids.device)],  # noqa: E731
-                                      batch.attention_mask[rows.to(batch.attention_mask.device)])
+        def sub(rows: Int[Tensor, " k"]) -> TokenBatch:
+            return TokenBatch(batch.input_ids[rows.to(batch.input_ids.device)],
+                              batch.attention_mask[rows.to(batch.attention_mask.device)])
+
         on_rows(full)
         parts, caches, logits = [full], [], []
         cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, full.numel())
