@@ -6,6 +6,8 @@
 - :mod:`.scoring`: generation and teacher-forced passes under hooks (generate-and-score,
   activation means, V(s_0), TD traces).
 - :mod:`.studies`: ablation, dose-response and steering studies.
+- :mod:`.sweep`: every condition of a study in one batched generation (row-scoped hooks, shared
+  prompts, finished rows leave).
 - :mod:`.confidence`: value neurons as a confidence score vs next-token probability and verbalized confidence.
 """
 
@@ -15,8 +17,12 @@ from .hooks import (Intervention, InterventionHook, PositionScope, ablation_inte
                     teacher_forced_prompt, zero_ablate)
 from .scoring import ScoredRun, activation_means, generate_and_score, initial_values, td_trace_under
 from .studies import ablation_study, dose_response, steering_study
+from .sweep import (Condition, ConditionResult, RowScopedHooks, SweepConfig, SweepResult, conditions_of,
+                    per_condition_passes, rows_only, sweep, touches_prompt)
 
 __all__ = [
+    "Condition", "ConditionResult", "RowScopedHooks", "SweepConfig", "SweepResult", "conditions_of",
+    "per_condition_passes", "rows_only", "sweep", "touches_prompt",
     "Intervention", "InterventionHook", "PositionScope", "ScoredRun", "ablation_interventions", "ablation_study",
     "activation_means", "add_direction", "as_fwd_hooks", "confidence_study", "dose_response", "generate_and_score",
     "initial_values", "intervene", "mean_ablate", "next_token_confidence", "parse_confidence", "patch_from",

@@ -19,6 +19,7 @@ VERBALIZED_CONFIDENCE_PROMPT = (
 
 from .scoring import teacher_forced_batches
 from .hooks import InterventionLike, as_fwd_hooks, teacher_forced_prompt
+from .sweep import sweep
 from .scoring import examples_of, rollout_pairs
 
 @torch.no_grad()
@@ -77,7 +78,7 @@ def verbalized_confidence(adapter: ModelAdapter, task, examples, generations: Se
     base = config or GenerationConfig()
     cfg = GenerationConfig(**{**base.__dict__, "max_new_tokens": min(base.max_new_tokens, 12), "do_sample": False,
                               "stop_strings": ()})
-    replies = [g.text for g in adapter.generate(prompts, cfg)]
+    replies = [g.text for g in sweep(adapter, prompts, {"verbalized": []}, cfg)["verbalized"].generations]
     return np.asarray([parse_confidence(t) for t in replies], dtype=np.float64), replies
 
 

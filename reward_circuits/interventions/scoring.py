@@ -16,6 +16,7 @@ from ..models import Generation, GenerationConfig, ModelAdapter, TokenBatch
 
 from ..analysis.td import td_errors
 from .hooks import InterventionLike, as_fwd_hooks, teacher_forced_prompt
+from .sweep import sweep
 
 # ---------------------------------------------------------------------------------------------
 # Generation under intervention
@@ -40,18 +41,20 @@ def examples_of(task, examples) -> list:
 
 
 def generate_and_score(adapter: ModelAdapter, task, examples=None, fwd_hooks: Iterable[InterventionLike] | None = (),
-                       config: GenerationConfig | None = None) -> ScoredRun:
+                       config: GenerationConfig | None = None, *, sweep_config=None) -> ScoredRun:
     """Generate an answer for every example (``task.render`` prompts, batched, progress bar) with
     ``fwd_hooks`` active on every forward, and score it with ``task.reward``.
+
+    A one-condition :func:`~reward_circuits.interventions.sweep.sweep` (finished rows leave the
+    batch; ``sweep_config`` sizes the passes). To compare several interventions, sweep them
+    together instead: one batched generation instead of one per intervention.
 
     Returns ``(accuracy, rewards, generations)`` (a :class:`ScoredRun`, which unpacks).
     """
     examples = examples_of(task, examples)
     config = config or GenerationConfig(max_new_tokens=getattr(task, "max_new_tokens", 64))
-    prompts = [task.render(ex, adapter.tokenizer) for ex in examples]
-    gens = adapter.generate(prompts, config, fwd_hooks=as_fwd_hooks(fwd_hooks))
-    rewards = [float(task.reward(g.text, ex)) for g, ex in zip(gens, examples)]
-    return ScoredRun(float(np.mean(rewards)), rewards, gens)
+    result = sweep(adapter, task, {"run": as_fwd_hooks(fwd_hooks)}, config, examples=examples, sweep_config=sweep_config)
+    return result["run"].scored_run()
 
 
 def prompt_seqs(adapter: ModelAdapter, task, examples) -> list[list[int]]:

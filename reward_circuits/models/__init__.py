@@ -10,14 +10,15 @@
 - :mod:`.tiny`: tiny random models for tests and examples.
 """
 
-from .base import DEFAULT_BACKEND, Backend, FwdHooks, Generation, GenerationConfig, HookFn, ModelAdapter, TokenBatch
+from .base import (DEFAULT_BACKEND, Backend, DecodingSession, FwdHooks, Generation, GenerationConfig, GenerationPlan,
+                   HookFn, ModelAdapter, RowLabels, TokenBatch)
 from .construction import from_hf, load_model
 from .hook_names import HookNameError, execution_order, hf_site, layer_of, resid_hooks
 from .nnsight_adapter import NNsightAdapter
 from .transformer_lens_adapter import TransformerLensAdapter
 
 __all__ = [
-    "Backend", "DEFAULT_BACKEND", "FwdHooks", "Generation", "GenerationConfig", "HookFn", "HookNameError", "ModelAdapter",
-    "NNsightAdapter", "TokenBatch", "TransformerLensAdapter", "execution_order", "from_hf", "hf_site",
-    "layer_of", "load_model", "resid_hooks",
+    "Backend", "DEFAULT_BACKEND", "DecodingSession", "FwdHooks", "Generation", "GenerationConfig", "GenerationPlan",
+    "HookFn", "HookNameError", "ModelAdapter", "NNsightAdapter", "RowLabels", "TokenBatch", "TransformerLensAdapter",
+    "execution_order", "from_hf", "hf_site", "layer_of", "load_model", "resid_hooks",
 ]

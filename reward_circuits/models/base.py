@@ -13,8 +13,9 @@ backends derive position ids from the mask (tested against unpadded single seque
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -48,6 +49,7 @@ class GenerationConfig:
     stop_strings: tuple[str, ...] = ()
     batch_size: int = 32
     progress: bool = True
+    drop_finished: bool = True  # finished rows leave the running batch and its KV cache
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -70,6 +72,117 @@ class Generation:
 
 
 
+@dataclass
+class GenerationPlan:
+    """What one cached generation runs: ``prefill`` (left-padded prompt rows), then decoding rows
+    that each continue one prefill row: decoding row ``r`` starts from the KV cache and last
+    logits of prefill row ``source[r]`` (``None``: row ``r`` continues prefill row ``r``).
+
+    Several decoding rows may share a prefill row: the prompt is encoded once and its cache is
+    copied to each of them. ``prefill_labels`` / ``decode_labels`` (one int per row, e.g. a sweep
+    condition; ``-1``: none) are published through :class:`RowLabels` while the rows run.
+
+    ``prefill_start[p] > 0`` says prefill row ``p`` is the prompt of prefill row ``prefill_base[p]``
+    (same tokens, ``prefill_start`` 0, untouched by hooks) up to layer ``prefill_start[p]``: a
+    backend that can start a forward at a layer (:attr:`ModelAdapter.prefill_from_layer`) reuses
+    that row's residual stream and KV cache below it instead of recomputing them; others run the
+    whole prompt.
+    """
+
+    prefill: TokenBatch
+    source: Int[Tensor, " rows"] | None = None
+    prefill_labels: Int[Tensor, " prefill"] | None = None
+    decode_labels: Int[Tensor, " rows"] | None = None
+    prefill_start: Int[Tensor, " prefill"] | None = None
+    prefill_base: Int[Tensor, " prefill"] | None = None
+
+    def __post_init__(self):
+        n_prefill = int(self.prefill.input_ids.shape[0])
+        if self.source is not None:
+            self.source = torch.as_tensor(self.source, dtype=torch.long).reshape(-1).cpu()
+            if self.source.numel() == 0:
+                raise ValueError("a generation plan needs at least one decoding row.")
+            if int(self.source.min()) < 0 or int(self.source.max()) >= n_prefill:
+                raise ValueError(f"source rows must index the {n_prefill} prefill rows.")
+        for name, want in (("prefill_labels", n_prefill), ("decode_labels", int(self.sources().numel()))):
+            labels = getattr(self, name)
+            if labels is not None:
+                labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
+                if labels.numel() != want:
+                    raise ValueError(f"{name} has {labels.numel()} entries for {want} rows.")
+                setattr(self, name, labels)
+        if (self.prefill_start is None) != (self.prefill_base is None):
+            raise ValueError("give prefill_start and prefill_base together (or neither).")
+        if self.prefill_start is not None:
+            self.prefill_start = torch.as_tensor(self.prefill_start, dtype=torch.long).reshape(-1).cpu()
+            self.prefill_base = torch.as_tensor(self.prefill_base, dtype=torch.long).reshape(-1).cpu()
+            if self.prefill_start.numel() != n_prefill or self.prefill_base.numel() != n_prefill:
+                raise ValueError(f"prefill_start and prefill_base need one entry per prefill row ({n_prefill}).")
+            later = torch.nonzero(self.prefill_start > 0).reshape(-1)
+            if later.numel():
+                base = self.prefill_base[later]
+                if int(base.min()) < 0 or int(base.max()) >= n_prefill or bool((self.prefill_start[base] != 0).any()):
+                    raise ValueError("a row with prefill_start > 0 needs a prefill_base row that runs the whole prompt.")
+                ids, mask = self.prefill.input_ids.cpu(), self.prefill.attention_mask.cpu()
+                if not (torch.equal(ids[later], ids[base]) and torch.equal(mask[later], mask[base])):
+                    raise ValueError("a row and its prefill_base must hold the same prompt.")
+
+    def sources(self) -> Int[Tensor, " rows"]:
+        return torch.arange(self.prefill.input_ids.shape[0]) if self.source is None else self.source
+
+    def prompt_ids(self) -> list[list[int]]:
+        """The unpadded prompt of every prefill row."""
+        ids, mask = self.prefill.input_ids.cpu(), self.prefill.attention_mask.cpu().bool()
+        return [row[m].tolist() for row, m in zip(ids, mask)]
+
+
+class RowLabels:
+    """The label of every row of the batch the model is running right now (for row-scoped hooks).
+
+    The decoding loop calls :meth:`set` before the prefill and whenever rows leave the batch;
+    :meth:`rows` gives the batch rows that carry a label (memoised until the next :meth:`set`).
+    A plain object, not a ContextVar: nnsight runs hook code on another thread.
+    """
+
+    def __init__(self, labels: Int[Tensor, " batch"] | Sequence[int] | None = None):
+        self.labels: Int[Tensor, " batch"] | None = None
+        self._rows: dict[tuple[int, torch.device], Tensor] = {}
+        if labels is not None:
+            self.set(labels)
+
+    def set(self, labels: Int[Tensor, " batch"] | Sequence[int]) -> None:
+        self.labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
+        self._rows = {}
+
+    def rows(self, label: int, device: torch.device | str = "cpu") -> Int[Tensor, " k"]:
+        if self.labels is None:
+            raise RuntimeError("no row labels set: run row-scoped hooks through generate_plan / sweep, "
+                               "or call RowLabels.set(labels) before the forward.")
+        key = (int(label), torch.device(device))
+        out = self._rows.get(key)
+        if out is None:
+            out = torch.nonzero(self.labels == int(label)).reshape(-1).to(device)
+            self._rows[key] = out
+        return out
+
+
+class DecodingSession(Protocol):
+    """A backend's KV-cached decoding state for one :meth:`ModelAdapter.decode` call."""
+
+    def prefill(self, batch: TokenBatch, start: Int[Tensor, " batch"] | None = None,
+                base: Int[Tensor, " batch"] | None = None, on_rows: Callable | None = None) -> Float[Tensor, "batch d_vocab"]:
+        """Run the prompts into a fresh KV cache; the next-token logits of each row's last position.
+
+        ``start`` / ``base``: see :class:`GenerationPlan` (``prefill_start`` / ``prefill_base``);
+        a session that runs the prefill in parts calls ``on_rows(rows)`` before each part."""
+
+    def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
+        """Feed one new token per running row; its next-token logits."""
+
+    def select_rows(self, index: Int[Tensor, " rows"]) -> None:
+        """Keep (and reorder or repeat) these rows of the running batch and its KV cache."""
+
+
 from .hook_names import HookNameError
 from .hooked_api import HookedAPI
 
@@ -90,6 +203,11 @@ class ModelAdapter(HookedAPI, ABC):
     @abstractmethod
     def hook_names(self) -> list[str]:
         """Canonical TransformerLens names of the hook points this adapter can capture and edit."""
+
+    @property
+    def kv_width(self) -> int:
+        """Width of one position's cached keys (= values) per layer: KV heads × head dim."""
+        return self.d_model
 
     def hook_width(self, hook_name: str) -> int:
         if hook_name.endswith("mlp.hook_post") or hook_name.endswith("mlp.hook_pre"):
@@ -163,7 +281,11 @@ class ModelAdapter(HookedAPI, ABC):
 
     def generate(self, prompts: Sequence[str] | TokenBatch, config: GenerationConfig | None = None,
                  fwd_hooks: FwdHooks = (), **overrides) -> list[Generation]:
-        """Generate for every prompt, in batches, with ``fwd_hooks`` active on every forward."""
+        """Generate for every prompt, in batches, with ``fwd_hooks`` active on every forward.
+
+        Rows that finish (EOS or a stop string) leave the running batch and its KV cache
+        (``config.drop_finished``), so a few long answers do not hold the whole batch.
+        """
         config = config or GenerationConfig()
         if overrides:
             config = GenerationConfig(**{**config.__dict__, **overrides})
@@ -186,12 +308,118 @@ class ModelAdapter(HookedAPI, ABC):
             batch = self.pad(chunk, "left")
             new_tokens = self._generate_batch(batch, config, list(fwd_hooks), seed=config.seed + b)
             for prompt_ids, row in zip(chunk, new_tokens):
-                out.append(self._finish(prompt_ids, row, config))
+                out.append(self.finish_generation(prompt_ids, row, config))
         return out
 
-    @abstractmethod
+    def generate_plan(self, plan: "GenerationPlan", config: GenerationConfig, fwd_hooks: FwdHooks = (), *,
+                      seed: int | None = None, row_labels: "RowLabels | None" = None) -> list[Generation]:
+        """One cached generation of ``plan`` (prefill rows, then decoding rows that each continue one
+        prefill row), with ``fwd_hooks`` active on every forward; one :class:`Generation` per decoding row.
+
+        ``row_labels`` (optional) is kept up to date with the label of every row the model runs at
+        each moment (``plan.prefill_labels`` during the prefill, ``plan.decode_labels`` of the rows
+        still running afterwards), so row-scoped hooks know which rows are theirs.
+        """
+        if fwd_hooks:
+            self.validate_hooks([n for n, _ in fwd_hooks])
+        new_tokens = self.decode(plan, config, list(fwd_hooks), config.seed if seed is None else seed, row_labels)
+        prompts = plan.prompt_ids()
+        return [self.finish_generation(prompts[int(src)], row, config) for src, row in zip(plan.sources(), new_tokens)]
+
     def _generate_batch(self, batch: TokenBatch, config: GenerationConfig, fwd_hooks: list, seed: int) -> list[list[int]]:
-        """New token ids per row (may run past EOS; :meth:`_finish` cuts)."""
+        """New token ids per row (may stop at EOS or a stop string; :meth:`finish_generation` cuts)."""
+        return self.decode(GenerationPlan(batch), config, fwd_hooks, seed)
+
+    prefill_from_layer: bool = False  # whether decoding sessions reuse a shared prompt below a layer
+
+    @abstractmethod
+    def decoding_session(self, fwd_hooks: list) -> "AbstractContextManager[DecodingSession]":
+        """A context manager yielding this backend's :class:`DecodingSession` with ``fwd_hooks`` active
+        on every forward inside it (removed on exit, also on an exception)."""
+
+    @torch.no_grad()
+    def decode(self, plan: "GenerationPlan", config: GenerationConfig, fwd_hooks: list, seed: int,
+               row_labels: "RowLabels | None" = None) -> list[list[int]]:
+        """The decoding loop shared by both backends: new token ids per decoding row of ``plan``.
+
+        Greedy or seeded sampling (one CPU generator per call; every step draws for *all* rows of
+        the plan, finished or not, so the draws of a row do not depend on which rows left). A row
+        stops at EOS or when its decoded text contains a stop string; with ``config.drop_finished``
+        it then leaves the running batch and the KV cache.
+        """
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
+        sources = plan.sources()
+        n_rows = int(sources.numel())
+        decode_labels = plan.decode_labels
+        tokens: list[list[int]] = [[] for _ in range(n_rows)]
+        active = torch.arange(n_rows)  # plan rows in the running batch, in batch order
+        finished = torch.zeros(n_rows, dtype=torch.bool)  # only used when finished rows stay
+        pad_id = self.tokenizer.pad_token_id
+        with self.decoding_session(fwd_hooks) as session:
+            prefill_labels = plan.prefill_labels if plan.prefill_labels is not None else sources.new_full(
+                (plan.prefill.input_ids.shape[0],), -1)
+
+            def on_rows(rows: Int[Tensor, " sub"]) -> None:  # the prefill may run in parts
+                if row_labels is not None:
+                    row_labels.set(prefill_labels[rows.cpu()])
+
+            on_rows(torch.arange(prefill_labels.numel()))
+            if plan.prefill_start is not None and bool((plan.prefill_start > 0).any()):
+                logits = session.prefill(plan.prefill, start=plan.prefill_start, base=plan.prefill_base,
+                                         on_rows=on_rows)
+            else:
+                logits = session.prefill(plan.prefill)
+            if plan.source is not None:
+                session.select_rows(sources.to(logits.device))
+                logits = logits.index_select(0, sources.to(logits.device))
+            if row_labels is not None:
+                row_labels.set(decode_labels if decode_labels is not None else sources.new_full((n_rows,), -1))
+            for step in range(config.max_new_tokens):
+                nxt = self._next_tokens(logits, active, n_rows, config, gen)
+                rows = active.tolist()
+                new = nxt.tolist()
+                done = torch.isin(nxt, eos)
+                for j, (r, t) in enumerate(zip(rows, new)):
+                    if finished[r]:
+                        new[j] = pad_id
+                        nxt[j] = pad_id
+                        continue
+                    tokens[r].append(t)
+                    if config.stop_strings and not done[j] and self._hits_stop(tokens[r], config.stop_strings):
+                        done[j] = True
+                if step == config.max_new_tokens - 1:
+                    break
+                if config.drop_finished:
+                    if bool(done.all()):
+                        break
+                    if bool(done.any()):
+                        keep = torch.nonzero(~done).reshape(-1)
+                        session.select_rows(keep.to(logits.device))
+                        active, nxt = active[keep], nxt[keep]
+                        if row_labels is not None and decode_labels is not None:
+                            row_labels.set(decode_labels[active])
+                else:
+                    finished[active[done]] = True
+                    if bool(finished.all()):
+                        break
+                logits = session.step(nxt.to(logits.device))
+        return tokens
+
+    @staticmethod
+    def _next_tokens(logits: Float[Tensor, "batch vocab"], active: Int[Tensor, " batch"], n_rows: int,
+                     config: GenerationConfig, gen: torch.Generator) -> Int[Tensor, " batch"]:
+        if not config.do_sample:
+            return logits.argmax(-1).cpu()
+        if active.numel() == n_rows:
+            return sample_next(logits, config, gen).cpu()
+        full = logits.new_zeros((n_rows, logits.shape[-1]))  # rows that left draw from a uniform dummy
+        full[active.to(logits.device)] = logits
+        return sample_next(full, config, gen).cpu()[active]
+
+    def _hits_stop(self, row: list[int], stops: tuple[str, ...]) -> bool:
+        text = self.tokenizer.decode(row, skip_special_tokens=True)
+        return any(s in text for s in stops)
 
     @property
     def eos_ids(self) -> set[int]:
@@ -201,7 +429,8 @@ class ModelAdapter(HookedAPI, ABC):
             ids |= set(self._gen_eos)
         return {i for i in ids if i is not None}
 
-    def _finish(self, prompt_ids: list[int], new: list[int], config: GenerationConfig) -> Generation:
+    def finish_generation(self, prompt_ids: Sequence[int], new: Sequence[int], config: GenerationConfig) -> Generation:
+        """A :class:`Generation` from new token ids: cut after the first EOS and at the first stop string."""
         eos = self.eos_ids
         resp: list[int] = []
         reason = "length"

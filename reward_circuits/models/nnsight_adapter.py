@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Sequence
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 
@@ -41,6 +43,13 @@ class NNsightAdapter(ModelAdapter):
         # ln_final.hook_normalized is not offered: TransformerLens takes it before the RMSNorm weight,
         # HF's model.norm output is after it, so no module output matches it.
         self._names = ["hook_embed"] + [f"blocks.{l}.{s}" for l in range(self.n_layers) for s in BLOCK_SITES]
+
+    @property
+    def kv_width(self) -> int:
+        c = self.hf.config
+        heads = getattr(c, "num_attention_heads", 1)
+        head_dim = getattr(c, "head_dim", None) or self.d_model // heads
+        return int((getattr(c, "num_key_value_heads", None) or heads) * head_dim)
 
     def hook_names(self) -> list[str]:
         return list(self._names)
@@ -122,6 +131,24 @@ class NNsightAdapter(ModelAdapter):
         return _as_tensor(logits)
 
     def _generate_batch(self, batch, config, fwd_hooks, seed):
+        if not self.remote:
+            return super()._generate_batch(batch, config, fwd_hooks, seed)
+        return self._hf_generate_batch(batch, config, fwd_hooks, seed)
+
+    @contextmanager
+    def decoding_session(self, fwd_hooks):
+        """Our own KV-cached decoding loop: one nnsight ``trace`` per forward (the hook functions run
+        inside it, as in :meth:`forward`) over an HF ``DynamicCache`` that rows can leave. Without
+        hooks the HF model is called directly (no trace to set up). Local models only: NDIF
+        (``remote=True``) cannot keep a cache between traces, there HF ``generate`` runs instead."""
+        if self.remote:
+            raise NotImplementedError("remote (NDIF) models decode with HF generate: use adapter.generate; "
+                                      "row-scoped sweeps need a local model.")
+        with torch.no_grad():
+            yield _NNsightDecodingSession(self, self.active_hooks(fwd_hooks))
+
+    def _hf_generate_batch(self, batch, config, fwd_hooks, seed):
+        """HF ``generate`` inside an nnsight generation (finished rows stay in the batch)."""
         fwd_hooks = self.active_hooks(fwd_hooks)
         kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids))
@@ -142,6 +169,43 @@ class NNsightAdapter(ModelAdapter):
                     for _step in tracer.iter[0 : config.max_new_tokens]:
                         self._apply_hooks(fwd_hooks)
         return collector.new_tokens()
+
+
+class _NNsightDecodingSession:
+    """One generation's HF ``DynamicCache``, position ids from the attention mask (left padding)."""
+
+    def __init__(self, adapter: NNsightAdapter, fwd_hooks: list):
+        from transformers import DynamicCache
+
+        self.adapter, self.hooks = adapter, fwd_hooks
+        self.cache = DynamicCache()
+        self.mask: Tensor | None = None
+
+    def _run(self, inputs: dict, **kwargs) -> Float[Tensor, "batch d_vocab"]:
+        a = self.adapter
+        if not self.hooks:
+            return a.hf(**inputs, cache=self.cache, use_cache=True, **kwargs).logits[:, -1]
+        with a.lm.trace(inputs, cache=self.cache, use_cache=True, **kwargs):
+            a._apply_hooks(self.hooks)
+            logits = a.lm.lm_head.output.save()
+        return _as_tensor(logits)[:, -1]
+
+    def prefill(self, batch: TokenBatch, start=None, base=None, on_rows=None) -> Float[Tensor, "batch d_vocab"]:
+        # no forward from a layer here: rows with a prefill_start run the whole prompt (same result)
+        self.mask = batch.attention_mask.to(self.adapter.device)
+        positions = (self.mask.long().cumsum(-1) - 1).clamp(min=0)
+        inputs = {"input_ids": batch.input_ids.to(self.adapter.device), "attention_mask": self.mask,
+                  "position_ids": positions}
+        return self._run(inputs, logits_to_keep=1)
+
+    def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+        positions = self.mask.long().sum(-1, keepdim=True) - 1
+        return self._run({"input_ids": tokens[:, None], "attention_mask": self.mask, "position_ids": positions})
+
+    def select_rows(self, index: Int[Tensor, " rows"]) -> None:
+        self.cache.batch_select_indices(index.to(self.adapter.device))
+        self.mask = self.mask.index_select(0, index.to(self.mask.device))
 
 
 class _TokenCollector:

@@ -151,3 +151,49 @@ def _has_hooks(hook_point) -> bool:
     """Whether anything would run at ``hook_point`` (TL hooks are torch forward hooks)."""
     return bool(hook_point._forward_hooks or hook_point._forward_pre_hooks or _torch_module._global_forward_hooks
                 or _torch_module._global_forward_pre_hooks)
+
+
+def select_cache_rows(cache, index: Int[Tensor, " rows"]) -> None:
+    """Keep (reorder, repeat) rows ``index`` of a TransformerLens KV cache, in place: the per-layer
+    keys and values (the rotated ones of :func:`cached_rotary_attention` when it filled the cache)
+    and the attention mask. Used to drop finished rows and to copy a shared prompt's cache."""
+    for entry in cache.entries:
+        _set_entry_tensors(entry, {k: t.index_select(0, index.to(t.device)) for k, t in _entry_tensors(entry).items()})
+    mask = cache.previous_attention_mask
+    cache.previous_attention_mask = mask.index_select(0, index.to(mask.device))
+
+
+def _entry_tensors(entry) -> dict[str, Tensor]:
+    if hasattr(entry, _KEYS):
+        return {_KEYS: getattr(entry, _KEYS), _VALUES: getattr(entry, _VALUES)}
+    return {"past_keys": entry.past_keys, "past_values": entry.past_values}
+
+
+def _set_entry_tensors(entry, tensors: dict[str, Tensor]) -> None:
+    for name, t in tensors.items():
+        setattr(entry, name, t)
+    if _KEYS in tensors:
+        entry.past_keys = tensors[_KEYS].transpose(1, 2)
+        entry.past_values = tensors[_VALUES].transpose(1, 2)
+
+
+def copy_cache_layers(source, target, index: Int[Tensor, " rows"], upto: int) -> None:
+    """Fill layers ``0..upto-1`` of the fresh cache ``target`` with rows ``index`` of ``source``
+    (same prompts: a forward that starts at layer ``upto`` then fills the rest)."""
+    for layer in range(upto):
+        tensors = _entry_tensors(source.entries[layer])
+        _set_entry_tensors(target.entries[layer],
+                           {k: t.index_select(0, index.to(t.device)) for k, t in tensors.items()})
+
+
+def merge_caches(caches: list, order: Int[Tensor, " rows"]):
+    """One cache holding the rows of ``caches`` (concatenated), reordered by ``order``; the parts
+    must share the padded prompt width. Returns the first cache, updated in place."""
+    first = caches[0]
+    for layer, entry in enumerate(first.entries):
+        parts = [_entry_tensors(c.entries[layer]) for c in caches]
+        _set_entry_tensors(entry, {k: torch.cat([p[k] for p in parts]).index_select(0, order.to(parts[0][k].device))
+                                   for k in parts[0]})
+    masks = torch.cat([c.previous_attention_mask.to(first.previous_attention_mask.device) for c in caches])
+    first.previous_attention_mask = masks.index_select(0, order.to(masks.device))
+    return first

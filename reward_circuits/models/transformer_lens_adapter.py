@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 
-from .base import Backend, ModelAdapter, TokenBatch, sample_next
+from .base import Backend, ModelAdapter, TokenBatch
 from .hook_names import layer_of
 
 # ---- TransformerLens --------------------------------------------------------------------------
@@ -29,6 +30,17 @@ class TransformerLensAdapter(ModelAdapter):
         self.d_model = model.cfg.d_model
         self.d_mlp = model.cfg.d_mlp
         self.device = torch.device(model.cfg.device or "cpu")
+
+    @property
+    def kv_width(self) -> int:
+        cfg = self.model.cfg
+        return int((getattr(cfg, "n_key_value_heads", None) or cfg.n_heads) * cfg.d_head)
+
+    @property
+    def prefill_from_layer(self) -> bool:
+        from transformer_lens import HookedTransformer
+
+        return isinstance(self.model, HookedTransformer)  # start_at_layer with a KV cache
 
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)  # re-read every call: SAEs may replace hook points
@@ -65,40 +77,17 @@ class TransformerLensAdapter(ModelAdapter):
         with torch.no_grad(), self.model.hooks(fwd_hooks=list(fwd_hooks)):
             return self.model(batch.input_ids, attention_mask=batch.attention_mask)
 
-    def _generate_batch(self, batch, config, fwd_hooks, seed):
-        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
+    @contextmanager
+    def decoding_session(self, fwd_hooks):
+        """TL's KV cache with the cached-rotary attention of :mod:`.tl_attention` (TL's own attention
+        where it does not apply), ``fwd_hooks`` registered for the whole session."""
         from .tl_attention import cached_rotary_attention
 
-        model = self.model
-        bsz = batch.input_ids.shape[0]
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, bsz)
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        eos = torch.tensor(sorted(self.eos_ids), device=self.device)
-        finished = torch.zeros(bsz, dtype=torch.bool, device=self.device)
-        tokens: list[Tensor] = []
-        with torch.no_grad(), model.hooks(fwd_hooks=fwd_hooks), cached_rotary_attention(model):
-            logits = self._prefill_last_logits(batch, cache)
-            for _ in range(config.max_new_tokens):
-                nxt = sample_next(logits, config, gen).to(self.device)
-                nxt = torch.where(finished, torch.full_like(nxt, self.tokenizer.pad_token_id), nxt)
-                tokens.append(nxt)
-                finished |= torch.isin(nxt, eos)
-                if finished.all() or len(tokens) == config.max_new_tokens:
-                    break
-                if config.stop_strings:
-                    done = torch.stack(tokens, 1).tolist()
-                    for i, row in enumerate(done):
-                        if not finished[i]:
-                            text = self.tokenizer.decode(row, skip_special_tokens=True)
-                            if any(s in text for s in config.stop_strings):
-                                finished[i] = True
-                    if finished.all():
-                        break
-                logits = model(nxt[:, None], attention_mask=torch.ones_like(nxt)[:, None], past_kv_cache=cache)[:, -1]
-        return torch.stack(tokens, 1).tolist()
+        with torch.no_grad(), self.model.hooks(fwd_hooks=list(fwd_hooks)), cached_rotary_attention(self.model):
+            yield _TLDecodingSession(self)
 
-    def _prefill_last_logits(self, batch: TokenBatch, cache) -> Float[Tensor, "batch d_vocab"]:
+    def _prefill_last_logits(self, batch: TokenBatch, cache, resid: Float[Tensor, "batch pos d_model"] | None = None,
+                             start_layer: int = 0) -> Float[Tensor, "batch d_vocab"]:
         """Run the prompts into ``cache`` and return the next-token logits of the last position only.
 
         Like HF ``generate`` (``logits_to_keep=1``), the unembedding runs on the last position, not on
@@ -106,14 +95,87 @@ class TransformerLensAdapter(ModelAdapter):
         costs as much as ~40 decoding steps). Every hook point still fires: the blocks and
         ``ln_final.*`` on all positions, ``unembed.*`` on the last position (shape ``[batch, 1, …]``),
         exactly where HF's ``norm`` and ``lm_head`` fire on the nnsight backend.
+
+        With ``resid`` (the residual stream entering block ``start_layer``) only blocks
+        ``start_layer..`` run; ``cache`` must already hold the layers below.
         """
         from transformer_lens.utilities import apply_softcap  # noqa: PLC0415
 
         model = self.model
-        resid = model(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
-                      stop_at_layer=model.cfg.n_layers)
+        if resid is None:
+            resid = model(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
+                          stop_at_layer=model.cfg.n_layers)
+        else:
+            resid = model(resid, start_at_layer=start_layer, attention_mask=batch.attention_mask,
+                          past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)
+            cache.previous_attention_mask = batch.attention_mask.to(cache.previous_attention_mask)
         if model.cfg.normalization_type is not None:
             resid = model.ln_final(resid)
         return apply_softcap(model.unembed(resid[:, -1:]), model.cfg.output_logits_soft_cap)[:, -1]
 
 
+class _TLDecodingSession:
+    """One generation's TL KV cache: prefill, one-token steps, row selection."""
+
+    def __init__(self, adapter: TransformerLensAdapter):
+        self.adapter = adapter
+        self.cache = None
+
+    def prefill(self, batch: TokenBatch, start: Int[Tensor, " batch"] | None = None,
+                base: Int[Tensor, " batch"] | None = None, on_rows=None) -> Float[Tensor, "batch d_vocab"]:
+        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+        from .tl_attention import copy_cache_layers, merge_caches
+
+        adapter, model = self.adapter, self.adapter.model
+        n = batch.input_ids.shape[0]
+        on_rows = on_rows or (lambda rows: None)
+        if start is None or not adapter.prefill_from_layer or not bool((start > 0).any()):
+            self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, n)
+            return adapter._prefill_last_logits(batch, self.cache)
+        # 1. the rows that run the whole prompt, keeping the residual stream entering each start layer
+        layers = sorted({int(l) for l in start.tolist() if l > 0})
+        full = torch.nonzero(start == 0).reshape(-1)
+        saved: dict[int, Tensor] = {}
+
+        def keep(layer):
+            def fn(act, hook):
+                saved[layer] = act
+            return fn
+
+        def sub(rows: Int[Tensor, " k"]) -> TokenBatch:
+            return TokenBatch(batch.input_ids[rows.to(batch.input_ids.device)],
+                              batch.attention_mask[rows.to(batch.attention_mask.device)])
+
+        on_rows(full)
+        parts, caches, logits = [full], [], []
+        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, full.numel())
+        with model.hooks(fwd_hooks=[(f"blocks.{l}.hook_resid_pre", keep(l)) for l in layers]):
+            logits.append(adapter._prefill_last_logits(sub(full), cache))
+        caches.append(cache)
+        where_in_full = torch.full((n,), -1, dtype=torch.long)
+        where_in_full[full] = torch.arange(full.numel())
+        # 2. each start layer's rows: the shared rows' stream and cache below it, their own above
+        for layer in layers:
+            rows = torch.nonzero(start == layer).reshape(-1)
+            src = where_in_full[base[rows]]
+            cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, rows.numel())
+            copy_cache_layers(caches[0], cache, src, layer)
+            resid = saved[layer].index_select(0, src.to(saved[layer].device))
+            on_rows(rows)
+            logits.append(adapter._prefill_last_logits(sub(rows), cache, resid=resid, start_layer=layer))
+            parts.append(rows)
+            caches.append(cache)
+        order = torch.argsort(torch.cat(parts))  # back to prefill-row order
+        self.cache = merge_caches(caches, order)
+        out = torch.cat(logits)
+        return out.index_select(0, order.to(out.device))
+
+    def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
+        ones = torch.ones_like(tokens)[:, None]
+        return self.adapter.model(tokens[:, None], attention_mask=ones, past_kv_cache=self.cache)[:, -1]
+
+    def select_rows(self, index: Int[Tensor, " rows"]) -> None:
+        from .tl_attention import select_cache_rows
+
+        select_cache_rows(self.cache, index)

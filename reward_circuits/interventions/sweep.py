@@ -1,0 +1,471 @@
+"""Intervention sweeps as one batched generation: K conditions × N examples in one running batch.
+
+A *condition* is a list of ``(hook_name, fn)`` pairs, as everywhere else (the empty list is the
+baseline). :func:`sweep` generates every example under every condition and scores it, in as few
+generation passes as the row budget allows:
+
+* **Row-scoped hooks.** The running batch holds the rows of all conditions; at each hook point one
+  :class:`RowScopedHooks` hands each condition's hook functions the rows of that condition only
+  (``activation[rows]``) and writes their result back into a copy of the activation. Other rows are
+  never touched. The hook functions themselves are unchanged: any TransformerLens hook function
+  (ours or a user's) works, on both backends (the nnsight adapter calls the same dispatcher inside
+  its trace). :func:`rows_only` is the same wrapper for a fixed set of rows, for a user's own
+  ``run_with_hooks``.
+* **Shared prompt work.** A condition that does not touch prompt positions - the empty condition
+  and every condition whose hooks are all our hooks with ``positions="generated"`` (no
+  ``prompt_len``) - leaves the prompt's forward pass unchanged, so the prompt of each example is
+  encoded once and its KV cache copied to all those conditions' rows. A condition with any hook that
+  may edit prompt positions (``positions="all"`` - the default -, ``"prompt"``, explicit positions,
+  a ``prompt_len``, or any function that is not one of our hooks, unless it sets
+  ``touches_prompt = False``) encodes its own prompt rows, inside the same prefill forward.
+  :func:`touches_prompt` says which is which; ``Condition(touches_prompt=...)`` overrides it.
+  On the TransformerLens backend (``adapter.prefill_from_layer``) such a condition's prompt rows
+  still reuse the shared prompt's forward *below* the first block its hooks sit in
+  (:attr:`Condition.first_layer`: ``blocks.15.*`` hooks recompute blocks 15.. only); the nnsight
+  backend recomputes the whole prompt for them.
+* **Finished rows leave.** Rows that reach EOS or a stop string leave the running batch and its
+  KV cache (``GenerationConfig.drop_finished``), so one rambling condition does not hold the rest.
+* **Chunked to a memory budget.** Rows are generated ``SweepConfig.max_rows`` at a time (by default
+  as many as the KV cache of ``SweepConfig.memory_gb`` holds), whole examples × condition groups,
+  so every chunk shares its prompts.
+
+Equivalence: under greedy decoding each row computes what one pass per condition computes; tokens
+are identical up to float reduction order (a batch of another size may flip a near-tie of two
+logits: token-identical on the tiny test model, the share of identical tokens on the real model is
+measured by ``bench/bench_interventions.py``). Limits: a hook that depends on the batch as a whole
+(a per-row ``prompt_len`` tensor, :func:`patch_from` with a batch-shaped cache, the draws of
+:func:`resample_ablate`) sees only its condition's rows, which changes or breaks it: run those with
+``SweepConfig(strategy="per_condition")``. Sampled generation is seeded but its draws differ
+from one pass per condition.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..models import Generation, GenerationConfig, GenerationPlan, HookFn, ModelAdapter, RowLabels, layer_of
+from .hooks import InterventionHook, as_fwd_hooks
+
+Strategy = Literal["batched", "per_condition"]
+
+# ---------------------------------------------------------------------------------------------
+# Row-scoped hooks
+# ---------------------------------------------------------------------------------------------
+
+
+def _apply_to_rows(activation: Float[Tensor, "batch ..."], hook, groups: Iterable[tuple[Tensor, HookFn]]
+                   ) -> Float[Tensor, "batch ..."] | None:
+    """Apply each ``fn`` to ``activation[rows]`` only; ``None`` when no function edited anything."""
+    out = None
+    for rows, fn in groups:
+        if rows.numel() == 0:
+            continue
+        source = activation if out is None else out  # a condition's second hook at a site sees its first's edit
+        new = fn(source.index_select(0, rows), hook=hook)
+        if new is None:
+            continue
+        if new.shape[0] != rows.numel():
+            raise ValueError(f"a row-scoped hook at {getattr(hook, 'name', None)!r} returned {new.shape[0]} rows "
+                             f"for {rows.numel()} rows in.")
+        if out is None:
+            out = activation.clone()  # never edit the incoming activation in place
+        out.index_copy_(0, rows, new.to(out.dtype))
+    return out
+
+
+class RowScopedHooks:
+    """At one hook point: each label's hook functions on the rows that carry that label (read from
+    a :class:`~reward_circuits.models.RowLabels` at every forward, so rows may leave the batch)."""
+
+    def __init__(self, labels: RowLabels, entries: Sequence[tuple[int, HookFn]]):
+        self.labels = labels
+        self.entries = list(entries)
+
+    def __repr__(self) -> str:  # cheap: TransformerLens calls repr() on every add_hook
+        return f"RowScopedHooks({len(self.entries)} hooks over {len({l for l, _ in self.entries})} labels)"
+
+    def __call__(self, activation: Float[Tensor, "batch ..."], hook) -> Float[Tensor, "batch ..."] | None:
+        return _apply_to_rows(activation, hook,
+                              ((self.labels.rows(label, activation.device), fn) for label, fn in self.entries))
+
+
+class _FixedRows:
+    def __init__(self, fn: HookFn, rows: Int[Tensor, " k"]):
+        self.fn, self.rows = fn, rows
+        self.touches_prompt = touches_prompt([("", fn)])
+
+    def __repr__(self) -> str:
+        return f"rows_only({self.fn!r}, rows={self.rows.tolist()})"
+
+    def __call__(self, activation, hook):
+        return _apply_to_rows(activation, hook, [(self.rows.to(activation.device), self.fn)])
+
+
+def rows_only(fn: HookFn, rows: Sequence[int] | Int[Tensor, " k"]) -> HookFn:
+    """A hook function that applies ``fn`` to batch rows ``rows`` only (others are never touched).
+
+    For a user's own ``run_with_hooks`` / adapter ``forward`` on a batch laid out by hand; sweeps
+    use :class:`RowScopedHooks`, which follow rows as they leave a generation.
+    """
+    rows_t = torch.as_tensor(list(rows) if not isinstance(rows, Tensor) else rows, dtype=torch.long).reshape(-1)
+    if rows_t.numel() and int(rows_t.min()) < 0:
+        raise ValueError("rows must be >= 0.")
+    return _FixedRows(fn, rows_t)
+
+
+def touches_prompt(hooks: Iterable[tuple[str, HookFn]]) -> bool:
+    """Whether any of these hooks may edit a prompt position during generation (so the prompt's
+    forward under them differs from the plain one). ``False`` only for our hooks with
+    ``positions="generated"`` and no ``prompt_len``, and for functions that set
+    ``touches_prompt = False``; anything else counts as touching the prompt."""
+    for _, fn in hooks:
+        declared = getattr(fn, "touches_prompt", None)
+        if isinstance(declared, bool):
+            if declared:
+                return True
+            continue
+        if not isinstance(fn, InterventionHook):
+            return True
+        scope = fn.scope
+        if not (isinstance(scope.which, str) and scope.which == "generated" and scope.prompt_len is None):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions, config, results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Condition:
+    """A named list of ``(hook_name, fn)`` pairs applied together (empty: no intervention).
+
+    ``touches_prompt=None`` infers from the hooks (:func:`touches_prompt`)."""
+
+    name: str
+    hooks: Any = ()
+    touches_prompt: bool | None = None
+
+    def __post_init__(self):
+        self.name = str(self.name)
+        self.hooks = as_fwd_hooks(self.hooks)
+        if self.touches_prompt is None:
+            self.touches_prompt = touches_prompt(self.hooks)
+
+    @property
+    def first_layer(self) -> int:
+        """The first block any of the hooks sits in (0 for ``hook_embed`` and names outside blocks):
+        the prompt's forward below it is the plain one."""
+        layers = [layer_of(name) for name, _ in self.hooks]
+        return 0 if not layers or any(l is None for l in layers) else min(layers)
+
+
+ConditionsLike = Mapping[str, Any] | Sequence[Condition | Any]
+
+
+def conditions_of(conditions: ConditionsLike) -> list[Condition]:
+    """A list of :class:`Condition` from ``{name: hooks}``, a list of Conditions, or a list of hook
+    lists (named ``"0"``, ``"1"``, ...). Names must be unique."""
+    if isinstance(conditions, Mapping):
+        out = [c if isinstance(c, Condition) and c.name == str(k) else Condition(str(k), c.hooks if isinstance(c, Condition) else c)
+               for k, c in conditions.items()]
+    else:
+        out = [c if isinstance(c, Condition) else Condition(str(i), c) for i, c in enumerate(conditions)]
+    if not out:
+        raise ValueError("no conditions to sweep: give at least one (the empty list [] is the baseline).")
+    names = [c.name for c in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"condition names must be unique; repeated: {dup}.")
+    return out
+
+
+_DEFAULT_STRATEGY: list[Strategy] = []
+
+
+@contextmanager
+def per_condition_passes() -> Iterator[None]:
+    """Inside the block, sweeps that do not set ``strategy`` run one generation pass per condition
+    (the reference the batched sweep is checked and benchmarked against)."""
+    _DEFAULT_STRATEGY.append("per_condition")
+    try:
+        yield
+    finally:
+        _DEFAULT_STRATEGY.pop()
+
+
+@dataclass
+class SweepConfig:
+    """How a sweep batches its rows.
+
+    Attributes:
+        max_rows: rows (examples × conditions) per generation pass; ``None``: as many as the KV
+            cache of ``memory_gb`` holds at full length, at most ``row_cap``.
+        memory_gb: KV-cache budget used when ``max_rows`` is None.
+        row_cap: upper bound on the rows of one pass when ``max_rows`` is None.
+        share_prompt: encode each prompt once for the conditions that do not touch it.
+        strategy: ``"batched"`` (one running batch for all conditions) or ``"per_condition"`` (one
+            ``adapter.generate`` per condition, today's way); ``None``: batched, unless inside
+            :func:`per_condition_passes`.
+    """
+
+    max_rows: int | None = None
+    memory_gb: float = 1.5
+    row_cap: int = 256
+    share_prompt: bool = True
+    strategy: Strategy | None = None
+
+    def __post_init__(self):
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1 (or None for the memory budget), got {self.max_rows}.")
+        if self.memory_gb <= 0:
+            raise ValueError(f"memory_gb must be > 0, got {self.memory_gb}.")
+        if self.row_cap < 1:
+            raise ValueError(f"row_cap must be >= 1, got {self.row_cap}.")
+        if self.strategy not in (None, "batched", "per_condition"):
+            raise ValueError(f"strategy must be 'batched' or 'per_condition', got {self.strategy!r}.")
+
+    def resolved_strategy(self) -> Strategy:
+        if self.strategy is not None:
+            return self.strategy
+        return _DEFAULT_STRATEGY[-1] if _DEFAULT_STRATEGY else "batched"
+
+    def rows_for(self, adapter: ModelAdapter, prompt_len: int, max_new_tokens: int) -> int:
+        if self.max_rows is not None:
+            return self.max_rows
+        kv_width = int(getattr(adapter, "kv_width", adapter.d_model))
+        per_row = adapter.n_layers * 2 * kv_width * 4 * (prompt_len + max_new_tokens) * 2  # ×2: the step's copy
+        return int(max(1, min(self.row_cap, self.memory_gb * 2**30 // max(per_row, 1))))
+
+
+@dataclass
+class ConditionResult:
+    """One condition's generations (in example order) and, with a task, their rewards."""
+
+    name: str
+    generations: list[Generation]
+    rewards: list[float] | None = None
+    touched_prompt: bool = True
+    prompt_from_layer: int = 0  # its prompt rows reused the shared prompt's forward below this block
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.rewards)) if self.rewards else math.nan
+
+    def scored_run(self):
+        """This condition as a :class:`~reward_circuits.interventions.ScoredRun` (needs a task)."""
+        from .scoring import ScoredRun
+
+        if self.rewards is None:
+            raise ValueError(f"condition {self.name!r} was swept over prompts, not a task: there are no rewards.")
+        return ScoredRun(self.accuracy, list(self.rewards), list(self.generations))
+
+
+@dataclass
+class SweepResult:
+    """Per-condition results of :func:`sweep`, plus what the sweep cost."""
+
+    conditions: dict[str, ConditionResult]
+    n_examples: int
+    strategy: Strategy
+    n_rows: int = 0  # decoding rows generated (examples × conditions)
+    n_prefill_rows: int = 0  # prompt rows encoded (shared prompts count once)
+    n_passes: int = 0  # generation passes (chunks)
+    n_new_tokens: int = 0
+    prefill_row_layers: int = 0  # prompt rows × blocks run in the prefills (the prefill's compute)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> ConditionResult:
+        return self.conditions[str(name)]
+
+    def __iter__(self):
+        return iter(self.conditions.values())
+
+    def __len__(self) -> int:
+        return len(self.conditions)
+
+    def accuracies(self) -> dict[str, float]:
+        return {k: c.accuracy for k, c in self.conditions.items()}
+
+    def summary(self) -> dict:
+        return {"n_examples": self.n_examples, "strategy": self.strategy, "n_rows": self.n_rows,
+                "n_prefill_rows": self.n_prefill_rows, "prefill_row_layers": self.prefill_row_layers, "n_passes": self.n_passes, "n_new_tokens": self.n_new_tokens,
+                "seconds": self.seconds, "accuracy": self.accuracies(),
+                "shared_prompt": [k for k, c in self.conditions.items() if not c.touched_prompt]}
+
+    def section(self, key: str = "sweep", title: str = "Intervention sweep"):
+        """A report :class:`~reward_circuits.pipeline.report.Section`: accuracy per condition."""
+        from ..io import nan_to_none
+        from ..pipeline.report import Section, Table
+
+        def encoding(c: ConditionResult) -> str:
+            if not c.touched_prompt:
+                return "shared"
+            return f"own from block {c.prompt_from_layer}" if c.prompt_from_layer else "own"
+
+        rows = [[k, c.accuracy, len(c.generations), encoding(c)] for k, c in self.conditions.items()]
+        notes = [(f"{self.n_examples} examples × {len(self)} conditions = {self.n_rows} rows in {self.n_passes} "
+                  f"generation pass(es) ({self.strategy}); {self.n_prefill_rows} prompt rows encoded.")] + self.notes
+        return Section(key, title, nan_to_none(self.summary()),
+                       [Table("Accuracy per condition", ["condition", "accuracy", "n", "prompt encoding"], rows)],
+                       [], notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep
+# ---------------------------------------------------------------------------------------------
+
+
+def sweep(adapter: ModelAdapter, task_or_prompts, conditions: ConditionsLike, config: GenerationConfig | None = None,
+          *, examples=None, sweep_config: SweepConfig | None = None) -> SweepResult:
+    """Generate every example under every condition, batched across conditions, and score it.
+
+    Args:
+        task_or_prompts: a task (``task.render`` prompts, ``task.reward`` scores; ``examples``
+            default to ``task.examples``) or a list of prompt strings (no scores).
+        conditions: ``{name: [(hook_name, fn), ...]}``, a list of :class:`Condition`, or a list of
+            hook lists; ``[]`` is the baseline.
+        config: generation settings (``batch_size`` is ignored by the batched strategy, which
+            sizes passes with ``sweep_config``).
+
+    Returns a :class:`SweepResult`: ``result[name].generations`` / ``.rewards`` / ``.accuracy``.
+    """
+    t0 = time.perf_counter()
+    conds = conditions_of(conditions)
+    sweep_config = sweep_config or SweepConfig()
+    prompts, task, examples = _prompts_of(adapter, task_or_prompts, examples)
+    config = config or GenerationConfig(max_new_tokens=getattr(task, "max_new_tokens", 64))
+    for c in conds:
+        if c.hooks:
+            adapter.validate_hooks([n for n, _ in c.hooks])
+    strategy = sweep_config.resolved_strategy()
+    if strategy == "per_condition":
+        result = _per_condition(adapter, prompts, conds, config)
+    else:
+        result = _batched(adapter, prompts, conds, config, sweep_config)
+    if task is not None:
+        for c in result.conditions.values():
+            c.rewards = [float(task.reward(g.text, ex)) for g, ex in zip(c.generations, examples)]
+    result.n_new_tokens = sum(len(g.response_ids) for c in result.conditions.values() for g in c.generations)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _prompts_of(adapter: ModelAdapter, task_or_prompts, examples) -> tuple[list[str], Any, list | None]:
+    if hasattr(task_or_prompts, "render") and hasattr(task_or_prompts, "reward"):
+        task = task_or_prompts
+        examples = list(task.examples if examples is None else examples)
+        if not examples:
+            raise ValueError("no examples to evaluate.")
+        return [task.render(ex, adapter.tokenizer) for ex in examples], task, examples
+    if isinstance(task_or_prompts, str):
+        task_or_prompts = [task_or_prompts]
+    prompts = list(task_or_prompts)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise TypeError("sweep needs a task (with render and reward) or a non-empty list of prompt strings.")
+    if examples is not None:
+        raise ValueError("examples= goes with a task; with prompt strings, pass the prompts only.")
+    return prompts, None, None
+
+
+def _per_condition(adapter, prompts, conds: list[Condition], config) -> SweepResult:
+    out = {}
+    for c in tqdm(conds, desc="sweep (per condition)", leave=False, disable=not config.progress):
+        out[c.name] = ConditionResult(c.name, adapter.generate(prompts, config, fwd_hooks=c.hooks), None, True)
+    n = len(prompts)
+    return SweepResult(out, n, "per_condition", n_rows=n * len(conds), n_prefill_rows=n * len(conds),
+                       n_passes=len(conds) * math.ceil(n / config.batch_size),
+                       prefill_row_layers=n * len(conds) * adapter.n_layers)
+
+
+def _row_scoped_hooks(conds: Sequence[Condition], labels: RowLabels) -> list[tuple[str, HookFn]]:
+    """One :class:`RowScopedHooks` per hook point, in the order hook points first appear."""
+    by_site: dict[str, list[tuple[int, HookFn]]] = {}
+    for k, c in enumerate(conds):
+        for name, fn in c.hooks:
+            by_site.setdefault(name, []).append((k, fn))
+    return [(name, RowScopedHooks(labels, entries)) for name, entries in by_site.items()]
+
+
+def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], config: GenerationConfig,
+             sweep_config: SweepConfig) -> SweepResult:
+    seqs = [adapter.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if any(len(s) == 0 for s in seqs):
+        raise ValueError("an empty prompt: nothing to condition the generation on.")
+    n, k_all = len(seqs), len(conds)
+    max_rows = sweep_config.rows_for(adapter, max(len(s) for s in seqs), config.max_new_tokens)
+    group = min(k_all, max_rows)
+    per_chunk = max(1, max_rows // group)
+    results: dict[str, list[Generation | None]] = {c.name: [None] * n for c in conds}
+    shared_used = {c.name: False for c in conds}
+    from_layer = {c.name: 0 for c in conds}
+    stats = {"rows": 0, "prefill": 0, "passes": 0, "prefill_layers": 0}
+    chunks = [(g0, e0) for g0 in range(0, k_all, group) for e0 in range(0, n, per_chunk)]
+    bar = tqdm(chunks, desc=f"sweep ({k_all} conditions × {n} examples)", leave=False, disable=not config.progress)
+    for i, (g0, e0) in enumerate(bar):
+        group_conds = conds[g0:g0 + group]
+        ex = list(range(e0, min(n, e0 + per_chunk)))
+        chunk_seqs = [seqs[e] for e in ex]
+        # one prompt row per example shared by the conditions that leave the prompt alone (a
+        # one-token prefill looks like a decoding step to position scopes: never shared)
+        can_share = sweep_config.share_prompt and max(len(s) for s in chunk_seqs) > 1
+        sharing = [can_share and not c.touches_prompt for c in group_conds]
+        # conditions that do touch the prompt, from a later layer on: start their prompt rows there
+        # from the shared rows' stream (on backends that can; others run the whole prompt)
+        starts = [c.first_layer if can_share and adapter.prefill_from_layer and c.touches_prompt else 0
+                  for c in group_conds]
+        prefill_rows: list[list[int]] = []
+        prefill_labels: list[int] = []
+        prefill_start: list[int] = []
+        prefill_base: list[int] = []
+        shared_row: dict[int, int] = {}
+        if any(sharing) or any(starts):
+            for j, s in enumerate(chunk_seqs):
+                shared_row[j] = len(prefill_rows)
+                prefill_rows.append(s)
+                prefill_labels.append(-1)
+                prefill_start.append(0)
+                prefill_base.append(-1)
+        source, decode_labels, owners = [], [], []
+        for gk, (c, shares, start) in enumerate(zip(group_conds, sharing, starts)):
+            label = g0 + gk
+            for j, s in enumerate(chunk_seqs):
+                if shares:
+                    source.append(shared_row[j])
+                else:
+                    source.append(len(prefill_rows))
+                    prefill_rows.append(s)
+                    prefill_labels.append(label)
+                    prefill_start.append(start)
+                    prefill_base.append(shared_row.get(j, -1))
+                decode_labels.append(label)
+                owners.append((c.name, ex[j]))
+            shared_used[c.name] = shared_used[c.name] or shares
+            from_layer[c.name] = max(from_layer[c.name], start)
+        stats["prefill_layers"] += sum(adapter.n_layers - st for st in prefill_start)
+        plan = GenerationPlan(adapter.pad(prefill_rows, "left"), torch.tensor(source), torch.tensor(prefill_labels),
+                              torch.tensor(decode_labels), torch.tensor(prefill_start), torch.tensor(prefill_base))
+        labels = RowLabels()
+        gens = adapter.generate_plan(plan, config, _row_scoped_hooks(conds, labels), seed=config.seed + i,
+                                     row_labels=labels)
+        for (name, e), g in zip(owners, gens):
+            results[name][e] = g
+        stats["rows"] += len(source)
+        stats["prefill"] += len(prefill_rows)
+        stats["passes"] += 1
+    out = {c.name: ConditionResult(c.name, list(results[c.name]), None, not shared_used[c.name], from_layer[c.name])
+           for c in conds}
+    return SweepResult(out, n, "batched", n_rows=stats["rows"], n_prefill_rows=stats["prefill"], n_passes=stats["passes"],
+                       prefill_row_layers=stats["prefill_layers"])
