@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline.report import Table
+from ..sections import Table
 
 CATEGORIES = ("confident_wrong", "unconfident_right")
 COLUMNS = ("id", "example_id", "prompt", "response", "gold", "reward", "confidence", "category")

@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Float
 
 from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff
-from ..pipeline.report import Table
+from ..sections import Table
 
 Method = Literal["value", "value_abort", "majority", "random", "oracle"]
 METHODS: tuple[str, ...] = ("value", "value_abort", "majority", "random", "oracle")

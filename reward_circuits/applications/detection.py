@@ -23,7 +23,7 @@ from torch import Tensor
 from ..analysis.probes import ValueProbe
 from ..analysis.stats import Interval, bootstrap_ci
 from ..analysis.td import td_errors
-from ..pipeline.report import Table
+from ..sections import Table
 
 
 class ValueMonitor:

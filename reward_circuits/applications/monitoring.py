@@ -23,7 +23,7 @@ import numpy as np
 from ..analysis.neurons import NeuronSet, expected_random_iou, iou
 from ..analysis.stats import Interval, binary_auc
 from ..io import atomic_write_json, nan_to_none
-from ..pipeline.report import Section, Table
+from ..sections import Section, Table
 
 SNAPSHOT_FILE = "value_snapshot.json"
 Verdict = Literal["same", "regression", "improvement", "neurons moved", "inconclusive at this n"]

@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Float
 
 from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff
-from ..pipeline.report import Table
+from ..sections import Table
 
 
 @dataclass

@@ -11,7 +11,7 @@ import numpy as np
 from ..analysis.stats import Interval, verdict
 from ..io import nan_to_none
 from ..pipeline.plotting import new_figure, save_figure
-from ..pipeline.report import Section, Table
+from ..sections import Section, Table
 
 __all__ = ["InterventionResult", "LayerResult", "SAETDResult", "TargetCorrelation", "TaskResult"]
 

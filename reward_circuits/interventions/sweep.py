@@ -308,7 +308,7 @@ class SweepResult:
     def section(self, key: str = "sweep", title: str = "Intervention sweep"):
         """A report :class:`~reward_circuits.pipeline.report.Section`: accuracy per condition."""
         from ..io import nan_to_none
-        from ..pipeline.report import Section, Table
+        from ..sections import Section, Table
 
         def encoding(c: ConditionResult) -> str:
             if not c.touched_prompt:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..pipeline.report import Section, Table
+from ..sections import Section, Table
 
 FULL_PRECISION = (torch.float32, torch.float64)
 LAYER_PATTERN = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")

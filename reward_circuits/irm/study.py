@@ -19,7 +19,8 @@ import numpy as np
 
 from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff, verdict
 from ..models.base import GenerationConfig
-from ..pipeline.report import Report, Section, Table
+from ..pipeline.report import Report
+from ..sections import Section, Table
 from .ablation import (
     AblationResult,
     CorrelationExplainer,

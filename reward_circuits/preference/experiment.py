@@ -34,7 +34,7 @@ from ..analysis.stats import (
     verdict,
 )
 from ..io import atomic_write_json
-from ..pipeline.report import Section, Table
+from ..sections import Section, Table
 from .config import YFPOConfig
 from .neuron_reward import NeuronReward, response_activations
 from .pairs import pairs_dataset, preference_pairs, tokenize_pairs
