@@ -147,6 +147,18 @@ def test_environment_specifics():
 def test_word_list_is_single_token_for_default_tokenizer():
     words = word_list()
     assert len(words) >= 100 and len(set(words)) == len(words)
+    from transformers import AutoTokenizer
+
+    from reward_circuits.models.loading import ModelLoadError, resolve_model_path
+
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve_model_path("default"))
+    except (ModelLoadError, OSError) as e:  # the packaged model is not on this machine
+        pytest.skip(f"default tokenizer unavailable: {e}")
+    at = action_tokens(tok, words)  # every word is one distinct token: no shared prefix
+    assert at.prefix == () and all(len(r) == 1 for r in at.rest.values())
+    for env in (TwoStepTask(), GridWorld()):
+        assert action_tokens(tok, env.action_names).prefix == ()
 
 
 # ---- the agent on the tiny model ----------------------------------------------------------------

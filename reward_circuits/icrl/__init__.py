@@ -14,14 +14,59 @@ Temporal Difference Learning in Large Language Models" (no public code exists fo
   returning :class:`SAETDResult` whose ``section(out_dir)`` is the report section ``sae_td``.
 """
 
-from .agent import (ActionTokenError, ActionTokens, ContextSession, Experiment, StepRecord, action_tokens,
-                    choice_logprobs, play, play_many, replay_logprobs)
-from .correlation import FeatureChoice, best_feature, paired_abs_corr_diff, partial_abs_corr, ridge_probe_corr
-from .environments import (ENVIRONMENTS, GraphTask, GridWorld, IllegalActionError, StepResult, TextEnvironment,
-                           TwoStepTask, make_environment, word_list)
-from .qlearning import GAMMA, PAPER_ALPHA, QLearningFit, QTrace, Trajectory, choice_log_likelihood, q_learning_trace
-from .results import InterventionResult, LayerResult, SAETDResult, TargetCorrelation, TaskResult
-from .study import SAETDConfig, matched_random_latents, run_sae_td, run_task, shuffled_episode_ids
+from .agent import (
+                    ActionTokenError,
+                    ActionTokens,
+                    ContextSession,
+                    Experiment,
+                    StepRecord,
+                    action_tokens,
+                    choice_logprobs,
+                    play,
+                    play_many,
+                    replay_logprobs,
+)
+from .correlation import (
+                    FeatureChoice,
+                    best_feature,
+                    paired_abs_corr_diff,
+                    partial_abs_corr,
+                    ridge_probe_corr,
+)
+from .environments import (
+                    ENVIRONMENTS,
+                    GraphTask,
+                    GridWorld,
+                    IllegalActionError,
+                    StepResult,
+                    TextEnvironment,
+                    TwoStepTask,
+                    make_environment,
+                    word_list,
+)
+from .qlearning import (
+                    GAMMA,
+                    PAPER_ALPHA,
+                    QLearningFit,
+                    QTrace,
+                    Trajectory,
+                    choice_log_likelihood,
+                    q_learning_trace,
+)
+from .results import (
+                    InterventionResult,
+                    LayerResult,
+                    SAETDResult,
+                    TargetCorrelation,
+                    TaskResult,
+)
+from .study import (
+                    SAETDConfig,
+                    matched_random_latents,
+                    run_sae_td,
+                    run_task,
+                    shuffled_episode_ids,
+)
 
 __all__ = [
     "ENVIRONMENTS", "GAMMA", "PAPER_ALPHA", "ActionTokenError", "ActionTokens", "ContextSession", "Experiment",
