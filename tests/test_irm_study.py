@@ -45,3 +45,21 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_run_irm_on_a_given_model_pair_skips_fine_tuning(tiny_hf, tmp_path):
+    import copy
+
+    import torch
+
+    hf, tok = tiny_hf
+    tuned = copy.deepcopy(hf)
+    with torch.no_grad():
+        tuned.model.layers[0].mlp.up_proj.weight.add_(0.01)
+    tuned.save_pretrained(tmp_path / "tuned", safe_serialization=True)
+    tok.save_pretrained(tmp_path / "tuned")
+    result = run_irm(tiny_config(tmp_path / "out", finetuned=str(tmp_path / "tuned")), base_hf=hf, tokenizer=tok)
+    assert result.rewards.finetune is None and result.layers == [0]
+    assert not (tmp_path / "out" / "finetuned_model").exists()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["irm"]
+    assert summary["finetune_steps"] is None and summary["top_divergence_layers"] == [0]

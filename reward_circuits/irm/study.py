@@ -224,30 +224,30 @@ def _figures(result: IrmResult, out: Path) -> list[str]:
     from ..pipeline.plotting import new_figure, save_figure
 
     names = []
-    fig, axes = new_figure(12.5, 3.8, 1, 3)
     ft = result.rewards.finetune
-    if ft and ft.step_rewards:
+    has_curve = bool(ft and ft.step_rewards)
+    fig, axes = new_figure(12.5 if has_curve else 8.5, 3.8, 1, 3 if has_curve else 2)
+    if has_curve:
         axes[0].plot(range(1, len(ft.step_rewards) + 1), ft.step_rewards, marker="o")
         axes[0].set_xlabel("GRPO step")
         axes[0].set_ylabel("mean reward of the step's completions")
         axes[0].set_title("fine-tuning")
-    else:
-        axes[0].set_axis_off()
+        axes = axes[1:]
     r = result.rewards
     a = result.ablation
     bars = [("base", r.base), ("fine-tuned", r.finetuned), ("fine-tuned\n− reward\nfeatures", a.reward_ablated),
             ("fine-tuned\n− random\nfeatures", a.reward_random)]
-    axes[1].bar(range(len(bars)), [b.estimate for _, b in bars],
+    axes[0].bar(range(len(bars)), [b.estimate for _, b in bars],
                 yerr=[[b.estimate - b.low for _, b in bars], [b.high - b.estimate for _, b in bars]], capsize=4,
                 color=["tab:gray", "tab:blue", "tab:red", "tab:orange"])
-    axes[1].set_xticks(range(len(bars)), [n for n, _ in bars], fontsize=7)
-    axes[1].set_ylabel("mean VADER reward (95% CI)")
-    axes[1].set_title("held-out prompts")
+    axes[0].set_xticks(range(len(bars)), [n for n, _ in bars], fontsize=7)
+    axes[0].set_ylabel("mean VADER reward (95% CI)")
+    axes[0].set_title("held-out prompts")
     k = result.irm
-    axes[2].scatter(k.true, k.predicted, s=10, alpha=0.7)
-    axes[2].set_xlabel("VADER value")
-    axes[2].set_ylabel("IRM value")
-    axes[2].set_title(f"held-out words, Kendall tau {k.kendall.tau:.3f}")
+    axes[1].scatter(k.true, k.predicted, s=10, alpha=0.7)
+    axes[1].set_xlabel("VADER value")
+    axes[1].set_ylabel("IRM value")
+    axes[1].set_title(f"held-out words, Kendall tau {k.kendall.tau:.3f}")
     fig.tight_layout()
     names.append(save_figure(fig, out / "irm_rewards_and_irm.png"))
     names.append(result.divergence.figure(out / "irm_layer_divergence.png"))
