@@ -475,6 +475,12 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _done(rows: list[Row], name: str) -> list[Row]:
+    """Print a section's rows as soon as it finishes (a killed run keeps what it measured)."""
+    print(f"{name} done:\n" + "\n".join(table(rows).splitlines()[2:]), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smallest sizes (a smoke run, ratios are noisy)")
@@ -519,19 +525,15 @@ def main(argv: list[str] | None = None) -> None:
 
         adapters = {b: load_model("default", backend=b) for b in ("transformer_lens", "nnsight")}
         if "1" in only:
-            rows += bench_capture(adapters, args)
-            print("1. capture done", flush=True)
+            rows += _done(bench_capture(adapters, args), "1. capture")
         if "2" in only:
-            rows += bench_generation(adapters, args)
-            print("2. generation done", flush=True)
+            rows += _done(bench_generation(adapters, args), "2. generation")
         del adapters
         gc.collect()
     if "3" in only:
-        rows += bench_probes(args)
-        print("3. probes done", flush=True)
+        rows += _done(bench_probes(args), "3. probes")
     if "4" in only:
-        rows += bench_ram_growth(args)
-        print("4. RAM growth done", flush=True)
+        rows += _done(bench_ram_growth(args), "4. RAM growth")
     rows.append(Row("5", "SAE training vs sae-lens trainer", None, None, "", None, "", note="not measured: the SAE issue has not landed"))
     if "6" in only:
         rows += main_job_rows(args.main_job_summary, args.main_job)
