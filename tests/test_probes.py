@@ -297,7 +297,7 @@ def test_cross_fitted_values_are_out_of_sample(tmp_path):
     noise (AUC well above 0.5), cross-fitted values are not (AUC near 0.5)."""
     from sklearn.metrics import roc_auc_score
 
-    from reward_circuits.analysis.probes import cross_fitted_value_traces
+    from reward_circuits.analysis import cross_fitted_value_traces
 
     g = torch.Generator().manual_seed(0)
     n, d = 120, 48

@@ -593,6 +593,3 @@ class ValueProbe(nn.Module):
         probe.eval()
         return probe
 
-
-# moved to .cross_fitting; re-exported until every caller imports it from reward_circuits.analysis
-from .cross_fitting import cross_fitted_value_traces  # noqa: E402,F401

@@ -24,7 +24,8 @@ from ..analysis.dopamine import DopamineScoreDetails, dopamine_neurons, dopamine
 from ..analysis.dopamine_metrics import DopamineMetrics, dopamine_metrics, td_trace_change
 from ..analysis.td import td_errors
 from ..analysis.neurons import NeuronSet
-from ..analysis.probes import ValueProbe, cross_fitted_value_traces
+from ..analysis.cross_fitting import cross_fitted_value_traces
+from ..analysis.probes import ValueProbe
 from ..data.protocol import Store
 from ..data.store import ActivationStore
 from ..io import nan_to_none
@@ -395,6 +396,8 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
     # headline: do the candidates track δ better than random dims of the same hook? The token-shuffle
     # permutation p is kept too, but smooth activations of *any* dim beat that null.
     summary["p_value"] = r.p_abs_vs_random
+    summary["abs_corr_vs_random_ci"] = metrics.abs_corr_vs_random.to_dict() if metrics.abs_corr_vs_random else None
+    summary["verdict"] = metrics.verdict
     summary["p_value_vs_random_dims"] = r.p_abs_vs_random
     summary["p_value_permutation"] = perm.p_value if perm else None
     summary["permutation"] = {"scheme": perm.scheme, "n_permutations": perm.n_permutations, "statistic": perm.statistic,
@@ -457,6 +460,11 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
                                                       c.pearson_value, c.auc_surprise)],
                   metrics.candidate_rank_by_test_pearson)]),
     ]
+    if metrics.abs_corr_vs_random is not None:
+        iv = metrics.abs_corr_vs_random
+        notes.append(f"Claim 'dopamine candidates track δ more than random dims': mean |Pearson(act, δ)| of the candidates "
+                     f"minus the random pool's = {iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] (95% bootstrap over "
+                     f"{iv.n} held-out rollouts): {metrics.verdict}.")
     notes.append(
         f"TD error δ at state s_t is γ·V(s_t) − V(s_(t−1)) with γ = {gamma:g} and V from the value probe at "
         f"{value_hook} (the error of the transition into s_t, attributed to the token that arrives; the terminal "

@@ -33,7 +33,9 @@ from ..interventions import (ablation_interventions, ablation_study, activation_
 from ..interventions.scoring import examples_of, prompt_seqs, resolve_probe_hook
 from ..io import nan_to_none
 from ..models import GenerationConfig, ModelAdapter
+from ..analysis.controls import compare_to_controls
 from ..analysis.neurons import NeuronSet
+from ..analysis.stats import bootstrap_ci
 from .plotting import new_figure, save_figure
 from ..sections import Section, Table
 
@@ -167,6 +169,9 @@ class InterventionStudyConfig:
     run_dose: bool = True
     run_steering: bool = True
     run_confidence: bool = True
+    # value set vs uniform and magnitude-matched random sets, paired on the same examples, for the
+    # first ``controlled_layers`` value layers (needs ``InterventionInputs.magnitudes``)
+    controlled_layers: int = 1
 
     def __post_init__(self):
         self.steering_factors = tuple(float(f) for f in self.steering_factors)
@@ -206,6 +211,7 @@ class InterventionInputs:
     final_reward_sets: Mapping[int, NeuronSet] | None = None
     dose_scores: Mapping[int, Tensor] | None = None
     confidence_inputs: Mapping[str, Any] | None = None
+    magnitudes: Mapping[str, Any] | None = None  # {hook: mean |activation| per dim}, for matched controls
 
     def __post_init__(self):
         if not self.value_sets:
@@ -285,6 +291,23 @@ def run_intervention_stage(
         e = per_layer[str(l)]
         return (e["random_acc_mean"] - e["value_acc"]) if math.isfinite(e["random_acc_mean"]) else (e["baseline_acc"] - e["value_acc"])
 
+    # ---- value set vs uniform and magnitude-matched random controls (paired tests, verdicts) ----
+    controlled: dict[str, Any] = {}
+    for layer in layers[: study.controlled_layers]:
+        ns = value_sets[layer]
+        mags = (inputs.magnitudes or {}).get(ns.hook_name)
+        if mags is None or not n_random_draws:
+            continue
+
+        def evaluate(dims, ns=ns):
+            control = NeuronSet(ns.hook_name, list(dims), ns.d, kind="control", layer=ns.layer)
+            return generate_and_score(adapter, task, examples, ablation_interventions(control, ablation_mode, means),
+                                      config).rewards
+
+        controlled[str(layer)] = compare_to_controls(evaluate, ns.indices, np.asarray(mags), hook=ns.hook_name,
+                                                     n_draws=n_random_draws, seed=seed, baseline=baseline.rewards)
+        passes["n"] += 1 + 2 * n_random_draws
+
     worst_layer = max(layers, key=harm)
     dose_layer = worst_layer if dose_layer is None else dose_layer
     steer_layer = worst_layer if steer_layer is None else steer_layer
@@ -358,6 +381,10 @@ def run_intervention_stage(
         "baseline_acc": baseline.accuracy, "layers": per_layer,
         "final_reward_vs_td": fr_summary or None, "dose_response": dose,
         "generation_passes": passes["n"], "seconds": elapsed,
+        "baseline_acc_ci": bootstrap_ci(np.asarray(baseline.rewards, dtype=float), seed=seed).to_dict(),
+        "controlled_ablation": {l: c.to_dict() for l, c in controlled.items()} or None,
+        "verdicts": {f"layer {l}: value neurons matter more than {k} random neurons": c.controls[k].verdict
+                     for l, c in controlled.items() for k in c.controls},
     }
     ab_rows = [[l, e["hook_name"], e["n_neurons"], e["baseline_acc"], e["value_acc"], e["random_acc_mean"],
                 e["random_acc_std"], e["baseline_acc"] - e["value_acc"], e["baseline_acc"] - e["random_acc_mean"]]
@@ -365,6 +392,11 @@ def run_intervention_stage(
     tables = [Table("Accuracy under ablation (value vs random neurons)",
                     ["layer", "hook", "n neurons", "baseline", "value ablated", "random mean", "random std",
                      "drop (value)", "drop (random)"], ab_rows)]
+    for l, c in controlled.items():
+        tables.append(Table(f"Layer {l}: value set vs random controls on the same {c.value_accuracy.n} examples "
+                            f"(95% bootstrap CIs; paired bootstrap p; verdict on 'value neurons matter more')",
+                            list(c.TABLE_COLUMNS), c.table_rows()))
+        notes_ab += c.notes()
     figures = [plot_ablation(per_layer, out, fr_summary or None)]
     if fr_summary:
         tables.append(Table("Final-reward (Monte-Carlo) probe neurons vs TD probe neurons",

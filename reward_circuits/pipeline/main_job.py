@@ -114,7 +114,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         # hook_embed is the surface baseline the stage computes on its own, not a candidate layer
         value = run_value_stage(stores[primary], value_dir, hooks=[h for h in hooks if h != "hook_embed"],
                                 second_store=second, prompt_tokens=prompt_tokens, vocab_size=len(adapter.tokenizer),
-                                config=ValueStageConfig(seed=cfg.seed, quick=cfg.quick, num_threads=1,
+                                config=ValueStageConfig(seed=cfg.seed, quick=cfg.quick, num_threads=1, exclude_massive=cfg.exclude_massive,
                                                         test_fraction=cfg.test_fraction))
         _relative_figures(value.section, out, value_dir)
         timings["value_s"] = time.perf_counter() - t0
@@ -207,7 +207,8 @@ def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStage
     chosen = {int(k): value.value_sets[k] for k in keys}
     mc = value.final_reward_neurons
     inputs = InterventionInputs(chosen, probe=value.probe, probe_hook=value.best_hook,
-                                final_reward_sets={mc.layer: mc} if mc is not None else None)
+                                final_reward_sets={mc.layer: mc} if mc is not None else None,
+                                magnitudes=value.magnitudes)
     study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
                                     dose_fractions=(0.005, 0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"),
                                     dose_random_draws=1)

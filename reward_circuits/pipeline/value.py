@@ -29,6 +29,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..analysis.baselines import EMBED_HOOK, bag_of_tokens_baseline
+from ..analysis.controls import activation_magnitudes, massive_activations, matched_random_iou
+from ..analysis.linear_probe import logistic_floors
+from ..analysis.stats import bootstrap_auc_ci, rank_by_score, verdict
+from ..analysis.targets import compare_targets
 from ..analysis.neurons import NeuronSet, expected_random_iou
 from ..analysis.probes import ValueProbe, ValueProbeConfig
 from ..analysis.pruning import (
@@ -43,19 +47,19 @@ from ..analysis.pruning import (
 )
 from ..data.protocol import Store
 from ..data.store import stratified_split
+from ..io import atomic_write_json as atomic_write_json_
 from ..models import layer_of
 from .plotting import new_figure, save_figure
 from ..sections import Section, Table
 
 
 def stage_config(quick: bool = False, seed: int = 0) -> ValueProbeConfig:
-    """Default probe settings of the stage.
-
-    Smaller batches than :class:`ValueProbeConfig`'s default give ~10 optimiser steps per epoch on
-    ~10k training states (400 rollouts), enough for the probes' training loss to level off in the
-    epoch budget that keeps the stage under a minute on 2 CPU cores.
-    """
-    return ValueProbeConfig(epochs=6 if quick else 20, batch_states=1024, lr=2e-3, seed=seed)
+    """Default probe settings of the stage: :class:`ValueProbeConfig`'s defaults (batch scaled to
+    the store, early stopping and weight decay on the stage's validation split), fewer epochs and
+    one weight decay when ``quick``."""
+    if quick:
+        return ValueProbeConfig(epochs=6, weight_decay=0.0, seed=seed)
+    return ValueProbeConfig(seed=seed)
 
 
 def _rkey(ratio: float) -> str:
@@ -86,6 +90,10 @@ class ValueStageConfig:
     probe: ValueProbeConfig | None = None
     seed: int = 0
     quick: bool = False  # fewer epochs, ratios and robustness variants (tests, smoke runs)
+    exclude_massive: bool = False  # keep massive-activation outlier dims out of the value-neuron sets
+    massive_factor: float = 10.0  # outlier: mean |activation| > factor x the layer's median
+    target_variants_all_layers: bool = True  # TD(0)/TD(λ)/MC compared on every layer (else the best only)
+    n_boot: int = 2000  # bootstrap replicates of every interval
     test_fraction: float = 0.3
     val_fraction: float = 0.2
     verbose: bool = False
@@ -114,6 +122,7 @@ class ValueStageResult:
     value_sets: dict[str, NeuronSet]  # by layer key: the top 1% at 99% pruning
     best_neurons: NeuronSet
     final_reward_neurons: NeuronSet  # the Monte-Carlo probe's 1% at the best hook
+    magnitudes: dict[str, np.ndarray]  # by hook: mean |activation| per dim (matched random controls)
     train_indices: np.ndarray
     val_indices: np.ndarray
     test_indices: np.ndarray
@@ -143,6 +152,8 @@ class ValueStageResult:
             auc_val={hook_of[k]: v for k, v in summary["auc_by_layer_val"].items() if k in hook_of},
             value_sets=value_sets, best_neurons=best,
             final_reward_neurons=NeuronSet.load(out / "value_neurons_final_reward.json"),
+            magnitudes={h: np.asarray(v) for h, v in json.loads((out / "activation_magnitudes.json").read_text()).items()}
+            if (out / "activation_magnitudes.json").exists() else {},
             train_indices=empty, val_indices=empty, test_indices=empty,
             section=Section(key="value", title="Value probes and value neurons", summary=dict(summary)),
         )
@@ -176,13 +187,13 @@ def run_value_stage(
         return _run_value_stage(store, out_dir, hooks=hooks, second_store=second_store, prompt_tokens=prompt_tokens,
                                 vocab_size=vocab_size, cfg=config.probe, seed=config.seed, quick=config.quick,
                                 test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-                                verbose=config.verbose)
+                                verbose=config.verbose, stage=config)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, vocab_size, cfg, seed, quick,
-                     test_fraction, val_fraction, verbose) -> ValueStageResult:
+                     test_fraction, val_fraction, verbose, stage) -> ValueStageResult:
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,10 +225,26 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     # ---- all layers at once --------------------------------------------------------------------
     t0 = time.perf_counter()
     probe_hooks = hooks + ([embed] if embed else [])
-    probe = ValueProbe(cfg).fit(store, probe_hooks, fit_idx, verbose=verbose)
+    # early stopping and the weight decay use the stage's validation split (the one that picks the layer)
+    probe = ValueProbe(cfg).fit(store, probe_hooks, fit_idx, validation_indices=val_idx if cfg.validation_fraction else None,
+                                verbose=verbose)
     timings["fit_all_layers_s"] = time.perf_counter() - t0
     auc_test = probe.score(store, test)
     auc_val = probe.score(store, val_idx)
+    test_labels = rewards[test]
+    test_values = probe.initial_values(store, test, probe_hooks)
+    auc_ci = {h: bootstrap_auc_ci(test_labels, test_values[j], n_boot=stage.n_boot, seed=seed) for j, h in enumerate(probe_hooks)}
+    t0 = time.perf_counter()
+    floors = logistic_floors(store, hooks, np.concatenate([fit_idx, val_idx]), test, seed=seed, n_boot=stage.n_boot,
+                             Cs=(1e-3, 1e-2, 1e-1, 1.0) if quick else (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0))
+    timings["logistic_floor_s"] = time.perf_counter() - t0
+    # the TD probe must reach the linear floor minus the floor's interval half-width, at every layer
+    floor_check = {h: bool(auc_test[h] >= floors[h].auc.estimate - (floors[h].auc.high - floors[h].auc.low) / 2) for h in hooks}
+    t0 = time.perf_counter()
+    magnitudes = {h: activation_magnitudes(store, h, fit_idx) for h in hooks}
+    massive = {h: massive_activations(magnitudes[h], h, stage.massive_factor) for h in hooks}
+    atomic_write_json_(out / "activation_magnitudes.json", {h: m.tolist() for h, m in magnitudes.items()})
+    timings["magnitudes_s"] = time.perf_counter() - t0
     best_hook = max(hooks, key=lambda h: (auc_val[h], -hooks.index(h)))
     best_key = key_of[best_hook]
     auc_by_layer = {key_of[h]: auc_test[h] for h in hooks}
@@ -231,9 +258,11 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
             curves_other[h] = prune_curve(probe, store, h, ratios, test, random_draws=0, seed=seed)["l1"]
     provenance = {"model": getattr(store, "model", None), "store": str(getattr(store, "path", "")),
                   "seed": seed, "n_train_rollouts": int(fit_idx.size)}
-    neurons = value_neurons(probe, best_hook, 0.99, provenance=provenance)
+    excluded = {h: (massive[h].dims if stage.exclude_massive else []) for h in hooks}
+    neurons = value_neurons(probe, best_hook, 0.99, provenance=provenance, exclude=excluded[best_hook])
     neurons.save(out / "value_neurons.json")
-    all_layer_sets = {key_of[h]: value_neurons(probe, h, 0.99, provenance=provenance) for h in hooks}
+    all_layer_sets = {key_of[h]: value_neurons(probe, h, 0.99, provenance=provenance, exclude=excluded[h]) for h in hooks}
+    massive_in_sets = {key_of[h]: massive[h].contained_in(all_layer_sets[key_of[h]].indices) for h in hooks}
     from ..io import atomic_write_json
 
     atomic_write_json(out / "value_neurons_by_layer.json", {k: s.to_dict() for k, s in all_layer_sets.items()})
@@ -242,10 +271,16 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
 
     # ---- TD vs final-reward targets -------------------------------------------------------------
     t0 = time.perf_counter()
-    probe_mc = ValueProbe(cfg.replace(mode="final_reward")).fit(store, best_hook, fit_idx, verbose=verbose)
-    td_vs_mc = {"td": auc_test[best_hook], "final_reward": probe_mc.score(store, test)[best_hook]}
+    target_hooks = hooks if stage.target_variants_all_layers and not quick else [best_hook]
+    reuse = {"td0": probe} if cfg.mode == "td" and cfg.td_lambda == 0 else {}
+    targets = compare_targets(store, target_hooks, fit_idx, test, cfg, n_boot=stage.n_boot, seed=seed,
+                              validation_indices=val_idx if cfg.validation_fraction else None, fitted=reuse)
+    probe_mc = targets.probes["monte_carlo"]
+    td_vs_mc = {"td": targets.auc["td0"][best_hook].estimate if "td0" in targets.auc else auc_test[best_hook],
+                "final_reward": targets.auc["monte_carlo"][best_hook].estimate}
     # the Monte-Carlo probe's own 1% set: the intervention stage ablates it next to the TD set
-    mc_neurons = value_neurons(probe_mc, best_hook, 0.99, provenance={**provenance, "mode": "final_reward"})
+    mc_neurons = value_neurons(probe_mc, best_hook, 0.99, provenance={**provenance, "mode": "final_reward"},
+                               exclude=excluded[best_hook])
     mc_neurons.save(out / "value_neurons_final_reward.json")
     timings["final_reward_s"] = time.perf_counter() - t0
 
@@ -266,6 +301,15 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
                       "store": str(getattr(second_store, "path", "")), "seed": seed + 1}).save(out / "value_neurons_second_store.json")
         iou_tasks = iou_from_scores(probe.input_weight_norms(best_hook), probe2.input_weight_norms(best_hook), ratios)
     iou_random = {_rkey(r): expected_random_iou(d, n_kept(d, r)) for r in ratios}
+    iou_random_matched = None
+    if iou_tasks is not None:  # random sets with the two value sets' magnitude profiles (outliers overlap)
+        def top_a(sc, r):
+            return rank_by_score(sc)[: n_kept(d, r)].tolist()
+
+        sa, sb = probe.input_weight_norms(best_hook).numpy(), probe2.input_weight_norms(best_hook).numpy()
+        iou_random_matched = {_rkey(r): matched_random_iou(top_a(sa, r), top_a(sb, r), magnitudes[best_hook],
+                                                           n_draws=50 if quick else 200, seed=seed)
+                              for r in ratios if n_kept(d, r) <= d // 2}
     timings["second_store_s"] = time.perf_counter() - t0
 
     # ---- surface baselines ---------------------------------------------------------------------
@@ -306,7 +350,10 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     figures = []
     layer_x = [layer_of(h) if layer_of(h) is not None else i for i, h in enumerate(hooks)]
     fig, ax = new_figure(6.5, 4)
-    ax.plot(layer_x, [auc_test[h] for h in hooks], "o-", label="value probe V(s_0), test")
+    ax.errorbar(layer_x, [auc_test[h] for h in hooks],
+                yerr=[[auc_test[h] - auc_ci[h].low for h in hooks], [auc_ci[h].high - auc_test[h] for h in hooks]],
+                fmt="o-", capsize=3, label="value probe V(s_0), test (95% CI)")
+    ax.plot(layer_x, [floors[h].auc.estimate for h in hooks], "x:", color="green", label="logistic floor, test")
     ax.plot(layer_x, [auc_val[h] for h in hooks], "o--", alpha=0.5, label="validation (layer choice)")
     for name, style in (("hook_embed", ":"), ("bag_of_tokens", "-.")):
         if surface[name] is not None:
@@ -348,6 +395,21 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     summary = {
         "auc_by_layer": auc_by_layer,
         "auc_by_layer_val": {key_of[h]: auc_val[h] for h in hooks},
+        "auc_by_layer_ci": {key_of[h]: auc_ci[h].to_dict() for h in hooks},
+        "logistic_floor_by_layer": {key_of[h]: floors[h].to_dict() for h in hooks},
+        "probe_reaches_logistic_floor": {key_of[h]: floor_check[h] for h in hooks},
+        "probe_training": {key_of[h]: {"weight_decay": probe.weight_decay_.get(h), "best_epoch": probe.best_epoch_.get(h),
+                                       "validation_auc": probe.validation_auc_.get(h)} for h in hooks},
+        "massive_activations": {key_of[h]: massive[h].to_dict() for h in hooks},
+        "massive_in_value_set": massive_in_sets,
+        "value_sets_exclude_massive": stage.exclude_massive,
+        "target_variants": targets.to_dict(),
+        "verdicts": {
+            f"V(s_0) predicts the reward above chance at the best layer ({best_key}, chosen on validation)":
+                verdict(auc_ci[best_hook], expected_sign=1, null=0.5),
+            f"TD(0) target beats the Monte-Carlo target at the best layer ({best_key})":
+                targets.vs_reference["monte_carlo"][best_hook].verdict,
+        },
         "best_layer": best_key,
         "best_hook": best_hook,
         "best_layer_selected_on": "validation split (not the test split)",
@@ -363,6 +425,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
         "iou_across_tasks_reason": iou_reason,
         "second_store_auc": second_auc,
         "iou_random_baseline": iou_random,
+        "iou_random_baseline_magnitude_matched": iou_random_matched,
         "iou_same_data_other_seed": ({_rkey(r): v[0] for r, v in iou_seed_curve.items()} if iou_seed_curve else None),
         "td_vs_final_reward": td_vs_mc,
         "surface_baseline_auc": surface,
@@ -375,12 +438,15 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     }
 
     tables = [
-        Table("Held-out AUC of V(s_0) by layer", ["layer", "hook", "val AUC", "test AUC"],
-              [[key_of[h], h, auc_val[h], auc_test[h]] for h in hooks]
-              + [["surface", k, None, v] for k, v in surface.items() if v is not None]),
+        Table("Held-out AUC of V(s_0) by layer (95% bootstrap CI over test rollouts) and the logistic floor",
+              ["layer", "hook", "val AUC", "test AUC", "95% CI", "logistic floor (95% CI)", "reaches floor", "massive dims in value set"],
+              [[key_of[h], h, auc_val[h], auc_test[h], f"[{auc_ci[h].low:.3f}, {auc_ci[h].high:.3f}]", str(floors[h].auc),
+                floor_check[h], str(massive_in_sets[key_of[h]] or "none")] for h in hooks]
+              + [["surface", k, None, v, None, None, None, None] for k, v in surface.items() if v is not None]),
         Table(f"Pruning layer {best_key} (test AUC, no retraining)", ["prune ratio", "dims kept", "L1 pruning", "random (mean)", "random (std)"],
               [[_rkey(r), curve["n_kept"][r], curve["l1"][r], curve["random"][r], curve["random_std"][r]] for r in ratios]),
-        Table("Targets", ["mode", "test AUC"], [["TD(λ=%g)" % cfg.td_lambda, td_vs_mc["td"]], ["final reward (Monte-Carlo)", td_vs_mc["final_reward"]]]),
+        Table(f"Value targets on the same split (n={targets.n_test} test rollouts; paired bootstrap differences)",
+              targets.table_columns(), targets.table_rows()),
         Table("Architecture robustness (99% pruned sets)", ["variant", "test AUC", "value neurons (top 5)"],
               [[n, arch["auc"][n], str(arch["kept_dims"][n][:5])] for n in variants]
               + [["mean pairwise IoU", arch["mean_pairwise_iou"], f"random baseline {arch['random_baseline_iou']:.3g}"]]),
@@ -393,6 +459,12 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     if iou_tasks is not None:
         tables.append(Table(f"IoU of value-neuron sets across tasks, layer {best_key}", ["prune ratio", "IoU", "random baseline"],
                             [[_rkey(r), v[0], v[1]] for r, v in iou_tasks.items()]))
+    out_of_floor = [key_of[h] for h in hooks if not floor_check[h]]
+    notes.append("Every layer's TD probe reaches the logistic floor (minus its interval half-width)." if not out_of_floor
+                 else f"TD probe below the logistic floor (minus its interval) at layers {out_of_floor}: under-trained there.")
+    notes.append("Massive-activation dims (> %gx median |act|) per layer: " % stage.massive_factor
+                 + "; ".join(f"{key_of[h]}: {massive[h].dims[:5] or 'none'}" for h in hooks)
+                 + (" (excluded from the value sets)." if stage.exclude_massive else "."))
     notes.append(f"Best layer {best_key} chosen by validation AUC; every AUC shown is on {test.size} held-out test rollouts "
                  f"(probes trained on {fit_idx.size}).")
     if iou_reason:
@@ -411,4 +483,5 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     section = Section(key="value", title="Value probes and value neurons", summary=summary, tables=tables, figures=figures, notes=notes)
     return ValueStageResult(probe=probe, best_hook=best_hook, best_key=best_key, auc_test=dict(auc_test), auc_val=dict(auc_val),
                             value_sets=all_layer_sets, best_neurons=neurons, final_reward_neurons=mc_neurons,
+                            magnitudes=magnitudes,
                             train_indices=fit_idx, val_indices=val_idx, test_indices=test, section=section)
