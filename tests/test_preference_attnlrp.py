@@ -16,9 +16,13 @@ TOL = 1e-8
 
 
 @pytest.fixture(scope="module")
-def tiny64(tiny_hf):
-    hf, tok = tiny_hf
-    return copy.deepcopy(hf).double(), tok
+def tiny64():
+    # a fresh model, not a copy of the session's tiny_hf: once the nnsight adapter has wrapped that
+    # one, its modules carry instance-level forwards that a deepcopy would carry along
+    from reward_circuits.models.tiny import tiny_hf_model
+
+    hf, tok = tiny_hf_model(seed=0)
+    return hf.double(), tok
 
 
 @pytest.fixture(scope="module")

@@ -73,10 +73,11 @@ def test_neuron_stats_and_calibrated_signs(tiny_hf):
     assert (s[:2] - s[2:]).mean() > 0
 
 
-def test_relevance_selection_and_matched_random_control(tiny_hf):
+def test_relevance_selection_and_matched_random_control():
+    from reward_circuits.models.tiny import tiny_hf_model
     from reward_circuits.tasks import get_task
 
-    hf, tok = tiny_hf
+    hf, tok = tiny_hf_model(seed=0)  # fresh: the session's tiny_hf may carry nnsight's instance forwards
     task = get_task("arithmetic:1", n=4, seed=0)
     ids, _mask, target = gold_answer_batch(task, tok, 3)
     assert target.sum(1).tolist() == [len(str(ex.answer)) for ex in list(task.examples)[:3]]  # char-level digits
