@@ -17,8 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import reward_circuits.models.nnsight_adapter as nn_mod
-import reward_circuits.models.transformer_lens_adapter as tl_mod
+import reward_circuits.models.base as base_mod
 from reward_circuits.interventions import zero_ablate
 from reward_circuits.interventions.hooks import teacher_forced_prompt
 from reward_circuits.models import GenerationConfig
@@ -116,10 +115,12 @@ def test_keyboard_interrupt_in_capture_and_forward(tiny_adapters, baseline, back
     _assert_clean(ad, baseline[backend])
 
 
-def test_generation_failing_outside_any_hook_transformer_lens(tiny_adapters, baseline, monkeypatch):
-    """The sampler raises at step 3 while our hooks and the decoding-attention patch are active."""
-    ad = tiny_adapters["transformer_lens"]
-    real, calls = tl_mod.sample_next, [0]
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_generation_failing_outside_any_hook(tiny_adapters, baseline, monkeypatch, backend):
+    """The sampler of the shared decoding loop raises at step 3 while our hooks (and, on
+    TransformerLens, the decoding-attention patch) are active."""
+    ad = tiny_adapters[backend]
+    real, calls = base_mod.sample_next, [0]
 
     def sample(*a, **k):
         calls[0] += 1
@@ -127,33 +128,15 @@ def test_generation_failing_outside_any_hook_transformer_lens(tiny_adapters, bas
             raise Boom("sampler")
         return real(*a, **k)
 
-    monkeypatch.setattr(tl_mod, "sample_next", sample)
-    with pytest.raises(Boom):
-        ad.generate(TEXTS, _greedy(6), fwd_hooks=[(MLP, zero_ablate([1]))])
-    with pytest.raises(Boom):  # and with no hooks at all
-        calls[0] = 0
-        ad.generate(TEXTS, _greedy(6))
-    monkeypatch.undo()
-    _assert_clean(ad, baseline["transformer_lens"])
-
-
-def test_generation_failing_outside_any_hook_nnsight(tiny_adapters, baseline, monkeypatch):
-    """The token streamer raises at step 3 while our interventions run in nnsight's generate."""
-    ad = tiny_adapters["nnsight"]
-    real, calls = nn_mod._TokenCollector.put, [0]
-
-    def put(self, value):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise Boom("streamer")
-        return real(self, value)
-
-    monkeypatch.setattr(nn_mod._TokenCollector, "put", put)
+    monkeypatch.setattr(base_mod, "sample_next", sample)
     with pytest.raises(Exception) as ei:  # nnsight may wrap it
         ad.generate(TEXTS, _greedy(6), fwd_hooks=[(MLP, zero_ablate([1]))])
-    assert "streamer" in str(ei.value) or isinstance(ei.value, Boom)
+    assert "sampler" in str(ei.value) or isinstance(ei.value, Boom)
+    calls[0] = 0
+    with pytest.raises(Exception):  # and with no hooks at all
+        ad.generate(TEXTS, _greedy(6))
     monkeypatch.undo()
-    _assert_clean(ad, baseline["nnsight"])
+    _assert_clean(ad, baseline[backend])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -197,6 +197,8 @@ def _ex(i: int, answer: str = "3") -> Example:
 class FakeTokenizer:
     """Records the arguments of apply_chat_template and renders a simple ChatML string."""
 
+    chat_template = "chatml"  # a chat model's tokenizer (base models without one are prompted few-shot)
+
     def __init__(self):
         self.calls = []
 

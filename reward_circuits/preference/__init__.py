@@ -22,6 +22,7 @@ from .experiment import (
     TrainingRun,
     YFPOResult,
     greedy_correct,
+    load_finetuned,
     run_yfpo,
 )
 from .neuron_reward import (
