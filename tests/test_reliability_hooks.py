@@ -120,15 +120,15 @@ def test_generation_failing_outside_any_hook(tiny_adapters, baseline, monkeypatc
     """The sampler of the shared decoding loop raises at step 3 while our hooks (and, on
     TransformerLens, the decoding-attention patch) are active."""
     ad = tiny_adapters[backend]
-    real, calls = base_mod.sample_next, [0]
+    real, calls = base_mod.ModelAdapter._next_tokens, [0]
 
-    def sample(*a, **k):
+    def next_tokens(*a, **k):
         calls[0] += 1
         if calls[0] == 3:
             raise Boom("sampler")
         return real(*a, **k)
 
-    monkeypatch.setattr(base_mod, "sample_next", sample)
+    monkeypatch.setattr(base_mod.ModelAdapter, "_next_tokens", staticmethod(next_tokens))
     with pytest.raises(Exception) as ei:  # nnsight may wrap it
         ad.generate(TEXTS, _greedy(6), fwd_hooks=[(MLP, zero_ablate([1]))])
     assert "sampler" in str(ei.value) or isinstance(ei.value, Boom)
