@@ -113,3 +113,34 @@ def test_capture_hooks_removed_after_an_exception(tiny_hf):
         assert all(len(d._forward_pre_hooks) == 1 for d in downs)
         raise RuntimeError("boom")
     assert all(len(d._forward_pre_hooks) == 0 for d in downs)
+
+
+def test_trainer_margin_equals_the_calibration_margin_under_lora(tiny_hf, tmp_path):
+    """The margin the trainer logs at step 0 (LoRA B = 0, so policy = base) equals the one computed
+    from a plain forward of the base model on TRL's own batch (same tokens, same completion mask)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from reward_circuits.preference.neuron_reward import response_activations
+    from reward_circuits.preference.pairs import PreferencePair, tokenize_pairs
+    from reward_circuits.preference.trainer import NeuronRewardDPOTrainer
+
+    hf, tok = tiny_hf
+    pairs = [PreferencePair("a", "<|user|>1+1=<|end|><|assistant|>", "2", "3x"),
+             PreferencePair("b", "<|user|>4+4=<|end|><|assistant|>", "8", "9")]
+    batch = DataCollatorForPreference(pad_token_id=tok.pad_token_id)(tokenize_pairs(pairs, tok))
+    neurons = [(0, i) for i in range(8)] + [(1, i) for i in range(8)]
+    pooled = response_activations(hf, neurons, [batch])
+    reward = NeuronReward("value", neurons).calibrate(pooled.stats())
+    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=1, report_to=[], use_cpu=True,
+                     save_strategy="no", bf16=False, gradient_checkpointing=False)
+    trainer = NeuronRewardDPOTrainer(model=copy.deepcopy(hf), args=args, processing_class=tok, neuron_reward=reward, beta_aux=1.0,
+                                     train_dataset=Dataset.from_list([p.__dict__ for p in pairs]),
+                                     peft_config=LoraConfig(r=2, target_modules=["q_proj", "up_proj", "down_proj"]))
+    trl_batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert trl_batch["input_ids"].tolist() == batch["input_ids"].tolist()
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, trl_batch)
+    assert trainer._metrics["train"]["neuron/margin"][-1] == pytest.approx(pooled.margins(reward).mean().item(), abs=1e-5)
