@@ -155,7 +155,7 @@ def test_saved_adapter_reloads_as_the_fine_tuned_model(tiny_hf, tmp_path):
         load_finetuned(tmp_path, (hf, tok))
 
 
-def test_run_yfpo_end_to_end_on_a_tiny_model(tiny_hf, tmp_path):
+def test_run_yfpo_end_to_end_on_a_tiny_model(tmp_path):
     """The whole command path (rollouts → pairs → value/AttnLRP/random neurons → 4 conditions × 1 seed
     of TRL + LoRA → held-out accuracy → report) on the tiny Llama with a planted reward (a response is
     'correct' when it contains the digit 7), so every stage has both classes."""
@@ -165,7 +165,9 @@ def test_run_yfpo_end_to_end_on_a_tiny_model(tiny_hf, tmp_path):
     from reward_circuits.preference.experiment import run_yfpo
     from reward_circuits.tasks import Example, Task
 
-    hf, tok = tiny_hf
+    from reward_circuits.models.tiny import tiny_hf_model
+
+    hf, tok = tiny_hf_model(seed=0)  # fresh: the session's tiny_hf may carry nnsight's instance forwards
     examples = [Example(id=f"q{i}", question=f"{i}+{i}?", answer=str(2 * i)) for i in range(14)]
     task = Task("planted", examples, lambda response, ex: float("7" in response), max_new_tokens=6)
     cfg = YFPOConfig(out=str(tmp_path), train_prompts=8, eval_prompts=6, samples_per_prompt=6, max_new_tokens=6,

@@ -516,26 +516,29 @@ def run_dopamine_causal_check(
     the ablated hook itself, so part of any trace change is direct; the random sets measure how
     much an ablation of that size moves the traces anyway.
     """
-    from ..interventions import generate_and_score, td_trace_under, zero_ablate
+    from ..interventions import sweep, td_trace_under, zero_ablate
 
     hook, gamma = dopamine_set.hook_name, float(probe.cfg.gamma)
     pairs = [(list(p), list(r)) for p, r in rollouts]
     before = td_trace_under(adapter, probe, hook, pairs, (), gamma)
-    baseline_acc = generate_and_score(adapter, task, examples, (), config).accuracy
+    random_sets = [NeuronSet.random(hook, dopamine_set.d, len(dopamine_set), seed=seed + 1 + i,
+                                    layer=dopamine_set.layer, exclude=dopamine_set.indices)
+                   for i in range(n_random_draws)]
+    # every condition's accuracy from one batched generation (interventions.sweep)
+    conditions = {"baseline": [], "dopamine": [(hook, zero_ablate(dopamine_set))]}
+    conditions.update({f"random/{i}": [(hook, zero_ablate(ns))] for i, ns in enumerate(random_sets)})
+    accuracy = sweep(adapter, task, conditions, config, examples=list(examples)).accuracies()
+    baseline_acc = accuracy["baseline"]
 
-    def measure(ns: NeuronSet) -> dict:
-        hooks = [(hook, zero_ablate(ns))]
-        after = td_trace_under(adapter, probe, hook, pairs, hooks, gamma)
+    def measure(name: str, ns: NeuronSet) -> dict:
+        after = td_trace_under(adapter, probe, hook, pairs, [(hook, zero_ablate(ns))], gamma)
         change = td_trace_change(before, after)
-        acc = generate_and_score(adapter, task, examples, hooks, config).accuracy
-        return {"accuracy": acc, "td_mean_abs_change": change["mean_abs_change"],
+        return {"accuracy": accuracy[name], "td_mean_abs_change": change["mean_abs_change"],
                 "td_change_at_positive_events": change["positive_event"]["change"],
                 "td_change_at_negative_events": change["negative_event"]["change"]}
 
-    dop = measure(dopamine_set)
-    rand = [measure(NeuronSet.random(hook, dopamine_set.d, len(dopamine_set), seed=seed + 1 + i,
-                                     layer=dopamine_set.layer, exclude=dopamine_set.indices))
-            for i in range(n_random_draws)]
+    dop = measure("dopamine", dopamine_set)
+    rand = [measure(f"random/{i}", ns) for i, ns in enumerate(random_sets)]
 
     def stats(key: str) -> tuple[float | None, float | None]:
         vals = [r[key] for r in rand if r[key] is not None]

@@ -7,11 +7,10 @@
 and the final-reward-vs-TD comparison inside), ``"steering"`` and ``"confidence"``, with PNG
 figures written into ``out_dir``.
 
-Cost: every accuracy number is one generation pass over the (``max_examples``) examples. With L
-value layers, R random draws, F dose fractions, M dose modes, D dose draws and S steering factors
-the stage runs ``1 + L·(1 + R) + |final_reward_sets| + F·M·(1 + D) + (S − [1 ∈ factors]) + 1``
-passes (the last one asks for verbalized confidence, with short answers). The baseline is
-generated once and reused everywhere (including steering factor 1, which is the identity).
+Cost: every study runs its conditions (value set, random draws, doses, steering factors) as one
+batched generation through :func:`~reward_circuits.interventions.sweep` (row-scoped hooks, shared
+prompt rows for generated-positions-only conditions, finished rows leave the batch); the accuracies
+are identical to one pass per condition under greedy decoding (tested).
 """
 
 from __future__ import annotations
