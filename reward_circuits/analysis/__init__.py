@@ -4,6 +4,7 @@
 - :mod:`.stats`: AUC, column correlations, top-k ranking, bootstrap intervals, paired tests.
 - :mod:`.targets`: TD(0) / TD(λ) / Monte-Carlo targets compared per layer with paired intervals.
 - :mod:`.controls`: massive-activation outliers and magnitude-matched random controls with paired tests.
+- :mod:`.splits`: train/test splits that keep repeated prompts on one side (no leaked AUC).
 - :mod:`.linear_probe`: the logistic-regression floor every MLP probe must reach.
 - :mod:`.probes`: :class:`ValueProbe`, all layers in one stacked module (sklearn-style fit/predict/score).
 - :mod:`.pruning`: L1 pruning curves, :func:`value_neurons`, IoU, architecture and rotation checks.
@@ -24,6 +25,7 @@ from .cross_fitting import cross_fitted_value_traces
 from .probes import ValueProbe, ValueProbeConfig
 from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
                       value_neurons)
+from .splits import grouped_stratified_split
 from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
                     paired_bootstrap_diff, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns, verdict)
 from .targets import TARGET_VARIANTS, TargetComparison, TargetDifference, compare_targets
@@ -33,6 +35,7 @@ __all__ = [
     "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",
     "magnitude_strata", "massive_activations", "matched_random_iou", "matched_random_sets", "uniform_random_sets",
     "TARGET_VARIANTS", "TargetComparison", "TargetDifference", "compare_targets",
+    "grouped_stratified_split",
     "Interval", "LogisticFloor", "auc_rows", "bootstrap_auc_ci", "bootstrap_ci", "logistic_floor", "logistic_floors",
     "mcnemar_test", "paired_bootstrap_auc_diff", "paired_bootstrap_diff", "verdict",
     "DopamineMetrics", "NeuronSet", "SurpriseSets", "ValueProbe", "ValueProbeConfig", "architecture_robustness", "architecture_variants", "check_batch_structure", "iou_from_scores", "n_kept",

@@ -31,6 +31,7 @@ import numpy as np
 from ..analysis.baselines import EMBED_HOOK, bag_of_tokens_baseline
 from ..analysis.controls import activation_magnitudes, massive_activations, matched_random_iou
 from ..analysis.linear_probe import logistic_floors
+from ..analysis.splits import grouped_stratified_split, n_groups
 from ..analysis.stats import bootstrap_auc_ci, rank_by_score, verdict
 from ..analysis.targets import compare_targets
 from ..analysis.neurons import NeuronSet, expected_random_iou
@@ -218,8 +219,16 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     embed = EMBED_HOOK if (EMBED_HOOK in store.hook_names and EMBED_HOOK not in hooks and int(store.d(EMBED_HOOK)) == d) else None
 
     rewards = np.asarray(store.rewards)
-    train_all, test = store.split(test_fraction, seed=seed)
-    fit_idx, val_idx = stratified_split(train_all, rewards, val_fraction, seed + 1)
+    # repeated prompts (generators draw with replacement) stay on one side of every split: copies on
+    # both sides leak (greedy decoding gives every copy the same reward)
+    groups = ([tuple(prompt_tokens[r]) for r in store.rollout_ids]
+              if prompt_tokens is not None and all(r in prompt_tokens for r in store.rollout_ids) else None)
+    if groups is not None:
+        train_all, test = grouped_stratified_split(np.arange(len(store)), rewards, groups, test_fraction, seed)
+        fit_idx, val_idx = grouped_stratified_split(train_all, rewards, groups, val_fraction, seed + 1)
+    else:
+        train_all, test = store.split(test_fraction, seed=seed)
+        fit_idx, val_idx = stratified_split(train_all, rewards, val_fraction, seed + 1)
     ratios = [r for r in prune_ratios_default if r <= 0.99] if quick else list(prune_ratios_default)
 
     # ---- all layers at once --------------------------------------------------------------------
@@ -432,7 +441,9 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
         "surface_baseline_notes": surface_reasons,
         "robustness": {"architecture": arch, "rotation": rot},
         "config": dict(vars(cfg)),
-        "splits": {"train": int(fit_idx.size), "val": int(val_idx.size), "test": int(test.size)},
+        "splits": {"train": int(fit_idx.size), "val": int(val_idx.size), "test": int(test.size),
+                   "grouped_by_prompt": groups is not None,
+                   "distinct_prompts": n_groups(groups, range(len(store))) if groups is not None else None},
         "timings_s": {**timings, "total_s": time.perf_counter() - t_start},
         "files": {"probe": "value_probe/", "value_neurons": "value_neurons.json", "value_neurons_by_layer": "value_neurons_by_layer.json"},
     }
