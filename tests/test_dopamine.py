@@ -369,3 +369,27 @@ def test_stage_with_a_value_probe_and_few_rollouts_of_one_reward(tmp_path, n_pos
     assert s["status"] == "insufficient_surprise"  # too few positive surprises either way
     assert s["values"] == (None if n_positive == 1 else "cross-fitted, 3 folds")
     json.dumps(s, allow_nan=False)
+
+
+def test_stage_keeps_repeated_prompts_on_one_side_of_the_split(tmp_path, monkeypatch):
+    """Rollouts of one prompt share a group; the ranking/held-out split must not cut a group."""
+    import reward_circuits.pipeline.dopamine as stage
+
+    store, values = make_store(tmp_path / "store", n=159)
+    groups = [i // 3 for i in range(len(store))]  # 53 prompts, 3 rollouts each
+    seen = {}
+    real = stage.grouped_stratified_split
+
+    def spy(indices, rewards, grp, fraction, seed):
+        train, test = real(indices, rewards, grp, fraction, seed)
+        seen["sides"] = (set(train.tolist()), set(test.tolist()))
+        return train, test
+
+    monkeypatch.setattr(stage, "grouped_stratified_split", spy)
+    s = run_dopamine_stage(store, FakeProbe(values, GAMMA), HOOK, tmp_path / "out", value_neurons=None,
+                           config=DopamineStageConfig(k=3, n_permutations=20, n_random_draws=20),
+                           prompt_groups=groups).section.summary
+    train, test = seen["sides"]
+    assert train.isdisjoint(test) and len(train) + len(test) == len(store) == s["n_train"] + s["n_test"]
+    assert {groups[i] for i in train}.isdisjoint({groups[i] for i in test})
+    assert s["n_train"] % 3 == 0 and s["n_test"] % 3 == 0  # whole groups only

@@ -24,6 +24,7 @@ from ..analysis.dopamine import DopamineScoreDetails, dopamine_neurons, dopamine
 from ..analysis.dopamine_metrics import DopamineMetrics, dopamine_metrics, td_trace_change
 from ..analysis.td import td_errors
 from ..analysis.neurons import NeuronSet
+from ..analysis.splits import grouped_stratified_split
 from ..analysis.cross_fitting import cross_fitted_value_traces
 from ..analysis.probes import ValueProbe
 from ..data.protocol import Store
@@ -251,6 +252,7 @@ def run_dopamine_stage(
     config: DopamineStageConfig | None = None,
     token_strings: list[list[str]] | None = None,
     value_hook: str | None = None,
+    prompt_groups: Sequence | None = None,
 ) -> DopamineStageResult:
     """Find dopamine neurons at ``hook`` and test them on held-out rollouts.
 
@@ -260,6 +262,9 @@ def run_dopamine_stage(
     its ``V(s_0)``; the same thresholds define the held-out sets) → paper ranking
     (:func:`~reward_circuits.dopamine.dopamine_scores`, ``window``) → top ``k`` → held-out metrics
     (:func:`~reward_circuits.dopamine.dopamine_metrics`).
+
+    ``prompt_groups[i]`` (optional, e.g. rollout ``i``'s prompt token ids) keeps rollouts of the same
+    prompt on one side of the ranking/held-out split, so repeated prompts cannot leak across it.
 
     ``token_strings[i]`` (optional, indexed by store rollout) labels rollout ``i``'s response tokens
     (length T, or T+1 including s_0); otherwise ``store.records[i].meta["response_tokens"]`` is used
@@ -272,14 +277,15 @@ def run_dopamine_stage(
     trained on it; 0 uses ``probe``'s own values on every rollout.
     """
     c = config or DopamineStageConfig()
-    section = _dopamine_section(store, probe, hook, out_dir, value_neurons, c, token_strings, value_hook)
+    section = _dopamine_section(store, probe, hook, out_dir, value_neurons, c, token_strings, value_hook, prompt_groups)
     top = section.summary.get("top_neurons") or []
     neurons = (NeuronSet(hook, list(top), store.d(hook), kind="dopamine", layer=layer_of(hook),
                          provenance={"model": getattr(store, "model", None)}) if top else None)
     return DopamineStageResult(section, neurons)
 
 
-def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineStageConfig, token_strings, value_hook) -> Section:
+def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineStageConfig, token_strings, value_hook,
+                      prompt_groups=None) -> Section:
     test_fraction, k, seed, low_q, high_q, window = c.test_fraction, c.k, c.seed, c.low_q, c.high_q, c.window
     min_surprise, n_permutations, n_random_draws = c.min_surprise, c.n_permutations, c.n_random_draws
     random_pool_size, permutation, cross_fit_folds = c.random_pool_size, c.permutation, c.cross_fit_folds
@@ -299,7 +305,11 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
     if len(store) < 2:
         return insufficient("too_few_rollouts", f"The store holds {len(store)} rollout(s); the dopamine stage "
                             "needs a ranking split and a held-out split. No metrics computed.")
-    train_idx, test_idx = store.split(test_fraction, seed)
+    if prompt_groups is not None:  # repeated prompts stay on one side (else the held-out split leaks)
+        train_idx, test_idx = grouped_stratified_split(np.arange(len(store)), store.rewards, list(prompt_groups),
+                                                       test_fraction, seed)
+    else:
+        train_idx, test_idx = store.split(test_fraction, seed)
     summary.update(n_train=int(len(train_idx)), n_test=int(len(test_idx)))
     if len(train_idx) == 0 or len(test_idx) == 0:
         return insufficient("too_few_rollouts", f"Split gave {len(train_idx)} ranking and {len(test_idx)} held-out "

@@ -143,9 +143,12 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
                          for rid in store.rollout_ids]
         dopamine = run_dopamine_stage(store, value.probe, value.best_hook, out / "dopamine",
                                       value_neurons=value.best_neurons, token_strings=token_strings,
-                                      config=DopamineStageConfig(seed=cfg.seed, n_permutations=200 if cfg.quick else 1000))
+                                      config=DopamineStageConfig(seed=cfg.seed, n_permutations=200 if cfg.quick else 1000),
+                                      prompt_groups=[tuple(by_id[rid].prompt_ids) for rid in store.rollout_ids])
         if dopamine.top_neurons is not None and "interventions" in cfg.stages:
-            _, test_idx = store.split(cfg.test_fraction, seed=cfg.seed)
+            # the value stage's held-out rollouts (prompt-grouped): the probe never trained on them
+            test_idx = (value.test_indices if value.test_indices.size
+                        else store.split(cfg.test_fraction, seed=cfg.seed)[1])
             held = [by_id[store.rollout_ids[i]] for i in test_idx[: cfg.eval_examples]]
             eval_task = _eval_task(cfg)
             causal, table = run_dopamine_causal_check(
