@@ -9,14 +9,13 @@ into a temporary directory renamed into place (atomic), read back with :func:`lo
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_save_dataset
 from ..sections import Table
 
 CATEGORIES = ("confident_wrong", "unconfident_right")
@@ -80,21 +79,8 @@ def save_curation(rows: Sequence[dict], path: str | os.PathLike):
 
     features = Features({k: Value("float64") if k in ("reward", "confidence") else Value("string") for k in COLUMNS})
     ds = Dataset.from_dict({k: [row[k] for row in rows] for k in COLUMNS}, features=features)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        ds.save_to_disk(str(tmp), num_shards=1)  # one shard: an empty table (nothing to curate) still loads
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "d")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    # one shard: an empty table (nothing to curate) still loads
+    atomic_save_dataset(ds, path, num_shards=1)
     return ds
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..io import atomic_save_dataset
 from ..models import GenerationConfig, ModelAdapter
 from ..tasks import Task
 
@@ -80,20 +79,7 @@ def save_rollouts(rollouts: Sequence[Rollout], path: str | os.PathLike) -> None:
     for row in rows:
         row["meta"] = json.dumps(row["meta"])
     ds = Dataset.from_list(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        ds.save_to_disk(str(tmp))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    atomic_save_dataset(ds, path)
 
 
 def load_rollouts(path: str | os.PathLike) -> list[Rollout]:
