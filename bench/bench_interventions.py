@@ -3,7 +3,7 @@ throughput vs HF ``generate``.
 
 Rows (all ratios measured in one run, repeats interleaved, medians reported):
 
-* ``stage``: :func:`reward_circuits.pipeline.interventions.run_intervention_stage` (ablation with
+* ``stage``: (``<first way>_speedup``: each other way's median time over the first way's) :func:`reward_circuits.pipeline.interventions.run_intervention_stage` (ablation with
   random controls, dose-response, steering, confidence) on the same examples, three ways:
   ``sweep`` (today's code: every study one batched generation), ``per_condition`` (one
   ``adapter.generate`` per condition, finished rows leave), ``per_condition_keep`` (one pass per
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         stage = {w: {"seconds": med[w], "runs": times[w]} for w in ways}
         for w in ways:
             if w != ref:
-                stage[w][f"{ref}_speedup"] = med[w] / med[ref]
+                stage[w][f"{ref}_speedup"] = med[w] / med[ref]  # this way's time / the first way's time
                 diffs = sorted(k for k in accs[ref] if not _same(accs[ref].get(k), accs[w].get(k)))
                 stage[w]["results_identical"] = not diffs
                 stage[w]["differing"] = diffs[:20]
