@@ -60,3 +60,26 @@ def nn_adapter(tiny_hf):
 def tiny_adapters(tl_adapter, nn_adapter):
     """{backend: adapter} over the same tiny HF weights."""
     return {"transformer_lens": tl_adapter, "nnsight": nn_adapter}
+
+
+def kill_once_ready(proc, ready, timeout: float = 120.0) -> None:
+    """SIGKILL the writer subprocess ``proc`` as soon as it creates the file ``ready`` (its kill point);
+    fail the test if it exits early or never gets there. The process is always reaped."""
+    import os
+    import signal
+    import time
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"writer exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("writer never reached the kill point")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+
 
 import numpy as np
 import pytest
+
+from conftest import kill_once_ready
 import torch
 from safetensors import safe_open
 
@@ -324,20 +325,7 @@ def test_sigkill_mid_shard_file_serves_no_half_shard_and_resumes_identically(tmp
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, str(script), str(out), str(ready), str(Path(__file__).parent)],
                             cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"writer exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("writer never reached the kill point")
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    kill_once_ready(proc, ready)
 
     names = sorted(p.name for p in out.iterdir())
     assert "shard_00002.safetensors" not in names  # the half file never took a shard's name

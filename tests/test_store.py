@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -32,9 +31,9 @@ from reward_circuits.data.store import (
     StoreError,
     write_store_from_arrays,
 )
-from reward_circuits.tasks import Example, Task, numeric_reward
+from reward_circuits.tasks import Task, numeric_reward
 
-from conftest import TINY_NAME
+from conftest import TINY_NAME, kill_once_ready
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -197,20 +196,7 @@ def test_killed_writer_resumes_to_an_identical_store(tmp_path, tl_adapter, rollo
            "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, str(script), str(rdir), str(out), str(ready), mode, ",".join(HOOKS)],
                             cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"writer exited early ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("writer never reached the kill point")
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    kill_once_ready(proc, ready)
 
     # what the killed writer left: a valid, incomplete store with exactly the first shard
     manifest = json.loads((out / MANIFEST).read_text())
