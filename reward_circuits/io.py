@@ -29,16 +29,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def atomic_save_dataset(ds, path: str | os.PathLike, **save_kwargs) -> None:
-    """``ds.save_to_disk`` into a temporary sibling directory, then swapped onto ``path``: a reader sees
-    the old table or the new one, never half of one (the old one is removed only after the swap)."""
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it is swapped onto ``path`` (a reader sees the
+    old directory or the new one, never half of one); on an exception it is removed."""
     import shutil
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        ds.save_to_disk(str(tmp), **save_kwargs)
+        yield tmp
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, old / "d")
@@ -49,6 +50,20 @@ def atomic_save_dataset(ds, path: str | os.PathLike, **save_kwargs) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_save_dataset(ds, path: str | os.PathLike, **save_kwargs) -> None:
+    """``ds.save_to_disk`` into :func:`atomic_dir`."""
+    with atomic_dir(path) as tmp:
+        ds.save_to_disk(str(tmp), **save_kwargs)
+
+
+def atomic_save_pretrained(model, tokenizer, path: str | os.PathLike) -> None:
+    """An HF model (safetensors) and its tokenizer saved into :func:`atomic_dir`: a half-written
+    directory never looks complete."""
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..io import atomic_save_pretrained
+
 
 @dataclass
 class FinetuneConfig:
@@ -138,17 +140,7 @@ def finetune_grpo(hf_model, tokenizer, prompts: Sequence[str], reward_fn: Callab
         seconds = time.monotonic() - start
         merged = trainer.model.merge_and_unload().eval()
         logs = [h for h in trainer.state.log_history if "reward" in h]
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-        try:
-            merged.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            os.replace(tmp, out_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        atomic_save_pretrained(merged, tokenizer, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return FinetuneResult(path=str(out_dir), steps_done=int(trainer.state.global_step), seconds=float(seconds),
