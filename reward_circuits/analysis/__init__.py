@@ -17,7 +17,7 @@ from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_au
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
 from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
-                       magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
+                       control_sets, score_controls, magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
                        uniform_random_sets)
 from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
 from .neurons import NeuronSet, expected_random_iou, iou
@@ -33,6 +33,7 @@ from .td import check_batch_structure, monte_carlo_targets, q_learning_td_errors
 
 __all__ = [
     "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",
+    "control_sets", "score_controls",
     "magnitude_strata", "massive_activations", "matched_random_iou", "matched_random_sets", "uniform_random_sets",
     "TARGET_VARIANTS", "TargetComparison", "TargetDifference", "compare_targets",
     "grouped_stratified_split",

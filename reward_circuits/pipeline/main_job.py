@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.neurons import NeuronSet
 from ..data.capture import build_store
 from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ..models import GenerationConfig, ModelAdapter, load_model, resid_hooks
@@ -161,6 +162,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         report.add(dopamine)
 
     timings["total_s"] = time.perf_counter() - t_start
+    timings["process_cpu_s"] = time.process_time()  # CPU time of every thread since start: load-independent
     report.header["timings"] = timings
     report.header["wall_time_s"] = timings["total_s"]
     report.write()
@@ -209,9 +211,12 @@ def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStage
     keys = [k for k in value.layers_by_validation() if int(k) >= 0][: cfg.ablation_layers]
     chosen = {int(k): value.value_sets[k] for k in keys}
     mc = value.final_reward_neurons
+    # transfer across tasks: the second task's value neurons (its own probe, same hook) ablated here
+    second = out / "value" / "value_neurons_second_store.json"
+    transfer = {f"{cfg.tasks[1]} value set": NeuronSet.load(second)} if len(cfg.tasks) > 1 and second.exists() else None
     inputs = InterventionInputs(chosen, probe=value.probe, probe_hook=value.best_hook,
                                 final_reward_sets={mc.layer: mc} if mc is not None else None,
-                                magnitudes=value.magnitudes)
+                                magnitudes=value.magnitudes, transfer_sets=transfer)
     study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
                                     dose_fractions=(0.005, 0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"),
                                     dose_random_draws=1)
