@@ -19,6 +19,7 @@ from ..data.capture import build_store
 from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ..models import GenerationConfig, ModelAdapter, load_model, resid_hooks
 from ..tasks import get_task
+from ..tasks.base import FEW_SHOT_STOP
 from .config import RunConfig
 from .dopamine import DopamineStageConfig, run_dopamine_causal_check, run_dopamine_stage
 from .interventions import InterventionInputs, InterventionStageResult, InterventionStudyConfig, run_intervention_stage
@@ -58,7 +59,10 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         "seed": cfg.seed, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "machine": f"{platform.machine()} {platform.system()}",
     })
-    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
+    # a base model prompted few-shot goes on to write the next question: stop there (rows leave the batch)
+    few_shot = getattr(adapter.tokenizer, "chat_template", None) is None
+    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
+                               stop_strings=(FEW_SHOT_STOP,) if few_shot else ())
 
     # ---- rollouts + stores -----------------------------------------------------------------------
     tasks, rollouts, stores = {}, {}, {}
