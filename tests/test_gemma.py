@@ -99,3 +99,18 @@ def test_base_model_tokenizer_gets_a_few_shot_prompt():
     assert ex.question not in prompt.split("Question:")[1]  # the example is never its own demonstration
     assert f"#### {task.examples[1].answer}" in prompt
     assert task.reward(f" #### {ex.answer}\nQuestion: What is 1 + 1?\nAnswer: #### 2", ex) == 1.0
+
+
+def test_a_base_model_prompt_starts_with_bos_when_the_tokenizer_adds_one():
+    """Prompts are tokenized without special tokens (chat templates write their own BOS); a base
+    model's few-shot prompt must carry it: Gemma 3 270M without BOS copies the last shot's answer
+    (measured: 0/48 correct on arithmetic:1)."""
+    from types import SimpleNamespace
+
+    from reward_circuits.tasks import get_task
+
+    task = get_task("arithmetic:1", 6, 0)
+    ex = task.examples[0]
+    assert task.render(ex, SimpleNamespace(chat_template=None, bos_token="<bos>")).startswith("<bos>Question:")
+    assert task.render(ex, SimpleNamespace(chat_template=None, bos_token="<s>", add_bos_token=False)).startswith("Question:")
+    assert task.render(ex, SimpleNamespace(chat_template=None)).startswith("Question:")

@@ -130,9 +130,14 @@ class Task:
 
     def render(self, example: Example, tokenizer: Any) -> str:
         """Prompt string via ``tokenizer.apply_chat_template(..., add_generation_prompt=True)``, or
-        :meth:`few_shot_prompt` when the tokenizer has no chat template (a base model)."""
+        :meth:`few_shot_prompt` when the tokenizer has no chat template (a base model), after the
+        tokenizer's BOS token when it adds one (prompts are tokenized without special tokens)."""
         if getattr(tokenizer, "chat_template", None) is None:
-            return self.few_shot_prompt(example)
+            # prompts are tokenized without special tokens (a chat template writes its own); a base
+            # model that expects BOS (Gemma 3 without it copies the last shot's answer) gets it here
+            bos = getattr(tokenizer, "bos_token", None)
+            wants_bos = bos and getattr(tokenizer, "add_bos_token", True)
+            return (bos if wants_bos else "") + self.few_shot_prompt(example)
         out = tokenizer.apply_chat_template(
             self.format_prompt(example), tokenize=False, add_generation_prompt=True
         )
