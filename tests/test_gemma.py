@@ -114,3 +114,15 @@ def test_a_base_model_prompt_starts_with_bos_when_the_tokenizer_adds_one():
     assert task.render(ex, SimpleNamespace(chat_template=None, bos_token="<bos>")).startswith("<bos>Question:")
     assert task.render(ex, SimpleNamespace(chat_template=None, bos_token="<s>", add_bos_token=False)).startswith("Question:")
     assert task.render(ex, SimpleNamespace(chat_template=None)).startswith("Question:")
+
+    class Tok:  # like Gemma 3's under transformers 5: add_bos_token False, yet encoding adds BOS
+        chat_template, bos_token, bos_token_id, add_bos_token = None, "<bos>", 2, False
+
+        def __init__(self, adds):
+            self.adds = adds
+
+        def __call__(self, text):
+            return {"input_ids": ([2] if self.adds else []) + [7]}
+
+    assert task.render(ex, Tok(True)).startswith("<bos>Question:")
+    assert task.render(ex, Tok(False)).startswith("Question:")

@@ -14,6 +14,23 @@ from .grading import NUMERIC_INSTRUCTION, extract_choice, extract_math_answer, e
 FEW_SHOT_STOP = "\nQuestion:"
 """Where a few-shot answer ends (:meth:`Task.few_shot_prompt`)."""
 
+
+
+def bos_prefix(tokenizer: Any) -> str | None:
+    """The BOS token text when ``tokenizer`` puts BOS in front of what it encodes with special
+    tokens (what the model was trained to see first), else ``None``. Read from the encoding, not
+    ``add_bos_token``: transformers 5 reports ``False`` for Gemma 3, whose post-processor adds it."""
+    bos, bos_id = getattr(tokenizer, "bos_token", None), getattr(tokenizer, "bos_token_id", None)
+    if not bos:
+        return None
+    if callable(tokenizer) and bos_id is not None:
+        try:
+            return bos if list(tokenizer("a")["input_ids"][:1]) == [bos_id] else None
+        except Exception:  # an exotic tokenizer: fall back on its flag
+            pass
+    return bos if getattr(tokenizer, "add_bos_token", True) else None
+
+
 # --------------------------------------------------------------------------------------
 # Examples and tasks
 # --------------------------------------------------------------------------------------
@@ -135,9 +152,7 @@ class Task:
         if getattr(tokenizer, "chat_template", None) is None:
             # prompts are tokenized without special tokens (a chat template writes its own); a base
             # model that expects BOS (Gemma 3 without it copies the last shot's answer) gets it here
-            bos = getattr(tokenizer, "bos_token", None)
-            wants_bos = bos and getattr(tokenizer, "add_bos_token", True)
-            return (bos if wants_bos else "") + self.few_shot_prompt(example)
+            return (bos_prefix(tokenizer) or "") + self.few_shot_prompt(example)
         out = tokenizer.apply_chat_template(
             self.format_prompt(example), tokenize=False, add_generation_prompt=True
         )
