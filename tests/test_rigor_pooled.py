@@ -61,7 +61,7 @@ def test_concat_store_reads_every_rollout_of_both_stores_once(tmp_path):
 def test_pooled_probe_learns_both_tasks_where_a_single_task_probe_learns_one():
     """Task a's reward reads dims 0-2, task b's dims 8-10: the pooled probe recovers both on each
     task's held-out rollouts; a probe trained on task a alone scores chance on task b.
-    (Broken on purpose - the pooled fit given only task a's training rollouts - b's AUC fell to chance.)"""
+    (Broken on purpose - the pooled fit given only task a's training rollouts - b's AUC fell to 0.50.)"""
     (a, info_a), (b, info_b) = task(0, [0, 1, 2], info=True), task(1, [8, 9, 10], info=True)
     stores = {"a": a, "b": b}
     splits = splits_of(stores)

@@ -109,7 +109,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     value = None
     if "value" in cfg.stages:
         t0 = time.perf_counter()
-        prompt_tokens = {r.id: r.prompt_ids for r in rollouts[primary]}
+        # both tasks' prompts: the pooled probe splits the second store by prompt too (ids carry the task)
+        prompt_tokens = {r.id: r.prompt_ids for spec in cfg.tasks[:2] for r in rollouts[spec]}
         second = stores.get(cfg.tasks[1]) if len(cfg.tasks) > 1 else None
         # hook_embed is the surface baseline the stage computes on its own, not a candidate layer
         value = run_value_stage(stores[primary], value_dir, hooks=[h for h in hooks if h != "hook_embed"],
