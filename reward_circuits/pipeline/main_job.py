@@ -154,7 +154,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
             eval_task = _eval_task(cfg)
             causal, table = run_dopamine_causal_check(
                 adapter, value.probe, dopamine.top_neurons, [(r.prompt_ids, r.response_ids) for r in held], eval_task,
-                list(eval_task.examples), config=gen_cfg, n_random_draws=cfg.random_draws, seed=cfg.seed)
+                list(eval_task.examples), config=gen_cfg, n_random_draws=cfg.random_draws, seed=cfg.seed,
+                magnitudes=dopamine.magnitudes)  # magnitude-matched random sets join the same sweep
             dopamine.section.summary["causal"] = causal
             dopamine.section.tables.append(table)
         _relative_figures(dopamine.section, out, out / "dopamine")
