@@ -127,3 +127,50 @@ def test_stage_reports_matched_null_and_massive_dims_in_the_dopamine_set(tmp_pat
                              config=DopamineStageConfig(k=3, n_permutations=20, n_random_draws=20, matched_controls=False))
     assert off.section.summary["matched_null"] is None and off.magnitudes is None
     assert off.section.summary["top_neurons"] == s["top_neurons"] and off.section.summary["p_value"] is not None
+
+
+def test_causal_check_adds_matched_sets_to_the_same_sweep(tl_adapter, tmp_path, monkeypatch):
+    """On the tiny model: matched draws are extra conditions of the one sweep call, with paired
+    comparisons and verdicts; a massive dim of the hook in the dopamine set is reported."""
+    import reward_circuits.interventions as interventions
+    from reward_circuits.analysis.neurons import NeuronSet
+    from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
+    from reward_circuits.data.capture import build_store
+    from reward_circuits.data.rollouts import generate_rollouts
+    from reward_circuits.models import GenerationConfig
+    from reward_circuits.pipeline.dopamine import run_dopamine_causal_check
+    from reward_circuits.tasks import Example, Task
+
+    hook = "blocks.1.hook_resid_post"
+    questions = ["What is 1+1?", "Name a colour.", "Hello?", "Count to 3.", "Say yes.", "2*3=?"]
+    task = Task("fake", [Example(f"q{i}", q, "0") for i, q in enumerate(questions)],
+                lambda resp, ex: 1.0 if resp[:1] and resp[0] in "abcdefghijklm" else 0.0, max_new_tokens=5)
+    cfg = GenerationConfig(max_new_tokens=5, progress=False)
+    rollouts = generate_rollouts(tl_adapter, task, cfg)
+    store = build_store(tl_adapter, rollouts, [hook], tmp_path / "store", progress=False)
+    probe = ValueProbe(ValueProbeConfig(epochs=2, hidden=8, batch_states=64)).fit(store, hook, verbose=False)
+    d = tl_adapter.d_model
+    magnitudes = np.ones(d)
+    magnitudes[[5, 9, 11]] = 100.0  # three planted massive dims; the dopamine set holds one
+    dop = NeuronSet(hook, [5, 20, 25, 30], d, kind="dopamine", layer=1)
+    calls = []
+    real = interventions.sweep
+
+    def spy(adapter, task_, conditions, config=None, **kw):
+        calls.append(sorted(conditions))
+        return real(adapter, task_, conditions, config, **kw)
+
+    monkeypatch.setattr(interventions, "sweep", spy)
+    summary, table = run_dopamine_causal_check(tl_adapter, probe, dop, [(r.prompt_ids, r.response_ids) for r in rollouts],
+                                               task, task.examples, config=cfg, n_random_draws=2, seed=0,
+                                               magnitudes=magnitudes, n_boot=200)
+    assert len(calls) == 1 and {"matched/0", "matched/1", "random/0", "random/1", "dopamine", "baseline"} == set(calls[0])
+    assert summary["massive_in_dopamine_set"] == [5] and set(summary["massive_dims"]) == {5, 9, 11}
+    for dims in summary["matched_sets"]:  # the massive member replaced by another massive dim
+        assert len(dims) == 4 and len(set(dims) & {9, 11}) == 1
+    assert set(summary["paired"]["accuracy"]) == {"uniform", "magnitude_matched"}
+    assert summary["paired"]["td_mean_abs_change"]["magnitude_matched"]["difference"]["n"] == len(rollouts)
+    assert len(summary["verdicts"]) == 4
+    assert any(str(row[0]).startswith("magnitude-matched") for row in table.rows)
+    assert all(len(row) == len(table.columns) for row in table.rows)
+    json.dumps(summary)
