@@ -366,7 +366,8 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
         pooled_hooks = shared_hooks([store, second_store], hooks)
         pooled_reason = None if pooled_hooks else "the second store shares none of the layers' hooks (with one width)"
     if pooled_reason is None:
-        names = [str(getattr(s, "meta", {}).get("task") or n) for s, n in ((store, "primary"), (second_store, "second"))]
+        names = [str((s.meta if isinstance(getattr(s, "meta", None), dict) else {}).get("task") or n)
+                 for s, n in ((store, "primary"), (second_store, "second"))]
         names = names if names[0] != names[1] else ["primary", "second"]
         second_groups = ([tuple(prompt_tokens[r]) for r in second_store.rollout_ids] if prompt_tokens is not None
                          and all(r in prompt_tokens for r in second_store.rollout_ids) else None)
