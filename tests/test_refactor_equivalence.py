@@ -24,7 +24,7 @@ def parity_task(spec: str, n: int, seed: int):
     return Task(spec.replace(":", "_"), examples, lambda resp, ex: float(len(resp) % 2 == 0), max_new_tokens=8)
 
 
-def run_fixed_job(out: Path, monkeypatch=None) -> dict:
+def run_fixed_job(out: Path, monkeypatch=None, **overrides) -> dict:
     import torch
 
     import reward_circuits.pipeline.main_job as run_module
@@ -42,7 +42,7 @@ def run_fixed_job(out: Path, monkeypatch=None) -> dict:
         hf, tok = tiny_hf_model(seed=0)
         adapter = from_hf(hf, tok, "transformer_lens", name="tiny-llama-seed0")
         cfg = RunConfig(tasks=("a", "b"), limit=40, out=str(out), max_new_tokens=8, batch_size=16,
-                        eval_examples=6, ablation_layers=1, random_draws=2, quick=True)
+                        eval_examples=6, ablation_layers=1, random_draws=2, quick=True, **overrides)
         summary = run(cfg, adapter=adapter)
     finally:
         torch.set_num_threads(old)

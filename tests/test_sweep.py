@@ -310,3 +310,45 @@ def test_generation_plan_checks_its_rows(tl_adapter):
         GenerationPlan(batch, prefill_start=torch.tensor([0, 1]), prefill_base=torch.tensor([-1, 0]))
     with pytest.raises(ValueError, match="together"):
         GenerationPlan(batch, prefill_start=torch.tensor([0, 0]))
+
+
+def test_studies_on_one_shared_sweep_equal_their_own_sweeps(tl_adapter):
+    """The main job runs every study's conditions in one sweep (prefixed names) and hands each study
+    its view: the numbers equal each study sweeping on its own, and a view missing conditions is
+    refused with a message naming them."""
+    from reward_circuits.interventions import ablation_conditions, dose_conditions, steering_conditions
+
+    adapter, task = tl_adapter, _task()
+    d = adapter.d_model
+    sets = {0: NeuronSet(RESID0, [1, 2, 3], d, kind="value", layer=0),
+            1: NeuronSet(RESID1, [4, 5, 6, 7], d, kind="value", layer=1)}
+    cfg = GenerationConfig(max_new_tokens=8, batch_size=3, progress=False)
+    scores = torch.linspace(1, 0, d)
+    mags = torch.linspace(0.1, 1.0, d).numpy()
+    mags[0] = 50.0  # a massive dim ranked first: the matched draws must hold one like it
+    conds = {"baseline": []}
+    ab, _ = ablation_conditions(sets, 2, 0)
+    conds |= {f"ab/{k}": v for k, v in ab.items()}
+    conds |= {f"dose/{k}": v for k, v in dose_conditions(scores, RESID1, (0.05, 0.2), ("zero",), 2, 0, magnitudes=mags).items()}
+    conds |= {f"steer/{k}": v for k, v in steering_conditions(sets[1], (0.0, 3.0)).items()}
+    shared = sweep(adapter, task, conds, cfg)
+    base = shared["baseline"].scored_run()
+
+    alone = (ablation_study(adapter, task, None, sets, 2, 0, "zero", None, cfg, base),
+             dose_response(adapter, task, None, scores, RESID1, (0.05, 0.2), ("zero",), 2, 0, None, cfg, base,
+                           magnitudes=mags),
+             steering_study(adapter, task, None, sets[1], (0.0, 3.0), None, None, cfg, base))
+    together = (ablation_study(adapter, task, None, sets, 2, 0, "zero", None, cfg, base, swept=shared.subset("ab/")),
+                dose_response(adapter, task, None, scores, RESID1, (0.05, 0.2), ("zero",), 2, 0, None, cfg, base,
+                              magnitudes=mags, swept=shared.subset("dose/")),
+                steering_study(adapter, task, None, sets[1], (0.0, 3.0), None, None, cfg, base, swept=shared.subset("steer/")))
+    assert _same(alone, together)
+    assert "matched_acc_mean" in together[1]["curves"]["zero"] and together[1]["controls"] == ["random", "matched"]
+    # the top set holds dim 0 (massive): every matched draw holds a dim of its stratum - dim 0 itself,
+    # the only one - while the uniform draws exclude the value dims
+    matched = [c for name, c in dose_conditions(scores, RESID1, (0.05,), ("zero",), 2, 0, magnitudes=mags).items()
+               if "/matched/" in name]
+    assert matched and all(0 in c[0].hook_fn.indices.tolist() for c in matched)
+    with pytest.raises(ValueError, match="lacks the dose conditions"):
+        dose_response(adapter, task, None, scores, RESID1, (0.05, 0.2), ("zero",), 2, 0, None, cfg, base,
+                      magnitudes=mags, swept=shared.subset("steer/"))

@@ -19,7 +19,7 @@ from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_au
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
 from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
-                       magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
+                       control_sets, score_controls, magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
                        uniform_random_sets)
 from .dopamine_controls import MatchedNull, PairedControl, matched_correlation_null, matched_draws, paired_control_comparison
 from .pooled import PooledProbeResult, TaskSplit, pooled_value_probe, task_split
@@ -39,6 +39,7 @@ __all__ = [
     "MatchedNull", "PairedControl", "matched_correlation_null", "matched_draws", "paired_control_comparison",
     "PooledProbeResult", "TaskSplit", "pooled_value_probe", "task_split",
     "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",
+    "control_sets", "score_controls",
     "magnitude_strata", "massive_activations", "matched_random_iou", "matched_random_sets", "uniform_random_sets",
     "TARGET_VARIANTS", "TargetComparison", "TargetDifference", "compare_targets",
     "grouped_stratified_split",

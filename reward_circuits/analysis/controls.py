@@ -26,7 +26,7 @@ unrelated to value. This module:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -232,6 +232,58 @@ class ControlledAblation:
                  f"{self.massive.dims or 'none'}; in the value set: {self.massive_in_value_set or 'none'}.")]
 
 
+def control_sets(value_dims: Sequence[int], magnitudes: Float[np.ndarray, " d"], *, n_draws: int = 3, seed: int = 0,
+                 n_bins: int = 10, factor: float = 10.0, exclude: Sequence[int] = (),
+                 kinds: Sequence[str] = CONTROL_KINDS) -> dict[str, list[list[int]]]:
+    """The random control sets of :func:`compare_to_controls`, per kind: ``n_draws`` uniform sets and
+    ``n_draws`` magnitude-matched sets of ``len(value_dims)`` dims (to ablate in one sweep with the
+    value set, then score with :func:`score_controls`)."""
+    value = [int(x) for x in value_dims]
+    mags = np.asarray(magnitudes, dtype=np.float64)
+    unknown = [k for k in kinds if k not in CONTROL_KINDS]
+    if unknown:
+        raise ValueError(f"unknown control kinds {unknown}; use {CONTROL_KINDS}.")
+    return {kind: (uniform_random_sets(value, mags.size, n_draws, seed, exclude) if kind == "uniform"
+                   else matched_random_sets(value, mags, n_draws, seed, n_bins, factor, exclude))
+            for kind in kinds}
+
+
+def score_controls(value_correct: Sequence[float], outcomes: Mapping[str, Sequence[Sequence[float]]],
+                   draws: Mapping[str, Sequence[Sequence[int]]], value_dims: Sequence[int],
+                   magnitudes: Float[np.ndarray, " d"], *, hook: str = "", factor: float = 10.0,
+                   baseline: Sequence[float] | None = None, n_boot: int = 2000, seed: int = 0) -> ControlledAblation:
+    """Compare per-example outcomes of the value-set ablation with each control kind's draws.
+
+    ``outcomes[kind][draw]`` and ``value_correct`` score the same examples in the same order (the
+    comparison is paired). The claim "the value set matters more than this control" predicts a
+    negative difference (value-ablated accuracy below the control's); its verdict comes from the
+    paired bootstrap interval over examples.
+    """
+    value = [int(x) for x in value_dims]
+    massive = massive_activations(np.asarray(magnitudes, dtype=np.float64), hook, factor)
+    value_correct = np.asarray(value_correct, dtype=np.float64)
+    controls = {}
+    for kind, kind_draws in draws.items():
+        out = np.stack([np.asarray(o, dtype=np.float64) for o in outcomes[kind]])
+        if out.shape[1] != value_correct.size:
+            raise ValueError(f"{out.shape[1]} outcomes for a {kind} control but {value_correct.size} for the value set: "
+                             "every condition must score the same examples in the same order.")
+        per_example = out.mean(0)
+        diff, p = paired_bootstrap_diff(value_correct, per_example, n_boot=n_boot, seed=seed)
+        binary = np.isin(out, (0.0, 1.0)).all() and np.isin(value_correct, (0.0, 1.0)).all()
+        kind_draws = [[int(x) for x in dr] for dr in kind_draws]
+        controls[kind] = ControlResult(
+            kind=kind, draws=kind_draws, accuracies=out.mean(1).tolist(),
+            accuracy=bootstrap_ci(per_example, n_boot=n_boot, seed=seed), difference=diff, p_value=p,
+            mcnemar=[mcnemar_test(value_correct, o) for o in out] if binary else [],
+            verdict=verdict(diff, expected_sign=-1), massive_in_draws=[massive.contained_in(dr) for dr in kind_draws])
+    return ControlledAblation(
+        hook=hook, value_dims=value,
+        baseline_accuracy=bootstrap_ci(np.asarray(baseline, dtype=np.float64), n_boot=n_boot, seed=seed) if baseline is not None else None,
+        value_accuracy=bootstrap_ci(value_correct, n_boot=n_boot, seed=seed), controls=controls, massive=massive,
+        massive_in_value_set=massive.contained_in(value))
+
+
 def compare_to_controls(
     evaluate: Callable[[list[int]], Sequence[float]],
     value_dims: Sequence[int],
@@ -250,37 +302,13 @@ def compare_to_controls(
     """Ablate ``value_dims`` and ``n_draws`` sets of each control kind with ``evaluate``.
 
     ``evaluate(dims)`` ablates ``dims`` and returns per-example correctness (0/1 or a score), the
-    same examples in the same order on every call: the comparison is paired. The claim "the value
-    set matters more than this control" predicts a negative difference (value-ablated accuracy
-    below the control's); its verdict comes from the paired bootstrap interval over examples.
+    same examples in the same order on every call: the comparison is paired. One call per set; to
+    run every set in one batched generation, draw them with :func:`control_sets`, sweep them, and
+    score with :func:`score_controls` (what the main job does).
     """
-    value = [int(x) for x in value_dims]
-    mags = np.asarray(magnitudes, dtype=np.float64)
-    unknown = [k for k in kinds if k not in CONTROL_KINDS]
-    if unknown:
-        raise ValueError(f"unknown control kinds {unknown}; use {CONTROL_KINDS}.")
-    massive = massive_activations(mags, hook, factor)
-    value_correct = np.asarray(evaluate(value), dtype=np.float64)
-    controls = {}
-    for kind in kinds:
-        if kind == "uniform":
-            draws = uniform_random_sets(value, mags.size, n_draws, seed, exclude)
-        else:
-            draws = matched_random_sets(value, mags, n_draws, seed, n_bins, factor, exclude)
-        outcomes = np.stack([np.asarray(evaluate(dr), dtype=np.float64) for dr in draws])
-        if outcomes.shape[1] != value_correct.size:
-            raise ValueError(f"evaluate returned {outcomes.shape[1]} outcomes for a control but {value_correct.size} "
-                             "for the value set: it must score the same examples every call.")
-        per_example = outcomes.mean(0)
-        diff, p = paired_bootstrap_diff(value_correct, per_example, n_boot=n_boot, seed=seed)
-        binary = np.isin(outcomes, (0.0, 1.0)).all() and np.isin(value_correct, (0.0, 1.0)).all()
-        controls[kind] = ControlResult(
-            kind=kind, draws=draws, accuracies=outcomes.mean(1).tolist(),
-            accuracy=bootstrap_ci(per_example, n_boot=n_boot, seed=seed), difference=diff, p_value=p,
-            mcnemar=[mcnemar_test(value_correct, o) for o in outcomes] if binary else [],
-            verdict=verdict(diff, expected_sign=-1), massive_in_draws=[massive.contained_in(dr) for dr in draws])
-    return ControlledAblation(
-        hook=hook, value_dims=value,
-        baseline_accuracy=bootstrap_ci(np.asarray(baseline, dtype=np.float64), n_boot=n_boot, seed=seed) if baseline is not None else None,
-        value_accuracy=bootstrap_ci(value_correct, n_boot=n_boot, seed=seed), controls=controls, massive=massive,
-        massive_in_value_set=massive.contained_in(value))
+    draws = control_sets(value_dims, magnitudes, n_draws=n_draws, seed=seed, n_bins=n_bins, factor=factor,
+                         exclude=exclude, kinds=kinds)
+    value_correct = evaluate([int(x) for x in value_dims])
+    outcomes = {kind: [evaluate(dr) for dr in kind_draws] for kind, kind_draws in draws.items()}
+    return score_controls(value_correct, outcomes, draws, value_dims, magnitudes, hook=hook, factor=factor,
+                          baseline=baseline, n_boot=n_boot, seed=seed)

@@ -16,14 +16,16 @@ from .hooks import (Intervention, InterventionHook, PositionScope, ablation_inte
                     intervene, mean_ablate, patch_from, patch_interventions, resample_ablate, scale,
                     teacher_forced_prompt, zero_ablate)
 from .scoring import ScoredRun, activation_means, generate_and_score, initial_values, td_trace_under
-from .studies import ablation_study, dose_response, steering_study
+from .studies import (ablation_conditions, ablation_study, dose_conditions, dose_response, steering_conditions,
+                      steering_study)
 from .sweep import (Condition, ConditionResult, RowScopedHooks, SweepConfig, SweepResult, conditions_of,
                     per_condition_passes, rows_only, sweep, touches_prompt)
 
 __all__ = [
     "Condition", "ConditionResult", "RowScopedHooks", "SweepConfig", "SweepResult", "conditions_of",
     "per_condition_passes", "rows_only", "sweep", "touches_prompt",
-    "Intervention", "InterventionHook", "PositionScope", "ScoredRun", "ablation_interventions", "ablation_study",
+    "Intervention", "InterventionHook", "PositionScope", "ScoredRun", "ablation_conditions", "ablation_interventions",
+    "ablation_study", "dose_conditions", "steering_conditions",
     "activation_means", "add_direction", "as_fwd_hooks", "confidence_study", "dose_response", "generate_and_score",
     "initial_values", "intervene", "mean_ablate", "next_token_confidence", "parse_confidence", "patch_from",
     "patch_interventions", "resample_ablate", "scale", "score_vs_reward", "steering_study", "td_trace_under",

@@ -16,13 +16,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..models import GenerationConfig, ModelAdapter, layer_of
+from ..analysis.controls import matched_random_sets
 from ..analysis.neurons import NeuronSet
-
-
 from ..analysis.stats import mean_std, rank_by_score
 from .hooks import Intervention, PositionScope, PositionSpec, ablation_interventions, scale
 from .scoring import ScoredRun, activation_means, initial_values, prompt_seqs
-from .sweep import SweepConfig, sweep
+from .sweep import SweepConfig, SweepResult, sweep
 from .scoring import examples_of, resolve_probe_hook
 
 # Studies
@@ -33,35 +32,72 @@ def _draw_seed(seed: int, *parts: int) -> int:
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(p) & 0xFFFFFFFF for p in parts]]).generate_state(1)[0])
 
 
+def ablation_conditions(neuron_sets: Mapping[Any, NeuronSet], n_random_draws: int = 3, seed: int = 0,
+                        mode: Literal["zero", "mean"] = "zero", means: Mapping[str, Tensor] | None = None,
+                        positions: PositionSpec = "all", random_sets: Mapping[Any, Sequence[Sequence[int]]] | None = None,
+                        ) -> tuple[dict[str, list], dict[str, list]]:
+    """The conditions of :func:`ablation_study` (``value/{layer}``, ``random/{layer}/{draw}``) and,
+    per layer key, the seeds of its random draws (``None`` for sets given in ``random_sets``)."""
+    if n_random_draws < 0:
+        raise ValueError("n_random_draws must be >= 0.")
+    conds: dict[str, list] = {}
+    draws: dict[str, list] = {}
+    for layer, ns in neuron_sets.items():
+        conds[f"value/{layer}"] = ablation_interventions(ns, mode, means, positions)
+        given = (random_sets or {}).get(layer)
+        if given is not None:
+            sets = [NeuronSet(ns.hook_name, [int(x) for x in dims], ns.d, kind="random", layer=ns.layer) for dims in given]
+            draws[str(layer)] = [None] * len(sets)
+        else:
+            lay = layer_of(ns.hook_name) if ns.layer is None else ns.layer
+            draws[str(layer)] = [_draw_seed(seed, -1 if lay is None else lay, draw) for draw in range(n_random_draws)]
+            sets = [NeuronSet.random(ns.hook_name, ns.d, len(ns), seed=s, layer=ns.layer, exclude=ns.indices)
+                    for s in draws[str(layer)]]
+        for d, rnd in enumerate(sets):
+            conds[f"random/{layer}/{d}"] = ablation_interventions(rnd, mode, means, positions)
+    return conds, draws
+
+
+def _swept_or_sweep(adapter, task, examples, conds: dict, config, sweep_config, swept: SweepResult | None, study: str):
+    """Run the study's own sweep, or check that a shared sweep holds every condition it needs."""
+    if swept is None:
+        return sweep(adapter, task, conds, config, examples=examples, sweep_config=sweep_config) if conds else None
+    missing = [k for k in conds if k not in swept.conditions]
+    if missing:
+        raise ValueError(f"swept= lacks the {study} conditions {missing[:4]}{'...' if len(missing) > 4 else ''}: sweep "
+                         f"the conditions of {study.replace(' ', '_')}_conditions(...) with the same arguments.")
+    if swept.n_examples != len(examples):
+        raise ValueError(f"swept= covers {swept.n_examples} examples but the {study} has {len(examples)}: pass the "
+                         "examples the sweep ran on.")
+    return swept
+
+
 def ablation_study(adapter: ModelAdapter, task, examples, neuron_sets: Mapping[Any, NeuronSet], n_random_draws: int = 3,
                    seed: int = 0, mode: Literal["zero", "mean"] = "zero", means: Mapping[str, Tensor] | None = None,
                    config: GenerationConfig | None = None, baseline: ScoredRun | None = None,
-                   positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None) -> dict[str, dict]:
+                   positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None,
+                   random_sets: Mapping[Any, Sequence[Sequence[int]]] | None = None,
+                   swept: SweepResult | None = None) -> dict[str, dict]:
     """Accuracy with each layer's value neurons ablated vs ``n_random_draws`` random sets of the same
-    size (drawn with seeds derived from ``seed``, layer and draw, excluding the value neurons).
+    size (drawn with seeds derived from ``seed``, layer and draw, excluding the value neurons; or the
+    sets given per layer in ``random_sets``).
 
     The baseline (no intervention) is generated once (or taken from ``baseline``). ``mode="mean"``
     needs ``means[hook_name]`` (computed over the examples' prompts with :func:`activation_means`
-    when ``means`` is None). Returns, per layer key (``str(layer)``): ``baseline_acc``,
-    ``value_acc``, ``random_acc_mean``, ``random_acc_std`` (sample std over draws), ``random_accs``,
-    ``n_neurons``, ``hook_name``, ``mode``, ``random_seeds``.
+    when ``means`` is None). ``swept``: a :class:`~reward_circuits.interventions.SweepResult` that
+    already holds the conditions of :func:`ablation_conditions` (e.g. one sweep shared by several
+    studies, see :meth:`SweepResult.subset`); nothing is generated then. Returns, per layer key
+    (``str(layer)``): ``baseline_acc``, ``value_acc``, ``random_acc_mean``, ``random_acc_std``
+    (sample std over draws), ``random_accs``, ``n_neurons``, ``hook_name``, ``mode``, ``random_seeds``.
     """
     examples = examples_of(task, examples)
-    if n_random_draws < 0:
-        raise ValueError("n_random_draws must be >= 0.")
     if mode == "mean" and means is None:
         means = activation_means(adapter, prompt_seqs(adapter, task, examples),
                                  sorted({ns.hook_name for ns in neuron_sets.values()}))
-    conds: dict[str, list] = {} if baseline is not None else {"baseline": []}
-    draws: dict[str, list[int]] = {}
-    for layer, ns in neuron_sets.items():
-        conds[f"value/{layer}"] = ablation_interventions(ns, mode, means, positions)
-        lay = layer_of(ns.hook_name) if ns.layer is None else ns.layer
-        draws[str(layer)] = [_draw_seed(seed, -1 if lay is None else lay, draw) for draw in range(n_random_draws)]
-        for d, s in enumerate(draws[str(layer)]):
-            rnd = NeuronSet.random(ns.hook_name, ns.d, len(ns), seed=s, layer=ns.layer, exclude=ns.indices)
-            conds[f"random/{layer}/{d}"] = ablation_interventions(rnd, mode, means, positions)
-    swept = sweep(adapter, task, conds, config, examples=examples, sweep_config=sweep_config) if conds else None
+    conds, draws = ablation_conditions(neuron_sets, n_random_draws, seed, mode, means, positions, random_sets)
+    if baseline is None:
+        conds = {"baseline": [], **conds}
+    swept = _swept_or_sweep(adapter, task, examples, conds, config, sweep_config, swept, "ablation")
     if baseline is None:
         baseline = swept["baseline"].scored_run()
     out: dict[str, dict] = {}
@@ -78,19 +114,8 @@ def ablation_study(adapter: ModelAdapter, task, examples, neuron_sets: Mapping[A
     return out
 
 
-def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, " d"], hook: str,
-                  fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1), modes: Sequence[str] = ("zero", "mean"),
-                  n_random_draws: int = 3, seed: int = 0, means: Mapping[str, Tensor] | None = None,
-                  config: GenerationConfig | None = None, baseline: ScoredRun | None = None,
-                  positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None) -> dict:
-    """Accuracy as the top-``fraction`` dimensions of ``hook`` by ``scores`` (higher = more
-    value-like; ``-inf`` never chosen) are ablated, for each mode, vs random sets of the same size.
-
-    ``k = max(1, round(fraction · d))``. Returns ``{hook, fractions, n_neurons, baseline_acc,
-    curves: {mode: {value_acc: [...], random_acc_mean: [...], random_acc_std: [...]}}}`` (lists
-    aligned with ``fractions``; fractions needing more ranked dims than exist are dropped, noted).
-    """
-    examples = examples_of(task, examples)
+def _dose_sizes(scores: Float[Tensor, " d"], fractions: Sequence[float]) -> tuple[Tensor, list[float], list[int], list[str]]:
+    """Ranking of every dim, the kept fractions, their set sizes ``k = max(1, round(f·d))`` and notes."""
     scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
     d = int(scores.numel())
     n_ranked = int(torch.isfinite(scores).sum())
@@ -106,10 +131,20 @@ def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, "
             continue
         kept.append(float(f))
         ks.append(k)
-    if "mean" in modes and means is None:
-        means = activation_means(adapter, prompt_seqs(adapter, task, examples), [hook])
-    conds: dict[str, list] = {} if baseline is not None else {"baseline": []}
+    return order, kept, ks, notes
+
+
+def dose_conditions(scores: Float[Tensor, " d"], hook: str, fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1),
+                    modes: Sequence[str] = ("zero", "mean"), n_random_draws: int = 3, seed: int = 0,
+                    means: Mapping[str, Tensor] | None = None, positions: PositionSpec = "all",
+                    magnitudes: Float[np.ndarray, " d"] | None = None) -> dict[str, list]:
+    """The conditions of :func:`dose_response`: ``{mode}/{i}/value``, ``{mode}/{i}/random/{draw}``
+    and, with ``magnitudes``, ``{mode}/{i}/matched/{draw}`` (random sets matched to the top-k on
+    per-dimension mean |activation|, :func:`~reward_circuits.analysis.controls.matched_random_sets`)."""
+    order, kept, ks, _ = _dose_sizes(scores, fractions)
+    d = int(order.numel())
     lay = layer_of(hook)
+    conds: dict[str, list] = {}
     for mode in modes:
         for i, k in enumerate(ks):
             top = NeuronSet(hook, order[:k].tolist(), d, kind="value", layer=lay, provenance={"fraction": kept[i]})
@@ -117,45 +152,81 @@ def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, "
             for draw in range(n_random_draws):
                 rnd = NeuronSet.random(hook, d, k, seed=_draw_seed(seed, k, draw), layer=lay, exclude=top.indices)
                 conds[f"{mode}/{i}/random/{draw}"] = ablation_interventions(rnd, mode, means, positions)
-    swept = sweep(adapter, task, conds, config, examples=examples, sweep_config=sweep_config) if conds else None
+            if magnitudes is not None:
+                matched = matched_random_sets(top.indices, np.asarray(magnitudes), n_random_draws, seed=_draw_seed(seed, k, -2))
+                for draw, dims in enumerate(matched):
+                    ns = NeuronSet(hook, dims, d, kind="random", layer=lay)
+                    conds[f"{mode}/{i}/matched/{draw}"] = ablation_interventions(ns, mode, means, positions)
+    return conds
+
+
+def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, " d"], hook: str,
+                  fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1), modes: Sequence[str] = ("zero", "mean"),
+                  n_random_draws: int = 3, seed: int = 0, means: Mapping[str, Tensor] | None = None,
+                  config: GenerationConfig | None = None, baseline: ScoredRun | None = None,
+                  positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None,
+                  magnitudes: Float[np.ndarray, " d"] | None = None, swept: SweepResult | None = None) -> dict:
+    """Accuracy as the top-``fraction`` dimensions of ``hook`` by ``scores`` (higher = more
+    value-like; ``-inf`` never chosen) are ablated, for each mode, vs random sets of the same size:
+    uniform draws and, with ``magnitudes`` (per-dimension mean |activation|), draws matched to the
+    top set on magnitude (a top set holding a massive-activation dim is compared with sets that hold
+    one too).
+
+    ``k = max(1, round(fraction · d))``. ``swept``: a sweep that already holds the conditions of
+    :func:`dose_conditions` (nothing is generated then). Returns ``{hook, fractions, n_neurons,
+    baseline_acc, curves: {mode: {value_acc: [...], random_acc_mean: [...], random_acc_std: [...],
+    matched_acc_mean: [...], ...}}}`` (lists aligned with ``fractions``; fractions needing more
+    ranked dims than exist are dropped, noted).
+    """
+    examples = examples_of(task, examples)
+    _, kept, ks, notes = _dose_sizes(scores, fractions)
+    if "mean" in modes and means is None:
+        means = activation_means(adapter, prompt_seqs(adapter, task, examples), [hook])
+    conds = dose_conditions(scores, hook, fractions, modes, n_random_draws, seed, means, positions, magnitudes)
+    if baseline is None:
+        conds = {"baseline": [], **conds}
+    swept = _swept_or_sweep(adapter, task, examples, conds, config, sweep_config, swept, "dose")
     if baseline is None:
         baseline = swept["baseline"].scored_run()
+    kinds = ("random", "matched") if magnitudes is not None else ("random",)
     curves = {}
-    results: dict[tuple[str, int], tuple[float, list[float]]] = {
-        (mode, i): (swept[f"{mode}/{i}/value"].accuracy,
-                    [swept[f"{mode}/{i}/random/{draw}"].accuracy for draw in range(n_random_draws)])
-        for mode in modes for i in range(len(ks))}
     for mode in modes:
-        stats = [mean_std(results[(mode, i)][1]) for i in range(len(ks))]
-        curves[mode] = {
-            "value_acc": [results[(mode, i)][0] for i in range(len(ks))],
-            "random_acc_mean": [s[0] for s in stats], "random_acc_std": [s[1] for s in stats],
-            "random_accs": [results[(mode, i)][1] for i in range(len(ks))],
-        }
-    return {"hook": hook, "d": d, "fractions": kept, "n_neurons": ks, "baseline_acc": baseline.accuracy,
-            "n_random_draws": n_random_draws, "curves": curves, "notes": notes, "n_examples": len(examples)}
+        curve: dict[str, list] = {"value_acc": [swept[f"{mode}/{i}/value"].accuracy for i in range(len(ks))]}
+        for kind in kinds:
+            accs = [[swept[f"{mode}/{i}/{kind}/{draw}"].accuracy for draw in range(n_random_draws)] for i in range(len(ks))]
+            stats = [mean_std(a) for a in accs]
+            curve.update({f"{kind}_acc_mean": [m for m, _ in stats], f"{kind}_acc_std": [sd for _, sd in stats],
+                          f"{kind}_accs": accs})
+        curves[mode] = curve
+    return {"hook": hook, "d": int(torch.as_tensor(scores).numel()), "fractions": kept, "n_neurons": ks,
+            "baseline_acc": baseline.accuracy, "n_random_draws": n_random_draws, "curves": curves, "notes": notes,
+            "n_examples": len(examples), "controls": list(kinds)}
 
 
-
-
+def steering_conditions(neurons: NeuronSet, factors: Sequence[float] = (0, 0.5, 1.5, 2, 4),
+                        positions: PositionSpec = "all") -> dict[str, list]:
+    """The conditions of :func:`steering_study`: one per factor other than 1 (the identity), keyed ``f"{factor:g}"``."""
+    return {f"{float(f):g}": [Intervention(neurons.hook_name, scale(neurons, f, positions=positions))]
+            for f in factors if float(f) != 1.0}
 
 
 def steering_study(adapter: ModelAdapter, task, examples, neurons: NeuronSet,
                    factors: Sequence[float] = (0, 0.5, 1.5, 2, 4), probe=None, probe_hook: str | None = None,
                    config: GenerationConfig | None = None, baseline: ScoredRun | None = None,
-                   positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None) -> dict:
+                   positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None,
+                   swept: SweepResult | None = None) -> dict:
     """Scale the ``neurons`` by each factor throughout generation: accuracy and the mean change of
     the probe's ``V(s_0)`` against no intervention (``mean_value_shift``; NaN without a probe).
 
-    Factor 1 is the identity, so its entry is the baseline (not regenerated). Returns
+    Factor 1 is the identity, so its entry is the baseline (not regenerated). ``swept``: a sweep
+    that already holds the conditions of :func:`steering_conditions` (nothing is generated). Returns
     ``{hook_name, n_neurons, baseline_acc, baseline_value, factors: {str(factor): {factor,
     accuracy, mean_value, mean_value_shift}}}``.
     """
     examples = examples_of(task, examples)
-    hooks_of = {f"{float(f):g}": [Intervention(neurons.hook_name, scale(neurons, f, positions=positions))]
-                for f in factors if float(f) != 1.0}  # factor 1 is the identity: the baseline
+    hooks_of = steering_conditions(neurons, factors, positions)
     conds: dict[str, list] = dict(hooks_of) if baseline is not None else {"baseline": [], **hooks_of}
-    swept = sweep(adapter, task, conds, config, examples=examples, sweep_config=sweep_config) if conds else None
+    swept = _swept_or_sweep(adapter, task, examples, conds, config, sweep_config, swept, "steering")
     if baseline is None:
         baseline = swept["baseline"].scored_run()
     seqs = prompt_seqs(adapter, task, examples)

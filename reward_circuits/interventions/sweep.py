@@ -296,6 +296,13 @@ class SweepResult:
     def __len__(self) -> int:
         return len(self.conditions)
 
+    def subset(self, prefix: str, *, keep: Sequence[str] = ("baseline",)) -> "SweepResult":
+        """The conditions named ``prefix + name`` as ``name`` (plus the ``keep`` ones as they are):
+        one study's view of a sweep shared by several studies, for their ``swept=`` argument."""
+        conds = {k[len(prefix):]: c for k, c in self.conditions.items() if k.startswith(prefix)}
+        conds.update({k: self.conditions[k] for k in keep if k in self.conditions and k not in conds})
+        return SweepResult(conds, self.n_examples, self.strategy, notes=[f"the {prefix!r} conditions of a shared sweep"])
+
     def accuracies(self) -> dict[str, float]:
         return {k: c.accuracy for k, c in self.conditions.items()}
 

@@ -140,6 +140,9 @@ def load_hf(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, 
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    adapter_config = Path(str(name)) / "adapter_config.json"
+    if adapter_config.is_file():  # a saved LoRA/peft adapter (e.g. `reward-circuits yfpo`'s): base + merge
+        return _load_peft_merged(Path(str(name)), device, dtype, **kwargs)
     path = resolve_model_path(name)
     try:
         tok = AutoTokenizer.from_pretrained(path)
@@ -153,6 +156,24 @@ def load_hf(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, 
         model.to(device)
     model.eval()
     prepare_tokenizer(tok)
+    return model, tok
+
+
+def _load_peft_merged(adapter_dir: Path, device: str, dtype: torch.dtype, **kwargs):
+    """A peft adapter directory merged into its base model (``base_model_name_or_path`` of its
+    ``adapter_config.json``; the packaged default when that path is not on this machine)."""
+    import json
+
+    from peft import PeftModel
+
+    base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path") or "default"
+    if not Path(base).is_dir() and "/" in base and os.environ.get("HF_HUB_OFFLINE") == "1":
+        base = "default"  # offline: the adapters this library writes are trained on the packaged model
+    if not (adapter_dir / "adapter_model.safetensors").exists():
+        raise ModelLoadError(f"{adapter_dir} has adapter_config.json but no adapter_model.safetensors: "
+                             "pass a complete adapter directory (peft's save_pretrained writes both).")
+    model, tok = load_hf(base, device=device, dtype=dtype, **kwargs)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload().eval()
     return model, tok
 
 

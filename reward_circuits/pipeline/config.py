@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Literal
 
 from ..models.base import DEFAULT_BACKEND
@@ -44,6 +45,7 @@ class RunConfig:
     stages: tuple[str, ...] = field(default=ALL_STAGES, metadata={"help": f"comma-separated subset of {','.join(ALL_STAGES)}"})
     quick: bool = field(default=False, metadata={"help": "fewer epochs and variants (smoke runs)"})
     profile: Literal["default", "paper"] = field(default="default", metadata={"help": "'paper': >= 200 examples per ablation pass, 400 held-out rollouts (AUC intervals ~ +-0.05); options given explicitly still win"})
+    transfer_from: str | None = field(default=None, metadata={"help": "a finished run directory (e.g. of the base model, when this run is a fine-tuned one): its value neurons at the ablated layers are ablated here too (transfer across models)"})
     exclude_massive: bool = field(default=False, metadata={"help": "keep massive-activation outlier dims (> 10x the layer's median |activation|) out of the value-neuron sets"})
 
     def __post_init__(self):
@@ -68,6 +70,9 @@ class RunConfig:
             raise ValueError("no tasks given: pass --tasks arithmetic:1 (or another spec).")
         if self.backend not in ("transformer_lens", "nnsight"):
             raise ValueError(f"unknown backend {self.backend!r}: use 'transformer_lens' or 'nnsight'.")
+        if self.transfer_from is not None and not (Path(self.transfer_from) / "value" / "value_neurons_by_layer.json").is_file():
+            raise ValueError(f"--transfer-from {self.transfer_from}: no value/value_neurons_by_layer.json there; give the "
+                             "output directory of a finished `reward-circuits run` (value stage included).")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}.")
         for name in ("max_new_tokens", "batch_size", "eval_examples", "ablation_layers", "random_draws"):

@@ -27,14 +27,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..interventions import (ablation_interventions, ablation_study, activation_means, confidence_study, dose_response,
-                             generate_and_score, initial_values, steering_study)
+from ..interventions import (SweepResult, ablation_conditions, ablation_interventions, ablation_study, activation_means,
+                             confidence_study, dose_conditions, dose_response, initial_values, steering_conditions,
+                             steering_study, sweep)
 from ..interventions.scoring import examples_of, prompt_seqs, resolve_probe_hook
 from ..io import nan_to_none
 from ..models import GenerationConfig, ModelAdapter
-from ..analysis.controls import compare_to_controls
+from ..analysis.controls import control_sets, score_controls
 from ..analysis.neurons import NeuronSet
-from ..analysis.stats import bootstrap_ci
+from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, verdict
 from .plotting import new_figure, save_figure
 from ..sections import Section, Table
 
@@ -82,7 +83,10 @@ def plot_dose_response(dose: dict, out_dir: Path, name: str = "dose_response.png
         col = colors.get(mode, None)
         ax.plot(fr, [_nan(v) for v in c["value_acc"]], "o-", color=col, label=f"value neurons ({mode})")
         ax.errorbar(fr, [_nan(v) for v in c["random_acc_mean"]], yerr=[_nan(v) for v in c["random_acc_std"]],
-                    fmt="s--", color=col, alpha=0.6, capsize=3, label=f"random ({mode})")
+                    fmt="s--", color=col, alpha=0.6, capsize=3, label=f"uniform random ({mode})")
+        if "matched_acc_mean" in c:
+            ax.plot(fr, [_nan(v) for v in c["matched_acc_mean"]], "^:", color=col, alpha=0.8,
+                    label=f"magnitude-matched random ({mode})")
     ax.axhline(dose["baseline_acc"], color="#888888", lw=1, ls=":", label="baseline")
     ax.set_xscale("log")
     ax.set_xticks(fr, [f"{v:g}%\n({k})" for v, k in zip(fr, dose["n_neurons"])])
@@ -151,6 +155,38 @@ def _full_scores(layer, ns: NeuronSet, probe, dose_scores: Mapping | None) -> tu
     return scores, "value-set order (dimensions outside the set unranked)"
 
 
+def _fmt_diff(d: Mapping | None) -> str:
+    return "" if not d else f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def _transfer_entry(ns: NeuronSet, swept: SweepResult, key: str, value_sets: Mapping[Any, NeuronSet],
+                    per_layer: Mapping[str, dict], baseline, seed: int) -> dict:
+    """Accuracy with a foreign value set ablated, paired against the random draws and this task's own
+    value set at the same hook (when the ablation study covered that hook)."""
+    run = swept[key]
+    entry: dict[str, Any] = {"hook_name": ns.hook_name, "n_neurons": len(ns), "accuracy": run.accuracy,
+                             "accuracy_ci": bootstrap_ci(np.asarray(run.rewards, dtype=float), seed=seed).to_dict(),
+                             "baseline_acc": baseline.accuracy,
+                             "provenance": {k: v for k, v in (ns.provenance or {}).items() if k in ("model", "seed", "prune_ratio")}}
+    own = [l for l, v in value_sets.items() if v.hook_name == ns.hook_name]
+    if not own:
+        entry["note"] = f"no value set of this task at {ns.hook_name}: no paired comparison"
+        return entry
+    layer = own[0]
+    n_draws = len(per_layer[str(layer)]["random_accs"])
+    own_rewards = np.asarray(swept[f"ablation/value/{layer}"].rewards, dtype=float)
+    entry.update({"own_value_acc": float(own_rewards.mean()), "iou_with_own": value_sets[layer].iou(ns),
+                  "random_acc_mean": per_layer[str(layer)]["random_acc_mean"]})
+    if n_draws:
+        random = np.mean([swept[f"ablation/random/{layer}/{d}"].rewards for d in range(n_draws)], axis=0)
+        diff, p = paired_bootstrap_diff(run.rewards, random, seed=seed)
+        entry.update({"minus_random": diff.to_dict(), "p_value": p,
+                      "verdict_transfers": verdict(diff, expected_sign=-1)})
+    diff, p = paired_bootstrap_diff(run.rewards, own_rewards, seed=seed)
+    entry.update({"minus_own": diff.to_dict(), "p_value_vs_own": p})
+    return entry
+
+
 @dataclass
 class InterventionStudyConfig:
     """Settings of the intervention studies (ablation, final-reward comparison, dose-response, steering, confidence)."""
@@ -163,8 +199,10 @@ class InterventionStudyConfig:
     dose_fractions: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)
     dose_modes: tuple[str, ...] = ("zero", "mean")
     dose_random_draws: int = 1
-    dose_layer: int | None = None  # default: the layer whose ablation hurts most relative to random
-    steer_layer: int | None = None  # likewise
+    # default: the first value layer (the main job's best by validation AUC), fixed before any
+    # generation: choosing the layer whose ablation hurt most on these same examples would select on noise
+    dose_layer: int | None = None
+    steer_layer: int | None = None
     run_dose: bool = True
     run_steering: bool = True
     run_confidence: bool = True
@@ -201,7 +239,9 @@ class InterventionInputs:
     scores[d]}`` ranking for the dose-response (default: the probe's input-weight norms, else the
     value set's own order). ``confidence_inputs``: optional ``{examples, rewards, generations,
     value_scores, next_token_probs, verbalized}`` (e.g. from the main rollouts); missing pieces are
-    computed from the baseline run.
+    computed from the baseline run. ``transfer_sets``: ``{name: NeuronSet}`` of value neurons found
+    elsewhere (another task's probe, another model of the same family), ablated on these examples
+    next to this task's own value set and random sets at the same hook (the paper's transfer).
     """
 
     value_sets: Mapping[int, NeuronSet]
@@ -211,6 +251,8 @@ class InterventionInputs:
     dose_scores: Mapping[int, Tensor] | None = None
     confidence_inputs: Mapping[str, Any] | None = None
     magnitudes: Mapping[str, Any] | None = None  # {hook: mean |activation| per dim}, for matched controls
+    # {name: NeuronSet} found on another task (or model), ablated on these examples: transfer
+    transfer_sets: Mapping[str, NeuronSet] | None = None
 
     def __post_init__(self):
         if not self.value_sets:
@@ -270,21 +312,60 @@ def run_intervention_stage(
         if probe_hook is None and not usable and len(probe_names) != 1:
             raise ValueError(f"say which probe hook to read: probe_hook= one of {probe_names}.")
 
-    baseline = generate_and_score(adapter, task, examples, (), config)
-    passes["n"] += 1
     means = None
+    transfer_sets = dict(inputs.transfer_sets or {})
     if ablation_mode == "mean" or (run_dose and "mean" in dose_modes):
         hooks = sorted({ns.hook_name for ns in value_sets.values()} |
-                       {ns.hook_name for ns in (final_reward_sets or {}).values()})
+                       {ns.hook_name for ns in (final_reward_sets or {}).values()} |
+                       {ns.hook_name for ns in transfer_sets.values()})
         means = activation_means(adapter, prompt_seqs(adapter, task, examples), hooks)
+    magnitudes = dict(inputs.magnitudes or {})
+    # the dose-response and steering layer is fixed before any generation (see the config)
+    dose_layer = layers[0] if dose_layer is None else dose_layer
+    steer_layer = layers[0] if steer_layer is None else steer_layer
+
+    # ---- every condition of every study, in one sweep ----
+    conds: dict[str, list] = {"baseline": []}
+    controls: dict[Any, dict[str, list[list[int]]]] = {}
+    for layer in layers[: study.controlled_layers]:
+        ns = value_sets[layer]
+        if magnitudes.get(ns.hook_name) is not None and n_random_draws:
+            controls[layer] = control_sets(ns.indices, np.asarray(magnitudes[ns.hook_name]), n_draws=n_random_draws, seed=seed)
+    # a controlled layer's uniform control draws are also its random column in the ablation table
+    ab_conds, _ = ablation_conditions(value_sets, n_random_draws, seed, ablation_mode, means, "all",
+                                      {l: c["uniform"] for l, c in controls.items()})
+    conds.update({f"ablation/{k}": v for k, v in ab_conds.items()})
+    for layer, c in controls.items():
+        ns = value_sets[layer]
+        for d, dims in enumerate(c["magnitude_matched"]):
+            control = NeuronSet(ns.hook_name, list(dims), ns.d, kind="control", layer=ns.layer)
+            conds[f"matched/{layer}/{d}"] = ablation_interventions(control, ablation_mode, means)
+    for layer, ns in (final_reward_sets or {}).items():
+        conds[f"final_reward/{layer}"] = ablation_interventions(ns, ablation_mode, means)
+    for name, ns in transfer_sets.items():
+        conds[f"transfer/{name}"] = ablation_interventions(ns, ablation_mode, means)
+    dose_args = None
+    if run_dose and dose_fractions:
+        ns = value_sets[dose_layer]
+        scores, source = _full_scores(dose_layer, ns, probe, dose_scores)
+        dose_args = dict(scores=scores, hook=ns.hook_name, fractions=dose_fractions, modes=dose_modes,
+                         n_random_draws=dose_random_draws, seed=seed, means=means,
+                         magnitudes=magnitudes.get(ns.hook_name))
+        conds.update({f"dose/{k}": v for k, v in dose_conditions(**dose_args).items()})
+    if run_steering and steering_factors:
+        conds.update({f"steering/{k}": v for k, v in steering_conditions(value_sets[steer_layer], steering_factors).items()})
+    swept = sweep(adapter, task, conds, config, examples=examples)
+    passes["n"] += swept.n_passes
+    baseline = swept["baseline"].scored_run()
 
     # ---- ablation: value vs random (Table 1) ----
     per_layer = ablation_study(adapter, task, examples, value_sets, n_random_draws, seed, ablation_mode, means,
-                               config, baseline)
-    passes["n"] += len(value_sets) * (1 + n_random_draws)
+                               config, baseline, random_sets={l: c["uniform"] for l, c in controls.items()},
+                               swept=swept.subset("ablation/"))
     notes_ab = [f"{len(examples)} examples; {ablation_mode}-ablation active on every forward of generation; "
                 f"{n_random_draws} random draws per layer (same size, excluding the value neurons); std is the "
-                "sample std over draws."]
+                f"sample std over draws. All {len(swept)} conditions of the studies ran as one batched sweep "
+                f"({swept.n_rows} rows in {swept.n_passes} passes, {swept.seconds:.0f} s)."]
 
     def harm(l):
         e = per_layer[str(l)]
@@ -292,24 +373,14 @@ def run_intervention_stage(
 
     # ---- value set vs uniform and magnitude-matched random controls (paired tests, verdicts) ----
     controlled: dict[str, Any] = {}
-    for layer in layers[: study.controlled_layers]:
+    for layer, c in controls.items():
         ns = value_sets[layer]
-        mags = (inputs.magnitudes or {}).get(ns.hook_name)
-        if mags is None or not n_random_draws:
-            continue
-
-        def evaluate(dims, ns=ns):
-            control = NeuronSet(ns.hook_name, list(dims), ns.d, kind="control", layer=ns.layer)
-            return generate_and_score(adapter, task, examples, ablation_interventions(control, ablation_mode, means),
-                                      config).rewards
-
-        controlled[str(layer)] = compare_to_controls(evaluate, ns.indices, np.asarray(mags), hook=ns.hook_name,
-                                                     n_draws=n_random_draws, seed=seed, baseline=baseline.rewards)
-        passes["n"] += 1 + 2 * n_random_draws
-
+        outcomes = {"uniform": [swept[f"ablation/random/{layer}/{d}"].rewards for d in range(len(c["uniform"]))],
+                    "magnitude_matched": [swept[f"matched/{layer}/{d}"].rewards for d in range(len(c["magnitude_matched"]))]}
+        controlled[str(layer)] = score_controls(swept[f"ablation/value/{layer}"].rewards, outcomes, c, ns.indices,
+                                                np.asarray(magnitudes[ns.hook_name]), hook=ns.hook_name,
+                                                baseline=baseline.rewards, seed=seed)
     worst_layer = max(layers, key=harm)
-    dose_layer = worst_layer if dose_layer is None else dose_layer
-    steer_layer = worst_layer if steer_layer is None else steer_layer
 
     if probe is not None and probe_hook is None:
         steered = value_sets[steer_layer].hook_name
@@ -318,39 +389,42 @@ def run_intervention_stage(
 
     # ---- final-reward (Monte-Carlo) vs TD probe neurons (Appendix A) ----
     fr_summary: dict[str, dict] = {}
-    if final_reward_sets:
-        for layer, ns in final_reward_sets.items():
-            run = generate_and_score(adapter, task, examples, ablation_interventions(ns, ablation_mode, means), config)
-            passes["n"] += 1
-            td = per_layer.get(str(layer))
-            fr_summary[str(layer)] = {
-                "hook_name": ns.hook_name, "n_final_reward": len(ns), "final_reward_acc": run.accuracy,
-                "td_value_acc": td["value_acc"] if td else math.nan, "n_td": td["n_neurons"] if td else None,
-                "random_acc_mean": td["random_acc_mean"] if td else math.nan,
-                "baseline_acc": baseline.accuracy,
-                "iou_with_td": value_sets[layer].iou(ns) if layer in value_sets else math.nan,
-            }
+    for layer, ns in (final_reward_sets or {}).items():
+        run = swept[f"final_reward/{layer}"]
+        td = per_layer.get(str(layer))
+        fr_summary[str(layer)] = {
+            "hook_name": ns.hook_name, "n_final_reward": len(ns), "final_reward_acc": run.accuracy,
+            "td_value_acc": td["value_acc"] if td else math.nan, "n_td": td["n_neurons"] if td else None,
+            "random_acc_mean": td["random_acc_mean"] if td else math.nan,
+            "baseline_acc": baseline.accuracy,
+            "iou_with_td": value_sets[layer].iou(ns) if layer in value_sets else math.nan,
+        }
+        if td is not None:
+            diff, p = paired_bootstrap_diff(run.rewards, swept[f"ablation/value/{layer}"].rewards, seed=seed)
+            fr_summary[str(layer)].update({"final_reward_minus_td": diff.to_dict(), "p_value": p,
+                                           "verdict_td_matters_more": verdict(diff, expected_sign=1)})
+
+    # ---- transfer: value neurons found elsewhere, ablated on these examples ----
+    transfer = {name: _transfer_entry(ns, swept, f"transfer/{name}", value_sets, per_layer, baseline, seed)
+                for name, ns in transfer_sets.items()}
 
     # ---- dose-response ----
     dose = None
     notes_dose: list[str] = []
-    if run_dose and dose_fractions:
-        ns = value_sets[dose_layer]
-        scores, source = _full_scores(dose_layer, ns, probe, dose_scores)
-        dose = dose_response(adapter, task, examples, scores, ns.hook_name, dose_fractions, dose_modes,
-                             dose_random_draws, seed, means, config, baseline)
+    if dose_args is not None:
+        dose = dose_response(adapter, task, examples, config=config, baseline=baseline, swept=swept.subset("dose/"),
+                             **dose_args)
         dose["layer"] = dose_layer
         dose["ranking"] = source
-        passes["n"] += len(dose["fractions"]) * len(dose_modes) * (1 + dose_random_draws)
         notes_dose = list(dose.get("notes", []))
 
     # ---- steering ----
     steer = None
     if run_steering and steering_factors:
         ns = value_sets[steer_layer]
-        steer = steering_study(adapter, task, examples, ns, steering_factors, probe, probe_hook, config, baseline)
+        steer = steering_study(adapter, task, examples, ns, steering_factors, probe, probe_hook, config, baseline,
+                               swept=swept.subset("steering/"))
         steer["layer"] = steer_layer
-        passes["n"] += sum(1 for f in steering_factors if float(f) != 1.0)
 
     # ---- confidence ----
     conf = None
@@ -378,12 +452,19 @@ def run_intervention_stage(
     ab_summary = {
         "mode": ablation_mode, "n_examples": len(examples), "n_random_draws": n_random_draws,
         "baseline_acc": baseline.accuracy, "layers": per_layer,
-        "final_reward_vs_td": fr_summary or None, "dose_response": dose,
+        "final_reward_vs_td": fr_summary or None, "dose_response": dose, "transfer": transfer or None,
+        "sweep": {k: v for k, v in swept.summary().items() if k != "accuracy"},
+        "study_layer": {"dose": dose_layer if dose is not None else None, "steering": steer_layer if steer is not None else None,
+                        "worst_by_ablation": worst_layer},
         "generation_passes": passes["n"], "seconds": elapsed,
         "baseline_acc_ci": bootstrap_ci(np.asarray(baseline.rewards, dtype=float), seed=seed).to_dict(),
         "controlled_ablation": {l: c.to_dict() for l, c in controlled.items()} or None,
-        "verdicts": {f"layer {l}: value neurons matter more than {k} random neurons": c.controls[k].verdict
-                     for l, c in controlled.items() for k in c.controls},
+        "verdicts": {**{f"layer {l}: value neurons matter more than {k} random neurons": c.controls[k].verdict
+                        for l, c in controlled.items() for k in c.controls},
+                     **{f"layer {l}: TD-probe neurons matter more than final-reward-probe neurons": e["verdict_td_matters_more"]
+                        for l, e in fr_summary.items() if "verdict_td_matters_more" in e},
+                     **{f"{name}: value neurons transfer (matter more than random)": e["verdict_transfers"]
+                        for name, e in transfer.items() if "verdict_transfers" in e}},
     }
     ab_rows = [[l, e["hook_name"], e["n_neurons"], e["baseline_acc"], e["value_acc"], e["random_acc_mean"],
                 e["random_acc_std"], e["baseline_acc"] - e["value_acc"], e["baseline_acc"] - e["random_acc_mean"]]
@@ -400,16 +481,26 @@ def run_intervention_stage(
     if fr_summary:
         tables.append(Table("Final-reward (Monte-Carlo) probe neurons vs TD probe neurons",
                             ["layer", "n TD", "TD ablated", "n final-reward", "final-reward ablated", "random mean",
-                             "baseline", "IoU"],
+                             "baseline", "IoU", "final-reward − TD (95% CI)", "p", "verdict: TD neurons matter more"],
                             [[l, e["n_td"], e["td_value_acc"], e["n_final_reward"], e["final_reward_acc"],
-                              e["random_acc_mean"], e["baseline_acc"], e["iou_with_td"]] for l, e in fr_summary.items()]))
+                              e["random_acc_mean"], e["baseline_acc"], e["iou_with_td"], _fmt_diff(e.get("final_reward_minus_td")),
+                              e.get("p_value"), e.get("verdict_td_matters_more", "")] for l, e in fr_summary.items()]))
+    if transfer:
+        tables.append(Table(f"Transfer: value neurons found elsewhere, ablated on these {len(examples)} examples",
+                            ["set", "hook", "n", "accuracy", "own value set ablated", "random mean", "IoU with own",
+                             "transfer − random (95% CI)", "p", "verdict: transfers"],
+                            [[name, e["hook_name"], e["n_neurons"], e["accuracy"], e.get("own_value_acc"),
+                              e.get("random_acc_mean"), e.get("iou_with_own"), _fmt_diff(e.get("minus_random")),
+                              e.get("p_value"), e.get("verdict_transfers", e.get("note", ""))] for name, e in transfer.items()]))
     if dose is not None and dose["fractions"]:
         rows = []
         for mode, c in dose["curves"].items():
             for i, f in enumerate(dose["fractions"]):
-                rows.append([mode, f, dose["n_neurons"][i], c["value_acc"][i], c["random_acc_mean"][i], c["random_acc_std"][i]])
+                rows.append([mode, f, dose["n_neurons"][i], c["value_acc"][i], c["random_acc_mean"][i], c["random_acc_std"][i],
+                             c.get("matched_acc_mean", [None] * (i + 1))[i]])
         tables.append(Table(f"Dose-response at layer {dose_layer} ({dose['ranking']})",
-                            ["mode", "fraction", "n neurons", "value ablated", "random mean", "random std"], rows))
+                            ["mode", "fraction", "n neurons", "value ablated", "uniform random mean", "uniform random std",
+                             "magnitude-matched random mean"], rows))
         figures.append(plot_dose_response(dose, out))
     n_ex = max(len(examples), 1)
     p0 = float(baseline.accuracy)

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.neurons import NeuronSet
 from ..data.capture import build_store
 from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ..models import GenerationConfig, ModelAdapter, load_model, resid_hooks
 from ..tasks import get_task
+from ..tasks.base import FEW_SHOT_STOP
 from .config import RunConfig
 from .dopamine import DopamineStageConfig, run_dopamine_causal_check, run_dopamine_stage
 from .interventions import InterventionInputs, InterventionStageResult, InterventionStudyConfig, run_intervention_stage
@@ -57,7 +59,10 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         "seed": cfg.seed, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "machine": f"{platform.machine()} {platform.system()}",
     })
-    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
+    # a base model prompted few-shot goes on to write the next question: stop there (rows leave the batch)
+    few_shot = getattr(adapter.tokenizer, "chat_template", None) is None
+    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
+                               stop_strings=(FEW_SHOT_STOP,) if few_shot else ())
 
     # ---- rollouts + stores -----------------------------------------------------------------------
     tasks, rollouts, stores = {}, {}, {}
@@ -163,6 +168,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         report.add(dopamine)
 
     timings["total_s"] = time.perf_counter() - t_start
+    timings["process_cpu_s"] = time.process_time()  # CPU time of every thread since start: load-independent
     report.header["timings"] = timings
     report.header["wall_time_s"] = timings["total_s"]
     report.write()
@@ -211,12 +217,36 @@ def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStage
     keys = [k for k in value.layers_by_validation() if int(k) >= 0][: cfg.ablation_layers]
     chosen = {int(k): value.value_sets[k] for k in keys}
     mc = value.final_reward_neurons
+    # transfer across tasks: the second task's value neurons (its own probe, same hook) ablated here
+    second = out / "value" / "value_neurons_second_store.json"
+    transfer = {f"{cfg.tasks[1]} value set": NeuronSet.load(second)} if len(cfg.tasks) > 1 and second.exists() else {}
+    transfer.update(_transfer_from_run(cfg, chosen))
     inputs = InterventionInputs(chosen, probe=value.probe, probe_hook=value.best_hook,
                                 final_reward_sets={mc.layer: mc} if mc is not None else None,
-                                magnitudes=value.magnitudes)
+                                magnitudes=value.magnitudes, transfer_sets=transfer or None)
     study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
                                     dose_fractions=(0.005, 0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"),
                                     dose_random_draws=1)
     eval_task = _eval_task(cfg)
     return run_intervention_stage(adapter, eval_task, inputs, out / "interventions", study, gen_cfg,
                                   examples=list(eval_task.examples))
+
+
+def _transfer_from_run(cfg: RunConfig, chosen: dict[int, NeuronSet]) -> dict[str, NeuronSet]:
+    """Value sets of another run (``--transfer-from``, e.g. the base model of this fine-tuned one) at
+    this run's ablated hooks: transfer across models of the same family."""
+    if not cfg.transfer_from:
+        return {}
+    other = Path(cfg.transfer_from)
+    sets = {k: NeuronSet.from_dict(v) for k, v in json.loads((other / "value" / "value_neurons_by_layer.json").read_text()).items()}
+    summary = other / "summary.json"
+    label = json.loads(summary.read_text()).get("model", other.name) if summary.exists() else other.name
+    out = {}
+    for layer, ns in chosen.items():
+        theirs = sets.get(str(layer))
+        if theirs is not None and theirs.hook_name == ns.hook_name and theirs.d == ns.d:
+            out[f"{label} value set, layer {layer}"] = theirs
+    if not out:
+        raise ValueError(f"--transfer-from {other}: none of its value sets sits at this run's ablated hooks "
+                         f"{[ns.hook_name for ns in chosen.values()]} with the same width; run both with the same --layers.")
+    return out
