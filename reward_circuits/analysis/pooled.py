@@ -14,7 +14,7 @@ credits telling the tasks apart (task identity predicts the base rate); the per-
 
 >>> splits = {"arithmetic": task_split(store_a, 0.3, 0.2, seed=0), "word_problems": task_split(store_b, 0.3, 0.2, seed=0)}
 >>> pooled = pooled_value_probe({"arithmetic": store_a, "word_problems": store_b}, splits, hooks, ValueProbeConfig())
->>> pooled.auc["word_problems"]["blocks.6.hook_resid_post"]     # Interval (n = that task's test rollouts)
+>>> pooled.table()      # per layer: AUC on each task's test split and pooled (Interval: estimate [low, high] (n))
 """
 
 from __future__ import annotations
