@@ -119,6 +119,7 @@ def test_value_stage_reports_the_pooled_probe(tmp_path):
     assert pooled["splits"]["arith"]["test"] == s.summary["splits"]["test"]  # the stage's own split of task a
     assert set(pooled["auc"]) == {"arith", "words", "pooled"} and pooled["vs_single_task"] is not None
     assert any("pooled over arith + words" in t.title for t in s.tables)
+    assert any(n.startswith("Pooled probe at the best layer") and "arith" in n for n in s.notes)
     json.dumps(s.summary)
     off = run_value_stage(a, tmp_path / "off", second_store=b, config=ValueStageConfig(quick=True, n_boot=100, pooled_probe=False))
     assert off.section.summary["pooled"] is None and off.section.summary["pooled_reason"] == "pooled_probe=False"

@@ -503,6 +503,10 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     if pooled is not None:
         tables.append(pooled.table(key_of))
         notes.extend(pooled.notes())
+        if best_hook in pooled.hooks:
+            notes.append(f"Pooled probe at the best layer ({best_key}), claim 'V(s_0) predicts the reward above chance': "
+                         + "; ".join(f"{t}: {pooled.auc[t][best_hook]} → {pooled.verdicts[t][best_hook]}"
+                                     for t in pooled.tasks if pooled.auc[t][best_hook] is not None) + ".")
     out_of_floor = [key_of[h] for h in hooks if not floor_check[h]]
     notes.append("Every layer's TD probe reaches the logistic floor (minus its interval half-width)." if not out_of_floor
                  else f"TD probe below the logistic floor (minus its interval) at layers {out_of_floor}: under-trained there.")
