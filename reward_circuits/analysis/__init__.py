@@ -11,6 +11,8 @@
 - :mod:`.neurons`: :class:`NeuronSet` and IoU against the analytic random baseline.
 - :mod:`.baselines`: surface baselines (embedding probe, bag-of-tokens).
 - :mod:`.dopamine`, :mod:`.dopamine_metrics`: TD-error (dopamine) neurons and their held-out tests.
+- :mod:`.dopamine_controls`: magnitude-matched random dims in the dopamine null and paired causal comparisons.
+- :mod:`.pooled`: one value probe pooled over tasks, held-out AUC per task.
 """
 
 from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_auc
@@ -19,6 +21,8 @@ from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_tes
 from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
                        control_sets, score_controls, magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
                        uniform_random_sets)
+from .dopamine_controls import MatchedNull, PairedControl, matched_correlation_null, matched_draws, paired_control_comparison
+from .pooled import PooledProbeResult, TaskSplit, pooled_value_probe, task_split
 from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
 from .neurons import NeuronSet, expected_random_iou, iou
 from .cross_fitting import cross_fitted_value_traces
@@ -32,6 +36,8 @@ from .targets import TARGET_VARIANTS, TargetComparison, TargetDifference, compar
 from .td import check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
 
 __all__ = [
+    "MatchedNull", "PairedControl", "matched_correlation_null", "matched_draws", "paired_control_comparison",
+    "PooledProbeResult", "TaskSplit", "pooled_value_probe", "task_split",
     "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",
     "control_sets", "score_controls",
     "magnitude_strata", "massive_activations", "matched_random_iou", "matched_random_sets", "uniform_random_sets",

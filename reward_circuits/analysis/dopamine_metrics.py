@@ -18,6 +18,7 @@ from ..io import nan_to_none as _nan_to_none
 from .neurons import NeuronSet
 from ..data.store import ActivationStore
 
+from .dopamine_controls import MatchedNull, matched_correlation_null, matched_draws
 from .dopamine import PermutationScheme, TraceLookup, event_positions, iter_rollout_acts, check_trace_length
 from .stats import (Interval, Verdict, finite_mean, partial_pearson_columns, pearson_columns, rank_by_score,
                     spearman_columns, verdict)
@@ -133,6 +134,7 @@ class DopamineMetrics:
     # rollouts (correlations recomputed per replicate), and the verdict on "candidates track δ more"
     abs_corr_vs_random: Interval | None = None
     verdict: Verdict | None = None
+    matched: MatchedNull | None = None  # the same comparison against magnitude-matched random dims
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (NaN and inf become None)."""
@@ -341,6 +343,8 @@ def dopamine_metrics(
     permutation: PermutationScheme = "within_rollout",
     seed: int = 0,
     batch_states: int = 8192,
+    magnitudes: Float[np.ndarray, " d"] | None = None,
+    massive_factor: float = 10.0,
 ) -> DopamineMetrics:
     """Quantitative, held-out test of dopamine candidates (the paper's open question).
 
@@ -359,7 +363,9 @@ def dopamine_metrics(
 
     the same for ``value_neurons`` (read at their own hook) and for ``n_random_draws`` random sets of
     ``len(candidates)`` non-candidate dims (seeded), plus a permutation test of the candidates' mean
-    |Pearson| with δ (see :func:`permutation_test_mean_abs_corr`).
+    |Pearson| with δ (see :func:`permutation_test_mean_abs_corr`). With ``magnitudes`` (per-dim mean
+    |activation| of ``hook``) also ``n_random_draws`` magnitude-matched random sets
+    (:func:`~reward_circuits.analysis.dopamine_controls.matched_correlation_null`): ``matched``.
     """
     candidates = [int(j) for j in candidates]
     if not candidates:
@@ -376,7 +382,10 @@ def dopamine_metrics(
     pool = np.sort(rng.choice(non_candidates, size=min(random_pool_size, len(non_candidates)), replace=False))
     same_hook_value = value_neurons is not None and value_neurons.hook_name == hook
     value_dims = list(value_neurons.indices) if same_hook_value else []
-    gather = list(dict.fromkeys(candidates + value_dims + pool.tolist()))
+    k = len(candidates)
+    matched = matched_draws(candidates, magnitudes, n_random_draws, seed, factor=massive_factor) if magnitudes is not None else []
+    n_pool_draws = max(1, random_pool_size // k)
+    gather = list(dict.fromkeys(candidates + value_dims + pool.tolist() + [j for dr in matched[:n_pool_draws] for j in dr]))
     column = {j: c for c, j in enumerate(gather)}
     scan = _scan_heldout(store, hook, gather, test_idx, td_traces, value_traces, all_dim_stats=True,
                          batch_states=batch_states)
@@ -399,7 +408,6 @@ def dopamine_metrics(
                                            _event_rows(vscan, td_traces, negative_idx, -1))
 
     # Random sets: means over draws of k non-candidate dims.
-    k = len(candidates)
 
     def draw_set_means(values: np.ndarray, n_available: int) -> np.ndarray:
         if n_available == 0:
@@ -447,6 +455,12 @@ def dopamine_metrics(
     diff = (rollout_bootstrap_abs_corr_diff(scan.acts[ok], scan.td[ok], scan.rollout[ok],
                                             [column[j] for j in candidates], [column[j] for j in pool.tolist()], seed=seed)
             if ok.sum() > 2 and len(pool) else None)
+    matched_null = matched_correlation_null(
+        candidates, cand_metrics.mean_abs_pearson_td, pearson_all, value_all, magnitudes, matched, hook=hook, seed=seed,
+        n_pool_draws=n_pool_draws, factor=massive_factor,
+        bootstrap=(lambda pool_dims: rollout_bootstrap_abs_corr_diff(scan.acts[ok], scan.td[ok], scan.rollout[ok],
+                   [column[j] for j in candidates], [column[j] for j in pool_dims], seed=seed)) if ok.sum() > 2 else None,
+    ) if matched else None
     ranked = rank_by_score(np.where(np.isfinite(pearson_all), pearson_all, -np.inf), nonfinite="last")
     rank_of = np.empty(d, dtype=np.int64)
     rank_of[ranked] = np.arange(1, d + 1)
@@ -458,7 +472,7 @@ def dopamine_metrics(
         candidates=cand_metrics, random=random, value_neurons=value_metrics, permutation=perm,
         candidate_rank_by_test_pearson=[int(rank_of[j]) for j in candidates],
         top_dims_by_test_pearson=ranked[: min(10, d)].tolist(), candidates_z_vs_random=float(z),
-        abs_corr_vs_random=diff, verdict=verdict(diff, expected_sign=1) if diff is not None else None,
+        abs_corr_vs_random=diff, verdict=verdict(diff, expected_sign=1) if diff is not None else None, matched=matched_null,
     )
 
 

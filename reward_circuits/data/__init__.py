@@ -3,7 +3,7 @@
 - :mod:`.rollouts`: generate, score, save and load rollouts (``datasets`` on disk).
 - :mod:`.capture`: :func:`build_store` runs the model over rollouts and writes the store.
 - :mod:`.store`: the store (float16 safetensors shards + JSON manifest; atomic, resumable, memory-mapped).
-- :mod:`.views`: :class:`ArrayRollouts` (in memory) and :class:`RotatedStore` (rotated basis).
+- :mod:`.views`: :class:`ArrayRollouts` (in memory), :class:`RotatedStore` (rotated basis), :class:`ConcatStore` (several stores as one).
 - :mod:`.protocol`: :class:`Store`, the read API every analysis accepts (all three satisfy it).
 - :mod:`.synthetic`: planted ground truth for tests and examples.
 """
@@ -15,10 +15,10 @@ from .store import (ActivationStore, ActivationStoreWriter, IncompleteStoreError
                     read_manifest, remove_stale_files, rollout_order,
                     stratified_split, write_store_from_arrays)
 from .synthetic import PlantedInfo, planted_prompt_tokens, planted_rollouts, planted_value_store
-from .views import ArrayRollouts, RotatedStore, random_orthogonal
+from .views import ArrayRollouts, ConcatStore, RotatedStore, random_orthogonal
 
 __all__ = [
-    "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "IncompleteStoreError", "PlantedInfo", "Rollout", "RolloutRecord",
+    "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "ConcatStore", "IncompleteStoreError", "PlantedInfo", "Rollout", "RolloutRecord",
     "RotatedStore", "StateBatch", "Store", "StoreError", "accuracy", "build_store", "generate_rollouts",
     "load_rollouts", "planted_prompt_tokens", "planted_rollouts", "planted_value_store", "random_orthogonal", "read_manifest", "remove_stale_files",
     "rollout_order", "save_rollouts", "state_positions", "stratified_split", "write_store_from_arrays",

@@ -1,11 +1,13 @@
 """In-memory and transformed views with the read API of :class:`~reward_circuits.data.store.ActivationStore`.
 
 :class:`ArrayRollouts` holds rollouts in memory (tests, planted data, small experiments);
-:class:`RotatedStore` applies a fixed orthogonal rotation to one hook (basis-alignment checks).
+:class:`RotatedStore` applies a fixed orthogonal rotation to one hook (basis-alignment checks);
+:class:`ConcatStore` reads several stores (e.g. two tasks) as one (pooled probes).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -13,7 +15,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .store import StateBatch, rollout_order, stratified_split
+from .splits import rollout_order, stratified_split
+from .store import StateBatch
 from ..errors import ProbeError
 
 def check_binary(rewards: np.ndarray) -> None:
@@ -224,3 +227,156 @@ class RotatedStore:
         for b in self.inner.iter_batches(hooks, **kwargs):
             yield StateBatch({h: self._rotate(h, a) for h, a in b.acts.items()}, b.rollout, b.step, b.is_last, b.reward)
 
+
+
+class ConcatStore:
+    """Several stores of one model read as one (e.g. two tasks' rollouts, to train one pooled probe).
+
+    Rollout ``i`` of the view is rollout ``local_index(i)`` of store ``source(i)``: the rollouts of
+    ``stores[0]`` first, then those of ``stores[1]``, and so on. Only hooks that every store holds
+    (with the same width) are exposed. Rollout ids stay as they are when unique across the stores,
+    else each is prefixed with its store's name (``"name/id"``).
+
+    >>> pooled = ConcatStore({"arithmetic": store_a, "word_problems": store_b})
+    >>> test = np.r_[pooled.global_indices("arithmetic", test_a), pooled.global_indices("word_problems", test_b)]
+    """
+
+    def __init__(self, stores: Mapping[str, object] | Sequence[object]):
+        named = dict(stores) if isinstance(stores, Mapping) else {str(k): s for k, s in enumerate(stores)}
+        if not named:
+            raise ProbeError("ConcatStore needs at least one store.")
+        self.names = [str(n) for n in named]
+        self.stores = list(named.values())
+        first = self.stores[0]
+        self._hooks = [h for h in first.hook_names
+                       if all(h in s.hook_names and int(s.d(h)) == int(first.d(h)) for s in self.stores[1:])]
+        if not self._hooks:
+            raise ProbeError(f"the stores {self.names} share no hook point of the same width: nothing to read as one.")
+        sizes = np.asarray([len(s) for s in self.stores], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self._source = np.repeat(np.arange(len(self.stores)), sizes)
+        ids = [str(r) for s in self.stores for r in s.rollout_ids]
+        if len(set(ids)) != len(ids):
+            ids = [f"{n}/{r}" for n, s in zip(self.names, self.stores) for r in s.rollout_ids]
+        self._ids = ids
+        self._rewards = np.concatenate([np.asarray(s.rewards, dtype=np.float32) for s in self.stores])
+        self._lengths: np.ndarray | None = None
+
+    # ---- where each rollout comes from ----------------------------------------------------
+    def source(self, index: int) -> int:
+        """Position (in ``names``) of the store rollout ``index`` comes from."""
+        return int(self._source[self._check_index(index)])
+
+    def local_index(self, index: int) -> int:
+        """Index of rollout ``index`` inside its own store."""
+        i = self._check_index(index)
+        return i - int(self.offsets[self._source[i]])
+
+    def global_indices(self, name: str | int, local: Sequence[int]) -> np.ndarray:
+        """View indices of rollouts ``local`` of the store ``name`` (its name or position)."""
+        k = self.names.index(str(name)) if str(name) in self.names else int(name)
+        local = np.asarray(list(local), dtype=np.int64)
+        if local.size and (local.min() < 0 or local.max() >= len(self.stores[k])):
+            raise IndexError(f"local indices outside [0, {len(self.stores[k])}) of store {self.names[k]!r}.")
+        return local + int(self.offsets[k])
+
+    def _check_index(self, index) -> int:
+        if not 0 <= int(index) < len(self):
+            raise IndexError(f"rollout index {index} is out of range: the view holds {len(self)} rollouts.")
+        return int(index)
+
+    # ---- read API ---------------------------------------------------------------------------
+    @property
+    def hook_names(self) -> list[str]:
+        return list(self._hooks)
+
+    def d(self, hook: str) -> int:
+        self._check_hook(hook)
+        return int(self.stores[0].d(hook))
+
+    def _check_hook(self, hook: str) -> None:
+        if hook not in self._hooks:
+            raise KeyError(f"hook {hook!r} is not held by every store of the view; shared hooks: {self._hooks}.")
+
+    def __len__(self) -> int:
+        return int(self._rewards.size)
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self._rewards.copy()
+
+    @property
+    def rollout_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified (train, test) split of the pooled rollouts (by reward, not by store)."""
+        if not 0 < test_fraction < 1:
+            raise ProbeError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+        return stratified_split(np.arange(len(self)), self.rewards, test_fraction, seed)
+
+    def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
+        self._check_hook(hook)
+        return self.stores[self.source(index)].get(self.local_index(index), hook, from_s0=from_s0)
+
+    def _by_source(self, idx: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """``(store, positions in idx, local indices)`` for every store that ``idx`` touches."""
+        src = self._source[idx]
+        return [(int(k), np.flatnonzero(src == k), idx[src == k] - self.offsets[k]) for k in np.unique(src)]
+
+    def initial_states(self, hook: str, indices: Sequence[int] | None = None) -> Float[Tensor, "n d"]:
+        self._check_hook(hook)
+        idx = np.arange(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
+        for i in idx[(idx < 0) | (idx >= len(self))][:1]:
+            self._check_index(i)
+        out = torch.zeros(idx.size, self.d(hook))
+        for k, pos, local in self._by_source(idx):
+            out[torch.as_tensor(pos)] = self.stores[k].initial_states(hook, local.tolist()).to(torch.float32)
+        return out
+
+    def rollout_lengths(self) -> np.ndarray:
+        """States ``s_0 .. s_T`` of every rollout (one read pass over the first hook, then cached)."""
+        if self._lengths is None:
+            lengths = []
+            for s in self.stores:
+                counts = np.zeros(len(s), dtype=np.int64)
+                for b in s.iter_batches(self._hooks[0], batch_states=1 << 16):
+                    counts += np.bincount(b.rollout.numpy(), minlength=len(s))
+                lengths.append(counts)
+            self._lengths = np.concatenate(lengths)
+        return self._lengths
+
+    def iter_batches(self, hooks, *, batch_states: int = 8192, indices=None, include_prompt: bool = False,
+                     shuffle_seed: int | None = None, dtype: torch.dtype = torch.float32):
+        """Whole rollouts in batches of about ``batch_states`` states, in the (seeded) order of
+        :func:`~reward_circuits.data.store.rollout_order` over the pooled rollouts; a batch may mix
+        stores (each store's rollouts of a batch are read in one call)."""
+        hooks = [hooks] if isinstance(hooks, str) else list(hooks)
+        for h in hooks:
+            self._check_hook(h)
+        idx = rollout_order(len(self), indices, shuffle_seed)
+        for i in idx[(idx < 0) | (idx >= len(self))][:1]:
+            self._check_index(i)
+        lengths = self.rollout_lengths()
+        group, count = [], 0
+        for i in idx:
+            group.append(int(i))
+            count += int(lengths[i])
+            if count >= batch_states:
+                yield self._read_group(np.asarray(group), hooks, include_prompt, dtype)
+                group, count = [], 0
+        if group:
+            yield self._read_group(np.asarray(group), hooks, include_prompt, dtype)
+
+    def _read_group(self, group: np.ndarray, hooks: list[str], include_prompt: bool, dtype) -> StateBatch:
+        parts = []
+        for k, _, local in self._by_source(group):
+            (b,) = list(self.stores[k].iter_batches(hooks, batch_states=math.inf, indices=local.tolist(),
+                                                    include_prompt=include_prompt, dtype=dtype))
+            parts.append(StateBatch({h: a.to(dtype) for h, a in b.acts.items()}, b.rollout + int(self.offsets[k]),
+                                    b.step, b.is_last, b.reward))
+        if len(parts) == 1:
+            return parts[0]
+        return StateBatch({h: torch.cat([p.acts[h] for p in parts]) for h in hooks},
+                          torch.cat([p.rollout for p in parts]), torch.cat([p.step for p in parts]),
+                          torch.cat([p.is_last for p in parts]), torch.cat([p.reward for p in parts]))

@@ -9,7 +9,6 @@ random dimensions and value neurons. It returns a :class:`~reward_circuits.repor
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -20,22 +19,21 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
-from ..analysis.dopamine import DopamineScoreDetails, dopamine_neurons, dopamine_score_details, event_positions, surprise_sets
-from ..analysis.dopamine_metrics import DopamineMetrics, dopamine_metrics, td_trace_change
+from ..analysis.dopamine import dopamine_neurons, dopamine_score_details, surprise_sets
+from ..analysis.controls import activation_magnitudes
+from ..analysis.dopamine_metrics import dopamine_metrics
 from ..analysis.td import td_errors
 from ..analysis.neurons import NeuronSet
 from ..analysis.splits import grouped_stratified_split
 from ..analysis.cross_fitting import cross_fitted_value_traces
 from ..analysis.probes import ValueProbe
 from ..data.protocol import Store
-from ..data.store import ActivationStore
 from ..io import nan_to_none
 from ..models import layer_of
-from .plotting import new_figure, save_figure
 from ..sections import Section, Table
 
-TRACE_FIGURE = "dopamine_traces.png"
-DISTRIBUTION_FIGURE = "dopamine_metric_distribution.png"
+from .dopamine_causal import run_dopamine_causal_check  # noqa: F401  (re-exported: the stage's causal check)
+from .dopamine_figures import DISTRIBUTION_FIGURE, TRACE_FIGURE, distribution_figure, pick_example, trace_figure
 
 
 def _probe_gamma(probe: Any) -> float:
@@ -93,112 +91,54 @@ def _empty_summary(hook: str) -> dict:
         "neurons_file": None,
         "value_neurons": None,
         "metrics": None,
+        "matched_null": None,
+        "massive_activations": None,
+        "massive_in_dopamine_set": None,
+        "verdicts": None,
     }
-
-
-def _token_labels(store: ActivationStore, i: int, n_states: int, token_strings: Sequence[Sequence[str]] | None,
-                  max_chars: int = 8) -> list[str] | None:
-    """Tick labels for states s_0..s_T of rollout ``i`` (response tokens; s_0 shown as ``<s0>``)."""
-    tokens = None
-    if token_strings is not None and i < len(token_strings) and token_strings[i] is not None:
-        tokens = list(token_strings[i])
-    elif isinstance(store.records[i].meta, dict) and store.records[i].meta.get("response_tokens") is not None:
-        tokens = list(store.records[i].meta["response_tokens"])
-    if tokens is None:
-        return None
-    if len(tokens) == n_states - 1:
-        tokens = ["<s0>"] + tokens
-    if len(tokens) != n_states:
-        return None
-    out = []
-    for t in tokens:
-        t = str(t).replace("\n", "\\n").replace("\t", "\\t")
-        out.append(t if len(t) <= max_chars else t[: max_chars - 1] + "…")
-    return out
-
-
-def _pick_example(td: dict[int, np.ndarray], candidates: Sequence[int], sign: int) -> tuple[int, int] | None:
-    """The rollout (and its event position) with the strongest event of the given sign."""
-    best = None
-    for i, p in zip(candidates, event_positions(td, candidates, k=1, sign=sign)):
-        if len(p):
-            strength = sign * td[int(i)][p[0]]
-            if best is None or strength > best[0]:
-                best = (strength, int(i), int(p[0]))
-    return None if best is None else (best[1], best[2])
-
-
-def _trace_figure(store: ActivationStore, hook: str, neurons: NeuronSet, details: DopamineScoreDetails,
-                  td: dict[int, np.ndarray], examples: list[tuple[str, int, int]],
-                  token_strings: Sequence[Sequence[str]] | None, path: Path) -> None:
-    """Like the paper's Figure 8: top-3 dopamine neurons over one positive- and one negative-surprise rollout."""
-    fig, axes = new_figure(12, 3.6 * len(examples), nrows=len(examples))
-    axes = np.atleast_1d(axes)
-    top = neurons.indices[:3]
-    colors = ["tab:red", "tab:blue", "tab:green"]
-    for ax, (title, i, event) in zip(axes, examples):
-        acts = store.get(i, hook).numpy().astype(np.float64)
-        n_states = acts.shape[0]
-        x = np.arange(n_states)
-        for color, j in zip(colors, top):
-            z = (acts[:, j] - details.mean[j]) / (details.std[j] if details.std[j] > 0 else 1.0)
-            ax.plot(x, z, color=color, lw=1.4, label=f"dim {j} (z)")
-        ax.axvline(event, color="gray", ls=":", lw=1)
-        ax.set_ylabel("activation (z-scored)")
-        ax2 = ax.twinx()
-        ax2.plot(x, td[i], color="black", ls="--", marker=".", lw=1, label="TD error δ (arrival)")
-        ax2.axhline(0, color="black", lw=0.5, alpha=0.4)
-        ax2.set_ylabel("TD error δ")
-        ax.set_title(f"{title}: rollout {store.records[i].id} (reward {store.records[i].reward:g})", fontsize=10)
-        labels = _token_labels(store, i, n_states, token_strings)
-        stride = max(1, math.ceil(n_states / 60))
-        ticks = x[::stride]
-        ax.set_xticks(ticks)
-        if labels is not None:
-            ax.set_xticklabels([labels[t] for t in ticks], rotation=90, fontsize=7)
-            ax.set_xlabel("response token")
-        else:
-            ax.set_xlabel("state t (s_0 = prompt's last token)")
-        handles = ax.get_legend_handles_labels()
-        handles2 = ax2.get_legend_handles_labels()
-        ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], fontsize=7, loc="upper left")
-    fig.suptitle(f"Dopamine neurons at {hook}: activation vs TD error", fontsize=11)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def _distribution_figure(metrics: DopamineMetrics, path: Path) -> None:
-    """Per-dimension held-out Pearson with δ and with V: candidates vs random pool vs value neurons."""
-
-    groups = [("dopamine\ncandidates", metrics.candidates.pearson_td, metrics.candidates.pearson_value),
-              ("random dims\n(pool)", metrics.random.pool_pearson_td, metrics.random.pool_pearson_value)]
-    if metrics.value_neurons is not None:
-        groups.append(("value\nneurons", metrics.value_neurons.pearson_td, metrics.value_neurons.pearson_value))
-    fig, axes = new_figure(10, 4, ncols=2)
-    rng = np.random.default_rng(0)
-    for ax, which, title in ((axes[0], 1, "Pearson(activation, TD error)"), (axes[1], 2, "Pearson(activation, V)")):
-        data = [np.asarray([v for v in g[which] if v is not None and np.isfinite(v)], dtype=float) for g in groups]
-        positions = np.arange(1, len(groups) + 1)
-        nonempty = [(p, d) for p, d in zip(positions, data) if d.size]
-        if nonempty:
-            ax.boxplot([d for _, d in nonempty], positions=[p for p, _ in nonempty], widths=0.5, showfliers=False)
-        for p, d in zip(positions, data):
-            ax.scatter(p + rng.uniform(-0.15, 0.15, d.size), d, s=10, alpha=0.6)
-        ax.axhline(0, color="gray", lw=0.6)
-        ax.set_xticks(positions)
-        ax.set_xticklabels([g[0] for g in groups], fontsize=8)
-        ax.set_title(f"held-out {title}", fontsize=10)
-    p = metrics.permutation.p_value if metrics.permutation is not None else None
-    fig.suptitle(f"{metrics.hook}: {metrics.n_test_rollouts} held-out rollouts, {metrics.n_test_tokens} tokens"
-                 + (f"; permutation p = {p:.3g}" if p is not None and np.isfinite(p) else ""), fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 def _fmt_pm(mean: float | None, std: float | None) -> str:
     if mean is None or not np.isfinite(mean):
         return "–"
     return f"{mean:.3f} ± {std:.3f}" if std is not None and np.isfinite(std) else f"{mean:.3f}"
+
+
+CLAIM_UNIFORM = "dopamine candidates track δ more than uniform random dims of the hook (held-out |Pearson|)"
+CLAIM_MATCHED = "dopamine candidates track δ more than magnitude-matched random dims (held-out |Pearson|)"
+
+
+def _matched_null_summary(m, metrics) -> dict:
+    """Summary keys of the magnitude-matched null (``m``: a MatchedNull or None) and both verdicts."""
+    verdicts = {CLAIM_UNIFORM: metrics.verdict}
+    if m is None:
+        return {"verdicts": verdicts}
+    verdicts[CLAIM_MATCHED] = m.verdict
+    iv = m.abs_corr_vs_matched
+    return {
+        "matched_null": {"n_draws": m.n_draws, "set_size": m.set_size, "p_value": m.p_abs_vs_matched,
+                         "mean_abs_pearson_td": m.mean_abs_pearson_td, "std_abs_pearson_td": m.std_abs_pearson_td,
+                         "abs_corr_vs_matched_ci": iv.to_dict() if iv else None, "verdict": m.verdict,
+                         "candidate_strata": m.candidate_strata, "draws_share_candidate_dims": m.lent_own_dims},
+        "massive_activations": m.massive.to_dict(),
+        "massive_in_dopamine_set": m.massive_in_candidates,
+        "verdicts": verdicts,
+    }
+
+
+def _matched_null_notes(m) -> list[str]:
+    if m is None:
+        return ["Magnitude-matched random dims were not drawn (matched_controls=False)."]
+    iv = m.abs_corr_vs_matched
+    out = [f"Massive-activation dims of {m.massive.hook} (> {m.massive.factor:g}x median |act|): {m.massive.dims[:10] or 'none'}; "
+           f"in the dopamine set: {m.massive_in_candidates or 'none'}."]
+    if iv is not None:
+        out.append(f"Claim '{CLAIM_MATCHED}': candidates minus {m.n_draws} magnitude-matched draws (each candidate replaced "
+                   f"by a dim of its magnitude decile, or of the massive stratum) = {iv.estimate:+.3f} [{iv.low:+.3f}, "
+                   f"{iv.high:+.3f}] (95% bootstrap over {iv.n} held-out rollouts); draw-share p = {m.p_abs_vs_matched:.3g}: "
+                   f"{m.verdict}." + (" Some strata had too few other dims, so the draws share candidate dims."
+                                      if m.lent_own_dims else ""))
+    return out
 
 
 @dataclass
@@ -217,6 +157,8 @@ class DopamineStageConfig:
     random_pool_size: int = 256
     permutation: Literal["within_rollout", "circular_shift"] = "within_rollout"
     cross_fit_folds: int = 5
+    matched_controls: bool = True  # also compare with magnitude-matched random dims (mean |act| strata)
+    massive_factor: float = 10.0  # massive-activation outlier: mean |activation| > factor x the hook's median
 
     def __post_init__(self):
         if not 0 < self.test_fraction < 1:
@@ -237,6 +179,7 @@ class DopamineStageResult:
 
     section: Section
     top_neurons: NeuronSet | None
+    magnitudes: np.ndarray | None = None  # mean |activation| per dim of the hook (ranking split): matched controls
 
     def to_sections(self) -> list[Section]:
         return [self.section]
@@ -277,15 +220,17 @@ def run_dopamine_stage(
     trained on it; 0 uses ``probe``'s own values on every rollout.
     """
     c = config or DopamineStageConfig()
-    section = _dopamine_section(store, probe, hook, out_dir, value_neurons, c, token_strings, value_hook, prompt_groups)
+    magnitudes: dict[str, np.ndarray] = {}
+    section = _dopamine_section(store, probe, hook, out_dir, value_neurons, c, token_strings, value_hook, prompt_groups,
+                                magnitudes)
     top = section.summary.get("top_neurons") or []
     neurons = (NeuronSet(hook, list(top), store.d(hook), kind="dopamine", layer=layer_of(hook),
                          provenance={"model": getattr(store, "model", None)}) if top else None)
-    return DopamineStageResult(section, neurons)
+    return DopamineStageResult(section, neurons, magnitudes.get(hook))
 
 
 def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineStageConfig, token_strings, value_hook,
-                      prompt_groups=None) -> Section:
+                      prompt_groups=None, magnitudes_out: dict | None = None) -> Section:
     test_fraction, k, seed, low_q, high_q, window = c.test_fraction, c.k, c.seed, c.low_q, c.high_q, c.window
     min_surprise, n_permutations, n_random_draws = c.min_surprise, c.n_permutations, c.n_random_draws
     random_pool_size, permutation, cross_fit_folds = c.random_pool_size, c.permutation, c.cross_fit_folds
@@ -383,10 +328,15 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
         notes.append(f"Value neurons live at {value_neurons.hook_name!r}, which this store does not hold; "
                      "they are left out of the comparison.")
         value_neurons = None
+    # per-dim mean |activation| on the ranking split (label-free): the strata of the matched controls
+    magnitudes = activation_magnitudes(store, hook, train_idx) if c.matched_controls else None
+    if magnitudes is not None and magnitudes_out is not None:
+        magnitudes_out[hook] = magnitudes
     metrics = dopamine_metrics(
         store, hook, neurons.indices, td, values, test_idx, positive_idx=pos_test, negative_idx=neg_test,
         value_neurons=value_neurons, ranking_idx=train_idx, n_random_draws=n_random_draws,
-        random_pool_size=random_pool_size, n_permutations=n_permutations, permutation=permutation, seed=seed)
+        random_pool_size=random_pool_size, n_permutations=n_permutations, permutation=permutation, seed=seed,
+        magnitudes=magnitudes, massive_factor=c.massive_factor)
     c, r, v = metrics.candidates, metrics.random, metrics.value_neurons
     summary["corr_with_td_error"] = {
         "candidates": c.mean_pearson_td, "candidates_spearman": c.mean_spearman_td, "candidates_abs": c.mean_abs_pearson_td,
@@ -421,7 +371,11 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
     compact = metrics.to_dict()
     for key in ("pool_dims", "pool_pearson_td", "pool_pearson_value", "pool_partial_td_given_value", "pool_auc_surprise"):
         compact["random"].pop(key, None)
+    m = metrics.matched
+    if compact.get("matched"):
+        compact["matched"].pop("pool_dims", None)
     summary["metrics"] = compact
+    summary.update(_matched_null_summary(m, metrics))
     summary = nan_to_none(summary)
 
     # --- figures -------------------------------------------------------------------------------
@@ -429,18 +383,18 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
     examples: list[tuple[str, int, int]] = []
     for label, held_out, ranking, sign in (("positive surprise", pos_test, pos_train, +1),
                                            ("negative surprise", neg_test, neg_train, -1)):
-        pick = _pick_example(td, held_out, sign)
+        pick = pick_example(td, held_out, sign)
         split = "held-out"
         if pick is None:
-            pick, split = _pick_example(td, ranking, sign), "ranking split"
+            pick, split = pick_example(td, ranking, sign), "ranking split"
             if pick is not None:
                 notes.append(f"No held-out {label} rollout with an event; Figure shows a ranking-split rollout instead.")
         if pick is not None:
             examples.append((f"{label} ({split})", *pick))
     if examples:
-        _trace_figure(store, hook, neurons, details, td, examples, token_strings, out_dir / TRACE_FIGURE)
+        trace_figure(store, hook, neurons, details, td, examples, token_strings, out_dir / TRACE_FIGURE)
         figures.append(TRACE_FIGURE)
-    _distribution_figure(metrics, out_dir / DISTRIBUTION_FIGURE)
+    distribution_figure(metrics, out_dir / DISTRIBUTION_FIGURE)
     figures.append(DISTRIBUTION_FIGURE)
 
     # --- tables and notes ------------------------------------------------------------------------
@@ -455,6 +409,10 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
                        _fmt_pm(r.mean_partial_td_given_value, r.std_partial_td_given_value),
                        _fmt_pm(r.mean_pearson_value, r.std_pearson_value),
                        _fmt_pm(r.mean_auc_surprise, r.std_auc_surprise)])
+    if m is not None:
+        group_rows.append([f"magnitude-matched random dims ({m.n_draws} draws of {m.set_size})", m.set_size,
+                           m.mean_pearson_td, None, _fmt_pm(m.mean_abs_pearson_td, m.std_abs_pearson_td), None,
+                           m.mean_pearson_value, None])
     if v is not None:
         group_rows.append(row(f"value neurons ({v.hook})", v, len(v.dims)))
     group_rows = [[None if isinstance(x, float) and not np.isfinite(x) else x for x in rr] for rr in group_rows]
@@ -475,6 +433,7 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
         notes.append(f"Claim 'dopamine candidates track δ more than random dims': mean |Pearson(act, δ)| of the candidates "
                      f"minus the random pool's = {iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] (95% bootstrap over "
                      f"{iv.n} held-out rollouts): {metrics.verdict}.")
+    notes.extend(_matched_null_notes(m))
     notes.append(
         f"TD error δ at state s_t is γ·V(s_t) − V(s_(t−1)) with γ = {gamma:g} and V from the value probe at "
         f"{value_hook} (the error of the transition into s_t, attributed to the token that arrives; the terminal "
@@ -504,64 +463,3 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
 
 def _finite_or_none(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
-
-
-def run_dopamine_causal_check(
-    adapter,
-    probe,
-    dopamine_set: NeuronSet,
-    rollouts: Sequence[tuple[Sequence[int], Sequence[int]]],
-    task,
-    examples: Sequence,
-    *,
-    config=None,
-    n_random_draws: int = 3,
-    seed: int = 0,
-) -> tuple[dict, Table]:
-    """Ablate the top dopamine neurons (zero) and compare with random sets of the same size.
-
-    Reports, for the dopamine set and each random draw: task accuracy when generating under the
-    ablation, and how the probe's TD-error traces of the given (held-out) rollouts change when they
-    are teacher-forced under it (:func:`~reward_circuits.dopamine.td_trace_change`). The probe reads
-    the ablated hook itself, so part of any trace change is direct; the random sets measure how
-    much an ablation of that size moves the traces anyway.
-    """
-    from ..interventions import sweep, td_trace_under, zero_ablate
-
-    hook, gamma = dopamine_set.hook_name, float(probe.cfg.gamma)
-    pairs = [(list(p), list(r)) for p, r in rollouts]
-    before = td_trace_under(adapter, probe, hook, pairs, (), gamma)
-    random_sets = [NeuronSet.random(hook, dopamine_set.d, len(dopamine_set), seed=seed + 1 + i,
-                                    layer=dopamine_set.layer, exclude=dopamine_set.indices)
-                   for i in range(n_random_draws)]
-    # every condition's accuracy from one batched generation (interventions.sweep)
-    conditions = {"baseline": [], "dopamine": [(hook, zero_ablate(dopamine_set))]}
-    conditions.update({f"random/{i}": [(hook, zero_ablate(ns))] for i, ns in enumerate(random_sets)})
-    accuracy = sweep(adapter, task, conditions, config, examples=list(examples)).accuracies()
-    baseline_acc = accuracy["baseline"]
-
-    def measure(name: str, ns: NeuronSet) -> dict:
-        after = td_trace_under(adapter, probe, hook, pairs, [(hook, zero_ablate(ns))], gamma)
-        change = td_trace_change(before, after)
-        return {"accuracy": accuracy[name], "td_mean_abs_change": change["mean_abs_change"],
-                "td_change_at_positive_events": change["positive_event"]["change"],
-                "td_change_at_negative_events": change["negative_event"]["change"]}
-
-    dop = measure("dopamine", dopamine_set)
-    rand = [measure(f"random/{i}", ns) for i, ns in enumerate(random_sets)]
-
-    def stats(key: str) -> tuple[float | None, float | None]:
-        vals = [r[key] for r in rand if r[key] is not None]
-        return (float(np.mean(vals)), float(np.std(vals))) if vals else (None, None)
-
-    summary = {"hook": hook, "n_neurons": len(dopamine_set), "n_rollouts": len(pairs), "n_examples": len(examples),
-               "baseline_acc": baseline_acc, "dopamine": dop, "random": rand,
-               "random_mean": {k: stats(k)[0] for k in dop}, "random_std": {k: stats(k)[1] for k in dop}}
-    rows = [["none (baseline)", baseline_acc, None, None, None]]
-    rows.append(["top dopamine neurons", dop["accuracy"], dop["td_mean_abs_change"],
-                 dop["td_change_at_positive_events"], dop["td_change_at_negative_events"]])
-    rows.append([f"random (mean of {n_random_draws})"] + [stats(k)[0] for k in
-                 ("accuracy", "td_mean_abs_change", "td_change_at_positive_events", "td_change_at_negative_events")])
-    table = Table(f"Causal check: zero-ablating {len(dopamine_set)} dims of {hook}",
-                  ["ablated", "accuracy", "mean |Δδ|", "Δδ at positive events", "Δδ at negative events"], rows)
-    return summary, table

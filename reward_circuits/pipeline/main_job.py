@@ -114,7 +114,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     value = None
     if "value" in cfg.stages:
         t0 = time.perf_counter()
-        prompt_tokens = {r.id: r.prompt_ids for r in rollouts[primary]}
+        # both tasks' prompts: the pooled probe splits the second store by prompt too (ids carry the task)
+        prompt_tokens = {r.id: r.prompt_ids for spec in cfg.tasks[:2] for r in rollouts[spec]}
         second = stores.get(cfg.tasks[1]) if len(cfg.tasks) > 1 else None
         # hook_embed is the surface baseline the stage computes on its own, not a candidate layer
         value = run_value_stage(stores[primary], value_dir, hooks=[h for h in hooks if h != "hook_embed"],
@@ -158,7 +159,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
             eval_task = _eval_task(cfg)
             causal, table = run_dopamine_causal_check(
                 adapter, value.probe, dopamine.top_neurons, [(r.prompt_ids, r.response_ids) for r in held], eval_task,
-                list(eval_task.examples), config=gen_cfg, n_random_draws=cfg.random_draws, seed=cfg.seed)
+                list(eval_task.examples), config=gen_cfg, n_random_draws=cfg.random_draws, seed=cfg.seed,
+                magnitudes=dopamine.magnitudes)  # magnitude-matched random sets join the same sweep
             dopamine.section.summary["causal"] = causal
             dopamine.section.tables.append(table)
         _relative_figures(dopamine.section, out, out / "dopamine")

@@ -15,6 +15,8 @@ which the next stages take as arguments, plus its report section (key ``"value"`
    a shared initialisation cannot inflate the overlap - compare with the seed-only IoU of the
    robustness block) and the IoU of the two value-neuron sets per prune ratio vs random sets.
 5. Bag-of-tokens logistic regression on the prompts (when prompt token ids are given).
+6. With a second store and ``pooled_probe``: one probe pooled over both tasks' training splits
+   (:mod:`~reward_circuits.analysis.pooled`), its held-out AUC per task and pooled, per layer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from ..analysis.baselines import EMBED_HOOK, bag_of_tokens_baseline
 from ..analysis.controls import activation_magnitudes, massive_activations, matched_random_iou
 from ..analysis.linear_probe import logistic_floors
+from ..analysis.pooled import TaskSplit, pooled_value_probe, shared_hooks, task_split
 from ..analysis.splits import grouped_stratified_split, n_groups
 from ..analysis.stats import bootstrap_auc_ci, rank_by_score, verdict
 from ..analysis.targets import compare_targets
@@ -95,6 +98,7 @@ class ValueStageConfig:
     massive_factor: float = 10.0  # outlier: mean |activation| > factor x the layer's median
     target_variants_all_layers: bool = True  # TD(0)/TD(λ)/MC compared on every layer (else the best only)
     n_boot: int = 2000  # bootstrap replicates of every interval
+    pooled_probe: bool = True  # with a second store: one probe trained on both tasks, AUC reported per task
     test_fraction: float = 0.3
     val_fraction: float = 0.2
     verbose: bool = False
@@ -355,6 +359,27 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     if arch_scores and seed_names:
         iou_seed_curve = iou_from_scores(probe.input_weight_norms(best_hook), np.asarray(arch_scores[seed_names[0]]), ratios)
 
+    # ---- one probe pooled over both tasks -------------------------------------------------------
+    t0 = time.perf_counter()
+    pooled, pooled_reason = None, ("pooled_probe=False" if not stage.pooled_probe else "no second store (another dataset) was given")
+    if stage.pooled_probe and second_store is not None:
+        pooled_hooks = shared_hooks([store, second_store], hooks)
+        pooled_reason = None if pooled_hooks else "the second store shares none of the layers' hooks (with one width)"
+    if pooled_reason is None:
+        names = [str((s.meta if isinstance(getattr(s, "meta", None), dict) else {}).get("task") or n)
+                 for s, n in ((store, "primary"), (second_store, "second"))]
+        names = names if names[0] != names[1] else ["primary", "second"]
+        second_groups = ([tuple(prompt_tokens[r]) for r in second_store.rollout_ids] if prompt_tokens is not None
+                         and all(r in prompt_tokens for r in second_store.rollout_ids) else None)
+        pooled = pooled_value_probe(
+            {names[0]: store, names[1]: second_store},
+            {names[0]: TaskSplit(fit_idx, val_idx, test, groups is not None),
+             names[1]: task_split(second_store, test_fraction, val_fraction, seed, second_groups)},
+            pooled_hooks, cfg, n_boot=stage.n_boot, seed=seed, verbose=verbose,
+            floor_Cs=(1e-3, 1e-2, 1e-1, 1.0) if quick else (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+            reference_scores={h: test_values[j] for j, h in enumerate(probe_hooks)})
+    timings["pooled_probe_s"] = time.perf_counter() - t0
+
     # ---- figures -------------------------------------------------------------------------------
     figures = []
     layer_x = [layer_of(h) if layer_of(h) is not None else i for i, h in enumerate(hooks)]
@@ -364,6 +389,9 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
                 fmt="o-", capsize=3, label="value probe V(s_0), test (95% CI)")
     ax.plot(layer_x, [floors[h].auc.estimate for h in hooks], "x:", color="green", label="logistic floor, test")
     ax.plot(layer_x, [auc_val[h] for h in hooks], "o--", alpha=0.5, label="validation (layer choice)")
+    for t in (pooled.tasks if pooled else []):
+        ax.plot([layer_x[hooks.index(h)] for h in pooled.hooks], [pooled.auc[t][h].estimate if pooled.auc[t][h] else np.nan
+                for h in pooled.hooks], "d-.", alpha=0.8, label=f"pooled probe, {t} test")
     for name, style in (("hook_embed", ":"), ("bag_of_tokens", "-.")):
         if surface[name] is not None:
             ax.axhline(surface[name], ls=style, color="gray" if name == "hook_embed" else "purple", label=f"surface: {name}")
@@ -435,6 +463,8 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
         "second_store_auc": second_auc,
         "iou_random_baseline": iou_random,
         "iou_random_baseline_magnitude_matched": iou_random_matched,
+        "pooled": pooled.to_dict(key_of) if pooled else None,
+        "pooled_reason": pooled_reason,
         "iou_same_data_other_seed": ({_rkey(r): v[0] for r, v in iou_seed_curve.items()} if iou_seed_curve else None),
         "td_vs_final_reward": td_vs_mc,
         "surface_baseline_auc": surface,
@@ -470,6 +500,13 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     if iou_tasks is not None:
         tables.append(Table(f"IoU of value-neuron sets across tasks, layer {best_key}", ["prune ratio", "IoU", "random baseline"],
                             [[_rkey(r), v[0], v[1]] for r, v in iou_tasks.items()]))
+    if pooled is not None:
+        tables.append(pooled.table(key_of))
+        notes.extend(pooled.notes())
+        if best_hook in pooled.hooks:
+            notes.append(f"Pooled probe at the best layer ({best_key}), claim 'V(s_0) predicts the reward above chance': "
+                         + "; ".join(f"{t}: {pooled.auc[t][best_hook]} → {pooled.verdicts[t][best_hook]}"
+                                     for t in pooled.tasks if pooled.auc[t][best_hook] is not None) + ".")
     out_of_floor = [key_of[h] for h in hooks if not floor_check[h]]
     notes.append("Every layer's TD probe reaches the logistic floor (minus its interval half-width)." if not out_of_floor
                  else f"TD probe below the logistic floor (minus its interval) at layers {out_of_floor}: under-trained there.")
