@@ -120,7 +120,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         # hook_embed is the surface baseline the stage computes on its own, not a candidate layer
         value = run_value_stage(stores[primary], value_dir, hooks=[h for h in hooks if h != "hook_embed"],
                                 second_store=second, prompt_tokens=prompt_tokens, vocab_size=len(adapter.tokenizer),
-                                config=ValueStageConfig(seed=cfg.seed, quick=cfg.quick, num_threads=1, exclude_massive=cfg.exclude_massive,
+                                config=ValueStageConfig(seed=cfg.seed, quick=cfg.quick, exclude_massive=cfg.exclude_massive,
+                                                        target_variants_all_layers=cfg.target_variants_all_layers,
                                                         test_fraction=cfg.test_fraction))
         _relative_figures(value.section, out, value_dir)
         timings["value_s"] = time.perf_counter() - t0
@@ -225,7 +226,7 @@ def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStage
                                 final_reward_sets={mc.layer: mc} if mc is not None else None,
                                 magnitudes=value.magnitudes, transfer_sets=transfer or None)
     study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
-                                    dose_fractions=(0.005, 0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"),
+                                    dose_fractions=(0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"),
                                     dose_random_draws=1)
     eval_task = _eval_task(cfg)
     return run_intervention_stage(adapter, eval_task, inputs, out / "interventions", study, gen_cfg,
