@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models import FwdHooks, ModelAdapter
+from ..tasks.base import bos_prefix
 from .environments import TextEnvironment, make_environment
 from .qlearning import Trajectory
 
@@ -258,7 +259,9 @@ def _episodes(env: TextEnvironment, tokenizer, rng: np.random.Generator, n_episo
 
     steps: list[StepRecord] = []
     spans: list[tuple[int, int]] = []
-    pending: list[int] = encode(env.render_history())  # the intro
+    # the intro, after BOS when the tokenizer puts one first (Gemma 3 degrades without it)
+    bos = [tokenizer.bos_token_id] if bos_prefix(tokenizer) else []
+    pending: list[int] = bos + encode(env.render_history())
     sent = 0
     for ep in range(1, n_episodes + 1):
         start = sent + len(pending)
