@@ -5,10 +5,12 @@
 - :mod:`.value`, :mod:`.interventions`, :mod:`.dopamine`: the stages.
 - :mod:`.plotting`: the one matplotlib convention every figure uses.
 - :mod:`.report`: ``summary.json`` and ``report.html``.
+- :mod:`.architectures`: finished runs of different models side by side in relative depth.
 """
 
 from .report import Report, Section, Table
 from .config import ALL_STAGES, DEFAULT_TASKS, RunConfig
 from .main_job import run
+from .architectures import ArchitectureComparison, compare_architectures
 
-__all__ = ["ALL_STAGES", "DEFAULT_TASKS", "Report", "RunConfig", "Section", "Table", "run"]
+__all__ = ["ArchitectureComparison", "compare_architectures", "ALL_STAGES", "DEFAULT_TASKS", "Report", "RunConfig", "Section", "Table", "run"]

@@ -1,4 +1,4 @@
-"""``reward-circuits run`` and ``reward-circuits probe``: options generated from :class:`RunConfig`."""
+"""``reward-circuits run`` (options generated from :class:`RunConfig`), ``probe`` and ``architectures``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,12 @@ def register(sub) -> None:
     pr.add_argument("--quick", action="store_true")
     pr.set_defaults(handler=_probe)
 
+    ar = sub.add_parser("architectures", help="finished runs of different models side by side, layers in relative depth",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ar.add_argument("runs", nargs="+", help="output directories of `reward-circuits run` (two or more models)")
+    ar.add_argument("--out", required=True, help="report directory (summary.json section 'architectures', report.html)")
+    ar.set_defaults(handler=_architectures)
+
 
 def _run(args) -> int:
     from .main_job import run
@@ -40,5 +46,16 @@ def _probe(args) -> int:
     second = ActivationStore(args.second_store) if args.second_store else None
     report = Report(args.out, header={"model": store.model, "store": args.store})
     report.add(run_value_stage(store, args.out, second_store=second, config=ValueStageConfig(seed=args.seed, quick=args.quick)))
+    print(f"wrote {args.out}/summary.json and report.html")
+    return 0
+
+
+def _architectures(args) -> int:
+    from .architectures import compare_architectures
+    from .report import Report
+
+    result = compare_architectures(args.runs)
+    report = Report(args.out, header={"runs": list(args.runs)})
+    report.add(result.section(args.out))
     print(f"wrote {args.out}/summary.json and report.html")
     return 0

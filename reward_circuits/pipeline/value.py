@@ -197,6 +197,26 @@ def run_value_stage(
         torch.set_num_threads(previous_threads)
 
 
+def cross_task_iou_by_layer(probe_a: ValueProbe, probe_b: ValueProbe, hooks: Sequence[str],
+                            magnitudes: Mapping[str, np.ndarray], *, prune_ratio: float = 0.99, seed: int = 0,
+                            n_draws: int = 200) -> dict[str, dict]:
+    """Per layer: IoU of two probes' value neurons (top ``1 - prune_ratio`` by input-weight L1 norm)
+    against uniform and magnitude-matched random sets."""
+    out = {}
+    for h in hooks:
+        sa, sb = probe_a.input_weight_norms(h).numpy(), probe_b.input_weight_norms(h).numpy()
+        d = sa.size
+        k = n_kept(d, prune_ratio)
+        top_a, top_b = rank_by_score(sa)[:k].tolist(), rank_by_score(sb)[:k].tolist()
+        out[_layer_key(h)] = {
+            "hook": h, "n": k, "iou": len(set(top_a) & set(top_b)) / len(set(top_a) | set(top_b)),
+            "random": expected_random_iou(d, k),
+            "matched_random": (matched_random_iou(top_a, top_b, magnitudes[h], n_draws=n_draws, seed=seed)
+                               if h in magnitudes else None),
+        }
+    return out
+
+
 def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, vocab_size, cfg, seed, quick,
                      test_fraction, val_fraction, verbose, stage) -> ValueStageResult:
     t_start = time.perf_counter()
@@ -299,7 +319,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
 
     # ---- across tasks --------------------------------------------------------------------------
     t0 = time.perf_counter()
-    iou_tasks, iou_reason, second_auc = None, None, None
+    iou_tasks, iou_reason, second_auc, iou_tasks_by_layer = None, None, None, None
     if second_store is None:
         iou_reason = "no second store (another dataset) was given"
     elif best_hook not in second_store.hook_names:
@@ -308,8 +328,12 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
         iou_reason = f"the second store's {best_hook!r} has width {second_store.d(best_hook)}, not {d}"
     else:
         tr2, te2 = second_store.split(test_fraction, seed=seed)
-        probe2 = ValueProbe(cfg.replace(seed=seed + 1)).fit(second_store, best_hook, tr2, verbose=verbose)
+        # every layer the second store shares (one stacked fit): the IoU across tasks by layer
+        hooks2 = [h for h in hooks if h in second_store.hook_names and int(second_store.d(h)) == int(store.d(h))]
+        probe2 = ValueProbe(cfg.replace(seed=seed + 1)).fit(second_store, hooks2, tr2, verbose=verbose)
         second_auc = probe2.score(second_store, te2)[best_hook]
+        iou_tasks_by_layer = cross_task_iou_by_layer(probe, probe2, hooks2, magnitudes, seed=seed,
+                                                     n_draws=50 if quick else 200)
         value_neurons(probe2, best_hook, 0.99, provenance={"model": getattr(second_store, "model", None),
                       "store": str(getattr(second_store, "path", "")), "seed": seed + 1}).save(out / "value_neurons_second_store.json")
         iou_tasks = iou_from_scores(probe.input_weight_norms(best_hook), probe2.input_weight_norms(best_hook), ratios)
@@ -459,6 +483,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
         "value_neurons": neurons.indices,
         "value_neuron_scores": neurons.scores,
         "iou_across_tasks": ({_rkey(r): v[0] for r, v in iou_tasks.items()} if iou_tasks is not None else None),
+        "iou_across_tasks_by_layer": iou_tasks_by_layer,
         "iou_across_tasks_reason": iou_reason,
         "second_store_auc": second_auc,
         "iou_random_baseline": iou_random,
@@ -497,6 +522,11 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
                ["L1 mass in top 1%", rot["top_l1_mass_original"], rot["top_l1_mass_rotated"]],
                ["(uniform L1 mass)", rot["uniform_mass"], rot["uniform_mass"]]]),
     ]
+    if iou_tasks_by_layer:
+        tables.append(Table("Value neurons (1% at 99% pruning) across tasks, every layer: IoU vs random sets",
+                            ["layer", "n dims", "IoU", "uniform random", "magnitude-matched random"],
+                            [[k, e["n"], e["iou"], e["random"], e["matched_random"]]
+                             for k, e in iou_tasks_by_layer.items()]))
     if iou_tasks is not None:
         tables.append(Table(f"IoU of value-neuron sets across tasks, layer {best_key}", ["prune ratio", "IoU", "random baseline"],
                             [[_rkey(r), v[0], v[1]] for r, v in iou_tasks.items()]))
