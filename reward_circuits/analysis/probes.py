@@ -227,6 +227,9 @@ class ValueProbe(nn.Module):
 
     # ---- training ----------------------------------------------------------------------------
     def _resolve_hooks(self, store, hook_names) -> list[str]:
+        if not all(hasattr(store, a) for a in ("hook_names", "rewards", "d", "iter_batches")):
+            raise ProbeError(f"store must be a Store (ActivationStore, ArrayRollouts, ...), got {type(store).__name__}: "
+                             "open one with ActivationStore(path), or use fit_arrays(acts, rewards) for in-memory arrays.")
         hooks = [hook_names] if isinstance(hook_names, str) else list(hook_names)
         if not hooks:
             raise ProbeError("hook_names is empty: name at least one hook point to probe.")

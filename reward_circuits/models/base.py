@@ -72,7 +72,7 @@ def generation_config(config: "GenerationConfig | None", overrides: dict | None 
         config = GenerationConfig()
     if not isinstance(config, GenerationConfig):
         hint = "GenerationConfig(**config)" if isinstance(config, dict) else "GenerationConfig(max_new_tokens=...)"
-        raise TypeError(f"config must be a GenerationConfig, got a {type(config).__name__}: pass {hint}, "
+        raise TypeError(f"config must be a GenerationConfig, got {type(config).__name__}: pass {hint}, "
                         "or give options as keywords, e.g. generate(prompts, max_new_tokens=32).")
     if not overrides:
         return config
@@ -249,7 +249,8 @@ class ModelAdapter(HookedAPI, ABC):
             canonical = ["hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "mlp.hook_post"]
             examples = [f"blocks.0.{c}" for c in canonical if f"blocks.0.{c}" in known_set]
             close = {n: difflib.get_close_matches(n, known, n=3, cutoff=0.75) for n in bad if isinstance(n, str)}
-            hint = "; ".join(f"{n!r}: did you mean {' or '.join(map(repr, c))}?" for n, c in close.items() if c)
+            hint = "; ".join((f"for {n!r}, d" if len(close) > 1 else "D") + f"id you mean {' or '.join(map(repr, c))}?"
+                             for n, c in close.items() if c)
             not_str = [n for n in bad if not isinstance(n, str)]
             raise HookNameError(
                 f"unknown hook point(s) {bad} for {self.name} ({self.backend}). "
@@ -294,7 +295,9 @@ class ModelAdapter(HookedAPI, ABC):
             else:
                 ids[i, : len(s)] = t
                 mask[i, : len(s)] = 1
-        return TokenBatch(ids, mask).to(self.device)
+        batch = TokenBatch(ids, mask)
+        self.check_token_ids(batch)
+        return batch.to(self.device)
 
     def chat_prompt(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -54,7 +54,7 @@ class HookedAPI:
                             f"TokenBatch; got {_describe(inputs)}.")
         else:
             batch = self._batch_from_items(list(inputs))
-        self._check_token_ids(batch)
+        self.check_token_ids(batch)
         return batch
 
     def _batch_from_items(self, items: list):
@@ -69,7 +69,8 @@ class HookedAPI:
         raise TypeError("inputs must be a string, a list of strings, token ids (tensor or lists of ints) or a TokenBatch; "
                         f"got a list of {sorted({type(x).__name__ for x in items})}.")
 
-    def _check_token_ids(self, batch) -> None:
+    def check_token_ids(self, batch) -> None:
+        """Raise if ``batch`` has no positions or a token id outside this model's vocabulary."""
         if batch.input_ids.shape[-1] == 0:
             raise ValueError("the input has no tokens (an empty string?): give at least one token per row.")
         d_vocab = getattr(self, "d_vocab", None)
@@ -78,7 +79,7 @@ class HookedAPI:
             bad = int(live.min()) if int(live.min()) < 0 else int(live.max())
             raise ValueError(f"token id {bad} is out of range for {self.name}'s vocabulary (ids 0..{d_vocab - 1}): "
                              "tokenize text with this model's tokenizer (adapter.tokenize) instead of reusing ids "
-                             "from another model.")
+                             "(or rollouts) from another model.")
 
     def check_fwd_hooks(self, fwd_hooks) -> list[tuple[str, Callable]]:
         """``fwd_hooks`` as a list of TransformerLens ``(hook_name, fn)`` pairs, checked: a list (not a
