@@ -51,8 +51,10 @@ def child(out: str, ready: str, kill_at: str) -> None:
     from reward_circuits.models import from_hf
     from reward_circuits.models.tiny import tiny_hf_model
 
-    def pause() -> None:
-        Path(ready).touch()
+    def pause(half_written: Path) -> None:
+        ready_tmp = Path(ready).with_suffix(".part")
+        ready_tmp.write_text(str(half_written))
+        ready_tmp.rename(ready)
         time.sleep(600)
 
     if kill_at == "rollouts":
@@ -62,10 +64,10 @@ def child(out: str, ready: str, kill_at: str) -> None:
 
         def save_to_disk(self, path, *a, **k):
             real_save(self, path, *a, **k)
-            if Path(path).name.startswith(".b."):  # io.atomic_dir's temporary for rollouts/b
+            if Path(path).name == "b" or Path(path).name.startswith(".b."):  # rollouts/b or io.atomic_dir's temporary
                 arrow = next(Path(path).glob("*.arrow"))
                 arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
-                pause()
+                pause(Path(path))
 
         Dataset.save_to_disk = save_to_disk
     else:
@@ -77,7 +79,7 @@ def child(out: str, ready: str, kill_at: str) -> None:
             real_save_file(tensors, filename, *a, **k)
             if Path(filename).parent.name == "b":  # io.atomic_path's temporary in store/b
                 Path(filename).write_bytes(Path(filename).read_bytes()[:100])
-                pause()
+                pause(Path(filename))
 
         store.save_file = save_file
     main_job.get_task = parity_task
@@ -116,10 +118,8 @@ def test_main_job_killed_mid_write_resumes_to_the_uninterrupted_result(tmp_path,
         cwd=TESTS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     kill_once_ready(proc, ready)
 
-    # the kill left a half-written file or directory where the deterministic kill point put it
-    half = [p for p in out.rglob(".*") if (kill_at == "rollouts" and p.parent.name == "rollouts" and p.name.startswith(".b."))
-            or (kill_at == "store" and p.parent.name == "b" and p.name.endswith(".tmp"))]
-    assert half, f"no half-written {kill_at} file in {_tree(out)}"
+    half_written = Path(ready.read_text())  # the kill point: the child was half-way through writing this
+    assert half_written.exists() and out in half_written.parents and half_written.parent.name == ("rollouts" if kill_at == "rollouts" else "b")
     assert not (out / "summary.json").exists()
 
     resumed = _run_in_process(out, tl_adapter, monkeypatch)
