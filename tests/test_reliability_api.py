@@ -55,7 +55,7 @@ def _api_rows(ad):
         ("names_filter_non_str", lambda: ad.run_with_cache("hi", names_filter=[42]), HookNameError, r"unknown hook point.*\[42\]",
          r"Hook names are strings.*hook_names\(\)"),
         ("names_filter_raises", lambda: ad.run_with_cache("hi", names_filter=lambda n: n.foo), TypeError,
-         r"names_filter raised AttributeError", r"called with each hook name.*return True"),
+         r"names_filter raised AttributeError when called with .hook_embed.", r"called with each hook name.*return True"),
         ("names_filter_typo", lambda: ad.run_with_cache("hi", names_filter="blocks.0.hook_resid_pst"), HookNameError,
          r"unknown hook point.*hook_resid_pst", r"Did you mean 'blocks\.0\.hook_resid_post'"),
         ("one_pair", lambda: ad.run_with_hooks("hi", fwd_hooks=(NAME, ident)), TypeError, r"one \(hook_name, fn\) pair, not a list",

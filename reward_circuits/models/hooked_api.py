@@ -127,11 +127,16 @@ class HookedAPI:
         if isinstance(names_filter, str):
             return self.validate_hooks([names_filter])
         if callable(names_filter):
-            try:
-                chosen = [n for n in known if names_filter(n)]
-            except Exception as e:
-                raise TypeError(f"names_filter raised {type(e).__name__}: {e}. It is called with each hook name (a str) "
-                                "and must return True to keep it, e.g. names_filter=lambda name: name.endswith('resid_post').") from e
+            chosen = []
+            for n in known:
+                try:
+                    keep = names_filter(n)
+                except Exception as e:
+                    raise TypeError(f"names_filter raised {type(e).__name__} when called with {n!r}: it is called with each "
+                                    "hook name (a str) and must return True to keep it, e.g. "
+                                    "names_filter=lambda name: name.endswith('resid_post').") from e
+                if keep:
+                    chosen.append(n)
             if not chosen:
                 raise ValueError("names_filter selected no hook point; `adapter.hook_names()` lists them all.")
             return chosen
