@@ -11,7 +11,8 @@ of the first shard of task b's activation store written (``store/b/.shard_00000.
 Seen failing: without ``io.remove_atomic_leftovers`` at the start of ``main_job.run`` the killed
 rollouts write's temporary directory stayed in ``rollouts/`` forever; with ``save_rollouts``
 writing straight into ``rollouts/b`` (not atomic) the rerun took the half-written directory for
-finished rollouts and failed to read it.
+finished rollouts and failed to read it (pyarrow ``OSError``); with both that cleanup and the store's
+own ``remove_stale_files`` disabled, the half shard ``store/b/.shard_00000.safetensors.*.tmp`` stayed.
 """
 
 from __future__ import annotations
