@@ -158,8 +158,8 @@ def _check(row):
     with pytest.raises(exc) as ei:
         call()
     msg = str(ei.value)
-    assert re.search(problem, msg, re.S), f"problem not named: {type(ei.value).__name__}: {msg!r}"
-    assert re.search(fix, msg, re.S), f"fix not named: {type(ei.value).__name__}: {msg!r}"
+    assert re.search(problem, msg, re.DOTALL), f"problem not named: {type(ei.value).__name__}: {msg!r}"
+    assert re.search(fix, msg, re.DOTALL), f"fix not named: {type(ei.value).__name__}: {msg!r}"
 
 
 @pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])

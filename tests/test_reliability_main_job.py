@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_NAME, kill_once_ready
 from test_refactor_equivalence import _diff, _untimed, parity_task
 
@@ -48,9 +47,9 @@ def child(out: str, ready: str, kill_at: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    import reward_circuits.pipeline.main_job as main_job
     from reward_circuits.models import from_hf
     from reward_circuits.models.tiny import tiny_hf_model
+    from reward_circuits.pipeline import main_job
 
     def pause(half_written: Path) -> None:
         ready_tmp = Path(ready).with_suffix(".part")
@@ -72,7 +71,7 @@ def child(out: str, ready: str, kill_at: str) -> None:
 
         Dataset.save_to_disk = save_to_disk
     else:
-        import reward_circuits.data.store as store
+        from reward_circuits.data import store
 
         real_save_file = store.save_file
 
@@ -90,7 +89,7 @@ def child(out: str, ready: str, kill_at: str) -> None:
 
 
 def _run_in_process(out: Path, adapter, monkeypatch) -> dict:
-    import reward_circuits.pipeline.main_job as main_job
+    from reward_circuits.pipeline import main_job
 
     monkeypatch.setattr(main_job, "get_task", parity_task)
     return main_job.run(job_config(out), adapter=adapter)

@@ -45,7 +45,13 @@ def _bump(path, key, value):
 
 
 def test_store_newer_format_names_file_versions_and_upgrade(tmp_path):
-    from reward_circuits.data.store import FORMAT_VERSION, MANIFEST, ActivationStore, ActivationStoreWriter, StoreError
+    from reward_circuits.data.store import (
+        FORMAT_VERSION,
+        MANIFEST,
+        ActivationStore,
+        ActivationStoreWriter,
+        StoreError,
+    )
 
     _store(tmp_path / "s")
     _bump(tmp_path / "s" / MANIFEST, "format_version", FORMAT_VERSION + 1)
@@ -58,7 +64,11 @@ def test_store_newer_format_names_file_versions_and_upgrade(tmp_path):
 
 
 def test_probe_newer_format_names_file_versions_and_upgrade(tmp_path):
-    from reward_circuits.analysis.probes import PROBE_FORMAT_VERSION, ValueProbe, ValueProbeConfig
+    from reward_circuits.analysis.probes import (
+        PROBE_FORMAT_VERSION,
+        ValueProbe,
+        ValueProbeConfig,
+    )
 
     store = _store(tmp_path / "s")
     ValueProbe(ValueProbeConfig(epochs=1)).fit(store, ["h"]).save(tmp_path / "p")

@@ -65,7 +65,7 @@ class GenerationConfig:
         self.stop_strings = tuple(self.stop_strings)
 
 
-def generation_config(config: "GenerationConfig | None", overrides: dict | None = None) -> GenerationConfig:
+def generation_config(config: GenerationConfig | None, overrides: dict | None = None) -> GenerationConfig:
     """``config`` (default: ``GenerationConfig()``) with ``overrides`` applied, checked: a config
     object, and override names that are its fields (a typo is named, with the closest field)."""
     if config is None:

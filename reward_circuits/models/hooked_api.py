@@ -14,9 +14,9 @@ removed on exit, also when an exception is raised inside the block.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 import inspect
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence, Union
 
 import torch
