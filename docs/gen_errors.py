@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import html
 import io
+import json
 import os
 import re
 import sys
@@ -49,6 +50,19 @@ CASES: list[tuple[str, str, str]] = [
     ("Models", "sampling at temperature 0", "GenerationConfig(do_sample=True, temperature=0)"),
     ("Models", "top_p outside (0, 1]", "GenerationConfig(top_p=1.5)"),
     ("Models", "batch_size < 1", "GenerationConfig(batch_size=0)"),
+    ("Models", "a model name that is not a string", "load_model(3)"),
+    ("Models", "one (name, fn) pair instead of a list of pairs", 'adapter.run_with_hooks("1+1=", fwd_hooks=("blocks.0.hook_resid_post", zero_ablate([0])))'),
+    ("Models", "fwd_hooks as a dict", 'adapter.run_with_hooks("1+1=", fwd_hooks={"blocks.0.hook_resid_post": zero_ablate([0])})'),
+    ("Models", "(fn, name) instead of (name, fn)", 'adapter.run_with_hooks("1+1=", fwd_hooks=[(zero_ablate([0]), "blocks.0.hook_resid_post")])'),
+    ("Models", "a hook fn that is not callable", 'adapter.run_with_hooks("1+1=", fwd_hooks=[("blocks.0.hook_resid_post", 3)])'),
+    ("Models", "a hook fn without the hook argument", 'adapter.run_with_hooks("1+1=", fwd_hooks=[("blocks.0.hook_resid_post", lambda act: act)])'),
+    ("Models", "a misspelt hook name", 'adapter.run_with_hooks("1+1=", fwd_hooks=[("blocks.0.hook_resid_pst", zero_ablate([0]))])'),
+    ("Models", "float 'token ids'", "adapter.run_with_hooks(torch.randn(1, 4))"),
+    ("Models", "token ids outside the vocabulary", "adapter.run_with_hooks([[50000]])"),
+    ("Models", "a dict as input", 'adapter.run_with_hooks({"text": "1+1="})'),
+    ("Models", "a names_filter that raises", 'adapter.run_with_cache("1+1=", names_filter=lambda name: name.layer)'),
+    ("Models", "a dict instead of a GenerationConfig", 'adapter.generate(["1+1="], {"max_new_tokens": 2})'),
+    ("Models", "a misspelt generation option", 'adapter.generate(["1+1="], max_tokens=2)'),
     # ---- tasks
     ("Tasks", "unknown task spec", 'get_task("algebra")'),
     ("Tasks", "a difficulty that is not an integer", 'get_task("arithmetic:hard")'),
@@ -62,6 +76,8 @@ CASES: list[tuple[str, str, str]] = [
     ("Tasks", "head(0)", "task.head(0)"),
     ("Tasks", "subset larger than the task", "task.subset(1000)"),
     ("Tasks", "a local task file that does not exist", 'get_task("data/none.jsonl")'),
+    ("Tasks", "a task spec that is not a string", "get_task(3)"),
+    ("Tasks", "a misspelt task option", 'get_task("arithmetic:1", n=4, sytem_prompt="Be brief.")'),
     # ---- data
     ("Data", "samples_per_prompt < 1", "generate_rollouts(adapter, task, samples_per_prompt=0)"),
     ("Data", "several greedy samples per prompt", "generate_rollouts(adapter, task, samples_per_prompt=2)"),
@@ -79,6 +95,10 @@ CASES: list[tuple[str, str, str]] = [
     ("Data", "resuming a store of another model", 'ActivationStoreWriter(store.path, store.hook_names, model="other-model")'),
     ("Data", "a hook the store does not hold", 'store.initial_states("blocks.5.hook_resid_post")'),
     ("Data", "rollout ids the store does not hold", 'store.index_of(["nope"])'),
+    ("Data", "a task spec string instead of a Task", 'generate_rollouts(adapter, "arithmetic:1")'),
+    ("Data", "strings instead of rollouts", 'build_store(adapter, ["1+1="], ["blocks.0.hook_resid_post"], tmp + "/s9")'),
+    ("Data", "batch_size < 1", 'build_store(adapter, [Rollout("r", "t", "e", [5, 6], [7], "x", 1.0, "1")], ["hook_embed"], tmp + "/s10", batch_size=0)'),
+    ("Data", "a store written by a newer reward_circuits (format_version 2)", "ActivationStore(newer_store)"),
     # ---- analysis
     ("Analysis", "hidden < 1", "ValueProbeConfig(hidden=0)"),
     ("Analysis", "gamma outside (0, 1]", "ValueProbeConfig(gamma=1.5)"),
@@ -96,6 +116,8 @@ CASES: list[tuple[str, str, str]] = [
     ("Analysis", "no rollout indices", "probe.score(store, [])"),
     ("Analysis", "AUC on rollouts of one reward only", "binary_auc([1, 1, 1], [0.1, 0.2, 0.3])"),
     ("Analysis", "a probe directory that holds no probe", "ValueProbe.load(tmp + \"/empty_dir\")"),
+    ("Analysis", "a probe saved by a newer reward_circuits (format_version 2)", "ValueProbe.load(newer_probe)"),
+    ("Analysis", "fitting on something that is not a store", 'ValueProbe().fit([1, 2], ["h"])'),
     ("Analysis", "NeuronSet indices outside the hook's width", 'NeuronSet("blocks.0.hook_resid_post", [40], d=32)'),
     ("Analysis", "duplicate NeuronSet indices", 'NeuronSet("blocks.0.hook_resid_post", [1, 1], d=32)'),
     ("Analysis", "one score per index missing", 'NeuronSet("blocks.0.hook_resid_post", [1, 2], d=32, scores=[0.5])'),
@@ -156,6 +178,11 @@ def setup(tmp: str) -> dict:
     acts = {hooks[0]: [torch.randn(3, 32, generator=g) for _ in range(8)]}
     store = rc.write_store_from_arrays(Path(tmp) / "store", acts, [1.0, 0.0] * 4, model="tiny-llama-seed0")
     probe = rc.ValueProbe(epochs=1).fit(store, hooks)
+    newer_store = Path(tmp) / "newer_store"  # artefacts whose format version is newer than this code's
+    rc.write_store_from_arrays(newer_store, acts, [1.0, 0.0] * 4, model="tiny-llama-seed0")
+    newer_probe = probe.save(Path(tmp) / "newer_probe")
+    for meta in (newer_store / "manifest.json", newer_probe / "value_probe.json"):
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "format_version": 2}))
 
     def cli(argv):
         err = io.StringIO()
@@ -180,6 +207,7 @@ def setup(tmp: str) -> dict:
         dataclasses=dataclasses, torch=torch, tmp=tmp, hf=hf, tok=tok, adapter=adapter, store=store, probe=probe,
         batch=adapter.tokenize(["1+1=", "2+3="]), task=rc.get_task("arithmetic:1", n=4),
         neurons=rc.NeuronSet(hooks[0], [1, 2, 3], d=32), numeric_reward=numeric_reward, cli=cli,
+        newer_store=str(newer_store), newer_probe=str(newer_probe),
         bootstrap_ci=stats.bootstrap_ci, paired_bootstrap_diff=stats.paired_bootstrap_diff, verdict=stats.verdict,
         as_fwd_hooks=as_fwd_hooks, ablation_interventions=ablation_interventions, RunConfig=run_config,
     )

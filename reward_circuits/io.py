@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,32 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# what atomic_path / atomic_dir leave when killed: ".NAME.XXXXXXXX.tmp" files, ".NAME.XXXXXXXX" and
+# ".NAME.old.XXXXXXXX" directories (XXXXXXXX: tempfile's 8 random characters)
+_ATOMIC_LEFTOVER = re.compile(r"\..+\.(old\.)?[a-z0-9_]{8}(\.tmp)?")
+
+
+def remove_atomic_leftovers(root: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that writers killed inside :func:`atomic_path` / :func:`atomic_dir`
+    left anywhere under ``root`` (a rerun's first step); returns what was removed.
+
+    Only names of that exact shape are touched; call it when no other writer is using ``root``.
+    """
+    import shutil
+
+    root = Path(root)
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(root) if root.is_dir() else ():
+        for name in list(dirnames) + filenames:
+            if _ATOMIC_LEFTOVER.fullmatch(name) and (name.endswith(".tmp") or name in dirnames):
+                p = Path(dirpath) / name
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+                if name in dirnames:
+                    dirnames.remove(name)
+    return removed
 
 
 def atomic_save_dataset(ds, path: str | os.PathLike, **save_kwargs) -> None:

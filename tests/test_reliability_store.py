@@ -270,7 +270,7 @@ def test_probe_from_a_newer_format_version_fails_clearly(tmp_path):
     meta = json.loads(cfg.read_text())
     meta["format_version"] = PROBE_FORMAT_VERSION + 1
     cfg.write_text(json.dumps(meta))
-    with pytest.raises(ProbeError, match=f"format {PROBE_FORMAT_VERSION + 1}"):
+    with pytest.raises(ProbeError, match=rf"format version {PROBE_FORMAT_VERSION + 1}, newer.*Upgrade reward_circuits"):
         ValueProbe.load(tmp_path / "p")
 
 

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from tqdm.auto import trange
 
 from ..io import atomic_path, atomic_write_json
-from ..errors import ProbeError
+from ..errors import ProbeError, ProbeVersionError, check_format_version
 from ..data.store import stratified_split
 from ..data.views import ArrayRollouts, check_binary
 from .stats import auc_rows, binary_auc
@@ -227,6 +227,9 @@ class ValueProbe(nn.Module):
 
     # ---- training ----------------------------------------------------------------------------
     def _resolve_hooks(self, store, hook_names) -> list[str]:
+        if not all(hasattr(store, a) for a in ("hook_names", "rewards", "d", "iter_batches")):
+            raise ProbeError(f"store must be a Store (ActivationStore, ArrayRollouts, ...), got {type(store).__name__}: "
+                             "open one with ActivationStore(path), or use fit_arrays(acts, rewards) for in-memory arrays.")
         hooks = [hook_names] if isinstance(hook_names, str) else list(hook_names)
         if not hooks:
             raise ProbeError("hook_names is empty: name at least one hook point to probe.")
@@ -574,8 +577,8 @@ class ValueProbe(nn.Module):
         if not (path / _CONFIG_FILE).exists() or not (path / _WEIGHTS_FILE).exists():
             raise FileNotFoundError(f"no saved ValueProbe at {path} (expects {_CONFIG_FILE} and {_WEIGHTS_FILE}).")
         meta = json.loads((path / _CONFIG_FILE).read_text())
-        if meta.get("format_version") != PROBE_FORMAT_VERSION:
-            raise ProbeError(f"{path}: probe format {meta.get('format_version')} not supported (expected {PROBE_FORMAT_VERSION}).")
+        check_format_version(path / _CONFIG_FILE, meta.get("format_version"), PROBE_FORMAT_VERSION, "ValueProbe",
+                             rewrite="fit and save the probe again with this version", error=ProbeVersionError)
         cfg = ValueProbeConfig(**meta["config"])
         if device is not None:
             cfg = cfg.replace(device=device)

@@ -53,6 +53,12 @@ def build_store(
     hook_names = adapter.validate_hooks(hook_names)
     if not rollouts:
         raise StoreError("no rollouts to store: generate some first.")
+    if isinstance(rollouts, (str, bytes)) or not all(isinstance(r, Rollout) for r in rollouts):
+        kinds = sorted({type(r).__name__ for r in rollouts})
+        raise StoreError(f"build_store takes a list of Rollout objects, got {kinds}: make them with "
+                         "generate_rollouts(adapter, task) or load_rollouts(path); for arrays use write_store_from_arrays.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise StoreError(f"batch_size must be a positive int (rollouts per forward pass), got {batch_size!r}.")
     writer = ActivationStoreWriter(path, hook_names, model=adapter.name, dtype=dtype, positions=positions,
                                    meta={**(meta or {}), "backend": adapter.backend})
     todo = [r for r in rollouts if not writer.has(r.id)]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..io import atomic_save_dataset
-from ..models import GenerationConfig, ModelAdapter
+from ..models import GenerationConfig, ModelAdapter, generation_config
 from ..tasks import Task
 
 
@@ -44,11 +44,14 @@ def generate_rollouts(
     fwd_hooks=(),
 ) -> list[Rollout]:
     """Generate ``samples_per_prompt`` responses per example (batched, seeded) and score them."""
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a Task, got {type(task).__name__} ({task!r:.40}): build one with "
+                        "get_task('arithmetic'), or Task(name, examples, reward_fn).")
     if len(task) == 0:
         raise ValueError(f"task {task.name!r} has no examples.")
     if samples_per_prompt < 1:
         raise ValueError("samples_per_prompt must be >= 1.")
-    config = config or GenerationConfig(max_new_tokens=task.max_new_tokens)
+    config = generation_config(config or GenerationConfig(max_new_tokens=task.max_new_tokens))
     if samples_per_prompt > 1 and not config.do_sample:
         raise ValueError("samples_per_prompt > 1 with greedy decoding gives identical samples; set do_sample=True.")
     examples = list(task.examples)

@@ -40,6 +40,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .splits import rollout_order, stratified_split  # noqa: F401  (re-exported)
+from ..errors import FormatVersionError, check_format_version
 from ..io import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 1
@@ -53,6 +54,10 @@ _TEMP_FILE = re.compile(r"\.(shard_\d{5}\.safetensors|manifest\.json)\..+\.tmp")
 
 class StoreError(ValueError):
     """Bad input to the activation store (says what was wrong and how to fix it)."""
+
+
+class StoreVersionError(StoreError, FormatVersionError):
+    """The store was written in a format version this reward_circuits does not read."""
 
 
 class IncompleteStoreError(StoreError):
@@ -85,13 +90,9 @@ def read_manifest(path: str | os.PathLike) -> dict:
             f"{mpath} is not an activation-store manifest (no format_version/shards). Point at the store "
             "directory that `reward-circuits run` or `build_store(...)` wrote."
         )
-    version = manifest["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise StoreError(
-            f"{mpath} was written in store format version {version!r}, newer than this reward_circuits reads "
-            f"(up to {FORMAT_VERSION}). Upgrade reward_circuits (`pip install -U reward-circuits`) to read it, "
-            "or rebuild the store with this version."
-        )
+    check_format_version(mpath, manifest["format_version"], FORMAT_VERSION, "activation store",
+                         rewrite=f"delete {path} and rebuild the store with this version "
+                                 "(`reward-circuits run` / `build_store(...)`)", error=StoreVersionError)
     return manifest
 
 
@@ -198,11 +199,6 @@ class ActivationStoreWriter:
         manifest_path = self.path / MANIFEST
         if manifest_path.exists():
             self.manifest = read_manifest(self.path)
-            if self.manifest["format_version"] != FORMAT_VERSION:
-                raise StoreError(
-                    f"{self.path} holds a store in format version {self.manifest['format_version']}; this "
-                    f"reward_circuits writes version {FORMAT_VERSION}: use another directory or delete this one."
-                )
             if list(self.manifest["hook_names"]) != list(hook_names):
                 raise StoreError(
                     f"{self.path} already holds hook points {self.manifest['hook_names']}, "

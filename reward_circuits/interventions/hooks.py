@@ -479,6 +479,9 @@ def as_fwd_hooks(interventions: Iterable[InterventionLike] | InterventionLike | 
             out.append(tuple(Intervention.of(item)))
         elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str) and callable(item[1]):
             out.append((item[0], item[1]))
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str):
+            raise TypeError(f"the hook fn for {item[0]!r} is {type(item[1]).__name__} ({item[1]!r:.40}), not callable: "
+                            "give a function fn(activation, hook) returning the new activation or None.")
         else:
             raise TypeError(f"cannot use {item!r} as a forward hook: give an Intervention, a (hook_name, fn) pair, "
                             "or a hook built from a NeuronSet.")

@@ -12,7 +12,9 @@ backends derive position ids from the mask (tested against unpadded single seque
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence
@@ -61,6 +63,27 @@ class GenerationConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
         self.stop_strings = tuple(self.stop_strings)
+
+
+def generation_config(config: GenerationConfig | None, overrides: dict | None = None) -> GenerationConfig:
+    """``config`` (default: ``GenerationConfig()``) with ``overrides`` applied, checked: a config
+    object, and override names that are its fields (a typo is named, with the closest field)."""
+    if config is None:
+        config = GenerationConfig()
+    if not isinstance(config, GenerationConfig):
+        hint = "GenerationConfig(**config)" if isinstance(config, dict) else "GenerationConfig(max_new_tokens=...)"
+        raise TypeError(f"config must be a GenerationConfig, got {type(config).__name__}: pass {hint}, "
+                        "or give options as keywords, e.g. generate(prompts, max_new_tokens=32).")
+    if not overrides:
+        return config
+    fields = list(config.__dataclass_fields__)
+    unknown = [k for k in overrides if k not in fields]
+    if unknown:
+        close = {k: difflib.get_close_matches(k, fields, n=1, cutoff=0.6) for k in unknown}
+        hint = "; ".join(f"{k!r}: did you mean {c[0]!r}?" for k, c in close.items() if c)
+        raise TypeError(f"unknown generation option(s) {unknown}. {hint + ' ' if hint else ''}"
+                        f"GenerationConfig's options are {fields}.")
+    return GenerationConfig(**{**config.__dict__, **overrides})
 
 
 @dataclass
@@ -198,6 +221,7 @@ class ModelAdapter(HookedAPI, ABC):
     n_layers: int
     d_model: int
     d_mlp: int
+    d_vocab: int  # rows of the embedding matrix: token ids run 0..d_vocab-1
     device: torch.device
 
     @abstractmethod
@@ -218,14 +242,21 @@ class ModelAdapter(HookedAPI, ABC):
         names = [names] if isinstance(names, str) else list(names)
         if not names:
             raise HookNameError("no hook names given: name at least one, e.g. 'blocks.0.hook_resid_post'.")
-        known = set(self.hook_names())
-        bad = [n for n in names if n not in known]
+        known = self.hook_names()
+        known_set = set(known)
+        bad = [n for n in names if not isinstance(n, str) or n not in known_set]
         if bad:
             canonical = ["hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "mlp.hook_post"]
-            examples = [f"blocks.0.{c}" for c in canonical if f"blocks.0.{c}" in known]
+            examples = [f"blocks.0.{c}" for c in canonical if f"blocks.0.{c}" in known_set]
+            close = {n: difflib.get_close_matches(n, known, n=3, cutoff=0.75) for n in bad if isinstance(n, str)}
+            hint = "; ".join((f"for {n!r}, d" if len(close) > 1 else "D") + f"id you mean {' or '.join(map(repr, c))}?"
+                             for n, c in close.items() if c)
+            not_str = [n for n in bad if not isinstance(n, str)]
             raise HookNameError(
-                f"unknown hook point(s) {bad} for {self.name} ({self.backend}). Use TransformerLens names, "
-                f"e.g. {examples + ['hook_embed']}; layers run 0..{self.n_layers - 1}. "
+                f"unknown hook point(s) {bad} for {self.name} ({self.backend}). "
+                + (f"{hint} " if hint else "")
+                + (f"Hook names are strings, not {sorted({type(n).__name__ for n in not_str})}. " if not_str else "")
+                + f"Use TransformerLens names, e.g. {examples + ['hook_embed']}; layers run 0..{self.n_layers - 1}. "
                 "`adapter.hook_names()` lists them all."
             )
         return names
@@ -233,7 +264,10 @@ class ModelAdapter(HookedAPI, ABC):
     # ---- tokenization -------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str] | str, padding_side: Literal["left", "right"] = "left",
                  add_special_tokens: bool = False) -> TokenBatch:
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts) if isinstance(texts, Iterable) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise TypeError(f"tokenize takes a string or a list of strings, got {type(texts).__name__} {str(texts)[:60]!r}: "
+                            "pass token ids straight to forward / run_with_hooks, or str(...) your input.")
         if not texts:
             raise ValueError("no texts to tokenize.")
         tok = self.tokenizer
@@ -261,7 +295,9 @@ class ModelAdapter(HookedAPI, ABC):
             else:
                 ids[i, : len(s)] = t
                 mask[i, : len(s)] = 1
-        return TokenBatch(ids, mask).to(self.device)
+        batch = TokenBatch(ids, mask)
+        self.check_token_ids(batch)
+        return batch.to(self.device)
 
     def chat_prompt(self, messages: list[dict]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -286,11 +322,8 @@ class ModelAdapter(HookedAPI, ABC):
         Rows that finish (EOS or a stop string) leave the running batch and its KV cache
         (``config.drop_finished``), so a few long answers do not hold the whole batch.
         """
-        config = config or GenerationConfig()
-        if overrides:
-            config = GenerationConfig(**{**config.__dict__, **overrides})
-        if fwd_hooks:
-            self.validate_hooks([n for n, _ in fwd_hooks])
+        config = generation_config(config, overrides)
+        fwd_hooks = self.check_fwd_hooks(fwd_hooks)
         if isinstance(prompts, str):  # one prompt, not a list of one-character prompts
             prompts = [prompts]
         if isinstance(prompts, TokenBatch):
@@ -320,8 +353,7 @@ class ModelAdapter(HookedAPI, ABC):
         each moment (``plan.prefill_labels`` during the prefill, ``plan.decode_labels`` of the rows
         still running afterwards), so row-scoped hooks know which rows are theirs.
         """
-        if fwd_hooks:
-            self.validate_hooks([n for n, _ in fwd_hooks])
+        fwd_hooks = self.check_fwd_hooks(fwd_hooks)
         new_tokens = self.decode(plan, config, list(fwd_hooks), config.seed if seed is None else seed, row_labels)
         prompts = plan.prompt_ids()
         return [self.finish_generation(prompts[int(src)], row, config) for src, row in zip(plan.sources(), new_tokens)]

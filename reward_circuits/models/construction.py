@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 
 
 
@@ -41,6 +42,11 @@ def load_model(name: str = "default", backend: Backend = DEFAULT_BACKEND, device
     """
     from .loading import DEFAULT_MODEL, GEMMA_MODEL, is_default, is_gemma, load_hf
 
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string: 'default', 'gemma-3-270m', a local HF directory or a hub id; "
+                        f"got {type(name).__name__} ({name!r:.60}). An already loaded HF model goes to from_hf(model, tokenizer).")
     if backend not in ("transformer_lens", "nnsight"):
         raise ValueError(f"unknown backend {backend!r}: use 'transformer_lens' or 'nnsight'.")
     if remote and backend != "nnsight":

@@ -129,7 +129,8 @@ def resolve_model_path(name: str) -> str:
                                  "(save_pretrained output) or use a hub id.")
         return str(p)
     if name.startswith((".", "/", "~")):
-        raise ModelLoadError(f"model directory {name!r} does not exist.")
+        raise ModelLoadError(f"model directory {name!r} does not exist: point it at an HF model directory "
+                             "(save_pretrained output), or use 'default', 'gemma-3-270m' or a hub id.")
     return name
 
 

@@ -36,6 +36,7 @@ class NNsightAdapter(ModelAdapter):
         self.n_layers = c.num_hidden_layers
         self.d_model = c.hidden_size
         self.d_mlp = getattr(c, "intermediate_size", 4 * c.hidden_size)
+        self.d_vocab = hf.get_input_embeddings().num_embeddings
         self.device = next(hf.parameters()).device
         self.remote = remote
         gen_eos = getattr(hf.generation_config, "eos_token_id", None)
@@ -110,9 +111,7 @@ class NNsightAdapter(ModelAdapter):
 
     def capture(self, batch, hook_names, fwd_hooks=()):
         names = self.validate_hooks(hook_names)
-        fwd_hooks = self.active_hooks(fwd_hooks)
-        if fwd_hooks:
-            self.validate_hooks([n for n, _ in fwd_hooks])
+        fwd_hooks = self.active_hooks(self.check_fwd_hooks(fwd_hooks))
         saved: dict = {}
         with torch.no_grad():
             with self.lm.trace(self._inputs(batch), remote=self.remote) as tracer:
@@ -121,9 +120,7 @@ class NNsightAdapter(ModelAdapter):
         return {n: _as_tensor(saved[n]).detach() for n in names}
 
     def forward(self, batch, fwd_hooks=()):
-        fwd_hooks = self.active_hooks(fwd_hooks)
-        if fwd_hooks:
-            self.validate_hooks([n for n, _ in fwd_hooks])
+        fwd_hooks = self.active_hooks(self.check_fwd_hooks(fwd_hooks))
         with torch.no_grad():
             with self.lm.trace(self._inputs(batch), remote=self.remote):
                 self._apply_hooks(fwd_hooks)

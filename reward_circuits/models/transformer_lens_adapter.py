@@ -29,6 +29,7 @@ class TransformerLensAdapter(ModelAdapter):
         self.n_layers = model.cfg.n_layers
         self.d_model = model.cfg.d_model
         self.d_mlp = model.cfg.d_mlp
+        self.d_vocab = model.cfg.d_vocab
         self.device = torch.device(model.cfg.device or "cpu")
 
     @property
@@ -54,8 +55,7 @@ class TransformerLensAdapter(ModelAdapter):
 
     def capture(self, batch, hook_names, fwd_hooks=()):
         names = self.validate_hooks(hook_names)
-        if fwd_hooks:
-            self.validate_hooks([n for n, _ in fwd_hooks])
+        fwd_hooks = self.check_fwd_hooks(fwd_hooks)
         store: dict[str, Tensor] = {}
 
         def make(name):
@@ -72,8 +72,7 @@ class TransformerLensAdapter(ModelAdapter):
         return {n: store[n] for n in names}
 
     def forward(self, batch, fwd_hooks=()):
-        if fwd_hooks:
-            self.validate_hooks([n for n, _ in fwd_hooks])
+        fwd_hooks = self.check_fwd_hooks(fwd_hooks)
         with torch.no_grad(), self.model.hooks(fwd_hooks=list(fwd_hooks)):
             return self.model(batch.input_ids, attention_mask=batch.attention_mask)
 

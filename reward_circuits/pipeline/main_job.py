@@ -16,6 +16,7 @@ import numpy as np
 
 from ..analysis.neurons import NeuronSet
 from ..data.capture import build_store
+from ..io import remove_atomic_leftovers
 from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ..models import GenerationConfig, ModelAdapter, load_model, resid_hooks
 from ..tasks import get_task
@@ -42,6 +43,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     """Run the main job; returns the summary dict (also in ``<out>/summary.json``)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    for p in remove_atomic_leftovers(out):  # a killed run's half-written files never count as results
+        print(f"[resume] removed {p.relative_to(out)}, left by an interrupted write")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -8,10 +8,15 @@ Face repo (or in the local hub cache), so users can share SAEs trained here.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from ..errors import FormatVersionError
 
 __all__ = ["load_sae", "save_sae"]
 
@@ -46,10 +51,44 @@ def save_sae(sae, path: str | os.PathLike) -> Path:
 
 
 def load_sae(path: str | os.PathLike, device: str = "cpu"):
-    """``SAE.load_from_disk(path)``: the inference SAE saved by :func:`save_sae` (or any sae-lens SAE dir)."""
+    """``SAE.load_from_disk(path)``: the inference SAE saved by :func:`save_sae` (or any sae-lens SAE dir).
+
+    An SAE saved by a newer sae-lens major version than the installed one, or one the installed
+    sae-lens fails to read while the file is from a newer version, raises
+    :class:`~reward_circuits.errors.FormatVersionError` naming both versions and the upgrade.
+    """
+    import sae_lens
     from sae_lens import SAE
 
     path = Path(path)
-    if not (path / "cfg.json").exists():
+    cfg_path = path / "cfg.json"
+    if not cfg_path.exists():
         raise FileNotFoundError(f"no sae-lens SAE at {path} (no cfg.json): save one with save_sae(sae, path).")
-    return SAE.load_from_disk(path, device=device).eval()
+    try:
+        saved = json.loads(cfg_path.read_text(encoding="utf-8")).get("metadata", {}).get("sae_lens_version")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ValueError(f"{cfg_path} is truncated or not an sae-lens config ({e}): save the SAE again with "
+                         "save_sae(sae, path).") from None
+    installed = sae_lens.__version__
+    newer = _is_newer(saved, installed)
+    if newer and Version(str(saved)).major > Version(installed).major:
+        raise FormatVersionError(_newer_sae_message(cfg_path, saved, installed))
+    try:
+        return SAE.load_from_disk(path, device=device).eval()
+    except Exception as e:
+        if newer:
+            raise FormatVersionError(f"{_newer_sae_message(cfg_path, saved, installed)} (sae-lens said: {e})") from e
+        raise
+
+
+def _is_newer(saved, installed: str) -> bool:
+    try:
+        return saved is not None and Version(str(saved)) > Version(installed)
+    except InvalidVersion:
+        return False
+
+
+def _newer_sae_message(cfg_path: Path, saved, installed: str) -> str:
+    return (f"{cfg_path} was saved by sae-lens {saved}, newer than the installed sae-lens {installed}, which "
+            "cannot read it. Upgrade reward_circuits and sae-lens (`pip install -U reward-circuits sae-lens`) "
+            "to read it, or save the SAE again with this version.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 from typing import Any, Callable
 
@@ -51,9 +53,11 @@ def get_task(spec: str, n: int = 100, seed: int = 0, **kwargs: Any) -> Task:
     Extra ``kwargs`` are passed to the factory (e.g. ``system_prompt``, ``cache_dir``).
     Raises ``ValueError`` for an unknown spec, listing the valid ones.
     """
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"task spec must be a string, got {type(spec).__name__} ({spec!r:.40}). Valid specs: {_valid_specs()}.")
     raw = str(spec).strip()
     if os.path.exists(os.path.expanduser(raw)) or is_local_spec(raw) or "/" in raw:
-        return load_local_task(raw, n=n, seed=seed, **kwargs)
+        return _call_factory(load_local_task, spec, raw, n=n, seed=seed, **kwargs)
     key, _, arg = raw.partition(":")
     key = key.strip().lower().replace("-", "_")
     arg = arg.strip()
@@ -65,11 +69,27 @@ def get_task(spec: str, n: int = 100, seed: int = 0, **kwargs: Any) -> Task:
                 kwargs["difficulty"] = int(arg)
             except ValueError:
                 raise ValueError(f"Task spec {spec!r}: difficulty after ':' must be an integer.") from None
-        return BUILTIN_TASKS[key](n=n, seed=seed, **kwargs)
+        return _call_factory(BUILTIN_TASKS[key], spec, n=n, seed=seed, **kwargs)
     if key in DATASET_LOADERS:
         if arg:
             if key != "arc" or arg.lower() not in _ARC_CONFIGS:
                 raise ValueError(f"Task spec {spec!r}: only 'arc:challenge' and 'arc:easy' take an argument.")
             kwargs["name"] = _ARC_CONFIGS[arg.lower()]
-        return DATASET_LOADERS[key](n=n, seed=seed, **kwargs)
-    raise ValueError(f"Unknown task spec {spec!r}. Valid specs: {_valid_specs()}.")
+        return _call_factory(DATASET_LOADERS[key], spec, n=n, seed=seed, **kwargs)
+    close = difflib.get_close_matches(key, [*BUILTIN_TASKS, *DATASET_LOADERS], n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Unknown task spec {spec!r}.{hint} Valid specs: {_valid_specs()}.")
+
+
+def _call_factory(factory: Callable[..., Task], spec, *args, **kwargs) -> Task:
+    """``factory(*args, **kwargs)``, with an unknown keyword named (and the closest known one) instead
+    of Python's bare ``unexpected keyword argument``."""
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = [k for k in kwargs if k not in known]
+        if unknown:
+            close = {k: difflib.get_close_matches(k, known, n=1, cutoff=0.6) for k in unknown}
+            hint = "".join(f" Did you mean {c[0]!r} for {k!r}?" for k, c in close.items() if c)
+            raise TypeError(f"task {spec!r} has no option(s) {unknown}.{hint} Its options are {known}.")
+    return factory(*args, **kwargs)
