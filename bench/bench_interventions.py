@@ -94,20 +94,23 @@ def _accuracies(sections) -> dict:
     return out
 
 
-def _stage(adapter, task, value_sets, args, way: str) -> tuple[float, dict]:
-    from reward_circuits.pipeline.interventions import run_intervention_stage
+def _stage(adapter, task, value_sets, args, way: str) -> tuple[float, float, dict]:
+    """One run of the main job's intervention stage; (wall seconds, CPU seconds of this process, accuracies)."""
+    from reward_circuits.pipeline.interventions import (InterventionInputs, InterventionStudyConfig,
+                                                        run_intervention_stage)
 
     cfg = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=args.batch_size, progress=False,
                            drop_finished=way != "per_condition_keep")
+    study = InterventionStudyConfig(n_random_draws=args.draws, seed=0, dose_fractions=tuple(args.dose_fractions),
+                                    dose_modes=("zero", "mean"), dose_random_draws=1,
+                                    steering_factors=tuple(args.factors))
     ctx = nullcontext() if way == "sweep" else per_condition_passes()
     with tempfile.TemporaryDirectory() as out, ctx:
-        t0 = time.perf_counter()
-        sections = run_intervention_stage(
-            adapter, task, list(task.examples), value_sets, out, n_random_draws=args.draws, seed=0, config=cfg,
-            dose_fractions=tuple(args.dose_fractions), dose_modes=("zero", "mean"), dose_random_draws=1,
-            steering_factors=tuple(args.factors))
-        seconds = time.perf_counter() - t0
-    return seconds, _accuracies(sections)
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = run_intervention_stage(adapter, task, InterventionInputs(value_sets), out, study, cfg,
+                                        examples=list(task.examples))
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return seconds, cpu, _accuracies(result.to_sections())
 
 
 def _token_agreement(adapter, task, value_sets, args) -> dict:
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=32, help="rows per pass of the per-condition runs")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--dose-fractions", type=float, nargs="*", default=[0.005, 0.01, 0.02, 0.05, 0.1])
+    ap.add_argument("--dose-fractions", type=float, nargs="*", default=[0.01, 0.02, 0.05, 0.1])
     ap.add_argument("--factors", type=float, nargs="*", default=[0.0, 0.5, 1.5, 2.0, 4.0])
     ap.add_argument("--ways", default=",".join(WAYS))
     ap.add_argument("--repeats", type=int, default=1, help="stage runs per way (interleaved; median)")
@@ -217,18 +220,23 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "stage" not in skip:
         times: dict[str, list[float]] = {w: [] for w in ways}
+        cpus: dict[str, list[float]] = {w: [] for w in ways}
         accs: dict[str, dict] = {}
         for r in range(args.repeats):
             for way in (ways if r % 2 == 0 else list(reversed(ways))):
-                seconds, accs[way] = _stage(adapter, task, value_sets, args, way)
+                seconds, cpu, accs[way] = _stage(adapter, task, value_sets, args, way)
                 times[way].append(seconds)
-                print(f"[stage] {way}: {seconds:.1f} s", flush=True)
+                cpus[way].append(cpu)
+                print(f"[stage] {way}: {seconds:.1f} s wall, {cpu:.1f} s CPU", flush=True)
         med = {w: statistics.median(t) for w, t in times.items()}
+        med_cpu = {w: statistics.median(t) for w, t in cpus.items()}
         ref = ways[0]
-        stage = {w: {"seconds": med[w], "runs": times[w]} for w in ways}
+        stage = {w: {"seconds": med[w], "runs": times[w], "cpu_seconds": med_cpu[w], "cpu_runs": cpus[w]} for w in ways}
         for w in ways:
             if w != ref:
                 stage[w][f"{ref}_speedup"] = med[w] / med[ref]  # this way's time / the first way's time
+                # CPU time of the process: with one torch thread, unaffected by other processes' load
+                stage[w][f"{ref}_cpu_speedup"] = med_cpu[w] / med_cpu[ref]
                 diffs = sorted(k for k in accs[ref] if not _same(accs[ref].get(k), accs[w].get(k)))
                 stage[w]["results_identical"] = not diffs
                 stage[w]["differing"] = diffs[:20]
