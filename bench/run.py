@@ -11,7 +11,8 @@ Rows (issue 15, part B):
 3. all-layer probe training vs a per-layer loop, and vs the matmul floor (target ≤ 1.5×);
 4. peak RAM of probe training and of capture (``build_store``) as the store grows 1×, 4×, 16×
    (target: flat, 16×/1× ≤ 1.25);
-5. SAE training vs sae-lens's trainer: not yet (the SAE issue has not landed);
+5. SAE training throughput of ``reward_circuits.sae.train_sae`` vs sae-lens's own ``SAETrainer`` on the same
+   activations, initial weights, batch order and hyper-parameters, with the final MSE / L0 of both (``bench_sae.py``);
 6. the default main job: wall time per stage from a run's ``summary.json`` (``--main-job-summary``),
    or measured here with peak RAM per stage (``--main-job``, minutes).
 
@@ -498,7 +499,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ram-capture-rollouts", type=int, default=16, help="1x rollouts for the capture RAM row (2 batches of 8)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: a shared machine's spinning OpenMP threads swamp timings)")
     ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--only", default="1,2,3,4,6", help="comma-separated row numbers to run")
+    ap.add_argument("--sae-n", type=int, default=18000, help="activations for the SAE row (d=576)")
+    ap.add_argument("--sae-epochs", type=int, default=2)
+    ap.add_argument("--sae-repeats", type=int, default=3)
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated row numbers to run")
     ap.add_argument("--main-job-summary", default=None, help="a run's summary.json to read stage timings from")
     ap.add_argument("--main-job", action="store_true", help="run the default main job here (minutes) and sample its RSS")
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "latest.json"))
@@ -514,6 +518,7 @@ def main(argv: list[str] | None = None) -> None:
         args.repeats, args.gen_repeats, args.batch, args.tokens, args.new_tokens = 2, 1, 4, 48, 8
         args.probe_rollouts, args.probe_hooks, args.probe_epochs = 60, 3, 2
         args.ram_probe_rollouts, args.ram_capture_rollouts = 30, 8  # below one read batch: RAM ratios not meaningful
+        args.sae_n, args.sae_epochs, args.sae_repeats = 2000, 1, 1
     only = set(args.only.split(","))
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['ram_gib']} GiB; torch {machine['torch']} "
@@ -534,7 +539,10 @@ def main(argv: list[str] | None = None) -> None:
         rows += _done(bench_probes(args), "3. probes")
     if "4" in only:
         rows += _done(bench_ram_growth(args), "4. RAM growth")
-    rows.append(Row("5", "SAE training vs sae-lens trainer", None, None, "", None, "", note="not measured: the SAE issue has not landed"))
+    if "5" in only:
+        from bench.bench_sae import bench_sae
+
+        rows += _done(bench_sae(args), "5. SAE training")
     if "6" in only:
         rows += main_job_rows(args.main_job_summary, args.main_job)
     machine["loadavg_end"] = os.getloadavg()
