@@ -13,8 +13,8 @@ Rows (issue 15, part B):
    (target: flat, 16×/1× ≤ 1.25);
 5. SAE training throughput of ``reward_circuits.sae.train_sae`` vs sae-lens's own ``SAETrainer`` on the same
    activations, initial weights, batch order and hyper-parameters, with the final MSE / L0 of both (``bench_sae.py``);
-6. the default main job: wall time per stage from a run's ``summary.json`` (``--main-job-summary``),
-   or measured here with peak RAM per stage (``--main-job``, minutes).
+6. the default main job: wall time and peak RSS per stage from a run's ``summary.json`` (``--main-job-summary``;
+   the job records both), or measured here (``--main-job``, minutes).
 
 Timing is the median of ``--repeats`` interleaved repeats after a warm-up (variants alternate inside
 each repeat, so load from other processes hits them alike); peak memory is measured in a fresh
@@ -476,11 +476,14 @@ def main_job_rows(summary_path: str | None, measure: bool) -> list[Row]:
                     note="not measured in this run")]
     summary = json.load(open(summary_path))
     timings = summary["timings"]
+    recorded = summary.get("peak_rss_mb") or {}  # written by the main job itself (pipeline.stage_meter)
     rows = []
     for stage, secs in timings.items():
+        rss = recorded.get(stage, rss_by_stage.get(stage))
+        how = "recorded by the job: VmHWM per stage" if stage in recorded else ("sampled every 0.5 s" if stage in rss_by_stage else "")
         rows.append(Row("6", f"main job stage {stage.removesuffix('_s')}", secs, None, "s", None, "",
-                        note=(f"peak RSS {rss_by_stage[stage]:.0f} MiB" if stage in rss_by_stage else "")
-                        + ("" if measure else f"from {summary_path}")))
+                        note="; ".join(x for x in (f"peak RSS {rss:,.0f} MiB ({how})" if rss is not None else "",
+                                                   "" if measure else f"from {summary_path}") if x)))
     return rows
 
 
