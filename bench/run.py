@@ -11,9 +11,10 @@ Rows (issue 15, part B):
 3. all-layer probe training vs a per-layer loop, and vs the matmul floor (target ≤ 1.5×);
 4. peak RAM of probe training and of capture (``build_store``) as the store grows 1×, 4×, 16×
    (target: flat, 16×/1× ≤ 1.25);
-5. SAE training vs sae-lens's trainer: not yet (the SAE issue has not landed);
-6. the default main job: wall time per stage from a run's ``summary.json`` (``--main-job-summary``),
-   or measured here with peak RAM per stage (``--main-job``, minutes).
+5. SAE training throughput of ``reward_circuits.sae.train_sae`` vs sae-lens's own ``SAETrainer`` on the same
+   activations, initial weights, batch order and hyper-parameters, with the final MSE / L0 of both (``bench_sae.py``);
+6. the default main job: wall time and peak RSS per stage from a run's ``summary.json`` (``--main-job-summary``;
+   the job records both), or measured here (``--main-job``, minutes).
 
 Timing is the median of ``--repeats`` interleaved repeats after a warm-up (variants alternate inside
 each repeat, so load from other processes hits them alike); peak memory is measured in a fresh
@@ -97,9 +98,10 @@ def memory_bandwidth_gbs(mib: int = 256, repeats: int = 7) -> float:
     return 2 * src.numel() * 4 / statistics.median(ts) / 1e9
 
 
-def matmul_gflops(m: int, k: int, n: int, repeats: int = 20) -> float:
-    """Measured float32 matmul throughput on an ``[m, k] × [k, n]`` product (median)."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
+def matmul_gflops(m: int, k: int, n: int, repeats: int = 20, transpose_a: bool = False) -> float:
+    """Measured float32 matmul throughput on an ``[m, k] × [k, n]`` product (median); ``transpose_a``: ``a`` is
+    the transposed view of a contiguous ``[k, m]`` tensor (as in a weight gradient ``xᵀ @ g``)."""
+    a, b = (torch.randn(k, m).T if transpose_a else torch.randn(m, k)), torch.randn(k, n)
     for _ in range(3):
         a @ b
     ts = []
@@ -301,23 +303,49 @@ def bench_probes(args) -> list[Row]:
         del acts
         train, _test = store.split(0.3, seed=0)
         cfg = ValueProbeConfig(epochs=args.probe_epochs, batch_states=batch_states, seed=0)
+        # what one fit trains: every (hook, weight-decay candidate) slot on the batches of its fit split
+        fitted = ValueProbe(cfg.replace(epochs=1)).fit(store, hooks, train, verbose=False)
+        sizes = [len(b) for b in store.iter_batches(hooks[0], batch_states=fitted.batch_states_, indices=fitted.fit_indices_)]
+        n_slots = len(hooks) * (len(cfg.weight_decays) if fitted.validation_indices_.size else 1)
+        n_states = sum(len(b) for b in store.iter_batches(hooks[0], indices=train))
+        matmul_floor = probe_matmul_floor(sizes, d, cfg.hidden, n_slots, args.probe_epochs)
         runners = {
             "stacked": lambda: ValueProbe(cfg).fit(store, hooks, train, verbose=False),
             "loop": lambda: [ValueProbe(cfg).fit(store, h, train, verbose=False) for h in hooks],
+            "floor": matmul_floor,  # timed in the same interleaved repeats, so under the same load
         }
         med = interleaved_medians(runners, args.repeats, grad=True)
-        n_states = sum(len(b) for b in store.iter_batches(hooks[0], indices=train))
-    hidden = cfg.hidden
-    gf = matmul_gflops(batch_states, d, hidden)
-    gflop = 4 * d * hidden * n_states * len(hooks) * args.probe_epochs / 1e9  # x@W1 and its weight gradient
-    floor = gflop / gf
+    gflop = 4 * d * cfg.hidden * sum(sizes) * n_slots * args.probe_epochs / 1e9
     shape = f"{len(hooks)} hooks, {n_states} train states, d={d}, {args.probe_epochs} epochs"
     return [
         Row("3", f"probes: all layers at once vs per-layer loop ({shape})", med["stacked"], med["loop"], "s",
             med["loop"] / med["stacked"], "speed-up over loop"),
-        Row("3", "probes: all layers at once vs matmul floor", med["stacked"], floor, "s", med["stacked"] / floor,
-            "times above floor", "<=1.5", f"{gflop:.1f} GFLOP at {gf:.0f} GFLOP/s measured on the same shapes"),
+        Row("3", "probes: all layers at once vs matmul floor", med["stacked"], med["floor"], "s", med["stacked"] / med["floor"],
+            "times above floor", "<=1.5",
+            f"floor = the fit's first-layer matmuls alone, forward x@W1 + weight gradient x^T@g ({gflop:.1f} GFLOP, "
+            f"{gflop / med['floor']:.0f} GFLOP/s): {n_slots} probe slots ({len(hooks)} hooks x {n_slots // len(hooks)} "
+            f"weight decays) on the {sum(sizes)} states of the fit split (validation rollouts held out) in batches of "
+            f"{max(sizes)}, {args.probe_epochs} epochs"),
     ]
+
+
+def probe_matmul_floor(sizes: list[int], d: int, hidden: int, n_slots: int, epochs: int):
+    """A runner doing only the FLOP-dominant work of ``ValueProbe.fit``: per epoch, batch and probe slot the
+    forward ``x @ W1`` and the weight gradient ``xᵀ @ dL/dh`` (the states are frozen: no input gradient)."""
+    xs = [torch.randn(n, d) for n in sizes]
+    gs = [torch.randn(n, hidden) for n in sizes]
+    w = torch.randn(d, hidden)
+    out_f = [torch.empty(n, hidden) for n in sizes]
+    out_w = torch.empty(d, hidden)
+
+    def run() -> None:
+        for _ in range(epochs):
+            for x, g, of in zip(xs, gs, out_f):
+                for _ in range(n_slots):
+                    torch.mm(x, w, out=of)
+                    torch.mm(x.T, g, out=out_w)
+
+    return run
 
 
 # ---- 4. peak RAM as the store grows ----------------------------------------------------------------
@@ -448,11 +476,14 @@ def main_job_rows(summary_path: str | None, measure: bool) -> list[Row]:
                     note="not measured in this run")]
     summary = json.load(open(summary_path))
     timings = summary["timings"]
+    recorded = summary.get("peak_rss_mb") or {}  # written by the main job itself (pipeline.stage_meter)
     rows = []
     for stage, secs in timings.items():
+        rss = recorded.get(stage, rss_by_stage.get(stage))
+        how = "recorded by the job: VmHWM per stage" if stage in recorded else ("sampled every 0.5 s" if stage in rss_by_stage else "")
         rows.append(Row("6", f"main job stage {stage.removesuffix('_s')}", secs, None, "s", None, "",
-                        note=(f"peak RSS {rss_by_stage[stage]:.0f} MiB" if stage in rss_by_stage else "")
-                        + ("" if measure else f"from {summary_path}")))
+                        note="; ".join(x for x in (f"peak RSS {rss:,.0f} MiB ({how})" if rss is not None else "",
+                                                   "" if measure else f"from {summary_path}") if x)))
     return rows
 
 
@@ -498,7 +529,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ram-capture-rollouts", type=int, default=16, help="1x rollouts for the capture RAM row (2 batches of 8)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: a shared machine's spinning OpenMP threads swamp timings)")
     ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--only", default="1,2,3,4,6", help="comma-separated row numbers to run")
+    ap.add_argument("--sae-n", type=int, default=18000, help="activations for the SAE row (d=576)")
+    ap.add_argument("--sae-epochs", type=int, default=2)
+    ap.add_argument("--sae-repeats", type=int, default=3)
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated row numbers to run")
     ap.add_argument("--main-job-summary", default=None, help="a run's summary.json to read stage timings from")
     ap.add_argument("--main-job", action="store_true", help="run the default main job here (minutes) and sample its RSS")
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "latest.json"))
@@ -514,6 +548,7 @@ def main(argv: list[str] | None = None) -> None:
         args.repeats, args.gen_repeats, args.batch, args.tokens, args.new_tokens = 2, 1, 4, 48, 8
         args.probe_rollouts, args.probe_hooks, args.probe_epochs = 60, 3, 2
         args.ram_probe_rollouts, args.ram_capture_rollouts = 30, 8  # below one read batch: RAM ratios not meaningful
+        args.sae_n, args.sae_epochs, args.sae_repeats = 2000, 1, 1
     only = set(args.only.split(","))
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['ram_gib']} GiB; torch {machine['torch']} "
@@ -534,7 +569,10 @@ def main(argv: list[str] | None = None) -> None:
         rows += _done(bench_probes(args), "3. probes")
     if "4" in only:
         rows += _done(bench_ram_growth(args), "4. RAM growth")
-    rows.append(Row("5", "SAE training vs sae-lens trainer", None, None, "", None, "", note="not measured: the SAE issue has not landed"))
+    if "5" in only:
+        from bench.bench_sae import bench_sae
+
+        rows += _done(bench_sae(args), "5. SAE training")
     if "6" in only:
         rows += main_job_rows(args.main_job_summary, args.main_job)
     machine["loadavg_end"] = os.getloadavg()

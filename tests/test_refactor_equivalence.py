@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "refactor_equivalence_summary.json"
-UNTIMED = {"timings", "timings_s", "wall_time_s", "config", "machine", "seconds", "capture_states_per_s"}
+UNTIMED = {"timings", "timings_s", "wall_time_s", "peak_rss_mb", "config", "machine", "seconds", "capture_states_per_s"}
 
 
 def parity_task(spec: str, n: int, seed: int):

@@ -107,7 +107,7 @@ def test_restored_after_exception(tl_adapter, padded):
             assert active
             assert "forward" in model.blocks[0].attn.__dict__
             model(padded.input_ids, attention_mask=padded.attention_mask, past_kv_cache=cache)
-    assert all("forward" not in b.attn.__dict__ for b in model.blocks)
+    assert all("forward" not in b.attn.__dict__ and "forward" not in b.__dict__ for b in model.blocks)
     assert all(len(b.attn.hook_pattern.fwd_hooks) == 0 for b in model.blocks)
 
 
@@ -136,3 +136,41 @@ def test_plain_forward_untouched_and_unsupported_config_falls_back(tl_adapter, p
     with cached_rotary_attention(gpt_like) as active:
         assert not active
         assert "forward" not in gpt_like.blocks[0].attn.__dict__
+
+
+def test_ln1_once_is_bitwise_ln1_thrice_and_hooks_on_ln1_fire_as_in_tl(tl_adapter, padded):
+    """The lean block computes ln1 once; with a hook on ln1 TL's own block runs (ln1 three times per
+    forward, as TL fires it). Both give bit-identical logits, and an ln1 hook fires as often as in TL."""
+    model = tl_adapter.model
+    calls = {"fast": 0, "tl": 0}
+
+    def counter(which):
+        def fn(act, hook):
+            calls[which] += 1
+        return fn
+
+    lean, _ = _decode(model, padded, steps=3, fast=True)
+    hooked, _ = _decode(model, padded, steps=3, fast=True, fwd_hooks=[("blocks.0.ln1.hook_normalized", counter("fast"))])
+    _decode(model, padded, steps=3, fast=False, fwd_hooks=[("blocks.0.ln1.hook_normalized", counter("tl"))])
+    for a, b in zip(lean, hooked):
+        assert torch.equal(a, b)
+    assert calls["fast"] == calls["tl"] == 3 * 4  # q, k, v inputs on each of 4 forwards
+
+
+def test_layers_with_different_rotary_tables_do_not_share(tl_adapter, padded):
+    """Position ids and cos/sin are shared only between layers whose rotary tables are equal (e.g.
+    Gemma's local and global layers differ): give layer 1 another base and compare with TL."""
+    model = tl_adapter.model
+    attn = model.blocks[1].attn
+    old = attn.rotary_sin, attn.rotary_cos
+    sin, cos = attn.calculate_sin_cos_rotary(model.cfg.rotary_dim, old[0].shape[0], base=37)
+    try:
+        attn.rotary_sin, attn.rotary_cos = sin.to(old[0]), cos.to(old[1])
+        ref, _ = _decode(model, padded, steps=3, fast=False)
+        got, _ = _decode(model, padded, steps=3, fast=True)
+    finally:
+        attn.rotary_sin, attn.rotary_cos = old
+    clean, _ = _decode(model, padded, steps=3, fast=False)
+    assert not torch.allclose(ref[-1], clean[-1], atol=1e-4)  # the other table matters
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -62,8 +62,6 @@ PROBE_FORMAT_VERSION = 1
 _WEIGHTS_FILE = "value_probe.safetensors"
 _CONFIG_FILE = "value_probe.json"
 
-
-
 _ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.tanh}
 assert set(_ACTIVATIONS) == set(ACTIVATIONS)
 
@@ -396,13 +394,18 @@ class ValueProbe(nn.Module):
                 check_batch_structure(batch.rollout, batch.is_last, batch.step)
                 reward, is_last = batch.reward.to(dev), batch.is_last.to(dev)
                 opt.zero_grad(set_to_none=True)
+                cast: dict[str, Tensor] = {}  # float32 states of the hook being trained
                 for lo in range(0, n_slots, chunk):  # probes are independent: grads accumulate
                     sel = slice(lo, min(lo + chunk, n_slots))
                     if not active[sel].any():  # stopped probes: their best weights are restored below
                         continue
-                    x = torch.empty(sel.stop - sel.start, len(batch), self.d_in, dtype=torch.float32, device=dev)
-                    for k in range(sel.start, sel.stop):
-                        x[k - sel.start].copy_(batch.acts[slots[k]])  # gather + cast
+                    if sel.stop - sel.start == 1:  # cast once per hook, not once per weight-decay slot
+                        cast = cast if slots[lo] in cast else {slots[lo]: batch.acts[slots[lo]].to(dev, torch.float32)}
+                        x = cast[slots[lo]][None]
+                    else:
+                        x = torch.empty(sel.stop - sel.start, len(batch), self.d_in, dtype=torch.float32, device=dev)
+                        for k in range(sel.start, sel.stop):
+                            x[k - sel.start].copy_(batch.acts[slots[k]])  # gather + cast
                     # (finiteness of these states was checked in the standardisation pass)
                     logits = self.logits(x, sel)
                     if cfg.mode == "td":

@@ -23,6 +23,13 @@ rotation of a cached key does not change between steps (its position id depends 
 attention mask up to it), so the values are those TL computes; scores differ only by float
 summation order (tested against TL's forward, hook by hook, and on greedy generations).
 
+Work that is the same in every layer of one forward is done once per forward and shared
+(:class:`_StepShare`): the position ids and the gathered rotary ``cos``/``sin`` of the new tokens
+(per group of layers with equal rotary tables) and the causal ⊗ padding mask. Each block computes
+``ln1`` of its residual stream once instead of three times (TL normalises the same tensor for q, k
+and v separately) unless a hook or module hook sits on ``ln1``, where TL's own block runs. The values
+are bit-for-bit those TL computes (same ops on the same inputs).
+
 Configurations the fast path does not cover fall back to TL's forward: non-rotary or dynamic-NTK
 rotary, ``use_attn_result``, split QKV inputs, ungrouped GQA, QK clipping, OLMo QK-norm,
 log-n scaling, attention sinks, 4-bit weights, non-causal attention, position bias.
@@ -30,6 +37,7 @@ log-n scaling, attention sinks, 4-bit weights, non-causal attention, position bi
 
 from __future__ import annotations
 
+import functools
 import types
 from contextlib import contextmanager
 from typing import Iterator
@@ -40,6 +48,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.nn.modules import module as _torch_module
 from transformer_lens.utilities import apply_softcap
+from transformer_lens.utilities.tensors import get_offset_position_ids
 
 _OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 _KEYS, _VALUES = "_rc_rotated_keys", "_rc_values"  # [batch, kv_head, pos, d_head] on the cache entry
@@ -78,13 +87,91 @@ def cached_rotary_attention(model) -> Iterator[bool]:
         yield False  # e.g. a TransformerBridge: HF's own attention runs there
         return
     attns = [block.attn for block in model.blocks]
+    share = _StepShare(_rotary_groups(model))
+    blocks = [block for block in model.blocks if _lean_block_applies(block.cfg)]
     for attn in attns:
-        attn.forward = types.MethodType(_cached_rotary_forward, attn)
+        attn.forward = types.MethodType(functools.partial(_cached_rotary_forward, share=share), attn)
+    for block in blocks:
+        block.forward = types.MethodType(_cached_block_forward, block)
     try:
         yield True
     finally:
-        for attn in attns:
-            attn.__dict__.pop("forward", None)
+        for module in attns + blocks:
+            module.__dict__.pop("forward", None)
+
+
+class _StepShare:
+    """What every layer of one forward computes alike, computed by the first layer that needs it: the
+    rotary ``cos``/``sin`` of the new positions (per rotary group) and the attention mask. Valid while
+    the same ``attention_mask`` tensor (unmodified: same ``_version``) comes with the same offset."""
+
+    def __init__(self, groups: dict[int, int]):
+        self.groups = groups  # id(attn) -> its rotary group
+        self.key: tuple | None = None
+        self.mask_ref: Tensor | None = None  # held so its id cannot be reused while the key lives
+        self.rotary: dict[int, tuple[Tensor, Tensor]] = {}
+        self.masks: dict[tuple, Tensor] = {}
+
+    def begin(self, attention_mask: Tensor, offset: int, q_pos: int) -> None:
+        key = (id(attention_mask), attention_mask._version, offset, q_pos)
+        if key != self.key or self.mask_ref is not attention_mask:
+            self.key, self.mask_ref, self.rotary, self.masks = key, attention_mask, {}, {}
+
+    def cos_sin(self, attn, offset: int, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        group = self.groups.get(id(attn), -1 - len(self.groups) - id(attn))  # unknown module: its own group
+        if group not in self.rotary:
+            pos = get_offset_position_ids(offset, attention_mask).to(attn.rotary_cos.device)
+            self.rotary[group] = (attn.rotary_cos[pos, None, :], attn.rotary_sin[pos, None, :])
+        return self.rotary[group]
+
+
+def _rotary_groups(model) -> dict[int, int]:
+    """``id(attn) -> group``: layers whose rotary tables are equal share one group (memoised on the
+    model while the tables stay the same tensors)."""
+    attns = [block.attn for block in model.blocks]
+    ptrs = tuple((a.rotary_cos.data_ptr(), a.rotary_sin.data_ptr(), tuple(a.rotary_cos.shape)) for a in attns)
+    memo = getattr(model, "_rc_rotary_groups", None)
+    if memo is not None and memo[0] == ptrs:
+        return memo[1]
+    reps: list = []
+    groups = {}
+    for a in attns:
+        g = next((j for j, r in enumerate(reps) if r.rotary_cos.shape == a.rotary_cos.shape
+                  and torch.equal(r.rotary_cos, a.rotary_cos) and torch.equal(r.rotary_sin, a.rotary_sin)), None)
+        if g is None:
+            reps.append(a)
+            g = len(reps) - 1
+        groups[id(a)] = g
+    model._rc_rotary_groups = (ptrs, groups)
+    return groups
+
+
+def _rotate(attn, x: Float[Tensor, "batch pos head d_head"], share: _StepShare, offset: int,
+            attention_mask: Tensor | None) -> Float[Tensor, "batch pos head d_head"]:
+    """TL's ``apply_rotary`` with the position ids and gathered ``cos``/``sin`` shared across layers."""
+    if (attention_mask is None or offset + x.size(1) > attn.rotary_cos.shape[0]
+            or x.device != attn.rotary_sin.device):
+        return attn.apply_rotary(x, offset, attention_mask)
+    cos, sin = share.cos_sin(attn, offset, attention_mask)
+    rotary_dim = attn.cfg.rotary_dim
+    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
+    x_rotated = x_rot * cos + attn.rotate_every_two(x_rot) * sin
+    return torch.cat([x_rotated, x_pass], dim=-1) if x_pass.shape[-1] else x_rotated
+
+
+def _causal_mask(attn, scores: Float[Tensor, "batch head q_pos k_pos"], share: _StepShare, offset: int,
+                 attention_mask: Tensor | None) -> Float[Tensor, "batch head q_pos k_pos"]:
+    """TL's ``apply_causal_mask`` with the boolean mask shared across layers of the same attention type."""
+    q_len, k_len = scores.size(-2), scores.size(-1)
+    if attention_mask is None or q_len + offset != k_len:
+        return attn.apply_causal_mask(scores, offset, attention_mask)  # (raises on the length mismatch)
+    key = (attn.attn_type, attn.cfg.window_size if attn.attn_type == "local" else None, k_len)
+    if key not in share.masks:
+        causal = attn._make_causal_mask(query_ctx_length=q_len, key_ctx_length=k_len, past_kv_pos_offset=offset,
+                                        device=attention_mask.device)
+        share.masks[key] = causal & attention_mask[:, None, None, :].bool()
+    final = share.masks[key]
+    return torch.where(final, scores.to(final.device), attn.IGNORE.to(final.device))
 
 
 def _cached_rotary_forward(
@@ -96,6 +183,8 @@ def _cached_rotary_forward(
     additive_attention_mask: Float[Tensor, "batch 1 1 kv_pos"] | None = None,
     attention_mask: Int[Tensor, "batch offset_pos"] | None = None,
     position_bias=None,
+    *,
+    share: _StepShare,
 ) -> Float[Tensor, "batch pos d_model"]:
     if past_kv_cache_entry is None or position_bias is not None or self._attention_dir_override not in (None, "causal"):
         return type(self).forward(self, query_input, key_input, value_input, past_kv_cache_entry,
@@ -108,8 +197,10 @@ def _cached_rotary_forward(
     entry = past_kv_cache_entry
     offset = entry.past_keys.size(1)
 
-    q = self.hook_rot_q(self.apply_rotary(q, offset, attention_mask))
-    k_new = self.apply_rotary(k, offset, attention_mask).transpose(1, 2)  # [batch, kv, new, d_head]
+    if attention_mask is not None:
+        share.begin(attention_mask, offset, q_pos)
+    q = self.hook_rot_q(_rotate(self, q, share, offset, attention_mask))
+    k_new = _rotate(self, k, share, offset, attention_mask).transpose(1, 2)  # [batch, kv, new, d_head]
     v_new = v.transpose(1, 2)
     if offset:
         if not hasattr(entry, _KEYS):
@@ -134,7 +225,7 @@ def _cached_rotary_forward(
     key_pos = k_all.shape[2]
     scores = (q_grouped @ k_all.transpose(-1, -2)).reshape(batch, n_heads, q_pos, key_pos) / self.attn_scale
     scores = apply_softcap(scores, cfg.attn_scores_soft_cap)
-    scores = self.apply_causal_mask(scores, offset, attention_mask)
+    scores = _causal_mask(self, scores, share, offset, attention_mask)
     if additive_attention_mask is not None:
         scores = scores + additive_attention_mask
     scores = self.hook_attn_scores(scores)
@@ -145,6 +236,43 @@ def _cached_rotary_forward(
     z = self.hook_z(z.reshape(batch, n_kv, group, q_pos, d_head).permute(0, 3, 1, 2, 4).reshape(batch, q_pos, n_heads, d_head))
     w = self.W_O.reshape(n_heads * d_head, -1).T  # [d_model, head·d_head]
     return F.linear(z.reshape(batch, q_pos, n_heads * d_head), w, self.b_O)
+
+
+def _lean_block_applies(cfg) -> bool:
+    """Whether :func:`_cached_block_forward` reproduces TL's block for this config (pre-norm, sequential)."""
+    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES  # noqa: PLC0415
+
+    return not (cfg.use_attn_in or cfg.use_split_qkv_input or cfg.attn_only or cfg.parallel_attn_mlp
+                or cfg.original_architecture in POST_NORM_ARCHITECTURES)
+
+
+def _cached_block_forward(
+    self,
+    resid_pre: Float[Tensor, "batch pos d_model"],
+    shortformer_pos_embed=None,
+    past_kv_cache_entry=None,
+    attention_mask: Int[Tensor, "batch offset_pos"] | None = None,
+) -> Float[Tensor, "batch pos d_model"]:
+    """TL's ``TransformerBlock.forward`` for a pre-norm block, with ``ln1`` computed once (TL runs it on
+    the same tensor for q, k and v). TL's own forward runs when a hook could tell the difference."""
+    ln1 = self.ln1
+    if (past_kv_cache_entry is None or shortformer_pos_embed is not None
+            or _has_hooks(ln1) or _has_hooks(ln1.hook_scale) or _has_hooks(ln1.hook_normalized)):
+        return type(self).forward(self, resid_pre, shortformer_pos_embed, past_kv_cache_entry, attention_mask)
+    cfg = self.cfg
+    resid_pre = self.hook_resid_pre(resid_pre)
+    normalized = ln1(resid_pre)
+    attn_out = self.attn(query_input=normalized, key_input=normalized, value_input=normalized,
+                         past_kv_cache_entry=past_kv_cache_entry, attention_mask=attention_mask)
+    if cfg.use_normalization_before_and_after:
+        attn_out = self.ln1_post(attn_out)
+    attn_out = self.hook_attn_out(attn_out)
+    if resid_pre.device != attn_out.device:
+        resid_pre = resid_pre.to(attn_out.device)
+    resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+    mlp_in = resid_mid if not cfg.use_hook_mlp_in else self.hook_mlp_in(resid_mid.clone())
+    mlp_out = self.apply_mlp(self.ln2(mlp_in))
+    return self.hook_resid_post(resid_mid + mlp_out)
 
 
 def _has_hooks(hook_point) -> bool:

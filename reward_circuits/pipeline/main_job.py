@@ -25,6 +25,7 @@ from .config import RunConfig
 from .dopamine import DopamineStageConfig, run_dopamine_causal_check, run_dopamine_stage
 from .interventions import InterventionInputs, InterventionStageResult, InterventionStudyConfig, run_intervention_stage
 from .report import Report, Section, Table
+from .stage_meter import StageTimings
 from .value import ValueStageConfig, ValueStageResult, run_value_stage
 
 
@@ -46,7 +47,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     for p in remove_atomic_leftovers(out):  # a killed run's half-written files never count as results
         print(f"[resume] removed {p.relative_to(out)}, left by an interrupted write")
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings = StageTimings()  # {stage: seconds}; also records each stage's peak RSS in timings.peak_rss_mb
     t0 = time.perf_counter()
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
@@ -175,6 +176,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     timings["process_cpu_s"] = time.process_time()  # CPU time of every thread since start: load-independent
     report.header["timings"] = timings
     report.header["wall_time_s"] = timings["total_s"]
+    report.header["peak_rss_mb"] = timings.peak_rss_mb
     report.write()
     print(f"[done] {timings['total_s']:.0f} s; report: {out / 'report.html'}")
     return report.summary

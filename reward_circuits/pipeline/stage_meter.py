@@ -1,0 +1,74 @@
+"""Per-stage wall time *and* peak resident memory of the main job, with no change to how stages are timed.
+
+:class:`StageTimings` is the ``{stage: seconds}`` dict the main job already fills
+(``timings["value_s"] = time.perf_counter() - t0``). Each time a stage's seconds are stored it also
+records the process's peak RSS since the previous stored stage (since creation for the first one)
+in :attr:`StageTimings.peak_rss_mb`, so a stage's peak is the highest resident memory seen while it
+ran: on Linux the kernel's high-water mark ``VmHWM`` of ``/proc/self/status``, reset to the current
+RSS after every stage through ``/proc/self/clear_refs`` (value 5, which resets only that mark). No
+thread and no sampling interval: the kernel tracks the peak exactly. Where the reset is not
+possible (no ``/proc``, or not writable) every stage gets the peak since the process started
+(``resource.getrusage``), which the ``rss_peak_scope`` attribute says.
+
+    timings = StageTimings()
+    ...; timings["store_s"] = time.perf_counter() - t0
+    timings.peak_rss_mb            # {"store_s": 1534.2, ...}; "total_s" gets the whole run's peak
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+__all__ = ["StageTimings", "peak_rss_mb", "reset_peak_rss"]
+
+_STATUS = "/proc/self/status"
+_CLEAR_REFS = "/proc/self/clear_refs"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB: ``VmHWM`` (since the last reset), else ``ru_maxrss``."""
+    try:
+        with open(_STATUS) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark to the current RSS; ``False`` where that is not possible."""
+    try:
+        with open(_CLEAR_REFS, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class StageTimings(dict):
+    """``{stage: seconds}`` that also records each stage's peak RSS (MiB) in :attr:`peak_rss_mb`.
+
+    Stages must be stored in the order they run, each right after it finishes (as the main job does).
+    A key ending in ``total`` (``"total_s"``) gets the peak of the whole run instead of one stage's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peak_rss_mb: dict[str, float] = {}
+        self.rss_peak_scope = "stage" if reset_peak_rss() else "since process start"
+        self._run_peak = 0.0
+
+    def __setitem__(self, stage: str, seconds: float) -> None:
+        super().__setitem__(stage, seconds)
+        peak = peak_rss_mb()
+        self._run_peak = max(self._run_peak, peak)
+        if stage.removesuffix("_s").endswith("total"):
+            self.peak_rss_mb[stage] = round(self._run_peak, 1)
+            return
+        self.peak_rss_mb[stage] = round(peak, 1)
+        if self.rss_peak_scope == "stage":
+            reset_peak_rss()
