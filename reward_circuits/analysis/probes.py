@@ -66,11 +66,6 @@ _ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.ta
 assert set(_ACTIVATIONS) == set(ACTIVATIONS)
 
 
-# ---------------------------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------------------------
-
-
 def resolve_indices(store, indices) -> np.ndarray:
     n = len(store)
     idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
