@@ -483,6 +483,31 @@ def test_confidence_study(adapters, fake_task):
     assert math.isnan(res2["next_token_prob"]["auc"]) and res2["next_token_prob"]["note"]
 
 
+def test_verbalized_confidence_of_a_base_model_without_chat_template(adapters, fake_task, monkeypatch):
+    """A base model (Gemma 3 270M) has no chat template: the question becomes one more few-shot turn
+    after its own answer instead of raising in apply_chat_template (seen on the real model)."""
+    from reward_circuits.interventions import verbalized_confidence
+
+    tl = adapters["transformer_lens"]
+    exs = fake_task.examples[:3]
+    run = generate_and_score(tl, fake_task, exs, (), GREEDY)
+    seen = []
+    real_sweep = __import__("reward_circuits.interventions.confidence", fromlist=["sweep"]).sweep
+
+    def spy(adapter, prompts, conds, cfg, **kw):
+        seen.extend(prompts)
+        assert cfg.stop_strings == ("\nQuestion:",)
+        return real_sweep(adapter, prompts, conds, cfg, **kw)
+
+    monkeypatch.setattr("reward_circuits.interventions.confidence.sweep", spy)
+    monkeypatch.setattr(tl.tokenizer, "chat_template", None)
+    conf, replies = verbalized_confidence(tl, fake_task, exs, run.generations, GREEDY)
+    assert len(conf) == len(replies) == 3
+    for ex, g, prompt in zip(exs, run.generations, seen):
+        assert prompt.startswith(fake_task.render(ex, tl.tokenizer)) and g.text in prompt
+        assert "\n\nQuestion: " in prompt[len(fake_task.render(ex, tl.tokenizer)):] and prompt.endswith("\nAnswer:")
+
+
 # ---- the stage ----------------------------------------------------------------------------------------
 
 

@@ -64,20 +64,26 @@ def parse_confidence(text: str) -> float:
 def verbalized_confidence(adapter: ModelAdapter, task, examples, generations: Sequence[Generation],
                           config: GenerationConfig | None = None, question: str = VERBALIZED_CONFIDENCE_PROMPT
                           ) -> tuple[Float[np.ndarray, " n"], list[str]]:
-    """Ask the model (chat: task prompt, its own answer, then ``question``) how confident it is.
+    """Ask the model (chat: task prompt, its own answer, then ``question``; a base model without a
+    chat template: its few-shot prompt, its answer, then ``Question: <question>``) how confident it is.
 
     Returns (parsed confidences with NaN where unparseable, raw replies)."""
     examples = examples_of(task, examples)
     if len(examples) != len(generations):
         raise ValueError(f"{len(examples)} examples but {len(generations)} generations.")
     prompts = []
+    # a base model (no chat template) gets the question as one more few-shot turn after its answer
+    chat = getattr(adapter.tokenizer, "chat_template", None) is not None
     for ex, g in zip(examples, generations):
-        msgs = list(task.format_prompt(ex)) + [{"role": "assistant", "content": g.text},
-                                               {"role": "user", "content": question}]
-        prompts.append(adapter.chat_prompt(msgs))
+        if chat:
+            msgs = list(task.format_prompt(ex)) + [{"role": "assistant", "content": g.text},
+                                                   {"role": "user", "content": question}]
+            prompts.append(adapter.chat_prompt(msgs))
+        else:
+            prompts.append(f"{task.render(ex, adapter.tokenizer)}{g.text}\n\nQuestion: {question}\nAnswer:")
     base = config or GenerationConfig()
     cfg = GenerationConfig(**{**base.__dict__, "max_new_tokens": min(base.max_new_tokens, 12), "do_sample": False,
-                              "stop_strings": ()})
+                              "stop_strings": () if chat else ("\nQuestion:",)})
     replies = [g.text for g in sweep(adapter, prompts, {"verbalized": []}, cfg)["verbalized"].generations]
     return np.asarray([parse_confidence(t) for t in replies], dtype=np.float64), replies
 
