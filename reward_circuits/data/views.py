@@ -28,7 +28,32 @@ def check_binary(rewards: np.ndarray) -> None:
         )
 
 
-class ArrayRollouts:
+class _RolloutIndex:
+    """Length, rewards, ids and the stratified split of a view holding ``_rewards`` and ``_ids``
+    (as :class:`ActivationStore`: a pooled view splits by reward, not by store)."""
+
+    _rewards: np.ndarray
+    _ids: list[str]
+
+    def __len__(self) -> int:
+        return int(len(self._rewards))
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self._rewards.copy()
+
+    @property
+    def rollout_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified train/test split of rollout indices, as :meth:`ActivationStore.split`."""
+        if not 0 < test_fraction < 1:
+            raise ProbeError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+        return stratified_split(np.arange(len(self)), self.rewards, test_fraction, seed)
+
+
+class ArrayRollouts(_RolloutIndex):
     """Rollouts held in memory with the read API of :class:`~reward_circuits.store.ActivationStore`.
 
     ``acts[hook][i]`` is rollout ``i``'s states ``s_0 .. s_T`` (``[T + 1, d]``). Checks rewards are
@@ -100,23 +125,6 @@ class ArrayRollouts:
     def d(self, hook: str) -> int:
         self._check_hook(hook)
         return self._d[hook]
-
-    def __len__(self) -> int:
-        return len(self._rewards)
-
-    @property
-    def rewards(self) -> np.ndarray:
-        return self._rewards.copy()
-
-    @property
-    def rollout_ids(self) -> list[str]:
-        return list(self._ids)
-
-    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Stratified train/test split of rollout indices, as :meth:`ActivationStore.split`."""
-        if not 0 < test_fraction < 1:
-            raise ProbeError(f"test_fraction must be in (0, 1), got {test_fraction}.")
-        return stratified_split(np.arange(len(self)), self.rewards, test_fraction, seed)
 
     def _check_hook(self, hook: str) -> None:
         if hook not in self._acts:
@@ -229,7 +237,7 @@ class RotatedStore:
 
 
 
-class ConcatStore:
+class ConcatStore(_RolloutIndex):
     """Several stores of one model read as one (e.g. two tasks' rollouts, to train one pooled probe).
 
     Rollout ``i`` of the view is rollout ``local_index(i)`` of store ``source(i)``: the rollouts of
@@ -297,23 +305,6 @@ class ConcatStore:
     def _check_hook(self, hook: str) -> None:
         if hook not in self._hooks:
             raise KeyError(f"hook {hook!r} is not held by every store of the view; shared hooks: {self._hooks}.")
-
-    def __len__(self) -> int:
-        return int(self._rewards.size)
-
-    @property
-    def rewards(self) -> np.ndarray:
-        return self._rewards.copy()
-
-    @property
-    def rollout_ids(self) -> list[str]:
-        return list(self._ids)
-
-    def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Stratified (train, test) split of the pooled rollouts (by reward, not by store)."""
-        if not 0 < test_fraction < 1:
-            raise ProbeError(f"test_fraction must be in (0, 1), got {test_fraction}.")
-        return stratified_split(np.arange(len(self)), self.rewards, test_fraction, seed)
 
     def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
         self._check_hook(hook)
