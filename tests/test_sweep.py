@@ -52,11 +52,14 @@ def _tokens(result) -> dict[str, list[list[int]]]:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("max_rows", [None, 5])
-def test_sweep_is_token_identical_to_one_pass_per_condition(tiny_adapters, backend, max_rows):
+@pytest.mark.parametrize("refill", [True, False])
+def test_sweep_is_token_identical_to_one_pass_per_condition(tiny_adapters, backend, max_rows, refill):
     adapter = tiny_adapters[backend]
     conds = _conditions(adapter.d_model, adapter.d_mlp)
     cfg = GenerationConfig(max_new_tokens=10, batch_size=4, progress=False)
-    swept = sweep(adapter, PROMPTS, conds, cfg, sweep_config=SweepConfig(max_rows=max_rows))
+    swept = sweep(adapter, PROMPTS, conds, cfg, sweep_config=SweepConfig(max_rows=max_rows, refill=refill))
+    # rows of later examples join the running batch on the backend that can add rows (TL)
+    assert swept.refilled == (refill and backend == "transformer_lens")
     reference = sweep(adapter, PROMPTS, conds, cfg, sweep_config=SweepConfig(strategy="per_condition"))
     assert swept.strategy == "batched" and reference.strategy == "per_condition"
     assert _tokens(swept) == _tokens(reference)
@@ -352,3 +355,71 @@ def test_studies_on_one_shared_sweep_equal_their_own_sweeps(tl_adapter):
     with pytest.raises(ValueError, match="lacks the dose conditions"):
         dose_response(adapter, task, None, scores, RESID1, (0.05, 0.2), ("zero",), 2, 0, None, cfg, base,
                       magnitudes=mags, swept=shared.subset("steer/"))
+
+
+def test_rows_that_join_a_running_batch_generate_what_they_generate_alone(tiny_adapters, monkeypatch):
+    """Continuous batching (``decode_stream``): plans join as rows leave; every row's greedy tokens
+    equal those of its plan decoded on its own, with row-scoped hooks of different sites and a
+    generated-only scope (the joining prompts' prefill is not mistaken for a decoding step)."""
+    adapter = tiny_adapters["transformer_lens"]
+    assert adapter.joins_rows
+    # frequent tokens as extra EOS: rows finish at different steps, so plans join mid-batch
+    cfg = GenerationConfig(max_new_tokens=12, progress=False)
+    plain = adapter.generate(PROMPTS * 2, cfg)
+    counts = Counter(t for g in plain for t in g.response_ids[1:])
+    monkeypatch.setattr(adapter, "_gen_eos", [t for t, _ in counts.most_common(2)], raising=False)
+    conds = [Condition("base", []), Condition("zero", [(RESID0, zero_ablate([1, 2, 3]))]),
+             Condition("gen", [(MLP1, scale(list(range(8)), 3.0, positions="generated"))])]
+    labels = RowLabels()
+    from reward_circuits.interventions.sweep import _row_scoped_hooks
+
+    hooks = _row_scoped_hooks(conds, labels)
+    plans = []
+    for i, p in enumerate(PROMPTS * 2):
+        ids = adapter.tokenizer(p, add_special_tokens=False)["input_ids"]
+        # one shared prompt row (label -1) for "base" and "gen", an own row for "zero"
+        plans.append(GenerationPlan(adapter.pad([ids, ids], "left"), torch.tensor([0, 1, 0]), torch.tensor([-1, 1]),
+                                    torch.tensor([0, 1, 2])))
+    joins = []
+    real_session = adapter.decoding_session
+
+    def spy_session(fwd_hooks):
+        ctx = real_session(fwd_hooks)
+
+        class Wrap:
+            def __enter__(self):
+                s = ctx.__enter__()
+                add = s.add_rows
+
+                def add_rows(batch, source, **kw):
+                    joins.append(int(s.cache.previous_attention_mask.shape[0]))  # rows running when they join
+                    return add(batch, source, **kw)
+
+                s.add_rows = add_rows
+                return s
+
+            def __exit__(self, *a):
+                return ctx.__exit__(*a)
+
+        return Wrap()
+
+    monkeypatch.setattr(adapter, "decoding_session", spy_session)
+    streamed = adapter.decode_stream(plans, cfg, hooks, max_rows=7, row_labels=labels)
+    monkeypatch.undo()
+    monkeypatch.setattr(adapter, "_gen_eos", [t for t, _ in counts.most_common(2)], raising=False)
+    alone = [adapter.decode(plan, cfg, hooks, seed=0, row_labels=labels) for plan in plans]
+    assert streamed == alone
+    assert len(joins) >= 5 and max(joins) > 0  # plans did join while other rows were running
+    lengths = [len(r) for rows in alone for r in rows]
+    assert min(lengths) < cfg.max_new_tokens and max(lengths) > min(lengths)  # rows did leave at different steps
+    # and the hooks did something: the zero-ablated rows differ from the baseline rows somewhere
+    assert any(rows[0] != rows[1] for rows in alone)
+
+
+def test_decode_stream_refuses_sampling_and_backends_that_cannot_join(tiny_adapters):
+    tl, nn = tiny_adapters["transformer_lens"], tiny_adapters["nnsight"]
+    plan = GenerationPlan(tl.pad([[5, 6, 7]]))
+    with pytest.raises(ValueError, match="greedy only"):
+        tl.decode_stream([plan], GenerationConfig(do_sample=True, progress=False), [], max_rows=4)
+    with pytest.raises(NotImplementedError, match="cannot add rows"):
+        nn.decode_stream([plan], GenerationConfig(progress=False), [], max_rows=4)

@@ -215,6 +215,10 @@ class SweepConfig:
         memory_gb: KV-cache budget used when ``max_rows`` is None.
         row_cap: upper bound on the rows of one pass when ``max_rows`` is None.
         share_prompt: encode each prompt once for the conditions that do not touch it.
+        refill: on backends that can add rows to a running batch (``adapter.joins_rows``: the
+            TransformerLens backend), greedy sweeps keep the batch full: the rows of the next few
+            examples join (their prompts prefilled, their caches left-padded to the running
+            width) as soon as finished rows have left room. ``False``: one chunk at a time.
         strategy: ``"batched"`` (one running batch for all conditions) or ``"per_condition"`` (one
             ``adapter.generate`` per condition, today's way); ``None``: batched, unless inside
             :func:`per_condition_passes`.
@@ -225,6 +229,7 @@ class SweepConfig:
     row_cap: int = 256
     share_prompt: bool = True
     strategy: Strategy | None = None
+    refill: bool = True
 
     def __post_init__(self):
         if self.max_rows is not None and self.max_rows < 1:
@@ -281,7 +286,8 @@ class SweepResult:
     strategy: Strategy
     n_rows: int = 0  # decoding rows generated (examples × conditions)
     n_prefill_rows: int = 0  # prompt rows encoded (shared prompts count once)
-    n_passes: int = 0  # generation passes (chunks)
+    n_passes: int = 0  # generation plans (chunks; with refill, plans that joined one running batch)
+    refilled: bool = False  # rows of later plans joined the running batch as rows left
     n_new_tokens: int = 0
     prefill_row_layers: int = 0  # prompt rows × blocks run in the prefills (the prefill's compute)
     seconds: float = 0.0
@@ -308,7 +314,7 @@ class SweepResult:
 
     def summary(self) -> dict:
         return {"n_examples": self.n_examples, "strategy": self.strategy, "n_rows": self.n_rows,
-                "n_prefill_rows": self.n_prefill_rows, "prefill_row_layers": self.prefill_row_layers, "n_passes": self.n_passes, "n_new_tokens": self.n_new_tokens,
+                "n_prefill_rows": self.n_prefill_rows, "prefill_row_layers": self.prefill_row_layers, "n_passes": self.n_passes, "refilled": self.refilled, "n_new_tokens": self.n_new_tokens,
                 "seconds": self.seconds, "accuracy": self.accuracies(),
                 "shared_prompt": [k for k, c in self.conditions.items() if not c.touched_prompt]}
 
@@ -415,64 +421,91 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
     max_rows = sweep_config.rows_for(adapter, max(len(s) for s in seqs), config.max_new_tokens)
     group = min(k_all, max_rows)
     per_chunk = max(1, max_rows // group)
+    # a backend that can add rows to a running batch gets small plans that join as rows leave
+    # (the batch stays full); others run one chunk of max_rows at a time
+    streaming = sweep_config.refill and adapter.joins_rows and not config.do_sample and config.drop_finished
+    per_plan = max(1, per_chunk // 4) if streaming else per_chunk
     results: dict[str, list[Generation | None]] = {c.name: [None] * n for c in conds}
     shared_used = {c.name: False for c in conds}
     from_layer = {c.name: 0 for c in conds}
     stats = {"rows": 0, "prefill": 0, "passes": 0, "prefill_layers": 0}
-    chunks = [(g0, e0) for g0 in range(0, k_all, group) for e0 in range(0, n, per_chunk)]
-    bar = tqdm(chunks, desc=f"sweep ({k_all} conditions × {n} examples)", leave=False, disable=not config.progress)
-    for i, (g0, e0) in enumerate(bar):
-        group_conds = conds[g0:g0 + group]
-        ex = list(range(e0, min(n, e0 + per_chunk)))
-        chunk_seqs = [seqs[e] for e in ex]
-        # one prompt row per example shared by the conditions that leave the prompt alone (a
-        # one-token prefill looks like a decoding step to position scopes: never shared)
-        can_share = sweep_config.share_prompt and max(len(s) for s in chunk_seqs) > 1
-        sharing = [can_share and not c.touches_prompt for c in group_conds]
-        # conditions that do touch the prompt, from a later layer on: start their prompt rows there
-        # from the shared rows' stream (on backends that can; others run the whole prompt)
-        starts = [c.first_layer if can_share and adapter.prefill_from_layer and c.touches_prompt else 0
-                  for c in group_conds]
-        prefill_rows: list[list[int]] = []
-        prefill_labels: list[int] = []
-        prefill_start: list[int] = []
-        prefill_base: list[int] = []
-        shared_row: dict[int, int] = {}
-        if any(sharing) or any(starts):
-            for j, s in enumerate(chunk_seqs):
-                shared_row[j] = len(prefill_rows)
-                prefill_rows.append(s)
-                prefill_labels.append(-1)
-                prefill_start.append(0)
-                prefill_base.append(-1)
-        source, decode_labels, owners = [], [], []
-        for gk, (c, shares, start) in enumerate(zip(group_conds, sharing, starts)):
-            label = g0 + gk
-            for j, s in enumerate(chunk_seqs):
-                if shares:
-                    source.append(shared_row[j])
-                else:
-                    source.append(len(prefill_rows))
-                    prefill_rows.append(s)
-                    prefill_labels.append(label)
-                    prefill_start.append(start)
-                    prefill_base.append(shared_row.get(j, -1))
-                decode_labels.append(label)
-                owners.append((c.name, ex[j]))
-            shared_used[c.name] = shared_used[c.name] or shares
-            from_layer[c.name] = max(from_layer[c.name], start)
-        stats["prefill_layers"] += sum(adapter.n_layers - st for st in prefill_start)
-        plan = GenerationPlan(adapter.pad(prefill_rows, "left"), torch.tensor(source), torch.tensor(prefill_labels),
-                              torch.tensor(decode_labels), torch.tensor(prefill_start), torch.tensor(prefill_base))
-        labels = RowLabels()
-        gens = adapter.generate_plan(plan, config, _row_scoped_hooks(conds, labels), seed=config.seed + i,
-                                     row_labels=labels)
-        for (name, e), g in zip(owners, gens):
-            results[name][e] = g
-        stats["rows"] += len(source)
-        stats["prefill"] += len(prefill_rows)
-        stats["passes"] += 1
+    plans, owners = [], []
+    for g0 in range(0, k_all, group):
+        for e0 in range(0, n, per_plan):
+            plan, own = _plan(adapter, seqs, conds, g0, group, list(range(e0, min(n, e0 + per_plan))),
+                              sweep_config, shared_used, from_layer, stats)
+            plans.append(plan)
+            owners.append(own)
+    labels = RowLabels()
+    hooks = _row_scoped_hooks(conds, labels)
+    if streaming:
+        prompts_of = [plan.prompt_ids() for plan in plans]
+        rows = adapter.decode_stream(plans, config, hooks, max_rows=max_rows, row_labels=labels,
+                                     desc=f"sweep ({k_all} conditions × {n} examples)")
+        for plan, own, new, ps in zip(plans, owners, rows, prompts_of):
+            for (name, e), src, row in zip(own, plan.sources(), new):
+                results[name][e] = adapter.finish_generation(ps[int(src)], row, config)
+        stats["passes"] = len(plans)  # plans that joined one running batch
+    else:
+        bar = tqdm(list(zip(plans, owners)), desc=f"sweep ({k_all} conditions × {n} examples)", leave=False,
+                   disable=not config.progress)
+        for i, (plan, own) in enumerate(bar):
+            gens = adapter.generate_plan(plan, config, hooks, seed=config.seed + i, row_labels=labels)
+            for (name, e), g in zip(own, gens):
+                results[name][e] = g
+        stats["passes"] = len(plans)
     out = {c.name: ConditionResult(c.name, list(results[c.name]), None, not shared_used[c.name], from_layer[c.name])
            for c in conds}
     return SweepResult(out, n, "batched", n_rows=stats["rows"], n_prefill_rows=stats["prefill"], n_passes=stats["passes"],
-                       prefill_row_layers=stats["prefill_layers"])
+                       prefill_row_layers=stats["prefill_layers"], refilled=streaming)
+
+
+def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: int, ex: list[int],
+          sweep_config: SweepConfig, shared_used: dict, from_layer: dict, stats: dict
+          ) -> tuple[GenerationPlan, list[tuple[str, int]]]:
+    """The generation plan of examples ``ex`` under conditions ``g0 .. g0 + group``, and the
+    (condition, example) each decoding row belongs to."""
+    group_conds = conds[g0:g0 + group]
+    chunk_seqs = [seqs[e] for e in ex]
+    # one prompt row per example shared by the conditions that leave the prompt alone (a
+    # one-token prefill looks like a decoding step to position scopes: never shared)
+    can_share = sweep_config.share_prompt and max(len(s) for s in chunk_seqs) > 1
+    sharing = [can_share and not c.touches_prompt for c in group_conds]
+    # conditions that do touch the prompt, from a later layer on: start their prompt rows there
+    # from the shared rows' stream (on backends that can; others run the whole prompt)
+    starts = [c.first_layer if can_share and adapter.prefill_from_layer and c.touches_prompt else 0
+              for c in group_conds]
+    prefill_rows: list[list[int]] = []
+    prefill_labels: list[int] = []
+    prefill_start: list[int] = []
+    prefill_base: list[int] = []
+    shared_row: dict[int, int] = {}
+    if any(sharing) or any(starts):
+        for j, s in enumerate(chunk_seqs):
+            shared_row[j] = len(prefill_rows)
+            prefill_rows.append(s)
+            prefill_labels.append(-1)
+            prefill_start.append(0)
+            prefill_base.append(-1)
+    source, decode_labels, owners = [], [], []
+    for gk, (c, shares, start) in enumerate(zip(group_conds, sharing, starts)):
+        label = g0 + gk
+        for j, s in enumerate(chunk_seqs):
+            if shares:
+                source.append(shared_row[j])
+            else:
+                source.append(len(prefill_rows))
+                prefill_rows.append(s)
+                prefill_labels.append(label)
+                prefill_start.append(start)
+                prefill_base.append(shared_row.get(j, -1))
+            decode_labels.append(label)
+            owners.append((c.name, ex[j]))
+        shared_used[c.name] = shared_used[c.name] or shares
+        from_layer[c.name] = max(from_layer[c.name], start)
+    stats["prefill_layers"] += sum(adapter.n_layers - st for st in prefill_start)
+    stats["rows"] += len(source)
+    stats["prefill"] += len(prefill_rows)
+    plan = GenerationPlan(adapter.pad(prefill_rows, "left"), torch.tensor(source), torch.tensor(prefill_labels),
+                          torch.tensor(decode_labels), torch.tensor(prefill_start), torch.tensor(prefill_base))
+    return plan, owners

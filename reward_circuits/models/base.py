@@ -438,6 +438,88 @@ class ModelAdapter(HookedAPI, ABC):
                 logits = session.step(nxt.to(logits.device))
         return tokens
 
+    joins_rows: bool = False  # whether decoding sessions can add rows to a running batch (add_rows)
+
+    @torch.no_grad()
+    def decode_stream(self, plans: Sequence["GenerationPlan"], config: GenerationConfig, fwd_hooks: list, *,
+                      max_rows: int, row_labels: "RowLabels | None" = None, desc: str = "generate") -> list[list[list[int]]]:
+        """Greedy decoding of many plans through one running batch (continuous batching): the rows
+        of the next plan join as soon as rows that finished have left room for them (at most
+        ``max_rows`` rows run at once), so the batch stays full instead of draining to its
+        longest row. New token ids per decoding row of each plan, as :meth:`decode` gives them;
+        under greedy decoding each row computes what it computes in :meth:`decode` (up to float
+        reduction order: the batch around it differs). Needs a backend whose sessions can add rows
+        (:attr:`joins_rows`)."""
+        if not self.joins_rows:
+            raise NotImplementedError(f"the {self.backend} backend cannot add rows to a running batch: "
+                                      "decode one plan at a time (generate_plan).")
+        if config.do_sample:
+            raise ValueError("decode_stream is greedy only: rows joining at different steps would change sampled draws.")
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
+        plans = list(plans)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
+        tokens = [[[] for _ in range(int(p.sources().numel()))] for p in plans]
+        running: list[tuple[int, int]] = []  # (plan, row) of each batch row, in batch order
+        labels: list[int] = []
+        logits = None
+        nxt_plan = 0
+        bar = tqdm(total=sum(len(t) for t in tokens), desc=desc, disable=not config.progress, leave=False)
+        with self.decoding_session(fwd_hooks) as session:
+            while True:
+                while nxt_plan < len(plans) and (not running or len(running) + len(tokens[nxt_plan]) <= max_rows):
+                    plan = plans[nxt_plan]
+                    sources = plan.sources()
+                    p_labels = plan.prefill_labels if plan.prefill_labels is not None else sources.new_full(
+                        (plan.prefill.input_ids.shape[0],), -1)
+
+                    def on_rows(rows, p_labels=p_labels):
+                        if row_labels is not None:
+                            row_labels.set(p_labels[rows.cpu()])
+
+                    on_rows(torch.arange(p_labels.numel()))
+                    kw = {}
+                    if plan.prefill_start is not None and bool((plan.prefill_start > 0).any()):
+                        kw = dict(start=plan.prefill_start, base=plan.prefill_base, on_rows=on_rows)
+                    if not running:
+                        new = session.prefill(plan.prefill, **kw)
+                        session.select_rows(sources.to(new.device))
+                        new = new.index_select(0, sources.to(new.device))
+                        logits = new
+                    else:
+                        new = session.add_rows(plan.prefill, sources, **kw)
+                        logits = torch.cat([logits, new.to(logits.device)])
+                    running += [(nxt_plan, r) for r in range(int(sources.numel()))]
+                    d_labels = plan.decode_labels if plan.decode_labels is not None else sources.new_full((sources.numel(),), -1)
+                    labels += d_labels.tolist()
+                    nxt_plan += 1
+                if not running:
+                    break
+                nxt = logits.argmax(-1).cpu()
+                done = torch.isin(nxt, eos)
+                for j, ((p, r), t) in enumerate(zip(running, nxt.tolist())):
+                    row = tokens[p][r]
+                    row.append(t)
+                    if len(row) >= config.max_new_tokens or (
+                            config.stop_strings and not done[j] and self._hits_stop(row, config.stop_strings)):
+                        done[j] = True
+                if bool(done.any()):
+                    bar.update(int(done.sum()))
+                    keep = torch.nonzero(~done).reshape(-1)
+                    running = [running[j] for j in keep.tolist()]
+                    labels = [labels[j] for j in keep.tolist()]
+                    nxt = nxt[keep]
+                    if not running:
+                        logits = None
+                        continue
+                    session.select_rows(keep.to(logits.device))
+                    session.trim()
+                if row_labels is not None:
+                    row_labels.set(labels)
+                logits = session.step(nxt.to(logits.device))
+        bar.close()
+        return tokens
+
     @staticmethod
     def _next_tokens(logits: Float[Tensor, "batch vocab"], active: Int[Tensor, " batch"], n_rows: int,
                      config: GenerationConfig, gen: torch.Generator) -> Int[Tensor, " batch"]:

@@ -325,3 +325,47 @@ def merge_caches(caches: list, order: Int[Tensor, " rows"]):
     masks = torch.cat([c.previous_attention_mask.to(first.previous_attention_mask.device) for c in caches])
     first.previous_attention_mask = masks.index_select(0, order.to(masks.device))
     return first
+
+
+def _pos_dim(name: str) -> int:
+    return 2 if name in (_KEYS, _VALUES) else 1  # rotated [batch, kv, pos, d] / TL's [batch, pos, kv, d]
+
+
+def _left_pad(t: Tensor, dim: int, width: int) -> Tensor:
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def append_cache_rows(cache, other) -> None:
+    """Append the rows of ``other`` after those of ``cache``, in place. The shorter of the two is
+    left-padded with masked positions (zero keys and values, attention mask 0): a row's positions
+    come from its mask, so what it computes does not change."""
+    width = max(cache.previous_attention_mask.shape[1], other.previous_attention_mask.shape[1])
+    for entry, new in zip(cache.entries, other.entries):
+        mine, theirs = _entry_tensors(entry), _entry_tensors(new)
+        if mine.keys() != theirs.keys():
+            raise RuntimeError("cannot join KV caches filled by different attention implementations.")
+        _set_entry_tensors(entry, {k: torch.cat([_left_pad(mine[k], _pos_dim(k), width),
+                                                 _left_pad(theirs[k].to(mine[k].device), _pos_dim(k), width)])
+                                   for k in mine})
+    masks = [cache.previous_attention_mask, other.previous_attention_mask.to(cache.previous_attention_mask.device)]
+    cache.previous_attention_mask = torch.cat([_left_pad(m, 1, width) for m in masks])
+
+
+def trim_cache(cache) -> None:
+    """Drop the leading positions that no row attends to (mask 0 in every row), in place."""
+    mask = cache.previous_attention_mask
+    if mask.shape[1] == 0 or mask.shape[0] == 0:
+        return
+    seen = mask.bool().any(0)
+    first = int(torch.nonzero(seen).reshape(-1)[0]) if bool(seen.any()) else mask.shape[1]
+    if first == 0:
+        return
+    for entry in cache.entries:
+        _set_entry_tensors(entry, {k: t.narrow(_pos_dim(k), first, t.shape[_pos_dim(k)] - first).contiguous()
+                                   for k, t in _entry_tensors(entry).items()})
+    cache.previous_attention_mask = mask[:, first:].contiguous()

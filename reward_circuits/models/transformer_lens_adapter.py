@@ -43,6 +43,10 @@ class TransformerLensAdapter(ModelAdapter):
 
         return isinstance(self.model, HookedTransformer)  # start_at_layer with a KV cache
 
+    @property
+    def joins_rows(self) -> bool:
+        return self.prefill_from_layer  # the same cache surgery: our sessions add rows to a running TL cache
+
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)  # re-read every call: SAEs may replace hook points
 
@@ -122,6 +126,22 @@ class _TLDecodingSession:
 
     def prefill(self, batch: TokenBatch, start: Int[Tensor, " batch"] | None = None,
                 base: Int[Tensor, " batch"] | None = None, on_rows=None) -> Float[Tensor, "batch d_vocab"]:
+        logits, self.cache = self._fill(batch, start, base, on_rows)
+        return logits
+
+    def add_rows(self, batch: TokenBatch, source: Int[Tensor, " rows"], start: Int[Tensor, " batch"] | None = None,
+                 base: Int[Tensor, " batch"] | None = None, on_rows=None) -> Float[Tensor, "rows d_vocab"]:
+        """Prefill new prompts (as :meth:`prefill`) and append decoding rows ``source`` of them to the
+        running batch, after its rows; the next-token logits of the new rows. The two caches are
+        left-padded to one width (masked positions, so positions and attention are unchanged)."""
+        from .tl_attention import append_cache_rows, select_cache_rows
+
+        logits, cache = self._fill(batch, start, base, on_rows)
+        select_cache_rows(cache, source)
+        append_cache_rows(self.cache, cache)
+        return logits.index_select(0, source.to(logits.device))
+
+    def _fill(self, batch: TokenBatch, start, base, on_rows):
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
         from .tl_attention import copy_cache_layers, merge_caches
@@ -130,8 +150,8 @@ class _TLDecodingSession:
         n = batch.input_ids.shape[0]
         on_rows = on_rows or (lambda rows: None)
         if start is None or not adapter.prefill_from_layer or not bool((start > 0).any()):
-            self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, n)
-            return adapter._prefill_last_logits(batch, self.cache)
+            cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, n)
+            return adapter._prefill_last_logits(batch, cache), cache
         # 1. the rows that run the whole prompt, keeping the residual stream entering each start layer
         layers = sorted({int(l) for l in start.tolist() if l > 0})
         full = torch.nonzero(start == 0).reshape(-1)
@@ -166,9 +186,8 @@ class _TLDecodingSession:
             parts.append(rows)
             caches.append(cache)
         order = torch.argsort(torch.cat(parts))  # back to prefill-row order
-        self.cache = merge_caches(caches, order)
         out = torch.cat(logits)
-        return out.index_select(0, order.to(out.device))
+        return out.index_select(0, order.to(out.device)), merge_caches(caches, order)
 
     def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
         ones = torch.ones_like(tokens)[:, None]
@@ -178,3 +197,9 @@ class _TLDecodingSession:
         from .tl_attention import select_cache_rows
 
         select_cache_rows(self.cache, index)
+
+    def trim(self) -> None:
+        """Drop the leading cache columns no running row attends to (left by rows that joined later)."""
+        from .tl_attention import trim_cache
+
+        trim_cache(self.cache)
