@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -187,3 +189,34 @@ def test_run_yfpo_end_to_end_on_a_tiny_model(tmp_path):
     assert set(summary["conditions"]) == {"dpo", "value", "attnlrp", "random"}
     assert set(summary["vs_random"]) == {"value", "attnlrp"}
     assert 0.0 <= summary["attnlrp_check"]["iou_with_gradient_x_activation"] <= 1.0
+
+
+def test_reference_log_probs_are_computed_once_and_reused(tmp_path, monkeypatch):
+    """The reference (base model, LoRA off) is the same in every run: TRL precomputes its log-probs in
+    the first run; later runs get them as dataset columns and never run TRL's precomputation (or a
+    reference forward) again; the reused values equal a fresh precomputation."""
+    from reward_circuits.models.tiny import tiny_hf_model
+    from reward_circuits.preference.experiment import _train_one
+    from reward_circuits.preference.pairs import PreferencePair, pairs_dataset
+    from reward_circuits.preference.trainer import NeuronRewardDPOTrainer
+    from trl import DPOTrainer
+
+    hf, tok = tiny_hf_model(seed=0)
+    pairs = [PreferencePair(f"q{i}", f"What is {i}+{i}?", f" {2 * i}", f" {2 * i + 1}") for i in range(4)]
+    dataset = pairs_dataset(pairs)
+    cfg = YFPOConfig(out=str(tmp_path), steps=1, batch_pairs=2, lora_r=2, lora_targets=("q_proj",))
+    calls = []
+    real = DPOTrainer._precompute_ref_logps
+    monkeypatch.setattr(DPOTrainer, "_precompute_ref_logps",
+                        lambda self, ds, name, bs: calls.append(len(ds)) or real(self, ds, name, bs))
+    _, _, with_ref = _train_one(cfg, hf, tok, dataset, None, 0.0, 0, tmp_path / "a")
+    assert calls == [4] and {"ref_chosen_logps", "ref_rejected_logps"} <= set(with_ref.column_names)
+    _, curve, again = _train_one(cfg, hf, tok, with_ref, None, 0.0, 1, tmp_path / "b")
+    assert calls == [4] and again is with_ref  # the second run computed nothing
+    # the reused values are what TRL computes on a fresh dataset
+    _, _, fresh = _train_one(cfg, hf, tok, dataset, None, 0.0, 1, tmp_path / "c")
+    assert calls == [4, 4]
+    for c in ("ref_chosen_logps", "ref_rejected_logps"):
+        assert torch.allclose(torch.tensor(with_ref[c]), torch.tensor(fresh[c]), atol=1e-5)
+    assert all(math.isfinite(v) for v in with_ref["ref_chosen_logps"]) and curve
+    assert issubclass(NeuronRewardDPOTrainer, DPOTrainer)

@@ -310,7 +310,11 @@ def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronRe
     args = DPOConfig(output_dir=str(run_dir), per_device_train_batch_size=cfg.batch_pairs, max_steps=cfg.steps,
                      learning_rate=cfg.lr, lr_scheduler_type="constant", beta=cfg.beta, logging_steps=1, report_to=[],
                      save_strategy="no", use_cpu=not torch.cuda.is_available(), seed=seed, data_seed=seed, disable_tqdm=True,
-                     dataloader_num_workers=0, bf16=False, fp16=False, gradient_checkpointing=False)
+                     dataloader_num_workers=0, bf16=False, fp16=False, gradient_checkpointing=False,
+                     precompute_ref_log_probs=True)
+    # precompute_ref_log_probs: the reference (the base model: LoRA disabled) is the same in every run,
+    # so TRL's own precomputation runs once and later runs get the columns with ``dataset``
+    # (NeuronRewardDPOTrainer keeps them): no reference forward in any training step.
     # (TRL defaults to bf16 autocast, which on CPUs without bf16 units ran ~7x slower, and to gradient
     # checkpointing, which recomputes the forward: neither helps a 135M model with LoRA)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.lora_targets), lora_dropout=0.0, task_type="CAUSAL_LM")
@@ -321,7 +325,20 @@ def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronRe
     trainer.remove_callback(PrinterCallback)  # curves go to the report, not to stdout
     trainer.train()
     curve = [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in trainer.state.log_history if "loss" in h]
-    return trainer.model, curve
+    return trainer.model, curve, _with_reference_logps(dataset, trainer.train_dataset)
+
+
+def _with_reference_logps(dataset, prepared):
+    """``dataset`` with the reference log-probs TRL precomputed on ``prepared`` (its tokenized copy,
+    same rows in the same order), for the next runs; ``dataset`` itself when they cannot be matched."""
+    cols = ("ref_chosen_logps", "ref_rejected_logps")
+    if all(c in dataset.column_names for c in cols) or not all(c in prepared.column_names for c in cols):
+        return dataset
+    if len(prepared) != len(dataset):
+        return dataset  # TRL dropped rows (truncation): recompute in every run instead of mismatching
+    for c in cols:
+        dataset = dataset.add_column(c, list(prepared[c]))
+    return dataset
 
 
 def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=None, task=None) -> YFPOResult:
@@ -409,7 +426,8 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
     for seed, cond in tqdm(jobs, desc="yfpo fine-tunes", disable=not progress):
         t = time.perf_counter()
         reward = rewards.get(cond) if cond != "dpo" else rewards.get("value")
-        model, curve = _train_one(cfg, hf, tok, dataset, reward, 0.0 if cond == "dpo" else cfg.beta_aux, seed, out / "trainer" / f"{cond}_s{seed}")
+        model, curve, dataset = _train_one(cfg, hf, tok, dataset, reward, 0.0 if cond == "dpo" else cfg.beta_aux, seed,
+                                           out / "trainer" / f"{cond}_s{seed}")
         adapter_dir = None
         if cfg.save_adapters:
             adapter_dir = os.path.relpath(_save_adapter(model, out / "adapters" / f"{cond}_s{seed}"), out)

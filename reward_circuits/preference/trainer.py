@@ -29,6 +29,13 @@ class NeuronRewardDPOTrainer(DPOTrainer):
         self.neuron_reward = neuron_reward
         self.beta_aux = float(beta_aux)
 
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        """TRL's precomputation, skipped when the dataset already carries the reference log-probs (a
+        previous run with the same reference model computed them)."""
+        if {"ref_chosen_logps", "ref_rejected_logps"} <= set(dataset.column_names):
+            return dataset
+        return super()._precompute_ref_logps(dataset, name, batch_size)
+
     def _compute_loss(self, model, inputs, return_outputs):
         if self.neuron_reward is None:
             return super()._compute_loss(model, inputs, return_outputs)
