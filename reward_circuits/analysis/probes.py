@@ -11,7 +11,8 @@ reward on held-out rollouts.
 All hook points are trained at once: the probes' weights are stacked along a leading ``probe``
 axis (``W1: [probe, d, hidden]``), one pass over the store feeds every probe its own hook's states
 and one optimiser step updates them all; batched matmuls run the probes in chunks of
-``probe_chunk`` (all at once on an accelerator, one by one on the CPU, where that is faster).
+``probe_chunk`` (all at once on an accelerator; on the CPU, big batches go one hook at a time,
+its weight-decay candidates in one ``[state, d] @ [d, candidates·hidden]`` matmul).
 The probes share nothing but the data pass: the loss is the *sum* of the per-probe losses, so the
 gradient of each probe's parameters is exactly the gradient of its own loss, and Adam(W) updates
 element by element, hence training N probes stacked equals training each alone (same seed, same
@@ -56,6 +57,7 @@ from ..data.store import stratified_split
 from ..data.views import ArrayRollouts, check_binary
 from .stats import auc_rows, binary_auc
 from .probe_config import ACTIVATIONS, ValueProbeConfig
+from .splits import resolve_indices  # noqa: F401  (re-exported: analysis.probes.resolve_indices)
 from .td import check_batch_structure, monte_carlo_targets, td_targets
 
 PROBE_FORMAT_VERSION = 1
@@ -64,19 +66,6 @@ _CONFIG_FILE = "value_probe.json"
 
 _ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.tanh}
 assert set(_ACTIVATIONS) == set(ACTIVATIONS)
-
-
-def resolve_indices(store, indices) -> np.ndarray:
-    n = len(store)
-    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
-    if idx.size == 0:
-        raise ProbeError("no rollout indices given.")
-    bad = idx[(idx < 0) | (idx >= n)]
-    if bad.size:
-        raise ProbeError(f"rollout indices {bad[:5].tolist()} outside [0, {n}) of this store.")
-    if np.unique(idx).size != idx.size:
-        raise ProbeError("rollout indices contain duplicates: each rollout may be used once.")
-    return idx
 
 
 def _native_dtype(source) -> torch.dtype:
@@ -181,6 +170,16 @@ class ValueProbe(nn.Module):
         w_eff, b_eff = self._folded_first_layer(sel)
         hidden = _ACTIVATIONS[self.cfg.activation](torch.baddbmm(b_eff[:, None, :], x, w_eff))
         return torch.baddbmm(self.b2[sel][:, None, None], hidden, self.W2[sel][:, :, None])[..., 0]
+
+    def _shared_input_logits(self, x: Float[Tensor, "state d"], sel: slice) -> Float[Tensor, "probe state"]:
+        """:meth:`logits` of probes ``sel`` that all read the same states ``x``: one ``[state, d] @
+        [d, probe·hidden]`` matmul instead of one per probe (the weight-decay candidates of a hook)."""
+        w_eff, b_eff = self._folded_first_layer(sel)
+        k, d, h = w_eff.shape
+        pre = torch.addmm(b_eff.reshape(1, k * h), x, w_eff.permute(1, 0, 2).reshape(d, k * h))
+        w2 = self.W2[sel]  # second layer as one [probe·hidden, probe] block-diagonal matmul
+        w2_block = (w2[:, :, None] * torch.eye(k, dtype=w2.dtype, device=w2.device)[:, None, :]).reshape(k * h, k)
+        return torch.addmm(self.b2[sel][None], _ACTIVATIONS[self.cfg.activation](pre), w2_block).T
 
     def forward(self, x: Float[Tensor, "probe state d"] | Float[Tensor, "state d"]) -> Float[Tensor, "probe state"]:
         """Values of every probe: ``x`` is ``[probe, state, d]`` (each probe its own hook's states)
@@ -389,20 +388,20 @@ class ValueProbe(nn.Module):
                 check_batch_structure(batch.rollout, batch.is_last, batch.step)
                 reward, is_last = batch.reward.to(dev), batch.is_last.to(dev)
                 opt.zero_grad(set_to_none=True)
-                cast: dict[str, Tensor] = {}  # float32 states of the hook being trained
                 for lo in range(0, n_slots, chunk):  # probes are independent: grads accumulate
-                    sel = slice(lo, min(lo + chunk, n_slots))
+                    if chunk == 1 and lo % n_cand:  # one hook's weight-decay slots share its states: one matmul
+                        continue
+                    sel = slice(lo, lo + n_cand) if chunk == 1 else slice(lo, min(lo + chunk, n_slots))
                     if not active[sel].any():  # stopped probes: their best weights are restored below
                         continue
-                    if sel.stop - sel.start == 1:  # cast once per hook, not once per weight-decay slot
-                        cast = cast if slots[lo] in cast else {slots[lo]: batch.acts[slots[lo]].to(dev, torch.float32)}
-                        x = cast[slots[lo]][None]
+                    if chunk == 1:
+                        logits = self._shared_input_logits(batch.acts[slots[lo]].to(dev, torch.float32), sel)
                     else:
                         x = torch.empty(sel.stop - sel.start, len(batch), self.d_in, dtype=torch.float32, device=dev)
                         for k in range(sel.start, sel.stop):
                             x[k - sel.start].copy_(batch.acts[slots[k]])  # gather + cast
-                    # (finiteness of these states was checked in the standardisation pass)
-                    logits = self.logits(x, sel)
+                        # (finiteness of these states was checked in the standardisation pass)
+                        logits = self.logits(x, sel)
                     if cfg.mode == "td":
                         target = td_targets(torch.sigmoid(logits), reward, is_last, cfg.gamma, cfg.td_lambda)
                     else:

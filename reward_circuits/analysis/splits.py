@@ -14,6 +14,7 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 
 from ..data.store import stratified_split
+from ..errors import ProbeError
 
 
 def grouped_stratified_split(indices: Sequence[int], rewards: np.ndarray, groups: Mapping[int, Hashable] | Sequence[Hashable],
@@ -40,3 +41,16 @@ def grouped_stratified_split(indices: Sequence[int], rewards: np.ndarray, groups
 def n_groups(groups: Mapping[int, Hashable] | Sequence[Hashable], indices: Sequence[int]) -> int:
     """Distinct groups among ``indices``."""
     return len({groups[int(i)] for i in indices})
+
+
+def resolve_indices(store, indices) -> np.ndarray:
+    n = len(store)
+    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(list(indices), dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ProbeError("no rollout indices given.")
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise ProbeError(f"rollout indices {bad[:5].tolist()} outside [0, {n}) of this store.")
+    if np.unique(idx).size != idx.size:
+        raise ProbeError("rollout indices contain duplicates: each rollout may be used once.")
+    return idx
