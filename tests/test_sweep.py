@@ -423,3 +423,38 @@ def test_decode_stream_refuses_sampling_and_backends_that_cannot_join(tiny_adapt
         tl.decode_stream([plan], GenerationConfig(do_sample=True, progress=False), [], max_rows=4)
     with pytest.raises(NotImplementedError, match="cannot add rows"):
         nn.decode_stream([plan], GenerationConfig(progress=False), [], max_rows=4)
+
+
+@pytest.mark.parametrize("max_rows", [None, 7])
+def test_a_prompt_prefix_every_example_shares_is_encoded_once_per_condition(tiny_adapters, max_rows):
+    """Prompts that start alike (a chat template's system prompt): the prefix is encoded once per
+    condition and every row continues it; greedy tokens equal one pass per condition, with hooks
+    on every position (their prefix rows run under them) and on generated positions only."""
+    adapter = tiny_adapters["transformer_lens"]
+    prompts = ["System: you are a careful calculator. User: " + p for p in PROMPTS]
+    conds = _conditions(adapter.d_model, adapter.d_mlp)
+    cfg = GenerationConfig(max_new_tokens=10, progress=False)
+    swept = sweep(adapter, prompts, conds, cfg, sweep_config=SweepConfig(max_rows=max_rows))
+    ids = [adapter.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    common = next(i for i in range(min(map(len, ids))) if len({s[i] for s in ids}) > 1)
+    assert swept.refilled and 2 <= swept.shared_prefix_tokens <= common
+    reference = sweep(adapter, prompts, conds, cfg, sweep_config=SweepConfig(strategy="per_condition"))
+    assert _tokens(swept) == _tokens(reference)
+    toks = _tokens(reference)
+    assert sum(toks[k] != toks["baseline"] for k in conds if k != "baseline") >= 5
+    # without the prefix: the same tokens
+    plain = sweep(adapter, prompts, conds, cfg, sweep_config=SweepConfig(max_rows=max_rows, share_prefix=False))
+    assert plain.shared_prefix_tokens == 0 and _tokens(plain) == _tokens(reference)
+
+
+def test_prefix_is_not_shared_when_a_hook_treats_positions_differently(tiny_adapters):
+    adapter = tiny_adapters["transformer_lens"]
+    prompts = ["System: you are a careful calculator. User: " + p for p in PROMPTS]
+    last_only = {"baseline": [], "last": [(RESID0, zero_ablate([1, 2], positions=[-1]))]}
+    foreign = {"baseline": [], "mine": [(RESID0, lambda act, hook: act * 1.5)]}
+    for conds in (last_only, foreign):
+        swept = sweep(adapter, prompts, conds, GenerationConfig(max_new_tokens=6, progress=False))
+        assert swept.shared_prefix_tokens == 0
+        with per_condition_passes():
+            reference = sweep(adapter, prompts, conds, GenerationConfig(max_new_tokens=6, progress=False))
+        assert _tokens(swept) == _tokens(reference)

@@ -219,6 +219,9 @@ class SweepConfig:
             TransformerLens backend), greedy sweeps keep the batch full: the rows of the next few
             examples join (their prompts prefilled, their caches left-padded to the running
             width) as soon as finished rows have left room. ``False``: one chunk at a time.
+        share_prefix: with refill, the token prefix every prompt starts with (a chat template's
+            system prompt) is encoded once per condition instead of once per row, when every
+            condition's hooks act on all prompt positions alike (:func:`_prefix_safe`).
         strategy: ``"batched"`` (one running batch for all conditions) or ``"per_condition"`` (one
             ``adapter.generate`` per condition, today's way); ``None``: batched, unless inside
             :func:`per_condition_passes`.
@@ -230,6 +233,7 @@ class SweepConfig:
     share_prompt: bool = True
     strategy: Strategy | None = None
     refill: bool = True
+    share_prefix: bool = True
 
     def __post_init__(self):
         if self.max_rows is not None and self.max_rows < 1:
@@ -288,6 +292,7 @@ class SweepResult:
     n_prefill_rows: int = 0  # prompt rows encoded (shared prompts count once)
     n_passes: int = 0  # generation plans (chunks; with refill, plans that joined one running batch)
     refilled: bool = False  # rows of later plans joined the running batch as rows left
+    shared_prefix_tokens: int = 0  # prompt tokens every example shares, encoded once per condition
     n_new_tokens: int = 0
     prefill_row_layers: int = 0  # prompt rows × blocks run in the prefills (the prefill's compute)
     seconds: float = 0.0
@@ -314,7 +319,8 @@ class SweepResult:
 
     def summary(self) -> dict:
         return {"n_examples": self.n_examples, "strategy": self.strategy, "n_rows": self.n_rows,
-                "n_prefill_rows": self.n_prefill_rows, "prefill_row_layers": self.prefill_row_layers, "n_passes": self.n_passes, "refilled": self.refilled, "n_new_tokens": self.n_new_tokens,
+                "n_prefill_rows": self.n_prefill_rows, "prefill_row_layers": self.prefill_row_layers, "n_passes": self.n_passes, "refilled": self.refilled,
+                "shared_prefix_tokens": self.shared_prefix_tokens, "n_new_tokens": self.n_new_tokens,
                 "seconds": self.seconds, "accuracy": self.accuracies(),
                 "shared_prompt": [k for k, c in self.conditions.items() if not c.touched_prompt]}
 
@@ -429,22 +435,26 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
     shared_used = {c.name: False for c in conds}
     from_layer = {c.name: 0 for c in conds}
     stats = {"rows": 0, "prefill": 0, "passes": 0, "prefill_layers": 0}
+    # the prompt prefix every example shares (chat template, system prompt) is encoded once per
+    # condition, not once per row, when every condition's hooks treat all prompt positions alike
+    cut = _shared_prefix_len(seqs, conds) if streaming and sweep_config.share_prefix else 0
+    prefix, prefix_row_of = _prefix_plan(adapter, seqs[0][:cut], conds, sweep_config) if cut else (None, {})
     plans, owners = [], []
     for g0 in range(0, k_all, group):
         for e0 in range(0, n, per_plan):
             plan, own = _plan(adapter, seqs, conds, g0, group, list(range(e0, min(n, e0 + per_plan))),
-                              sweep_config, shared_used, from_layer, stats)
+                              sweep_config, shared_used, from_layer, stats, cut, prefix_row_of)
             plans.append(plan)
             owners.append(own)
     labels = RowLabels()
     hooks = _row_scoped_hooks(conds, labels)
     if streaming:
-        prompts_of = [plan.prompt_ids() for plan in plans]
+        prompts_of = [[seqs[e] for _, e in own] for own in owners]  # full prompts, by decoding row
         rows = adapter.decode_stream(plans, config, hooks, max_rows=max_rows, row_labels=labels,
-                                     desc=f"sweep ({k_all} conditions × {n} examples)")
-        for plan, own, new, ps in zip(plans, owners, rows, prompts_of):
-            for (name, e), src, row in zip(own, plan.sources(), new):
-                results[name][e] = adapter.finish_generation(ps[int(src)], row, config)
+                                     desc=f"sweep ({k_all} conditions × {n} examples)", prefix=prefix)
+        for own, new, ps in zip(owners, rows, prompts_of):
+            for (name, e), prompt, row in zip(own, ps, new):
+                results[name][e] = adapter.finish_generation(prompt, row, config)
         stats["passes"] = len(plans)  # plans that joined one running batch
     else:
         bar = tqdm(list(zip(plans, owners)), desc=f"sweep ({k_all} conditions × {n} examples)", leave=False,
@@ -457,24 +467,76 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
     out = {c.name: ConditionResult(c.name, list(results[c.name]), None, not shared_used[c.name], from_layer[c.name])
            for c in conds}
     return SweepResult(out, n, "batched", n_rows=stats["rows"], n_prefill_rows=stats["prefill"], n_passes=stats["passes"],
-                       prefill_row_layers=stats["prefill_layers"], refilled=streaming)
+                       prefill_row_layers=stats["prefill_layers"], refilled=streaming, shared_prefix_tokens=cut)
+
+
+def _prefix_safe(c: Condition) -> bool:
+    """Whether ``c``'s hooks act on every prompt position alike (our hooks with ``positions="all"``
+    or ``"generated"`` and no ``prompt_len``, or declared prompt-free), so a prompt prefix encoded
+    on its own under them is what the whole prompt's forward computes there."""
+    for _, fn in c.hooks:
+        if getattr(fn, "touches_prompt", None) is False:
+            continue
+        if not isinstance(fn, InterventionHook):
+            return False
+        scope = fn.scope
+        if not (isinstance(scope.which, str) and scope.which in ("all", "generated") and scope.prompt_len is None):
+            return False
+    return True
+
+
+def _shared_prefix_len(seqs: list[list[int]], conds: list[Condition]) -> int:
+    """Tokens every prompt starts with, leaving each at least two of its own (a one-token forward
+    looks like a decoding step to position scopes); 0 when too short or a condition is not prefix-safe."""
+    if not all(_prefix_safe(c) for c in conds):
+        return 0
+    first, p = seqs[0], 0
+    limit = min(len(s) for s in seqs) - 2
+    while p < limit and all(s[p] == first[p] for s in seqs):
+        p += 1
+    return p if p >= 2 else 0
+
+
+def _encodes_own_prompt(c: Condition, sweep_config: SweepConfig) -> bool:
+    return not (sweep_config.share_prompt and not c.touches_prompt)
+
+
+def _start_layer(adapter: ModelAdapter, c: Condition, sweep_config: SweepConfig) -> int:
+    return c.first_layer if sweep_config.share_prompt and adapter.prefill_from_layer and c.touches_prompt else 0
+
+
+def _prefix_plan(adapter: ModelAdapter, prefix: list[int], conds: list[Condition], sweep_config: SweepConfig
+                 ) -> tuple[GenerationPlan, dict[int, int]]:
+    """The shared prefix once plainly (row 0) and once per condition that encodes its own prompt
+    (from its start layer); ``{condition index: its prefix row}``."""
+    rows, labels, starts, bases, row_of = [prefix], [-1], [0], [-1], {}
+    for k, c in enumerate(conds):
+        if _encodes_own_prompt(c, sweep_config):
+            row_of[k] = len(rows)
+            rows.append(prefix)
+            labels.append(k)
+            starts.append(_start_layer(adapter, c, sweep_config))
+            bases.append(0)
+    return GenerationPlan(adapter.pad(rows, "left"), None, torch.tensor(labels), torch.tensor([-1] * len(rows)),
+                          torch.tensor(starts), torch.tensor(bases)), row_of
 
 
 def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: int, ex: list[int],
-          sweep_config: SweepConfig, shared_used: dict, from_layer: dict, stats: dict
-          ) -> tuple[GenerationPlan, list[tuple[str, int]]]:
+          sweep_config: SweepConfig, shared_used: dict, from_layer: dict, stats: dict, cut: int = 0,
+          prefix_row_of: dict[int, int] | None = None) -> tuple[GenerationPlan, list[tuple[str, int]]]:
     """The generation plan of examples ``ex`` under conditions ``g0 .. g0 + group``, and the
-    (condition, example) each decoding row belongs to."""
+    (condition, example) each decoding row belongs to. With ``cut``, the prompts' first ``cut``
+    tokens are a prefix already encoded (row ``prefix_row_of[condition]``, 0 for shared rows)."""
     group_conds = conds[g0:g0 + group]
-    chunk_seqs = [seqs[e] for e in ex]
+    chunk_seqs = [seqs[e][cut:] for e in ex]
+    prefix_rows: list[int] = []
     # one prompt row per example shared by the conditions that leave the prompt alone (a
     # one-token prefill looks like a decoding step to position scopes: never shared)
     can_share = sweep_config.share_prompt and max(len(s) for s in chunk_seqs) > 1
-    sharing = [can_share and not c.touches_prompt for c in group_conds]
+    sharing = [can_share and not _encodes_own_prompt(c, sweep_config) for c in group_conds]
     # conditions that do touch the prompt, from a later layer on: start their prompt rows there
     # from the shared rows' stream (on backends that can; others run the whole prompt)
-    starts = [c.first_layer if can_share and adapter.prefill_from_layer and c.touches_prompt else 0
-              for c in group_conds]
+    starts = [_start_layer(adapter, c, sweep_config) if can_share else 0 for c in group_conds]
     prefill_rows: list[list[int]] = []
     prefill_labels: list[int] = []
     prefill_start: list[int] = []
@@ -487,6 +549,7 @@ def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: i
             prefill_labels.append(-1)
             prefill_start.append(0)
             prefill_base.append(-1)
+            prefix_rows.append(0)
     source, decode_labels, owners = [], [], []
     for gk, (c, shares, start) in enumerate(zip(group_conds, sharing, starts)):
         label = g0 + gk
@@ -499,6 +562,7 @@ def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: i
                 prefill_labels.append(label)
                 prefill_start.append(start)
                 prefill_base.append(shared_row.get(j, -1))
+                prefix_rows.append((prefix_row_of or {}).get(label, 0))
             decode_labels.append(label)
             owners.append((c.name, ex[j]))
         shared_used[c.name] = shared_used[c.name] or shares
@@ -507,5 +571,6 @@ def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: i
     stats["rows"] += len(source)
     stats["prefill"] += len(prefill_rows)
     plan = GenerationPlan(adapter.pad(prefill_rows, "left"), torch.tensor(source), torch.tensor(prefill_labels),
-                          torch.tensor(decode_labels), torch.tensor(prefill_start), torch.tensor(prefill_base))
+                          torch.tensor(decode_labels), torch.tensor(prefill_start), torch.tensor(prefill_base),
+                          torch.tensor(prefix_rows) if cut else None)
     return plan, owners

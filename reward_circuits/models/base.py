@@ -118,6 +118,7 @@ class GenerationPlan:
     decode_labels: Int[Tensor, " rows"] | None = None
     prefill_start: Int[Tensor, " prefill"] | None = None
     prefill_base: Int[Tensor, " prefill"] | None = None
+    prefix_rows: Int[Tensor, " prefill"] | None = None  # with decode_stream(prefix=...): the prefix row each continues
 
     def __post_init__(self):
         n_prefill = int(self.prefill.input_ids.shape[0])
@@ -134,6 +135,10 @@ class GenerationPlan:
                 if labels.numel() != want:
                     raise ValueError(f"{name} has {labels.numel()} entries for {want} rows.")
                 setattr(self, name, labels)
+        if self.prefix_rows is not None:
+            self.prefix_rows = torch.as_tensor(self.prefix_rows, dtype=torch.long).reshape(-1).cpu()
+            if self.prefix_rows.numel() != n_prefill:
+                raise ValueError(f"prefix_rows has {self.prefix_rows.numel()} entries for {n_prefill} prefill rows.")
         if (self.prefill_start is None) != (self.prefill_base is None):
             raise ValueError("give prefill_start and prefill_base together (or neither).")
         if self.prefill_start is not None:
@@ -440,16 +445,39 @@ class ModelAdapter(HookedAPI, ABC):
 
     joins_rows: bool = False  # whether decoding sessions can add rows to a running batch (add_rows)
 
+    @staticmethod
+    def _prefill_kwargs(plan: "GenerationPlan", row_labels: "RowLabels | None") -> dict:
+        """Publish ``plan``'s prefill labels (now, and per part of a prefill run in parts); the
+        session's start / base arguments when some rows start at a later layer."""
+        sources = plan.sources()
+        p_labels = plan.prefill_labels if plan.prefill_labels is not None else sources.new_full(
+            (plan.prefill.input_ids.shape[0],), -1)
+
+        def on_rows(rows):
+            if row_labels is not None:
+                row_labels.set(p_labels[rows.cpu()])
+
+        on_rows(torch.arange(p_labels.numel()))
+        if plan.prefill_start is not None and bool((plan.prefill_start > 0).any()):
+            return dict(start=plan.prefill_start, base=plan.prefill_base, on_rows=on_rows)
+        return {}
+
     @torch.no_grad()
     def decode_stream(self, plans: Sequence["GenerationPlan"], config: GenerationConfig, fwd_hooks: list, *,
-                      max_rows: int, row_labels: "RowLabels | None" = None, desc: str = "generate") -> list[list[list[int]]]:
+                      max_rows: int, row_labels: "RowLabels | None" = None, desc: str = "generate",
+                      prefix: "GenerationPlan | None" = None) -> list[list[list[int]]]:
         """Greedy decoding of many plans through one running batch (continuous batching): the rows
         of the next plan join as soon as rows that finished have left room for them (at most
         ``max_rows`` rows run at once), so the batch stays full instead of draining to its
         longest row. New token ids per decoding row of each plan, as :meth:`decode` gives them;
         under greedy decoding each row computes what it computes in :meth:`decode` (up to float
         reduction order: the batch around it differs). Needs a backend whose sessions can add rows
-        (:attr:`joins_rows`)."""
+        (:attr:`joins_rows`).
+
+        ``prefix``: prompt prefixes encoded once before any plan (its prefill rows, labels and
+        starts as in a plan; e.g. the prefix every prompt shares, one row per condition); each
+        plan's prefill rows then hold only the rest of their prompts and ``plan.prefix_rows``
+        says which prefix row each continues."""
         if not self.joins_rows:
             raise NotImplementedError(f"the {self.backend} backend cannot add rows to a running batch: "
                                       "decode one plan at a time (generate_plan).")
@@ -466,21 +494,18 @@ class ModelAdapter(HookedAPI, ABC):
         nxt_plan = 0
         bar = tqdm(total=sum(len(t) for t in tokens), desc=desc, disable=not config.progress, leave=False)
         with self.decoding_session(fwd_hooks) as session:
+            if prefix is not None:
+                if any(p.prefix_rows is None for p in plans):
+                    raise ValueError("with a prefix, every plan needs prefix_rows (the prefix row each prefill row continues).")
+                kw = self._prefill_kwargs(prefix, row_labels)
+                session.set_prefix(prefix.prefill, **kw)
             while True:
                 while nxt_plan < len(plans) and (not running or len(running) + len(tokens[nxt_plan]) <= max_rows):
                     plan = plans[nxt_plan]
                     sources = plan.sources()
-                    p_labels = plan.prefill_labels if plan.prefill_labels is not None else sources.new_full(
-                        (plan.prefill.input_ids.shape[0],), -1)
-
-                    def on_rows(rows, p_labels=p_labels):
-                        if row_labels is not None:
-                            row_labels.set(p_labels[rows.cpu()])
-
-                    on_rows(torch.arange(p_labels.numel()))
-                    kw = {}
-                    if plan.prefill_start is not None and bool((plan.prefill_start > 0).any()):
-                        kw = dict(start=plan.prefill_start, base=plan.prefill_base, on_rows=on_rows)
+                    kw = self._prefill_kwargs(plan, row_labels)
+                    if prefix is not None:
+                        kw["prefix_rows"] = plan.prefix_rows
                     if not running:
                         new = session.prefill(plan.prefill, **kw)
                         session.select_rows(sources.to(new.device))

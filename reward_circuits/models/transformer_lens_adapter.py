@@ -109,9 +109,11 @@ class TransformerLensAdapter(ModelAdapter):
             resid = model(batch.input_ids, attention_mask=batch.attention_mask, past_kv_cache=cache,
                           stop_at_layer=model.cfg.n_layers)
         else:
-            resid = model(resid, start_at_layer=start_layer, attention_mask=batch.attention_mask,
+            # blocks from start_layer see the whole mask: a cached prefix's columns, then these
+            mask = torch.cat([cache.previous_attention_mask.to(batch.attention_mask), batch.attention_mask], 1)
+            resid = model(resid, start_at_layer=start_layer, attention_mask=mask,
                           past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)
-            cache.previous_attention_mask = batch.attention_mask.to(cache.previous_attention_mask)
+            cache.previous_attention_mask = mask.to(cache.previous_attention_mask)
         if model.cfg.normalization_type is not None:
             resid = model.ln_final(resid)
         return apply_softcap(model.unembed(resid[:, -1:]), model.cfg.output_logits_soft_cap)[:, -1]
@@ -124,33 +126,60 @@ class _TLDecodingSession:
         self.adapter = adapter
         self.cache = None
 
+    prefix = None  # the cache of set_prefix: prompt prefix rows later prefills continue
+
+    def set_prefix(self, batch: TokenBatch, start: Int[Tensor, " batch"] | None = None,
+                   base: Int[Tensor, " batch"] | None = None, on_rows=None) -> None:
+        """Encode prompt prefixes once (as :meth:`prefill`; e.g. one row per condition): a later
+        prefill with ``prefix_rows`` continues them instead of encoding them again."""
+        self.prefix = self._fill(batch, start, base, on_rows)[1]
+
     def prefill(self, batch: TokenBatch, start: Int[Tensor, " batch"] | None = None,
-                base: Int[Tensor, " batch"] | None = None, on_rows=None) -> Float[Tensor, "batch d_vocab"]:
-        logits, self.cache = self._fill(batch, start, base, on_rows)
+                base: Int[Tensor, " batch"] | None = None, on_rows=None,
+                prefix_rows: Int[Tensor, " batch"] | None = None) -> Float[Tensor, "batch d_vocab"]:
+        logits, self.cache = self._fill(batch, start, base, on_rows, prefix_rows)
         return logits
 
     def add_rows(self, batch: TokenBatch, source: Int[Tensor, " rows"], start: Int[Tensor, " batch"] | None = None,
-                 base: Int[Tensor, " batch"] | None = None, on_rows=None) -> Float[Tensor, "rows d_vocab"]:
+                 base: Int[Tensor, " batch"] | None = None, on_rows=None,
+                 prefix_rows: Int[Tensor, " batch"] | None = None) -> Float[Tensor, "rows d_vocab"]:
         """Prefill new prompts (as :meth:`prefill`) and append decoding rows ``source`` of them to the
         running batch, after its rows; the next-token logits of the new rows. The two caches are
         left-padded to one width (masked positions, so positions and attention are unchanged)."""
         from .tl_attention import append_cache_rows, select_cache_rows
 
-        logits, cache = self._fill(batch, start, base, on_rows)
+        logits, cache = self._fill(batch, start, base, on_rows, prefix_rows)
         select_cache_rows(cache, source)
         append_cache_rows(self.cache, cache)
         return logits.index_select(0, source.to(logits.device))
 
-    def _fill(self, batch: TokenBatch, start, base, on_rows):
+    def _start_cache(self, rows: Int[Tensor, " k"], prefix_rows: Int[Tensor, " batch"] | None):
+        """A cache for prefill rows ``rows``: empty, or holding the prefix row each continues."""
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
+        from .tl_attention import copy_cache_layers
+
+        cfg = self.adapter.model.cfg
+        cache = TransformerLensKeyValueCache.init_cache(cfg, cfg.device, rows.numel())
+        if prefix_rows is not None:
+            if self.prefix is None:
+                raise RuntimeError("prefix_rows given before set_prefix: encode the prefixes first.")
+            src = prefix_rows[rows.cpu()]
+            copy_cache_layers(self.prefix, cache, src, len(cache.entries))
+            mask = self.prefix.previous_attention_mask
+            cache.previous_attention_mask = mask.index_select(0, src.to(mask.device))
+        return cache
+
+    def _fill(self, batch: TokenBatch, start, base, on_rows, prefix_rows=None):
         from .tl_attention import copy_cache_layers, merge_caches
 
         adapter, model = self.adapter, self.adapter.model
         n = batch.input_ids.shape[0]
         on_rows = on_rows or (lambda rows: None)
+        if prefix_rows is not None:
+            prefix_rows = torch.as_tensor(prefix_rows, dtype=torch.long).reshape(-1).cpu()
         if start is None or not adapter.prefill_from_layer or not bool((start > 0).any()):
-            cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, n)
+            cache = self._start_cache(torch.arange(n), prefix_rows)
             return adapter._prefill_last_logits(batch, cache), cache
         # 1. the rows that run the whole prompt, keeping the residual stream entering each start layer
         layers = sorted({int(l) for l in start.tolist() if l > 0})
@@ -168,7 +197,7 @@ class _TLDecodingSession:
 
         on_rows(full)
         parts, caches, logits = [full], [], []
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, full.numel())
+        cache = self._start_cache(full, prefix_rows)
         with model.hooks(fwd_hooks=[(f"blocks.{l}.hook_resid_pre", keep(l)) for l in layers]):
             logits.append(adapter._prefill_last_logits(sub(full), cache))
         caches.append(cache)
@@ -178,7 +207,7 @@ class _TLDecodingSession:
         for layer in layers:
             rows = torch.nonzero(start == layer).reshape(-1)
             src = where_in_full[base[rows]]
-            cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, rows.numel())
+            cache = self._start_cache(rows, prefix_rows)  # (its own prefix row above the start layer)
             copy_cache_layers(caches[0], cache, src, layer)
             resid = saved[layer].index_select(0, src.to(saved[layer].device))
             on_rows(rows)
