@@ -214,7 +214,8 @@ def bench_generation(adapters: dict, hf, args) -> list[dict]:
     batch = ad0.tokenize(prompts, padding_side="left")
     eos = sorted(ad0.eos_ids)
     tok = ad0.tokenizer
-    cfg = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=args.batch, progress=False)
+    cfg = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=args.batch, progress=False,
+                           refill=False)  # one batch, like HF generate (refill is measured by bench_interventions)
 
     def plain_hf():
         out = hf.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=args.new_tokens,

@@ -142,7 +142,7 @@ def _generation(adapters, task, args) -> dict:
     eos = sorted(nn.eos_ids)
     tok = nn.tokenizer
     hf = getattr(nn, "hf", None)
-    cfg = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=len(prompts), progress=False)
+    cfg = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=len(prompts), progress=False, refill=False)
 
     def count(rows):
         n = 0

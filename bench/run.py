@@ -234,7 +234,7 @@ def bench_generation(adapters, args) -> list[Row]:
     batch = nn.tokenize(prompts, padding_side="left")
     eos = sorted(nn.eos_ids)
     tok = nn.tokenizer
-    cfg = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=args.gen_batch, progress=False)
+    cfg = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=args.gen_batch, progress=False, refill=False)  # the same batch as HF generate
     layers = [nn.n_layers // 4, nn.n_layers // 2, 3 * nn.n_layers // 4]
     k = max(1, nn.d_mlp // 100)
     hooks = [(f"blocks.{l}.mlp.hook_post", zero_ablate(list(range(k)))) for l in layers]

@@ -458,3 +458,13 @@ def test_prefix_is_not_shared_when_a_hook_treats_positions_differently(tiny_adap
         with per_condition_passes():
             reference = sweep(adapter, prompts, conds, GenerationConfig(max_new_tokens=6, progress=False))
         assert _tokens(swept) == _tokens(reference)
+
+
+def test_plain_greedy_generate_streams_with_a_shared_prefix_and_matches_one_batch_at_a_time(tiny_adapters):
+    adapter = tiny_adapters["transformer_lens"]
+    prompts = ["System: you are a careful calculator. User: " + p for p in PROMPTS * 3]
+    streamed = adapter.generate(prompts, GenerationConfig(max_new_tokens=10, batch_size=5, progress=False))
+    batched = adapter.generate(prompts, GenerationConfig(max_new_tokens=10, batch_size=5, progress=False, refill=False))
+    assert [g.response_ids for g in streamed] == [g.response_ids for g in batched]
+    assert [g.prompt_ids for g in streamed] == [g.prompt_ids for g in batched]
+    assert [g.text for g in streamed] == [g.text for g in batched]

@@ -54,6 +54,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models import Generation, GenerationConfig, GenerationPlan, HookFn, ModelAdapter, RowLabels, layer_of
+from ..models.base import common_prefix_len
 from .hooks import InterventionHook, as_fwd_hooks
 
 Strategy = Literal["batched", "per_condition"]
@@ -488,13 +489,7 @@ def _prefix_safe(c: Condition) -> bool:
 def _shared_prefix_len(seqs: list[list[int]], conds: list[Condition]) -> int:
     """Tokens every prompt starts with, leaving each at least two of its own (a one-token forward
     looks like a decoding step to position scopes); 0 when too short or a condition is not prefix-safe."""
-    if not all(_prefix_safe(c) for c in conds):
-        return 0
-    first, p = seqs[0], 0
-    limit = min(len(s) for s in seqs) - 2
-    while p < limit and all(s[p] == first[p] for s in seqs):
-        p += 1
-    return p if p >= 2 else 0
+    return common_prefix_len(seqs) if all(_prefix_safe(c) for c in conds) else 0
 
 
 def _encodes_own_prompt(c: Condition, sweep_config: SweepConfig) -> bool:

@@ -52,6 +52,7 @@ class GenerationConfig:
     batch_size: int = 32
     progress: bool = True
     drop_finished: bool = True  # finished rows leave the running batch and its KV cache
+    refill: bool = True  # greedy generate() without hooks on a backend that joins rows: keep the batch full
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -338,6 +339,9 @@ class ModelAdapter(HookedAPI, ABC):
             if not prompts:
                 raise ValueError("no prompts to generate from.")
             seqs = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        if (config.refill and self.joins_rows and not config.do_sample and config.drop_finished and not fwd_hooks
+                and len(seqs) > 1):
+            return self._generate_streamed(seqs, config)
         out: list[Generation] = []
         bar = tqdm(range(0, len(seqs), config.batch_size), desc=f"generate ({self.backend})",
                    disable=not config.progress, leave=False)
@@ -348,6 +352,22 @@ class ModelAdapter(HookedAPI, ABC):
             for prompt_ids, row in zip(chunk, new_tokens):
                 out.append(self.finish_generation(prompt_ids, row, config))
         return out
+
+    def _generate_streamed(self, seqs: list[list[int]], config: GenerationConfig) -> list[Generation]:
+        """Greedy, no hooks, on a backend that joins rows: prompts in small plans that join one
+        running batch of ``config.batch_size`` rows as rows finish (:meth:`decode_stream`), the
+        token prefix all prompts share encoded once. Same tokens as one batch at a time, up to
+        float reduction order."""
+        cut = common_prefix_len(seqs)
+        step = max(1, config.batch_size // 8)
+        plans = [GenerationPlan(self.pad([s[cut:] for s in seqs[i:i + step]], "left"),
+                                prefix_rows=torch.zeros(len(seqs[i:i + step]), dtype=torch.long) if cut else None)
+                 for i in range(0, len(seqs), step)]
+        prefix = GenerationPlan(self.pad([seqs[0][:cut]], "left")) if cut else None
+        rows = self.decode_stream(plans, config, [], max_rows=config.batch_size, prefix=prefix,
+                                  desc=f"generate ({self.backend})")
+        return [self.finish_generation(seq, new, config)
+                for seq, new in zip(seqs, (r for plan_rows in rows for r in plan_rows))]
 
     def generate_plan(self, plan: "GenerationPlan", config: GenerationConfig, fwd_hooks: FwdHooks = (), *,
                       seed: int | None = None, row_labels: "RowLabels | None" = None) -> list[Generation]:
@@ -591,6 +611,16 @@ class ModelAdapter(HookedAPI, ABC):
                 text = text[:cut]
                 reason = "stop_string"
         return Generation(list(map(int, prompt_ids)), resp, text, reason)
+
+
+def common_prefix_len(seqs: Sequence[Sequence[int]], keep: int = 2) -> int:
+    """Tokens every sequence starts with, leaving each at least ``keep`` of its own (a one-token
+    forward looks like a decoding step to position scopes); 0 below two tokens."""
+    first, p = seqs[0], 0
+    limit = min(len(s) for s in seqs) - keep
+    while p < limit and all(s[p] == first[p] for s in seqs):
+        p += 1
+    return p if p >= 2 else 0
 
 
 def sample_next(logits: Float[Tensor, "batch vocab"], config: GenerationConfig, gen: torch.Generator) -> Int[Tensor, " batch"]:
