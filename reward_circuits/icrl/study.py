@@ -27,7 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns
-from ..models import ModelAdapter
+from ..interventions.sweep import RowScopedHooks
+from ..models import ModelAdapter, RowLabels
 from ..sae import (
     SAETrainConfig,
     encode_all,
@@ -311,8 +312,12 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
             rnd, top_size, rnd_size = matched_random_latents(sae, train_x, top, seed=cfg.seed + 11)
             notes.append(f"random latents matched to the top ones on mean contribution E[f_j]·|W_dec_j| over training "
                          f"tokens: top {np.round(top_size, 3).tolist()}, random {np.round(rnd_size, 3).tolist()}.")
-            run_top = play_many(adapter, task, seeds, fwd_hooks=[(best.hook, remove_latents(sae, top))], progress=bar, **play_kw)
-            run_rnd = play_many(adapter, task, seeds, fwd_hooks=[(best.hook, remove_latents(sae, rnd))], progress=bar, **play_kw)
+            # both conditions in one batch (the sweeps' row-scoped hooks): rows 0..n-1 lose the top
+            # latents, rows n..2n-1 the random ones; the same seeds, so the same agent draws
+            labels = RowLabels([0] * len(seeds) + [1] * len(seeds))
+            scoped = RowScopedHooks(labels, [(0, remove_latents(sae, top)), (1, remove_latents(sae, rnd))])
+            both = play_many(adapter, task, list(seeds) * 2, fwd_hooks=[(best.hook, scoped)], progress=bar, **play_kw)
+            run_top, run_rnd = both[:len(seeds)], both[len(seeds):]
             d_top = [_identical_context_logodds_change(b, o) for b, o in zip(base, run_top)]
             d_rnd = [_identical_context_logodds_change(b, o) for b, o in zip(base, run_rnd)]
             # pair per experiment on the decisions both conditions still share with the baseline
