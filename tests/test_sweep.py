@@ -468,3 +468,24 @@ def test_plain_greedy_generate_streams_with_a_shared_prefix_and_matches_one_batc
     assert [g.response_ids for g in streamed] == [g.response_ids for g in batched]
     assert [g.prompt_ids for g in streamed] == [g.prompt_ids for g in batched]
     assert [g.text for g in streamed] == [g.text for g in batched]
+
+
+def test_sampled_sweeps_pair_the_conditions_of_an_example(tiny_adapters):
+    """Sampling with common random numbers: conditions without an effect draw the same tokens as
+    the baseline on every example; a real intervention changes some; reruns are reproducible;
+    the draws of an example do not depend on the other conditions or on the chunking."""
+    adapter = tiny_adapters["transformer_lens"]
+    cfg = GenerationConfig(max_new_tokens=8, do_sample=True, temperature=1.5, seed=3, progress=False)
+    conds = {"baseline": [], "noop": [(RESID0, scale([1, 2], 1.0))], "zero": [(RESID0, zero_ablate(None))]}
+    a = sweep(adapter, PROMPTS, conds, cfg)
+    toks = _tokens(a)
+    assert toks["noop"] == toks["baseline"]  # paired: the same draws, and the hook changes nothing
+    assert toks["zero"] != toks["baseline"]
+    assert _tokens(sweep(adapter, PROMPTS, conds, cfg)) == toks  # seeded
+    alone = sweep(adapter, PROMPTS, {"baseline": []}, cfg)  # fewer conditions in the batch
+    assert _tokens(alone)["baseline"] == toks["baseline"]
+    chunked = sweep(adapter, PROMPTS, conds, cfg, sweep_config=SweepConfig(max_rows=2))  # conditions split over chunks
+    assert _tokens(chunked) == toks
+    # different examples get different draws (not one shared stream): equal prompts, different keys
+    twin = sweep(adapter, ["hello world", "hello world"], {"baseline": []}, cfg)
+    assert twin["baseline"].generations[0].response_ids != twin["baseline"].generations[1].response_ids

@@ -35,8 +35,10 @@ logits: token-identical on the tiny test model, the share of identical tokens on
 measured by ``bench/bench_interventions.py``). Limits: a hook that depends on the batch as a whole
 (a per-row ``prompt_len`` tensor, :func:`patch_from` with a batch-shaped cache, the draws of
 :func:`resample_ablate`) sees only its condition's rows, which changes or breaks it: run those with
-``SweepConfig(strategy="per_condition")``. Sampled generation is seeded but its draws differ
-from one pass per condition.
+``SweepConfig(strategy="per_condition")``. Sampled sweeps are seeded and *paired*: at every step
+all conditions of an example draw the same uniform number (inverse-CDF sampling, common random
+numbers), so they differ only through their hooks; the draws are not those of one ``generate``
+pass per condition.
 """
 
 from __future__ import annotations
@@ -440,9 +442,12 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
     # condition, not once per row, when every condition's hooks treat all prompt positions alike
     cut = _shared_prefix_len(seqs, conds) if streaming and sweep_config.share_prefix else 0
     prefix, prefix_row_of = _prefix_plan(adapter, seqs[0][:cut], conds, sweep_config) if cut else (None, {})
-    plans, owners = [], []
+    plans, owners, seeds = [], [], []
     for g0 in range(0, k_all, group):
         for e0 in range(0, n, per_plan):
+            # sampled sweeps: one key per example (its own generator, seeded by config.seed and
+            # the key), so every condition of an example draws the same uniform numbers
+            seeds.append(config.seed)
             plan, own = _plan(adapter, seqs, conds, g0, group, list(range(e0, min(n, e0 + per_plan))),
                               sweep_config, shared_used, from_layer, stats, cut, prefix_row_of)
             plans.append(plan)
@@ -458,10 +463,10 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
                 results[name][e] = adapter.finish_generation(prompt, row, config)
         stats["passes"] = len(plans)  # plans that joined one running batch
     else:
-        bar = tqdm(list(zip(plans, owners)), desc=f"sweep ({k_all} conditions × {n} examples)", leave=False,
+        bar = tqdm(plans, desc=f"sweep ({k_all} conditions × {n} examples)", leave=False,
                    disable=not config.progress)
-        for i, (plan, own) in enumerate(bar):
-            gens = adapter.generate_plan(plan, config, hooks, seed=config.seed + i, row_labels=labels)
+        for plan, own, seed in zip(bar, owners, seeds):
+            gens = adapter.generate_plan(plan, config, hooks, seed=seed, row_labels=labels)
             for (name, e), g in zip(own, gens):
                 results[name][e] = g
         stats["passes"] = len(plans)
@@ -545,7 +550,7 @@ def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: i
             prefill_start.append(0)
             prefill_base.append(-1)
             prefix_rows.append(0)
-    source, decode_labels, owners = [], [], []
+    source, decode_labels, owners, keys = [], [], [], []
     for gk, (c, shares, start) in enumerate(zip(group_conds, sharing, starts)):
         label = g0 + gk
         for j, s in enumerate(chunk_seqs):
@@ -560,6 +565,7 @@ def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: i
                 prefix_rows.append((prefix_row_of or {}).get(label, 0))
             decode_labels.append(label)
             owners.append((c.name, ex[j]))
+            keys.append(ex[j])
         shared_used[c.name] = shared_used[c.name] or shares
         from_layer[c.name] = max(from_layer[c.name], start)
     stats["prefill_layers"] += sum(adapter.n_layers - st for st in prefill_start)
@@ -567,5 +573,5 @@ def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: i
     stats["prefill"] += len(prefill_rows)
     plan = GenerationPlan(adapter.pad(prefill_rows, "left"), torch.tensor(source), torch.tensor(prefill_labels),
                           torch.tensor(decode_labels), torch.tensor(prefill_start), torch.tensor(prefill_base),
-                          torch.tensor(prefix_rows) if cut else None)
+                          torch.tensor(prefix_rows) if cut else None, torch.tensor(keys))
     return plan, owners

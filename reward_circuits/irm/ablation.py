@@ -144,18 +144,28 @@ class AblationResult:
 
 def run_ablation(adapter, saes: Mapping[str, object], selected: Mapping[str, Sequence[int]], prompts: Sequence[str],
                  reward_fn, config: GenerationConfig, samples_per_prompt: int = 1, n_random: int = 3, seed: int = 0,
-                 baseline: np.ndarray | None = None, n_boot: int = 2000) -> AblationResult:
-    """Reward with ``selected`` features removed vs no removal vs random features of the same count."""
+                 n_boot: int = 2000) -> AblationResult:
+    """Reward with ``selected`` features removed vs no removal vs random features of the same count.
+
+    All conditions run as one :func:`~reward_circuits.interventions.sweep` (row-scoped hooks): with
+    sampling, every condition of a (prompt, sample) draws the same uniform numbers, so the
+    per-prompt differences are paired by construction."""
     if not any(len(v) for v in selected.values()):
         raise ValueError("no features selected to ablate.")
-    if baseline is None:
-        baseline, _ = rewards_per_prompt(adapter, prompts, reward_fn, config, samples_per_prompt)
-    ablated, _ = rewards_per_prompt(adapter, prompts, reward_fn, config, samples_per_prompt,
-                                    ablation_hooks(saes, selected))
+    from ..interventions.sweep import sweep
+
     draws = [random_features_like(selected, saes, seed + 1000 + d) for d in range(n_random)]
-    random_runs = [rewards_per_prompt(adapter, prompts, reward_fn, config, samples_per_prompt,
-                                      ablation_hooks(saes, dr))[0] for dr in draws]
-    rand = np.mean(random_runs, axis=0)
+    conds = {"none": [], "ablated": ablation_hooks(saes, selected)}
+    conds.update({f"random/{d}": ablation_hooks(saes, dr) for d, dr in enumerate(draws)})
+    expanded = [p for p in prompts for _ in range(samples_per_prompt)]
+    swept = sweep(adapter, expanded, conds, config)
+
+    def per_prompt(name: str) -> np.ndarray:
+        r = np.asarray(reward_fn([g.text for g in swept[name].generations]), dtype=np.float64)
+        return r.reshape(len(prompts), samples_per_prompt).mean(1)
+
+    baseline, ablated = per_prompt("none"), per_prompt("ablated")
+    rand = np.mean([per_prompt(f"random/{d}") for d in range(n_random)], axis=0) if n_random else np.full_like(baseline, np.nan)
     d_none, p_none = paired_bootstrap_diff(ablated, baseline, n_boot=n_boot, seed=seed)
     d_rand, p_rand = paired_bootstrap_diff(ablated, rand, n_boot=n_boot, seed=seed)
     return AblationResult(

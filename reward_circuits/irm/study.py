@@ -354,7 +354,7 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     scores = explainer.relevance(feats, reward(texts), texts)
     selected = top_features(scores, feature_index(tuned_saes), config.n_ablate)
     ablation = run_ablation(tuned, tuned_saes, selected, eval_p, reward, gen, config.samples_per_prompt,
-                            n_random=config.n_random_draws, seed=config.seed, baseline=tuned_eval, n_boot=config.n_boot)
+                            n_random=config.n_random_draws, seed=config.seed, n_boot=config.n_boot)
     lap("ablation")
 
     result = IrmResult(config, rewards, divergence, layers, dicts, cross, irm, ablation, seconds)

@@ -41,6 +41,7 @@ class TokenBatch:
 
 from .generation import (  # noqa: E402,F401  (re-exported: models.base.GenerationConfig, ...)
     Generation, GenerationConfig, GenerationPlan, RowLabels, common_prefix_len, generation_config, sample_next,
+    sample_with_uniforms,
 )
 
 class DecodingSession(Protocol):
@@ -253,6 +254,17 @@ class ModelAdapter(HookedAPI, ABC):
         it then leaves the running batch and the KV cache.
         """
         gen = torch.Generator(device="cpu").manual_seed(seed)
+        key_gens: dict[int, torch.Generator] = {}
+
+        def key_uniforms(keys: Int[Tensor, " rows"]) -> Float[Tensor, " rows"]:
+            """One uniform number per key and step from the key's own generator (seeded by
+            ``seed`` and the key): rows with one key share it, whatever else is in the batch."""
+            draws = {}
+            for k in keys.unique().tolist():
+                if k not in key_gens:
+                    key_gens[k] = torch.Generator(device="cpu").manual_seed((seed * 1_000_003 + k * 7_919 + 1) % (2**63 - 1))
+                draws[k] = float(torch.rand(1, generator=key_gens[k]))
+            return torch.tensor([draws[k] for k in keys.tolist()])
         eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
         sources = plan.sources()
         n_rows = int(sources.numel())
@@ -281,7 +293,10 @@ class ModelAdapter(HookedAPI, ABC):
             if row_labels is not None:
                 row_labels.set(decode_labels if decode_labels is not None else sources.new_full((n_rows,), -1))
             for step in range(config.max_new_tokens):
-                nxt = self._next_tokens(logits, active, n_rows, config, gen)
+                if config.do_sample and plan.row_keys is not None:  # common random numbers per key
+                    nxt = sample_with_uniforms(logits, config, key_uniforms(plan.row_keys[active])).cpu()
+                else:
+                    nxt = self._next_tokens(logits, active, n_rows, config, gen)
                 rows = active.tolist()
                 new = nxt.tolist()
                 done = torch.isin(nxt, eos)

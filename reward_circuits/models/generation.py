@@ -95,6 +95,10 @@ class GenerationPlan:
     prefill_start: Int[Tensor, " prefill"] | None = None
     prefill_base: Int[Tensor, " prefill"] | None = None
     prefix_rows: Int[Tensor, " prefill"] | None = None  # with decode_stream(prefix=...): the prefix row each continues
+    # sampling: each key has its own generator (seeded by the decode seed and the key); rows with the
+    # same key draw the same uniform number at every step and sample by inverse CDF (common random
+    # numbers: the conditions of a sweep compared on one example are paired, whatever the batch)
+    row_keys: Int[Tensor, " rows"] | None = None
 
     def __post_init__(self):
         n_prefill = int(self.prefill.input_ids.shape[0])
@@ -111,6 +115,10 @@ class GenerationPlan:
                 if labels.numel() != want:
                     raise ValueError(f"{name} has {labels.numel()} entries for {want} rows.")
                 setattr(self, name, labels)
+        if self.row_keys is not None:
+            self.row_keys = torch.as_tensor(self.row_keys, dtype=torch.long).reshape(-1).cpu()
+            if self.row_keys.numel() != int(self.sources().numel()) or int(self.row_keys.min()) < 0:
+                raise ValueError("row_keys needs one key >= 0 per decoding row.")
         if self.prefix_rows is not None:
             self.prefix_rows = torch.as_tensor(self.prefix_rows, dtype=torch.long).reshape(-1).cpu()
             if self.prefix_rows.numel() != n_prefill:
@@ -190,3 +198,17 @@ def sample_next(logits: Float[Tensor, "batch vocab"], config: GenerationConfig, 
         sp = sp * keep
         probs = torch.zeros_like(probs).scatter(-1, si, sp)
     return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=gen).squeeze(-1)
+
+
+def sample_with_uniforms(logits: Float[Tensor, "batch vocab"], config: GenerationConfig,
+                         u: Float[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """Sample each row by inverse CDF from its own uniform number ``u`` (same temperature and top-p
+    as :func:`sample_next`): rows given the same ``u`` and the same distribution draw the same token."""
+    probs = torch.softmax(logits.float() / config.temperature, -1)
+    order = None
+    if config.top_p < 1.0:
+        probs, order = probs.sort(-1, descending=True)
+        probs = probs * (probs.cumsum(-1) - probs < config.top_p)
+    cdf = probs.cumsum(-1)
+    idx = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(-1), right=True).clamp_max(cdf.shape[-1] - 1)
+    return (idx if order is None else order.gather(-1, idx)).squeeze(-1)
