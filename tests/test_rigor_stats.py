@@ -58,3 +58,30 @@ def test_paired_auc_difference_covers_zero_for_equal_scorers_and_detects_a_bette
     assert verdict(diff, expected_sign=1) == "reproduces" and p < 0.01
     with pytest.raises(ValueError, match="differ in shape"):
         paired_bootstrap_auc_diff(y, good, bad[:-1])
+
+
+def test_auc_interval_resamples_prompts_when_rollouts_are_copies():
+    """Greedy rollouts of a repeated prompt are copies: the interval must resample prompts. On
+    planted data (40 prompts × 6 copies) the cluster interval covers the true AUC at about the
+    nominal rate where the per-rollout interval, 6× too confident in n, does not."""
+    from reward_circuits.analysis.stats import bootstrap_auc_ci
+
+    rng = np.random.default_rng(0)
+    # population: score = label + noise, true AUC = Phi(1 / sqrt(2)) for unit-variance noise
+    true_auc = 0.7602499389065233
+    hits_cluster = hits_plain = 0
+    reps = 60
+    for r in range(reps):
+        labels = rng.integers(0, 2, 40)
+        scores = labels + rng.normal(size=40)
+        y, s, g = np.repeat(labels, 6), np.repeat(scores, 6), np.repeat(np.arange(40), 6)
+        c = bootstrap_auc_ci(y, s, n_boot=300, seed=r, groups=list(g))
+        p = bootstrap_auc_ci(y, s, n_boot=300, seed=r)
+        assert c.n == 40 and p.n == 240 and c.high - c.low > 1.5 * (p.high - p.low)
+        hits_cluster += c.low <= true_auc <= c.high
+        hits_plain += p.low <= true_auc <= p.high
+    assert hits_cluster / reps >= 0.85
+    assert hits_plain / reps < 0.75
+    # distinct groups: the usual stratified interval
+    y, s = rng.integers(0, 2, 50), rng.normal(size=50)
+    assert bootstrap_auc_ci(y, s, seed=1, groups=list(range(50))) == bootstrap_auc_ci(y, s, seed=1)

@@ -167,14 +167,36 @@ def _stratified_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], 
 
 
 def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: int = 2000, level: float = 0.95,
-                     seed: int = 0) -> Interval:
+                     seed: int = 0, groups: Sequence | None = None) -> Interval:
     """AUC with a stratified percentile bootstrap interval (positives and negatives resampled
-    separately, so every replicate has both classes)."""
+    separately, so every replicate has both classes).
+
+    ``groups`` (one hashable per unit, e.g. the prompt): when some units share a group (repeated
+    prompts whose greedy rollouts are copies), whole groups are resampled instead (a cluster
+    bootstrap; replicates that lack a class are dropped) and ``n`` is the number of groups: copies
+    are not independent evidence."""
     y = np.asarray(labels).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     est = binary_auc(y, s, what="scores")
-    (boots,) = _stratified_auc_boots(y, [s], n_boot, seed)
     a = (1 - level) / 2
+    if groups is not None:
+        keys = list(groups)
+        if len(keys) != y.size:
+            raise ValueError(f"groups has {len(keys)} entries for {y.size} units.")
+        index: dict = {}
+        gid = np.asarray([index.setdefault(k, len(index)) for k in keys])
+        n_groups = len(index)
+        if n_groups < y.size:
+            members = [np.flatnonzero(gid == g) for g in range(n_groups)]
+            rng = np.random.default_rng(seed)
+            boots = []
+            for draw in rng.integers(0, n_groups, size=(n_boot, n_groups)):
+                idx = np.concatenate([members[g] for g in draw])
+                if 0 < y[idx].sum() < idx.size:
+                    boots.append(auc_rows(y[idx], s[idx][None])[0])
+            boots = np.asarray(boots)
+            return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), n_groups, level)
+    (boots,) = _stratified_auc_boots(y, [s], n_boot, seed)
     return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), int(y.size), level)
 
 

@@ -266,7 +266,10 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     auc_val = probe.score(store, val_idx)
     test_labels = rewards[test]
     test_values = probe.initial_values(store, test, probe_hooks)
-    auc_ci = {h: bootstrap_auc_ci(test_labels, test_values[j], n_boot=stage.n_boot, seed=seed) for j, h in enumerate(probe_hooks)}
+    # repeated prompts: resample prompts, not rollouts (copies are not independent evidence)
+    test_groups = [groups[i] for i in test] if groups is not None else None
+    auc_ci = {h: bootstrap_auc_ci(test_labels, test_values[j], n_boot=stage.n_boot, seed=seed, groups=test_groups)
+              for j, h in enumerate(probe_hooks)}
     t0 = time.perf_counter()
     floors = logistic_floors(store, hooks, np.concatenate([fit_idx, val_idx]), test, seed=seed, n_boot=stage.n_boot,
                              Cs=(1e-3, 1e-2, 1e-1, 1.0) if quick else (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0))
