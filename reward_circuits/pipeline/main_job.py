@@ -92,14 +92,22 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     n_states = sum(len(r.response_ids) + 1 for rs in rollouts.values() for r in rs)
     store_bytes = sum(s.nbytes() for s in stores.values())
     store_secs = sum(v for k, v in timings.items() if k.startswith("store_"))
+    # a task's generator may hold fewer distinct questions than `limit` (arithmetic:1: 155): the
+    # copies' greedy rollouts are identical, so they are not independent evidence
+    distinct = {s: len({tuple(x.prompt_ids) for x in r}) for s, r in rollouts.items()}
+    repeats = [f"{s}: {distinct[s]} distinct prompts among {len(r)} rollouts" for s, r in rollouts.items()
+               if distinct[s] < len(r)]
     report.add(Section(
         key="rollouts", title="Tasks, rollouts and the activation store",
+        notes=([f"Repeated prompts ({'; '.join(repeats)}): splits keep each prompt on one side and the value "
+                "stage's AUC intervals resample prompts, so their n counts distinct prompts."] if repeats else []),
         summary={
             "tasks": list(cfg.tasks),
             "n_rollouts": {s: len(r) for s, r in rollouts.items()},
             "accuracy": {s: accuracy(r) for s, r in rollouts.items()},
             "mean_response_tokens": {s: float(np.mean([len(x.response_ids) for x in r])) for s, r in rollouts.items()},
             "finished_with_eos": {s: float(np.mean([x.finish_reason == "eos" for x in r])) for s, r in rollouts.items()},
+            "distinct_prompts": distinct,
             "store_hooks": hooks,
             "store_states": n_states,
             "store_bytes": store_bytes,
