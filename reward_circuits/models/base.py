@@ -403,7 +403,7 @@ class ModelAdapter(HookedAPI, ABC):
                     nxt_plan += 1
                 if not running:
                     break
-                nxt = logits.argmax(-1).cpu()
+                nxt = self._next_tokens(logits, torch.arange(len(running)), len(running), config, None)  # greedy
                 done = torch.isin(nxt, eos)
                 for j, ((p, r), t) in enumerate(zip(running, nxt.tolist())):
                     row = tokens[p][r]
