@@ -274,19 +274,7 @@ class ModelAdapter(HookedAPI, ABC):
         finished = torch.zeros(n_rows, dtype=torch.bool)  # only used when finished rows stay
         pad_id = self.tokenizer.pad_token_id
         with self.decoding_session(fwd_hooks) as session:
-            prefill_labels = plan.prefill_labels if plan.prefill_labels is not None else sources.new_full(
-                (plan.prefill.input_ids.shape[0],), -1)
-
-            def on_rows(rows: Int[Tensor, " sub"]) -> None:  # the prefill may run in parts
-                if row_labels is not None:
-                    row_labels.set(prefill_labels[rows.cpu()])
-
-            on_rows(torch.arange(prefill_labels.numel()))
-            if plan.prefill_start is not None and bool((plan.prefill_start > 0).any()):
-                logits = session.prefill(plan.prefill, start=plan.prefill_start, base=plan.prefill_base,
-                                         on_rows=on_rows)
-            else:
-                logits = session.prefill(plan.prefill)
+            logits = session.prefill(plan.prefill, **self._prefill_kwargs(plan, row_labels))  # the prefill may run in parts
             if plan.source is not None:
                 session.select_rows(sources.to(logits.device))
                 logits = logits.index_select(0, sources.to(logits.device))
