@@ -119,3 +119,31 @@ def test_given_validation_rollouts_are_used(planted3):
     assert list(p.validation_indices_) == sorted(test) and list(p.fit_indices_) == sorted(train)
     with pytest.raises(ProbeError, match="overlap"):
         ValueProbe(epochs=1).fit(store, SIGNAL, train, validation_indices=train[:10], verbose=False)
+
+
+def test_logistic_floor_keeps_repeated_prompts_in_one_fold(tmp_path):
+    """Pure-noise states, each prompt copied 4 times with one reward (greedy copies): ungrouped CV
+    sees copies on both sides and rewards memorisation; grouped CV does not, and the held-out
+    interval counts prompts, not copies."""
+    from reward_circuits.data.store import write_store_from_arrays
+
+    rng = np.random.default_rng(0)
+    n_prompts, copies, d = 150, 4, 48
+    x = rng.normal(size=(n_prompts, d)).astype(np.float32)
+    y = rng.permutation(np.r_[np.ones(n_prompts // 2), np.zeros(n_prompts - n_prompts // 2)])
+    import torch
+    acts = [torch.from_numpy(np.stack([x[p], rng.normal(size=d).astype(np.float32)])) for p in range(n_prompts)
+            for _ in range(copies)]
+    rewards = [float(y[p]) for p in range(n_prompts) for _ in range(copies)]
+    groups = [p for p in range(n_prompts) for _ in range(copies)]
+    store = write_store_from_arrays(tmp_path / "s", {"h": acts}, rewards, dtype="float32")
+    train = np.flatnonzero(np.asarray(groups) < 100)
+    test = np.flatnonzero(np.asarray(groups) >= 100)
+    leaky = logistic_floor(store, "h", train, test)
+    grouped = logistic_floor(store, "h", train, test, groups=groups)
+    assert max(leaky.cv_auc.values()) > 0.8  # copies on both sides of a fold: memorised
+    assert max(grouped.cv_auc.values()) < 0.7  # noise stays noise
+    assert leaky.auc.n == len(test) and grouped.auc.n == 50
+    assert grouped.auc.high - grouped.auc.low > leaky.auc.high - leaky.auc.low
+    with pytest.raises(ValueError, match="one per rollout"):
+        logistic_floor(store, "h", train, test, groups=groups[:-1])

@@ -6,6 +6,11 @@ split's statistics, its inverse regularisation ``C`` chosen by stratified k-fold
 split only, judged by the held-out AUC with a stratified bootstrap interval over test rollouts.
 When the TD probe falls below it, the probe is under-trained, not the layer empty.
 
+With ``groups`` (one key per rollout, e.g. its prompt tokens) repeated prompts stay in one fold
+(scikit-learn's ``StratifiedGroupKFold``): copies of a prompt in both the fitting and the scoring
+folds would reward memorisation and pick the weakest regularisation. The held-out interval then
+resamples groups too.
+
 >>> floor = logistic_floor(store, "blocks.6.hook_resid_post", train, test)
 >>> floor.auc            # Interval: estimate [low, high] (n = test rollouts)
 """
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -55,9 +60,13 @@ def logistic_floor(
     n_folds: int = 5,
     seed: int = 0,
     n_boot: int = 2000,
+    groups: Sequence | None = None,
 ) -> LogisticFloor:
     """Logistic regression on ``s_0`` of ``hook``: ``C`` by ``n_folds``-fold AUC on the train split,
-    refit on all of it, AUC (bootstrap 95% interval) on the test split."""
+    refit on all of it, AUC (bootstrap 95% interval) on the test split.
+
+    ``groups``: one hashable per rollout of the store (indexed like it); rollouts of one group never
+    straddle a fold, and the test interval resamples whole groups."""
     if hook not in store.hook_names:
         raise KeyError(f"hook {hook!r} is not in the store; it holds {store.hook_names}.")
     train, test = resolve_indices(store, train_indices), resolve_indices(store, test_indices)
@@ -72,16 +81,28 @@ def logistic_floor(
     x_train = store.initial_states(hook, train).double().numpy()
     x_test = store.initial_states(hook, test).double().numpy()
     folds = int(min(n_folds, counts.min()))
+    fit_groups = test_groups = None
+    if groups is not None:
+        keys = list(groups)
+        if len(keys) != len(store):
+            raise ValueError(f"groups has {len(keys)} entries for a store of {len(store)} rollouts; give one per rollout.")
+        index: dict = {}
+        gid = np.asarray([index.setdefault(k, len(index)) for k in keys])
+        fit_groups, test_groups = gid[train], gid[test]
+        folds = int(min(folds, np.unique(fit_groups).size))
+    cv = (StratifiedGroupKFold(folds, shuffle=True, random_state=seed) if fit_groups is not None
+          else StratifiedKFold(folds, shuffle=True, random_state=seed))
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    search = GridSearchCV(model, {"logisticregression__C": list(Cs)}, scoring="roc_auc",
-                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed), refit=True)
+    search = GridSearchCV(model, {"logisticregression__C": list(Cs)}, scoring="roc_auc", cv=cv, refit=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(x_train, y_train)
+        search.fit(x_train, y_train, groups=fit_groups)
     cv_auc = {float(c): float(a) for c, a in zip(Cs, search.cv_results_["mean_test_score"])}
     best_c = float(search.best_params_["logisticregression__C"])
     scores = search.decision_function(x_test)
-    return LogisticFloor(hook=hook, auc=bootstrap_auc_ci(y_test, scores, n_boot=n_boot, seed=seed), C=best_c,
+    auc = bootstrap_auc_ci(y_test, scores, n_boot=n_boot, seed=seed,
+                           groups=None if test_groups is None else test_groups.tolist())
+    return LogisticFloor(hook=hook, auc=auc, C=best_c,
                          cv_auc=cv_auc, n_train=int(train.size))
 
 

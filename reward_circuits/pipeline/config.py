@@ -16,7 +16,9 @@ PROFILES: dict[str, dict] = {
     # Sized for the paper's claims: >= 200 examples per ablation pass (a 0.10 accuracy difference is
     # ~2.5 binomial standard errors at p = 0.5), and 400 held-out rollouts of the primary task so an
     # AUC near 0.75 has a 95% interval of about +-0.05 (Hanley-McNeil, balanced classes).
-    "paper": {"limit": 1000, "test_fraction": 0.4, "eval_examples": 200, "random_draws": 5, "ablation_layers": 3,
+    # word_problems:0 first: the studies need >= 1000 distinct questions (arithmetic:1 has 155, and
+    # copies of a question are not independent evidence); its default-model accuracy is near 0.5.
+    "paper": {"tasks": ("word_problems:0", "arithmetic:1"), "limit": 1000, "test_fraction": 0.4, "eval_examples": 200, "random_draws": 5, "ablation_layers": 3,
               "target_variants_all_layers": True},
 }
 
@@ -47,7 +49,7 @@ class RunConfig:
     test_fraction: float = field(default=0.3, metadata={"help": "held-out share of rollouts (probes are reported on it)"})
     stages: tuple[str, ...] = field(default=ALL_STAGES, metadata={"help": f"comma-separated subset of {','.join(ALL_STAGES)}"})
     quick: bool = field(default=False, metadata={"help": "fewer epochs and variants (smoke runs)"})
-    profile: Literal["default", "paper"] = field(default="default", metadata={"help": "'paper': >= 200 examples per ablation pass, 400 held-out rollouts (AUC intervals ~ +-0.05); options given explicitly still win"})
+    profile: Literal["default", "paper"] = field(default="default", metadata={"help": "'paper': word_problems:0 (1000 distinct questions) then arithmetic:1, >= 200 examples per ablation pass, 400 held-out rollouts (AUC intervals ~ +-0.05); options given explicitly still win"})
     transfer_from: str | None = field(default=None, metadata={"help": "a finished run directory (e.g. of the base model, when this run is a fine-tuned one): its value neurons at the ablated layers are ablated here too (transfer across models)"})
     target_variants_all_layers: bool = field(default=False, metadata={"help": "compare TD(0), TD(lambda) and Monte-Carlo targets on every layer (the paper profile does; default: the best layer only, ~2 min less)"})
     exclude_massive: bool = field(default=False, metadata={"help": "keep massive-activation outlier dims (> 10x the layer's median |activation|) out of the value-neuron sets"})

@@ -222,6 +222,14 @@ def _eval_task(cfg: RunConfig):
     than the rollouts', so the studies do not re-score the probe's training prompts verbatim)."""
     task = get_task(cfg.tasks[0], n=cfg.eval_examples, seed=cfg.seed + 7)
     task.max_new_tokens = cfg.max_new_tokens
+    # a small question space is drawn with repeats; greedy copies of a question are not independent
+    # evidence, so every study runs on distinct questions only (and says so)
+    seen: set[str] = set()
+    distinct = [e for e in task.examples if not (e.question in seen or seen.add(e.question))]
+    if len(distinct) < len(task.examples):
+        print(f"[interventions] {cfg.tasks[0]} has only {len(distinct)} distinct questions; the studies run on "
+              f"those, not on --eval-examples {cfg.eval_examples} (copies would narrow every interval falsely).")
+        task.examples = distinct
     return task
 
 

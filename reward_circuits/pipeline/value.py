@@ -271,7 +271,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     auc_ci = {h: bootstrap_auc_ci(test_labels, test_values[j], n_boot=stage.n_boot, seed=seed, groups=test_groups)
               for j, h in enumerate(probe_hooks)}
     t0 = time.perf_counter()
-    floors = logistic_floors(store, hooks, np.concatenate([fit_idx, val_idx]), test, seed=seed, n_boot=stage.n_boot,
+    floors = logistic_floors(store, hooks, np.concatenate([fit_idx, val_idx]), test, seed=seed, n_boot=stage.n_boot, groups=groups,
                              Cs=(1e-3, 1e-2, 1e-1, 1.0) if quick else (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0))
     timings["logistic_floor_s"] = time.perf_counter() - t0
     # the TD probe must reach the linear floor minus the floor's interval half-width, at every layer
