@@ -317,3 +317,33 @@ def test_cross_fitted_values_are_out_of_sample(tmp_path):
     assert abs(auc_cross - 0.5) < 0.15, auc_cross
     with pytest.raises(ProbeError, match="fewer folds"):
         cross_fitted_value_traces(store, "h", cfg, n_folds=200)
+
+
+def test_states_kept_in_ram_train_the_same_probe(planted, td0_probe, monkeypatch):
+    """The fit split held in RAM (the default for small splits) gives bit-identical training to
+    streaming it from the store every epoch (``cache_mb=0``), and the store is read for it once."""
+    store, _, train, test = planted
+    reads = {"n": 0}
+    real = type(store).iter_batches
+
+    def counting(self, *a, **k):
+        reads["n"] += 1
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(type(store), "iter_batches", counting)
+    cached = ValueProbe(CFG).fit(store, list(HOOKS), train, verbose=False)
+    n_cached = reads["n"]
+    reads["n"] = 0
+    streamed = ValueProbe(CFG.replace(cache_mb=0)).fit(store, list(HOOKS), train, verbose=False)
+    assert reads["n"] >= n_cached + CFG.epochs - 1  # one streamed pass per epoch instead of none
+    for a, b in zip((cached.W1, cached.b1, cached.W2, cached.b2), (streamed.W1, streamed.b1, streamed.W2, streamed.b2)):
+        assert torch.equal(a, b)
+    assert cached.history == streamed.history == td0_probe.history
+    # a budget below the split's size streams (RAM stays flat as the store grows)
+    from reward_circuits.data.views import ArrayRollouts
+    src, idx, dtype = ArrayRollouts.cached_for_epochs(store, list(HOOKS), train, budget_mb=0.01)
+    assert src is store and dtype is None and np.array_equal(idx, train)
+    src, idx, dtype = ArrayRollouts.cached_for_epochs(store, list(HOOKS), train, budget_mb=512)
+    assert isinstance(src, ArrayRollouts) and len(src) == len(train) and dtype == torch.float32
+    with pytest.raises(ProbeError, match="cache_mb"):
+        ValueProbeConfig(cache_mb=-1)

@@ -381,10 +381,11 @@ class ValueProbe(nn.Module):
         active = np.ones(n_slots, dtype=bool)
         history, val_history = [], []
         self.train()
+        source, source_idx, cached = ArrayRollouts.cached_for_epochs(store, hooks, fit_idx, cfg.cache_mb)
         for epoch in trange(cfg.epochs, disable=not verbose, desc=f"value probes ({len(hooks)} hooks x {n_cand} decays)"):
             losses, n_batches = torch.zeros(n_slots), 0
-            for batch in store.iter_batches(hooks, batch_states=batch_states, indices=fit_idx,
-                                            shuffle_seed=cfg.seed + epoch, dtype=read_dtype):
+            for batch in source.iter_batches(hooks, batch_states=batch_states, indices=source_idx,
+                                             shuffle_seed=cfg.seed + epoch, dtype=cached or read_dtype):
                 check_batch_structure(batch.rollout, batch.is_last, batch.step)
                 reward, is_last = batch.reward.to(dev), batch.is_last.to(dev)
                 opt.zero_grad(set_to_none=True)

@@ -118,6 +118,25 @@ class ArrayRollouts(_RolloutIndex):
         acts = {h: [store.get(i, h) for i in idx] for h in hooks}
         return cls(acts, store.rewards[idx], [store.rollout_ids[i] for i in idx])
 
+    @classmethod
+    def cached_for_epochs(cls, store, hooks: Sequence[str], indices: np.ndarray,
+                          budget_mb: float) -> tuple[object, np.ndarray, torch.dtype | None]:
+        """``(source, indices, dtype)`` to stream ``indices`` of ``store`` from many times: the rollouts
+        in RAM as float32 (re-numbered ``0..n-1``; the seeded batch order is the same, as a
+        permutation depends only on the count) when they fit ``budget_mb``, else ``store`` itself."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if isinstance(store, ArrayRollouts) or budget_mb <= 0 or idx.size == 0:
+            return store, idx, None
+        if hasattr(store, "records"):  # ActivationStore
+            n_states = sum(store.records[int(i)].n_steps for i in idx)
+        elif hasattr(store, "rollout_lengths"):
+            n_states = int(np.asarray(store.rollout_lengths())[idx].sum())
+        else:  # another view: only in-memory views are cheap to measure, and they need no cache
+            return store, idx, None
+        if n_states * sum(int(store.d(h)) for h in hooks) * 4 > budget_mb * 2**20:
+            return store, idx, None
+        return cls.from_store(store, hooks, idx), np.arange(idx.size), torch.float32
+
     @property
     def hook_names(self) -> list[str]:
         return list(self._acts)
