@@ -98,6 +98,11 @@ def test_base_model_tokenizer_gets_a_few_shot_prompt():
     assert prompt.count("Question:") == task.few_shot + 1 and prompt.endswith("Answer:")
     assert ex.question not in prompt.split("Question:")[1]  # the example is never its own demonstration
     assert f"#### {task.examples[1].answer}" in prompt
+    # each shot writes its sum out before the final answer ("7 - 3 = 4. #### 4")
+    shot = task.examples[1]
+    assert f"{shot.meta['expression']} = {shot.answer}. #### {shot.answer}" in prompt
+    mc = get_task("multiple_choice", 6, 0)  # no expression: the answer alone
+    assert mc.demonstration_answer(mc.examples[1]) == f"The answer is {mc.examples[1].answer}."
     assert task.reward(f" #### {ex.answer}\nQuestion: What is 1 + 1?\nAnswer: #### 2", ex) == 1.0
 
 
