@@ -34,3 +34,29 @@ def test_profile_is_a_cli_option():
     add_config_arguments(parser, RunConfig)
     cfg = config_from_args(RunConfig, parser.parse_args(["--profile", "paper", "--exclude-massive"]))
     assert cfg.profile == "paper" and cfg.eval_examples == 200 and cfg.exclude_massive
+
+
+def test_paper_profile_primary_task_has_distinct_questions():
+    """Copies of a question are not independent evidence: the paper profile's primary task must
+    hold at least ``limit`` distinct questions (arithmetic:1 has 155), and runs both dose modes."""
+    from reward_circuits.tasks import get_task
+
+    cfg = RunConfig(profile="paper")
+    task = get_task(cfg.tasks[0], n=cfg.limit, seed=cfg.seed)
+    assert len({e.question for e in task.examples}) == cfg.limit
+    assert len({e.question for e in get_task("arithmetic:1", n=cfg.limit, seed=0).examples}) < cfg.limit
+    assert set(cfg.dose_modes) == {"zero", "mean"} and RunConfig().dose_modes == ("mean",)
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, RunConfig)
+    assert config_from_args(RunConfig, parser.parse_args(["--dose-modes", "zero,mean"])).dose_modes == ("zero", "mean")
+    with pytest.raises(ValueError, match="dose-modes"):
+        RunConfig(dose_modes=("max",))
+
+
+def test_eval_examples_are_distinct_questions(capsys):
+    from reward_circuits.pipeline.main_job import _eval_task
+
+    task = _eval_task(RunConfig(tasks=("arithmetic:1",), eval_examples=400))
+    questions = [e.question for e in task.examples]
+    assert len(questions) == len(set(questions)) < 400
+    assert "distinct questions" in capsys.readouterr().out

@@ -159,6 +159,7 @@ def pooled_value_probe(
     floor_Cs: Sequence[float] | None = None,
     reference_scores: Mapping[str, np.ndarray] | None = None,
     verbose: bool = False,
+    groups: Mapping[str, Sequence] | None = None,
 ) -> PooledProbeResult:
     """Train one probe per hook on all tasks' training splits; score it per task and pooled.
 
@@ -170,6 +171,8 @@ def pooled_value_probe(
         floor_Cs: when given, the logistic floor on the pooled split with these ``C`` candidates.
         reference_scores: hook → the single-task probe's ``V(s_0)`` on the first task's test rollouts
             (``splits[first].test`` order), for the paired difference pooled − single-task.
+        groups: task name → one key per rollout of that store (e.g. its prompt tokens): the pooled
+            logistic floor keeps a task's repeated prompts in one cross-validation fold.
     """
     tasks = [str(t) for t in stores]
     if len(tasks) < 2:
@@ -200,7 +203,9 @@ def pooled_value_probe(
         auc[t] = {h: _auc_or_none(labels, values[j][sel], n_boot, seed) for j, h in enumerate(hooks)}
     verdicts = {t: {h: (verdict(iv, expected_sign=1, null=0.5) if iv else None) for h, iv in by.items()}
                 for t, by in auc.items()}
-    floor = (logistic_floors(view, hooks, np.concatenate([fit, val]), test, seed=seed, n_boot=n_boot, Cs=tuple(floor_Cs))
+    pooled_groups = [(t, k) for t in tasks for k in groups[t]] if groups is not None else None
+    floor = (logistic_floors(view, hooks, np.concatenate([fit, val]), test, seed=seed, n_boot=n_boot, Cs=tuple(floor_Cs),
+                             groups=pooled_groups)
              if floor_Cs is not None and np.unique(rewards[test]).size == 2 else {})
     vs_single: dict[str, PooledDifference] = {}
     first = tasks[0]

@@ -247,7 +247,7 @@ def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStage
                                 final_reward_sets={mc.layer: mc} if mc is not None else None,
                                 magnitudes=value.magnitudes, transfer_sets=transfer or None)
     study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
-                                    dose_fractions=(0.01, 0.02, 0.05, 0.1), dose_modes=("zero", "mean"),
+                                    dose_fractions=(0.01, 0.02, 0.05, 0.1), dose_modes=cfg.dose_modes,
                                     dose_random_draws=1)
     eval_task = _eval_task(cfg)
     return run_intervention_stage(adapter, eval_task, inputs, out / "interventions", study, gen_cfg,

@@ -404,7 +404,8 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
              names[1]: task_split(second_store, test_fraction, val_fraction, seed, second_groups)},
             pooled_hooks, cfg, n_boot=stage.n_boot, seed=seed, verbose=verbose,
             floor_Cs=(1e-3, 1e-2, 1e-1, 1.0) if quick else (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
-            reference_scores={h: test_values[j] for j, h in enumerate(probe_hooks)})
+            reference_scores={h: test_values[j] for j, h in enumerate(probe_hooks)},
+            groups=({names[0]: groups, names[1]: second_groups} if groups is not None and second_groups is not None else None))
     timings["pooled_probe_s"] = time.perf_counter() - t0
 
     # ---- figures -------------------------------------------------------------------------------
