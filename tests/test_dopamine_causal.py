@@ -46,3 +46,25 @@ def test_causal_check_measures_dopamine_and_random_ablations(tl_adapter, setup):
     a = td_trace_under(tl_adapter, probe, HOOK, pairs, (), probe.cfg.gamma)
     b = td_trace_under(tl_adapter, probe, HOOK, pairs, (), probe.cfg.gamma)
     assert all(np.allclose(x, y, equal_nan=True) for x, y in zip(a, b))
+
+
+def test_zeroed_states_equal_teacher_forcing_under_the_ablation(tl_adapter, nn_adapter, setup):
+    """The check's shortcut: the probe reads the ablated hook and the forward stops there, so the
+    probe on clean states with the dims zeroed equals teacher-forcing under ``zero_ablate`` (both
+    backends); a later hook's ablation is not such a shortcut (it changes nothing at HOOK)."""
+    import torch
+
+    from reward_circuits.interventions import zero_ablate
+    from reward_circuits.interventions.scoring import rollout_states, traces_of_states
+
+    _, _, rollouts, probe = setup
+    pairs = [(r.prompt_ids, r.response_ids) for r in rollouts]
+    dims = probe.input_weight_norms(HOOK).argsort(descending=True)[:4].tolist()
+    states = rollout_states(tl_adapter, HOOK, pairs)
+    shortcut = traces_of_states(probe, HOOK, [s.index_fill(1, torch.tensor(dims), 0.0) for s in states], 0.99)
+    clean = traces_of_states(probe, HOOK, states, 0.99)
+    for adapter in (tl_adapter, nn_adapter):
+        forced = td_trace_under(adapter, probe, HOOK, pairs, [(HOOK, zero_ablate(dims))], 0.99)
+        for a, b in zip(shortcut, forced):
+            np.testing.assert_allclose(a, b, atol=1e-6, equal_nan=True)
+    assert any(np.nanmax(np.abs(a - b)) > 1e-4 for a, b in zip(shortcut, clean))  # the ablation did something

@@ -117,6 +117,38 @@ def rollout_pairs(rollouts) -> list[tuple[list[int], list[int]]]:
 
 
 @torch.no_grad()
+def rollout_states(adapter: ModelAdapter, hook: str, rollout_token_ids: Sequence[Generation] | Sequence[tuple],
+                   fwd_hooks: Iterable[InterventionLike] | None = (), *, batch_size: int = 8) -> list[Float[Tensor, "T_plus_1 d"]]:
+    """Teacher-force each rollout (prompt + response ids) with ``fwd_hooks`` active and return its
+    states ``s_0 .. s_T`` at ``hook`` (float32; the forward stops at ``hook``'s block).
+
+    Position scopes without ``prompt_len`` see the true prompt/response split (via
+    :func:`teacher_forced_prompt`), so ``positions="generated"`` means the response tokens here too."""
+    pairs = rollout_pairs(rollout_token_ids)
+    hooks = as_fwd_hooks(fwd_hooks)
+    out: list[Tensor] = []
+    for start, chunk, batch, ends in teacher_forced_batches(adapter, pairs, batch_size):
+        with teacher_forced_prompt(ends):
+            acts = adapter.capture(batch, [hook], fwd_hooks=hooks)[hook]
+        out.extend(acts[j, int(ends[j]) - 1:].float() for j in range(len(chunk)))
+    return out
+
+
+def traces_of_states(probe, hook: str, states: Sequence[Float[Tensor, "T_plus_1 d"]], gamma: float = 0.99,
+                     what: Literal["td", "value"] = "td") -> list[Float[np.ndarray, " T_plus_1"]]:
+    """``V(s_0) .. V(s_T)`` (``what="value"``) or the arrival-aligned TD errors
+    ``[NaN, γV(s_1)−V(s_0), ..]`` (``what="td"``, the convention of :func:`~reward_circuits.analysis.td.td_errors`)
+    of each rollout's states."""
+    if what not in ("td", "value"):
+        raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
+    traces = []
+    for st in states:
+        v = probe.predict_value(st, hook=hook).reshape(-1).cpu().numpy().astype(np.float64)
+        # arrival-aligned; the reward term is the terminal error, which arrival alignment drops
+        traces.append(v if what == "value" else td_errors(v, 0.0, gamma, align="arrival"))
+    return traces
+
+
 def td_trace_under(adapter: ModelAdapter, probe, hook: str, rollout_token_ids: Sequence[Generation] | Sequence[tuple],
                    fwd_hooks: Iterable[InterventionLike] | None = (), gamma: float = 0.99, *,
                    what: Literal["td", "value"] = "td", batch_size: int = 8) -> list[Float[np.ndarray, " T_plus_1"]]:
@@ -131,23 +163,10 @@ def td_trace_under(adapter: ModelAdapter, probe, hook: str, rollout_token_ids: S
     Position scopes without ``prompt_len`` see the true prompt/response split (via
     :func:`teacher_forced_prompt`), so ``positions="generated"`` means the response tokens here too.
     """
-    pairs = rollout_pairs(rollout_token_ids)
-    hooks = as_fwd_hooks(fwd_hooks)
-    traces: list[np.ndarray] = []
-    for start, chunk, batch, ends in teacher_forced_batches(adapter, pairs, batch_size):
-        with teacher_forced_prompt(ends):
-            acts = adapter.capture(batch, [hook], fwd_hooks=hooks)[hook]
-        for j in range(len(chunk)):
-            states = acts[j, int(ends[j]) - 1:].float()  # s_0 .. s_T
-            v = probe.predict_value(states, hook=hook).reshape(-1).cpu().numpy().astype(np.float64)
-            if what == "value":
-                traces.append(v)
-            elif what == "td":
-                # arrival-aligned; the reward term is the terminal error, which arrival alignment drops
-                traces.append(td_errors(v, 0.0, gamma, align="arrival"))
-            else:
-                raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
-    return traces
+    if what not in ("td", "value"):
+        raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
+    states = rollout_states(adapter, hook, rollout_token_ids, fwd_hooks, batch_size=batch_size)
+    return traces_of_states(probe, hook, states, gamma, what)
 
 
 def resolve_probe_hook(probe, probe_hook: str | None, fallback: str | None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 from jaxtyping import Float
 
 from ..analysis.dopamine_controls import matched_draws, paired_control_comparison
@@ -48,8 +49,9 @@ def run_dopamine_causal_check(
     Reports, for the dopamine set and each random draw: task accuracy when generating under the
     ablation, and how the probe's TD-error traces of the given (held-out) rollouts change when they
     are teacher-forced under it (:func:`~reward_circuits.dopamine.td_trace_change`). The probe reads
-    the ablated hook itself, so part of any trace change is direct; the random sets measure how
-    much an ablation of that size moves the traces anyway.
+    the ablated hook itself, so the trace change is entirely direct (the probe's own sensitivity to
+    those dims: nothing downstream of the hook is read); the random sets measure how much an
+    ablation of that size moves the traces anyway. The accuracy comparison is the causal one.
 
     With ``magnitudes`` (per-dim mean |activation| of the hook) ``n_random_draws`` magnitude-matched
     random sets join the uniform ones as extra conditions of the same batched generation: zeroing a
@@ -57,11 +59,20 @@ def run_dopamine_causal_check(
     own magnitude profile. Both kinds are compared with the dopamine ablation paired over the same
     examples (accuracy) and rollouts (mean |Δδ|), each with a bootstrap interval and a verdict.
     """
-    from ..interventions import sweep, td_trace_under, zero_ablate
+    from ..interventions import sweep, zero_ablate
+    from ..interventions.scoring import rollout_states, traces_of_states
 
     hook, gamma = dopamine_set.hook_name, float(probe.cfg.gamma)
     pairs = [(list(p), list(r)) for p, r in rollouts]
-    before = td_trace_under(adapter, probe, hook, pairs, (), gamma)
+    # the probe reads the ablated hook itself and the forward stops there, so a zero-ablation's
+    # trace is the probe on the clean states with those dims zeroed: one forward serves every set
+    # (equal to teacher-forcing under each ablation; tests/test_dopamine_causal.py checks it)
+    states = rollout_states(adapter, hook, pairs)
+    before = traces_of_states(probe, hook, states, gamma)
+
+    def zeroed(dims: Sequence[int]) -> list:
+        idx = torch.as_tensor(list(dims), dtype=torch.long)
+        return [st.index_fill(1, idx, 0.0) for st in states]
     random_sets = [NeuronSet.random(hook, dopamine_set.d, len(dopamine_set), seed=seed + 1 + i,
                                     layer=dopamine_set.layer, exclude=dopamine_set.indices)
                    for i in range(n_random_draws)]
@@ -80,7 +91,7 @@ def run_dopamine_causal_check(
     per_rollout: dict[str, np.ndarray] = {}
 
     def measure(name: str, ns: NeuronSet) -> dict:
-        after = td_trace_under(adapter, probe, hook, pairs, [(hook, zero_ablate(ns))], gamma)
+        after = traces_of_states(probe, hook, zeroed(ns.indices), gamma)
         change = td_trace_change(before, after)
         per_rollout[name] = _per_rollout_abs_change(before, after)
         return {"accuracy": accuracy[name], "td_mean_abs_change": change["mean_abs_change"],
