@@ -60,3 +60,19 @@ def test_eval_examples_are_distinct_questions(capsys):
     questions = [e.question for e in task.examples]
     assert len(questions) == len(set(questions)) < 400
     assert "distinct questions" in capsys.readouterr().out
+
+
+def test_default_job_sizing_options():
+    """The default job's lighter dose-response and robustness table (10-minute budget); the paper
+    profile runs the full ones; both are CLI options."""
+    d, p = RunConfig(), RunConfig(profile="paper")
+    assert d.dose_fractions == (0.01, 0.05, 0.1) and p.dose_fractions == (0.01, 0.02, 0.05, 0.1)
+    assert (d.robustness_seeds, p.robustness_seeds) == (2, 3)
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, RunConfig)
+    cfg = config_from_args(RunConfig, parser.parse_args(["--dose-fractions", "0.02,0.2", "--robustness-seeds", "4"]))
+    assert cfg.dose_fractions == (0.02, 0.2) and cfg.robustness_seeds == 4
+    with pytest.raises(ValueError, match="dose-fractions"):
+        RunConfig(dose_fractions=(1.5,))
+    with pytest.raises(ValueError, match="robustness-seeds"):
+        RunConfig(robustness_seeds=0)

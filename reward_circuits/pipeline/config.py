@@ -19,7 +19,7 @@ PROFILES: dict[str, dict] = {
     # word_problems:0 first: the studies need >= 1000 distinct questions (arithmetic:1 has 155, and
     # copies of a question are not independent evidence); its default-model accuracy is near 0.5.
     "paper": {"tasks": ("word_problems:0", "arithmetic:1"), "limit": 1000, "test_fraction": 0.4, "eval_examples": 200, "random_draws": 5, "ablation_layers": 3,
-              "dose_modes": ("zero", "mean"),
+              "dose_modes": ("zero", "mean"), "dose_fractions": (0.01, 0.02, 0.05, 0.1), "robustness_seeds": 3,
               "target_variants_all_layers": True},
 }
 
@@ -53,10 +53,12 @@ class RunConfig:
     profile: Literal["default", "paper"] = field(default="default", metadata={"help": "'paper': word_problems:0 (1000 distinct questions) then arithmetic:1, >= 200 examples per ablation pass, 400 held-out rollouts (AUC intervals ~ +-0.05); options given explicitly still win"})
     transfer_from: str | None = field(default=None, metadata={"help": "a finished run directory (e.g. of the base model, when this run is a fine-tuned one): its value neurons at the ablated layers are ablated here too (transfer across models)"})
     target_variants_all_layers: bool = field(default=False, metadata={"help": "compare TD(0), TD(lambda) and Monte-Carlo targets on every layer (the paper profile does; default: the best layer only, ~2 min less)"})
-    # the default runs the dose-response in the ablation study's mode only: each mode is 12 of the
-    # sweep's conditions (4 fractions x value/uniform/matched sets), and the default job must stay
-    # within 10 minutes on 2 cores; the paper profile runs both
+    # the default runs the dose-response in the ablation study's mode only, at 3 doses: each
+    # (mode, dose) is 3 of the sweep's conditions (value/uniform/matched sets), and the default job
+    # must stay within 10 minutes on 2 cores; the paper profile runs both modes at 4 doses
     dose_modes: tuple[str, ...] = field(default=("mean",), metadata={"help": "comma-separated ablation modes of the dose-response study: mean, zero (the paper profile runs both)"})
+    dose_fractions: tuple[float, ...] = field(default=(0.01, 0.05, 0.1), metadata={"help": "comma-separated shares of the value-ranked dims ablated in the dose-response study (the paper profile adds 0.02)"})
+    robustness_seeds: int = field(default=2, metadata={"help": "seeds per probe architecture in the value stage's robustness table (the paper profile runs 3)"})
     exclude_massive: bool = field(default=False, metadata={"help": "keep massive-activation outlier dims (> 10x the layer's median |activation|) out of the value-neuron sets"})
 
     def __post_init__(self):
@@ -86,9 +88,12 @@ class RunConfig:
                              "output directory of a finished `reward-circuits run` (value stage included).")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}.")
+        self.dose_fractions = tuple(float(f) for f in self.dose_fractions)
+        if not self.dose_fractions or any(not 0 < f < 1 for f in self.dose_fractions):
+            raise ValueError(f"--dose-fractions {self.dose_fractions}: give shares in (0, 1), e.g. 0.01,0.05,0.1.")
         self.dose_modes = tuple(self.dose_modes)
         if not self.dose_modes or any(m not in ("zero", "mean") for m in self.dose_modes):
             raise ValueError(f"--dose-modes {','.join(self.dose_modes)}: give one or both of mean, zero.")
-        for name in ("max_new_tokens", "batch_size", "eval_examples", "ablation_layers", "random_draws"):
+        for name in ("max_new_tokens", "batch_size", "eval_examples", "ablation_layers", "random_draws", "robustness_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")

@@ -134,6 +134,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
                                 second_store=second, prompt_tokens=prompt_tokens, vocab_size=len(adapter.tokenizer),
                                 config=ValueStageConfig(seed=cfg.seed, quick=cfg.quick, exclude_massive=cfg.exclude_massive,
                                                         target_variants_all_layers=cfg.target_variants_all_layers,
+                                                        robustness_seeds=cfg.robustness_seeds,
                                                         test_fraction=cfg.test_fraction))
         _relative_figures(value.section, out, value_dir)
         timings["value_s"] = time.perf_counter() - t0
@@ -247,7 +248,7 @@ def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStage
                                 final_reward_sets={mc.layer: mc} if mc is not None else None,
                                 magnitudes=value.magnitudes, transfer_sets=transfer or None)
     study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
-                                    dose_fractions=(0.01, 0.02, 0.05, 0.1), dose_modes=cfg.dose_modes,
+                                    dose_fractions=cfg.dose_fractions, dose_modes=cfg.dose_modes,
                                     dose_random_draws=1)
     eval_task = _eval_task(cfg)
     return run_intervention_stage(adapter, eval_task, inputs, out / "interventions", study, gen_cfg,

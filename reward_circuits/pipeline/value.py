@@ -97,6 +97,7 @@ class ValueStageConfig:
     exclude_massive: bool = False  # keep massive-activation outlier dims out of the value-neuron sets
     massive_factor: float = 10.0  # outlier: mean |activation| > factor x the layer's median
     target_variants_all_layers: bool = True  # TD(0)/TD(λ)/MC compared on every layer (else the best only)
+    robustness_seeds: int = 3  # seeds per probe architecture (hidden width x activation) in the robustness table
     n_boot: int = 2000  # bootstrap replicates of every interval
     pooled_probe: bool = True  # with a second store: one probe trained on both tasks, AUC reported per task
     test_fraction: float = 0.3
@@ -111,6 +112,8 @@ class ValueStageConfig:
             v = getattr(self, name)
             if not 0 < v < 1:
                 raise ValueError(f"ValueStageConfig.{name} must be in (0, 1), got {v}.")
+        if self.robustness_seeds < 1:
+            raise ValueError(f"robustness_seeds must be >= 1, got {self.robustness_seeds}.")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}.")
 
@@ -374,7 +377,8 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     # ---- robustness ----------------------------------------------------------------------------
     t0 = time.perf_counter()
     variants = architecture_variants(cfg, hiddens=(16, 64) if quick else (16, 64, 256),
-                                     activations=("relu", "tanh"), seeds=(seed, seed + 1) if quick else (seed, seed + 1, seed + 2))
+                                     activations=("relu", "tanh"),
+                                     seeds=tuple(seed + k for k in range(2 if quick else stage.robustness_seeds)))
     arch = architecture_robustness(store, best_hook, fit_idx, test, cfg, 0.99, variants, verbose=verbose)
     timings["architecture_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
