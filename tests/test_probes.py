@@ -343,7 +343,7 @@ def test_states_kept_in_ram_train_the_same_probe(planted, td0_probe, monkeypatch
     from reward_circuits.data.views import ArrayRollouts
     src, idx, dtype = ArrayRollouts.cached_for_epochs(store, list(HOOKS), train, budget_mb=0.01)
     assert src is store and dtype is None and np.array_equal(idx, train)
-    src, idx, dtype = ArrayRollouts.cached_for_epochs(store, list(HOOKS), train, budget_mb=512)
+    src, idx, dtype = ArrayRollouts.cached_for_epochs(store, list(HOOKS), train, budget_mb=256)
     assert isinstance(src, ArrayRollouts) and len(src) == len(train) and dtype == torch.float32
     with pytest.raises(ProbeError, match="cache_mb"):
         ValueProbeConfig(cache_mb=-1)

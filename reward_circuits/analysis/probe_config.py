@@ -57,8 +57,9 @@ class ValueProbeConfig:
             (bench/bench_probes.py), while small batches gain from batching (3x on d=64).
         cache_mb: when the training split's states (all hooks, float32) take at most this many MiB
             they are read from the store once and kept in RAM (:class:`ArrayRollouts`) instead of
-            re-read, gathered and cast every epoch; same batches, same result. Larger splits stream
-            (RAM stays flat as the store grows); 0 always streams.
+            re-read, gathered and cast every epoch; same batches, same result. Larger splits stream,
+            so the extra RAM of training is bounded by this budget however large the store grows;
+            0 always streams.
     """
 
     hidden: int = 64
@@ -78,7 +79,7 @@ class ValueProbeConfig:
     seed: int = 0
     device: str = "cpu"
     probe_chunk: int | None = None
-    cache_mb: float = 512.0
+    cache_mb: float = 256.0
 
     def __post_init__(self):
         if not (isinstance(self.hidden, int) and self.hidden >= 1):

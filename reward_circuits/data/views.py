@@ -135,7 +135,25 @@ class ArrayRollouts(_RolloutIndex):
             return store, idx, None
         if n_states * sum(int(store.d(h)) for h in hooks) * 4 > budget_mb * 2**20:
             return store, idx, None
-        return cls.from_store(store, hooks, idx), np.arange(idx.size), torch.float32
+        # one preallocated float32 block per hook, filled rollout by rollout: the peak is the
+        # budget plus one rollout (no list of per-rollout copies concatenated at the end)
+        view = cls.__new__(cls)
+        lengths = np.empty(idx.size, dtype=np.int64)
+        view._acts, view._d = {}, {}
+        for h in hooks:
+            block, row = torch.empty(n_states, int(store.d(h)), dtype=torch.float32), 0
+            for j, i in enumerate(idx):
+                a = store.get(int(i), h)
+                block[row:row + a.shape[0]].copy_(a)
+                lengths[j], row = a.shape[0], row + a.shape[0]
+            if row != n_states:
+                raise ProbeError(f"hook {h!r}: the store's rollouts hold {row} states, its records say {n_states}.")
+            view._acts[h], view._d[h] = block, int(store.d(h))
+        view._rewards = np.asarray(store.rewards, dtype=np.float32)[idx]
+        view._ids = [store.rollout_ids[int(i)] for i in idx]
+        view._lengths = lengths
+        view._offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        return view, np.arange(idx.size), torch.float32
 
     @property
     def hook_names(self) -> list[str]:
