@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..errors import ProbeError
 from .probes import resolve_indices
-from .stats import Interval, bootstrap_auc_ci
+from .stats import Interval, bootstrap_auc_ci, group_ids
 
 DEFAULT_CS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -86,8 +86,7 @@ def logistic_floor(
         keys = list(groups)
         if len(keys) != len(store):
             raise ValueError(f"groups has {len(keys)} entries for a store of {len(store)} rollouts; give one per rollout.")
-        index: dict = {}
-        gid = np.asarray([index.setdefault(k, len(index)) for k in keys])
+        gid = group_ids(keys)
         fit_groups, test_groups = gid[train], gid[test]
         folds = int(min(folds, np.unique(fit_groups).size))
     cv = (StratifiedGroupKFold(folds, shuffle=True, random_state=seed) if fit_groups is not None

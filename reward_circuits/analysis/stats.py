@@ -166,6 +166,12 @@ def _stratified_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], 
     return out
 
 
+def group_ids(keys: Sequence) -> np.ndarray:
+    """Consecutive integer ids ``0..G-1`` for hashable group keys, in order of first appearance."""
+    index: dict = {}
+    return np.asarray([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+
+
 def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: int = 2000, level: float = 0.95,
                      seed: int = 0, groups: Sequence | None = None) -> Interval:
     """AUC with a stratified percentile bootstrap interval (positives and negatives resampled
@@ -183,9 +189,8 @@ def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: i
         keys = list(groups)
         if len(keys) != y.size:
             raise ValueError(f"groups has {len(keys)} entries for {y.size} units.")
-        index: dict = {}
-        gid = np.asarray([index.setdefault(k, len(index)) for k in keys])
-        n_groups = len(index)
+        gid = group_ids(keys)
+        n_groups = int(gid.max()) + 1 if gid.size else 0
         if n_groups < y.size:
             members = [np.flatnonzero(gid == g) for g in range(n_groups)]
             rng = np.random.default_rng(seed)
