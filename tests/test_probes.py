@@ -347,3 +347,21 @@ def test_states_kept_in_ram_train_the_same_probe(planted, td0_probe, monkeypatch
     assert isinstance(src, ArrayRollouts) and len(src) == len(train) and dtype == torch.float32
     with pytest.raises(ProbeError, match="cache_mb"):
         ValueProbeConfig(cache_mb=-1)
+
+
+def test_nan_in_a_stored_rollout_is_named_by_its_store_index(tmp_path):
+    """The fit split is read into RAM (renumbered 0..n-1) before the finiteness check: the error
+    must still name the rollout's index in the user's store, not its position in the copy."""
+    from safetensors.torch import load_file, save_file
+
+    acts, rewards = _arrays(n=10)
+    store = write_store_from_arrays(tmp_path / "s", acts, rewards.tolist(), model="nan-test")
+    shard = next(tmp_path.joinpath("s").glob("shard_*.safetensors"))
+    tensors = load_file(str(shard))
+    row = sum(int(acts[NOISE][i].shape[0]) for i in range(7))  # first state of rollout 7
+    tensors[NOISE][row, 0] = float("nan")
+    save_file(tensors, str(shard))
+    for budget in (256.0, 0.0):  # in RAM, streamed
+        with pytest.raises(ProbeError, match=r"NaN or inf \(among rollouts \[7\]"):
+            ValueProbe(CFG.replace(cache_mb=budget, validation_fraction=0.0, weight_decay=0.0)).fit(
+                store, list(HOOKS), indices=[3, 5, 7, 9], verbose=False)

@@ -422,12 +422,12 @@ class ActivationStore:
         return h
 
     # ---- reads ----------------------------------------------------------------------------
-    def get(self, index: int, hook: str, *, from_s0: bool = True) -> Float[Tensor, "T d"]:
-        """States of one rollout (float32), from s_0 on by default."""
+    def get(self, index: int, hook: str, *, from_s0: bool = True, dtype: torch.dtype = torch.float32) -> Float[Tensor, "T d"]:
+        """States of one rollout (float32, or ``dtype``: the store's own skips a cast), from s_0 on by default."""
         self._check_hook(hook)
         r = self._record(index)
         start = r.offset + (r.s0_index if from_s0 else 0)
-        return self._handle(r.shard).get_slice(hook)[start : r.offset + r.length].to(torch.float32)
+        return self._handle(r.shard).get_slice(hook)[start : r.offset + r.length].to(dtype)
 
     def initial_states(self, hook: str, indices: Sequence[int] | None = None) -> Float[Tensor, "n d"]:
         """s_0 (the prompt's last token) of each rollout: what the paper evaluates the value at."""
