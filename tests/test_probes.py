@@ -63,7 +63,11 @@ def test_td_lambda_targets_hand_values():
     torch.testing.assert_close(got, torch.tensor([g0, g1, 1.0, 0.9 * 0.5 * 0.7, 0.0]))
 
 
-def test_td_lambda_matches_reference_loop_and_limits():
+@pytest.mark.parametrize("max_matmul_len", [1024, 0], ids=["closed-form matmul", "backward scan"])
+def test_td_lambda_matches_reference_loop_and_limits(monkeypatch, max_matmul_len):
+    import reward_circuits.analysis.td as td_module
+
+    monkeypatch.setattr(td_module, "_LAMBDA_MATMUL_MAX_LEN", max_matmul_len)
     g = torch.Generator().manual_seed(0)
     lengths = [1, 4, 7, 2]
     n = sum(lengths)

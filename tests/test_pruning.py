@@ -235,7 +235,7 @@ def test_value_stage_end_to_end(tmp_path):
     assert s["value_neurons"][0] in info.value_dims
     assert s["surface_baseline_auc"]["hook_embed"] is not None and s["surface_baseline_auc"]["bag_of_tokens"] > 0.6
     assert s["iou_across_tasks"]["0.8"] > s["iou_random_baseline"]["0.8"]
-    assert set(s["td_vs_final_reward"]) == {"td", "final_reward"}
+    assert set(s["td_vs_final_reward"]) == {"td", "td_lambda", "final_reward"}
     for f in section.figures:
         assert (tmp_path / "out" / f).stat().st_size > 1000
     assert NeuronSet.load(tmp_path / "out" / "value_neurons.json").indices == s["value_neurons"]

@@ -6,6 +6,8 @@ Every analysis (probes, dopamine neurons, interventions, SAE×TD) computes TD qu
 
 from __future__ import annotations
 
+import functools
+
 from typing import Literal, Sequence
 
 import numpy as np
@@ -54,6 +56,18 @@ def _position_in_rollout(is_last: Bool[Tensor, " state"]) -> Int[Tensor, " state
     starts[1:] = is_last[:-1]
     start_of = torch.cummax(torch.where(starts, idx, torch.zeros_like(idx)), dim=0).values
     return idx - start_of
+
+
+_LAMBDA_MATMUL_MAX_LEN = 1024
+"""Longest rollout whose λ-returns use the closed-form matmul (its [L, L] decay matrix: 4 MiB)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _lambda_decay(length: int, c: float) -> Float[Tensor, "k t"]:
+    """``M[k, t] = c^(k−t)`` for ``k ≥ t``, else 0: ``e @ M`` sums ``c^(k−t)·e_k`` over ``k ≥ t``."""
+    k = torch.arange(length, dtype=torch.float64)
+    diff = k[:, None] - k[None, :]
+    return torch.where(diff >= 0, c ** diff.clamp_min(0), 0.0).to(torch.float32)
 
 
 def td_targets(
@@ -106,12 +120,19 @@ def td_targets(
         end_mask = torch.zeros(n_rollouts, max_len, dtype=torch.bool, device=values.device)
         end_mask[row, col] = is_last
         r_end = reward[ends]
-        returns = values.new_zeros(p, n_rollouts, max_len)
-        g_next = values.new_zeros(p, n_rollouts)
-        for t in range(max_len - 1, -1, -1):
-            boot = gamma * ((1.0 - td_lambda) * v_next[:, :, t] + td_lambda * g_next)
-            g_next = torch.where(end_mask[:, t], r_end, boot)
-            returns[:, :, t] = g_next
+        if max_len <= _LAMBDA_MATMUL_MAX_LEN:
+            # closed form: G_t = Σ_{k≥t} (γλ)^{k−t} e_k with e_k = γ(1−λ)V(s_{k+1}) before the end and
+            # e_T = r, i.e. one [.., L] @ [L, L] matmul instead of L dependent steps (~20x faster)
+            # (padded positions past an end hold V = 0, so they add nothing)
+            e = torch.where(end_mask, r_end[:, None], gamma * (1.0 - td_lambda) * v_next)
+            returns = e @ _lambda_decay(max_len, gamma * td_lambda).to(values.device, values.dtype)
+        else:  # a [L, L] matrix would be large: the backward scan
+            returns = values.new_zeros(p, n_rollouts, max_len)
+            g_next = values.new_zeros(p, n_rollouts)
+            for t in range(max_len - 1, -1, -1):
+                boot = gamma * ((1.0 - td_lambda) * v_next[:, :, t] + td_lambda * g_next)
+                g_next = torch.where(end_mask[:, t], r_end, boot)
+                returns[:, :, t] = g_next
         targets = returns[:, row, col]
     return targets[0] if squeeze else targets
 

@@ -36,7 +36,7 @@ from ..analysis.linear_probe import logistic_floors
 from ..analysis.pooled import TaskSplit, pooled_value_probe, shared_hooks, task_split
 from ..analysis.splits import grouped_stratified_split, n_groups
 from ..analysis.stats import bootstrap_auc_ci, rank_by_score, verdict
-from ..analysis.targets import compare_targets
+from ..analysis.targets import TARGET_VARIANTS, compare_targets
 from ..analysis.neurons import NeuronSet, expected_random_iou
 from ..analysis.probes import ValueProbe, ValueProbeConfig
 from ..analysis.pruning import (
@@ -311,11 +311,14 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     # ---- TD vs final-reward targets -------------------------------------------------------------
     t0 = time.perf_counter()
     target_hooks = hooks if stage.target_variants_all_layers and not quick else [best_hook]
-    reuse = {"td0": probe} if cfg.mode == "td" and cfg.td_lambda == 0 else {}
+    # the stage's own probe is one of the variants (TD(λ = 0.9) by default): reuse it, do not refit
+    reuse = {name: probe for name, v in TARGET_VARIANTS.items()
+             if v["mode"] == cfg.mode and v.get("td_lambda", cfg.td_lambda) == cfg.td_lambda}
     targets = compare_targets(store, target_hooks, fit_idx, test, cfg, n_boot=stage.n_boot, seed=seed,
                               validation_indices=val_idx if cfg.validation_fraction else None, fitted=reuse)
     probe_mc = targets.probes["monte_carlo"]
-    td_vs_mc = {"td": targets.auc["td0"][best_hook].estimate if "td0" in targets.auc else auc_test[best_hook],
+    td_vs_mc = {"td": auc_test[best_hook] if cfg.mode == "td" else targets.auc["td0"][best_hook].estimate,
+                "td_lambda": cfg.td_lambda if cfg.mode == "td" else 0.0,
                 "final_reward": targets.auc["monte_carlo"][best_hook].estimate}
     # the Monte-Carlo probe's own 1% set: the intervention stage ablates it next to the TD set
     mc_neurons = value_neurons(probe_mc, best_hook, 0.99, provenance={**provenance, "mode": "final_reward"},
