@@ -122,7 +122,7 @@ def td_targets(
         r_end = reward[ends]
         if max_len <= _LAMBDA_MATMUL_MAX_LEN:
             # closed form: G_t = Σ_{k≥t} (γλ)^{k−t} e_k with e_k = γ(1−λ)V(s_{k+1}) before the end and
-            # e_T = r, i.e. one [.., L] @ [L, L] matmul instead of L dependent steps (~20x faster)
+            # e_T = r, i.e. one [.., L] @ [L, L] matmul instead of L dependent steps (5x faster at L = 48)
             # (padded positions past an end hold V = 0, so they add nothing)
             e = torch.where(end_mask, r_end[:, None], gamma * (1.0 - td_lambda) * v_next)
             returns = e @ _lambda_decay(max_len, gamma * td_lambda).to(values.device, values.dtype)
