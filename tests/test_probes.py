@@ -369,3 +369,15 @@ def test_nan_in_a_stored_rollout_is_named_by_its_store_index(tmp_path):
         with pytest.raises(ProbeError, match=r"NaN or inf \(among rollouts \[7\]"):
             ValueProbe(CFG.replace(cache_mb=budget, validation_fraction=0.0, weight_decay=0.0)).fit(
                 store, list(HOOKS), indices=[3, 5, 7, 9], verbose=False)
+
+
+def test_reused_batch_buffers_give_the_same_batches():
+    """``reuse_buffers=True`` (the fit loop's gathers) yields the same states as fresh copies, batch by batch."""
+    acts, rewards = _arrays(n=12)
+    data = ArrayRollouts(acts, rewards)
+    fresh = [{h: a.clone() for h, a in b.acts.items()} for b in data.iter_batches(list(HOOKS), batch_states=7, shuffle_seed=3)]
+    shared = []
+    for b in data.iter_batches(list(HOOKS), batch_states=7, shuffle_seed=3, reuse_buffers=True):
+        shared.append({h: a.clone() for h, a in b.acts.items()})  # used before the next batch overwrites it
+    assert len(fresh) == len(shared) > 2
+    assert all(torch.equal(f[h], s[h]) for f, s in zip(fresh, shared) for h in HOOKS)
