@@ -72,8 +72,7 @@ assert set(_ACTIVATIONS) == set(ACTIVATIONS)
 def _native_dtype(source) -> torch.dtype:
     """Read batches in the store's own dtype (float16 for the default store): the probe casts to
     float32 while gathering hooks, so no intermediate float32 copy is made."""
-    name = getattr(source, "manifest", {}).get("dtype", "float32") if hasattr(source, "manifest") else "float32"
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(name, torch.float32)
+    return getattr(source, "storage_dtype", torch.float32)
 
 
 def _probe_generator_seed(seed: int, hook: str) -> int:

@@ -421,6 +421,11 @@ class ActivationStore:
             self._handles[shard] = h
         return h
 
+    @property
+    def storage_dtype(self) -> torch.dtype:
+        """The dtype of the shards (reads in it skip a cast)."""
+        return _DTYPES[self.manifest["dtype"]]
+
     # ---- reads ----------------------------------------------------------------------------
     def get(self, index: int, hook: str, *, from_s0: bool = True, dtype: torch.dtype = torch.float32) -> Float[Tensor, "T d"]:
         """States of one rollout (float32, or ``dtype``: the store's own skips a cast), from s_0 on by default."""

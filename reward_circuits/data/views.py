@@ -140,8 +140,7 @@ class ArrayRollouts(_RolloutIndex):
         view = cls.__new__(cls)
         lengths = np.empty(idx.size, dtype=np.int64)
         view._acts, view._d = {}, {}
-        native = ({"dtype": {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(store.manifest.get("dtype"), torch.float32)}
-                  if hasattr(store, "records") and hasattr(store, "manifest") else {})
+        native = {"dtype": store.storage_dtype} if hasattr(store, "storage_dtype") else {}
         for h in hooks:
             block, row = torch.empty(n_states, int(store.d(h)), dtype=torch.float32), 0
             for j, i in enumerate(idx):
