@@ -68,11 +68,15 @@ def test_default_job_sizing_options():
     d, p = RunConfig(), RunConfig(profile="paper")
     assert d.dose_fractions == (0.01, 0.05, 0.1) and p.dose_fractions == (0.01, 0.02, 0.05, 0.1)
     assert (d.robustness_seeds, p.robustness_seeds) == (2, 3)
+    assert (d.robustness_widths, p.robustness_widths) == ((16, 64), (16, 64, 256))
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, RunConfig)
-    cfg = config_from_args(RunConfig, parser.parse_args(["--dose-fractions", "0.02,0.2", "--robustness-seeds", "4"]))
-    assert cfg.dose_fractions == (0.02, 0.2) and cfg.robustness_seeds == 4
+    cfg = config_from_args(RunConfig, parser.parse_args(["--dose-fractions", "0.02,0.2", "--robustness-seeds", "4",
+                                                              "--robustness-widths", "8,32"]))
+    assert cfg.dose_fractions == (0.02, 0.2) and cfg.robustness_seeds == 4 and cfg.robustness_widths == (8, 32)
     with pytest.raises(ValueError, match="dose-fractions"):
         RunConfig(dose_fractions=(1.5,))
     with pytest.raises(ValueError, match="robustness-seeds"):
         RunConfig(robustness_seeds=0)
+    with pytest.raises(ValueError, match="robustness-widths"):
+        RunConfig(robustness_widths=(16, 0))

@@ -20,6 +20,7 @@ PROFILES: dict[str, dict] = {
     # copies of a question are not independent evidence); its default-model accuracy is near 0.5.
     "paper": {"tasks": ("word_problems:0", "arithmetic:1"), "limit": 1000, "test_fraction": 0.4, "eval_examples": 200, "random_draws": 5, "ablation_layers": 3,
               "dose_modes": ("zero", "mean"), "dose_fractions": (0.01, 0.02, 0.05, 0.1), "robustness_seeds": 3,
+              "robustness_widths": (16, 64, 256),
               "target_variants_all_layers": True},
 }
 
@@ -59,6 +60,9 @@ class RunConfig:
     dose_modes: tuple[str, ...] = field(default=("mean",), metadata={"help": "comma-separated ablation modes of the dose-response study: mean, zero (the paper profile runs both)"})
     dose_fractions: tuple[float, ...] = field(default=(0.01, 0.05, 0.1), metadata={"help": "comma-separated shares of the value-ranked dims ablated in the dose-response study (the paper profile adds 0.02)"})
     robustness_seeds: int = field(default=2, metadata={"help": "seeds per probe architecture in the value stage's robustness table (the paper profile runs 3)"})
+    # the hidden-256 probes are about 3/4 of the robustness table's compute; the default job (<= 10 min
+    # on 2 cores) leaves them to the paper profile
+    robustness_widths: tuple[int, ...] = field(default=(16, 64), metadata={"help": "comma-separated hidden widths of the probe architectures in the value stage's robustness table (the paper profile adds 256)"})
     exclude_massive: bool = field(default=False, metadata={"help": "keep massive-activation outlier dims (> 10x the layer's median |activation|) out of the value-neuron sets"})
 
     def __post_init__(self):
@@ -94,6 +98,9 @@ class RunConfig:
         self.dose_modes = tuple(self.dose_modes)
         if not self.dose_modes or any(m not in ("zero", "mean") for m in self.dose_modes):
             raise ValueError(f"--dose-modes {','.join(self.dose_modes)}: give one or both of mean, zero.")
+        self.robustness_widths = tuple(int(w) for w in self.robustness_widths)
+        if not self.robustness_widths or any(w < 1 for w in self.robustness_widths):
+            raise ValueError(f"--robustness-widths {','.join(map(str, self.robustness_widths))}: give hidden widths >= 1, e.g. 16,64,256.")
         for name in ("max_new_tokens", "batch_size", "eval_examples", "ablation_layers", "random_draws", "robustness_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")

@@ -135,6 +135,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
                                 config=ValueStageConfig(seed=cfg.seed, quick=cfg.quick, exclude_massive=cfg.exclude_massive,
                                                         target_variants_all_layers=cfg.target_variants_all_layers,
                                                         robustness_seeds=cfg.robustness_seeds,
+                                                        robustness_widths=cfg.robustness_widths,
                                                         test_fraction=cfg.test_fraction))
         _relative_figures(value.section, out, value_dir)
         timings["value_s"] = time.perf_counter() - t0

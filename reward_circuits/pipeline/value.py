@@ -98,6 +98,7 @@ class ValueStageConfig:
     massive_factor: float = 10.0  # outlier: mean |activation| > factor x the layer's median
     target_variants_all_layers: bool = True  # TD(0)/TD(λ)/MC compared on every layer (else the best only)
     robustness_seeds: int = 3  # seeds per probe architecture (hidden width x activation) in the robustness table
+    robustness_widths: tuple[int, ...] = (16, 64, 256)  # hidden widths of the robustness table's probe architectures
     n_boot: int = 2000  # bootstrap replicates of every interval
     pooled_probe: bool = True  # with a second store: one probe trained on both tasks, AUC reported per task
     test_fraction: float = 0.3
@@ -114,6 +115,9 @@ class ValueStageConfig:
                 raise ValueError(f"ValueStageConfig.{name} must be in (0, 1), got {v}.")
         if self.robustness_seeds < 1:
             raise ValueError(f"robustness_seeds must be >= 1, got {self.robustness_seeds}.")
+        self.robustness_widths = tuple(int(w) for w in self.robustness_widths)
+        if not self.robustness_widths or any(w < 1 for w in self.robustness_widths):
+            raise ValueError(f"robustness_widths must be hidden widths >= 1, got {self.robustness_widths}.")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}.")
 
@@ -379,7 +383,7 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
 
     # ---- robustness ----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    variants = architecture_variants(cfg, hiddens=(16, 64) if quick else (16, 64, 256),
+    variants = architecture_variants(cfg, hiddens=(16, 64) if quick else stage.robustness_widths,
                                      activations=("relu", "tanh"),
                                      seeds=tuple(seed + k for k in range(2 if quick else stage.robustness_seeds)))
     arch = architecture_robustness(store, best_hook, fit_idx, test, cfg, 0.99, variants, verbose=verbose)
