@@ -4,7 +4,10 @@ Every MLP value probe must reach this floor (minus its interval): a scikit-learn
 regression on the same states ``s_0`` (the prompt's last token), standardised with the training
 split's statistics, its inverse regularisation ``C`` chosen by stratified k-fold AUC on the training
 split only, judged by the held-out AUC with a stratified bootstrap interval over test rollouts.
-When the TD probe falls below it, the probe is under-trained, not the layer empty.
+When the TD probe falls below it, the layer is not empty: a linear read-out of ``s_0`` holds more
+than the value function learned from every state of the rollouts recovers (on the paper profile's
+store, neither more epochs, weight decay, width, learning rate, a heavier ``s_0`` in the loss nor
+refitting on the validation rollouts closed the gap; docs: concepts/value-probes).
 
 With ``groups`` (one key per rollout, e.g. its prompt tokens) repeated prompts stay in one fold
 (scikit-learn's ``StratifiedGroupKFold``): copies of a prompt in both the fitting and the scoring

@@ -580,7 +580,9 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
                                      for t in pooled.tasks if pooled.auc[t][best_hook] is not None) + ".")
     out_of_floor = [key_of[h] for h in hooks if not floor_check[h]]
     notes.append("Every layer's TD probe reaches the logistic floor (minus its interval half-width)." if not out_of_floor
-                 else f"TD probe below the logistic floor (minus its interval) at layers {out_of_floor}: under-trained there.")
+                 else f"TD probe below the logistic floor (minus its interval) at layers {out_of_floor}: there a logistic "
+                 "regression fitted to s_0 alone reads the reward better than a value function learned from every "
+                 "state (docs: concepts/value-probes); interpret those layers' value neurons with care.")
     notes.append("Massive-activation dims (> %gx median |act|) per layer: " % stage.massive_factor
                  + "; ".join(f"{key_of[h]}: {massive[h].dims[:5] or 'none'}" for h in hooks)
                  + (" (excluded from the value sets)." if stage.exclude_massive else "."))
