@@ -13,6 +13,9 @@ possible (no ``/proc``, or not writable) every stage gets the peak since the pro
     timings = StageTimings()
     ...; timings["store_s"] = time.perf_counter() - t0
     timings.peak_rss_mb            # {"store_s": 1534.2, ...}; "total_s" gets the whole run's peak
+
+:class:`StepTimings` is the same kind of dict *inside* a long stage: each step's stored seconds
+advance the stage's progress bar.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import resource
 import sys
 
-__all__ = ["StageTimings", "peak_rss_mb", "reset_peak_rss"]
+from tqdm.auto import tqdm
+
+__all__ = ["StageTimings", "StepTimings", "peak_rss_mb", "reset_peak_rss"]
 
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -72,3 +77,23 @@ class StageTimings(dict):
         self.peak_rss_mb[stage] = round(peak, 1)
         if self.rss_peak_scope == "stage":
             reset_peak_rss()
+
+
+class StepTimings(dict):
+    """``{step_s: seconds}`` of a stage; recording a step advances one bar (``n_steps`` in all) and
+    names the step with its time. A context manager: the bar closes on exit, exceptions included."""
+
+    def __init__(self, n_steps: int, desc: str, show: bool = True):
+        super().__init__()
+        self.bar = tqdm(total=n_steps, desc=desc, disable=not show)
+
+    def __setitem__(self, key: str, seconds: float) -> None:
+        super().__setitem__(key, seconds)
+        self.bar.set_postfix_str(f"{key.removesuffix('_s').replace('_', ' ')} {seconds:.0f} s", refresh=False)
+        self.bar.update(1)
+
+    def __enter__(self) -> StepTimings:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()

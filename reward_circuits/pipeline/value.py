@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..analysis.baselines import EMBED_HOOK, bag_of_tokens_baseline
 from ..analysis.controls import activation_magnitudes, massive_activations, matched_random_iou
@@ -55,6 +54,7 @@ from ..data.store import stratified_split
 from ..io import atomic_write_json as atomic_write_json_
 from ..models import layer_of
 from .plotting import new_figure, save_figure
+from .stage_meter import StepTimings
 from ..sections import Section, Table
 
 
@@ -122,19 +122,6 @@ class ValueStageConfig:
             raise ValueError(f"robustness_widths must be hidden widths >= 1, got {self.robustness_widths}.")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}.")
-
-
-class _StepTimings(dict):
-    """``{step_s: seconds}`` of the stage; recording a step advances the stage's progress bar."""
-
-    def __init__(self, bar):
-        super().__init__()
-        self.bar = bar
-
-    def __setitem__(self, key: str, seconds: float) -> None:
-        super().__setitem__(key, seconds)
-        self.bar.set_postfix_str(f"{key.removesuffix('_s').replace('_', ' ')} {seconds:.0f} s", refresh=False)
-        self.bar.update(1)
 
 
 @dataclass
@@ -246,14 +233,11 @@ def _run_value_stage(store, out_dir, *, hooks, second_store, prompt_tokens, voca
     out.mkdir(parents=True, exist_ok=True)
     cfg = (cfg or stage_config(quick)).replace(seed=seed)
     notes: list[str] = []
-    bar = tqdm(total=9, desc="value stage (steps)", disable=not stage.progress)
-    try:
+    with StepTimings(n_steps=9, desc="value stage (steps)", show=stage.progress) as timings:
         return _value_stage_steps(store, out, hooks=hooks, second_store=second_store, prompt_tokens=prompt_tokens,
                                   vocab_size=vocab_size, cfg=cfg, seed=seed, quick=quick, test_fraction=test_fraction,
                                   val_fraction=val_fraction, verbose=verbose, stage=stage, notes=notes,
-                                  timings=_StepTimings(bar), t_start=t_start)
-    finally:
-        bar.close()
+                                  timings=timings, t_start=t_start)
 
 
 def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_size, cfg, seed, quick,
