@@ -45,7 +45,7 @@ def test_paper_profile_primary_task_has_distinct_questions():
     task = get_task(cfg.tasks[0], n=cfg.limit, seed=cfg.seed)
     assert len({e.question for e in task.examples}) == cfg.limit
     assert len({e.question for e in get_task("arithmetic:1", n=cfg.limit, seed=0).examples}) < cfg.limit
-    assert set(cfg.dose_modes) == {"zero", "mean"} and RunConfig().dose_modes == ("mean",)
+    assert set(cfg.dose_modes) == {"zero", "mean"} and RunConfig().dose_modes == ("zero",)
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, RunConfig)
     assert config_from_args(RunConfig, parser.parse_args(["--dose-modes", "zero,mean"])).dose_modes == ("zero", "mean")
@@ -66,7 +66,7 @@ def test_default_job_sizing_options():
     """The default job's lighter dose-response and robustness table (10-minute budget); the paper
     profile runs the full ones; both are CLI options."""
     d, p = RunConfig(), RunConfig(profile="paper")
-    assert d.dose_fractions == (0.01, 0.05, 0.1) and p.dose_fractions == (0.01, 0.02, 0.05, 0.1)
+    assert d.dose_fractions == (0.05, 0.1) and p.dose_fractions == (0.01, 0.02, 0.05, 0.1)
     assert (d.robustness_seeds, p.robustness_seeds) == (2, 3)
     assert (d.robustness_widths, p.robustness_widths) == ((16, 64), (16, 64, 256))
     parser = argparse.ArgumentParser()
