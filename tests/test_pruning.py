@@ -236,6 +236,12 @@ def test_value_stage_end_to_end(tmp_path):
     assert s["surface_baseline_auc"]["hook_embed"] is not None and s["surface_baseline_auc"]["bag_of_tokens"] > 0.6
     assert s["iou_across_tasks"]["0.8"] > s["iou_random_baseline"]["0.8"]
     assert set(s["td_vs_final_reward"]) == {"td", "td_lambda", "final_reward"}
+    # the paired probe-vs-surface test at the best layer, on the same test rollouts
+    pvs = s["probe_vs_surface"]
+    d = pvs["probe_minus_bag_of_tokens"]
+    assert pvs["hook"] == result.best_hook and d["low"] <= d["estimate"] <= d["high"]
+    assert abs(d["estimate"] - (s["auc_by_layer"]["1"] - s["surface_baseline_auc"]["bag_of_tokens"])) < 1e-9
+    assert s["verdicts"]["the probe at the best layer (1) beats the bag-of-tokens surface baseline"] == pvs["verdict"]
     for f in section.figures:
         assert (tmp_path / "out" / f).stat().st_size > 1000
     assert NeuronSet.load(tmp_path / "out" / "value_neurons.json").indices == s["value_neurons"]

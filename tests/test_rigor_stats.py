@@ -85,3 +85,25 @@ def test_auc_interval_resamples_prompts_when_rollouts_are_copies():
     # distinct groups: the usual stratified interval
     y, s = rng.integers(0, 2, 50), rng.normal(size=50)
     assert bootstrap_auc_ci(y, s, seed=1, groups=list(range(50))) == bootstrap_auc_ci(y, s, seed=1)
+
+
+def test_paired_auc_difference_resamples_whole_prompts():
+    """Copies of a prompt are not independent evidence: with ``groups`` the paired interval
+    resamples whole groups, counts them as ``n``, and is wider than treating copies as independent."""
+    rng = np.random.default_rng(0)
+    n_prompts, copies = 60, 5
+    y0 = (rng.random(n_prompts) < 0.5).astype(float)
+    a0 = y0 + rng.normal(0, 1.0, n_prompts)
+    b0 = y0 + rng.normal(0, 1.5, n_prompts)
+    y, a, b = (np.repeat(v, copies) for v in (y0, a0, b0))
+    groups = np.repeat(np.arange(n_prompts), copies).tolist()
+    naive, _ = paired_bootstrap_auc_diff(y, a, b, n_boot=1000, seed=0)
+    grouped, _ = paired_bootstrap_auc_diff(y, a, b, n_boot=1000, seed=0, groups=groups)
+    once, _ = paired_bootstrap_auc_diff(y0, a0, b0, n_boot=1000, seed=0)
+    assert naive.n == n_prompts * copies and grouped.n == once.n == n_prompts
+    assert grouped.estimate == pytest.approx(naive.estimate)
+    width = lambda i: i.high - i.low
+    assert width(grouped) > 1.5 * width(naive)
+    assert width(grouped) == pytest.approx(width(once), rel=0.35)
+    with pytest.raises(ValueError, match="groups"):
+        paired_bootstrap_auc_diff(y, a, b, groups=groups[:-1])

@@ -69,6 +69,7 @@ class BagOfTokensResult:
     auc: float  # held-out AUC
     C: float  # chosen inverse regularisation
     cv_auc: dict[float, float]  # mean CV AUC per C on the training split (empty if CV impossible)
+    test_scores: np.ndarray | None = None  # decision function on the test rollouts, in ``test_idx`` order
 
 
 def bag_of_tokens_baseline(
@@ -114,8 +115,9 @@ def bag_of_tokens_baseline(
     else:
         best_C = 1.0
     clf = make(best_C).fit(X[train], y_train)
-    auc = binary_auc(rewards[test], clf.decision_function(X[test]), what="bag-of-tokens score")
-    return BagOfTokensResult(auc=auc, C=best_C, cv_auc=cv_auc)
+    scores = clf.decision_function(X[test])
+    auc = binary_auc(rewards[test], scores, what="bag-of-tokens score")
+    return BagOfTokensResult(auc=auc, C=best_C, cv_auc=cv_auc, test_scores=np.asarray(scores, dtype=np.float64))
 
 
 def bag_of_tokens_auc(

@@ -166,6 +166,22 @@ def _stratified_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], 
     return out
 
 
+def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid: np.ndarray, n_boot: int,
+                       seed: int) -> list[np.ndarray]:
+    """AUC of each score vector on the same ``n_boot`` resamples of whole groups (``gid``: group id
+    per unit, ``0..G-1``); replicates that lack a class are dropped."""
+    n_groups = int(gid.max()) + 1
+    members = [np.flatnonzero(gid == g) for g in range(n_groups)]
+    rng = np.random.default_rng(seed)
+    out: list[list[float]] = [[] for _ in score_sets]
+    for draw in rng.integers(0, n_groups, size=(n_boot, n_groups)):
+        idx = np.concatenate([members[g] for g in draw])
+        if 0 < labels[idx].sum() < idx.size:
+            for boots, sc in zip(out, score_sets):
+                boots.append(auc_rows(labels[idx], sc[idx][None])[0])
+    return [np.asarray(b) for b in out]
+
+
 def group_ids(keys: Sequence) -> np.ndarray:
     """Consecutive integer ids ``0..G-1`` for hashable group keys, in order of first appearance."""
     index: dict = {}
@@ -192,34 +208,42 @@ def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: i
         gid = group_ids(keys)
         n_groups = int(gid.max()) + 1 if gid.size else 0
         if n_groups < y.size:
-            members = [np.flatnonzero(gid == g) for g in range(n_groups)]
-            rng = np.random.default_rng(seed)
-            boots = []
-            for draw in rng.integers(0, n_groups, size=(n_boot, n_groups)):
-                idx = np.concatenate([members[g] for g in draw])
-                if 0 < y[idx].sum() < idx.size:
-                    boots.append(auc_rows(y[idx], s[idx][None])[0])
-            boots = np.asarray(boots)
+            (boots,) = _cluster_auc_boots(y, [s], gid, n_boot, seed)
             return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), n_groups, level)
     (boots,) = _stratified_auc_boots(y, [s], n_boot, seed)
     return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), int(y.size), level)
 
 
 def paired_bootstrap_auc_diff(labels: Sequence[float], scores_a: Sequence[float], scores_b: Sequence[float],
-                              n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[Interval, float]:
+                              n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                              groups: Sequence | None = None) -> tuple[Interval, float]:
     """Interval of ``AUC(a) − AUC(b)`` for two scorings of the *same* rollouts (one stratified
-    resample of rollouts per replicate, scored both ways), and a two-sided bootstrap p-value."""
+    resample of rollouts per replicate, scored both ways), and a two-sided bootstrap p-value.
+
+    ``groups`` (one hashable per rollout, e.g. its prompt): when some share a group, whole groups are
+    resampled (as in :func:`bootstrap_auc_ci`) and ``n`` is the number of groups."""
     y = np.asarray(labels).reshape(-1)
     a = np.asarray(scores_a, dtype=np.float64).reshape(-1)
     b = np.asarray(scores_b, dtype=np.float64).reshape(-1)
     if not (a.shape == b.shape == y.shape):
         raise ValueError(f"paired scores differ in shape: labels {y.shape}, a {a.shape}, b {b.shape}.")
     est = binary_auc(y, a, what="scores a") - binary_auc(y, b, what="scores b")
-    boots_a, boots_b = _stratified_auc_boots(y, [a, b], n_boot, seed)
+    n = int(y.size)
+    gid = None
+    if groups is not None:
+        keys = list(groups)
+        if len(keys) != y.size:
+            raise ValueError(f"groups has {len(keys)} entries for {y.size} units.")
+        gid = group_ids(keys)
+        n = int(gid.max()) + 1 if gid.size else 0
+    if gid is not None and n < y.size:
+        boots_a, boots_b = _cluster_auc_boots(y, [a, b], gid, n_boot, seed)
+    else:
+        boots_a, boots_b = _stratified_auc_boots(y, [a, b], n_boot, seed)
     diffs = boots_a - boots_b
     al = (1 - level) / 2
     p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))) if np.any(diffs != 0) else 1.0
-    return Interval(float(est), float(np.quantile(diffs, al)), float(np.quantile(diffs, 1 - al)), int(y.size), level), p
+    return Interval(float(est), float(np.quantile(diffs, al)), float(np.quantile(diffs, 1 - al)), n, level), p
 
 
 def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], statistic=np.mean, n_boot: int = 2000,

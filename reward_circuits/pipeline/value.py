@@ -35,7 +35,7 @@ from ..analysis.controls import activation_magnitudes, massive_activations, matc
 from ..analysis.linear_probe import logistic_floors
 from ..analysis.pooled import TaskSplit, pooled_value_probe, shared_hooks, task_split
 from ..analysis.splits import grouped_stratified_split, n_groups
-from ..analysis.stats import bootstrap_auc_ci, rank_by_score, verdict
+from ..analysis.stats import bootstrap_auc_ci, paired_bootstrap_auc_diff, rank_by_score, verdict
 from ..analysis.targets import TARGET_VARIANTS, compare_targets
 from ..analysis.neurons import NeuronSet, expected_random_iou
 from ..analysis.probes import ValueProbe, ValueProbeConfig
@@ -378,6 +378,7 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
     if not embed:
         surface_reasons["hook_embed"] = ("the store has no 'hook_embed'" if EMBED_HOOK not in store.hook_names
                                          else "hook_embed was requested as a layer or has another width")
+    probe_vs_surface = None
     if prompt_tokens is None:
         surface_reasons["bag_of_tokens"] = "no prompt token ids were given"
     else:
@@ -390,6 +391,10 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
         bot = bag_of_tokens_baseline(toks, rewards, train_all, test, vs, seed=seed)
         surface["bag_of_tokens"] = bot.auc
         surface_reasons["bag_of_tokens_C"] = bot.C
+        diff, p_surf = paired_bootstrap_auc_diff(test_labels, test_values[probe_hooks.index(best_hook)], bot.test_scores,
+                                                 n_boot=stage.n_boot, seed=seed, groups=test_groups)  # same test rollouts
+        probe_vs_surface = {"hook": best_hook, "probe_minus_bag_of_tokens": diff.to_dict(), "p_value": p_surf,
+                            "verdict": verdict(diff, expected_sign=1)}
 
     # ---- robustness ----------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -495,7 +500,10 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
                 verdict(auc_ci[best_hook], expected_sign=1, null=0.5),
             f"TD(0) target beats the Monte-Carlo target at the best layer ({best_key})":
                 targets.vs_reference["monte_carlo"][best_hook].verdict,
+            **({f"the probe at the best layer ({best_key}) beats the bag-of-tokens surface baseline":
+                probe_vs_surface["verdict"]} if probe_vs_surface else {}),
         },
+        "probe_vs_surface": probe_vs_surface,
         "best_layer": best_key,
         "best_hook": best_hook,
         "best_layer_selected_on": "validation split (not the test split)",
