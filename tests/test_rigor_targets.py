@@ -69,6 +69,12 @@ def test_compare_targets_reports_every_layer_with_intervals(tmp_path):
     rows = cmp.table_rows()
     assert len(rows) == len(HOOKS) and all(len(r) == len(cmp.table_columns()) for r in rows)
     assert cmp.to_dict()["n_test"] == len(test)
+    # rollouts that share a prompt (pairs here): intervals resample prompts and count them, reusing the probes
+    pairs = [i // 2 for i in range(len(store))]
+    grouped = compare_targets(store, list(HOOKS), train, test, CFG, n_boot=200, fitted=cmp.probes, groups=pairs)
+    n_pairs = len({pairs[i] for i in test})
+    assert grouped.auc["td0"][HOOKS[0]].n == grouped.vs_reference["monte_carlo"][HOOKS[0]].difference.n == n_pairs < len(test)
+    assert grouped.auc["td0"][HOOKS[0]].estimate == sig.estimate
     with pytest.raises(ValueError, match="reference"):
         compare_targets(store, list(HOOKS), train, test, CFG, reference="td2")
 

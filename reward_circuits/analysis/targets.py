@@ -104,12 +104,14 @@ def compare_targets(
     validation_indices: Sequence[int] | None = None,
     fitted: Mapping[str, ValueProbe] | None = None,
     verbose: bool = False,
+    groups: Sequence | None = None,
 ) -> TargetComparison:
     """Train one probe per target variant (``cfg`` with the variant's fields replaced) on the same
     rollouts and compare their held-out AUCs per hook, each against ``reference``.
 
     ``validation_indices`` go to every probe's early stopping (:meth:`ValueProbe.fit`); ``fitted``
-    reuses already trained probes (``{variant: probe}``, they must hold every hook)."""
+    reuses already trained probes (``{variant: probe}``, they must hold every hook). ``groups``: one
+    key per rollout of the store (e.g. its prompt); intervals then resample whole groups."""
     hooks = [hooks] if isinstance(hooks, str) else list(hooks)
     variants = {k: dict(v) for k, v in (variants or TARGET_VARIANTS).items()}
     if reference not in variants:
@@ -117,6 +119,8 @@ def compare_targets(
     cfg = cfg or ValueProbeConfig()
     test = resolve_indices(store, test_indices)
     labels = np.asarray(store.rewards)[test]
+    keys = None if groups is None else list(groups)
+    test_groups = None if keys is None else [keys[i] for i in test]
     values, probes = {}, {}
     for name, fields in variants.items():
         probe = (fitted or {}).get(name)
@@ -125,7 +129,7 @@ def compare_targets(
                                                           validation_indices=validation_indices)
         probes[name] = probe
         values[name] = probe.initial_values(store, test, hooks)
-    auc = {name: {h: bootstrap_auc_ci(labels, values[name][j], n_boot=n_boot, seed=seed) for j, h in enumerate(hooks)}
+    auc = {name: {h: bootstrap_auc_ci(labels, values[name][j], n_boot=n_boot, seed=seed, groups=test_groups) for j, h in enumerate(hooks)}
            for name in variants}
     vs_ref = {}
     for name in variants:
@@ -133,6 +137,7 @@ def compare_targets(
             continue
         vs_ref[name] = {}
         for j, h in enumerate(hooks):
-            diff, p = paired_bootstrap_auc_diff(labels, values[reference][j], values[name][j], n_boot=n_boot, seed=seed)
+            diff, p = paired_bootstrap_auc_diff(labels, values[reference][j], values[name][j], n_boot=n_boot, seed=seed,
+                                                groups=test_groups)
             vs_ref[name][h] = TargetDifference(diff, p, verdict(diff, expected_sign=1))
     return TargetComparison(hooks, variants, reference, auc, vs_ref, int(test.size), probes)

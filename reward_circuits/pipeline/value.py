@@ -329,7 +329,7 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
     reuse = {name: probe for name, v in TARGET_VARIANTS.items()
              if v["mode"] == cfg.mode and v.get("td_lambda", cfg.td_lambda) == cfg.td_lambda}
     targets = compare_targets(store, target_hooks, fit_idx, test, cfg, n_boot=stage.n_boot, seed=seed,
-                              validation_indices=val_idx if cfg.validation_fraction else None, fitted=reuse)
+                              validation_indices=val_idx if cfg.validation_fraction else None, fitted=reuse, groups=groups)
     probe_mc = targets.probes["monte_carlo"]
     td_vs_mc = {"td": auc_test[best_hook] if cfg.mode == "td" else targets.auc["td0"][best_hook].estimate,
                 "td_lambda": cfg.td_lambda if cfg.mode == "td" else 0.0,
