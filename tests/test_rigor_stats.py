@@ -107,3 +107,26 @@ def test_paired_auc_difference_resamples_whole_prompts():
     assert width(grouped) == pytest.approx(width(once), rel=0.35)
     with pytest.raises(ValueError, match="groups"):
         paired_bootstrap_auc_diff(y, a, b, groups=groups[:-1])
+
+
+def test_cluster_bootstrap_equals_resampling_copies():
+    """The weighted (vectorised) cluster bootstrap equals concatenating each replicate's drawn groups
+    and scoring the copies, ties and dropped one-class replicates included."""
+    from reward_circuits.analysis.stats import _cluster_auc_boots, auc_rows
+
+    rng = np.random.default_rng(3)
+    gid = np.arange(30) // 3
+    y = np.zeros(30)
+    y[[3, 17, 25]] = 1
+    scores = [np.round(rng.random(30), 1), rng.random(30)]  # the first has ties
+    members = [np.flatnonzero(gid == g) for g in range(10)]
+    expected = [[], []]
+    for draw in np.random.default_rng(0).integers(0, 10, size=(300, 10)):
+        idx = np.concatenate([members[g] for g in draw])
+        if 0 < y[idx].sum() < idx.size:
+            for e, s in zip(expected, scores):
+                e.append(auc_rows(y[idx], s[idx][None])[0])
+    got = _cluster_auc_boots(y, scores, gid, 300, 0, block=64)
+    assert len(expected[0]) < 300  # some replicates lack a class and are dropped
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=0, atol=1e-12)

@@ -167,19 +167,38 @@ def _stratified_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], 
 
 
 def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid: np.ndarray, n_boot: int,
-                       seed: int) -> list[np.ndarray]:
+                       seed: int, block: int = 256) -> list[np.ndarray]:
     """AUC of each score vector on the same ``n_boot`` resamples of whole groups (``gid``: group id
-    per unit, ``0..G-1``); replicates that lack a class are dropped."""
+    per unit, ``0..G-1``); replicates that lack a class are dropped.
+
+    A resample that draws group g c times holds c copies of its units, so its AUC is the
+    Mann-Whitney AUC with unit weights c (ties count 1/2): computed for a block of replicates at
+    once from the units sorted by score, not by concatenating copies."""
     n_groups = int(gid.max()) + 1
-    members = [np.flatnonzero(gid == g) for g in range(n_groups)]
     rng = np.random.default_rng(seed)
-    out: list[list[float]] = [[] for _ in score_sets]
-    for draw in rng.integers(0, n_groups, size=(n_boot, n_groups)):
-        idx = np.concatenate([members[g] for g in draw])
-        if 0 < labels[idx].sum() < idx.size:
-            for boots, sc in zip(out, score_sets):
-                boots.append(auc_rows(labels[idx], sc[idx][None])[0])
-    return [np.asarray(b) for b in out]
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    is_pos = labels == 1
+    out: list[list[np.ndarray]] = [[] for _ in score_sets]
+    for lo in range(0, n_boot, block):
+        d = draws[lo:lo + block]
+        counts = np.zeros((d.shape[0], n_groups))
+        np.add.at(counts, (np.arange(d.shape[0])[:, None], d), 1.0)
+        w = counts[:, gid]  # [replicate, unit]: copies of each unit
+        w_pos, w_neg = w[:, is_pos].sum(1), w[:, ~is_pos].sum(1)
+        keep = (w_pos > 0) & (w_neg > 0)
+        w, w_pos, w_neg = w[keep], w_pos[keep], w_neg[keep]
+        for boots, sc in zip(out, score_sets):
+            order = np.argsort(sc, kind="stable")
+            sorted_sc = sc[order]
+            starts = np.flatnonzero(np.r_[True, sorted_sc[1:] != sorted_sc[:-1]])
+            tie_block = np.cumsum(np.r_[True, sorted_sc[1:] != sorted_sc[:-1]]) - 1
+            neg_sorted = w[:, order] * (~is_pos[order])
+            block_neg = np.add.reduceat(neg_sorted, starts, axis=1)
+            below = np.cumsum(block_neg, axis=1) - block_neg
+            credit = below[:, tie_block] + 0.5 * block_neg[:, tie_block]
+            pos_sorted = w[:, order] * is_pos[order]
+            boots.append((pos_sorted * credit).sum(1) / (w_pos * w_neg))
+    return [np.concatenate(b) if b else np.empty(0) for b in out]
 
 
 def group_ids(keys: Sequence) -> np.ndarray:
