@@ -201,6 +201,21 @@ def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid
     return [np.concatenate(b) if b else np.empty(0) for b in out]
 
 
+def _auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], groups: Sequence | None, n_boot: int,
+               seed: int) -> tuple[list[np.ndarray], int]:
+    """Bootstrap AUCs of each score vector on shared resamples, and the ``n`` they rest on: whole
+    groups when ``groups`` repeat (cluster bootstrap, ``n`` = groups), else stratified units."""
+    if groups is not None:
+        keys = list(groups)
+        if len(keys) != labels.size:
+            raise ValueError(f"groups has {len(keys)} entries for {labels.size} units.")
+        gid = group_ids(keys)
+        n_groups = int(gid.max()) + 1 if gid.size else 0
+        if n_groups < labels.size:
+            return _cluster_auc_boots(labels, score_sets, gid, n_boot, seed), n_groups
+    return _stratified_auc_boots(labels, score_sets, n_boot, seed), int(labels.size)
+
+
 def group_ids(keys: Sequence) -> np.ndarray:
     """Consecutive integer ids ``0..G-1`` for hashable group keys, in order of first appearance."""
     index: dict = {}
@@ -220,17 +235,8 @@ def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: i
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     est = binary_auc(y, s, what="scores")
     a = (1 - level) / 2
-    if groups is not None:
-        keys = list(groups)
-        if len(keys) != y.size:
-            raise ValueError(f"groups has {len(keys)} entries for {y.size} units.")
-        gid = group_ids(keys)
-        n_groups = int(gid.max()) + 1 if gid.size else 0
-        if n_groups < y.size:
-            (boots,) = _cluster_auc_boots(y, [s], gid, n_boot, seed)
-            return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), n_groups, level)
-    (boots,) = _stratified_auc_boots(y, [s], n_boot, seed)
-    return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), int(y.size), level)
+    (boots,), n = _auc_boots(y, [s], groups, n_boot, seed)
+    return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), n, level)
 
 
 def paired_bootstrap_auc_diff(labels: Sequence[float], scores_a: Sequence[float], scores_b: Sequence[float],
@@ -247,18 +253,7 @@ def paired_bootstrap_auc_diff(labels: Sequence[float], scores_a: Sequence[float]
     if not (a.shape == b.shape == y.shape):
         raise ValueError(f"paired scores differ in shape: labels {y.shape}, a {a.shape}, b {b.shape}.")
     est = binary_auc(y, a, what="scores a") - binary_auc(y, b, what="scores b")
-    n = int(y.size)
-    gid = None
-    if groups is not None:
-        keys = list(groups)
-        if len(keys) != y.size:
-            raise ValueError(f"groups has {len(keys)} entries for {y.size} units.")
-        gid = group_ids(keys)
-        n = int(gid.max()) + 1 if gid.size else 0
-    if gid is not None and n < y.size:
-        boots_a, boots_b = _cluster_auc_boots(y, [a, b], gid, n_boot, seed)
-    else:
-        boots_a, boots_b = _stratified_auc_boots(y, [a, b], n_boot, seed)
+    (boots_a, boots_b), n = _auc_boots(y, [a, b], groups, n_boot, seed)
     diffs = boots_a - boots_b
     al = (1 - level) / 2
     p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))) if np.any(diffs != 0) else 1.0
