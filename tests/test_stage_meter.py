@@ -62,3 +62,13 @@ def test_timings_stay_a_plain_json_dict():
     assert json.loads(json.dumps(timings)) == {"load_model_s": 1.5, "total_s": 2.0}
     assert set(timings.peak_rss_mb) == {"load_model_s", "total_s"}
     assert all(v > 0 for v in timings.peak_rss_mb.values())
+
+
+def test_a_noted_figure_is_not_a_stage():
+    # process_cpu_s is stored after total_s: as a stage it got a "peak" since the last reset
+    timings = StageTimings()
+    timings["load_model_s"] = 1.5
+    timings["total_s"] = 2.0
+    timings.note("process_cpu_s", 3.0)
+    assert timings["process_cpu_s"] == 3.0
+    assert set(timings.peak_rss_mb) == {"load_model_s", "total_s"}

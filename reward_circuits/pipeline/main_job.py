@@ -183,7 +183,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         report.add(dopamine)
 
     timings["total_s"] = time.perf_counter() - t_start
-    timings["process_cpu_s"] = time.process_time()  # CPU time of every thread since start: load-independent
+    timings.note("process_cpu_s", time.process_time())  # CPU time of every thread since start: not a stage
     report.header["timings"] = timings
     report.header["wall_time_s"] = timings["total_s"]
     report.header["peak_rss_mb"] = timings.peak_rss_mb

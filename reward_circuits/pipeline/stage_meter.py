@@ -18,6 +18,7 @@ peak is ``peak_rss_mb["total_s"]``.
     timings = StageTimings()
     ...; timings["store_s"] = time.perf_counter() - t0
     timings.peak_rss_mb            # {"store_s": 1534.2, ...}; "total_s" gets the whole run's peak
+    timings.note("process_cpu_s", time.process_time())  # not a stage: no memory entry
 
 :class:`StepTimings` is the same kind of dict *inside* a long stage: each step's stored seconds
 advance the stage's progress bar.
@@ -82,6 +83,10 @@ class StageTimings(dict):
         self.peak_rss_mb[stage] = round(peak, 1)
         if self.rss_peak_scope == "stage":
             reset_peak_rss()
+
+    def note(self, key: str, value: float) -> None:
+        """Store a figure that is not a stage (``process_cpu_s``): no peak-RSS entry, no reset."""
+        super().__setitem__(key, value)
 
 
 class StepTimings(dict):
