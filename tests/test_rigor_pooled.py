@@ -125,3 +125,49 @@ def test_value_stage_reports_the_pooled_probe(tmp_path):
     json.dumps(s.summary)
     off = run_value_stage(a, tmp_path / "off", second_store=b, config=ValueStageConfig(quick=True, n_boot=100, pooled_probe=False))
     assert off.section.summary["pooled"] is None and off.section.summary["pooled_reason"] == "pooled_probe=False"
+
+
+def _with_copies(seed: int, dims, n_prompts: int, copies: int, random_reward: bool = False):
+    """A store whose every prompt appears ``copies`` times with the same states and reward (greedy
+    rollouts of a generator that repeats questions), and its prompt key per rollout."""
+    acts, rewards, _ = planted_rollouts(n_rollouts=n_prompts, d=D, k=3, T_range=(3, 6), seed=seed, hooks=HOOKS,
+                                        value_dims=dims, random_reward=random_reward)
+    acts = {h: [x for x in xs for _ in range(copies)] for h, xs in acts.items()}
+    keys = [i for i in range(n_prompts) for _ in range(copies)]
+    return ArrayRollouts(acts, np.repeat(rewards, copies), [f"s{seed}/{i}" for i in range(n_prompts * copies)]), keys
+
+
+def test_pooled_intervals_count_prompts_when_prompts_repeat():
+    """Task b repeats each of 60 prompts 5 times: its per-task and pooled intervals resample prompts,
+    so their n counts prompts and b's interval is wider than one that counts copies as evidence.
+    (Broken on purpose - the groups not passed to the AUC intervals - b's n was its 90 test rollouts.)"""
+    a, b = task(0, [0, 1, 2], n=200), None
+    b, keys_b = _with_copies(1, [0, 1, 2], n_prompts=60, copies=5)
+    stores = {"a": a, "b": b}
+    groups = {"a": list(range(len(a))), "b": keys_b}
+    splits = {t: task_split(s, 0.3, 0.2, seed=0, groups=groups[t]) for t, s in stores.items()}
+    test_prompts_b = len({keys_b[i] for i in splits["b"].test})
+    assert splits["b"].test.size == 5 * test_prompts_b  # the split keeps the copies together
+    single = ValueProbe(CFG).fit(a, list(HOOKS), splits["a"].fit, validation_indices=splits["a"].val, verbose=False)
+    ref = {h: v for h, v in zip(HOOKS, single.initial_values(a, splits["a"].test, list(HOOKS)))}
+    grouped = pooled_value_probe(stores, splits, list(HOOKS), CFG, n_boot=400, groups=groups, reference_scores=ref)
+    naive = pooled_value_probe(stores, splits, list(HOOKS), CFG, n_boot=400, reference_scores=ref)
+    g, n = grouped.auc["b"][SIGNAL], naive.auc["b"][SIGNAL]
+    assert g.estimate == n.estimate and g.n == test_prompts_b and n.n == splits["b"].test.size
+    assert (g.high - g.low) > 1.5 * (n.high - n.low), (g, n)
+    assert grouped.auc["pooled"][SIGNAL].n == splits["a"].test.size + test_prompts_b
+    assert grouped.vs_single_task[SIGNAL].difference.n == splits["a"].test.size  # a's prompts are distinct
+
+
+def test_value_stage_splits_the_second_store_by_prompt(tmp_path):
+    """The second task's probe (IoU across tasks, transfer) and the pooled probe split its store by
+    prompt, as the first store's: a repeated prompt's copies never sit on both sides.
+    (Before this test the second store was split by rollout, and its split was not reported.)"""
+    a = task(0, [0, 1, 2], n=160)
+    b, keys_b = _with_copies(1, [0, 1, 2], n_prompts=40, copies=4)
+    prompts = {**{r: (0, i) for i, r in enumerate(a.rollout_ids)}, **{r: (1, k) for r, k in zip(b.rollout_ids, keys_b)}}
+    s = run_value_stage(a, tmp_path / "out", second_store=b, prompt_tokens=prompts,
+                        config=ValueStageConfig(quick=True, n_boot=100)).section.summary
+    second = s["splits"]["second_store"]
+    assert second["grouped_by_prompt"] and second["test"] % 4 == 0 and second == s["pooled"]["splits"]["second"]
+    assert s["pooled"]["auc"]["second"]["0"]["n"] == second["test"] // 4

@@ -5,8 +5,8 @@ paper's claim is a value signal shared across tasks. :func:`pooled_value_probe` 
 :class:`~reward_circuits.analysis.probes.ValueProbe` (all hooks, the caller's config) on the union
 of the tasks' training splits (a :class:`~reward_circuits.data.views.ConcatStore`), stops early on
 the union of their validation splits, and scores ``V(s_0)`` on every task's held-out test split
-and on the pooled test split, each AUC with a stratified bootstrap interval and its ``n``. Options:
-the logistic floor on the pooled split, and the paired AUC difference pooled − single-task probe
+and on the pooled test split, each AUC with a bootstrap interval and its ``n`` (whole prompts
+resampled when they repeat, so ``n`` counts prompts). Options: the logistic floor on the pooled split, and the paired AUC difference pooled − single-task probe
 on the first task's test rollouts (the same rollouts scored both ways).
 
 Caveat printed with the results: when the tasks' accuracies differ, the pooled-test AUC also
@@ -144,8 +144,8 @@ class PooledProbeResult:
         return out
 
 
-def _auc_or_none(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed: int) -> Interval | None:
-    return bootstrap_auc_ci(labels, scores, n_boot=n_boot, seed=seed) if np.unique(labels).size == 2 else None
+def _auc_or_none(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed: int, groups: list | None) -> Interval | None:
+    return bootstrap_auc_ci(labels, scores, n_boot=n_boot, seed=seed, groups=groups) if np.unique(labels).size == 2 else None
 
 
 def pooled_value_probe(
@@ -171,8 +171,9 @@ def pooled_value_probe(
         floor_Cs: when given, the logistic floor on the pooled split with these ``C`` candidates.
         reference_scores: hook → the single-task probe's ``V(s_0)`` on the first task's test rollouts
             (``splits[first].test`` order), for the paired difference pooled − single-task.
-        groups: task name → one key per rollout of that store (e.g. its prompt tokens): the pooled
-            logistic floor keeps a task's repeated prompts in one cross-validation fold.
+        groups: task name → one key per rollout of that store (e.g. its prompt tokens): every interval
+            and paired difference resamples a task's repeated prompts as one unit (``n`` counts prompts),
+            and the pooled logistic floor keeps them in one cross-validation fold.
     """
     tasks = [str(t) for t in stores]
     if len(tasks) < 2:
@@ -193,6 +194,12 @@ def pooled_value_probe(
     rewards = view.rewards
     values = probe.initial_values(view, test, hooks)  # [hook, n_test], tasks in order
     task_of = np.concatenate([np.full(splits[t].test.size, t, dtype=object) for t in tasks])
+    # (task, prompt) per test rollout: copies of one prompt are one unit of every bootstrap
+    test_keys = [(t, groups[t][i]) for t in tasks for i in splits[t].test] if groups is not None else None
+
+    def keys_of(sel: np.ndarray) -> list | None:
+        return [k for k, s in zip(test_keys, sel) if s] if test_keys is not None else None
+
     auc: dict[str, dict[str, Interval | None]] = {}
     undefined: dict[str, str] = {}
     for t in tasks + [POOLED]:
@@ -200,7 +207,7 @@ def pooled_value_probe(
         labels = rewards[test[sel]]
         if np.unique(labels).size < 2:
             undefined[t] = f"its {int(sel.sum())} test rollouts all have reward {labels[0] if labels.size else 'none'}"
-        auc[t] = {h: _auc_or_none(labels, values[j][sel], n_boot, seed) for j, h in enumerate(hooks)}
+        auc[t] = {h: _auc_or_none(labels, values[j][sel], n_boot, seed, keys_of(sel)) for j, h in enumerate(hooks)}
     verdicts = {t: {h: (verdict(iv, expected_sign=1, null=0.5) if iv else None) for h, iv in by.items()}
                 for t, by in auc.items()}
     pooled_groups = [(t, k) for t in tasks for k in groups[t]] if groups is not None else None
@@ -215,7 +222,8 @@ def pooled_value_probe(
         for j, h in enumerate(hooks):
             ref = reference_scores.get(h)
             if ref is not None and len(ref) == sel.sum():
-                diff, p = paired_bootstrap_auc_diff(labels, values[j][sel], np.asarray(ref), n_boot=n_boot, seed=seed)
+                diff, p = paired_bootstrap_auc_diff(labels, values[j][sel], np.asarray(ref), n_boot=n_boot, seed=seed,
+                                                    groups=keys_of(sel))
                 vs_single[h] = PooledDifference(diff, p if math.isfinite(p) else 1.0)
     return PooledProbeResult(tasks=tasks, hooks=hooks, probe=probe, auc=auc, splits=dict(splits), verdicts=verdicts,
                              floor=floor, vs_single_task=vs_single, undefined=undefined)

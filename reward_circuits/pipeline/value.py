@@ -33,8 +33,8 @@ import numpy as np
 from ..analysis.baselines import EMBED_HOOK, bag_of_tokens_baseline
 from ..analysis.controls import activation_magnitudes, massive_activations, matched_random_iou
 from ..analysis.linear_probe import logistic_floors
-from ..analysis.pooled import TaskSplit, pooled_value_probe, shared_hooks, task_split
-from ..analysis.splits import grouped_stratified_split, n_groups
+from ..analysis.pooled import pooled_value_probe, shared_hooks, task_split
+from ..analysis.splits import n_groups
 from ..analysis.stats import bootstrap_auc_ci, paired_bootstrap_auc_diff, rank_by_score, verdict
 from ..analysis.targets import TARGET_VARIANTS, compare_targets
 from ..analysis.neurons import NeuronSet, expected_random_iou
@@ -50,7 +50,6 @@ from ..analysis.pruning import (
     value_neurons,
 )
 from ..data.protocol import Store
-from ..data.store import stratified_split
 from ..io import atomic_write_json as atomic_write_json_
 from ..models import layer_of
 from .plotting import new_figure, save_figure
@@ -262,14 +261,16 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
     rewards = np.asarray(store.rewards)
     # repeated prompts (generators draw with replacement) stay on one side of every split: copies on
     # both sides leak (greedy decoding gives every copy the same reward)
-    groups = ([tuple(prompt_tokens[r]) for r in store.rollout_ids]
-              if prompt_tokens is not None and all(r in prompt_tokens for r in store.rollout_ids) else None)
-    if groups is not None:
-        train_all, test = grouped_stratified_split(np.arange(len(store)), rewards, groups, test_fraction, seed)
-        fit_idx, val_idx = grouped_stratified_split(train_all, rewards, groups, val_fraction, seed + 1)
-    else:
-        train_all, test = store.split(test_fraction, seed=seed)
-        fit_idx, val_idx = stratified_split(train_all, rewards, val_fraction, seed + 1)
+    def prompt_groups(st) -> list | None:
+        return ([tuple(prompt_tokens[r]) for r in st.rollout_ids]
+                if prompt_tokens is not None and all(r in prompt_tokens for r in st.rollout_ids) else None)
+
+    groups = prompt_groups(store)
+    fit_idx, val_idx, test = (split := task_split(store, test_fraction, val_fraction, seed, groups)).fit, split.val, split.test
+    train_all = np.sort(np.concatenate([fit_idx, val_idx]))  # sorted, as the splitters return it
+    # the second store (another task) is split the same way: its generator may repeat prompts too
+    groups2 = prompt_groups(second_store) if second_store is not None else None
+    split2 = task_split(second_store, test_fraction, val_fraction, seed, groups2) if second_store is not None else None
     ratios = [r for r in prune_ratios_default if r <= 0.99] if quick else list(prune_ratios_default)
 
     # ---- all layers at once --------------------------------------------------------------------
@@ -350,11 +351,11 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
     elif int(second_store.d(best_hook)) != d:
         iou_reason = f"the second store's {best_hook!r} has width {second_store.d(best_hook)}, not {d}"
     else:
-        tr2, te2 = second_store.split(test_fraction, seed=seed)
         # every layer the second store shares (one stacked fit): the IoU across tasks by layer
         hooks2 = [h for h in hooks if h in second_store.hook_names and int(second_store.d(h)) == int(store.d(h))]
-        probe2 = ValueProbe(cfg.replace(seed=seed + 1)).fit(second_store, hooks2, tr2, verbose=verbose)
-        second_auc = probe2.score(second_store, te2)[best_hook]
+        probe2 = ValueProbe(cfg.replace(seed=seed + 1)).fit(second_store, hooks2, split2.fit, verbose=verbose,
+                                                            validation_indices=split2.val if cfg.validation_fraction else None)
+        second_auc = probe2.score(second_store, split2.test)[best_hook]
         iou_tasks_by_layer = cross_task_iou_by_layer(probe, probe2, hooks2, magnitudes, seed=seed,
                                                      n_draws=50 if quick else 200)
         value_neurons(probe2, best_hook, 0.99, provenance={"model": getattr(second_store, "model", None),
@@ -422,16 +423,12 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
         names = [str((s.meta if isinstance(getattr(s, "meta", None), dict) else {}).get("task") or n)
                  for s, n in ((store, "primary"), (second_store, "second"))]
         names = names if names[0] != names[1] else ["primary", "second"]
-        second_groups = ([tuple(prompt_tokens[r]) for r in second_store.rollout_ids] if prompt_tokens is not None
-                         and all(r in prompt_tokens for r in second_store.rollout_ids) else None)
         pooled = pooled_value_probe(
-            {names[0]: store, names[1]: second_store},
-            {names[0]: TaskSplit(fit_idx, val_idx, test, groups is not None),
-             names[1]: task_split(second_store, test_fraction, val_fraction, seed, second_groups)},
+            {names[0]: store, names[1]: second_store}, {names[0]: split, names[1]: split2},
             pooled_hooks, cfg, n_boot=stage.n_boot, seed=seed, verbose=verbose,
             floor_Cs=(1e-3, 1e-2, 1e-1, 1.0) if quick else (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
             reference_scores={h: test_values[j] for j, h in enumerate(probe_hooks)},
-            groups=({names[0]: groups, names[1]: second_groups} if groups is not None and second_groups is not None else None))
+            groups=({names[0]: groups, names[1]: groups2} if groups is not None and groups2 is not None else None))
     timings["pooled_probe_s"] = time.perf_counter() - t0
 
     # ---- figures -------------------------------------------------------------------------------
@@ -531,7 +528,8 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
         "config": dict(vars(cfg)),
         "splits": {"train": int(fit_idx.size), "val": int(val_idx.size), "test": int(test.size),
                    "grouped_by_prompt": groups is not None,
-                   "distinct_prompts": n_groups(groups, range(len(store))) if groups is not None else None},
+                   "distinct_prompts": n_groups(groups, range(len(store))) if groups is not None else None,
+                   "second_store": split2.counts() if split2 is not None else None},
         "timings_s": {**timings, "total_s": time.perf_counter() - t_start},
         "files": {"probe": "value_probe/", "value_neurons": "value_neurons.json", "value_neurons_by_layer": "value_neurons_by_layer.json"},
     }
