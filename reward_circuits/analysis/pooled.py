@@ -6,8 +6,9 @@ paper's claim is a value signal shared across tasks. :func:`pooled_value_probe` 
 of the tasks' training splits (a :class:`~reward_circuits.data.views.ConcatStore`), stops early on
 the union of their validation splits, and scores ``V(s_0)`` on every task's held-out test split
 and on the pooled test split, each AUC with a bootstrap interval and its ``n`` (whole prompts
-resampled when they repeat, so ``n`` counts prompts). Options: the logistic floor on the pooled split, and the paired AUC difference pooled − single-task probe
-on the first task's test rollouts (the same rollouts scored both ways).
+resampled when they repeat, so ``n`` counts prompts). Options: the logistic floor on the pooled
+split, and the paired AUC difference pooled − single-task probe on the first task's test rollouts
+(the same rollouts scored both ways).
 
 Caveat printed with the results: when the tasks' accuracies differ, the pooled-test AUC also
 credits telling the tasks apart (task identity predicts the base rate); the per-task AUCs do not.
