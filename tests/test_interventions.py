@@ -453,10 +453,13 @@ def test_parse_confidence():
     assert math.isnan(parse_confidence("very confident")) and math.isnan(parse_confidence(""))
 
 
-def test_next_token_confidence_matches_manual(adapters):
+def test_next_token_confidence_matches_manual(adapters, capsys):
     tl = adapters["transformer_lens"]
     gens = tl.generate(["What is 7+5?", "Hi"], GenerationConfig(max_new_tokens=4, progress=False))
-    got = next_token_confidence(tl, gens)
+    got = next_token_confidence(tl, gens, batch_size=1)
+    assert "next-token confidence" in capsys.readouterr().err  # its progress bar (minutes at paper scale)
+    assert np.allclose(next_token_confidence(tl, gens, progress=False), got, atol=1e-6)  # batch size: float noise only
+    assert capsys.readouterr().err == ""
     for g, p in zip(gens, got):
         ids = torch.tensor([g.prompt_ids + g.response_ids])
         with torch.no_grad():
