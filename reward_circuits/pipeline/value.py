@@ -380,6 +380,11 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
         surface_reasons["hook_embed"] = ("the store has no 'hook_embed'" if EMBED_HOOK not in store.hook_names
                                          else "hook_embed was requested as a layer or has another width")
     probe_vs_surface = None
+    td0_vs_mc = targets.vs_reference["monte_carlo"][best_hook]  # claims: (claim, evidence, verdict), summary + report
+    claims = [(f"V(s_0) predicts the reward above chance at the best layer ({best_key}, chosen on validation)",
+               f"AUC {auc_ci[best_hook]}", verdict(auc_ci[best_hook], expected_sign=1, null=0.5)),
+              (f"TD(0) target beats the Monte-Carlo target at the best layer ({best_key})",
+               f"AUC difference {td0_vs_mc.difference}", td0_vs_mc.verdict)]
     if prompt_tokens is None:
         surface_reasons["bag_of_tokens"] = "no prompt token ids were given"
     else:
@@ -396,6 +401,8 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
                                                  n_boot=stage.n_boot, seed=seed, groups=test_groups)  # same test rollouts
         probe_vs_surface = {"hook": best_hook, "probe_minus_bag_of_tokens": diff.to_dict(), "p_value": p_surf,
                             "verdict": verdict(diff, expected_sign=1)}
+        claims.append((f"the probe at the best layer ({best_key}) beats the bag-of-tokens surface baseline",
+                       f"AUC difference {diff}, p = {p_surf:.3g}", probe_vs_surface["verdict"]))
 
     # ---- robustness ----------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -492,14 +499,7 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
         "massive_in_value_set": massive_in_sets,
         "value_sets_exclude_massive": stage.exclude_massive,
         "target_variants": targets.to_dict(),
-        "verdicts": {
-            f"V(s_0) predicts the reward above chance at the best layer ({best_key}, chosen on validation)":
-                verdict(auc_ci[best_hook], expected_sign=1, null=0.5),
-            f"TD(0) target beats the Monte-Carlo target at the best layer ({best_key})":
-                targets.vs_reference["monte_carlo"][best_hook].verdict,
-            **({f"the probe at the best layer ({best_key}) beats the bag-of-tokens surface baseline":
-                probe_vs_surface["verdict"]} if probe_vs_surface else {}),
-        },
+        "verdicts": {claim: v for claim, _, v in claims},
         "probe_vs_surface": probe_vs_surface,
         "best_layer": best_key,
         "best_hook": best_hook,
@@ -535,6 +535,7 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
     }
 
     tables = [
+        Table("Claims and verdicts (95% bootstrap CI, n)", ["claim", "evidence", "verdict"], [list(c) for c in claims]),
         Table("Held-out AUC of V(s_0) by layer (95% bootstrap CI over test rollouts) and the logistic floor",
               ["layer", "hook", "val AUC", "test AUC", "95% CI", "logistic floor (95% CI)", "reaches floor", "massive dims in value set"],
               [[key_of[h], h, auc_val[h], auc_test[h], f"[{auc_ci[h].low:.3f}, {auc_ci[h].high:.3f}]", str(floors[h].auc),
