@@ -178,6 +178,12 @@ def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
     is_pos = labels == 1
+    # per score vector, once: units in score order, where each run of tied scores starts, each unit's run
+    sorted_by = []
+    for sc in score_sets:
+        order = np.argsort(sc, kind="stable")
+        new_run = np.r_[True, sc[order][1:] != sc[order][:-1]]
+        sorted_by.append((order, np.flatnonzero(new_run), np.cumsum(new_run) - 1))
     out: list[list[np.ndarray]] = [[] for _ in score_sets]
     for lo in range(0, n_boot, block):
         d = draws[lo:lo + block]
@@ -187,17 +193,12 @@ def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid
         w_pos, w_neg = w[:, is_pos].sum(1), w[:, ~is_pos].sum(1)
         keep = (w_pos > 0) & (w_neg > 0)
         w, w_pos, w_neg = w[keep], w_pos[keep], w_neg[keep]
-        for boots, sc in zip(out, score_sets):
-            order = np.argsort(sc, kind="stable")
-            sorted_sc = sc[order]
-            starts = np.flatnonzero(np.r_[True, sorted_sc[1:] != sorted_sc[:-1]])
-            tie_block = np.cumsum(np.r_[True, sorted_sc[1:] != sorted_sc[:-1]]) - 1
-            neg_sorted = w[:, order] * (~is_pos[order])
-            block_neg = np.add.reduceat(neg_sorted, starts, axis=1)
+        for boots, (order, starts, tie_run) in zip(out, sorted_by):
+            w_sorted = w[:, order]
+            block_neg = np.add.reduceat(w_sorted * (~is_pos[order]), starts, axis=1)
             below = np.cumsum(block_neg, axis=1) - block_neg
-            credit = below[:, tie_block] + 0.5 * block_neg[:, tie_block]
-            pos_sorted = w[:, order] * is_pos[order]
-            boots.append((pos_sorted * credit).sum(1) / (w_pos * w_neg))
+            credit = below[:, tie_run] + 0.5 * block_neg[:, tie_run]
+            boots.append((w_sorted * is_pos[order] * credit).sum(1) / (w_pos * w_neg))
     return [np.concatenate(b) if b else np.empty(0) for b in out]
 
 
