@@ -68,6 +68,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.I
             raise TypeError(f"{cls.__name__}.{f.name}: type {tp!r} has no command-line form.")
         if "default: " not in kw["help"] and "(default" not in help_text:
             kw["help"] = f"{help_text} (default: {default})".strip()
+        kw["help"] = kw["help"].replace("%", "%%")  # argparse formats help with %: "1%" alone crashes --help
         parser.add_argument(flag, **kw)
 
 

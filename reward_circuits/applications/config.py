@@ -33,7 +33,7 @@ class ApplicationsConfig:
     calibration: Literal["isotonic", "platt", "none"] = field(default="isotonic", metadata={"help": "calibration of the confidence"})
     verbalized: bool = field(default=True, metadata={"help": "also ask the model for its verbalized confidence (one short generation per prompt)"})
     thresholds: Literal["quantile", "absolute"] = field(default="quantile", metadata={"help": "read the threshold options as quantiles of the (label-free) value distribution of these rollouts, or as values"})
-    abort_drop: float = field(default=0.5, metadata={"help": "early abort when the value fell this far below its peak so far (quantile mode: this fraction of the 5-95%% value range)"})
+    abort_drop: float = field(default=0.5, metadata={"help": "early abort when the value fell this far below its peak so far (quantile mode: this fraction of the 5-95% value range)"})
     flag_value_threshold: float = field(default=0.1, metadata={"help": "error detection: flag when V(s_t) falls below this (quantile mode: this quantile of all V(s_t))"})
     flag_td_threshold: float = field(default=0.05, metadata={"help": "error detection: flag when the TD error falls below minus this (quantile mode: the largest this fraction of |TD errors|)"})
     routing_selector: Literal["majority", "value"] = field(default="majority", metadata={"help": "how 'sample N' picks its answer when routing"})
