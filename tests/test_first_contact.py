@@ -61,3 +61,49 @@ def test_a_second_setup_installs_nothing_and_needs_no_network(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (tmp_path / "called").exists(), f"setup ran pip: {(tmp_path / 'called').read_text()}"
+
+
+PROMPTS_SHARED = ["System: you are a careful calculator. User: " + p
+                  for p in ("What is 2 + 3?", "Add 4 and 5.", "Compute 7 - 1", "Is 9 bigger than 3?", "Say 12")]
+
+
+@pytest.mark.parametrize("attach", ["adapter.hooks", "intervene", "model.hooks"])
+def test_hooks_attached_outside_generate_change_nothing_but_what_they_edit(tiny_adapters, attach):
+    """Was: on TransformerLens a batched greedy ``generate`` encoded the prompt prefix all rows share
+    once, checking only ``fwd_hooks``; a hook attached with ``adapter.hooks(...)`` or ``intervene(...)``
+    at ``slice(-1, None)`` then also edited the shared prefix's last token, and rows differed from
+    generating each prompt alone under the same hook."""
+    from contextlib import nullcontext
+
+    from reward_circuits.interventions import intervene, zero_ablate
+    from reward_circuits.models import GenerationConfig
+
+    adapter = tiny_adapters["transformer_lens"]
+    hook = ("blocks.0.hook_resid_post", zero_ablate(None, positions=slice(-1, None)))
+    cfg = GenerationConfig(max_new_tokens=8, batch_size=5, progress=False)
+    ctx = {"adapter.hooks": lambda: adapter.hooks([hook]), "intervene": lambda: intervene(adapter, hook),
+           "model.hooks": lambda: adapter.model.hooks(fwd_hooks=[hook])}[attach]
+    with ctx():
+        assert adapter.has_attached_hooks()
+        batched = [g.response_ids for g in adapter.generate(PROMPTS_SHARED, cfg)]
+        alone = [adapter.generate([p], cfg)[0].response_ids for p in PROMPTS_SHARED]
+    assert not adapter.has_attached_hooks()  # removed on exit
+    assert batched == alone
+    with nullcontext():  # the hook does act: without it the tokens differ somewhere
+        plain = [g.response_ids for g in adapter.generate(PROMPTS_SHARED, cfg)]
+    assert plain != batched
+
+
+def test_a_sweep_under_attached_hooks_does_not_share_the_prompt_prefix(tiny_adapters):
+    from reward_circuits.interventions import sweep, zero_ablate
+    from reward_circuits.models import GenerationConfig
+
+    adapter = tiny_adapters["transformer_lens"]
+    hook = ("blocks.0.hook_resid_post", zero_ablate(None, positions=slice(-1, None)))
+    cfg = GenerationConfig(max_new_tokens=6, batch_size=5, progress=False)
+    with adapter.hooks([hook]):
+        swept = sweep(adapter, PROMPTS_SHARED, {"baseline": []}, cfg)
+        alone = [adapter.generate([p], cfg)[0].response_ids for p in PROMPTS_SHARED]
+    assert swept.shared_prefix_tokens == 0
+    assert [g.response_ids for g in swept.conditions["baseline"].generations] == alone
+    assert sweep(adapter, PROMPTS_SHARED, {"baseline": []}, cfg).shared_prefix_tokens > 0  # shared without them

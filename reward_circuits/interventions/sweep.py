@@ -440,7 +440,9 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
     stats = {"rows": 0, "prefill": 0, "passes": 0, "prefill_layers": 0}
     # the prompt prefix every example shares (chat template, system prompt) is encoded once per
     # condition, not once per row, when every condition's hooks treat all prompt positions alike
-    cut = _shared_prefix_len(seqs, conds) if streaming and sweep_config.share_prefix else 0
+    # (hooks attached outside the sweep, e.g. a user's `with adapter.hooks(...)`, may be position-specific)
+    cut = (_shared_prefix_len(seqs, conds)
+           if streaming and sweep_config.share_prefix and not adapter.has_attached_hooks() else 0)
     prefix, prefix_row_of = _prefix_plan(adapter, seqs[0][:cut], conds, sweep_config) if cut else (None, {})
     plans, owners, seeds = [], [], []
     for g0 in range(0, k_all, group):

@@ -189,7 +189,7 @@ class ModelAdapter(HookedAPI, ABC):
                 raise ValueError("no prompts to generate from.")
             seqs = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         if (config.refill and self.joins_rows and not config.do_sample and config.drop_finished and not fwd_hooks
-                and len(seqs) > 1):
+                and not self.has_attached_hooks() and len(seqs) > 1):  # the shared prefix is hook-free
             return self._generate_streamed(seqs, config)
         out: list[Generation] = []
         bar = tqdm(range(0, len(seqs), config.batch_size), desc=f"generate ({self.backend})",

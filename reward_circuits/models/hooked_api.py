@@ -183,6 +183,19 @@ class HookedAPI:
         finally:
             stack.remove(fwd_hooks)
 
+    def has_attached_hooks(self) -> bool:
+        """Whether hooks attached outside the call are active: :meth:`hooks` / ``intervene(...)`` blocks,
+        or the user's own ``model.hooks(...)`` / ``add_hook`` on the TransformerLens model. Shortcuts
+        that encode a shared prompt prefix once (and so would hand a position-specific hook the wrong
+        positions) must see these as well as the call's ``fwd_hooks``."""
+        if self.__dict__.get("_context_hooks"):
+            return True
+        try:
+            hook_dict = getattr(self.model, "hook_dict", None) if self.backend == "transformer_lens" else None
+        except AttributeError:
+            hook_dict = None
+        return any(getattr(hp, "fwd_hooks", None) for hp in (hook_dict or {}).values())
+
     def active_hooks(self, fwd_hooks: Sequence[tuple[str, Callable]] = ()) -> list[tuple[str, Callable]]:
         """Hooks attached by enclosing :meth:`hooks` blocks (outermost first), then ``fwd_hooks``."""
         stack = self.__dict__.get("_context_hooks", [])
