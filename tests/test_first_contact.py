@@ -107,3 +107,25 @@ def test_a_sweep_under_attached_hooks_does_not_share_the_prompt_prefix(tiny_adap
     assert swept.shared_prefix_tokens == 0
     assert [g.response_ids for g in swept.conditions["baseline"].generations] == alone
     assert sweep(adapter, PROMPTS_SHARED, {"baseline": []}, cfg).shared_prefix_tokens > 0  # shared without them
+
+
+def test_build_store_refuses_a_folder_of_another_task_and_resumes_the_same(tmp_path, tl_adapter, tiny_hf):
+    """Was: the README snippet re-run with another task appended its rollouts to the first task's store
+    (one store of 40 arithmetic and 6 word-problem rollouts)."""
+    import dataclasses
+
+    from test_store import HOOKS, _make_rollouts
+
+    from reward_circuits.data import ActivationStore, build_store
+    from reward_circuits.data.store import StoreError
+
+    first = _make_rollouts(tiny_hf[1], n=6)
+    other = [dataclasses.replace(r, id=r.id.replace("toy", "other"), task="other") for r in first]
+    build_store(tl_adapter, first[:4], HOOKS, tmp_path / "s", progress=False)
+    with pytest.raises(StoreError, match=r"task\(s\) \['toy'\].*\['other'\].*own folder"):
+        build_store(tl_adapter, other, HOOKS, tmp_path / "s", progress=False)
+    build_store(tl_adapter, first, HOOKS, tmp_path / "m", meta={"task": "toy"}, progress=False)
+    with pytest.raises(StoreError, match="'arithmetic:1'"):  # the main job names the task in the store's meta
+        build_store(tl_adapter, first, HOOKS, tmp_path / "m", meta={"task": "arithmetic:1"}, progress=False)
+    assert len(ActivationStore(tmp_path / "s")) == 4  # nothing was appended
+    assert len(build_store(tl_adapter, first, HOOKS, tmp_path / "s", progress=False)) == 6  # the same build resumes

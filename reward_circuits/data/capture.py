@@ -9,6 +9,7 @@ reaches the store.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..models import ModelAdapter
 from .rollouts import Rollout
-from .store import ActivationStore, ActivationStoreWriter, StoreError
+from .store import MANIFEST, ActivationStore, ActivationStoreWriter, StoreError, read_manifest
 
 
 def state_positions(prompt_len: int, response_len: int, positions: Literal["response", "all"] = "response") -> tuple[int, int, int]:
@@ -59,6 +60,7 @@ def build_store(
                          "generate_rollouts(adapter, task) or load_rollouts(path); for arrays use write_store_from_arrays.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise StoreError(f"batch_size must be a positive int (rollouts per forward pass), got {batch_size!r}.")
+    _check_same_build(path, rollouts, meta)
     writer = ActivationStoreWriter(path, hook_names, model=adapter.name, dtype=dtype, positions=positions,
                                    meta={**(meta or {}), "backend": adapter.backend})
     todo = [r for r in rollouts if not writer.has(r.id)]
@@ -84,3 +86,24 @@ def build_store(
             metas=[{"task": r.task, "prompt_len": len(r.prompt_ids), "response_len": len(r.response_ids)} for r in chunk],
         )
     return writer.close()
+
+
+def _check_same_build(path: str | os.PathLike, rollouts: Sequence[Rollout], meta: dict | None) -> None:
+    """Refuse to extend a store of another task: resuming adds only rollouts of the tasks it holds.
+
+    (The writer itself refuses another model, other hook points, positions or dtype.) Without this a
+    second ``build_store`` into the same folder with another task's rollouts appended them silently,
+    giving one store of two tasks.
+    """
+    if not (Path(path) / MANIFEST).exists():
+        return
+    manifest = read_manifest(path)
+    held = {rec.get("meta", {}).get("task") for rec in manifest["rollouts"]} - {None}
+    new = {r.task for r in rollouts}
+    theirs, ours = manifest.get("meta", {}).get("task"), (meta or {}).get("task")
+    if (held and not new <= held) or (theirs is not None and ours is not None and theirs != ours):
+        raise StoreError(
+            f"{path} already holds a store of task(s) {sorted(held) or [theirs]} (model {manifest.get('model')!r}), "
+            f"and these rollouts are of {sorted(new)}{f' (task {ours!r})' if ours else ''}: a store holds one build. "
+            f"Build each task's store in its own folder (e.g. {Path(path).parent / 'store_<task>'}), or delete "
+            f"{path} to rebuild it; re-running the same build into it resumes where it stopped.")
