@@ -25,6 +25,11 @@ PROFILES: dict[str, dict] = {
 }
 
 
+# --quick: a whole-job smoke run (every stage, small n; about two minutes on the default model). The
+# value stage's own quick mode trains fewer epochs and variants; the dopamine stage runs 200 permutations.
+QUICK: dict = {"limit": 40, "max_new_tokens": 32, "eval_examples": 8, "random_draws": 1, "ablation_layers": 1}
+
+
 @dataclass
 class RunConfig:
     """Settings of ``reward-circuits run`` (every CLI option is one field; defaults live here only)."""
@@ -50,7 +55,7 @@ class RunConfig:
     random_draws: int = field(default=3, metadata={"help": "random neuron sets per control"})
     test_fraction: float = field(default=0.3, metadata={"help": "held-out share of rollouts (probes are reported on it)"})
     stages: tuple[str, ...] = field(default=ALL_STAGES, metadata={"help": f"comma-separated subset of {','.join(ALL_STAGES)}"})
-    quick: bool = field(default=False, metadata={"help": "fewer epochs and variants (smoke runs)"})
+    quick: bool = field(default=False, metadata={"help": "a whole-job smoke run: every stage at small n (40 examples per task, 32 new tokens, 8 examples per intervention pass, 1 random draw, 1 ablation layer, fewer probe epochs and variants); options given explicitly still win"})
     profile: Literal["default", "paper"] = field(default="default", metadata={"help": "'paper': word_problems:0 (1000 distinct questions) then arithmetic:1, >= 200 examples per ablation pass, 400 held-out rollouts (AUC intervals ~ +-0.05); options given explicitly still win"})
     transfer_from: str | None = field(default=None, metadata={"help": "a finished run directory (e.g. of the base model, when this run is a fine-tuned one): its value neurons at the ablated layers are ablated here too (transfer across models)"})
     target_variants_all_layers: bool = field(default=False, metadata={"help": "compare TD(0), TD(lambda) and Monte-Carlo targets on every layer (the paper profile does; default: the best layer only, ~2 min less)"})
@@ -74,6 +79,10 @@ class RunConfig:
         for name, value in PROFILES[self.profile].items():
             if getattr(self, name) == defaults[name]:  # an explicit option wins over the profile
                 setattr(self, name, value)
+        if self.quick:  # then --quick shrinks every stage that neither an option nor the profile sized
+            for name, value in QUICK.items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
         self.tasks = tuple(self.tasks)
         self.stages = tuple(self.stages)
         if self.layers is not None:
