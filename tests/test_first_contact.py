@@ -129,3 +129,33 @@ def test_build_store_refuses_a_folder_of_another_task_and_resumes_the_same(tmp_p
         build_store(tl_adapter, first, HOOKS, tmp_path / "m", meta={"task": "arithmetic:1"}, progress=False)
     assert len(ActivationStore(tmp_path / "s")) == 4  # nothing was appended
     assert len(build_store(tl_adapter, first, HOOKS, tmp_path / "s", progress=False)) == 6  # the same build resumes
+
+
+def test_td_lambda_closed_form_keeps_float64_precision():
+    """Was: the closed form's decay matrix was cast to float32, so float64 values got float32 targets
+    (errors ~1e-8 against the exact recursion)."""
+    import numpy as np
+    import torch
+
+    from reward_circuits.analysis.td import td_targets
+
+    rng = np.random.default_rng(0)
+    lengths, gamma, lam = [7, 1, 30, 12], 0.97, 0.9
+    values = torch.tensor(rng.normal(size=sum(lengths)), dtype=torch.float64)
+    is_last = torch.zeros(sum(lengths), dtype=torch.bool)
+    is_last[np.cumsum(lengths) - 1] = True
+    rewards = np.repeat(rng.integers(0, 2, size=len(lengths)).astype(float), lengths)
+    expected, start = [], 0
+    for n in lengths:  # the recursion, in Python floats (float64)
+        v, r, g, out = values[start:start + n].tolist(), rewards[start + n - 1], None, []
+        for t in range(n - 1, -1, -1):
+            g = r if t == n - 1 else gamma * ((1 - lam) * v[t + 1] + lam * g)
+            out.append(g)
+        expected += out[::-1]
+        start += n
+    got = td_targets(values, torch.tensor(rewards), is_last, gamma, lam)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-13)
+    got32 = td_targets(values.float(), torch.tensor(rewards), is_last, gamma, lam)
+    assert got32.dtype == torch.float32
+    np.testing.assert_allclose(got32.numpy(), expected, rtol=0, atol=1e-5)

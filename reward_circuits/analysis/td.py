@@ -63,11 +63,13 @@ _LAMBDA_MATMUL_MAX_LEN = 1024
 
 
 @functools.lru_cache(maxsize=16)
-def _lambda_decay(length: int, c: float) -> Float[Tensor, "k t"]:
-    """``M[k, t] = c^(k−t)`` for ``k ≥ t``, else 0: ``e @ M`` sums ``c^(k−t)·e_k`` over ``k ≥ t``."""
+def _lambda_decay(length: int, c: float, dtype: torch.dtype = torch.float32) -> Float[Tensor, "k t"]:
+    """``M[k, t] = c^(k−t)`` for ``k ≥ t``, else 0: ``e @ M`` sums ``c^(k−t)·e_k`` over ``k ≥ t``.
+
+    Computed in float64 and cast to the values' ``dtype`` (float64 input keeps float64 precision)."""
     k = torch.arange(length, dtype=torch.float64)
     diff = k[:, None] - k[None, :]
-    return torch.where(diff >= 0, c ** diff.clamp_min(0), 0.0).to(torch.float32)
+    return torch.where(diff >= 0, c ** diff.clamp_min(0), 0.0).to(dtype)
 
 
 def td_targets(
@@ -125,7 +127,7 @@ def td_targets(
             # e_T = r, i.e. one [.., L] @ [L, L] matmul instead of L dependent steps (5x faster at L = 48)
             # (padded positions past an end hold V = 0, so they add nothing)
             e = torch.where(end_mask, r_end[:, None], gamma * (1.0 - td_lambda) * v_next)
-            returns = e @ _lambda_decay(max_len, gamma * td_lambda).to(values.device, values.dtype)
+            returns = e @ _lambda_decay(max_len, gamma * td_lambda, values.dtype).to(values.device)
         else:  # a [L, L] matrix would be large: the backward scan
             returns = values.new_zeros(p, n_rollouts, max_len)
             g_next = values.new_zeros(p, n_rollouts)
