@@ -56,6 +56,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 # what atomic_path / atomic_dir leave when killed: ".NAME.XXXXXXXX.tmp" files, ".NAME.XXXXXXXX" and
 # ".NAME.old.XXXXXXXX" directories (XXXXXXXX: tempfile's 8 random characters)
 _ATOMIC_LEFTOVER = re.compile(r"\..+\.(old\.)?[a-z0-9_]{8}(\.tmp)?")
+# what safetensors' own writer leaves when killed: it writes ".tmpXXXXXX" (Rust's tempfile crate: six
+# alphanumerics) beside its target, then renames it onto the target
+SAFETENSORS_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 
 
 def remove_atomic_leftovers(root: str | os.PathLike) -> list[Path]:
@@ -70,7 +73,8 @@ def remove_atomic_leftovers(root: str | os.PathLike) -> list[Path]:
     removed = []
     for dirpath, dirnames, filenames in os.walk(root) if root.is_dir() else ():
         for name in list(dirnames) + filenames:
-            if _ATOMIC_LEFTOVER.fullmatch(name) and (name.endswith(".tmp") or name in dirnames):
+            ours = _ATOMIC_LEFTOVER.fullmatch(name) and (name.endswith(".tmp") or name in dirnames)
+            if ours or (SAFETENSORS_TEMP.fullmatch(name) and name in filenames):
                 p = Path(dirpath) / name
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
                 removed.append(p)

@@ -159,3 +159,51 @@ def test_td_lambda_closed_form_keeps_float64_precision():
     got32 = td_targets(values.float(), torch.tensor(rewards), is_last, gamma, lam)
     assert got32.dtype == torch.float32
     np.testing.assert_allclose(got32.numpy(), expected, rtol=0, atol=1e-5)
+
+
+_KILLED_WRITER = """
+import sys, torch
+torch.set_num_threads(1)
+from reward_circuits.data.store import ActivationStoreWriter
+w = ActivationStoreWriter(sys.argv[1], ["h"], model="m", dtype="float32")
+w.write(["r0"], [1.0], {"h": [torch.ones(60_000, 1024)]})
+"""
+
+
+def test_a_store_writer_killed_inside_safetensors_leaves_nothing_on_the_next_open(tmp_path):
+    """Was: safetensors' own writer writes a ``.tmpXXXXXX`` file (shard-sized) beside its target and
+    renames it; a SIGKILL mid-shard left it, and the store's cleanup patterns missed it."""
+    import os
+    import re
+    import signal
+    import time
+
+    from reward_circuits.data.store import ActivationStoreWriter
+    from reward_circuits.io import remove_atomic_leftovers
+
+    SAFETENSORS_TEMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")  # Rust's tempfile crate, used by safetensors' writer
+
+    store = tmp_path / "s"
+    store.mkdir()
+    for attempt in range(5):  # the write takes ~0.2 s: poll for safetensors' temporary, then kill
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(store)], stderr=subprocess.PIPE)
+        deadline, caught = time.monotonic() + 60, []
+        while proc.poll() is None and time.monotonic() < deadline and not caught:
+            caught = [p for p in store.iterdir() if SAFETENSORS_TEMP.fullmatch(p.name)]
+            time.sleep(0.002)
+        if caught:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if caught and caught[0].exists():
+            break
+        for p in store.iterdir():
+            p.unlink()
+    else:
+        pytest.skip("could not kill the writer inside safetensors' write in 5 tries")
+    assert caught[0].stat().st_size > 0
+    ActivationStoreWriter(store, ["h"], model="m", dtype="float32")  # the next open of the store
+    assert not [p.name for p in store.iterdir() if p.name.startswith(".")]
+    leftover = tmp_path / "run" / "store" / ".tmpAb12Cd"  # and the main job's sweep of its output tree
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a shard")
+    assert remove_atomic_leftovers(tmp_path / "run") == [leftover]

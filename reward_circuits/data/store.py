@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .splits import rollout_order, stratified_split  # noqa: F401  (re-exported)
 from ..errors import FormatVersionError, check_format_version
-from ..io import atomic_path, atomic_write_json
+from ..io import SAFETENSORS_TEMP, atomic_path, atomic_write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -49,7 +49,9 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 
 
 _SHARD_FILE = re.compile(r"shard_\d{5}\.safetensors")
-_TEMP_FILE = re.compile(r"\.(shard_\d{5}\.safetensors|manifest\.json)\..+\.tmp")  # left by io.atomic_path
+# left by io.atomic_path (".shard_00003.safetensors.XXXX.tmp"), and by safetensors' own writer, which
+# writes a ".tmpXXXXXX" file (Rust's tempfile) beside the target and renames it (safetensors >= 0.6)
+_TEMP_FILE = re.compile(r"\.(shard_\d{5}\.safetensors|manifest\.json)\..+\.tmp|" + SAFETENSORS_TEMP.pattern)
 
 
 class StoreError(ValueError):
