@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from reward_circuits.pipeline.plotting import new_figure, save_figure
+from reward_circuits.report import new_figure, save_figure
 
 HERE = Path(__file__).resolve().parent
 RESULTS = json.loads((HERE / "results" / "real_model.json").read_text())

@@ -1,14 +1,25 @@
 """reward_circuits: find, measure and use the reward subsystem inside language models.
 
-The folder tree is the data flow::
+The folder tree is the data flow, and each line below imports only from the lines above it
+(tests/test_architecture.py holds the order)::
 
-    models/         one ModelAdapter over a TransformerLens HookedTransformer or an nnsight LanguageModel
-    tasks/          verifiable binary-reward tasks: grading, generators, dataset loaders, registry
-    data/           rollouts → capture → activation store; the Store protocol, in-memory/rotated views, planted data
-    analysis/       td, stats, value probes, pruning/value neurons, baselines, dopamine neurons
-    interventions/  hook primitives and position scopes; generation under hooks; ablation/dose/steering/confidence studies
-    pipeline/       the main job's stages (typed results), plotting, summary.json + report.html
-    cli.py          ``reward-circuits`` (generated from the configs)
+    io.py, errors.py  atomic writes and JSON helpers; the shared error types and format-version check
+    configs.py        dataclass config → CLI options (every command's parser is generated from one)
+    report/           what every result renders to: Section, Table, new_figure/save_figure, Report (summary.json + report.html)
+    models/           one ModelAdapter over a TransformerLens HookedTransformer or an nnsight LanguageModel
+    tasks/            verifiable binary-reward tasks: grading, generators, dataset loaders, registry
+    data/             rollouts → capture → activation store; the Store protocol, in-memory/rotated views, planted data
+    analysis/         td, stats, value probes, pruning/value neurons, baselines, dopamine neurons, controls
+    interventions/    hook primitives and position scopes; generation under hooks; ablation/dose/steering/confidence studies
+    sae/              sparse autoencoders on our activations (sae-lens SAE objects): training, metrics, saving, latent-removal hooks
+    icrl/             study: in-context RL, its Q-learning model and the SAE view of TD learning (``sae-td``)
+    irm/              study: implicit reward models (Marks et al.): RLHF fine-tune, divergent layers, SAE pairs, linear IRM (``irm``)
+    preference/       study: neuron-guided preference optimisation, YFPO (``yfpo``)
+    applications/     study: what a practitioner does with value neurons (calibration, best-of-N, routing, detection, monitoring)
+    pipeline/         study: the main job (``run``, ``probe``), its stages as typed results, cross-architecture comparison
+    cli.py            ``reward-circuits`` (one subcommand module per study)
+
+The five studies are siblings: none imports another.
 
 Three lines from a store to an intervention::
 
@@ -24,7 +35,8 @@ from .data import (ActivationStore, ActivationStoreWriter, ArrayRollouts, Rollou
 from .interventions import (ablation_study, activation_means, add_direction, dose_response, generate_and_score,
                             mean_ablate, patch_from, resample_ablate, scale, steering_study, zero_ablate)
 from .models import GenerationConfig, ModelAdapter, TokenBatch, from_hf, load_model
-from .pipeline import Report, RunConfig, Section, Table, run
+from .pipeline import RunConfig, run
+from .report import Report, Section, Table
 from .tasks import Example, Task, get_task
 
 __version__ = "0.1.0"

@@ -46,19 +46,150 @@ def test_top_level_api_is_curated():
         assert needed in reward_circuits.__all__, needed
 
 
-def test_analyses_import_nothing_downstream():
-    """models → tasks → data → analysis → interventions → pipeline: no module imports a later stage."""
-    order = ["models", "tasks", "data", "analysis", "interventions", "pipeline"]
-    rank = {n: i for i, n in enumerate(order)}
-    bad = []
+# The layers, lowest first: a module may import only from its own unit or from a lower layer. A unit is a
+# subpackage or a top-level module; units in one layer do not import each other. The package's
+# ``__init__`` (the curated top-level API) is the facade and may import anything.
+STUDIES = ("icrl", "irm", "preference", "applications", "pipeline")
+LAYERS = (
+    ("errors", "io", "configs"),  # foundation: import nothing of the package
+    ("report",),  # what every result renders to; analyses build their own Sections, so it sits below them
+    ("models",),
+    ("tasks",),
+    ("data",),
+    ("analysis",),
+    ("interventions",),
+    ("sae",),
+    STUDIES,
+    ("cli",),
+)
+RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
+FACADE = "__init__"
+
+# Imports that break the layering or the studies' independence today, each with its reason. Keep it empty;
+# an entry is "<unit> -> <unit>" and is allowed only while the code still has that import.
+ALLOWED_UPWARD: dict[str, str] = {}
+ALLOWED_BETWEEN_STUDIES: dict[str, str] = {}
+
+
+def _unit_of(path: pathlib.Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imported_modules(path: pathlib.Path, source: str | None = None) -> list[tuple[int, str]]:
+    """Every ``reward_circuits`` module ``path`` imports, as absolute dotted names, with line numbers.
+
+    Covers ``import reward_circuits.x``, ``from reward_circuits.x import y``, ``from reward_circuits import x``
+    and relative imports at any level (resolved against the module's own package), wherever they are:
+    ``ast.walk`` reaches imports inside functions, methods and ``if TYPE_CHECKING:`` blocks too.
+    """
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    package = list(rel.parts[:-1])  # a module's package; for an __init__.py, the package itself
+    found = []
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.level - 1 >= len(package):
+                    raise AssertionError(f"{rel}:{node.lineno}: relative import climbs above the package")
+                base = ".".join(package[: len(package) - (node.level - 1)])
+            else:
+                base = node.module or ""
+                if not base.startswith("reward_circuits"):
+                    continue
+            module = f"{base}.{node.module}" if node.level and node.module else base
+            # ``from <package> import name``: the submodule when name is one, else a name of <package>
+            found += [(node.lineno, f"{module}.{a.name}" if _is_module(f"{module}.{a.name}") else module)
+                      for a in node.names]
+    return [(line, m) for line, m in found if m == "reward_circuits" or m.startswith("reward_circuits.")]
+
+
+def _is_module(dotted: str) -> bool:
+    path = PKG.parent.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def _target_unit(module: str) -> str:
+    """The unit a dotted ``reward_circuits`` name lands in, or the facade for the bare package."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return FACADE
+    if (PKG / parts[1]).is_dir() or (PKG / f"{parts[1]}.py").exists():
+        return parts[1]
+    return FACADE  # ``from reward_circuits import Report``: a name of the facade
+
+
+def _cross_unit_imports():
+    """``(unit, target_unit, "file:line imports module")`` for every import between two different units."""
     for path in _modules():
-        rel = path.relative_to(PKG)
-        if len(rel.parts) < 2 or rel.parts[0] not in rank:
+        here = _unit_of(path)
+        if here == FACADE:
             continue
-        here = rank[rel.parts[0]]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
-                target = node.module.split(".")[0]
-                if target in rank and rank[target] > here:
-                    bad.append(f"{rel} imports {node.module}")
-    assert not bad, bad
+        for line, module in _imported_modules(path):
+            there = _target_unit(module)
+            if there != here:
+                yield here, there, f"{path.relative_to(PKG)}:{line} imports {module}"
+
+
+def test_every_unit_has_a_layer():
+    units = {_unit_of(p) for p in _modules()} - {FACADE}
+    assert units == set(RANK), f"place every subpackage and top-level module in LAYERS: {units ^ set(RANK)}"
+
+
+def test_the_import_resolver_sees_every_form():
+    """The guard below is only as good as its resolver: every import form resolves to the right module."""
+    source = (
+        "import reward_circuits.pipeline.config\n"
+        "from reward_circuits.icrl import agent\n"
+        "from reward_circuits import report\n"
+        "from reward_circuits import Report\n"
+        "from . import stats\n"
+        "from .. import cli\n"
+        "from ..sae.hooks import remove_latents\n"
+        "def f():\n"
+        "    from ..irm import study\n"
+        "import numpy\n")
+    got = {m for _, m in _imported_modules(PKG / "analysis" / "any_module.py", source)}
+    expected = {"reward_circuits.pipeline.config", "reward_circuits.icrl.agent", "reward_circuits.report",
+                "reward_circuits.analysis.stats", "reward_circuits.cli", "reward_circuits.sae.hooks",
+                "reward_circuits.irm.study", "reward_circuits"}
+    assert got == expected, got ^ expected
+    assert {_target_unit(m) for m in got} == {"pipeline", "icrl", "report", "analysis", "cli", "sae", "irm", FACADE}
+
+
+def test_no_module_imports_a_later_layer():
+    """io/errors/configs → report → models → tasks → data → analysis → interventions → sae → studies → cli.
+
+    Every import form counts (absolute, relative at any level, inside functions); the facade
+    ``reward_circuits/__init__.py`` is exempt, and importing it from inside the package is upward.
+    """
+    bad, used = [], set()
+    for here, there, where in _cross_unit_imports():
+        if RANK.get(there, len(LAYERS)) < RANK[here]:  # the facade ranks above everything
+            continue
+        if RANK.get(there) == RANK[here] and here in STUDIES and there in STUDIES:
+            continue  # studies among themselves: test_studies_do_not_import_each_other
+        key = f"{here} -> {there}"
+        if key in ALLOWED_UPWARD:
+            used.add(key)
+            continue
+        bad.append(where)
+    assert not bad, "imports of a later layer, or of another unit of the same layer (move the code down):\n" + "\n".join(bad)
+    stale = set(ALLOWED_UPWARD) - used
+    assert not stale, f"allow-listed upward imports that no longer exist (remove them): {stale}"
+
+
+def test_studies_do_not_import_each_other():
+    """icrl, irm, preference, applications and pipeline are siblings: what two of them share moves down a layer."""
+    bad, used = [], set()
+    for here, there, where in _cross_unit_imports():
+        if here in STUDIES and there in STUDIES:
+            key = f"{here} -> {there}"
+            if key in ALLOWED_BETWEEN_STUDIES:
+                used.add(key)
+                continue
+            bad.append(where)
+    assert not bad, "a study imports another study:\n" + "\n".join(bad)
+    stale = set(ALLOWED_BETWEEN_STUDIES) - used
+    assert not stale, f"allow-listed imports between studies that no longer exist (remove them): {stale}"

@@ -22,7 +22,7 @@ from reward_circuits.icrl import (
     run_sae_td,
     shuffled_episode_ids,
 )
-from reward_circuits.pipeline.report import Report
+from reward_circuits.report import Report
 from reward_circuits.sae import (
     SAETrainConfig,
     encode_all,

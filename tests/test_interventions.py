@@ -518,7 +518,7 @@ def test_intervention_stage_smoke(adapters, fake_task, tmp_path):
     import json
 
     from reward_circuits.pipeline.interventions import InterventionInputs, InterventionStudyConfig, run_intervention_stage
-    from reward_circuits.pipeline.report import Report
+    from reward_circuits.report import Report
 
     tl = adapters["transformer_lens"]
     probe = LinearProbe(RESID1, tl.d_model)

@@ -111,7 +111,7 @@ def test_result_section_summaries_and_report(tmp_path):
 
     import numpy as np
 
-    from reward_circuits.pipeline.report import Report
+    from reward_circuits.report import Report
     from reward_circuits.preference.experiment import TrainingRun, YFPOResult
 
     cfg = YFPOConfig(out=str(tmp_path), conditions=("dpo", "value"), seeds=(0, 1, 2))
@@ -163,7 +163,7 @@ def test_run_yfpo_end_to_end_on_a_tiny_model(tmp_path):
     'correct' when it contains the digit 7), so every stage has both classes."""
     import json
 
-    from reward_circuits.pipeline.report import Report
+    from reward_circuits.report import Report
     from reward_circuits.preference.experiment import run_yfpo
     from reward_circuits.tasks import Example, Task
 

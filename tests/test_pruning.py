@@ -25,7 +25,7 @@ from reward_circuits.analysis import (
     top_dims,
     value_neurons,
 )
-from reward_circuits.pipeline.report import Report
+from reward_circuits.report import Report
 from reward_circuits.data.synthetic import planted_prompt_tokens, planted_value_store
 
 HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")

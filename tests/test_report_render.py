@@ -18,7 +18,7 @@ import pytest
 
 import reward_circuits.pipeline.main_job as pipeline
 from reward_circuits.pipeline.main_job import RunConfig, run
-from reward_circuits.pipeline.report import Report, Section, Table
+from reward_circuits.report import Report, Section, Table
 from reward_circuits.tasks import Example, Task
 
 pytestmark = pytest.mark.usefixtures("one_thread")

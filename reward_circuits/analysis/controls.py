@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
-from ..sections import Section, Table
+from ..report import Section, Table
 from .stats import (
     Interval,
     Verdict,
@@ -220,7 +220,7 @@ class ControlledAblation:
     TABLE_COLUMNS = ("condition", "accuracy", "95% CI", "value − control", "p", "verdict")
 
     def section(self, key: str = "controlled_ablation") -> Section:
-        """This comparison as a report :class:`~reward_circuits.sections.Section`."""
+        """This comparison as a report :class:`~reward_circuits.report.Section`."""
         table = Table(f"Ablation of {self.hook}: value set vs random controls (n={self.value_accuracy.n} examples)",
                       list(self.TABLE_COLUMNS), self.table_rows())
         return Section(key, f"Value-set ablation vs matched controls ({self.hook})", self.to_dict(), [table], [],

@@ -29,7 +29,7 @@ import numpy as np
 from ..data.protocol import Store
 from ..data.store import stratified_split
 from ..data.views import ConcatStore
-from ..sections import Table
+from ..report import Table
 from .linear_probe import LogisticFloor, logistic_floors
 from .probes import ValueProbe, ValueProbeConfig
 from .splits import grouped_stratified_split

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..sections import Section, Table
+from ..report import Section, Table
 from .probes import ValueProbe, ValueProbeConfig, resolve_indices
 from .stats import (
     Interval,
@@ -71,7 +71,7 @@ class TargetComparison:
                 + [f"verdict: {self.reference} > {v}" for v in others])
 
     def section(self, key: str = "target_variants") -> Section:
-        """This comparison as a report :class:`~reward_circuits.sections.Section`."""
+        """This comparison as a report :class:`~reward_circuits.report.Section`."""
         table = Table(f"Value targets on the same split (n={self.n_test} test rollouts, 95% bootstrap CIs, paired "
                       "differences)", self.table_columns(), self.table_rows())
         return Section(key, "TD(0) vs TD(λ) vs Monte-Carlo value targets", self.to_dict(), [table], [],

@@ -174,7 +174,7 @@ def reliability_curve(name: str, confidence: Sequence[float], correct: Sequence[
 
 def plot_reliability(curves: Sequence[ReliabilityCurve], path, title: str = "Reliability diagram") -> str:
     """One reliability diagram with every curve (legend: name and ECE [interval]); returns the file name."""
-    from ..pipeline.plotting import new_figure, save_figure
+    from ..report import new_figure, save_figure
 
     fig, ax = new_figure(5.5, 5.0)
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")

@@ -52,7 +52,7 @@ def _snapshot(spec: str, out: Path, args, side: str):
 
 
 def _compare(args) -> int:
-    from ..pipeline.report import Report
+    from ..report import Report
     from .monitoring import compare_snapshots
 
     cfg = config_from_args(CompareConfig, args)

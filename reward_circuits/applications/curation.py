@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_save_dataset
-from ..sections import Table
+from ..report import Table
 
 CATEGORIES = ("confident_wrong", "unconfident_right")
 COLUMNS = ("id", "example_id", "prompt", "response", "gold", "reward", "confidence", "category")

@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Float
 
 from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff
-from ..sections import Table
+from ..report import Table, new_figure, save_figure
 
 Method = Literal["value", "value_abort", "majority", "random", "oracle"]
 METHODS: tuple[str, ...] = ("value", "value_abort", "majority", "random", "oracle")
@@ -270,8 +270,6 @@ class BestOfNResult:
         }
 
     def plot(self, path) -> str:
-        from ..pipeline.plotting import new_figure, save_figure
-
         fig, (ax1, ax2) = new_figure(11, 4.2, 1, 2)
         for m in dict.fromkeys(p.method for p in self.points):
             pts = self.curve(m)

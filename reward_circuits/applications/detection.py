@@ -23,7 +23,7 @@ from torch import Tensor
 from ..analysis.probes import ValueProbe
 from ..analysis.stats import Interval, bootstrap_ci
 from ..analysis.td import td_errors
-from ..sections import Table
+from ..report import Table, new_figure, save_figure
 
 
 class ValueMonitor:
@@ -121,8 +121,6 @@ class DetectionResult:
                 "sweep": self.sweep}
 
     def plot(self, path) -> str:
-        from ..pipeline.plotting import new_figure, save_figure
-
         fig, ax = new_figure(6.0, 4.2)
         for name, pts in self.sweep.items():
             ax.plot([p["recall"] for p in pts], [p["precision"] for p in pts], "o-", ms=3, label=f"{name} rule (threshold sweep)")

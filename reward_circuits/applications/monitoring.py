@@ -23,7 +23,7 @@ import numpy as np
 from ..analysis.neurons import NeuronSet, expected_random_iou, iou
 from ..analysis.stats import Interval, binary_auc
 from ..io import atomic_write_json, nan_to_none
-from ..sections import Section, Table
+from ..report import Section, Table, new_figure, save_figure
 
 SNAPSHOT_FILE = "value_snapshot.json"
 Verdict = Literal["same", "regression", "improvement", "neurons moved", "inconclusive at this n"]
@@ -177,8 +177,6 @@ class ComparisonResult:
         return Section("compare", "Regression monitoring: two model versions", self.to_summary(), tables, figures, notes)
 
     def plot(self, path) -> str:
-        from ..pipeline.plotting import new_figure, save_figure
-
         fig, (ax1, ax2) = new_figure(10, 3.8, 1, 2)
         layers = list(self.iou_by_layer)
         x = np.arange(len(layers))

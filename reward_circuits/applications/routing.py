@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Float
 
 from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff
-from ..sections import Table
+from ..report import Table, new_figure, save_figure
 
 
 @dataclass
@@ -71,8 +71,6 @@ class RoutingResult:
         }
 
     def plot(self, path) -> str:
-        from ..pipeline.plotting import new_figure, save_figure
-
         fig, (ax1, ax2) = new_figure(11, 4.2, 1, 2)
         for pts, style, label in ((self.adaptive, "o-", "adaptive (scorer routes the least confident)"),
                                   (self.random, "s--", "random routing (same compute)"),

@@ -22,8 +22,7 @@ from ..data.rollouts import Rollout, generate_rollouts, load_rollouts, save_roll
 from ..interventions.confidence import next_token_confidence, verbalized_confidence
 from ..io import nan_to_none
 from ..models import Generation, GenerationConfig, ModelAdapter, load_model
-from ..pipeline.report import Report
-from ..sections import Section, Table
+from ..report import Report, Section, Table
 from ..tasks import get_task
 from .calibration import cross_calibrate, plot_reliability, reliability_curve
 from .config import ApplicationsConfig

@@ -27,7 +27,7 @@ def _sae_td(args) -> int:
     import torch
 
     from ..models import load_model
-    from ..pipeline.report import Report
+    from ..report import Report
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     config = config_from_args(SAETDConfig, args)

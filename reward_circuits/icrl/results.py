@@ -10,8 +10,7 @@ import numpy as np
 
 from ..analysis.stats import Interval, verdict
 from ..io import nan_to_none
-from ..pipeline.plotting import new_figure, save_figure
-from ..sections import Section, Table
+from ..report import Section, Table, new_figure, save_figure
 
 __all__ = ["InterventionResult", "LayerResult", "SAETDResult", "TargetCorrelation", "TaskResult"]
 

@@ -328,9 +328,9 @@ class SweepResult:
                 "shared_prompt": [k for k, c in self.conditions.items() if not c.touched_prompt]}
 
     def section(self, key: str = "sweep", title: str = "Intervention sweep"):
-        """A report :class:`~reward_circuits.pipeline.report.Section`: accuracy per condition."""
+        """A report :class:`~reward_circuits.report.Section`: accuracy per condition."""
         from ..io import nan_to_none
-        from ..sections import Section, Table
+        from ..report import Section, Table
 
         def encoding(c: ConditionResult) -> str:
             if not c.touched_prompt:

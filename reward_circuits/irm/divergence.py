@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..sections import Section, Table
+from ..report import Section, Table, new_figure, save_figure
 
 FULL_PRECISION = (torch.float32, torch.float64)
 LAYER_PATTERN = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
@@ -69,8 +69,6 @@ class LayerDivergence:
         return max(self.distance) / med if med > 0 else float("nan")
 
     def figure(self, path) -> str:
-        from ..pipeline.plotting import new_figure, save_figure
-
         fig, ax = new_figure(6.5, 3.2)
         ax.bar(self.layers, self.distance, color="tab:blue")
         ax.set_xlabel("layer")

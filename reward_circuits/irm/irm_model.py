@@ -18,7 +18,7 @@ from scipy import stats
 from sklearn.linear_model import RidgeCV
 
 from ..analysis.stats import Interval
-from ..sections import Table
+from ..report import Table
 
 
 @dataclass(frozen=True)

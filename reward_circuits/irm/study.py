@@ -19,8 +19,7 @@ import numpy as np
 
 from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff, verdict
 from ..models.base import GenerationConfig
-from ..pipeline.report import Report
-from ..sections import Section, Table
+from ..report import Report, Section, Table, new_figure, save_figure
 from .ablation import (
     AblationResult,
     CorrelationExplainer,
@@ -221,8 +220,6 @@ def _fit_irm(deltas: TokenDeltas, config: IrmConfig) -> IrmFit:
 
 
 def _figures(result: IrmResult, out: Path) -> list[str]:
-    from ..pipeline.plotting import new_figure, save_figure
-
     names = []
     ft = result.rewards.finetune
     has_curve = bool(ft and ft.step_rewards)

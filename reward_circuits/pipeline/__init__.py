@@ -3,12 +3,12 @@
 - :mod:`.config`: :class:`RunConfig` (the CLI is generated from its fields).
 - :mod:`.main_job`: :func:`run`, which chains the stages; each returns a typed result the next takes.
 - :mod:`.value`, :mod:`.interventions`, :mod:`.dopamine`: the stages.
-- :mod:`.plotting`: the one matplotlib convention every figure uses.
-- :mod:`.report`: ``summary.json`` and ``report.html``.
 - :mod:`.architectures`: finished runs of different models side by side in relative depth.
+
+:class:`Report`, :class:`Section` and :class:`Table` are :mod:`reward_circuits.report`'s, re-exported here.
 """
 
-from .report import Report, Section, Table
+from ..report import Report, Section, Table
 from .config import ALL_STAGES, DEFAULT_TASKS, RunConfig
 from .main_job import run
 from .architectures import ArchitectureComparison, compare_architectures

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..io import nan_to_none
-from ..sections import Section, Table
-from .plotting import new_figure, save_figure
+from ..report import Section, Table, new_figure, save_figure
 
 
 @dataclass

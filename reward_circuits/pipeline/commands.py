@@ -39,7 +39,7 @@ def _run(args) -> int:
 
 def _probe(args) -> int:
     from ..data.store import ActivationStore
-    from .report import Report
+    from ..report import Report
     from .value import ValueStageConfig, run_value_stage
 
     store = ActivationStore(args.store)
@@ -52,7 +52,7 @@ def _probe(args) -> int:
 
 def _architectures(args) -> int:
     from .architectures import compare_architectures
-    from .report import Report
+    from ..report import Report
 
     result = compare_architectures(args.runs)
     report = Report(args.out, header={"runs": list(args.runs)})

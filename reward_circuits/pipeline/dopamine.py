@@ -30,7 +30,7 @@ from ..analysis.probes import ValueProbe
 from ..data.protocol import Store
 from ..io import nan_to_none
 from ..models import layer_of
-from ..sections import Section, Table
+from ..report import Section, Table
 
 from .dopamine_causal import run_dopamine_causal_check  # noqa: F401  (re-exported: the stage's causal check)
 from .dopamine_figures import DISTRIBUTION_FIGURE, TRACE_FIGURE, distribution_figure, pick_example, trace_figure

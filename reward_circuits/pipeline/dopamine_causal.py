@@ -13,7 +13,7 @@ from ..analysis.dopamine_controls import matched_draws, paired_control_compariso
 from ..analysis.dopamine_metrics import td_trace_change
 from ..analysis.controls import massive_activations
 from ..analysis.neurons import NeuronSet
-from ..sections import Table
+from ..report import Table
 
 CLAIM_ACCURACY = "ablating the dopamine set lowers accuracy more than {kind} random sets (paired over examples)"
 CLAIM_TRACE = "ablating the dopamine set moves the TD-error traces more than {kind} random sets (paired over rollouts)"

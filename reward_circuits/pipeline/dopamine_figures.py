@@ -13,7 +13,7 @@ from ..analysis.dopamine import DopamineScoreDetails, event_positions
 from ..analysis.dopamine_metrics import DopamineMetrics
 from ..analysis.neurons import NeuronSet
 from ..data.store import ActivationStore
-from .plotting import new_figure, save_figure
+from ..report import new_figure, save_figure
 
 TRACE_FIGURE = "dopamine_traces.png"
 DISTRIBUTION_FIGURE = "dopamine_metric_distribution.png"

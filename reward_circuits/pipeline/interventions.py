@@ -36,8 +36,7 @@ from ..models import GenerationConfig, ModelAdapter
 from ..analysis.controls import control_sets, score_controls
 from ..analysis.neurons import NeuronSet
 from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, verdict
-from .plotting import new_figure, save_figure
-from ..sections import Section, Table
+from ..report import Section, Table, new_figure, save_figure
 
 
 def _nan(x) -> float:

@@ -24,7 +24,7 @@ from ..tasks.base import FEW_SHOT_STOP
 from .config import RunConfig
 from .dopamine import DopamineStageConfig, run_dopamine_causal_check, run_dopamine_stage
 from .interventions import InterventionInputs, InterventionStageResult, InterventionStudyConfig, run_intervention_stage
-from .report import Report, Section, Table
+from ..report import Report, Section, Table
 from .stage_meter import StageTimings
 from .value import ValueStageConfig, ValueStageResult, run_value_stage
 

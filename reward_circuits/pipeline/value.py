@@ -52,9 +52,8 @@ from ..analysis.pruning import (
 from ..data.protocol import Store
 from ..io import atomic_write_json as atomic_write_json_
 from ..models import layer_of
-from .plotting import new_figure, save_figure
+from ..report import Section, Table, new_figure, save_figure
 from .stage_meter import StepTimings
-from ..sections import Section, Table
 
 
 def stage_config(quick: bool = False, seed: int = 0) -> ValueProbeConfig:

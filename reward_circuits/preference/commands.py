@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 def _yfpo(args) -> int:
     from ..configs import config_from_args
-    from ..pipeline.report import Report
+    from ..report import Report
     from .config import YFPOConfig
     from .experiment import run_yfpo
 

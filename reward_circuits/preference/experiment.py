@@ -34,7 +34,7 @@ from ..analysis.stats import (
     verdict,
 )
 from ..io import atomic_write_json
-from ..sections import Section, Table
+from ..report import Section, Table, new_figure, save_figure
 from .config import YFPOConfig
 from .neuron_reward import NeuronReward, response_activations
 from .pairs import pairs_dataset, preference_pairs, tokenize_pairs
@@ -122,8 +122,6 @@ class YFPOResult:
         return np.arange(1, n + 1), np.nanmean(np.array([x[:n] for x in rows], dtype=np.float64), 0)
 
     def plot(self, out_dir: str | os.PathLike) -> list[str]:
-        from ..pipeline.plotting import new_figure, save_figure
-
         out_dir = Path(out_dir)
         fig, axes = new_figure(12.0, 3.6, 1, 3)
         titles = {"neuron/dpo_loss": "DPO loss (TRL's, without the aux term)",

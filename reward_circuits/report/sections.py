@@ -1,8 +1,7 @@
 """What every analysis result renders: a report :class:`Section` with :class:`Table` s.
 
-These value types sit below every subpackage (like :mod:`reward_circuits.io`), so an analysis can
-render its own section without importing the pipeline; :mod:`reward_circuits.pipeline.report`
-writes them to ``summary.json`` and ``report.html``.
+Plain value types: an analysis builds its own section without knowing how it is written;
+:class:`~reward_circuits.report.Report` writes them to ``summary.json`` and ``report.html``.
 """
 
 from __future__ import annotations
