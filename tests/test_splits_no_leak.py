@@ -126,3 +126,93 @@ def test_cross_fitting_by_prompt_scores_chance_where_rollout_folds_leak(tmp_path
     leaky, grouped = auc(None), auc(groups)
     assert leaky > 0.8  # rollout folds: a held-out copy's twin was trained on (0.96 here)
     assert abs(grouped - 0.5) < 0.2  # prompt folds: the planted null shows as chance (0.48 here)
+
+
+# ---------------------------------------------------------------------------------------------
+# the value stage's saved split: ValueStageResult.load and compare
+# ---------------------------------------------------------------------------------------------
+def arithmetic_like_store(path, n_prompts: int = 70, seed: int = 0):
+    """Planted value signal, prompts repeated like ``arithmetic:1`` (1-4 greedy copies each: same
+    states, same reward); returns (store, prompt token ids by rollout id)."""
+    acts, rewards, _ = planted_rollouts(n_rollouts=n_prompts, d=16, k=2, T_range=(3, 6), seed=seed, hooks=HOOKS)
+    copies = np.random.default_rng(seed + 1).integers(1, 5, size=n_prompts)
+    src = [p for p in range(n_prompts) for _ in range(copies[p])]
+    ids = [f"arith-{p}-copy{c}" for p in range(n_prompts) for c in range(copies[p])]
+    store = write_store_from_arrays(path, {h: [acts[h][p].clone() for p in src] for h in HOOKS}, rewards[src].tolist(),
+                                    ids=ids, model="planted", dtype="float32")
+    return store, {rid: [100 + p, 7, 3] for rid, p in zip(ids, src)}
+
+
+@pytest.fixture(scope="module")
+def value_run(tmp_path_factory):
+    """A fake `reward-circuits run` directory: store/arith_1 (repeated prompts) and value/ from the value stage."""
+    from reward_circuits.pipeline.value import ValueStageConfig, run_value_stage
+
+    run_dir = tmp_path_factory.mktemp("value_run") / "run"
+    store, prompts = arithmetic_like_store(run_dir / "store" / "arith_1")
+    result = run_value_stage(store, run_dir / "value", prompt_tokens=prompts,
+                             config=ValueStageConfig(quick=True, n_boot=100, progress=False, robustness_seeds=1))
+    summary = {"model": "planted", "config": {"tasks": ["arith:1"], "seed": 0, "test_fraction": 0.3},
+               "value": json.loads(json.dumps(result.section.summary, default=str))}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir, store, prompts, result
+
+
+def test_value_stage_saves_its_prompt_grouped_split(value_run):
+    run_dir, store, prompts, result = value_run
+    saved = json.loads((run_dir / "value" / SPLIT_FILE).read_text())
+    assert saved["format_version"] == 1 and set(saved["stores"]) == {"primary"}
+    primary = saved["stores"]["primary"]
+    assert primary["n_rollouts"] == len(store) and primary["grouped_by_prompt"]
+    for part, idx in (("fit", result.train_indices), ("validation", result.val_indices), ("test", result.test_indices)):
+        assert primary[part]["indices"] == idx.tolist()
+        assert primary[part]["rollout_ids"] == [store.rollout_ids[i] for i in idx]
+    prompt_of = {rid: tuple(t) for rid, t in prompts.items()}
+    sides = {part: {prompt_of[r] for r in primary[part]["rollout_ids"]} for part in ("fit", "validation", "test")}
+    assert not sides["test"] & (sides["fit"] | sides["validation"]) and not sides["fit"] & sides["validation"]
+    assert len(store) > len({tuple(t) for t in prompts.values()})  # the task does repeat prompts
+
+
+def test_value_stage_result_load_reads_the_split_back_and_checks_the_store(value_run, tmp_path):
+    from reward_circuits.pipeline.value import ValueStageResult
+
+    run_dir, store, _, result = value_run
+    summary = json.loads((run_dir / "summary.json").read_text())["value"]
+    loaded = ValueStageResult.load(run_dir / "value", summary, store=store)
+    for a, b in ((loaded.train_indices, result.train_indices), (loaded.val_indices, result.val_indices),
+                 (loaded.test_indices, result.test_indices)):
+        assert a.dtype == np.int64 and a.tolist() == b.tolist() and a.size
+    assert ValueStageResult.load(run_dir / "value", summary).test_indices.tolist() == result.test_indices.tolist()
+    # another store (same size, other rollouts): refused, naming the fix
+    other, _ = arithmetic_like_store(tmp_path / "other", seed=5)
+    with pytest.raises(ProbeError, match="rebuilt or reordered|not the store"):
+        read_split_file(run_dir / "value" / SPLIT_FILE, other)
+    # an older run without the file: a clear error, never a re-split
+    old = tmp_path / "old_value"
+    shutil.copytree(run_dir / "value", old)
+    (old / SPLIT_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=r"reward-circuits run --stages value --out DIR"):
+        ValueStageResult.load(old, summary, store=store)
+
+
+def test_compare_of_a_run_against_itself_scores_exactly_its_own_test_rollouts(value_run, tmp_path):
+    from reward_circuits.applications.monitoring import CompareConfig, ValueSnapshot, compare_snapshots
+
+    run_dir, store, prompts, result = value_run
+    saved = json.loads((run_dir / "value" / SPLIT_FILE).read_text())["stores"]["primary"]
+    snap = ValueSnapshot.from_dir(run_dir)
+    assert snap.ids == saved["test"]["rollout_ids"]
+    prompt_of = {rid: tuple(t) for rid, t in prompts.items()}
+    trained = {prompt_of[r] for r in saved["fit"]["rollout_ids"] + saved["validation"]["rollout_ids"]}
+    assert not {prompt_of[r] for r in snap.ids} & trained  # no prompt the probe fitted or validated on
+    res = compare_snapshots(snap, snap, CompareConfig(n_boot=200))
+    assert res.verdict == "same" and res.auc_a.n == len(saved["test"]["rollout_ids"])
+    # the run's own AUC on those rollouts, V(s_0) of the saved probe
+    values = result.probe.initial_values(store, result.test_indices, [snap.hook])[0]
+    assert res.auc_a.estimate == pytest.approx(binary_auc(store.rewards[result.test_indices], values))
+    # without the saved split: a clear error naming the fix
+    old = tmp_path / "old_run"
+    shutil.copytree(run_dir, old)
+    (old / "value" / SPLIT_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="no saved value-stage split.*--stages value"):
+        ValueSnapshot.from_dir(old)
