@@ -404,7 +404,7 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
             raise KeyError(f"prompt_tokens lacks {len(absent)} of the store's rollout ids, e.g. {absent[:3]}.")
         toks = [list(prompt_tokens[i]) for i in ids]
         vs = vocab_size if vocab_size is not None else 1 + max((max(t) for t in toks if t), default=0)
-        bot = bag_of_tokens_baseline(toks, rewards, train_all, test, vs, seed=seed)
+        bot = bag_of_tokens_baseline(toks, rewards, train_all, test, vs, seed=seed, groups=groups)  # CV folds by prompt
         surface["bag_of_tokens"] = bot.auc
         surface_reasons["bag_of_tokens_C"] = bot.C
         diff, p_surf = paired_bootstrap_auc_diff(test_labels, test_values[probe_hooks.index(best_hook)], bot.test_scores,
