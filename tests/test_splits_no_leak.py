@@ -231,3 +231,29 @@ def test_bag_of_tokens_cross_validation_folds_by_prompt(tmp_path):
     grouped = bag_of_tokens_baseline(prompts, rewards, train, test, vocab_size=200, seed=0, groups=groups)
     assert max(leaky.cv_auc.values()) > 0.8
     assert max(grouped.cv_auc.values()) < 0.7
+
+
+def test_dopamine_stage_cross_fits_by_prompt_with_folds_counted_in_prompts(tmp_path, monkeypatch):
+    """3 prompts with reward 1 (6 greedy copies each, 18 rollouts): at most 3 folds can each hold a
+    reward-1 prompt, and the stage hands its prompt groups to the cross-fitting."""
+    import reward_circuits.pipeline.dopamine as stage
+    from reward_circuits.pipeline.dopamine import DopamineStageConfig, run_dopamine_stage
+
+    groups = [p for p in range(3) for _ in range(6)] + list(range(3, 33))
+    rewards = [1.0] * 18 + [0.0] * 30
+    base = np.random.default_rng(0).standard_normal((33, 8)).astype(np.float32)
+    store = write_store_from_arrays(tmp_path / "store", {HOOKS[0]: [torch.from_numpy(np.repeat(base[g][None], 4, 0))
+                                                                    for g in groups]}, rewards, dtype="float32")
+    probe = ValueProbe(ValueProbeConfig(epochs=2, hidden=8, weight_decay=0.0)).fit(store, HOOKS[0], verbose=False)
+    seen = {}
+    real = stage.cross_fitted_value_traces
+
+    def spy(store, hook, cfg, n_folds, seed, groups=None):
+        seen.update(n_folds=n_folds, groups=groups)
+        return real(store, hook, cfg, n_folds, seed, groups=groups)
+
+    monkeypatch.setattr(stage, "cross_fitted_value_traces", spy)
+    s = run_dopamine_stage(store, probe, HOOKS[0], tmp_path / "out", value_neurons=None, prompt_groups=groups,
+                           config=DopamineStageConfig(n_permutations=20, n_random_draws=20)).section.summary
+    assert seen["n_folds"] == 3 and list(seen["groups"]) == groups
+    assert s["values"] == "cross-fitted, 3 folds"

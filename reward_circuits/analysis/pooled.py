@@ -21,7 +21,7 @@ credits telling the tasks apart (task identity predicts the base rate); the per-
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
