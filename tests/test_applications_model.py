@@ -168,6 +168,11 @@ def test_compare_reads_a_main_job_run_directory(main_run, tmp_path):
     assert main(["compare", str(main_run), str(main_run), "--n-boot", "200", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())["compare"]
     assert summary["verdict"] == "same" and summary["auc_a"]["n"] == 12  # the run's held-out split (30% of 40)
+    # exactly the value stage's own test rollouts, as saved in value/splits.json (not a re-split)
+    from reward_circuits.applications.monitoring import ValueSnapshot
+
+    saved = json.loads((main_run / "value" / "splits.json").read_text())["stores"]["primary"]
+    assert ValueSnapshot.from_dir(main_run).ids == saved["test"]["rollout_ids"]
 
 
 def test_applications_from_a_run_directory(main_run, tl_adapter, tmp_path):

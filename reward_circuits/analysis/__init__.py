@@ -22,14 +22,14 @@ from .controls import (ControlledAblation, ControlResult, MassiveActivations, ac
                        control_sets, score_controls, magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
                        uniform_random_sets)
 from .dopamine_controls import MatchedNull, PairedControl, matched_correlation_null, matched_draws, paired_control_comparison
-from .pooled import PooledProbeResult, TaskSplit, pooled_value_probe, task_split
+from .pooled import PooledProbeResult, pooled_value_probe
 from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
 from .neurons import NeuronSet, expected_random_iou, iou
 from .cross_fitting import cross_fitted_value_traces
 from .probes import ValueProbe, ValueProbeConfig
 from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
                       value_neurons)
-from .splits import grouped_stratified_split
+from .splits import TaskSplit, grouped_stratified_folds, grouped_stratified_split, task_split
 from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
                     paired_bootstrap_diff, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns, verdict)
 from .targets import TARGET_VARIANTS, TargetComparison, TargetDifference, compare_targets
@@ -42,7 +42,7 @@ __all__ = [
     "control_sets", "score_controls",
     "magnitude_strata", "massive_activations", "matched_random_iou", "matched_random_sets", "uniform_random_sets",
     "TARGET_VARIANTS", "TargetComparison", "TargetDifference", "compare_targets",
-    "grouped_stratified_split",
+    "grouped_stratified_folds", "grouped_stratified_split",
     "Interval", "LogisticFloor", "auc_rows", "bootstrap_auc_ci", "bootstrap_ci", "logistic_floor", "logistic_floors",
     "mcnemar_test", "paired_bootstrap_auc_diff", "paired_bootstrap_diff", "verdict",
     "DopamineMetrics", "NeuronSet", "SurpriseSets", "ValueProbe", "ValueProbeConfig", "architecture_robustness", "architecture_variants", "check_batch_structure", "iou_from_scores", "n_kept",

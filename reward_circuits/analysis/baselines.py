@@ -13,14 +13,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 
 from .probes import ValueProbe, ValueProbeConfig, binary_auc
+from .splits import distinct_groups_per_reward, grouped_stratified_folds
 
 EMBED_HOOK = "hook_embed"
 
@@ -81,8 +81,13 @@ def bag_of_tokens_baseline(
     seed: int = 0,
     Cs: Sequence[float] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0),
     n_folds: int = 5,
+    groups: Sequence[Hashable] | None = None,
 ) -> BagOfTokensResult:
-    """Logistic regression on token counts; ``C`` by stratified k-fold AUC on the train split."""
+    """Logistic regression on token counts; ``C`` by stratified k-fold AUC on the train split.
+
+    ``groups[i]`` (one per rollout, e.g. its prompt): the folds keep a prompt's copies together
+    (:func:`~reward_circuits.analysis.splits.grouped_stratified_folds`), else a repeated prompt in
+    both the fitting and the scoring fold rewards memorising it, and the weakest ``C`` wins."""
     rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
     if len(prompt_token_ids) != rewards.size:
         raise ValueError(f"{len(prompt_token_ids)} prompts but {rewards.size} rewards: give one prompt per rollout.")
@@ -101,13 +106,17 @@ def bag_of_tokens_baseline(
     def make(C: float) -> LogisticRegression:
         return LogisticRegression(C=C, solver="liblinear", max_iter=1000, random_state=seed)
 
-    folds = min(n_folds, int(np.bincount(y_train.astype(int)).min()))
+    keys = None if groups is None else list(groups)
+    if keys is not None and len(keys) != rewards.size:
+        raise ValueError(f"groups has {len(keys)} entries for {rewards.size} rollouts: give one group (e.g. the prompt) per rollout.")
+    train_groups = None if keys is None else [keys[i] for i in train]
+    folds = min(n_folds, *distinct_groups_per_reward(y_train, train_groups or range(train.size)))
     cv_auc: dict[float, float] = {}
     if folds >= 2:
-        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        cv = grouped_stratified_folds(y_train, train_groups, folds, seed)
         for C in Cs:
             scores = []
-            for fit_i, val_i in skf.split(np.zeros(train.size), y_train):
+            for fit_i, val_i in cv:
                 clf = make(C).fit(X[train[fit_i]], y_train[fit_i])
                 scores.append(binary_auc(y_train[val_i], clf.decision_function(X[train[val_i]]), what="bag-of-tokens CV score"))
             cv_auc[float(C)] = float(np.mean(scores))

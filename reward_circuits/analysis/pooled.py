@@ -21,49 +21,20 @@ credits telling the tasks apart (task identity predicts the base rate); the per-
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..data.protocol import Store
-from ..data.store import stratified_split
 from ..data.views import ConcatStore
 from ..report import Table
 from .linear_probe import LogisticFloor, logistic_floors
 from .probes import ValueProbe, ValueProbeConfig
-from .splits import grouped_stratified_split
+from .splits import TaskSplit, task_split  # noqa: F401  (their home: splits; re-exported)
 from .stats import Interval, Verdict, bootstrap_auc_ci, paired_bootstrap_auc_diff, verdict
 
 POOLED = "pooled"
-
-
-@dataclass
-class TaskSplit:
-    """Rollout indices of one task's store: probe training, validation (early stopping), held-out test."""
-
-    fit: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    grouped_by_prompt: bool = False
-
-    def counts(self) -> dict:
-        return {"train": int(self.fit.size), "val": int(self.val.size), "test": int(self.test.size),
-                "grouped_by_prompt": self.grouped_by_prompt}
-
-
-def task_split(store: Store, test_fraction: float, val_fraction: float, seed: int,
-               groups: Sequence[Hashable] | None = None) -> TaskSplit:
-    """The value stage's protocol on one store: ``test_fraction`` held out (stratified by reward; by
-    prompt when ``groups[i]`` names rollout ``i``'s prompt), then ``val_fraction`` of the rest."""
-    rewards = np.asarray(store.rewards)
-    if groups is not None:
-        train_all, test = grouped_stratified_split(np.arange(len(store)), rewards, groups, test_fraction, seed)
-        fit, val = grouped_stratified_split(train_all, rewards, groups, val_fraction, seed + 1)
-    else:
-        train_all, test = store.split(test_fraction, seed=seed)
-        fit, val = stratified_split(train_all, rewards, val_fraction, seed + 1)
-    return TaskSplit(np.asarray(fit), np.asarray(val), np.asarray(test), groups is not None)
 
 
 def shared_hooks(stores: Sequence[Store], hooks: Sequence[str]) -> list[str]:

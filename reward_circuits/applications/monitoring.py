@@ -2,7 +2,8 @@
 
 A :class:`ValueSnapshot` is what one model version's value analysis leaves behind: value-neuron
 sets per layer and held-out ``V(s_0)`` with rewards. It is read from a run directory of
-``reward-circuits run`` (probe + store + split are re-read) or of ``reward-circuits
+``reward-circuits run`` (probe + store + the value stage's saved split ``value/splits.json`` are
+re-read: the test rollouts the stage held out, never a re-split) or of ``reward-circuits
 applications`` (``value/value_snapshot.json``). :func:`compare_snapshots` reports the IoU of the
 value neurons per layer (with the analytic random baseline), the AUC shift with a bootstrap
 interval (paired over shared prompts when the two versions saw the same prompts), and a one-line
@@ -106,6 +107,7 @@ class ValueSnapshot:
     @classmethod
     def _from_main_job(cls, run_dir: Path, sets: dict[str, NeuronSet]) -> ValueSnapshot:
         from ..analysis.probes import ValueProbe
+        from ..analysis.splits import SPLIT_FILE, read_split_file
         from ..data.store import ActivationStore
 
         summary_path = run_dir / "summary.json"
@@ -121,7 +123,9 @@ class ValueSnapshot:
         slug = cfg["tasks"][0].replace(":", "_").replace("/", "_")
         store = ActivationStore(run_dir / "store" / slug)
         probe = ValueProbe.load(run_dir / "value" / "value_probe")
-        _, test = store.split(float(cfg.get("test_fraction", 0.3)), seed=int(cfg.get("seed", 0)))
+        # the value stage's own held-out rollouts (prompt-grouped), never a re-split: one could hold
+        # rollouts, or copies of prompts, the probe trained on
+        test = read_split_file(run_dir / "value" / SPLIT_FILE, store, "primary").test
         values = probe.initial_values(store, test, [hook])[0]
         ids = [store.rollout_ids[i] for i in test]
         return cls(str(run_dir), str(summary.get("model", store.model)), hook, sets, ids, np.asarray(store.rewards)[test], values)

@@ -24,7 +24,7 @@ from ..analysis.controls import activation_magnitudes
 from ..analysis.dopamine_metrics import dopamine_metrics
 from ..analysis.td import td_errors
 from ..analysis.neurons import NeuronSet
-from ..analysis.splits import grouped_stratified_split
+from ..analysis.splits import distinct_groups_per_reward, grouped_stratified_split
 from ..analysis.cross_fitting import cross_fitted_value_traces
 from ..analysis.probes import ValueProbe
 from ..data.protocol import Store
@@ -263,14 +263,17 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
     # --- value traces and TD errors -----------------------------------------------------------
     all_idx = list(range(len(store)))
     if cross_fit_folds and isinstance(probe, ValueProbe):
-        folds = min(cross_fit_folds, int(np.bincount(store.rewards.astype(int), minlength=2).min()))
+        groups = list(prompt_groups) if prompt_groups is not None else list(range(len(store)))
+        per_reward = distinct_groups_per_reward(store.rewards, groups)  # folds hold whole prompts
+        folds = min(cross_fit_folds, min(per_reward))
         if folds < 2:
-            return insufficient("insufficient_surprise", "Cross-fitting the values needs at least 2 rollouts of each reward; "
-                                f"the store has rewards {np.bincount(store.rewards.astype(int), minlength=2).tolist()} "
-                                "(count of 0s, 1s). Collect more rollouts. No metrics computed.")
-        raw = cross_fitted_value_traces(store, value_hook, probe.cfg, folds, seed)
+            return insufficient("insufficient_surprise", "Cross-fitting the values needs at least 2 distinct prompts with "
+                                f"each reward; the store has {per_reward[0]} with reward 0 and {per_reward[1]} with "
+                                "reward 1. Collect more rollouts. No metrics computed.")
+        raw = cross_fitted_value_traces(store, value_hook, probe.cfg, folds, seed, groups=prompt_groups)
         summary["values"] = f"cross-fitted, {folds} folds"
-        notes.append(f"V(s_0..s_T) is cross-fitted ({folds} folds stratified by reward): each rollout's values "
+        notes.append(f"V(s_0..s_T) is cross-fitted ({folds} folds stratified by reward"
+                     + (", each prompt in one fold" if prompt_groups is not None else "") + "): each rollout's values "
                      "come from a probe (same config) that did not train on it, so surprises and TD errors are out-of-sample.")
     else:
         raw = probe.value_traces(store, value_hook, all_idx)

@@ -6,7 +6,9 @@ which the next stages take as arguments, plus its report section (key ``"value"`
 
 1. Stratified split: ``test_fraction`` of the rollouts are held out for every reported AUC; of the
    rest, ``val_fraction`` is a validation split used *only* to pick the best layer (choosing it on
-   the test split would bias the reported AUC upward), the remainder trains the probes.
+   the test split would bias the reported AUC upward), the remainder trains the probes. Repeated
+   prompts stay on one side. The split (of the second store too) is saved as ``splits.json``
+   (:func:`~reward_circuits.analysis.splits.write_split_file`): a resumed run and ``compare`` read it back.
 2. One stacked :class:`~reward_circuits.probes.ValueProbe` on all requested layers (plus
    ``hook_embed`` when the store has it: the surface baseline) in one pass per epoch.
 3. For the best layer: L1 prune curve vs random masks, value neurons (top 1% at 99% pruning),
@@ -33,8 +35,8 @@ import numpy as np
 from ..analysis.baselines import EMBED_HOOK, bag_of_tokens_baseline
 from ..analysis.controls import activation_magnitudes, massive_activations, matched_random_iou
 from ..analysis.linear_probe import logistic_floors
-from ..analysis.pooled import pooled_value_probe, shared_hooks, task_split
-from ..analysis.splits import n_groups
+from ..analysis.pooled import pooled_value_probe, shared_hooks
+from ..analysis.splits import SPLIT_FILE, n_groups, read_split_file, task_split, write_split_file
 from ..analysis.stats import bootstrap_auc_ci, paired_bootstrap_auc_diff, rank_by_score, verdict
 from ..analysis.targets import TARGET_VARIANTS, compare_targets
 from ..analysis.neurons import NeuronSet, expected_random_iou
@@ -150,14 +152,19 @@ class ValueStageResult:
         return sorted(keys, key=lambda k: (k != self.best_key, -self.auc_val[hook_of[k]]))
 
     @classmethod
-    def load(cls, out_dir: str | os.PathLike, summary: Mapping) -> "ValueStageResult":
-        """Rebuild the result of a finished stage from its files (to resume a stopped run only)."""
+    def load(cls, out_dir: str | os.PathLike, summary: Mapping, *, store: Store | None = None) -> "ValueStageResult":
+        """Rebuild the result of a finished stage from its files (to resume a stopped run only).
+
+        ``train_indices`` / ``val_indices`` / ``test_indices`` are the stage's own split, read from
+        ``splits.json`` (:func:`~reward_circuits.analysis.splits.read_split_file`); with ``store`` (the
+        primary store) its rollout ids must match the saved ones. A directory without the file (older
+        runs) raises ``FileNotFoundError`` naming the fix: re-run the value stage."""
         out = Path(out_dir)
+        split = read_split_file(out / SPLIT_FILE, store, "primary")
         by_layer = json.loads((out / "value_neurons_by_layer.json").read_text())
         value_sets = {k: NeuronSet.from_dict(v) for k, v in by_layer.items()}
         best = NeuronSet.load(out / "value_neurons.json")
         hook_of = {k: s.hook_name for k, s in value_sets.items()}
-        empty = np.zeros(0, dtype=np.int64)
         return cls(
             probe=ValueProbe.load(out / "value_probe"), best_hook=best.hook_name, best_key=str(summary["best_layer"]),
             auc_test={hook_of[k]: v for k, v in summary["auc_by_layer"].items() if k in hook_of},
@@ -166,7 +173,7 @@ class ValueStageResult:
             final_reward_neurons=NeuronSet.load(out / "value_neurons_final_reward.json"),
             magnitudes={h: np.asarray(v) for h, v in json.loads((out / "activation_magnitudes.json").read_text()).items()}
             if (out / "activation_magnitudes.json").exists() else {},
-            train_indices=empty, val_indices=empty, test_indices=empty,
+            train_indices=split.fit, val_indices=split.val, test_indices=split.test,
             section=Section(key="value", title="Value probes and value neurons", summary=dict(summary)),
         )
 
@@ -270,6 +277,9 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
     # the second store (another task) is split the same way: its generator may repeat prompts too
     groups2 = prompt_groups(second_store) if second_store is not None else None
     split2 = task_split(second_store, test_fraction, val_fraction, seed, groups2) if second_store is not None else None
+    # saved: every later reader (a resumed run, `compare`) scores these test rollouts, never a re-split
+    write_split_file(out / SPLIT_FILE, {"primary": (store, split), **({"second": (second_store, split2)} if split2 else {})},
+                     seed=seed, test_fraction=test_fraction, val_fraction=val_fraction)
     ratios = [r for r in prune_ratios_default if r <= 0.99] if quick else list(prune_ratios_default)
 
     # ---- all layers at once --------------------------------------------------------------------
@@ -393,7 +403,7 @@ def _value_stage_steps(store, out, *, hooks, second_store, prompt_tokens, vocab_
             raise KeyError(f"prompt_tokens lacks {len(absent)} of the store's rollout ids, e.g. {absent[:3]}.")
         toks = [list(prompt_tokens[i]) for i in ids]
         vs = vocab_size if vocab_size is not None else 1 + max((max(t) for t in toks if t), default=0)
-        bot = bag_of_tokens_baseline(toks, rewards, train_all, test, vs, seed=seed)
+        bot = bag_of_tokens_baseline(toks, rewards, train_all, test, vs, seed=seed, groups=groups)  # CV folds by prompt
         surface["bag_of_tokens"] = bot.auc
         surface_reasons["bag_of_tokens_C"] = bot.C
         diff, p_surf = paired_bootstrap_auc_diff(test_labels, test_values[probe_hooks.index(best_hook)], bot.test_scores,
