@@ -207,3 +207,63 @@ def test_a_store_writer_killed_inside_safetensors_leaves_nothing_on_the_next_ope
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"half a shard")
     assert remove_atomic_leftovers(tmp_path / "run") == [leftover]
+
+
+def _job(out, **kw):
+    from reward_circuits.pipeline import RunConfig
+
+    return RunConfig(tasks=("a", "b"), limit=24, out=str(out), max_new_tokens=8, batch_size=16, eval_examples=4,
+                     ablation_layers=1, random_draws=1, quick=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def one_shot(tmp_path_factory, tl_adapter):
+    from test_refactor_equivalence import parity_task
+
+    from reward_circuits.pipeline import main_job
+
+    out = tmp_path_factory.mktemp("one_shot") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(main_job, "get_task", parity_task)
+        summary = main_job.run(_job(out), adapter=tl_adapter)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_stages_run_one_by_one_into_one_directory_equal_a_one_shot_run(tmp_path, tl_adapter, one_shot, monkeypatch):
+    """Was: ``--stages dopamine`` on a directory with a finished value stage printed ``[done]``, exited 0,
+    wrote no dopamine output and dropped the value section from summary.json (the rollouts section
+    rewrote summary.json before the resume check read it; the later stages skipped without a word)."""
+    import json
+
+    from test_refactor_equivalence import _diff, _untimed, parity_task
+
+    from reward_circuits.pipeline import main_job
+
+    monkeypatch.setattr(main_job, "get_task", parity_task)
+    out = tmp_path / "run"
+    for stage in ("rollouts", "store", "value", "interventions", "dopamine"):
+        main_job.run(_job(out, stages=(stage,)), adapter=tl_adapter)
+        on_disk = json.loads((out / "summary.json").read_text())
+        assert "rollouts" in on_disk and (stage in ("rollouts", "store") or "value" in on_disk), stage
+    ref_out, reference = one_shot
+    summary = json.loads((out / "summary.json").read_text())
+    problems = _diff(_untimed(json.loads(json.dumps(reference))), _untimed(summary))
+    assert not problems, f"{len(problems)} differences from the one-shot run, first: " + "; ".join(problems[:10])
+    assert list(summary) == list(json.loads((ref_out / "summary.json").read_text()))  # same sections, same order
+    html, ref_html = (out / "report.html").read_text(), (ref_out / "report.html").read_text()
+    assert html.count("<table>") == ref_html.count("<table>") and html.count("<img") == ref_html.count("<img")
+    # a single stage re-run afterwards keeps every other section whole
+    main_job.run(_job(out, stages=("dopamine",)), adapter=tl_adapter)
+    again = json.loads((out / "summary.json").read_text())
+    assert not _diff(_untimed(summary), _untimed(again))
+    assert (out / "report.html").read_text().count("<table>") == ref_html.count("<table>")
+
+
+def test_a_stage_without_its_input_says_why_and_fails(tmp_path, capsys):
+    """The interventions and dopamine stages need the value stage: without it on disk the command
+    fails before loading the model, naming the fix (it used to exit 0 having done nothing)."""
+    code = main(["run", "--stages", "dopamine", "--out", str(tmp_path / "empty"), "--model", "no-such-model"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "dopamine stage needs the value stage" in err and "--stages value,dopamine" in err
