@@ -267,3 +267,53 @@ def test_a_stage_without_its_input_says_why_and_fails(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "dopamine stage needs the value stage" in err and "--stages value,dopamine" in err
+
+
+GPT2_HOOKS = ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_mid", "blocks.1.mlp.hook_post",
+              "blocks.1.hook_attn_out", "blocks.1.hook_resid_post"]
+
+
+@pytest.fixture(scope="module")
+def gpt2_adapters():
+    from reward_circuits.models import from_hf
+    from reward_circuits.models.tiny import tiny_gpt2_model
+
+    hf, tok = tiny_gpt2_model()
+    return hf, tok, {b: from_hf(hf, tok, b, name="tiny-gpt2") for b in ("transformer_lens", "nnsight")}
+
+
+@pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_absolute_position_models_give_every_row_its_own_result_under_padding(gpt2_adapters, backend, side):
+    """Was: nnsight 0.8.1 gave wrong results on left-padded batches of absolute-position models (the
+    pads took positions 0..k-1); the adapter now passes position ids from the attention mask."""
+    import torch
+
+    hf, tok, adapters = gpt2_adapters
+    adapter = adapters[backend]
+    seqs = [tok(t, add_special_tokens=False)["input_ids"] for t in ("hello there, world", "hi", "abc def")]
+    batch = adapter.pad(seqs, side)
+    acts, logits = adapter.capture(batch, GPT2_HOOKS), adapter.forward(batch)
+    for i, s in enumerate(seqs):
+        real = batch.attention_mask[i].bool()
+        with torch.no_grad():
+            ref = hf(torch.tensor([s]), output_hidden_states=True)
+        torch.testing.assert_close(logits[i][real], ref.logits[0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(acts["blocks.1.hook_resid_post"][i][real][:, :5],
+                                   adapters["transformer_lens"].capture(adapter.pad([s], "left"), GPT2_HOOKS)
+                                   ["blocks.1.hook_resid_post"][0][:, :5], atol=1e-4, rtol=1e-4)
+        alone = adapter.capture(adapter.pad([s], side), GPT2_HOOKS)
+        for name in GPT2_HOOKS:
+            torch.testing.assert_close(acts[name][i][real], alone[name][0], atol=1e-4, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])
+def test_absolute_position_models_generate_each_row_as_if_alone(gpt2_adapters, backend):
+    from reward_circuits.models import GenerationConfig
+
+    hf, tok, adapters = gpt2_adapters
+    adapter = adapters[backend]
+    prompts = ["hello there, world", "hi", "abc def"]
+    cfg = GenerationConfig(max_new_tokens=6, batch_size=3, progress=False)
+    batched = [g.response_ids for g in adapter.generate(prompts, cfg)]
+    assert batched == [adapter.generate([p], cfg)[0].response_ids for p in prompts]

@@ -51,14 +51,32 @@ def resid_hooks(n_layers: int, site: str = "hook_resid_post") -> list[str]:
 
 
 
-def hf_site(hook_name: str, module_prefix: str = "model") -> tuple[str, str]:
+# the HF module layouts the nnsight adapter maps hook names onto: token embedding, the list of
+# blocks, and per site the module (suffix of the block's path) and side, where it differs from Llama's
+HF_LAYOUTS: dict[str, dict] = {
+    "llama": {"embed": "model.embed_tokens", "blocks": "model.layers", "sites": {}},
+    # GPT-2 (absolute position embeddings, LayerNorm, Conv1D MLP)
+    "gpt2": {"embed": "transformer.wte", "blocks": "transformer.h",
+             "sites": {"hook_attn_out": (".attn", "output0"), "hook_resid_mid": (".ln_2", "input"),
+                       "mlp.hook_post": (".mlp.c_proj", "input")}},
+}
+
+
+def hf_layout(model_type: str) -> str:
+    """The :data:`HF_LAYOUTS` key of an HF ``config.model_type`` (Llama's for every Llama-like family)."""
+    return "gpt2" if model_type == "gpt2" else "llama"
+
+
+def hf_site(hook_name: str, layout: str = "llama") -> tuple[str, str]:
     """(HF module path, 'input' | 'output' | 'output0') of a TransformerLens hook name."""
+    lay = HF_LAYOUTS[layout]
     if hook_name == "hook_embed":
-        return f"{module_prefix}.embed_tokens", "output"
+        return lay["embed"], "output"
     m = _LAYER_HOOK.match(hook_name)
     if m and m.group(2) in BLOCK_SITES:
         _, suffix, side = BLOCK_SITES[m.group(2)]
-        return f"{module_prefix}.layers.{m.group(1)}{suffix}", side
+        suffix, side = lay["sites"].get(m.group(2), (suffix, side))
+        return f"{lay['blocks']}.{m.group(1)}{suffix}", side
     raise HookNameError(f"no HF module mapping for hook {hook_name!r}.")
 
 

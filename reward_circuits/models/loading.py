@@ -214,6 +214,8 @@ def hooked_transformer_from_hf(hf_model, tokenizer, device: str = "cpu"):
                                                                device=device, dtype=torch.float32)
         model.tokenizer.padding_side = "left"
         return model
+    if arch == "GPT2LMHeadModel":
+        return _gpt2_hooked_transformer(hf_model, tokenizer, device)
     if arch != "LlamaForCausalLM":
         name = getattr(c, "_name_or_path", None)
         if not name:
@@ -261,6 +263,27 @@ def hooked_transformer_from_hf(hf_model, tokenizer, device: str = "cpu"):
     model.eval()
     model.tokenizer.padding_side = "left"
     use_linear_layout(model)
+    return model
+
+
+def _gpt2_hooked_transformer(hf_model, tokenizer, device: str):
+    """GPT-2 (any size, random or trained) converted from its own HF config: absolute position
+    embeddings, LayerNorm, ``gelu_new`` MLP; no hub call for the official config."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+
+    c = hf_model.config
+    cfg = HookedTransformerConfig(
+        d_model=c.n_embd, d_head=c.n_embd // c.n_head, n_heads=c.n_head, d_mlp=c.n_inner or 4 * c.n_embd,
+        n_layers=c.n_layer, n_ctx=c.n_positions, eps=c.layer_norm_epsilon, d_vocab=c.vocab_size,
+        act_fn=c.activation_function, normalization_type="LN", positional_embedding_type="standard",
+        original_architecture="GPT2LMHeadModel", tokenizer_prepends_bos=False, default_prepend_bos=False,
+        device=device, dtype=torch.float32, model_name=getattr(c, "_name_or_path", "") or "gpt2")
+    model = HookedTransformer(cfg)
+    model.tokenizer = tokenizer
+    model.load_state_dict(convert_gpt2_weights(hf_model, cfg), strict=False)
+    model.to(device).eval()
+    model.tokenizer.padding_side = "left"
     return model
 
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 
 from .base import Backend, FwdHooks, ModelAdapter, TokenBatch
-from .hook_names import BLOCK_SITES, execution_order, hf_site
+from .hook_names import BLOCK_SITES, execution_order, hf_layout, hf_site
 
 # ---- nnsight ------------------------------------------------------------------------------------
 
@@ -33,9 +33,10 @@ class NNsightAdapter(ModelAdapter):
         c = hf.config
         self.name = name or getattr(c, "_name_or_path", "") or type(hf).__name__
         self.tokenizer = lm.tokenizer
+        self.layout = hf_layout(getattr(c, "model_type", ""))
         self.n_layers = c.num_hidden_layers
         self.d_model = c.hidden_size
-        self.d_mlp = getattr(c, "intermediate_size", 4 * c.hidden_size)
+        self.d_mlp = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * c.hidden_size
         self.d_vocab = hf.get_input_embeddings().num_embeddings
         self.device = next(hf.parameters()).device
         self.remote = remote
@@ -96,7 +97,7 @@ class NNsightAdapter(ModelAdapter):
             events.append((execution_order(name), len(fwd_hooks) + j, name, None))
         events.sort(key=lambda e: (e[0], e[1]))
         for _, _, name, fn in events:
-            path, side = hf_site(name)
+            path, side = hf_site(name, self.layout)
             env = self._envoy(path)
             if fn is None:
                 saved[name] = self._read(env, side).save()
@@ -106,8 +107,15 @@ class NNsightAdapter(ModelAdapter):
                 if new is not None:
                     self._write(env, side, new)
 
-    def _inputs(self, batch: TokenBatch) -> dict:
-        return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    def _inputs(self, batch: TokenBatch, positions: bool = True) -> dict:
+        """A trace's inputs. Position ids come from the attention mask (a left-padded row's first real
+        token is position 0): HF models with absolute position embeddings (GPT-2, OPT, ...) otherwise
+        count the pads (nnsight 0.8.1 mishandles left padding there, upstream issue 672); rotary models
+        are unchanged by the offset. HF ``generate`` computes its own (``positions=False``)."""
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if positions:
+            inputs["position_ids"] = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return inputs
 
     def capture(self, batch, hook_names, fwd_hooks=()):
         names = self.validate_hooks(hook_names)
@@ -161,7 +169,7 @@ class NNsightAdapter(ModelAdapter):
         collector = _TokenCollector()
         torch.manual_seed(seed)
         with torch.no_grad():
-            with self.lm.generate(self._inputs(batch), remote=self.remote, streamer=collector, **kwargs) as tracer:
+            with self.lm.generate(self._inputs(batch, positions=False), remote=self.remote, streamer=collector, **kwargs) as tracer:
                 if fwd_hooks:
                     for _step in tracer.iter[0 : config.max_new_tokens]:
                         self._apply_hooks(fwd_hooks)

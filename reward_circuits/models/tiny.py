@@ -61,6 +61,24 @@ def tiny_hf_model(n_layers: int = 2, d_model: int = 32, d_mlp: int = 64, n_heads
     return model, tok
 
 
+def tiny_gpt2_model(n_layers: int = 2, d_model: int = 32, n_heads: int = 4, seed: int = 0):
+    """(GPT2LMHeadModel with random weights, tokenizer): absolute position embeddings, so left
+    padding changes results unless position ids are taken from the attention mask."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = tiny_tokenizer()
+    cfg = GPT2Config(vocab_size=len(tok), n_embd=d_model, n_layer=n_layers, n_head=n_heads, n_positions=256,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                     tie_word_embeddings=False)
+    cfg.architectures = ["GPT2LMHeadModel"]
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        model.transformer.wpe.weight.normal_(0, 0.5)  # position embeddings that matter
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
 def tiny_adapter(backend: str = "transformer_lens", seed: int = 0, **kw):
     """A :class:`~reward_circuits.model.ModelAdapter` over a tiny random Llama."""
     from .construction import from_hf
