@@ -317,3 +317,19 @@ def test_absolute_position_models_generate_each_row_as_if_alone(gpt2_adapters, b
     cfg = GenerationConfig(max_new_tokens=6, batch_size=3, progress=False)
     batched = [g.response_ids for g in adapter.generate(prompts, cfg)]
     assert batched == [adapter.generate([p], cfg)[0].response_ids for p in prompts]
+
+
+@pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])
+def test_an_episode_longer_than_the_context_is_a_clear_error(tiny_adapters, backend):
+    """Was: an IndexError from inside TransformerLens, a silent overrun on nnsight."""
+    from reward_circuits.icrl.agent import ContextSession
+
+    adapter = tiny_adapters[backend]
+    limit = adapter.context_length
+    assert limit == 512
+    with ContextSession(adapter, n_rows=2) as session:
+        session.feed([[7] * 300, [8] * 10])
+        with pytest.raises(ValueError, match=r"row 0 is 600 tokens long; .* at most 512 tokens"):
+            session.feed([[7] * 300, [8] * 10])
+    with pytest.raises(ValueError, match="at most 512 tokens"):
+        adapter.forward(adapter.pad([[7] * 513], "left"))

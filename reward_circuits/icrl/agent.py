@@ -195,6 +195,10 @@ class ContextSession:
         if len(chunks) != self.n_rows:
             raise ValueError(f"feed() needs one chunk per row ({self.n_rows}), got {len(chunks)}.")
         chunks = [[int(t) for t in c] for c in chunks]
+        if not self.dry:
+            longest = max(range(self.n_rows), key=lambda i: len(self.ids[i]) + len(chunks[i]))
+            self.adapter.check_context(len(self.ids[longest]) + len(chunks[longest]),
+                                       f"the in-context RL episode history of row {longest}")
         for i, c in enumerate(chunks):
             self.ids[i].extend(c)
         rows = [i for i, c in enumerate(chunks) if c]

@@ -88,6 +88,18 @@ class ModelAdapter(HookedAPI, ABC):
         """Width of one position's cached keys (= values) per layer: KV heads × head dim."""
         return self.d_model
 
+    @property
+    def context_length(self) -> int | None:
+        """The longest sequence (in tokens) the model takes; ``None`` when the model does not say."""
+        return None
+
+    def check_context(self, n_tokens: int, what: str = "the input") -> None:
+        """Raise a clear error when ``n_tokens`` is longer than :attr:`context_length`."""
+        limit = self.context_length
+        if limit is not None and n_tokens > limit:
+            raise ValueError(f"{what} is {n_tokens} tokens long; {self.name} takes at most {limit} tokens. "
+                             "Shorten it (e.g. fewer episodes per experiment, shorter prompts or fewer new tokens).")
+
     def hook_width(self, hook_name: str) -> int:
         if hook_name.endswith("mlp.hook_post") or hook_name.endswith("mlp.hook_pre"):
             return self.d_mlp
@@ -139,6 +151,7 @@ class ModelAdapter(HookedAPI, ABC):
         if not sequences or any(len(s) == 0 for s in sequences):
             raise ValueError("cannot pad an empty batch or an empty sequence.")
         width = max(len(s) for s in sequences)
+        self.check_context(width, "the longest sequence of this batch")
         pad_id = self.tokenizer.pad_token_id
         ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(sequences), width), dtype=torch.long)

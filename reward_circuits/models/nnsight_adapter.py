@@ -47,6 +47,12 @@ class NNsightAdapter(ModelAdapter):
         self._names = ["hook_embed"] + [f"blocks.{l}.{s}" for l in range(self.n_layers) for s in BLOCK_SITES]
 
     @property
+    def context_length(self) -> int | None:
+        c = self.hf.config
+        n = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
+        return int(n) if n else None
+
+    @property
     def kv_width(self) -> int:
         c = self.hf.config
         heads = getattr(c, "num_attention_heads", 1)

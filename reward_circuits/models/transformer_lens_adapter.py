@@ -33,6 +33,10 @@ class TransformerLensAdapter(ModelAdapter):
         self.device = torch.device(model.cfg.device or "cpu")
 
     @property
+    def context_length(self) -> int | None:
+        return int(self.model.cfg.n_ctx)
+
+    @property
     def kv_width(self) -> int:
         cfg = self.model.cfg
         return int((getattr(cfg, "n_key_value_heads", None) or cfg.n_heads) * cfg.d_head)
