@@ -19,6 +19,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from ..io import atomic_write_json
+from ..reprs import short_list, short_text
 
 
 @dataclass
@@ -56,6 +57,21 @@ class NeuronSet:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def __repr__(self) -> str:
+        return (f"NeuronSet(hook={self.hook_name!r}, n={len(self)} of {self.d}, dims={short_list(self.indices, 4)}, "
+                f"kind={self.kind!r}, source={short_text(self._source(), 80)})")
+
+    def _source(self) -> str:
+        """Where the set came from in a few words, from :attr:`provenance` (its scalar entries):
+        ``"prune 0.99, model=…, seed=0"``."""
+        prov = self.provenance or {}
+        parts = [f"prune {prov['prune_ratio']:g}"] if isinstance(prov.get("prune_ratio"), (int, float)) else []
+        parts += [str(prov["mode"])] if isinstance(prov.get("mode"), str) else []
+        for key, v in prov.items():
+            if key not in ("prune_ratio", "mode", "store", "score") and isinstance(v, (str, int, float, bool)):
+                parts.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")
+        return ", ".join(parts) or "—"
 
     def mask(self) -> Bool[Tensor, " d"]:
         m = torch.zeros(self.d, dtype=torch.bool)

@@ -42,6 +42,7 @@ from torch import Tensor
 from .splits import rollout_order, stratified_split  # noqa: F401  (re-exported)
 from ..errors import FormatVersionError, check_format_version
 from ..io import atomic_path, atomic_write_json
+from ..reprs import short_list, short_path
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -375,6 +376,11 @@ class ActivationStore:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def __repr__(self) -> str:
+        return (f"ActivationStore({short_path(self.path)}, model={self.model!r}, {len(self)} rollouts, "
+                f"{self.n_states} states, hooks={short_list(self.hook_names, 2)}, dtype={self.manifest.get('dtype')}"
+                f"{'' if self.complete else ', incomplete'})")
 
     @property
     def rollout_ids(self) -> list[str]:
