@@ -15,7 +15,7 @@
 - :mod:`.pooled`: one value probe pooled over tasks, held-out AUC per task.
 """
 
-from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_auc
+from .baselines import bag_of_tokens_baseline
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
 from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
@@ -46,8 +46,8 @@ __all__ = [
     "Interval", "LogisticFloor", "auc_rows", "bootstrap_auc_ci", "bootstrap_ci", "logistic_floor", "logistic_floors",
     "mcnemar_test", "paired_bootstrap_auc_diff", "paired_bootstrap_diff", "verdict",
     "DopamineMetrics", "NeuronSet", "SurpriseSets", "ValueProbe", "ValueProbeConfig", "architecture_robustness", "architecture_variants", "check_batch_structure", "iou_from_scores", "n_kept",
-    "bag_of_tokens_auc", "bag_of_tokens_baseline", "binary_auc", "cross_fitted_value_traces", "dopamine_metrics",
-    "dopamine_neurons", "dopamine_score_details", "dopamine_scores", "embed_probe_auc", "event_positions", "expected_random_iou",
+    "bag_of_tokens_baseline", "binary_auc", "cross_fitted_value_traces", "dopamine_metrics",
+    "dopamine_neurons", "dopamine_score_details", "dopamine_scores", "event_positions", "expected_random_iou",
     "iou", "iou_by_ratio", "iou_curve", "monte_carlo_targets", "partial_pearson_columns", "pearson_columns",
     "permutation_test_mean_abs_corr", "prune_curve", "q_learning_td_errors", "rank_by_score", "rotation_check", "spearman_columns",
     "surprise_sets", "td_error_traces", "td_errors", "td_targets", "td_trace_change", "top_dims", "value_neurons",
