@@ -40,3 +40,10 @@ def short_dict(d: dict, k: int = 4, fmt: str = ".3g") -> str:
     items = list(d.items())
     head = ", ".join(f"{key!r}: {value(v)}" for key, v in items[:k])
     return "{" + head + (f", … +{len(items) - k}" if len(items) > k else "") + "}"
+
+
+def store_repr(store) -> str:
+    """``ActivationStore('…/runs/x/store', model=…, 400 rollouts, 9000 states, hooks=[…], dtype=float16)``."""
+    done = "" if store.complete else ", incomplete"
+    return (f"{type(store).__name__}({short_path(store.path)}, model={store.model!r}, {len(store)} rollouts, "
+            f"{store.n_states} states, hooks={short_list(store.hook_names, 2)}, dtype={store.manifest.get('dtype')}{done})")

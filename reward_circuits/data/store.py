@@ -42,7 +42,7 @@ from torch import Tensor
 from .splits import rollout_order, stratified_split  # noqa: F401  (re-exported)
 from ..errors import FormatVersionError, check_format_version
 from ..io import atomic_path, atomic_write_json
-from ..reprs import short_list, short_path
+from ..reprs import store_repr
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -333,6 +333,7 @@ class ActivationStore:
     >>> store.initial_states("blocks.5.hook_resid_post").shape   # [n_rollouts, d_model]
     >>> for batch in store.iter_batches(["blocks.5.hook_resid_post"], batch_states=8192): ...
     """
+    __repr__ = store_repr  # ActivationStore('…/store', model=…, 400 rollouts, …, hooks=[…], dtype=float16)
 
     def __init__(self, path: str | os.PathLike, *, allow_incomplete: bool = False):
         self.path = Path(path)
@@ -376,11 +377,6 @@ class ActivationStore:
 
     def __len__(self) -> int:
         return len(self.records)
-
-    def __repr__(self) -> str:
-        return (f"ActivationStore({short_path(self.path)}, model={self.model!r}, {len(self)} rollouts, "
-                f"{self.n_states} states, hooks={short_list(self.hook_names, 2)}, dtype={self.manifest.get('dtype')}"
-                f"{'' if self.complete else ', incomplete'})")
 
     @property
     def rollout_ids(self) -> list[str]:
