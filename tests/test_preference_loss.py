@@ -1,4 +1,4 @@
-"""YFPO loss: DPO's loss by hand and against TRL's own, the auxiliary term's sign, the trainer hook."""
+"""YFPO loss: the auxiliary term's sign, the neuron reward, the trainer against TRL's own DPO loss, the trainer hook."""
 
 from __future__ import annotations
 
@@ -12,21 +12,10 @@ from reward_circuits.preference.neuron_reward import (
     NeuronReward,
     auxiliary_loss,
     capture_mlp_neurons,
-    dpo_sigmoid_loss,
     yfpo_loss,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def test_dpo_loss_matches_hand_computed_example():
-    # policy − reference log-ratios: chosen +1.0 − (−2.0) ... written out:
-    # pair 0: (−3 − −4) − (−6 − −5) = 1 − (−1) = 2  → −log σ(0.5 · 2) = −log σ(1) = log(1 + e^−1)
-    # pair 1: (−2 − −2) − (−2 − −2) = 0             → log 2
-    loss = dpo_sigmoid_loss(torch.tensor([-3.0, -2.0]), torch.tensor([-6.0, -2.0]),
-                            torch.tensor([-4.0, -2.0]), torch.tensor([-5.0, -2.0]), beta=0.5)
-    assert loss[0].item() == pytest.approx(math.log1p(math.exp(-1.0)), abs=1e-6)
-    assert loss[1].item() == pytest.approx(math.log(2.0), abs=1e-6)
 
 
 def test_auxiliary_term_rewards_a_positive_margin():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from reward_circuits.analysis.baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_hook
+from reward_circuits.analysis.baselines import bag_of_tokens_baseline, embed_hook
 from reward_circuits.analysis.neurons import NeuronSet, expected_random_iou, iou
 from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
 from reward_circuits.data import RotatedStore, random_orthogonal
@@ -155,11 +155,11 @@ def test_bag_of_tokens_finds_planted_token():
     assert res.auc > 0.7 and res.C in res.cv_auc
     # same prompts, rewards shuffled: no association to find
     shuffled = rng.permutation(rewards)
-    assert abs(bag_of_tokens_auc(prompts, shuffled, train, test, vocab_size=60, seed=0) - 0.5) < 0.12
+    assert abs(bag_of_tokens_baseline(prompts, shuffled, train, test, vocab_size=60, seed=0).auc - 0.5) < 0.12
     with pytest.raises(ValueError, match="outside"):
-        bag_of_tokens_auc([[1, 2, 99]] * 10, [0, 1] * 5, range(6), range(6, 10), vocab_size=60)
+        bag_of_tokens_baseline([[1, 2, 99]] * 10, [0, 1] * 5, range(6), range(6, 10), vocab_size=60)
     with pytest.raises(ValueError, match="overlap"):
-        bag_of_tokens_auc(prompts, rewards, train, train[:10], vocab_size=60)
+        bag_of_tokens_baseline(prompts, rewards, train, train[:10], vocab_size=60)
 
 
 def test_embed_hook_helper(planted, tmp_path):

@@ -15,7 +15,7 @@
 - :mod:`.pooled`: one value probe pooled over tasks, held-out AUC per task.
 """
 
-from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_auc
+from .baselines import bag_of_tokens_baseline
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
 from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
@@ -35,20 +35,28 @@ from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_
 from .targets import TARGET_VARIANTS, TargetComparison, TargetDifference, compare_targets
 from .td import check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
 
+# What a user calls. The helpers these are built from (TD batch checks, column correlations, rank
+# and top-k utilities, magnitude strata and draws, nested result types, ...) stay importable from
+# here (``from reward_circuits.analysis import pearson_columns`` works) but are not listed: their
+# modules document them.
 __all__ = [
-    "MatchedNull", "PairedControl", "matched_correlation_null", "matched_draws", "paired_control_comparison",
-    "PooledProbeResult", "TaskSplit", "pooled_value_probe", "task_split",
-    "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",
-    "control_sets", "score_controls",
-    "magnitude_strata", "massive_activations", "matched_random_iou", "matched_random_sets", "uniform_random_sets",
-    "TARGET_VARIANTS", "TargetComparison", "TargetDifference", "compare_targets",
-    "grouped_stratified_folds", "grouped_stratified_split",
-    "Interval", "LogisticFloor", "auc_rows", "bootstrap_auc_ci", "bootstrap_ci", "logistic_floor", "logistic_floors",
-    "mcnemar_test", "paired_bootstrap_auc_diff", "paired_bootstrap_diff", "verdict",
-    "DopamineMetrics", "NeuronSet", "SurpriseSets", "ValueProbe", "ValueProbeConfig", "architecture_robustness", "architecture_variants", "check_batch_structure", "iou_from_scores", "n_kept",
-    "bag_of_tokens_auc", "bag_of_tokens_baseline", "binary_auc", "cross_fitted_value_traces", "dopamine_metrics",
-    "dopamine_neurons", "dopamine_score_details", "dopamine_scores", "embed_probe_auc", "event_positions", "expected_random_iou",
-    "iou", "iou_by_ratio", "iou_curve", "monte_carlo_targets", "partial_pearson_columns", "pearson_columns",
-    "permutation_test_mean_abs_corr", "prune_curve", "q_learning_td_errors", "rank_by_score", "rotation_check", "spearman_columns",
-    "surprise_sets", "td_error_traces", "td_errors", "td_targets", "td_trace_change", "top_dims", "value_neurons",
+    # value probes, value neurons and their robustness
+    "ValueProbe", "ValueProbeConfig", "NeuronSet", "value_neurons", "prune_curve", "iou", "expected_random_iou",
+    "iou_by_ratio", "iou_curve", "architecture_robustness", "rotation_check",
+    # TD targets and errors
+    "td_targets", "td_errors", "td_error_traces", "monte_carlo_targets", "q_learning_td_errors", "compare_targets",
+    "TargetComparison", "TARGET_VARIANTS", "cross_fitted_value_traces",
+    # baselines, splits, pooled probes
+    "bag_of_tokens_baseline", "logistic_floor", "logistic_floors", "LogisticFloor", "grouped_stratified_split", "grouped_stratified_folds",
+    "pooled_value_probe", "PooledProbeResult", "task_split", "TaskSplit",
+    # controls
+    "massive_activations", "MassiveActivations", "activation_magnitudes", "matched_random_sets", "matched_random_iou",
+    "compare_to_controls", "control_sets", "score_controls", "ControlledAblation",
+    # dopamine (TD-error) neurons
+    "dopamine_scores", "dopamine_score_details", "dopamine_neurons", "dopamine_metrics", "DopamineMetrics",
+    "surprise_sets", "SurpriseSets", "td_trace_change", "matched_correlation_null", "MatchedNull",
+    "paired_control_comparison", "PairedControl",
+    # statistics
+    "Interval", "binary_auc", "bootstrap_ci", "bootstrap_auc_ci", "paired_bootstrap_diff", "paired_bootstrap_auc_diff",
+    "mcnemar_test", "verdict",
 ]

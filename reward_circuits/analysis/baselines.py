@@ -5,7 +5,7 @@
     ``s_0`` it only sees the embedding of the prompt's *last* token, which is often the same
     chat-template token for every prompt, so this baseline is usually at chance; the stronger
     surface baseline is (b).
-(b) :func:`bag_of_tokens_auc`: L2-regularised logistic regression on the prompt's token counts
+(b) :func:`bag_of_tokens_baseline`: L2-regularised logistic regression on the prompt's token counts
     (scipy sparse), with the inverse regularisation ``C`` chosen by stratified cross-validation
     (AUC) on the training split only.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
-from .probes import ValueProbe, ValueProbeConfig, binary_auc
+from .probes import binary_auc
 from .splits import distinct_groups_per_reward, grouped_stratified_folds
 
 EMBED_HOOK = "hook_embed"
@@ -28,8 +28,8 @@ EMBED_HOOK = "hook_embed"
 def embed_hook(store) -> str:
     """The surface hook: ``"hook_embed"`` is simply another hook point of the store.
 
-    Train the usual probe on it (``ValueProbe(cfg).fit(store, embed_hook(store), train)``), or use
-    :func:`embed_probe_auc`. Raises if the store was built without it.
+    Train the usual probe on it (``ValueProbe(cfg).fit(store, embed_hook(store), train)``). Raises if
+    the store was built without it.
     """
     if EMBED_HOOK not in store.hook_names:
         raise KeyError(
@@ -37,14 +37,6 @@ def embed_hook(store) -> str:
             f"{EMBED_HOOK!r} among the hook points to get the embedding baseline."
         )
     return EMBED_HOOK
-
-
-def embed_probe_auc(store, train_indices: Sequence[int], test_indices: Sequence[int],
-                    cfg: ValueProbeConfig | None = None, verbose: bool = False) -> float:
-    """Held-out AUC of V(s_0) from a value probe on ``hook_embed`` (same training as every layer)."""
-    hook = embed_hook(store)
-    probe = ValueProbe(cfg or ValueProbeConfig()).fit(store, hook, train_indices, verbose=verbose)
-    return probe.score(store, test_indices)[hook]
 
 
 def token_count_matrix(prompt_token_ids: Sequence[Sequence[int]], vocab_size: int) -> sp.csr_matrix:
@@ -127,15 +119,3 @@ def bag_of_tokens_baseline(
     scores = clf.decision_function(X[test])
     auc = binary_auc(rewards[test], scores, what="bag-of-tokens score")
     return BagOfTokensResult(auc=auc, C=best_C, cv_auc=cv_auc, test_scores=np.asarray(scores, dtype=np.float64))
-
-
-def bag_of_tokens_auc(
-    prompt_token_ids: list[list[int]],
-    rewards: Sequence[float] | np.ndarray,
-    train_idx: Sequence[int],
-    test_idx: Sequence[int],
-    vocab_size: int,
-    seed: int = 0,
-) -> float:
-    """Held-out AUC of a bag-of-tokens logistic regression on the prompts (see :func:`bag_of_tokens_baseline`)."""
-    return bag_of_tokens_baseline(prompt_token_ids, rewards, train_idx, test_idx, vocab_size, seed).auc

@@ -19,6 +19,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from ..io import atomic_write_json
+from ..reprs import short_list
 
 
 @dataclass
@@ -56,6 +57,26 @@ class NeuronSet:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def __repr__(self) -> str:
+        return (f"NeuronSet(hook={self.hook_name!r}, n={len(self)} of {self.d}, dims={short_list(self.indices, 4)}, "
+                f"kind={self.kind!r}, source={self._source()!r})")
+
+    def _source(self) -> str:
+        """Where the set came from in a few words, from :attr:`provenance` (its scalar entries):
+        ``"prune 0.99, model=…, seed=0"``."""
+        prov = self.provenance or {}
+        parts = [f"prune {prov['prune_ratio']:g}"] if isinstance(prov.get("prune_ratio"), (int, float)) else []
+        parts += [str(prov["mode"])] if isinstance(prov.get("mode"), str) else []
+        for key, v in prov.items():
+            if key not in ("prune_ratio", "mode", "store", "score") and isinstance(v, (str, int, float, bool)):
+                parts.append(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}")
+        out = ""
+        for part in parts:  # whole entries, up to about 100 characters
+            if len(out) + len(part) > 100:
+                return f"{out}, …" if out else part[:100] + "…"
+            out = f"{out}, {part}" if out else part
+        return out or "—"
 
     def mask(self) -> Bool[Tensor, " d"]:
         m = torch.zeros(self.d, dtype=torch.bool)

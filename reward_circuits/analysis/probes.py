@@ -55,6 +55,7 @@ from ..io import atomic_path, atomic_write_json
 from ..errors import ProbeError, ProbeVersionError, check_format_version
 from ..data.store import stratified_split
 from ..data.views import ArrayRollouts, check_binary
+from ..reprs import short_list
 from .standardize import standardization_stats
 from .stats import auc_rows, binary_auc
 from .probe_config import ACTIVATIONS, ValueProbeConfig
@@ -118,6 +119,13 @@ class ValueProbe(nn.Module):
     @property
     def is_fitted(self) -> bool:
         return self.d_in is not None
+
+    def extra_repr(self) -> str:  # nn.Module's repr: ValueProbe(<this>)
+        c = self.cfg
+        setting = f"mode={c.mode!r}, hidden={c.hidden}"
+        if not self.is_fitted:
+            return f"not fitted, {setting}"
+        return f"{len(self.hook_names)} hooks {short_list(self.hook_names, 2)}, d={self.d_in}, {setting}"
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from jaxtyping import Float
 
 from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff
 from ..report import Table, new_figure, save_figure
@@ -168,7 +167,3 @@ def routing_study(confidence: Sequence[float], greedy_correct: Sequence[float], 
         coverage.append((float(cov), float(g[keep].mean()) if keep.any() else float("nan")))
     return RoutingResult(adaptive, random, uniform, headline_fraction, diff[0], diff[1], escalation, coverage, n_samples, selector)
 
-
-def confidence_ranked_fraction(confidence: Float[np.ndarray, " P"], fraction: float) -> np.ndarray:
-    """Public helper: mask of the least-confident ``fraction`` of prompts (what routing samples or escalates)."""
-    return _least_confident(np.asarray(confidence, dtype=np.float64), fraction)

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from ..io import atomic_save_dataset
 from ..models import GenerationConfig, ModelAdapter, generation_config
+from ..reprs import short_text
 from ..tasks import Task
 
 
@@ -33,6 +34,10 @@ class Rollout:
     @property
     def prompt_len(self) -> int:
         return len(self.prompt_ids)
+
+    def __repr__(self) -> str:
+        return (f"Rollout({self.id!r}, reward={self.reward:g}, text={short_text(self.response_text, 60)}, "
+                f"gold={short_text(self.gold, 30)}, n_tokens={len(self.response_ids)}, finish={self.finish_reason!r})")
 
 
 def generate_rollouts(

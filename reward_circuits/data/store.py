@@ -42,6 +42,7 @@ from torch import Tensor
 from .splits import rollout_order, stratified_split  # noqa: F401  (re-exported)
 from ..errors import FormatVersionError, check_format_version
 from ..io import SAFETENSORS_TEMP, atomic_path, atomic_write_json
+from ..reprs import store_repr
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -338,6 +339,7 @@ class ActivationStore:
     >>> store.initial_states("blocks.5.hook_resid_post").shape   # [n_rollouts, d_model]
     >>> for batch in store.iter_batches(["blocks.5.hook_resid_post"], batch_states=8192): ...
     """
+    __repr__ = store_repr  # ActivationStore('…/store', model=…, 400 rollouts, …, hooks=[…], dtype=float16)
 
     def __init__(self, path: str | os.PathLike, *, allow_incomplete: bool = False):
         self.path = Path(path)

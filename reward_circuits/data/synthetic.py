@@ -48,6 +48,11 @@ class PlantedInfo:
     random_reward: bool
     params: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return (f"PlantedInfo(value_dims={self.value_dims}, signal_hook={self.signal_hook!r}, "
+                f"{len(self.noise_hooks)} noise hooks, {len(self.rewards)} rollouts, d={self.d}, "
+                f"success={float(np.mean(self.rewards)):.3g}{', random reward' if self.random_reward else ''})")
+
     @property
     def noise_hook(self) -> str:
         return self.noise_hooks[0]

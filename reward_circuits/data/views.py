@@ -18,6 +18,7 @@ from torch import Tensor
 from .splits import rollout_order, stratified_split
 from .store import StateBatch
 from ..errors import ProbeError
+from ..reprs import short_list
 
 def check_binary(rewards: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isin(rewards, (0.0, 1.0)))
@@ -109,6 +110,10 @@ class ArrayRollouts(_RolloutIndex):
         self._ids = ids
         self._lengths = np.asarray(lengths, dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(self._lengths)[:-1]]).astype(np.int64)
+
+    def __repr__(self) -> str:
+        return (f"ArrayRollouts({len(self)} rollouts, {int(self._lengths.sum())} states, "
+                f"hooks={short_list(list(self._acts), 2)}, success={float(self._rewards.mean()):.3g})")
 
     @classmethod
     def from_store(cls, store, hooks: Sequence[str] | str, indices: Sequence[int] | None = None) -> "ArrayRollouts":
@@ -258,6 +263,10 @@ class RotatedStore:
             h: random_orthogonal(int(store.d(h)), seed * 1000 + i) for i, h in enumerate(rotated)
         }
 
+    def __repr__(self) -> str:
+        return (f"RotatedStore({len(self)} rollouts, seed={self.seed}, rotated={short_list(self.rotations, 2)}, "
+                f"inner={type(self.inner).__name__})")
+
     # read API ------------------------------------------------------------------------------
     @property
     def hook_names(self) -> list[str]:
@@ -329,6 +338,11 @@ class ConcatStore(_RolloutIndex):
         self._ids = ids
         self._rewards = np.concatenate([np.asarray(s.rewards, dtype=np.float32) for s in self.stores])
         self._lengths: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{n!r}: {len(s)}" for n, s in list(zip(self.names, self.stores))[:4])
+        more = f", … +{len(self.names) - 4}" if len(self.names) > 4 else ""
+        return f"ConcatStore({len(self)} rollouts from {{{sizes}{more}}}, hooks={short_list(self._hooks, 2)})"
 
     # ---- where each rollout comes from ----------------------------------------------------
     def source(self, index: int) -> int:

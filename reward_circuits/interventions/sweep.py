@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from ..models import Generation, GenerationConfig, GenerationPlan, HookFn, ModelAdapter, RowLabels, layer_of
 from ..models.base import common_prefix_len
+from ..reprs import short_dict, short_list, short_text
 from .hooks import InterventionHook, as_fwd_hooks
 
 Strategy = Literal["batched", "per_condition"]
@@ -275,6 +276,11 @@ class ConditionResult:
     def accuracy(self) -> float:
         return float(np.mean(self.rewards)) if self.rewards else math.nan
 
+    def __repr__(self) -> str:
+        scored = f", accuracy={self.accuracy:.3g}" if self.rewards else ""
+        first = f", first={short_text(self.generations[0].text, 40)}" if self.generations else ""
+        return f"ConditionResult({self.name!r}, {len(self.generations)} generations{scored}{first})"
+
     def scored_run(self):
         """This condition as a :class:`~reward_circuits.interventions.ScoredRun` (needs a task)."""
         from .scoring import ScoredRun
@@ -303,6 +309,12 @@ class SweepResult:
 
     def __getitem__(self, name: str) -> ConditionResult:
         return self.conditions[str(name)]
+
+    def __repr__(self) -> str:
+        scored = any(c.rewards for c in self.conditions.values())
+        what = f"accuracy={short_dict(self.accuracies(), 4)}" if scored else f"conditions={short_list(self.conditions, 4)}"
+        return (f"SweepResult({len(self)} conditions × {self.n_examples} examples, {what}, "
+                f"{self.strategy}, {self.seconds:.1f} s)")
 
     def __iter__(self):
         return iter(self.conditions.values())

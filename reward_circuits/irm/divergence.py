@@ -113,8 +113,3 @@ def layer_divergence(base, tuned) -> LayerDivergence:
     dist = [float(math.fsum(per_layer[l])) for l in layers]
     return LayerDivergence(layers, dist, [len(per_layer[l]) for l in layers], float(outside))
 
-
-def relative_divergence(div: LayerDivergence) -> np.ndarray:
-    """Each layer's share of the total per-layer divergence (sums to 1; all zero when identical)."""
-    d = np.asarray(div.distance)
-    return d / d.sum() if d.sum() > 0 else d

@@ -12,6 +12,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..reprs import short_text
 from .base import TokenBatch
 
 @dataclass
@@ -69,6 +70,9 @@ class Generation:
     text: str  # decoded response without special tokens, cut at a stop string
     finish_reason: Literal["eos", "stop_string", "length"] = "length"
 
+    def __repr__(self) -> str:
+        return (f"Generation(text={short_text(self.text, 60)}, n_tokens={len(self.response_ids)}, "
+                f"finish={self.finish_reason!r}, prompt_tokens={len(self.prompt_ids)})")
 
 
 @dataclass

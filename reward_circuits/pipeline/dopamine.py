@@ -181,6 +181,9 @@ class DopamineStageResult:
     top_neurons: NeuronSet | None
     magnitudes: np.ndarray | None = None  # mean |activation| per dim of the hook (ranking split): matched controls
 
+    def __repr__(self) -> str:
+        return f"DopamineStageResult(top_neurons={self.top_neurons!r}, section={self.section.key!r})"
+
     def to_sections(self) -> list[Section]:
         return [self.section]
 

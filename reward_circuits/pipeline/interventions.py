@@ -267,6 +267,10 @@ class InterventionStageResult:
     confidence: Section
     worst_layer: int
 
+    def __repr__(self) -> str:
+        keys = [s.key for s in self.to_sections()]
+        return f"InterventionStageResult(worst_layer={self.worst_layer}, sections={keys})"
+
     def to_sections(self) -> list[Section]:
         return [self.ablation, self.steering, self.confidence]
 

@@ -3,7 +3,7 @@
 * :mod:`.attnlrp`: AttnLRP relevance of MLP neurons on a Llama-family HF model (patched modules,
   restored on exit), with gradient × activation as the baseline;
 * :mod:`.neuron_reward`: the neuron reward (mean signed, standardised activation of selected
-  neurons over response tokens), DPO's loss and the auxiliary term;
+  neurons over response tokens) and the auxiliary term added to DPO's loss;
 * :mod:`.trainer`: TRL's ``DPOTrainer`` with the auxiliary term added in ``_compute_loss``;
 * :mod:`.pairs`, :mod:`.selection`, :mod:`.experiment`: preference pairs from rollouts, neuron
   selection (value / AttnLRP / random) and the ``reward-circuits yfpo`` experiment.
@@ -31,7 +31,6 @@ from .neuron_reward import (
     ResponseActivations,
     auxiliary_loss,
     capture_mlp_neurons,
-    dpo_sigmoid_loss,
     neuron_stats,
     response_activations,
     yfpo_loss,
@@ -63,7 +62,6 @@ __all__ = [
     "attnlrp_rules",
     "auxiliary_loss",
     "capture_mlp_neurons",
-    "dpo_sigmoid_loss",
     "gold_answer_batch",
     "greedy_correct",
     "load_finetuned",

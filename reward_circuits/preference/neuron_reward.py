@@ -28,17 +28,6 @@ from torch import Tensor
 from .attnlrp import mlp_down_projections
 
 
-def dpo_sigmoid_loss(
-    chosen_logps: Float[Tensor, " batch"],
-    rejected_logps: Float[Tensor, " batch"],
-    ref_chosen_logps: Float[Tensor, " batch"],
-    ref_rejected_logps: Float[Tensor, " batch"],
-    beta: float,
-) -> Float[Tensor, " batch"]:
-    """DPO's loss per pair: ``−log σ(β·[(π_c − ref_c) − (π_r − ref_r)])`` (sequence log-probs)."""
-    return -F.logsigmoid(beta * ((chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)))
-
-
 def auxiliary_loss(margin: Float[Tensor, " batch"], beta_aux: float) -> Float[Tensor, " batch"]:
     """``−β_aux · log σ(margin)``: positive, and smaller the more the chosen response's neurons
     exceed the rejected one's."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any, Callable, Iterator, Sequence
 
+from ..reprs import short_text
 from .grading import NUMERIC_INSTRUCTION, extract_choice, extract_math_answer, extract_number, math_answers_equal, numbers_equal
 
 FEW_SHOT_STOP = "\nQuestion:"
@@ -49,6 +50,9 @@ class Example:
     question: str
     answer: str
     meta: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Example({self.id!r}, question={short_text(self.question, 80)}, answer={short_text(self.answer, 40)})"
 
 
 def numeric_reward(response: str, example: Example) -> float:
@@ -113,6 +117,9 @@ class Task:
             raise TypeError(f"Task '{self.name}': reward_fn must be callable, got {self.reward_fn!r}.")
         if int(self.max_new_tokens) < 1:
             raise ValueError(f"Task '{self.name}': max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, {len(self.examples)} examples, max_new_tokens={self.max_new_tokens})"
 
     # -- prompts ---------------------------------------------------------------------
     def user_message(self, example: Example) -> str:
