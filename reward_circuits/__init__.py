@@ -5,6 +5,7 @@ The folder tree is the data flow, and each line below imports only from the line
 
     io.py, errors.py  atomic writes and JSON helpers; the shared error types and format-version check
     configs.py        dataclass config → CLI options (every command's parser is generated from one)
+    reprs.py          short reprs for objects a notebook prints (text first, counts, truncated lists)
     report/           what every result renders to: Section, Table, new_figure/save_figure, Report (summary.json + report.html)
     models/           one ModelAdapter over a TransformerLens HookedTransformer or an nnsight LanguageModel
     tasks/            verifiable binary-reward tasks: grading, generators, dataset loaders, registry
