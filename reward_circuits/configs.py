@@ -77,3 +77,12 @@ def config_from_args(cls, args: argparse.Namespace, **overrides):
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
     values.update(overrides)
     return cls(**values)
+
+
+def apply_at_defaults(cfg, overrides: dict) -> None:
+    """Set each field of ``overrides`` that ``cfg`` still holds at its class default: a profile's or
+    ``--quick``'s sizes, where an option given explicitly wins."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    for name, value in overrides.items():
+        if getattr(cfg, name) == defaults[name]:
+            setattr(cfg, name, value)

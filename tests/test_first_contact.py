@@ -370,3 +370,29 @@ def test_errors_a_newcomer_meets_name_the_fix(tmp_path, capsys, monkeypatch):
     assert "--layers [9]" in capsys.readouterr().err
     assert main(["run", "--tasks", "arithmetc:1", "--out", str(tmp_path / "r")]) == 2
     assert "arithmetc" in capsys.readouterr().err
+
+
+def test_every_study_has_a_quick_mode_that_shrinks_its_sizes():
+    """`--quick` is a smoke run of the whole study: every study command takes it, and it lowers sizes
+    (examples, prompts, steps, epochs, draws) without raising any; explicit options still win."""
+    import dataclasses
+
+    from reward_circuits.applications.config import ApplicationsConfig
+    from reward_circuits.icrl.study import SAETDConfig
+    from reward_circuits.irm.config import IrmConfig
+    from reward_circuits.pipeline.config import RunConfig
+    from reward_circuits.preference.config import YFPOConfig
+
+    commands = _subcommands(build_parser())
+    for command in ("run", "sae-td", "irm", "yfpo", "applications"):
+        assert "--quick" in commands[command].format_help(), command
+    for cls in (RunConfig, SAETDConfig, IrmConfig, YFPOConfig, ApplicationsConfig):
+        full, quick = cls(), cls(quick=True)
+        sizes = {f.name: (getattr(full, f.name), getattr(quick, f.name)) for f in dataclasses.fields(cls)
+                 if isinstance(getattr(full, f.name), (int, float, tuple)) and not isinstance(getattr(full, f.name), bool)
+                 and getattr(full, f.name) != getattr(quick, f.name)}
+        assert sizes, f"{cls.__name__}(quick=True) changes nothing"
+        for name, (a, b) in sizes.items():
+            assert (len(b) < len(a)) if isinstance(a, tuple) else (b < a), (cls.__name__, name, a, b)
+    assert RunConfig(quick=True, limit=100).limit == 100  # an explicit option wins
+    assert RunConfig(quick=True).limit == 40

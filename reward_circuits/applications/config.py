@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..configs import apply_at_defaults
+
 from .calibration import CALIBRATION_METHODS
+
+
+# --quick: every stage of the study at small n (a smoke run of the whole study)
+QUICK = {"n_prompts": 12, "n_samples": 2, "train_prompts": 16, "probe_epochs": 5, "n_folds": 3}
 
 
 @dataclass
@@ -43,10 +49,13 @@ class ApplicationsConfig:
     unconfident_threshold: float = field(default=0.2, metadata={"help": "curation: unconfident-but-right means value at the last token <= this (quantile mode: this quantile)"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates of every interval"})
     seed: int = field(default=0, metadata={"help": "seed of sampling, probes, folds and bootstraps"})
+    quick: bool = field(default=False, metadata={"help": "a smoke run: 12 prompts, 2 samples each, 16 training prompts, 5 probe epochs, 3 folds (options given explicitly still win)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
     out: str = field(default="runs/applications", metadata={"help": "report directory"})
 
     def __post_init__(self):
+        if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
+            apply_at_defaults(self, QUICK)
         self.layers = tuple(int(x) for x in self.layers)
         if self.n_prompts < 8:
             raise ValueError(f"--n-prompts {self.n_prompts} is too small: calibration and cross-fitting need >= 8 prompts.")

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns
+from ..configs import apply_at_defaults
 from ..interventions.sweep import RowScopedHooks
 from ..models import ModelAdapter, RowLabels
 from ..sae import (
@@ -56,6 +57,8 @@ from .results import (
 
 __all__ = ["SAETDConfig", "matched_random_latents", "run_sae_td", "run_task", "shuffled_episode_ids"]
 
+# --quick: every stage of the study at small n (a smoke run of the whole study)
+QUICK = {"n_experiments": 4, "n_episodes": 3, "random_episodes": 1, "sae_epochs": 3, "n_boot": 200}
 PAPER_SCALE = {"n_experiments": 100, "n_episodes": 30, "random_episodes": 7, "sae_architecture": "standard",
                "sae_epochs": 30, "sae_lr": 1e-4, "sae_l1": 1e-5, "sae_batch_size": 256, "sae_normalize": "none"}
 
@@ -97,11 +100,14 @@ class SAETDConfig:
     shuffled_null: bool = field(default=True, metadata={"help": "train the shuffled-episode null SAEs"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples"})
     seed: int = field(default=0, metadata={"help": "base seed (experiment i uses seed*1000 + i)"})
+    quick: bool = field(default=False, metadata={"help": "a smoke run: 4 experiments of 3 episodes, 3 SAE epochs, 200 bootstrap resamples (options given explicitly still win)"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)
         self.layers = tuple(int(x) for x in self.layers)
+        if self.quick:
+            apply_at_defaults(self, QUICK)
         if self.paper_scale:
             for k, v in PAPER_SCALE.items():
                 setattr(self, k, v)

@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..configs import apply_at_defaults
 from ..sae import SAETrainConfig
 from .finetune import FinetuneConfig
+
+
+# --quick: every stage of the study at small n (a smoke run of the whole study)
+QUICK = {"steps": 2, "max_finetune_seconds": 60.0, "n_train_prompts": 16, "n_select_prompts": 12, "n_eval_prompts": 12,
+         "sae_epochs": 2, "n_positive_words": 20, "n_negative_words": 20, "templates_per_word": 1, "n_ablate": 5,
+         "n_boot": 200}
 
 
 @dataclass
@@ -64,8 +71,11 @@ class IrmConfig:
     n_random_draws: int = field(default=2, metadata={"help": "random-feature control draws"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
     seed: int = 0
+    quick: bool = field(default=False, metadata={"help": "a smoke run: 2 GRPO steps (60 s cap), 16/12/12 prompts, 2 SAE epochs, 20+20 words, 200 bootstrap resamples (options given explicitly still win)"})
 
     def __post_init__(self):
+        if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
+            apply_at_defaults(self, QUICK)
         for name in ("n_train_prompts", "n_select_prompts", "n_eval_prompts", "samples_per_prompt", "max_new_tokens",
                      "steps", "n_layers", "sae_epochs", "n_ablate", "n_random_draws", "templates_per_word", "sae_k"):
             if getattr(self, name) < 1:

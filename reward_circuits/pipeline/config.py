@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+from ..configs import apply_at_defaults
 from ..models.base import DEFAULT_BACKEND
 
 DEFAULT_TASKS = ("arithmetic:1", "word_problems:0")
@@ -80,9 +81,7 @@ class RunConfig:
             if getattr(self, name) == defaults[name]:  # an explicit option wins over the profile
                 setattr(self, name, value)
         if self.quick:  # then --quick shrinks every stage that neither an option nor the profile sized
-            for name, value in QUICK.items():
-                if getattr(self, name) == defaults[name]:
-                    setattr(self, name, value)
+            apply_at_defaults(self, QUICK)
         self.tasks = tuple(self.tasks)
         self.stages = tuple(self.stages)
         if self.layers is not None:

@@ -6,7 +6,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from ..configs import apply_at_defaults
+
 CONDITIONS = ("dpo", "value", "attnlrp", "random")
+
+
+# --quick: every stage of the study at small n (a smoke run of the whole study)
+QUICK = {"train_prompts": 8, "eval_prompts": 16, "samples_per_prompt": 2, "probe_epochs": 5, "relevance_prompts": 4,
+         "seeds": (0,), "steps": 2}
 
 
 @dataclass
@@ -40,9 +47,12 @@ class YFPOConfig:
     eval_batch_size: int = field(default=24, metadata={"help": "prompts per greedy generation batch"})
     save_adapters: bool = field(default=True, metadata={"help": "save each run's LoRA adapter (safetensors) under OUT/adapters"})
     seed: int = field(default=0, metadata={"help": "data seed (prompts, sampling, probe, random neurons)"})
+    quick: bool = field(default=False, metadata={"help": "a smoke run: every condition with one seed, 2 steps, 8 training and 16 evaluation prompts, 5 probe epochs (options given explicitly still win)"})
     backend: Literal["transformer_lens", "nnsight"] = field(default="transformer_lens", metadata={"help": "adapter for rollouts and the store"})
 
     def __post_init__(self):
+        if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
+            apply_at_defaults(self, QUICK)
         self.probe_layers = tuple(int(x) for x in self.probe_layers)
         self.conditions = tuple(self.conditions)
         self.seeds = tuple(int(s) for s in self.seeds)
