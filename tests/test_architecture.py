@@ -53,7 +53,7 @@ STUDIES = ("icrl", "irm", "preference", "applications", "pipeline")
 LAYERS = (
     ("errors", "io", "configs"),  # foundation: import nothing of the package
     ("report",),  # what every result renders to; analyses build their own Sections, so it sits below them
-    ("models",),
+    ("models", "neurons"),  # the engine's inputs: a model, and NeuronSet (the dims to touch; a leaf value type)
     ("tasks",),
     ("data",),
     ("analysis",),

@@ -7,7 +7,7 @@ from reward_circuits.data.capture import build_store
 from reward_circuits.pipeline.dopamine import run_dopamine_causal_check
 from reward_circuits.interventions import generate_and_score, td_trace_under
 from reward_circuits.models import GenerationConfig
-from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.neurons import NeuronSet
 from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
 from reward_circuits.data.rollouts import generate_rollouts
 from reward_circuits.tasks import Example, Task

@@ -31,7 +31,7 @@ from reward_circuits.interventions import (
     zero_ablate,
 )
 from reward_circuits.models import GenerationConfig
-from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.neurons import NeuronSet
 from reward_circuits.models.tiny import tiny_adapter
 
 BACKENDS = ["transformer_lens", "nnsight"]

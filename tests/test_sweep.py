@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 import torch
 
-from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.neurons import NeuronSet
 from reward_circuits.interventions import (Condition, RowScopedHooks, SweepConfig, ablation_study, add_direction,
                                            dose_response, generate_and_score, mean_ablate, per_condition_passes,
                                            rows_only, scale, steering_study, sweep, touches_prompt, zero_ablate)

@@ -8,11 +8,13 @@
 - :mod:`.linear_probe`: the logistic-regression floor every MLP probe must reach.
 - :mod:`.probes`: :class:`ValueProbe`, all layers in one stacked module (sklearn-style fit/predict/score).
 - :mod:`.pruning`: L1 pruning curves, :func:`value_neurons`, IoU, architecture and rotation checks.
-- :mod:`.neurons`: :class:`NeuronSet` and IoU against the analytic random baseline.
 - :mod:`.baselines`: surface baselines (embedding probe, bag-of-tokens).
 - :mod:`.dopamine`, :mod:`.dopamine_metrics`: TD-error (dopamine) neurons and their held-out tests.
 - :mod:`.dopamine_controls`: magnitude-matched random dims in the dopamine null and paired causal comparisons.
 - :mod:`.pooled`: one value probe pooled over tasks, held-out AUC per task.
+
+:class:`NeuronSet`, :func:`iou` and :func:`expected_random_iou` live in :mod:`reward_circuits.neurons`
+(below the intervention engine) and are re-exported here.
 """
 
 from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_auc
@@ -24,7 +26,7 @@ from .controls import (ControlledAblation, ControlResult, MassiveActivations, ac
 from .dopamine_controls import MatchedNull, PairedControl, matched_correlation_null, matched_draws, paired_control_comparison
 from .pooled import PooledProbeResult, pooled_value_probe
 from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
-from .neurons import NeuronSet, expected_random_iou, iou
+from ..neurons import NeuronSet, expected_random_iou, iou
 from .cross_fitting import cross_fitted_value_traces
 from .probes import ValueProbe, ValueProbeConfig
 from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,

@@ -63,7 +63,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..models import HookFn, ModelAdapter
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 
 
 PositionSpec = Union[Literal["all", "prompt", "generated"], slice, Tensor, Sequence[int], "PositionScope"]

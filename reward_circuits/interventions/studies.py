@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..models import GenerationConfig, ModelAdapter, layer_of
 from ..analysis.controls import matched_random_sets
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..analysis.stats import mean_std, rank_by_score
 from .hooks import Intervention, PositionScope, PositionSpec, ablation_interventions, scale
 from .scoring import ScoredRun, activation_means, initial_values, prompt_seqs

@@ -12,7 +12,7 @@ from jaxtyping import Float
 from ..analysis.dopamine_controls import matched_draws, paired_control_comparison
 from ..analysis.dopamine_metrics import td_trace_change
 from ..analysis.controls import massive_activations
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..report import Table
 
 CLAIM_ACCURACY = "ablating the dopamine set lowers accuracy more than {kind} random sets (paired over examples)"

@@ -34,7 +34,7 @@ from ..interventions.scoring import examples_of, prompt_seqs, resolve_probe_hook
 from ..io import nan_to_none
 from ..models import GenerationConfig, ModelAdapter
 from ..analysis.controls import control_sets, score_controls
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, verdict
 from ..report import Section, Table, new_figure, save_figure
 

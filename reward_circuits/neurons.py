@@ -2,7 +2,12 @@
 
 A :class:`NeuronSet` is what value-neuron pruning, dopamine ranking or a random draw produce, and
 what every intervention hook accepts. It knows its hook point, its width, the score of each kept
-dimension and where it came from (model, dataset, seed, ...).
+dimension and where it came from (model, dataset, seed, ...); it saves to and loads from JSON.
+:func:`iou` compares two sets and :func:`expected_random_iou` gives the analytic chance level.
+
+A leaf value type (it imports only :mod:`reward_circuits.io`), so that both the intervention engine
+(:mod:`reward_circuits.interventions`) and the analyses above it (:mod:`reward_circuits.analysis`)
+can use it without one depending on the other.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
-from ..io import atomic_write_json
+from .io import atomic_write_json
 
 
 @dataclass
