@@ -1,4 +1,4 @@
-"""Analyses on a :class:`~reward_circuits.data.Store`.
+"""Analyses on a :class:`~reward_circuits.data.Store`, and the studies that run interventions on a model.
 
 - :mod:`.td`: TD(0)/TD(λ)/Monte-Carlo targets and TD errors (the only place TD math lives).
 - :mod:`.stats`: AUC, column correlations, top-k ranking, bootstrap intervals, paired tests.
@@ -12,11 +12,17 @@
 - :mod:`.dopamine`, :mod:`.dopamine_metrics`: TD-error (dopamine) neurons and their held-out tests.
 - :mod:`.dopamine_controls`: magnitude-matched random dims in the dopamine null and paired causal comparisons.
 - :mod:`.pooled`: one value probe pooled over tasks, held-out AUC per task.
+- :mod:`.causal`: the causal studies, run on the intervention engine: ablation (value vs random sets),
+  dose-response, steering, and the probe's TD trace under an intervention.
+- :mod:`.confidence`: value neurons as a confidence score vs next-token probability and verbalized confidence.
 
 :class:`NeuronSet`, :func:`iou` and :func:`expected_random_iou` live in :mod:`reward_circuits.neurons`
 (below the intervention engine) and are re-exported here.
 """
 
+from .causal import (ablation_conditions, ablation_study, dose_conditions, dose_response, steering_conditions,
+                     steering_study, td_trace_under, traces_of_states)
+from .confidence import confidence_study, next_token_confidence, parse_confidence, score_vs_reward, verbalized_confidence
 from .baselines import bag_of_tokens_auc, bag_of_tokens_baseline, embed_probe_auc
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
@@ -38,6 +44,9 @@ from .targets import TARGET_VARIANTS, TargetComparison, TargetDifference, compar
 from .td import check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
 
 __all__ = [
+    "ablation_conditions", "ablation_study", "dose_conditions", "dose_response", "steering_conditions",
+    "steering_study", "td_trace_under", "traces_of_states",
+    "confidence_study", "next_token_confidence", "parse_confidence", "score_vs_reward", "verbalized_confidence",
     "MatchedNull", "PairedControl", "matched_correlation_null", "matched_draws", "paired_control_comparison",
     "PooledProbeResult", "TaskSplit", "pooled_value_probe", "task_split",
     "ControlResult", "ControlledAblation", "MassiveActivations", "activation_magnitudes", "compare_to_controls",

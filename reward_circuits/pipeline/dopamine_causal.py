@@ -60,7 +60,8 @@ def run_dopamine_causal_check(
     examples (accuracy) and rollouts (mean |Δδ|), each with a bootstrap interval and a verdict.
     """
     from ..interventions import sweep, zero_ablate
-    from ..interventions.scoring import rollout_states, traces_of_states
+    from ..analysis.causal import traces_of_states
+    from ..interventions.scoring import rollout_states
 
     hook, gamma = dopamine_set.hook_name, float(probe.cfg.gamma)
     pairs = [(list(p), list(r)) for p, r in rollouts]
