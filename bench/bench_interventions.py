@@ -34,7 +34,7 @@ from contextlib import nullcontext
 
 import torch
 
-from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.neurons import NeuronSet
 from reward_circuits.interventions import ablation_interventions, per_condition_passes, sweep
 from reward_circuits.models import GenerationConfig, load_model
 

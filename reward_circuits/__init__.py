@@ -8,10 +8,12 @@ The folder tree is the data flow, and each line below imports only from the line
     reprs.py          short reprs for objects a notebook prints (text first, counts, truncated lists)
     report/           what every result renders to: Section, Table, new_figure/save_figure, Report (summary.json + report.html)
     models/           one ModelAdapter over a TransformerLens HookedTransformer or an nnsight LanguageModel
+    neurons.py        NeuronSet (the dimensions of one hook point; JSON save/load) and IoU: a leaf beside models/
+    interventions/    the engine: hook primitives and position scopes, batched condition sweeps, generation under hooks
     tasks/            verifiable binary-reward tasks: grading, generators, dataset loaders, registry
     data/             rollouts → capture → activation store; the Store protocol, in-memory/rotated views, planted data
-    analysis/         td, stats, value probes, pruning/value neurons, baselines, dopamine neurons, controls
-    interventions/    hook primitives and position scopes; generation under hooks; ablation/dose/steering/confidence studies
+    analysis/         td, stats, value probes, pruning/value neurons, baselines, dopamine neurons, controls; and the
+                      studies that run the engine: causal (ablation/dose/steering, TD trace under a hook), confidence
     sae/              sparse autoencoders on our activations (sae-lens SAE objects): training, metrics, saving, latent-removal hooks
     icrl/             study: in-context RL, its Q-learning model and the SAE view of TD learning (``sae-td``)
     irm/              study: implicit reward models (Marks et al.): RLHF fine-tune, divergent layers, SAE pairs, linear IRM (``irm``)
@@ -29,13 +31,14 @@ Three lines from a store to an intervention::
     adapter.run_with_hooks(tokens, fwd_hooks=[(neurons.hook_name, zero_ablate(neurons))])
 """
 
-from .analysis import (NeuronSet, ValueProbe, ValueProbeConfig, binary_auc, dopamine_metrics, dopamine_neurons,
-                       expected_random_iou, iou, prune_curve, td_errors, td_targets, value_neurons)
+from .analysis import (ValueProbe, ValueProbeConfig, ablation_study, binary_auc, dopamine_metrics, dopamine_neurons,
+                       dose_response, prune_curve, steering_study, td_errors, td_targets, value_neurons)
 from .data import (ActivationStore, ActivationStoreWriter, ArrayRollouts, Rollout, Store, build_store,
                    generate_rollouts, load_rollouts, save_rollouts, write_store_from_arrays)
-from .interventions import (ablation_study, activation_means, add_direction, dose_response, generate_and_score,
-                            mean_ablate, patch_from, resample_ablate, scale, steering_study, zero_ablate)
+from .interventions import (activation_means, add_direction, generate_and_score, mean_ablate, patch_from,
+                            resample_ablate, scale, zero_ablate)
 from .models import GenerationConfig, ModelAdapter, TokenBatch, from_hf, load_model
+from .neurons import NeuronSet, expected_random_iou, iou
 from .pipeline import RunConfig, run
 from .report import Report, Section, Table
 from .tasks import Example, Task, get_task

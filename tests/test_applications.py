@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.neurons import NeuronSet
 from reward_circuits.analysis.stats import Interval
 from reward_circuits.applications import (
     AbortRule,

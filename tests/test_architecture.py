@@ -85,11 +85,11 @@ STUDIES = ("icrl", "irm", "preference", "applications", "pipeline")
 LAYERS = (
     ("errors", "io", "configs", "reprs"),  # foundation: import nothing of the package
     ("report",),  # what every result renders to; analyses build their own Sections, so it sits below them
-    ("models",),
+    ("models", "neurons"),  # the engine's inputs: a model, and NeuronSet (the dims to touch; a leaf value type)
+    ("interventions",),  # the engine (hooks, position scopes, sweeps, scoring): needs only a model and NeuronSet
     ("tasks",),
     ("data",),
-    ("analysis",),
-    ("interventions",),
+    ("analysis",),  # analyses of a store, and the studies that run the engine (causal, confidence)
     ("sae",),
     STUDIES,
     ("cli",),
@@ -191,7 +191,7 @@ def test_the_import_resolver_sees_every_form():
 
 
 def test_no_module_imports_a_later_layer():
-    """io/errors/configs → report → models → tasks → data → analysis → interventions → sae → studies → cli.
+    """io/errors/configs → report → models, neurons → interventions → tasks → data → analysis → sae → studies → cli.
 
     Every import form counts (absolute, relative at any level, inside functions); the facade
     ``reward_circuits/__init__.py`` is exempt, and importing it from inside the package is upward.

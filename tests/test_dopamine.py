@@ -29,7 +29,7 @@ from reward_circuits.analysis import (
     td_trace_change,
 )
 from reward_circuits.pipeline.dopamine import DISTRIBUTION_FIGURE, TRACE_FIGURE, DopamineStageConfig, run_dopamine_stage
-from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.neurons import NeuronSet
 from reward_circuits.report import Report
 from reward_circuits.data.store import write_store_from_arrays
 

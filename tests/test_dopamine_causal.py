@@ -5,9 +5,10 @@ import pytest
 
 from reward_circuits.data.capture import build_store
 from reward_circuits.pipeline.dopamine import run_dopamine_causal_check
-from reward_circuits.interventions import generate_and_score, td_trace_under
+from reward_circuits.analysis.causal import td_trace_under
+from reward_circuits.interventions import generate_and_score
 from reward_circuits.models import GenerationConfig
-from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.neurons import NeuronSet
 from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
 from reward_circuits.data.rollouts import generate_rollouts
 from reward_circuits.tasks import Example, Task
@@ -55,7 +56,8 @@ def test_zeroed_states_equal_teacher_forcing_under_the_ablation(tl_adapter, nn_a
     import torch
 
     from reward_circuits.interventions import zero_ablate
-    from reward_circuits.interventions.scoring import rollout_states, traces_of_states
+    from reward_circuits.analysis.causal import traces_of_states
+    from reward_circuits.interventions.scoring import rollout_states
 
     _, _, rollouts, probe = setup
     pairs = [(r.prompt_ids, r.response_ids) for r in rollouts]

@@ -8,30 +8,25 @@ import numpy as np
 import pytest
 import torch
 
+from reward_circuits.analysis.causal import ablation_study, steering_study, td_trace_under
+from reward_circuits.analysis.confidence import confidence_study, next_token_confidence, parse_confidence, score_vs_reward
 from reward_circuits.interventions import (
     Intervention,
     PositionScope,
-    ablation_study,
     add_direction,
     as_fwd_hooks,
-    confidence_study,
     generate_and_score,
     intervene,
     mean_ablate,
-    next_token_confidence,
-    parse_confidence,
     patch_from,
     patch_interventions,
     resample_ablate,
     scale,
-    score_vs_reward,
-    steering_study,
-    td_trace_under,
     teacher_forced_prompt,
     zero_ablate,
 )
 from reward_circuits.models import GenerationConfig
-from reward_circuits.analysis.neurons import NeuronSet
+from reward_circuits.neurons import NeuronSet
 from reward_circuits.models.tiny import tiny_adapter
 
 BACKENDS = ["transformer_lens", "nnsight"]
@@ -489,20 +484,20 @@ def test_confidence_study(adapters, fake_task):
 def test_verbalized_confidence_of_a_base_model_without_chat_template(adapters, fake_task, monkeypatch):
     """A base model (Gemma 3 270M) has no chat template: the question becomes one more few-shot turn
     after its own answer instead of raising in apply_chat_template (seen on the real model)."""
-    from reward_circuits.interventions import verbalized_confidence
+    from reward_circuits.analysis.confidence import verbalized_confidence
 
     tl = adapters["transformer_lens"]
     exs = fake_task.examples[:3]
     run = generate_and_score(tl, fake_task, exs, (), GREEDY)
     seen = []
-    real_sweep = __import__("reward_circuits.interventions.confidence", fromlist=["sweep"]).sweep
+    real_sweep = __import__("reward_circuits.analysis.confidence", fromlist=["sweep"]).sweep
 
     def spy(adapter, prompts, conds, cfg, **kw):
         seen.extend(prompts)
         assert cfg.stop_strings == ("\nQuestion:",)
         return real_sweep(adapter, prompts, conds, cfg, **kw)
 
-    monkeypatch.setattr("reward_circuits.interventions.confidence.sweep", spy)
+    monkeypatch.setattr("reward_circuits.analysis.confidence.sweep", spy)
     monkeypatch.setattr(tl.tokenizer, "chat_template", None)
     conf, replies = verbalized_confidence(tl, fake_task, exs, run.generations, GREEDY)
     assert len(conf) == len(replies) == 3

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reward_circuits.analysis.baselines import bag_of_tokens_baseline, embed_hook
-from reward_circuits.analysis.neurons import NeuronSet, expected_random_iou, iou
+from reward_circuits.neurons import NeuronSet, expected_random_iou, iou
 from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
 from reward_circuits.data import RotatedStore, random_orthogonal
 from reward_circuits.models import layer_of as layer_of_hook

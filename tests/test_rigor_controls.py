@@ -122,7 +122,7 @@ def test_value_set_without_massive_dims_is_judged_alike(planted_massive):
 
 def test_matched_iou_baseline_counts_shared_massive_dims():
     from reward_circuits.analysis.controls import matched_random_iou
-    from reward_circuits.analysis.neurons import expected_random_iou
+    from reward_circuits.neurons import expected_random_iou
 
     mags = np.ones(100)
     mags[:2] = 500.0  # two massive dims; both value sets hold one of them

@@ -133,7 +133,7 @@ def test_causal_check_adds_matched_sets_to_the_same_sweep(tl_adapter, tmp_path, 
     """On the tiny model: matched draws are extra conditions of the one sweep call, with paired
     comparisons and verdicts; a massive dim of the hook in the dopamine set is reported."""
     import reward_circuits.interventions as interventions
-    from reward_circuits.analysis.neurons import NeuronSet
+    from reward_circuits.neurons import NeuronSet
     from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
     from reward_circuits.data.capture import build_store
     from reward_circuits.data.rollouts import generate_rollouts

@@ -14,10 +14,11 @@ from collections import Counter
 import pytest
 import torch
 
-from reward_circuits.analysis.neurons import NeuronSet
-from reward_circuits.interventions import (Condition, RowScopedHooks, SweepConfig, ablation_study, add_direction,
-                                           dose_response, generate_and_score, mean_ablate, per_condition_passes,
-                                           rows_only, scale, steering_study, sweep, touches_prompt, zero_ablate)
+from reward_circuits.neurons import NeuronSet
+from reward_circuits.analysis.causal import ablation_study, dose_response, steering_study
+from reward_circuits.interventions import (Condition, RowScopedHooks, SweepConfig, add_direction, generate_and_score,
+                                           mean_ablate, per_condition_passes, rows_only, scale, sweep, touches_prompt,
+                                           zero_ablate)
 from reward_circuits.models import GenerationConfig, GenerationPlan, RowLabels
 from reward_circuits.tasks import Example, Task
 
@@ -319,7 +320,7 @@ def test_studies_on_one_shared_sweep_equal_their_own_sweeps(tl_adapter):
     """The main job runs every study's conditions in one sweep (prefixed names) and hands each study
     its view: the numbers equal each study sweeping on its own, and a view missing conditions is
     refused with a message naming them."""
-    from reward_circuits.interventions import ablation_conditions, dose_conditions, steering_conditions
+    from reward_circuits.analysis.causal import ablation_conditions, dose_conditions, steering_conditions
 
     adapter, task = tl_adapter, _task()
     d = adapter.d_model

@@ -1,4 +1,4 @@
-"""Analyses on a :class:`~reward_circuits.data.Store`.
+"""Analyses on a :class:`~reward_circuits.data.Store`, and the studies that run interventions on a model.
 
 - :mod:`.td`: TD(0)/TD(λ)/Monte-Carlo targets and TD errors (the only place TD math lives).
 - :mod:`.stats`: AUC, column correlations, top-k ranking, bootstrap intervals, paired tests.
@@ -8,13 +8,21 @@
 - :mod:`.linear_probe`: the logistic-regression floor every MLP probe must reach.
 - :mod:`.probes`: :class:`ValueProbe`, all layers in one stacked module (sklearn-style fit/predict/score).
 - :mod:`.pruning`: L1 pruning curves, :func:`value_neurons`, IoU, architecture and rotation checks.
-- :mod:`.neurons`: :class:`NeuronSet` and IoU against the analytic random baseline.
 - :mod:`.baselines`: surface baselines (embedding probe, bag-of-tokens).
 - :mod:`.dopamine`, :mod:`.dopamine_metrics`: TD-error (dopamine) neurons and their held-out tests.
 - :mod:`.dopamine_controls`: magnitude-matched random dims in the dopamine null and paired causal comparisons.
 - :mod:`.pooled`: one value probe pooled over tasks, held-out AUC per task.
+- :mod:`.causal`: the causal studies, run on the intervention engine: ablation (value vs random sets),
+  dose-response, steering, and the probe's TD trace under an intervention.
+- :mod:`.confidence`: value neurons as a confidence score vs next-token probability and verbalized confidence.
+
+:class:`NeuronSet`, :func:`iou` and :func:`expected_random_iou` live in :mod:`reward_circuits.neurons`
+(below the intervention engine) and are re-exported here.
 """
 
+from .causal import (ablation_conditions, ablation_study, dose_conditions, dose_response, steering_conditions,
+                     steering_study, td_trace_under, traces_of_states)
+from .confidence import confidence_study, next_token_confidence, parse_confidence, score_vs_reward, verbalized_confidence
 from .baselines import bag_of_tokens_baseline
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
@@ -24,7 +32,7 @@ from .controls import (ControlledAblation, ControlResult, MassiveActivations, ac
 from .dopamine_controls import MatchedNull, PairedControl, matched_correlation_null, matched_draws, paired_control_comparison
 from .pooled import PooledProbeResult, pooled_value_probe
 from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
-from .neurons import NeuronSet, expected_random_iou, iou
+from ..neurons import NeuronSet, expected_random_iou, iou
 from .cross_fitting import cross_fitted_value_traces
 from .probes import ValueProbe, ValueProbeConfig
 from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
@@ -59,4 +67,8 @@ __all__ = [
     # statistics
     "Interval", "binary_auc", "bootstrap_ci", "bootstrap_auc_ci", "paired_bootstrap_diff", "paired_bootstrap_auc_diff",
     "mcnemar_test", "verdict",
+    # causal studies on the intervention engine, and confidence
+    "ablation_study", "dose_response", "steering_study", "ablation_conditions", "dose_conditions",
+    "steering_conditions", "td_trace_under", "traces_of_states",
+    "confidence_study", "next_token_confidence", "parse_confidence", "score_vs_reward", "verbalized_confidence",
 ]

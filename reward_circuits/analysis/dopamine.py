@@ -47,7 +47,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..models import layer_of
-from .neurons import NeuronSet
+from ..neurons import NeuronSet
 from .stats import rank_by_score
 from ..data.store import ActivationStore
 

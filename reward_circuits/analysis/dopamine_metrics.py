@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..io import nan_to_none as _nan_to_none
-from .neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..data.store import ActivationStore
 
 from .dopamine_controls import MatchedNull, matched_correlation_null, matched_draws

@@ -27,7 +27,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..models import layer_of
-from .neurons import NeuronSet, expected_random_iou, iou
+from ..neurons import NeuronSet, expected_random_iou, iou
 from .probes import ProbeError, ValueProbe, ValueProbeConfig, resolve_indices, binary_auc
 from ..data.views import RotatedStore
 from .stats import rank_by_score

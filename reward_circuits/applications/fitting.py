@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..analysis.probes import ValueProbe, ValueProbeConfig
 from ..analysis.pruning import value_neurons
 from ..analysis.stats import binary_auc

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..analysis.neurons import NeuronSet, expected_random_iou, iou
+from ..neurons import NeuronSet, expected_random_iou, iou
 from ..analysis.stats import Interval, binary_auc
 from ..io import atomic_write_json, nan_to_none
 from ..report import Section, Table, new_figure, save_figure

@@ -19,10 +19,11 @@ from collections.abc import Sequence
 import numpy as np
 from jaxtyping import Float
 
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..analysis.probes import ValueProbe
 from ..analysis.stats import Interval, binary_auc, bootstrap_auc_ci
-from ..interventions.scoring import initial_values, td_trace_under
+from ..analysis.causal import td_trace_under
+from ..interventions.scoring import initial_values
 from ..models import ModelAdapter
 from .calibration import CalibrationMethod, ScoreCalibrator, expected_calibration_error
 

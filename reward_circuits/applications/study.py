@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..analysis.stats import bootstrap_auc_ci
 from ..data.capture import build_store
 from ..data.rollouts import Rollout, generate_rollouts, load_rollouts, save_rollouts
-from ..interventions.confidence import next_token_confidence, verbalized_confidence
+from ..analysis.confidence import next_token_confidence, verbalized_confidence
 from ..io import nan_to_none
 from ..models import Generation, GenerationConfig, ModelAdapter, load_model
 from ..report import Report, Section, Table

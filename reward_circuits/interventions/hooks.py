@@ -1,8 +1,10 @@
-"""Causal interventions on hidden dimensions: ablation, steering, patching, and the studies of §2.4.
+"""Causal interventions on hidden dimensions: ablation, steering, patching, and their position scopes.
 
-Reproduces §2.4 of "Sparse Reward Subsystem in LLMs" (arXiv 2602.00986) - zero-ablating the top 1%
-value neurons collapses reasoning accuracy while 1% random neurons barely matter - and answers its
-open question on *amplifying* value neurons (:func:`steering_study`).
+The primitives of §2.4 of "Sparse Reward Subsystem in LLMs" (arXiv 2602.00986) - zero-ablating the
+top 1% value neurons collapses reasoning accuracy while 1% random neurons barely matter - and of its
+open question on *amplifying* value neurons; the studies themselves are
+:mod:`reward_circuits.analysis.causal` (:func:`~reward_circuits.analysis.causal.ablation_study`,
+:func:`~reward_circuits.analysis.causal.steering_study`).
 
 Hook functions
 --------------
@@ -12,7 +14,7 @@ so it works with
 
 * a raw ``HookedTransformer``: ``model.run_with_hooks(x, fwd_hooks=[(name, fn), ...])`` and
   ``with model.hooks(fwd_hooks=...)``, next to the user's own hooks;
-* both :class:`~reward_circuits.model.ModelAdapter` backends (``forward``, ``capture``,
+* both :class:`~reward_circuits.models.ModelAdapter` backends (``forward``, ``capture``,
   ``generate`` - the nnsight adapter calls the same function inside its trace).
 
 Hooks never edit the activation in place (TransformerLens hands the *same* tensor to e.g.
@@ -42,7 +44,8 @@ per row; the rule is the same on both backends (tested). Limitation: a one-token
 is indistinguishable from a decoding step and counts as generated.
 
 :func:`teacher_forced_prompt` sets ``prompt_len`` for every scope that has none for the duration of
-a ``with`` block (used by :func:`td_trace_under` and :func:`next_token_confidence`), so hooks built
+a ``with`` block (used by :func:`~reward_circuits.interventions.scoring.rollout_states` and
+:func:`~reward_circuits.analysis.confidence.next_token_confidence`), so hooks built
 for generation (``positions="generated"``) mean the same tokens under teacher forcing.
 
 An explicit ``slice`` / index tensor / bool mask indexes the ``pos`` dimension of each forward's
@@ -63,7 +66,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..models import HookFn, ModelAdapter
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 
 
 PositionSpec = Union[Literal["all", "prompt", "generated"], slice, Tensor, Sequence[int], "PositionScope"]

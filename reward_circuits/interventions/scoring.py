@@ -1,10 +1,11 @@
 """Generation and teacher-forced passes under intervention: generate-and-score, activation means,
-initial values V(s_0), and the probe's TD trace under a hook."""
+initial values V(s_0), and the states s_0 .. s_T of teacher-forced rollouts under a hook (the
+probe's TD trace under a hook, built on them, is :func:`reward_circuits.analysis.causal.td_trace_under`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -12,9 +13,6 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..models import Generation, GenerationConfig, ModelAdapter, TokenBatch
-
-
-from ..analysis.td import td_errors
 from .hooks import InterventionLike, as_fwd_hooks, teacher_forced_prompt
 from .sweep import sweep
 
@@ -111,8 +109,7 @@ def rollout_pairs(rollouts) -> list[tuple[list[int], list[int]]]:
     return pairs
 
 
-
-# Causal check for dopamine neurons
+# Teacher-forced states under intervention
 # ---------------------------------------------------------------------------------------------
 
 
@@ -132,41 +129,6 @@ def rollout_states(adapter: ModelAdapter, hook: str, rollout_token_ids: Sequence
             acts = adapter.capture(batch, [hook], fwd_hooks=hooks)[hook]
         out.extend(acts[j, int(ends[j]) - 1:].float() for j in range(len(chunk)))
     return out
-
-
-def traces_of_states(probe, hook: str, states: Sequence[Float[Tensor, "T_plus_1 d"]], gamma: float = 0.99,
-                     what: Literal["td", "value"] = "td") -> list[Float[np.ndarray, " T_plus_1"]]:
-    """``V(s_0) .. V(s_T)`` (``what="value"``) or the arrival-aligned TD errors
-    ``[NaN, γV(s_1)−V(s_0), ..]`` (``what="td"``, the convention of :func:`~reward_circuits.analysis.td.td_errors`)
-    of each rollout's states."""
-    if what not in ("td", "value"):
-        raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
-    traces = []
-    for st in states:
-        v = probe.predict_value(st, hook=hook).reshape(-1).cpu().numpy().astype(np.float64)
-        # arrival-aligned; the reward term is the terminal error, which arrival alignment drops
-        traces.append(v if what == "value" else td_errors(v, 0.0, gamma, align="arrival"))
-    return traces
-
-
-def td_trace_under(adapter: ModelAdapter, probe, hook: str, rollout_token_ids: Sequence[Generation] | Sequence[tuple],
-                   fwd_hooks: Iterable[InterventionLike] | None = (), gamma: float = 0.99, *,
-                   what: Literal["td", "value"] = "td", batch_size: int = 8) -> list[Float[np.ndarray, " T_plus_1"]]:
-    """Teacher-force each rollout (prompt + response ids: a :class:`Generation` or a
-    ``(prompt_ids, response_ids)`` pair) with ``fwd_hooks`` active, read ``hook`` at the states
-    ``s_0`` (prompt's last token) .. ``s_T`` (last response token) and return per rollout
-
-    * ``what="value"``: ``V(s_0) .. V(s_T)``;
-    * ``what="td"`` (default): arrival-aligned TD errors ``[NaN, γV(s_1)−V(s_0), .., γV(s_T)−V(s_{T−1})]``
-      (the convention of :func:`reward_circuits.dopamine.td_errors`, ready for ``td_trace_change``).
-
-    Position scopes without ``prompt_len`` see the true prompt/response split (via
-    :func:`teacher_forced_prompt`), so ``positions="generated"`` means the response tokens here too.
-    """
-    if what not in ("td", "value"):
-        raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
-    states = rollout_states(adapter, hook, rollout_token_ids, fwd_hooks, batch_size=batch_size)
-    return traces_of_states(probe, hook, states, gamma, what)
 
 
 def resolve_probe_hook(probe, probe_hook: str | None, fallback: str | None) -> str:

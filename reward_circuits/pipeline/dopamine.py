@@ -23,7 +23,7 @@ from ..analysis.dopamine import dopamine_neurons, dopamine_score_details, surpri
 from ..analysis.controls import activation_magnitudes
 from ..analysis.dopamine_metrics import dopamine_metrics
 from ..analysis.td import td_errors
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..analysis.splits import distinct_groups_per_reward, grouped_stratified_split
 from ..analysis.cross_fitting import cross_fitted_value_traces
 from ..analysis.probes import ValueProbe

@@ -12,7 +12,7 @@ from jaxtyping import Float
 from ..analysis.dopamine_controls import matched_draws, paired_control_comparison
 from ..analysis.dopamine_metrics import td_trace_change
 from ..analysis.controls import massive_activations
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..report import Table
 
 CLAIM_ACCURACY = "ablating the dopamine set lowers accuracy more than {kind} random sets (paired over examples)"
@@ -60,7 +60,8 @@ def run_dopamine_causal_check(
     examples (accuracy) and rollouts (mean |Δδ|), each with a bootstrap interval and a verdict.
     """
     from ..interventions import sweep, zero_ablate
-    from ..interventions.scoring import rollout_states, traces_of_states
+    from ..analysis.causal import traces_of_states
+    from ..interventions.scoring import rollout_states
 
     hook, gamma = dopamine_set.hook_name, float(probe.cfg.gamma)
     pairs = [(list(p), list(r)) for p, r in rollouts]

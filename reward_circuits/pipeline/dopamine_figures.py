@@ -11,7 +11,7 @@ import numpy as np
 
 from ..analysis.dopamine import DopamineScoreDetails, event_positions
 from ..analysis.dopamine_metrics import DopamineMetrics
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..data.store import ActivationStore
 from ..report import new_figure, save_figure
 

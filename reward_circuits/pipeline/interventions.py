@@ -27,14 +27,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..interventions import (SweepResult, ablation_conditions, ablation_interventions, ablation_study, activation_means,
-                             confidence_study, dose_conditions, dose_response, initial_values, steering_conditions,
-                             steering_study, sweep)
+from ..analysis.causal import (ablation_conditions, ablation_study, dose_conditions, dose_response,
+                               steering_conditions, steering_study)
+from ..analysis.confidence import confidence_study
+from ..interventions import SweepResult, ablation_interventions, activation_means, initial_values, sweep
 from ..interventions.scoring import examples_of, prompt_seqs, resolve_probe_hook
 from ..io import nan_to_none
 from ..models import GenerationConfig, ModelAdapter
 from ..analysis.controls import control_sets, score_controls
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, verdict
 from ..report import Section, Table, new_figure, save_figure
 

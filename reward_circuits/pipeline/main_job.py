@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..data.capture import build_store
 from ..io import remove_atomic_leftovers
 from ..data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts

@@ -39,7 +39,7 @@ from ..analysis.pooled import pooled_value_probe, shared_hooks
 from ..analysis.splits import SPLIT_FILE, n_groups, read_split_file, task_split, write_split_file
 from ..analysis.stats import bootstrap_auc_ci, paired_bootstrap_auc_diff, rank_by_score, verdict
 from ..analysis.targets import TARGET_VARIANTS, compare_targets
-from ..analysis.neurons import NeuronSet, expected_random_iou
+from ..neurons import NeuronSet, expected_random_iou
 from ..analysis.probes import ValueProbe, ValueProbeConfig
 from ..analysis.pruning import (
     architecture_robustness,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..analysis.neurons import NeuronSet
+from ..neurons import NeuronSet
 from ..analysis.probes import ValueProbe
 from ..analysis.pruning import value_neurons
 from ..analysis.stats import Interval, bootstrap_auc_ci

@@ -1,28 +1,32 @@
-"""The studies of §2.4 of the paper: ablation (value vs random sets), dose-response, steering.
+"""The causal studies of §2.4 of the paper: ablation (value vs random sets), dose-response, steering;
+and the probe's TD trace under an intervention (the causal check of dopamine neurons).
 
 Each study runs all of its conditions (every value set, random draw, dose and factor, plus the
 baseline when none is given) as one :func:`~reward_circuits.interventions.sweep.sweep`: one batched
 generation instead of one pass per condition (``sweep_config`` sizes it; inside
-:func:`~reward_circuits.interventions.sweep.per_condition_passes` they run one pass per condition)."""
+:func:`~reward_circuits.interventions.sweep.per_condition_passes` they run one pass per condition).
+The intervention engine (:mod:`reward_circuits.interventions`) runs them; the random controls and
+statistics come from the analyses beside this module."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..models import GenerationConfig, ModelAdapter, layer_of
-from ..analysis.controls import matched_random_sets
-from ..analysis.neurons import NeuronSet
-from ..analysis.stats import mean_std, rank_by_score
-from .hooks import Intervention, PositionScope, PositionSpec, ablation_interventions, scale
-from .scoring import ScoredRun, activation_means, initial_values, prompt_seqs
-from .sweep import SweepConfig, SweepResult, sweep
-from .scoring import examples_of, resolve_probe_hook
+from ..interventions.hooks import Intervention, InterventionLike, PositionScope, PositionSpec, ablation_interventions, scale
+from ..interventions.scoring import (ScoredRun, activation_means, examples_of, initial_values, prompt_seqs,
+                                     resolve_probe_hook, rollout_states)
+from ..interventions.sweep import SweepConfig, SweepResult, sweep
+from ..models import Generation, GenerationConfig, ModelAdapter, layer_of
+from ..neurons import NeuronSet
+from .controls import matched_random_sets
+from .stats import mean_std, rank_by_score
+from .td import td_errors
 
 # Studies
 # ---------------------------------------------------------------------------------------------
@@ -248,4 +252,41 @@ def steering_study(adapter: ModelAdapter, task, examples, neurons: NeuronSet,
             "positions": PositionScope.of(positions).describe(), "factors": out, "n_examples": len(examples)}
 
 
+# The probe's TD trace under intervention (causal check for dopamine neurons)
 # ---------------------------------------------------------------------------------------------
+
+
+def traces_of_states(probe, hook: str, states: Sequence[Float[Tensor, "T_plus_1 d"]], gamma: float = 0.99,
+                     what: Literal["td", "value"] = "td") -> list[Float[np.ndarray, " T_plus_1"]]:
+    """``V(s_0) .. V(s_T)`` (``what="value"``) or the arrival-aligned TD errors
+    ``[NaN, γV(s_1)−V(s_0), ..]`` (``what="td"``, the convention of :func:`~reward_circuits.analysis.td.td_errors`)
+    of each rollout's states."""
+    if what not in ("td", "value"):
+        raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
+    traces = []
+    for st in states:
+        v = probe.predict_value(st, hook=hook).reshape(-1).cpu().numpy().astype(np.float64)
+        # arrival-aligned; the reward term is the terminal error, which arrival alignment drops
+        traces.append(v if what == "value" else td_errors(v, 0.0, gamma, align="arrival"))
+    return traces
+
+
+def td_trace_under(adapter: ModelAdapter, probe, hook: str, rollout_token_ids: Sequence[Generation] | Sequence[tuple],
+                   fwd_hooks: Iterable[InterventionLike] | None = (), gamma: float = 0.99, *,
+                   what: Literal["td", "value"] = "td", batch_size: int = 8) -> list[Float[np.ndarray, " T_plus_1"]]:
+    """Teacher-force each rollout (prompt + response ids: a :class:`Generation` or a
+    ``(prompt_ids, response_ids)`` pair) with ``fwd_hooks`` active, read ``hook`` at the states
+    ``s_0`` (prompt's last token) .. ``s_T`` (last response token) and return per rollout
+
+    * ``what="value"``: ``V(s_0) .. V(s_T)``;
+    * ``what="td"`` (default): arrival-aligned TD errors ``[NaN, γV(s_1)−V(s_0), .., γV(s_T)−V(s_{T−1})]``
+      (the convention of :func:`~reward_circuits.analysis.td.td_errors`, ready for ``td_trace_change``).
+
+    Position scopes without ``prompt_len`` see the true prompt/response split (via
+    :func:`~reward_circuits.interventions.hooks.teacher_forced_prompt`), so ``positions="generated"``
+    means the response tokens here too.
+    """
+    if what not in ("td", "value"):
+        raise ValueError(f"what must be 'td' or 'value', got {what!r}.")
+    states = rollout_states(adapter, hook, rollout_token_ids, fwd_hooks, batch_size=batch_size)
+    return traces_of_states(probe, hook, states, gamma, what)

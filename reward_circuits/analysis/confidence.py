@@ -11,17 +11,15 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from ..interventions.hooks import InterventionLike, as_fwd_hooks, teacher_forced_prompt
+from ..interventions.scoring import examples_of, rollout_pairs, teacher_forced_batches
+from ..interventions.sweep import sweep
 from ..models import Generation, GenerationConfig, ModelAdapter
-
 
 VERBALIZED_CONFIDENCE_PROMPT = (
     "How confident are you that this answer is correct? Reply with a number between 0 and 1."
 )
 
-from .scoring import teacher_forced_batches
-from .hooks import InterventionLike, as_fwd_hooks, teacher_forced_prompt
-from .sweep import sweep
-from .scoring import examples_of, rollout_pairs
 
 @torch.no_grad()
 def next_token_confidence(adapter: ModelAdapter, generations: Sequence[Generation] | Sequence[tuple],
