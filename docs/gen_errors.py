@@ -63,6 +63,7 @@ CASES: list[tuple[str, str, str]] = [
     ("Models", "a names_filter that raises", 'adapter.run_with_cache("1+1=", names_filter=lambda name: name.layer)'),
     ("Models", "a dict instead of a GenerationConfig", 'adapter.generate(["1+1="], {"max_new_tokens": 2})'),
     ("Models", "a misspelt generation option", 'adapter.generate(["1+1="], max_tokens=2)'),
+    ("Models", "a sequence longer than the model's context", "adapter.forward(adapter.pad([[7] * 513], 'left'))"),
     # ---- tasks
     ("Tasks", "unknown task spec", 'get_task("algebra")'),
     ("Tasks", "a difficulty that is not an integer", 'get_task("arithmetic:hard")'),
@@ -99,6 +100,7 @@ CASES: list[tuple[str, str, str]] = [
     ("Data", "strings instead of rollouts", 'build_store(adapter, ["1+1="], ["blocks.0.hook_resid_post"], tmp + "/s9")'),
     ("Data", "batch_size < 1", 'build_store(adapter, [Rollout("r", "t", "e", [5, 6], [7], "x", 1.0, "1")], ["hook_embed"], tmp + "/s10", batch_size=0)'),
     ("Data", "a store written by a newer reward_circuits (format_version 2)", "ActivationStore(newer_store)"),
+    ("Data", "building a store into the folder of another task's store", 'build_store(adapter, [dataclasses.replace(r, task="other") for r in rollouts], ["blocks.0.hook_resid_post"], tmp + "/built")'),
     # ---- analysis
     ("Analysis", "hidden < 1", "ValueProbeConfig(hidden=0)"),
     ("Analysis", "gamma outside (0, 1]", "ValueProbeConfig(gamma=1.5)"),
@@ -151,6 +153,10 @@ CASES: list[tuple[str, str, str]] = [
     ("Command line", "`reward-circuits run --backend jax`", 'cli(["run", "--backend", "jax"])'),
     ("Command line", "`reward-circuits run --layers a,b`", 'cli(["run", "--layers", "a,b"])'),
     ("Command line", "`reward-circuits probe` on a missing store", 'cli(["probe", "--store", tmp + "/none", "--out", tmp + "/p"])'),
+    ("Command line", "`reward-circuits probe` on the folder of the task stores", 'cli(["probe", "--store", tmp, "--out", tmp + "/p"])'),
+    ("Command line", "`reward-circuits run --stages dopamine` with no value stage on disk", 'cli(["run", "--stages", "dopamine", "--out", tmp + "/fresh"])'),
+    ("Command line", "`reward-circuits run --tasks` with a misspelt task", 'cli(["run", "--tasks", "arithmetc:1", "--out", tmp + "/fresh"])'),
+    ("Command line", "`reward-circuits compare` with a mistyped run directory", 'cli(["compare", tmp + "/stor", tmp + "/store"])'),
 ]
 
 
@@ -202,12 +208,14 @@ def setup(tmp: str) -> dict:
             rc.run(cfg, adapter=adapter)
         return cfg
 
+    rollouts = rc.generate_rollouts(adapter, rc.get_task("arithmetic:1", n=2), rc.GenerationConfig(max_new_tokens=2, progress=False))
+    rc.build_store(adapter, rollouts, hooks, Path(tmp) / "built", progress=False)
     ns = {name: getattr(rc, name) for name in rc.__all__}
     ns.update(
         dataclasses=dataclasses, torch=torch, tmp=tmp, hf=hf, tok=tok, adapter=adapter, store=store, probe=probe,
         batch=adapter.tokenize(["1+1=", "2+3="]), task=rc.get_task("arithmetic:1", n=4),
         neurons=rc.NeuronSet(hooks[0], [1, 2, 3], d=32), numeric_reward=numeric_reward, cli=cli,
-        newer_store=str(newer_store), newer_probe=str(newer_probe),
+        newer_store=str(newer_store), newer_probe=str(newer_probe), rollouts=rollouts,
         bootstrap_ci=stats.bootstrap_ci, paired_bootstrap_diff=stats.paired_bootstrap_diff, verdict=stats.verdict,
         as_fwd_hooks=as_fwd_hooks, ablation_interventions=ablation_interventions, RunConfig=run_config,
     )
