@@ -396,3 +396,19 @@ def test_every_study_has_a_quick_mode_that_shrinks_its_sizes():
             assert (len(b) < len(a)) if isinstance(a, tuple) else (b < a), (cls.__name__, name, a, b)
     assert RunConfig(quick=True, limit=100).limit == 100  # an explicit option wins
     assert RunConfig(quick=True).limit == 40
+
+
+def test_the_value_line_names_its_splits_rounds_and_gives_n():
+    """Was: ``[value] best layer 9, auc_by_layer {'0': 0.5, '3': 0.19444444444444442, ...}``: a layer
+    chosen on validation beside test AUCs in 16-digit floats, with no n."""
+    from types import SimpleNamespace
+
+    from reward_circuits.pipeline.main_job import value_line
+
+    value = SimpleNamespace(best_key="9", best_hook="blocks.9.hook_resid_post",
+                            auc_val={"blocks.9.hook_resid_post": 0.7142857142857143},
+                            section=SimpleNamespace(summary={"auc_by_layer": {"0": 0.5, "9": 0.5555555555555556},
+                                                             "splits": {"val": 11, "test": 12, "grouped_by_prompt": True}}))
+    line = value_line(value)
+    assert line.startswith("[value] best layer 9, chosen on the validation split (n = 11 rollouts, AUC 0.714)")
+    assert "held-out test AUC of V(s_0) by layer (n = 12 rollouts (split by prompt)): L0 0.500, L9 0.556" in line
