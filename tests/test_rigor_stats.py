@@ -205,3 +205,19 @@ def test_auc_shift_between_versions_with_their_own_labels():
     assert d.low < 0 < d.high and p > 0.05
     u, _ = unpaired_bootstrap_auc_diff(ya, strong, yb[:100], same[:100], n_boot=500)
     assert u.n == 100 and u.low < 0 < u.high
+
+
+def test_cluster_bootstrap_over_too_few_groups_gives_no_interval():
+    """Two experiments of many events each: no interval (NaN, verdict inconclusive) rather than the
+    spread of three distinct resamples, which can exclude 0 for a true difference of 0."""
+    from reward_circuits.analysis.stats import MIN_GROUPS, bootstrap_ci, paired_bootstrap_diff
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(MIN_GROUPS - 1), 40)
+    a, b = rng.normal(size=groups.size), rng.normal(size=groups.size)
+    ci = bootstrap_ci(a, n_boot=300, groups=groups)
+    assert ci.n == MIN_GROUPS - 1 and np.isnan(ci.low) and np.isnan(ci.high) and ci.estimate == pytest.approx(a.mean())
+    d, p = paired_bootstrap_diff(a, b, n_boot=300, groups=groups)
+    assert np.isnan(d.low) and np.isnan(p) and verdict(d) == "inconclusive at this n"
+    ok = bootstrap_ci(a, n_boot=300, groups=np.arange(a.size) % MIN_GROUPS)
+    assert np.isfinite(ok.low)

@@ -144,6 +144,9 @@ class Interval:
         return not (self.low <= value <= self.high)
 
 
+MIN_GROUPS = 5  # fewer independent groups than this: a cluster bootstrap gives no interval
+
+
 def bootstrap_resamples(n_units: int, n_boot: int, seed: int | np.random.SeedSequence = 0,
                         groups: Sequence | None = None) -> tuple[list[np.ndarray] | np.ndarray, int]:
     """Index arrays of ``n_boot`` bootstrap resamples of ``n_units`` units, and the number of
@@ -152,7 +155,9 @@ def bootstrap_resamples(n_units: int, n_boot: int, seed: int | np.random.SeedSeq
     Units are drawn with replacement; with ``groups`` (one hashable per unit: the prompt, the
     experiment) in which some units share a group, whole groups are drawn instead (a cluster
     bootstrap: units of one group are not independent evidence) and ``n`` is the number of groups.
-    All-distinct groups give exactly the unit resamples."""
+    All-distinct groups give exactly the unit resamples. Fewer than :data:`MIN_GROUPS` groups give no
+    resamples (the interval is NaN, its verdict inconclusive): two or three groups have a handful of
+    distinct resamples, whose spread is no interval and can be narrower than the truth."""
     rng = np.random.default_rng(seed)
     if groups is not None:
         gid = group_ids(list(groups))
@@ -160,6 +165,8 @@ def bootstrap_resamples(n_units: int, n_boot: int, seed: int | np.random.SeedSeq
             raise ValueError(f"groups has {gid.size} entries for {n_units} units: give one group per unit.")
         n_groups = int(gid.max()) + 1 if gid.size else 0
         if n_groups < n_units:
+            if n_groups < MIN_GROUPS:
+                return [], n_groups
             members = [np.flatnonzero(gid == g) for g in range(n_groups)]
             draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
             return [np.concatenate([members[g] for g in row]) for row in draws], n_groups

@@ -203,20 +203,24 @@ def _fit_alpha(exps: Sequence[Experiment]) -> QLearningFit:
     return QLearningFit().fit([e.trajectory() for e in exps])
 
 
-def _target_corr(name, lat, raw, lat_null, y, sel, held, n_boot, seed, control=None) -> TargetCorrelation:
-    sae = best_feature(lat, y, sel, held, n_boot, seed)
-    rawc = best_feature(raw, y, sel, held, n_boot, seed)
-    probe, probe_pred = ridge_probe_corr(raw, y, sel, held, n_boot, seed)
+def _target_corr(name, lat, raw, lat_null, y, sel, held, n_boot, seed, control=None, groups=None) -> TargetCorrelation:
+    """Held-out |r| of the best latent, raw dim, ridge probe (and null latent) with ``y``; ``groups``
+    (the experiment of each event) makes every interval resample whole held-out experiments."""
+    sae = best_feature(lat, y, sel, held, n_boot, seed, groups)
+    rawc = best_feature(raw, y, sel, held, n_boot, seed, groups)
+    probe, probe_pred = ridge_probe_corr(raw, y, sel, held, n_boot, seed, groups)
+    g_held = None if groups is None else np.asarray(groups)[held]
     given = [None, None, None]
     if control is not None and np.std(control[held]) > 0:
-        given = [partial_abs_corr(f, y[held], control[held], n_boot, seed)
+        given = [partial_abs_corr(f, y[held], control[held], n_boot, seed, g_held)
                  for f in (lat[held, sae.index], raw[held, rawc.index], probe_pred)]
-    d_raw, p_raw = paired_abs_corr_diff(lat[held, sae.index], raw[held, rawc.index], y[held], n_boot, seed)
+    d_raw, p_raw = paired_abs_corr_diff(lat[held, sae.index], raw[held, rawc.index], y[held], n_boot, seed, g_held)
     null = d_null = p_null = None
     if lat_null is not None:
-        nullc = best_feature(lat_null, y, sel, held, n_boot, seed)
+        nullc = best_feature(lat_null, y, sel, held, n_boot, seed, groups)
         null = nullc.heldout
-        d_null, p_null = paired_abs_corr_diff(lat[held, sae.index], lat_null[held, nullc.index], y[held], n_boot, seed)
+        d_null, p_null = paired_abs_corr_diff(lat[held, sae.index], lat_null[held, nullc.index], y[held], n_boot, seed,
+                                              g_held)
     max_abs = lambda x: float(np.nanmax(np.abs(np.nan_to_num(pearson_columns(x[sel], y[sel]), nan=0.0))))
     return TargetCorrelation(name, sae.index, sae.heldout, rawc.index, rawc.heldout, null, probe, d_raw, p_raw,
                              d_null, p_null, max_abs(lat), max_abs(raw), *given)
@@ -304,8 +308,10 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
                 null_act = encode_all(null_sae, rows(shuffled_acts, hook, event_positions("action", True), all_exps)).numpy()
             layer_results.append(LayerResult(
                 layer, hook, quality, null_quality,
-                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg.n_boot, cfg.seed, rew),
-                _target_corr("q_value", lat_act, raw_act.numpy(), null_act, q, sel, held, cfg.n_boot, cfg.seed)))
+                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg.n_boot, cfg.seed, rew,
+                             groups=exp_of),
+                _target_corr("q_value", lat_act, raw_act.numpy(), null_act, q, sel, held, cfg.n_boot, cfg.seed,
+                             groups=exp_of)))
 
         # ---- interventions ----------------------------------------------------------------------------
         intervention = None

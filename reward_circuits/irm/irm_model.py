@@ -17,7 +17,7 @@ from jaxtyping import Float
 from scipy import stats
 from sklearn.linear_model import RidgeCV
 
-from ..analysis.stats import Interval
+from ..analysis.stats import Interval, bootstrap_ci
 from ..report import Table
 
 
@@ -49,16 +49,12 @@ def paired_kendall(predicted: Sequence[float], true: Sequence[float], n_boot: in
         raise ValueError(f"Kendall tau needs at least 3 pairs, got {x.size}.")
     res = stats.kendalltau(x, y)
     tau, p = float(res.statistic), float(res.pvalue)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, x.size, x.size)
-        t = stats.kendalltau(x[i], y[i]).statistic
-        if np.isfinite(t):
-            boots.append(t)
-    a = (1 - level) / 2
-    lo, hi = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if boots else (math.nan, math.nan)
-    return KendallResult(tau, p, Interval(tau, lo, hi, int(x.size), level))
+    interval = bootstrap_ci(np.c_[x, y], statistic=_kendall_tau, n_boot=n_boot, level=level, seed=seed)
+    return KendallResult(tau, p, interval)
+
+
+def _kendall_tau(pairs: Float[np.ndarray, "n 2"]) -> float:
+    return float(stats.kendalltau(pairs[:, 0], pairs[:, 1]).statistic)
 
 
 class LinearIRM:
