@@ -221,3 +221,16 @@ def test_cluster_bootstrap_over_too_few_groups_gives_no_interval():
     assert np.isnan(d.low) and np.isnan(p) and verdict(d) == "inconclusive at this n"
     ok = bootstrap_ci(a, n_boot=300, groups=np.arange(a.size) % MIN_GROUPS)
     assert np.isfinite(ok.low)
+
+
+def test_percentile_interval_and_cluster_weights_are_the_homes():
+    """Replicates become an interval in one place (non-finite dropped); cluster weights are group
+    multiplicities of draws with replacement (rows sum to the group count, mean 1 per group)."""
+    from reward_circuits.analysis.stats import bootstrap_weights, percentile_interval
+
+    iv = percentile_interval(0.5, np.r_[np.linspace(0, 1, 101), np.nan, np.inf], n=7)
+    assert iv.n == 7 and iv.low == pytest.approx(0.025) and iv.high == pytest.approx(0.975)
+    assert np.isnan(percentile_interval(0.5, np.r_[np.nan], n=3).low)
+    w = bootstrap_weights(6, 4000, np.random.default_rng(0))
+    assert w.shape == (4000, 6) and (w.sum(1) == 6).all()
+    np.testing.assert_allclose(w.mean(0), 1.0, atol=0.05)

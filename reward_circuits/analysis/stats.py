@@ -144,6 +144,26 @@ class Interval:
         return not (self.low <= value <= self.high)
 
 
+def percentile_interval(estimate: float, boots: np.ndarray, n: int, level: float = 0.95) -> Interval:
+    """The percentile interval of bootstrap replicates ``boots`` around ``estimate`` (non-finite
+    replicates dropped; NaN bounds when none is left). The one place replicates become an interval."""
+    b = np.asarray(boots, dtype=np.float64).reshape(-1)
+    b = b[np.isfinite(b)]
+    a = (1 - level) / 2
+    low, high = (float(np.quantile(b, a)), float(np.quantile(b, 1 - a))) if b.size else (math.nan, math.nan)
+    return Interval(float(estimate), low, high, int(n), level)
+
+
+def bootstrap_weights(n_groups: int, n_boot: int, rng: np.random.Generator) -> Float[np.ndarray, "boot groups"]:
+    """Multiplicity of each group in ``n_boot`` resamples of ``n_groups`` groups drawn with
+    replacement (``[n_boot, n_groups]``, rows sum to ``n_groups``): a cluster bootstrap for
+    statistics computed from per-group sums."""
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    counts = np.zeros((n_boot, n_groups))
+    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
+    return counts
+
+
 MIN_GROUPS = 5  # fewer independent groups than this: a cluster bootstrap gives no interval
 
 
@@ -187,11 +207,7 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic=np.mean, n_boot
         raise ValueError("bootstrap_ci needs at least one value.")
     idx, n = bootstrap_resamples(v.shape[0], n_boot, seed, groups)
     boots = np.array([statistic(v[i]) for i in idx], dtype=np.float64)
-    boots = boots[np.isfinite(boots)]
-    est = float(statistic(v))
-    a = (1 - level) / 2
-    low, high = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if boots.size else (math.nan, math.nan)
-    return Interval(est, low, high, int(n), level)
+    return percentile_interval(float(statistic(v)), boots, n, level)
 
 
 def _stratified_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], n_boot: int,
@@ -219,8 +235,7 @@ def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid
     Mann-Whitney AUC with unit weights c (ties count 1/2): computed for a block of replicates at
     once from the units sorted by score, not by concatenating copies."""
     n_groups = int(gid.max()) + 1
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    weights = bootstrap_weights(n_groups, n_boot, np.random.default_rng(seed))
     is_pos = labels == 1
     # per score vector, once: units in score order, where each run of tied scores starts, each unit's run
     sorted_by = []
@@ -230,10 +245,7 @@ def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid
         sorted_by.append((order, np.flatnonzero(new_run), np.cumsum(new_run) - 1))
     out: list[list[np.ndarray]] = [[] for _ in score_sets]
     for lo in range(0, n_boot, block):
-        d = draws[lo:lo + block]
-        counts = np.zeros((d.shape[0], n_groups))
-        np.add.at(counts, (np.arange(d.shape[0])[:, None], d), 1.0)
-        w = counts[:, gid]  # [replicate, unit]: copies of each unit
+        w = weights[lo:lo + block][:, gid]  # [replicate, unit]: copies of each unit
         w_pos, w_neg = w[:, is_pos].sum(1), w[:, ~is_pos].sum(1)
         keep = (w_pos > 0) & (w_neg > 0)
         w, w_pos, w_neg = w[keep], w_pos[keep], w_neg[keep]
@@ -279,9 +291,8 @@ def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: i
     y = np.asarray(labels).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     est = binary_auc(y, s, what=what)
-    a = (1 - level) / 2
     (boots,), n = _auc_boots(y, [s], groups, n_boot, seed)
-    return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), n, level)
+    return percentile_interval(est, boots, n, level)
 
 
 def _two_sided_p(diffs: np.ndarray) -> float:
@@ -293,9 +304,8 @@ def _two_sided_p(diffs: np.ndarray) -> float:
 
 
 def _diff_interval(est: float, diffs: np.ndarray, n: int, level: float) -> tuple[Interval, float]:
-    al = (1 - level) / 2
-    low, high = (float(np.quantile(diffs, al)), float(np.quantile(diffs, 1 - al))) if diffs.size else (math.nan, math.nan)
-    return Interval(float(est), low, high, int(n), level), _two_sided_p(diffs)
+    diffs = diffs[np.isfinite(diffs)]
+    return percentile_interval(est, diffs, n, level), _two_sided_p(diffs)
 
 
 def _resampled_aucs(labels: np.ndarray, scores: np.ndarray, idx, block: int = 256) -> np.ndarray:
@@ -332,8 +342,7 @@ def paired_bootstrap_auc_diff(labels: Sequence[float], scores_a: Sequence[float]
     else:
         idx, n = bootstrap_resamples(y.size, n_boot, seed, groups)
         boots_a, boots_b = _resampled_aucs(y, a, idx), _resampled_aucs(yb, b, idx)
-    diffs = boots_a - boots_b
-    return _diff_interval(est, diffs[np.isfinite(diffs)], n, level)
+    return _diff_interval(est, boots_a - boots_b, n, level)
 
 
 def unpaired_bootstrap_auc_diff(labels_a: Sequence[float], scores_a: Sequence[float], labels_b: Sequence[float],
