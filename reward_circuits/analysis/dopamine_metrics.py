@@ -17,6 +17,8 @@ from ..io import nan_to_none as _nan_to_none
 from ..neurons import NeuronSet
 from ..data.store import ActivationStore
 
+from ..neurons import random_dims
+from .controls import random_subsets
 from .dopamine_controls import MatchedNull, matched_correlation_null, matched_draws
 from .dopamine import PermutationScheme, TraceLookup, event_positions, iter_rollout_acts, check_trace_length
 from .stats import (Interval, Verdict, auc_rows, bootstrap_weights, finite_mean, partial_pearson_columns,
@@ -378,7 +380,7 @@ def dopamine_metrics(
     d = store.d(hook)
     rng = np.random.default_rng(seed)
     non_candidates = np.setdiff1d(np.arange(d), candidates)
-    pool = np.sort(rng.choice(non_candidates, size=min(random_pool_size, len(non_candidates)), replace=False))
+    pool = np.sort(random_dims(d, min(random_pool_size, len(non_candidates)), rng, exclude=candidates))
     same_hook_value = value_neurons is not None and value_neurons.hook_name == hook
     value_dims = list(value_neurons.indices) if same_hook_value else []
     k = len(candidates)
@@ -412,7 +414,7 @@ def dopamine_metrics(
         if n_available == 0:
             return np.full(n_random_draws, np.nan)
         size = min(k, n_available)
-        picks = np.argsort(rng.random((n_random_draws, n_available)), axis=1)[:, :size]
+        picks = random_subsets(n_available, size, n_random_draws, rng)
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws (e.g. no AUC events) stay NaN
             return np.nanmean(values[picks], axis=1)

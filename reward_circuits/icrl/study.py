@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns
+from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns, rank_by_score
 from ..configs import apply_at_defaults
 from ..interventions.sweep import RowScopedHooks
 from ..models import ModelAdapter, RowLabels
@@ -320,7 +320,7 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
             sae, train_x = saes[best.layer]
             lat_sel = encode_all(sae, rows([e.activations for e in base], best.hook, pos_out, sel_exp)).numpy()
             r_sel = np.nan_to_num(pearson_columns(lat_sel, td[sel]), nan=0.0)
-            top = [int(j) for j in np.argsort(-np.abs(r_sel))[:cfg.top_k_latents]]
+            top = [int(j) for j in rank_by_score(np.abs(r_sel))[:cfg.top_k_latents]]
             rnd, top_size, rnd_size = matched_random_latents(sae, train_x, top, seed=cfg.seed + 11)
             notes.append(f"random latents matched to the top ones on mean contribution E[f_j]·|W_dec_j| over training "
                          f"tokens: top {np.round(top_size, 3).tolist()}, random {np.round(rnd_size, 3).tolist()}.")

@@ -17,7 +17,7 @@ from jaxtyping import Float
 from scipy import stats
 from sklearn.linear_model import RidgeCV
 
-from ..analysis.stats import Interval, bootstrap_ci
+from ..analysis.stats import Interval, bootstrap_ci, rank_by_score
 from ..report import Table
 
 
@@ -105,7 +105,7 @@ class LinearIRM:
 def reconstruction_table(words: Sequence[str], true: Sequence[float], predicted: Sequence[float], k: int = 8,
                          title: str = "Reconstructed vs original lexicon values (held-out tokens)") -> Table:
     """The paper's Table 3 shape: the ``k`` most positive and ``k`` most negative tokens (by true value)."""
-    order = np.argsort(np.asarray(true))
-    pick = list(order[::-1][:k]) + list(order[:k])
+    t = np.asarray(true, dtype=np.float64)
+    pick = list(rank_by_score(t)[:k]) + list(rank_by_score(-t)[:k])
     rows = [[words[i], float(true[i]), float(predicted[i])] for i in pick]
     return Table(title, ["token", "VADER value", "IRM value"], rows)
