@@ -203,9 +203,10 @@ def _fit_alpha(exps: Sequence[Experiment]) -> QLearningFit:
     return QLearningFit().fit([e.trajectory() for e in exps])
 
 
-def _target_corr(name, lat, raw, lat_null, y, sel, held, n_boot, seed, control=None, groups=None) -> TargetCorrelation:
+def _target_corr(name, lat, raw, lat_null, y, sel, held, cfg: SAETDConfig, control=None, groups=None) -> TargetCorrelation:
     """Held-out |r| of the best latent, raw dim, ridge probe (and null latent) with ``y``; ``groups``
     (the experiment of each event) makes every interval resample whole held-out experiments."""
+    n_boot, seed = cfg.n_boot, cfg.seed
     sae = best_feature(lat, y, sel, held, n_boot, seed, groups)
     rawc = best_feature(raw, y, sel, held, n_boot, seed, groups)
     probe, probe_pred = ridge_probe_corr(raw, y, sel, held, n_boot, seed, groups)
@@ -308,10 +309,8 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
                 null_act = encode_all(null_sae, rows(shuffled_acts, hook, event_positions("action", True), all_exps)).numpy()
             layer_results.append(LayerResult(
                 layer, hook, quality, null_quality,
-                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg.n_boot, cfg.seed, rew,
-                             groups=exp_of),
-                _target_corr("q_value", lat_act, raw_act.numpy(), null_act, q, sel, held, cfg.n_boot, cfg.seed,
-                             groups=exp_of)))
+                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg, rew, exp_of),
+                _target_corr("q_value", lat_act, raw_act.numpy(), null_act, q, sel, held, cfg, None, exp_of)))
 
         # ---- interventions ----------------------------------------------------------------------------
         intervention = None
