@@ -125,8 +125,8 @@ def random_dims(d: int, k: int, rng: np.random.Generator | int, exclude: Sequenc
     the control sets of :mod:`reward_circuits.analysis.controls`, random masks, pools and latents."""
     pool = np.setdiff1d(np.arange(d), np.asarray(list(exclude), dtype=np.int64))
     if not 0 <= k <= pool.size:
-        raise ValueError(f"cannot draw {k} of the {pool.size} dims left of {d} after excluding {len(set(exclude))}: "
-                         "draw fewer dims or exclude fewer.")
+        left = f"{pool.size} of {d} dims are left after excluding {d - pool.size}" if pool.size < d else f"there are {d} dims"
+        raise ValueError(f"cannot draw {k} distinct dims: {left}; draw fewer dims (or exclude fewer).")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     return rng.choice(pool, size=k, replace=False)
 
