@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from math import comb
-from typing import Sequence
+from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -114,17 +114,36 @@ class NeuronSet:
     @classmethod
     def random(cls, hook_name: str, d: int, k: int, seed: int, layer: int | None = None,
                exclude: Sequence[int] = ()) -> "NeuronSet":
-        """``k`` dimensions drawn uniformly (seeded), optionally avoiding ``exclude``."""
-        pool = np.setdiff1d(np.arange(d), np.asarray(list(exclude), dtype=np.int64))
-        if k > len(pool):
-            raise ValueError(f"cannot draw {k} of {len(pool)} available dimensions.")
-        idx = np.random.default_rng(seed).choice(pool, size=k, replace=False)
+        """``k`` dimensions drawn uniformly (seeded), optionally avoiding ``exclude`` (:func:`random_dims`)."""
+        idx = random_dims(d, k, seed, exclude)
         return cls(hook_name, idx.tolist(), d, kind="random", layer=layer, provenance={"seed": seed})
 
 
-def iou(a: Sequence[int], b: Sequence[int]) -> float:
-    """Intersection over union of two index sets (1.0 for two empty sets)."""
-    sa, sb = set(int(x) for x in a), set(int(x) for x in b)
+def random_dims(d: int, k: int, rng: np.random.Generator | int, exclude: Sequence[int] = ()) -> np.ndarray:
+    """``k`` distinct dims drawn uniformly from ``0..d-1`` outside ``exclude`` (``rng``: a generator
+    to continue, or a seed). The one uniform random draw of the package: :meth:`NeuronSet.random`,
+    the control sets of :mod:`reward_circuits.analysis.controls`, random masks, pools and latents."""
+    pool = np.setdiff1d(np.arange(d), np.asarray(list(exclude), dtype=np.int64))
+    if not 0 <= k <= pool.size:
+        left = f"{pool.size} of {d} dims are left after excluding {d - pool.size}" if pool.size < d else f"there are {d} dims"
+        raise ValueError(f"cannot draw {k} distinct dims: {left}; draw fewer dims (or exclude fewer).")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return rng.choice(pool, size=k, replace=False)
+
+
+def _item(x) -> Hashable:
+    """Integers of any type as ``int``; lists/arrays (``(layer, neuron)`` read back from JSON) as tuples."""
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return tuple(_item(v) for v in x)
+    return x
+
+
+def iou(a: Iterable, b: Iterable) -> float:
+    """Intersection over union of two sets of items: dims, or ``(layer, neuron)`` pairs (1.0 for two
+    empty sets: they are identical). The one IoU of the package."""
+    sa, sb = {_item(x) for x in a}, {_item(x) for x in b}
     union = len(sa | sb)
     return 1.0 if union == 0 else len(sa & sb) / union
 

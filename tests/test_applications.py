@@ -231,15 +231,26 @@ def test_configs_validate_with_errors_that_name_the_fix():
         CandidateSet(["a"], [[0.5]], [[0.1]], [["x"]], [[1]])
 
 
-def test_rank_auc_equals_sklearn():
-    from sklearn.metrics import roc_auc_score
+def test_monitoring_auc_is_the_stats_auc():
+    """The snapshot's AUC interval is the home function's (no private AUC or bootstrap in monitoring)."""
+    from reward_circuits.analysis.stats import bootstrap_auc_ci
 
-    from reward_circuits.applications.monitoring import rank_auc
+    snap = planted_snapshot("A", signal=1.0, n=80)
+    assert snap.auc(n_boot=300, seed=2) == bootstrap_auc_ci(snap.rewards, snap.values, n_boot=300, seed=2)
 
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 2, 50)
-    s = np.round(rng.random(50), 1)  # ties
-    assert rank_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+def test_monitoring_shift_of_unshared_versions_is_unpaired_and_finds_a_planted_drop():
+    """Versions on different prompts: two independent bootstraps; a planted drop in AUC is found, an
+    unchanged signal is not called a regression."""
+    base = planted_snapshot("A", signal=3.0, n=300)
+    drop = planted_snapshot("B", seed=1, signal=0.5, n=300)
+    drop.ids = [f"other{i}" for i in range(300)]
+    res = compare_snapshots(base, drop, CompareConfig(n_boot=300))
+    assert not res.paired and res.auc_shift.high < 0 and res.verdict == "regression"
+    same = planted_snapshot("C", seed=2, signal=3.0, n=300)
+    same.ids = [f"other{i}" for i in range(300)]
+    res = compare_snapshots(base, same, CompareConfig(n_boot=300))
+    assert not res.paired and res.auc_shift.low < 0 < res.auc_shift.high and res.verdict != "regression"
 
 
 def test_empty_curation_round_trips(tmp_path):

@@ -130,7 +130,11 @@ def test_study_runs_end_to_end_on_tiny_model(tl_adapter, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())["sae_td"]["tasks"]["two_step"]
     assert set(summary) >= {"model_reward", "random_reward", "model_minus_random", "alpha_fit", "layers", "intervention",
                             "verdicts"}
-    assert summary["layers"][0]["td_error"]["sae"]["n"] == 8  # held-out events: 2 experiments x 2 episodes x 2 steps
+    # intervals resample whole held-out experiments (their 8 events are not independent): n = 2, too few
+    # for an interval, so none is given and no verdict on the latents is invented from 2 experiments
+    sae_iv = summary["layers"][0]["td_error"]["sae"]
+    assert sae_iv["n"] == 2 and sae_iv["low"] is None and sae_iv["estimate"] is not None
+    assert all(v == "inconclusive at this n" for k, v in summary["verdicts"].items() if k.startswith("TD latent beats"))
     assert (tmp_path / "sae_td_corr_by_layer.png").exists() and "sae_td_corr_by_layer.png" in (tmp_path / "report.html").read_text()
     saved = load_sae(tmp_path / "saes" / "two_step" / f"blocks.{task.intervention.layer}.hook_resid_post")
     assert saved.cfg.metadata.hook_name == f"blocks.{task.intervention.layer}.hook_resid_post"
@@ -164,3 +168,23 @@ def test_matched_random_latents_match_contribution_and_avoid_top(planted):
     np.testing.assert_allclose(top_size, size[top], rtol=1e-5)
     unmatched = np.median(size[size > 0])
     assert np.abs(np.log(chosen_size) - np.log(top_size)).mean() < np.abs(np.log(unmatched) - np.log(top_size)).mean()
+
+
+def test_heldout_intervals_resample_whole_experiments():
+    """Events of one experiment share its offset (planted): with ``groups`` the interval counts
+    experiments (n = 6 held out) and is wider than the one that treats 300 events as independent; a
+    planted tracking feature is still found, a feature of pure noise is not called better than it."""
+    rng = np.random.default_rng(0)
+    exp = np.repeat(np.arange(12), 50)
+    td = rng.normal(size=12)[exp] + rng.normal(size=exp.size)
+    x = rng.normal(size=(exp.size, 6))
+    x[:, 2] = td + 0.5 * rng.normal(size=exp.size)
+    sel, held = exp < 6, exp >= 6
+    grouped = best_feature(x, td, sel, held, n_boot=300, groups=exp)
+    events = best_feature(x, td, sel, held, n_boot=300)
+    assert grouped.index == events.index == 2 and grouped.heldout.n == 6 and events.heldout.n == 300
+    assert grouped.heldout.low > 0.6 and grouped.heldout.high - grouped.heldout.low > events.heldout.high - events.heldout.low
+    d, p = paired_abs_corr_diff(x[held, 2], x[held, 4], td[held], n_boot=300, groups=exp[held])
+    assert d.n == 6 and d.low > 0.5 and p < 0.05
+    d, p = paired_abs_corr_diff(x[held, 4], x[held, 2], td[held], n_boot=300, groups=exp[held])
+    assert d.high < 0

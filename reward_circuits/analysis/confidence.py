@@ -15,6 +15,7 @@ from ..interventions.hooks import InterventionLike, as_fwd_hooks, teacher_forced
 from ..interventions.scoring import examples_of, rollout_pairs, teacher_forced_batches
 from ..interventions.sweep import sweep
 from ..models import Generation, GenerationConfig, ModelAdapter
+from .stats import binary_auc
 
 VERBALIZED_CONFIDENCE_PROMPT = (
     "How confident are you that this answer is correct? Reply with a number between 0 and 1."
@@ -92,11 +93,10 @@ def verbalized_confidence(adapter: ModelAdapter, task, examples, generations: Se
 
 
 def score_vs_reward(scores: Sequence[float], rewards: Sequence[float]) -> dict:
-    """Spearman ρ (``scipy.stats.spearmanr``) and AUC (``roc_auc_score``) of ``scores`` against
-    binary ``rewards``, over the pairs with a finite score. Never raises on degenerate data:
+    """Spearman ρ (``scipy.stats.spearmanr``) and AUC (:func:`~reward_circuits.analysis.stats.binary_auc`)
+    of ``scores`` against binary ``rewards``, over the pairs with a finite score. Never raises on degenerate data:
     undefined metrics are NaN and ``note`` says why."""
     from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
 
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     r = np.asarray(rewards, dtype=np.float64).reshape(-1)
@@ -113,11 +113,11 @@ def score_vs_reward(scores: Sequence[float], rewards: Sequence[float]) -> dict:
         notes.append(f"all usable rewards equal {r[0]:g}: Spearman and AUC undefined")
     elif np.unique(s).size < 2:
         notes.append("scores are constant: Spearman undefined, AUC 0.5 by ties")
-        out["auc"] = float(roc_auc_score(r, s))
+        out["auc"] = binary_auc(r, s, what="confidence scores")
     else:
         rho, p = spearmanr(s, r)
         out["spearman"], out["spearman_p"] = float(rho), float(p)
-        out["auc"] = float(roc_auc_score(r, s))
+        out["auc"] = binary_auc(r, s, what="confidence scores")
     out["note"] = "; ".join(notes)
     return out
 

@@ -33,12 +33,14 @@ import torch
 from jaxtyping import Float
 
 from ..report import Section, Table
+from ..neurons import iou, random_dims
 from .stats import (
     Interval,
     Verdict,
     bootstrap_ci,
     mcnemar_test,
     paired_bootstrap_diff,
+    rank_by_score,
     verdict,
 )
 
@@ -92,7 +94,7 @@ def massive_activations(magnitudes: Float[np.ndarray, " d"], hook: str = "", fac
     med = float(np.median(m))
     ratio = m / med if med > 0 else np.where(m > 0, np.inf, 0.0)
     dims = np.flatnonzero(ratio > factor)
-    dims = dims[np.argsort(-m[dims], kind="stable")]
+    dims = dims[rank_by_score(m[dims])]
     return MassiveActivations(hook, dims.tolist(), ratio[dims].round(3).tolist(), float(factor), med)
 
 
@@ -112,16 +114,24 @@ def magnitude_strata(magnitudes: Float[np.ndarray, " d"], n_bins: int = 10, fact
 # ---------------------------------------------------------------------------------------------
 # random control sets
 # ---------------------------------------------------------------------------------------------
+def random_subsets(n_items: int, k: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_draws`` uniform random subsets of ``k`` of ``n_items`` positions at once (``[n_draws, k]``,
+    each row distinct positions): vectorised :func:`~reward_circuits.neurons.random_dims` for many cheap draws."""
+    if not 0 <= k <= n_items:
+        raise ValueError(f"cannot draw {k} of {n_items} items.")
+    return np.argsort(rng.random((n_draws, n_items)), axis=1)[:, :k]
+
+
 def uniform_random_sets(value_dims: Sequence[int], d: int, n_draws: int, seed: int = 0,
                         exclude: Sequence[int] = ()) -> list[list[int]]:
     """``n_draws`` sets of ``len(value_dims)`` dims drawn uniformly from the dims outside the value
     set (and ``exclude``)."""
-    pool = np.setdiff1d(np.arange(d), np.r_[np.asarray(value_dims, dtype=np.int64), np.asarray(exclude, dtype=np.int64)])
+    avoid = np.r_[np.asarray(value_dims, dtype=np.int64), np.asarray(exclude, dtype=np.int64)]
     k = len(value_dims)
-    if k > pool.size:
-        raise ValueError(f"cannot draw {k} of the {pool.size} dims outside the value set.")
+    if k > d - np.unique(avoid).size:
+        raise ValueError(f"cannot draw {k} of the {d - np.unique(avoid).size} dims outside the value set.")
     rng = np.random.default_rng(seed)
-    return [rng.choice(pool, size=k, replace=False).tolist() for _ in range(n_draws)]
+    return [random_dims(d, k, rng, avoid).tolist() for _ in range(n_draws)]
 
 
 def matched_random_sets(value_dims: Sequence[int], magnitudes: Float[np.ndarray, " d"], n_draws: int, seed: int = 0,
@@ -157,7 +167,7 @@ def matched_random_iou(set_a: Sequence[int], set_b: Sequence[int], magnitudes: F
     it). Two value sets that both hold a layer's few massive dims overlap by construction."""
     a = matched_random_sets(set_a, magnitudes, n_draws, seed, n_bins, factor, avoid_value_dims=False)
     b = matched_random_sets(set_b, magnitudes, n_draws, seed + 1, n_bins, factor, avoid_value_dims=False)
-    return float(np.mean([len(set(x) & set(y)) / max(len(set(x) | set(y)), 1) for x, y in zip(a, b)]))
+    return float(np.mean([iou(x, y) for x, y in zip(a, b)]))
 
 
 # ---------------------------------------------------------------------------------------------

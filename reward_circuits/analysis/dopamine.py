@@ -300,8 +300,7 @@ def dopamine_neurons(
         raise ValueError(f"{s.numel()} scores for a hook of width {d}.")
     finite = torch.isfinite(s)
     k = int(min(k, int(finite.sum())))
-    ranked = torch.where(finite, s, torch.tensor(-math.inf, dtype=s.dtype))
-    order = torch.argsort(ranked, descending=True, stable=True)[:k]
+    order = rank_by_score(torch.where(finite, s, -math.inf).numpy(), nonfinite="last")[:k]  # ties: lower dim first
     return NeuronSet(hook, order.tolist(), d, s[order].tolist(), kind="dopamine", layer=layer_of(hook),
                      provenance=dict(provenance or {}))
 

@@ -11,17 +11,18 @@ from typing import Sequence
 
 import numpy as np
 from jaxtyping import Float, Int
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..io import nan_to_none as _nan_to_none
 from ..neurons import NeuronSet
 from ..data.store import ActivationStore
 
+from ..neurons import random_dims
+from .controls import random_subsets
 from .dopamine_controls import MatchedNull, matched_correlation_null, matched_draws
 from .dopamine import PermutationScheme, TraceLookup, event_positions, iter_rollout_acts, check_trace_length
-from .stats import (Interval, Verdict, finite_mean, partial_pearson_columns, pearson_columns, rank_by_score,
-                    spearman_columns, verdict)
+from .stats import (Interval, Verdict, auc_rows, bootstrap_weights, finite_mean, partial_pearson_columns,
+                    pearson_columns, percentile_interval, rank_by_score, spearman_columns, verdict)
 
 # ---------------------------------------------------------------------------------------------
 # Quantitative held-out metrics (beyond the paper)
@@ -245,7 +246,7 @@ def _group_metrics(scan: _HeldOutScan, hook: str, columns: Sequence[int], pos_ro
     if len(pos_rows) and len(neg_rows):
         labels = np.r_[np.ones(len(pos_rows)), np.zeros(len(neg_rows))]
         events = scan.acts[np.r_[pos_rows, neg_rows]][:, columns].astype(np.float64)
-        auc = [float(roc_auc_score(labels, events[:, c])) for c in range(len(columns))]
+        auc = auc_rows(labels, events.T).tolist()
     else:
         auc = [math.nan] * len(columns)
     return GroupMetrics(hook=hook, dims=[scan.dims[c] for c in columns], pearson_td=pearson_td.tolist(),
@@ -379,7 +380,7 @@ def dopamine_metrics(
     d = store.d(hook)
     rng = np.random.default_rng(seed)
     non_candidates = np.setdiff1d(np.arange(d), candidates)
-    pool = np.sort(rng.choice(non_candidates, size=min(random_pool_size, len(non_candidates)), replace=False))
+    pool = np.sort(random_dims(d, min(random_pool_size, len(non_candidates)), rng, exclude=candidates))
     same_hook_value = value_neurons is not None and value_neurons.hook_name == hook
     value_dims = list(value_neurons.indices) if same_hook_value else []
     k = len(candidates)
@@ -413,7 +414,7 @@ def dopamine_metrics(
         if n_available == 0:
             return np.full(n_random_draws, np.nan)
         size = min(k, n_available)
-        picks = np.argsort(rng.random((n_random_draws, n_available)), axis=1)[:, :size]
+        picks = random_subsets(n_available, size, n_random_draws, rng)
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN draws (e.g. no AUC events) stay NaN
             return np.nanmean(values[picks], axis=1)
@@ -510,13 +511,8 @@ def rollout_bootstrap_abs_corr_diff(
             return np.nanmean(corr[:, :na], axis=1) - np.nanmean(corr[:, na:], axis=1)
 
     est = float(statistic(np.ones((1, r)))[0])
-    rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, r, r), minlength=r) for _ in range(n_boot)]).astype(np.float64)
-    boots = statistic(weights)
-    boots = boots[np.isfinite(boots)]
-    a = (1 - level) / 2
-    low, high = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if boots.size else (math.nan, math.nan)
-    return Interval(est, low, high, r, level)
+    boots = statistic(bootstrap_weights(r, n_boot, np.random.default_rng(seed)))
+    return percentile_interval(est, boots, r, level)
 
 
 # ---------------------------------------------------------------------------------------------

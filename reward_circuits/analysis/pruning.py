@@ -27,7 +27,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..models import layer_of
-from ..neurons import NeuronSet, expected_random_iou, iou
+from ..neurons import NeuronSet, expected_random_iou, iou, random_dims
 from .probes import ProbeError, ValueProbe, ValueProbeConfig, resolve_indices, binary_auc
 from ..data.views import RotatedStore
 from .stats import rank_by_score
@@ -102,7 +102,7 @@ def prune_curve(
         k = n_kept(d, ratio)
         out["n_kept"][ratio] = k
         out["l1"][ratio] = _auc_with_mask(probe, hook, x0, rewards, keep_mask(d, top_dims(scores, ratio)))
-        draws = [_auc_with_mask(probe, hook, x0, rewards, keep_mask(d, rng.choice(d, size=k, replace=False)))
+        draws = [_auc_with_mask(probe, hook, x0, rewards, keep_mask(d, random_dims(d, k, rng)))
                  for _ in range(random_draws)]
         out["random"][ratio] = float(np.mean(draws)) if draws else None
         out["random_std"][ratio] = float(np.std(draws)) if draws else None

@@ -35,11 +35,22 @@ def binary_auc(rewards: np.ndarray, scores: np.ndarray, what: str = "V(s_0)") ->
 
 
 def auc_rows(labels: Sequence[float] | np.ndarray, scores: Float[np.ndarray, "m n"]) -> Float[np.ndarray, " m"]:
-    """AUC of every row of ``scores`` against the same binary ``labels`` (Mann-Whitney U from
-    average ranks; equals ``roc_auc_score`` row by row, ties counted one half). NaN when ``labels``
-    hold one class."""
-    y = np.asarray(labels).reshape(-1) == 1
+    """AUC of every row of ``scores`` against binary ``labels`` (Mann-Whitney U from average ranks;
+    equals ``roc_auc_score`` row by row, ties counted one half). ``labels`` is one vector shared by
+    every row, or an ``[m, n]`` array with each row's own labels (e.g. bootstrap resamples of
+    rollouts). NaN for a row whose labels hold one class."""
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    y = np.asarray(labels)
+    if y.ndim == 2:
+        if y.shape != s.shape:
+            raise ProbeError(f"labels of shape {y.shape} for scores of shape {s.shape}: give one label row per score row.")
+        y = y == 1
+        n1, n0 = y.sum(1), (~y).sum(1)
+        ranks = stats.rankdata(s, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = ((ranks * y).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        return np.where((n1 > 0) & (n0 > 0), auc, np.nan)
+    y = y.reshape(-1) == 1
     if s.shape[1] != y.size:
         raise ProbeError(f"{y.size} labels but score rows of length {s.shape[1]}.")
     n1, n0 = int(y.sum()), int((~y).sum())
@@ -133,25 +144,74 @@ class Interval:
         return not (self.low <= value <= self.high)
 
 
+def percentile_interval(estimate: float, boots: np.ndarray, n: int, level: float = 0.95) -> Interval:
+    """The percentile interval of bootstrap replicates ``boots`` around ``estimate`` (non-finite
+    replicates dropped; NaN bounds when none is left). The one place replicates become an interval."""
+    b = np.asarray(boots, dtype=np.float64).reshape(-1)
+    b = b[np.isfinite(b)]
+    a = (1 - level) / 2
+    low, high = (float(np.quantile(b, a)), float(np.quantile(b, 1 - a))) if b.size else (math.nan, math.nan)
+    return Interval(float(estimate), low, high, int(n), level)
+
+
+def bootstrap_weights(n_groups: int, n_boot: int, rng: np.random.Generator) -> Float[np.ndarray, "boot groups"]:
+    """Multiplicity of each group in ``n_boot`` resamples of ``n_groups`` groups drawn with
+    replacement (``[n_boot, n_groups]``, rows sum to ``n_groups``): a cluster bootstrap for
+    statistics computed from per-group sums."""
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    counts = np.zeros((n_boot, n_groups))
+    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
+    return counts
+
+
+MIN_GROUPS = 5  # fewer independent groups than this: a cluster bootstrap gives no interval
+
+
+def bootstrap_resamples(n_units: int, n_boot: int, seed: int | np.random.SeedSequence = 0,
+                        groups: Sequence | None = None) -> tuple[list[np.ndarray] | np.ndarray, int]:
+    """Index arrays of ``n_boot`` bootstrap resamples of ``n_units`` units, and the number of
+    independent units they rest on (the ``n`` of an interval).
+
+    Units are drawn with replacement; with ``groups`` (one hashable per unit: the prompt, the
+    experiment) in which some units share a group, whole groups are drawn instead (a cluster
+    bootstrap: units of one group are not independent evidence) and ``n`` is the number of groups.
+    All-distinct groups give exactly the unit resamples. Fewer than :data:`MIN_GROUPS` groups give no
+    resamples (the interval is NaN, its verdict inconclusive): two or three groups have a handful of
+    distinct resamples, whose spread is no interval and can be narrower than the truth."""
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        gid = group_ids(list(groups))
+        if gid.size != n_units:
+            raise ValueError(f"groups has {gid.size} entries for {n_units} units: give one group per unit.")
+        n_groups = int(gid.max()) + 1 if gid.size else 0
+        if n_groups < n_units:
+            if n_groups < MIN_GROUPS:
+                return [], n_groups
+            members = [np.flatnonzero(gid == g) for g in range(n_groups)]
+            draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+            return [np.concatenate([members[g] for g in row]) for row in draws], n_groups
+    return rng.integers(0, n_units, size=(n_boot, n_units)), n_units
+
+
 def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic=np.mean, n_boot: int = 2000, level: float = 0.95,
-                 seed: int = 0) -> Interval:
+                 seed: int = 0, groups: Sequence | None = None) -> Interval:
     """Percentile bootstrap interval of ``statistic`` over the units of ``values`` (resampled with
-    replacement). ``values`` may be 2-D (units × columns); ``statistic`` then gets the resampled rows."""
+    replacement). ``values`` may be 2-D (units × columns); ``statistic`` then gets the resampled rows.
+    Replicates where ``statistic`` is not finite are dropped.
+
+    ``groups`` (one hashable per unit): when some units share a group (events of one experiment,
+    rollouts of one prompt), whole groups are resampled (:func:`bootstrap_resamples`) and ``n`` is
+    the number of groups."""
     v = np.asarray(values, dtype=np.float64)
     if v.shape[0] == 0:
         raise ValueError("bootstrap_ci needs at least one value.")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.shape[0], size=(n_boot, v.shape[0]))
+    idx, n = bootstrap_resamples(v.shape[0], n_boot, seed, groups)
     boots = np.array([statistic(v[i]) for i in idx], dtype=np.float64)
-    boots = boots[np.isfinite(boots)]
-    est = float(statistic(v))
-    a = (1 - level) / 2
-    low, high = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if boots.size else (math.nan, math.nan)
-    return Interval(est, low, high, int(v.shape[0]), level)
+    return percentile_interval(float(statistic(v)), boots, n, level)
 
 
-def _stratified_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], n_boot: int, seed: int,
-                          block: int = 256) -> list[np.ndarray]:
+def _stratified_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], n_boot: int,
+                          seed: int | np.random.SeedSequence, block: int = 256) -> list[np.ndarray]:
     """AUC of each score vector on the same ``n_boot`` stratified resamples (positives and negatives
     resampled separately: every replicate has both classes, in the original class counts)."""
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
@@ -175,8 +235,7 @@ def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid
     Mann-Whitney AUC with unit weights c (ties count 1/2): computed for a block of replicates at
     once from the units sorted by score, not by concatenating copies."""
     n_groups = int(gid.max()) + 1
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    weights = bootstrap_weights(n_groups, n_boot, np.random.default_rng(seed))
     is_pos = labels == 1
     # per score vector, once: units in score order, where each run of tied scores starts, each unit's run
     sorted_by = []
@@ -186,10 +245,7 @@ def _cluster_auc_boots(labels: np.ndarray, score_sets: Sequence[np.ndarray], gid
         sorted_by.append((order, np.flatnonzero(new_run), np.cumsum(new_run) - 1))
     out: list[list[np.ndarray]] = [[] for _ in score_sets]
     for lo in range(0, n_boot, block):
-        d = draws[lo:lo + block]
-        counts = np.zeros((d.shape[0], n_groups))
-        np.add.at(counts, (np.arange(d.shape[0])[:, None], d), 1.0)
-        w = counts[:, gid]  # [replicate, unit]: copies of each unit
+        w = weights[lo:lo + block][:, gid]  # [replicate, unit]: copies of each unit
         w_pos, w_neg = w[:, is_pos].sum(1), w[:, ~is_pos].sum(1)
         keep = (w_pos > 0) & (w_neg > 0)
         w, w_pos, w_neg = w[keep], w_pos[keep], w_neg[keep]
@@ -224,58 +280,103 @@ def group_ids(keys: Sequence) -> np.ndarray:
 
 
 def bootstrap_auc_ci(labels: Sequence[float], scores: Sequence[float], n_boot: int = 2000, level: float = 0.95,
-                     seed: int = 0, groups: Sequence | None = None) -> Interval:
+                     seed: int = 0, groups: Sequence | None = None, what: str = "scores") -> Interval:
     """AUC with a stratified percentile bootstrap interval (positives and negatives resampled
     separately, so every replicate has both classes).
 
     ``groups`` (one hashable per unit, e.g. the prompt): when some units share a group (repeated
     prompts whose greedy rollouts are copies), whole groups are resampled instead (a cluster
     bootstrap; replicates that lack a class are dropped) and ``n`` is the number of groups: copies
-    are not independent evidence."""
+    are not independent evidence. ``what`` names the scores in errors."""
     y = np.asarray(labels).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    est = binary_auc(y, s, what="scores")
-    a = (1 - level) / 2
+    est = binary_auc(y, s, what=what)
     (boots,), n = _auc_boots(y, [s], groups, n_boot, seed)
-    return Interval(est, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)), n, level)
+    return percentile_interval(est, boots, n, level)
+
+
+def _two_sided_p(diffs: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference" from replicate differences (1.0 when every
+    replicate is exactly 0, NaN when there are none)."""
+    if diffs.size == 0:
+        return math.nan
+    return float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))) if np.any(diffs != 0) else 1.0
+
+
+def _diff_interval(est: float, diffs: np.ndarray, n: int, level: float) -> tuple[Interval, float]:
+    diffs = diffs[np.isfinite(diffs)]
+    return percentile_interval(est, diffs, n, level), _two_sided_p(diffs)
+
+
+def _resampled_aucs(labels: np.ndarray, scores: np.ndarray, idx, block: int = 256) -> np.ndarray:
+    """AUC of ``scores`` against ``labels`` on each resample in ``idx`` (NaN where one class is missing)."""
+    if isinstance(idx, np.ndarray):
+        return np.concatenate([auc_rows(labels[idx[lo:lo + block]], scores[idx[lo:lo + block]])
+                               for lo in range(0, len(idx), block)]) if len(idx) else np.empty(0)
+    return np.array([auc_rows(labels[i], scores[i][None])[0] for i in idx], dtype=np.float64)
 
 
 def paired_bootstrap_auc_diff(labels: Sequence[float], scores_a: Sequence[float], scores_b: Sequence[float],
                               n_boot: int = 2000, level: float = 0.95, seed: int = 0,
-                              groups: Sequence | None = None) -> tuple[Interval, float]:
+                              groups: Sequence | None = None, labels_b: Sequence[float] | None = None
+                              ) -> tuple[Interval, float]:
     """Interval of ``AUC(a) − AUC(b)`` for two scorings of the *same* rollouts (one stratified
     resample of rollouts per replicate, scored both ways), and a two-sided bootstrap p-value.
 
     ``groups`` (one hashable per rollout, e.g. its prompt): when some share a group, whole groups are
-    resampled (as in :func:`bootstrap_auc_ci`) and ``n`` is the number of groups."""
+    resampled (as in :func:`bootstrap_auc_ci`) and ``n`` is the number of groups.
+
+    ``labels_b``: the units' own labels under ``b`` (the same prompts answered by two model
+    versions, whose rewards may differ): units (or groups) are then resampled unstratified, whatever
+    the labels, each side scored against its own labels, and replicates where either side lacks a
+    class are dropped."""
     y = np.asarray(labels).reshape(-1)
     a = np.asarray(scores_a, dtype=np.float64).reshape(-1)
     b = np.asarray(scores_b, dtype=np.float64).reshape(-1)
-    if not (a.shape == b.shape == y.shape):
-        raise ValueError(f"paired scores differ in shape: labels {y.shape}, a {a.shape}, b {b.shape}.")
-    est = binary_auc(y, a, what="scores a") - binary_auc(y, b, what="scores b")
-    (boots_a, boots_b), n = _auc_boots(y, [a, b], groups, n_boot, seed)
-    diffs = boots_a - boots_b
-    al = (1 - level) / 2
-    p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))) if np.any(diffs != 0) else 1.0
-    return Interval(float(est), float(np.quantile(diffs, al)), float(np.quantile(diffs, 1 - al)), n, level), p
+    yb = y if labels_b is None else np.asarray(labels_b).reshape(-1)
+    if not (a.shape == b.shape == y.shape == yb.shape):
+        raise ValueError(f"paired scores differ in shape: labels {y.shape}, labels_b {yb.shape}, a {a.shape}, b {b.shape}.")
+    est = binary_auc(y, a, what="scores a") - binary_auc(yb, b, what="scores b")
+    if labels_b is None:
+        (boots_a, boots_b), n = _auc_boots(y, [a, b], groups, n_boot, seed)
+    else:
+        idx, n = bootstrap_resamples(y.size, n_boot, seed, groups)
+        boots_a, boots_b = _resampled_aucs(y, a, idx), _resampled_aucs(yb, b, idx)
+    return _diff_interval(est, boots_a - boots_b, n, level)
+
+
+def unpaired_bootstrap_auc_diff(labels_a: Sequence[float], scores_a: Sequence[float], labels_b: Sequence[float],
+                                scores_b: Sequence[float], n_boot: int = 2000, level: float = 0.95,
+                                seed: int = 0) -> tuple[Interval, float]:
+    """Interval of ``AUC(a) − AUC(b)`` for two *unpaired* samples (different rollouts, e.g. two model
+    versions on different prompts): independent stratified bootstraps of each side, and a two-sided
+    bootstrap p-value. ``n`` is the smaller sample (the one that limits the interval)."""
+    ya, sa = np.asarray(labels_a).reshape(-1), np.asarray(scores_a, dtype=np.float64).reshape(-1)
+    yb, sb = np.asarray(labels_b).reshape(-1), np.asarray(scores_b, dtype=np.float64).reshape(-1)
+    est = binary_auc(ya, sa, what="scores a") - binary_auc(yb, sb, what="scores b")
+    seed_a, seed_b = np.random.SeedSequence(seed).spawn(2)  # independent streams: the two sides share no draw
+    (boots_a,) = _stratified_auc_boots(ya, [sa], n_boot, seed_a)
+    (boots_b,) = _stratified_auc_boots(yb, [sb], n_boot, seed_b)
+    return _diff_interval(est, boots_a - boots_b, min(ya.size, yb.size), level)
 
 
 def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], statistic=np.mean, n_boot: int = 2000,
-                          level: float = 0.95, seed: int = 0) -> tuple[Interval, float]:
+                          level: float = 0.95, seed: int = 0, groups: Sequence | None = None) -> tuple[Interval, float]:
     """Interval of ``statistic(a) − statistic(b)`` over *paired* units (the same examples under two
-    conditions), and a two-sided bootstrap p-value for "no difference"."""
+    conditions), and a two-sided bootstrap p-value for "no difference".
+
+    ``a`` and ``b`` may be 2-D (units × columns, e.g. a feature and its target): ``statistic`` then
+    gets the resampled rows. ``groups`` (one hashable per unit): when some units share a group,
+    whole groups are resampled (:func:`bootstrap_resamples`) and ``n`` is the number of groups."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in shape: {a.shape} vs {b.shape}; pair the same units.")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, a.size, size=(n_boot, a.size))
-    diffs = np.array([statistic(a[i]) - statistic(b[i]) for i in idx])
-    est = float(statistic(a) - statistic(b))
-    al = (1 - level) / 2
-    p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))) if np.any(diffs != 0) or est != 0 else 1.0
-    return Interval(est, float(np.quantile(diffs, al)), float(np.quantile(diffs, 1 - al)), int(a.size), level), p
+    if a.shape[0] == 0:
+        raise ValueError("paired_bootstrap_diff needs at least one unit.")
+    idx, n = bootstrap_resamples(a.shape[0], n_boot, seed, groups)
+    diffs = np.array([statistic(a[i]) - statistic(b[i]) for i in idx], dtype=np.float64)
+    return _diff_interval(float(statistic(a) - statistic(b)), diffs, n, level)
 
 
 def mcnemar_test(a: Sequence[float], b: Sequence[float]) -> dict:

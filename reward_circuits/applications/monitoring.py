@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from ..neurons import NeuronSet, expected_random_iou, iou
-from ..analysis.stats import Interval, binary_auc
+from ..analysis.stats import Interval, bootstrap_auc_ci, paired_bootstrap_auc_diff, unpaired_bootstrap_auc_diff
 from ..io import atomic_write_json, nan_to_none
 from ..report import Section, Table, new_figure, save_figure
 
@@ -71,11 +71,8 @@ class ValueSnapshot:
             raise ValueError(f"{self.source}: no value-neuron sets.")
 
     def auc(self, n_boot: int = 2000, seed: int = 0) -> Interval:
-        """AUC of ``V(s_0)`` with a stratified bootstrap interval (the replicates of
-        :func:`~reward_circuits.analysis.stats.bootstrap_auc_ci`, by ranks for speed)."""
-        boots = _stratified_boot(self, n_boot, np.random.default_rng(seed))
-        est = binary_auc(self.rewards, self.values, f"V(s_0) of {self.source}")
-        return Interval(est, float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)), int(self.rewards.size))
+        """AUC of ``V(s_0)`` with a stratified bootstrap interval (:func:`~reward_circuits.analysis.stats.bootstrap_auc_ci`)."""
+        return bootstrap_auc_ci(self.rewards, self.values, n_boot=n_boot, seed=seed, what=f"V(s_0) of {self.source}")
 
     def save(self, run_dir: str | os.PathLike) -> Path:
         """Write ``run_dir/value/value_snapshot.json`` and ``value_neurons_by_layer.json``."""
@@ -204,52 +201,20 @@ class ComparisonResult:
 
 def _auc_shift(a: ValueSnapshot, b: ValueSnapshot, n_boot: int, seed: int) -> tuple[Interval, bool, int]:
     """Interval of AUC_B − AUC_A: paired over shared ids when ≥ 10 are shared with both rewards on
-    each side, else two independent stratified bootstraps."""
+    each side (:func:`~reward_circuits.analysis.stats.paired_bootstrap_auc_diff`, each version
+    against its own rewards), else two independent stratified bootstraps
+    (:func:`~reward_circuits.analysis.stats.unpaired_bootstrap_auc_diff`)."""
     index_a = {i: k for k, i in enumerate(a.ids)}
     shared = [(index_a[i], k) for k, i in enumerate(b.ids) if i in index_a]
-    est = binary_auc(b.rewards, b.values, "V(s_0) of B") - binary_auc(a.rewards, a.values, "V(s_0) of A")
-    rng = np.random.default_rng(seed)
     ia = np.array([s[0] for s in shared], dtype=int)
     ib = np.array([s[1] for s in shared], dtype=int)
     paired = (len(shared) >= 10 and np.unique(a.rewards[ia]).size == 2 and np.unique(b.rewards[ib]).size == 2)
-    boots = []
     if paired:
-        est = binary_auc(b.rewards[ib], b.values[ib], "V(s_0) of B") - binary_auc(a.rewards[ia], a.values[ia], "V(s_0) of A")
-        for _ in range(n_boot):
-            j = rng.integers(0, len(shared), len(shared))
-            ra, rb = a.rewards[ia[j]], b.rewards[ib[j]]
-            if np.unique(ra).size < 2 or np.unique(rb).size < 2:
-                continue
-            boots.append(rank_auc(rb, b.values[ib[j]]) - rank_auc(ra, a.values[ia[j]]))
-        n = len(shared)
+        shift, _ = paired_bootstrap_auc_diff(b.rewards[ib], b.values[ib], a.values[ia], n_boot=n_boot, seed=seed,
+                                             labels_b=a.rewards[ia])
     else:
-        ba = _stratified_boot(a, n_boot, rng)
-        bb = _stratified_boot(b, n_boot, rng)
-        boots = list(bb - ba)
-        n = min(a.rewards.size, b.rewards.size)
-    boots = np.asarray(boots)
-    return Interval(float(est), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975)), int(n)), paired, len(shared)
-
-
-def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC by the Mann-Whitney rank sum (ties get average ranks; equals ``roc_auc_score``)."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(labels) == 1
-    n1, n0 = int(y.sum()), int((~y).sum())
-    ranks = rankdata(scores)
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _stratified_boot(s: ValueSnapshot, n_boot: int, rng) -> np.ndarray:
-    pos, neg = np.flatnonzero(s.rewards == 1), np.flatnonzero(s.rewards != 1)
-    if pos.size == 0 or neg.size == 0:
-        raise ValueError(f"{s.source}: all held-out rollouts have one reward; the AUC is undefined.")
-    out = np.empty(n_boot)
-    for k in range(n_boot):
-        i = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
-        out[k] = rank_auc(s.rewards[i], s.values[i])
-    return out
+        shift, _ = unpaired_bootstrap_auc_diff(b.rewards, b.values, a.rewards, a.values, n_boot=n_boot, seed=seed)
+    return shift, paired, len(shared)
 
 
 def decide(shift: Interval, mean_iou: float, cfg: CompareConfig) -> Verdict:

@@ -228,8 +228,8 @@ class SAETDResult:
             ),
             (
                 "Features are chosen (largest |r|) on the first half of the experiments and scored on the other half; "
-                "intervals are percentile bootstraps over held-out events (events within an experiment are not independent, "
-                "so these intervals are optimistic)."
+                "intervals are percentile bootstraps that resample whole held-out experiments (events within an experiment "
+                "are not independent), so n counts experiments; with few held-out experiments the intervals are rough."
             ),
             (
                 "SAEs are trained on every token of the selection experiments; quality is measured on held-out tokens. The "

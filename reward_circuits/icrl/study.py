@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns
+from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns, rank_by_score
 from ..configs import apply_at_defaults
 from ..interventions.sweep import RowScopedHooks
 from ..models import ModelAdapter, RowLabels
@@ -203,20 +203,25 @@ def _fit_alpha(exps: Sequence[Experiment]) -> QLearningFit:
     return QLearningFit().fit([e.trajectory() for e in exps])
 
 
-def _target_corr(name, lat, raw, lat_null, y, sel, held, n_boot, seed, control=None) -> TargetCorrelation:
-    sae = best_feature(lat, y, sel, held, n_boot, seed)
-    rawc = best_feature(raw, y, sel, held, n_boot, seed)
-    probe, probe_pred = ridge_probe_corr(raw, y, sel, held, n_boot, seed)
+def _target_corr(name, lat, raw, lat_null, y, sel, held, cfg: SAETDConfig, control=None, groups=None) -> TargetCorrelation:
+    """Held-out |r| of the best latent, raw dim, ridge probe (and null latent) with ``y``; ``groups``
+    (the experiment of each event) makes every interval resample whole held-out experiments."""
+    n_boot, seed = cfg.n_boot, cfg.seed
+    sae = best_feature(lat, y, sel, held, n_boot, seed, groups)
+    rawc = best_feature(raw, y, sel, held, n_boot, seed, groups)
+    probe, probe_pred = ridge_probe_corr(raw, y, sel, held, n_boot, seed, groups)
+    g_held = None if groups is None else np.asarray(groups)[held]
     given = [None, None, None]
     if control is not None and np.std(control[held]) > 0:
-        given = [partial_abs_corr(f, y[held], control[held], n_boot, seed)
+        given = [partial_abs_corr(f, y[held], control[held], n_boot, seed, g_held)
                  for f in (lat[held, sae.index], raw[held, rawc.index], probe_pred)]
-    d_raw, p_raw = paired_abs_corr_diff(lat[held, sae.index], raw[held, rawc.index], y[held], n_boot, seed)
+    d_raw, p_raw = paired_abs_corr_diff(lat[held, sae.index], raw[held, rawc.index], y[held], n_boot, seed, g_held)
     null = d_null = p_null = None
     if lat_null is not None:
-        nullc = best_feature(lat_null, y, sel, held, n_boot, seed)
+        nullc = best_feature(lat_null, y, sel, held, n_boot, seed, groups)
         null = nullc.heldout
-        d_null, p_null = paired_abs_corr_diff(lat[held, sae.index], lat_null[held, nullc.index], y[held], n_boot, seed)
+        d_null, p_null = paired_abs_corr_diff(lat[held, sae.index], lat_null[held, nullc.index], y[held], n_boot, seed,
+                                              g_held)
     max_abs = lambda x: float(np.nanmax(np.abs(np.nan_to_num(pearson_columns(x[sel], y[sel]), nan=0.0))))
     return TargetCorrelation(name, sae.index, sae.heldout, rawc.index, rawc.heldout, null, probe, d_raw, p_raw,
                              d_null, p_null, max_abs(lat), max_abs(raw), *given)
@@ -304,8 +309,8 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
                 null_act = encode_all(null_sae, rows(shuffled_acts, hook, event_positions("action", True), all_exps)).numpy()
             layer_results.append(LayerResult(
                 layer, hook, quality, null_quality,
-                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg.n_boot, cfg.seed, rew),
-                _target_corr("q_value", lat_act, raw_act.numpy(), null_act, q, sel, held, cfg.n_boot, cfg.seed)))
+                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg, rew, exp_of),
+                _target_corr("q_value", lat_act, raw_act.numpy(), null_act, q, sel, held, cfg, None, exp_of)))
 
         # ---- interventions ----------------------------------------------------------------------------
         intervention = None
@@ -314,7 +319,7 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
             sae, train_x = saes[best.layer]
             lat_sel = encode_all(sae, rows([e.activations for e in base], best.hook, pos_out, sel_exp)).numpy()
             r_sel = np.nan_to_num(pearson_columns(lat_sel, td[sel]), nan=0.0)
-            top = [int(j) for j in np.argsort(-np.abs(r_sel))[:cfg.top_k_latents]]
+            top = [int(j) for j in rank_by_score(np.abs(r_sel))[:cfg.top_k_latents]]
             rnd, top_size, rnd_size = matched_random_latents(sae, train_x, top, seed=cfg.seed + 11)
             notes.append(f"random latents matched to the top ones on mean contribution E[f_j]·|W_dec_j| over training "
                          f"tokens: top {np.round(top_size, 3).tolist()}, random {np.round(rnd_size, 3).tolist()}.")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from ..neurons import random_dims
 from ..analysis.stats import (
     Interval,
     bootstrap_ci,
@@ -100,11 +101,8 @@ def top_features(scores: np.ndarray, index: Sequence[tuple[str, int]], k: int) -
 def random_features_like(selected: Mapping[str, Sequence[int]], saes: Mapping[str, object], seed: int) -> dict[str, list[int]]:
     """As many random latents per hook point as ``selected`` has, never one of the selected."""
     rng = np.random.default_rng(seed)
-    out = {}
-    for h, chosen in selected.items():
-        pool = np.setdiff1d(np.arange(int(saes[h].cfg.d_sae)), np.asarray(chosen))
-        out[h] = sorted(int(x) for x in rng.choice(pool, size=len(chosen), replace=False))
-    return out
+    return {h: sorted(int(x) for x in random_dims(int(saes[h].cfg.d_sae), len(chosen), rng, exclude=chosen))
+            for h, chosen in selected.items()}
 
 
 def ablation_hooks(saes: Mapping[str, object], latents: Mapping[str, Sequence[int]]):

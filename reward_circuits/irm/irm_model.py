@@ -17,7 +17,7 @@ from jaxtyping import Float
 from scipy import stats
 from sklearn.linear_model import RidgeCV
 
-from ..analysis.stats import Interval
+from ..analysis.stats import Interval, bootstrap_ci, rank_by_score
 from ..report import Table
 
 
@@ -49,16 +49,12 @@ def paired_kendall(predicted: Sequence[float], true: Sequence[float], n_boot: in
         raise ValueError(f"Kendall tau needs at least 3 pairs, got {x.size}.")
     res = stats.kendalltau(x, y)
     tau, p = float(res.statistic), float(res.pvalue)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, x.size, x.size)
-        t = stats.kendalltau(x[i], y[i]).statistic
-        if np.isfinite(t):
-            boots.append(t)
-    a = (1 - level) / 2
-    lo, hi = (float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))) if boots else (math.nan, math.nan)
-    return KendallResult(tau, p, Interval(tau, lo, hi, int(x.size), level))
+    interval = bootstrap_ci(np.c_[x, y], statistic=_kendall_tau, n_boot=n_boot, level=level, seed=seed)
+    return KendallResult(tau, p, interval)
+
+
+def _kendall_tau(pairs: Float[np.ndarray, "n 2"]) -> float:
+    return float(stats.kendalltau(pairs[:, 0], pairs[:, 1]).statistic)
 
 
 class LinearIRM:
@@ -109,7 +105,7 @@ class LinearIRM:
 def reconstruction_table(words: Sequence[str], true: Sequence[float], predicted: Sequence[float], k: int = 8,
                          title: str = "Reconstructed vs original lexicon values (held-out tokens)") -> Table:
     """The paper's Table 3 shape: the ``k`` most positive and ``k`` most negative tokens (by true value)."""
-    order = np.argsort(np.asarray(true))
-    pick = list(order[::-1][:k]) + list(order[:k])
+    t = np.asarray(true, dtype=np.float64)
+    pick = list(rank_by_score(t)[:k]) + list(rank_by_score(-t)[:k])
     rows = [[words[i], float(true[i]), float(predicted[i])] for i in pick]
     return Table(title, ["token", "VADER value", "IRM value"], rows)

@@ -39,7 +39,7 @@ from ..analysis.pooled import pooled_value_probe, shared_hooks
 from ..analysis.splits import SPLIT_FILE, n_groups, read_split_file, task_split, write_split_file
 from ..analysis.stats import bootstrap_auc_ci, paired_bootstrap_auc_diff, rank_by_score, verdict
 from ..analysis.targets import TARGET_VARIANTS, compare_targets
-from ..neurons import NeuronSet, expected_random_iou
+from ..neurons import NeuronSet, expected_random_iou, iou
 from ..analysis.probes import ValueProbe, ValueProbeConfig
 from ..analysis.pruning import (
     architecture_robustness,
@@ -223,7 +223,7 @@ def cross_task_iou_by_layer(probe_a: ValueProbe, probe_b: ValueProbe, hooks: Seq
         k = n_kept(d, prune_ratio)
         top_a, top_b = rank_by_score(sa)[:k].tolist(), rank_by_score(sb)[:k].tolist()
         out[_layer_key(h)] = {
-            "hook": h, "n": k, "iou": len(set(top_a) & set(top_b)) / len(set(top_a) | set(top_b)),
+            "hook": h, "n": k, "iou": iou(top_a, top_b),
             "random": expected_random_iou(d, k),
             "matched_random": (matched_random_iou(top_a, top_b, magnitudes[h], n_draws=n_draws, seed=seed)
                                if h in magnitudes else None),

@@ -36,6 +36,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from torch.autograd import Function
 
+from ..analysis.stats import rank_by_score
+
 Method = Literal["attnlrp", "gradient_x_activation"]
 
 
@@ -267,7 +269,7 @@ class NeuronRelevance:
     def top(self, k: int) -> list[tuple[int, int]]:
         """The ``k`` (layer, neuron) pairs of highest mean relevance, best first."""
         flat = self.scores.flatten()
-        order = torch.argsort(flat, descending=True)[:k].tolist()
+        order = rank_by_score(flat)[:k].tolist()
         d = self.scores.shape[1]
         return [(self.layers[i // d], i % d) for i in order]
 

@@ -33,6 +33,7 @@ from ..analysis.stats import (
     paired_bootstrap_diff,
     verdict,
 )
+from ..neurons import iou
 from ..io import atomic_write_json
 from ..report import Section, Table, new_figure, save_figure
 from .config import YFPOConfig
@@ -168,7 +169,7 @@ class YFPOResult:
         sel = Table("neuron selections (blocks.L.mlp.hook_post; signs and scales from the base model on the training pairs)",
                     ["kind", "neurons", "layers", "pairs with margin > 0 (base model, same pairs as the calibration)", "IoU with value neurons"],
                     [[k, len(r.neurons), ",".join(map(str, r.layers)), self.base_margin_accuracy.get(k),
-                      _iou(r.neurons, self.rewards["value"].neurons) if "value" in self.rewards else None]
+                      iou(r.neurons, self.rewards["value"].neurons) if "value" in self.rewards else None]
                      for k, r in self.rewards.items()])
         controls = []
         if any(r.condition == "random" for r in self.runs):
@@ -219,11 +220,6 @@ class YFPOResult:
                       "adapter_dir": r.adapter_dir, "seconds": r.seconds} for r in self.runs],
         }
         return Section("yfpo", "YFPO: DPO with a neuron-guided auxiliary reward", summary, [table, control, sel, runs], self.plot(out_dir), notes)
-
-
-def _iou(a, b) -> float:
-    a, b = set(map(tuple, a)), set(map(tuple, b))
-    return len(a & b) / max(len(a | b), 1)
 
 
 @torch.no_grad()
@@ -400,7 +396,7 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
                      "per_prompt": {"target": rel.target.tolist(), "embedding_relevance": rel.embedding_relevance.tolist(),
                                     "absorbed": rel.absorbed.tolist()}}
         baseline = select_relevance_neurons(hf, tok, train_task, cfg.relevance_prompts, cfg.n_neurons, "gradient_x_activation")
-        lrp_check["iou_with_gradient_x_activation"] = _iou(rs.reward.neurons, baseline.reward.neurons)
+        lrp_check["iou_with_gradient_x_activation"] = iou(rs.reward.neurons, baseline.reward.neurons)
         lrp_check["gradient_x_input_embedding_share"] = float((baseline.relevance.embedding_relevance / baseline.relevance.target).mean())
         stage(f"AttnLRP neurons on {cfg.relevance_prompts} gold answers")
     if "random" in cfg.conditions:
