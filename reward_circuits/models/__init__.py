@@ -17,12 +17,12 @@
 from .base import (DEFAULT_BACKEND, Backend, DecodingSession, FwdHooks, Generation, GenerationConfig, GenerationPlan,
                    HookFn, ModelAdapter, RowLabels, TokenBatch, generation_config)
 from .construction import from_hf, load_model
-from .hook_names import HookNameError, execution_order, hf_site, layer_of, resid_hooks
+from .hook_names import HookNameError, execution_order, hf_module, hf_site, layer_of, resid_hooks
 from .nnsight_adapter import NNsightAdapter
 from .transformer_lens_adapter import TransformerLensAdapter
 
 __all__ = [
     "Backend", "DEFAULT_BACKEND", "DecodingSession", "FwdHooks", "Generation", "GenerationConfig", "GenerationPlan",
     "HookFn", "HookNameError", "ModelAdapter", "NNsightAdapter", "RowLabels", "TokenBatch", "TransformerLensAdapter",
-    "execution_order", "from_hf", "generation_config", "hf_site", "layer_of", "load_model", "resid_hooks",
+    "execution_order", "from_hf", "generation_config", "hf_module", "hf_site", "layer_of", "load_model", "resid_hooks",
 ]
