@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import reward_circuits.models.base as base_mod
+import reward_circuits.models.decoding as decoding_mod
 from reward_circuits.interventions import zero_ablate
 from reward_circuits.interventions.hooks import teacher_forced_prompt
 from reward_circuits.models import GenerationConfig
@@ -120,7 +120,7 @@ def test_generation_failing_outside_any_hook(tiny_adapters, baseline, monkeypatc
     """The sampler of the shared decoding loop raises at step 3 while our hooks (and, on
     TransformerLens, the decoding-attention patch) are active."""
     ad = tiny_adapters[backend]
-    real, calls = base_mod.ModelAdapter._next_tokens, [0]
+    real, calls = decoding_mod.next_tokens, [0]
 
     def next_tokens(*a, **k):
         calls[0] += 1
@@ -128,7 +128,7 @@ def test_generation_failing_outside_any_hook(tiny_adapters, baseline, monkeypatc
             raise Boom("sampler")
         return real(*a, **k)
 
-    monkeypatch.setattr(base_mod.ModelAdapter, "_next_tokens", staticmethod(next_tokens))
+    monkeypatch.setattr(decoding_mod, "next_tokens", next_tokens)
     with pytest.raises(Exception) as ei:  # nnsight may wrap it
         ad.generate(TEXTS, _greedy(6), fwd_hooks=[(MLP, zero_ablate([1]))])
     assert "sampler" in str(ei.value) or isinstance(ei.value, Boom)

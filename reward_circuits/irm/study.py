@@ -308,7 +308,7 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     divergence = layer_divergence(base_hf, tuned_hf)
     layers = sorted(divergence.top_layers(config.n_layers))
     hooks = [f"blocks.{l}.{config.sae_site}" for l in layers]
-    del tuned_hf
+    del tuned_hf, base_hf  # the weights are compared: from here on the adapters alone (the caller keeps its own base_hf)
 
     # SAE corpus: prompts + completions of both models on select and eval prompts, fed to each model
     _, base_sel_gens = rewards_per_prompt(base, select_p, reward, gen, config.samples_per_prompt)

@@ -22,7 +22,6 @@ from typing import Callable, Literal, Protocol, Sequence
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 HookFn = Callable[..., "Tensor | None"]
 FwdHooks = Sequence[tuple[str, HookFn]]
@@ -43,6 +42,8 @@ from .generation import (  # noqa: E402,F401  (re-exported: models.base.Generati
     Generation, GenerationConfig, GenerationPlan, RowLabels, common_prefix_len, generation_config, sample_next,
     sample_with_uniforms,
 )
+from . import decoding  # noqa: E402  (the decoding engine; it needs TokenBatch above)
+
 
 class DecodingSession(Protocol):
     """A backend's KV-cached decoding state for one :meth:`ModelAdapter.decode` call."""
@@ -183,56 +184,20 @@ class ModelAdapter(HookedAPI, ABC):
     def forward(self, batch: TokenBatch, fwd_hooks: FwdHooks = ()) -> Float[Tensor, "batch pos d_vocab"]:
         """Logits with the given hook functions active (removed afterwards, also on an exception)."""
 
+    # ---- decoding (the engine lives in :mod:`.decoding`; these delegate with the same signatures) ----
     def generate(self, prompts: Sequence[str] | TokenBatch, config: GenerationConfig | None = None,
                  fwd_hooks: FwdHooks = (), **overrides) -> list[Generation]:
         """Generate for every prompt, in batches, with ``fwd_hooks`` active on every forward.
 
         Rows that finish (EOS or a stop string) leave the running batch and its KV cache
-        (``config.drop_finished``), so a few long answers do not hold the whole batch.
+        (``config.drop_finished``), so a few long answers do not hold the whole batch. Greedy,
+        hook-free generation on a backend that joins rows keeps one batch full (``config.refill``)
+        and encodes the prompt prefix all prompts share once.
         """
-        config = generation_config(config, overrides)
-        fwd_hooks = self.check_fwd_hooks(fwd_hooks)
-        if isinstance(prompts, str):  # one prompt, not a list of one-character prompts
-            prompts = [prompts]
-        if isinstance(prompts, TokenBatch):
-            seqs = [row[m.bool()].tolist() for row, m in zip(prompts.input_ids, prompts.attention_mask)]
-        else:
-            prompts = list(prompts)
-            if not prompts:
-                raise ValueError("no prompts to generate from.")
-            seqs = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        if (config.refill and self.joins_rows and not config.do_sample and config.drop_finished and not fwd_hooks
-                and not self.has_attached_hooks() and len(seqs) > 1):  # the shared prefix is hook-free
-            return self._generate_streamed(seqs, config)
-        out: list[Generation] = []
-        bar = tqdm(range(0, len(seqs), config.batch_size), desc=f"generate ({self.backend})",
-                   disable=not config.progress, leave=False)
-        for b, start in enumerate(bar):
-            chunk = seqs[start : start + config.batch_size]
-            batch = self.pad(chunk, "left")
-            new_tokens = self._generate_batch(batch, config, list(fwd_hooks), seed=config.seed + b)
-            for prompt_ids, row in zip(chunk, new_tokens):
-                out.append(self.finish_generation(prompt_ids, row, config))
-        return out
+        return decoding.generate(self, prompts, config, fwd_hooks, **overrides)
 
-    def _generate_streamed(self, seqs: list[list[int]], config: GenerationConfig) -> list[Generation]:
-        """Greedy, no hooks, on a backend that joins rows: prompts in small plans that join one
-        running batch of ``config.batch_size`` rows as rows finish (:meth:`decode_stream`), the
-        token prefix all prompts share encoded once. Same tokens as one batch at a time, up to
-        float reduction order."""
-        cut = common_prefix_len(seqs)
-        step = max(1, config.batch_size // 8)
-        plans = [GenerationPlan(self.pad([s[cut:] for s in seqs[i:i + step]], "left"),
-                                prefix_rows=torch.zeros(len(seqs[i:i + step]), dtype=torch.long) if cut else None)
-                 for i in range(0, len(seqs), step)]
-        prefix = GenerationPlan(self.pad([seqs[0][:cut]], "left")) if cut else None
-        rows = self.decode_stream(plans, config, [], max_rows=config.batch_size, prefix=prefix,
-                                  desc=f"generate ({self.backend})")
-        return [self.finish_generation(seq, new, config)
-                for seq, new in zip(seqs, (r for plan_rows in rows for r in plan_rows))]
-
-    def generate_plan(self, plan: "GenerationPlan", config: GenerationConfig, fwd_hooks: FwdHooks = (), *,
-                      seed: int | None = None, row_labels: "RowLabels | None" = None) -> list[Generation]:
+    def generate_plan(self, plan: GenerationPlan, config: GenerationConfig, fwd_hooks: FwdHooks = (), *,
+                      seed: int | None = None, row_labels: RowLabels | None = None) -> list[Generation]:
         """One cached generation of ``plan`` (prefill rows, then decoding rows that each continue one
         prefill row), with ``fwd_hooks`` active on every forward; one :class:`Generation` per decoding row.
 
@@ -240,209 +205,51 @@ class ModelAdapter(HookedAPI, ABC):
         each moment (``plan.prefill_labels`` during the prefill, ``plan.decode_labels`` of the rows
         still running afterwards), so row-scoped hooks know which rows are theirs.
         """
-        fwd_hooks = self.check_fwd_hooks(fwd_hooks)
-        new_tokens = self.decode(plan, config, list(fwd_hooks), config.seed if seed is None else seed, row_labels)
-        prompts = plan.prompt_ids()
-        return [self.finish_generation(prompts[int(src)], row, config) for src, row in zip(plan.sources(), new_tokens)]
+        return decoding.generate_plan(self, plan, config, fwd_hooks, seed=seed, row_labels=row_labels)
 
     def _generate_batch(self, batch: TokenBatch, config: GenerationConfig, fwd_hooks: list, seed: int) -> list[list[int]]:
-        """New token ids per row (may stop at EOS or a stop string; :meth:`finish_generation` cuts)."""
+        """New token ids per row (may stop at EOS or a stop string; :meth:`finish_generation` cuts).
+        A backend may override it (nnsight's remote models run HF ``generate``)."""
         return self.decode(GenerationPlan(batch), config, fwd_hooks, seed)
 
     prefill_from_layer: bool = False  # whether decoding sessions reuse a shared prompt below a layer
+    joins_rows: bool = False  # whether decoding sessions can add rows to a running batch (add_rows)
 
     @abstractmethod
     def decoding_session(self, fwd_hooks: list) -> "AbstractContextManager[DecodingSession]":
         """A context manager yielding this backend's :class:`DecodingSession` with ``fwd_hooks`` active
         on every forward inside it (removed on exit, also on an exception)."""
 
-    @torch.no_grad()
-    def decode(self, plan: "GenerationPlan", config: GenerationConfig, fwd_hooks: list, seed: int,
-               row_labels: "RowLabels | None" = None) -> list[list[int]]:
-        """The decoding loop shared by both backends: new token ids per decoding row of ``plan``.
+    def decode(self, plan: GenerationPlan, config: GenerationConfig, fwd_hooks: list, seed: int,
+               row_labels: RowLabels | None = None) -> list[list[int]]:
+        """The decoding loop shared by both backends (:func:`.decoding.decode`): new token ids per
+        decoding row of ``plan``.
 
         Greedy or seeded sampling (one CPU generator per call; every step draws for *all* rows of
-        the plan, finished or not, so the draws of a row do not depend on which rows left). A row
-        stops at EOS or when its decoded text contains a stop string; with ``config.drop_finished``
-        it then leaves the running batch and the KV cache.
+        the plan, finished or not, so the draws of a row do not depend on which rows left; with
+        ``plan.row_keys``, common random numbers per key). A row stops at EOS or when its decoded
+        text contains a stop string; with ``config.drop_finished`` it then leaves the running batch
+        and the KV cache.
         """
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        key_gens: dict[int, torch.Generator] = {}
+        return decoding.decode(self, plan, config, fwd_hooks, seed, row_labels)
 
-        def key_uniforms(keys: Int[Tensor, " rows"]) -> Float[Tensor, " rows"]:
-            """One uniform number per key and step from the key's own generator (seeded by
-            ``seed`` and the key): rows with one key share it, whatever else is in the batch."""
-            draws = {}
-            for k in keys.unique().tolist():
-                if k not in key_gens:
-                    key_gens[k] = torch.Generator(device="cpu").manual_seed((seed * 1_000_003 + k * 7_919 + 1) % (2**63 - 1))
-                draws[k] = float(torch.rand(1, generator=key_gens[k]))
-            return torch.tensor([draws[k] for k in keys.tolist()])
-        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
-        sources = plan.sources()
-        n_rows = int(sources.numel())
-        decode_labels = plan.decode_labels
-        tokens: list[list[int]] = [[] for _ in range(n_rows)]
-        active = torch.arange(n_rows)  # plan rows in the running batch, in batch order
-        finished = torch.zeros(n_rows, dtype=torch.bool)  # only used when finished rows stay
-        pad_id = self.tokenizer.pad_token_id
-        with self.decoding_session(fwd_hooks) as session:
-            logits = session.prefill(plan.prefill, **self._prefill_kwargs(plan, row_labels))  # the prefill may run in parts
-            if plan.source is not None:
-                session.select_rows(sources.to(logits.device))
-                logits = logits.index_select(0, sources.to(logits.device))
-            if row_labels is not None:
-                row_labels.set(decode_labels if decode_labels is not None else sources.new_full((n_rows,), -1))
-            for step in range(config.max_new_tokens):
-                if config.do_sample and plan.row_keys is not None:  # common random numbers per key
-                    nxt = sample_with_uniforms(logits, config, key_uniforms(plan.row_keys[active])).cpu()
-                else:
-                    nxt = self._next_tokens(logits, active, n_rows, config, gen)
-                rows = active.tolist()
-                new = nxt.tolist()
-                done = torch.isin(nxt, eos)
-                for j, (r, t) in enumerate(zip(rows, new)):
-                    if finished[r]:
-                        new[j] = pad_id
-                        nxt[j] = pad_id
-                        continue
-                    tokens[r].append(t)
-                    if config.stop_strings and not done[j] and self._hits_stop(tokens[r], config.stop_strings):
-                        done[j] = True
-                if step == config.max_new_tokens - 1:
-                    break
-                if config.drop_finished:
-                    if bool(done.all()):
-                        break
-                    if bool(done.any()):
-                        keep = torch.nonzero(~done).reshape(-1)
-                        session.select_rows(keep.to(logits.device))
-                        active, nxt = active[keep], nxt[keep]
-                        if row_labels is not None and decode_labels is not None:
-                            row_labels.set(decode_labels[active])
-                else:
-                    finished[active[done]] = True
-                    if bool(finished.all()):
-                        break
-                logits = session.step(nxt.to(logits.device))
-        return tokens
-
-    joins_rows: bool = False  # whether decoding sessions can add rows to a running batch (add_rows)
-
-    @staticmethod
-    def _prefill_kwargs(plan: "GenerationPlan", row_labels: "RowLabels | None") -> dict:
-        """Publish ``plan``'s prefill labels (now, and per part of a prefill run in parts); the
-        session's start / base arguments when some rows start at a later layer."""
-        sources = plan.sources()
-        p_labels = plan.prefill_labels if plan.prefill_labels is not None else sources.new_full(
-            (plan.prefill.input_ids.shape[0],), -1)
-
-        def on_rows(rows):
-            if row_labels is not None:
-                row_labels.set(p_labels[rows.cpu()])
-
-        on_rows(torch.arange(p_labels.numel()))
-        if plan.prefill_start is not None and bool((plan.prefill_start > 0).any()):
-            return dict(start=plan.prefill_start, base=plan.prefill_base, on_rows=on_rows)
-        return {}
-
-    @torch.no_grad()
-    def decode_stream(self, plans: Sequence["GenerationPlan"], config: GenerationConfig, fwd_hooks: list, *,
-                      max_rows: int, row_labels: "RowLabels | None" = None, desc: str = "generate",
-                      prefix: "GenerationPlan | None" = None) -> list[list[list[int]]]:
-        """Greedy decoding of many plans through one running batch (continuous batching): the rows
-        of the next plan join as soon as rows that finished have left room for them (at most
-        ``max_rows`` rows run at once), so the batch stays full instead of draining to its
-        longest row. New token ids per decoding row of each plan, as :meth:`decode` gives them;
-        under greedy decoding each row computes what it computes in :meth:`decode` (up to float
-        reduction order: the batch around it differs). Needs a backend whose sessions can add rows
-        (:attr:`joins_rows`).
+    def decode_stream(self, plans: Sequence[GenerationPlan], config: GenerationConfig, fwd_hooks: list, *,
+                      max_rows: int, row_labels: RowLabels | None = None, desc: str = "generate",
+                      prefix: GenerationPlan | None = None) -> list[list[list[int]]]:
+        """Greedy decoding of many plans through one running batch (continuous batching,
+        :func:`.decoding.decode_stream`): the rows of the next plan join as soon as rows that
+        finished have left room for them (at most ``max_rows`` rows run at once), so the batch
+        stays full instead of draining to its longest row. New token ids per decoding row of each
+        plan, as :meth:`decode` gives them; under greedy decoding each row computes what it
+        computes in :meth:`decode` (up to float reduction order: the batch around it differs).
+        Needs a backend whose sessions can add rows (:attr:`joins_rows`).
 
         ``prefix``: prompt prefixes encoded once before any plan (its prefill rows, labels and
         starts as in a plan; e.g. the prefix every prompt shares, one row per condition); each
         plan's prefill rows then hold only the rest of their prompts and ``plan.prefix_rows``
         says which prefix row each continues."""
-        if not self.joins_rows:
-            raise NotImplementedError(f"the {self.backend} backend cannot add rows to a running batch: "
-                                      "decode one plan at a time (generate_plan).")
-        if config.do_sample:
-            raise ValueError("decode_stream is greedy only: rows joining at different steps would change sampled draws.")
-        if max_rows < 1:
-            raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
-        plans = list(plans)
-        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
-        tokens = [[[] for _ in range(int(p.sources().numel()))] for p in plans]
-        running: list[tuple[int, int]] = []  # (plan, row) of each batch row, in batch order
-        labels: list[int] = []
-        logits = None
-        nxt_plan = 0
-        bar = tqdm(total=sum(len(t) for t in tokens), desc=desc, disable=not config.progress, leave=False)
-        with self.decoding_session(fwd_hooks) as session:
-            if prefix is not None:
-                if any(p.prefix_rows is None for p in plans):
-                    raise ValueError("with a prefix, every plan needs prefix_rows (the prefix row each prefill row continues).")
-                kw = self._prefill_kwargs(prefix, row_labels)
-                session.set_prefix(prefix.prefill, **kw)
-            while True:
-                while nxt_plan < len(plans) and (not running or len(running) + len(tokens[nxt_plan]) <= max_rows):
-                    plan = plans[nxt_plan]
-                    sources = plan.sources()
-                    kw = self._prefill_kwargs(plan, row_labels)
-                    if prefix is not None:
-                        kw["prefix_rows"] = plan.prefix_rows
-                    if not running:
-                        new = session.prefill(plan.prefill, **kw)
-                        session.select_rows(sources.to(new.device))
-                        new = new.index_select(0, sources.to(new.device))
-                        logits = new
-                    else:
-                        new = session.add_rows(plan.prefill, sources, **kw)
-                        logits = torch.cat([logits, new.to(logits.device)])
-                    running += [(nxt_plan, r) for r in range(int(sources.numel()))]
-                    d_labels = plan.decode_labels if plan.decode_labels is not None else sources.new_full((sources.numel(),), -1)
-                    labels += d_labels.tolist()
-                    nxt_plan += 1
-                if not running:
-                    break
-                nxt = self._next_tokens(logits, torch.arange(len(running)), len(running), config, None)  # greedy
-                done = torch.isin(nxt, eos)
-                for j, ((p, r), t) in enumerate(zip(running, nxt.tolist())):
-                    row = tokens[p][r]
-                    row.append(t)
-                    if len(row) >= config.max_new_tokens or (
-                            config.stop_strings and not done[j] and self._hits_stop(row, config.stop_strings)):
-                        done[j] = True
-                if bool(done.any()):
-                    bar.update(int(done.sum()))
-                    keep = torch.nonzero(~done).reshape(-1)
-                    running = [running[j] for j in keep.tolist()]
-                    labels = [labels[j] for j in keep.tolist()]
-                    nxt = nxt[keep]
-                    if not running:
-                        logits = None
-                        continue
-                    session.select_rows(keep.to(logits.device))
-                    session.trim()
-                if row_labels is not None:
-                    row_labels.set(labels)
-                logits = session.step(nxt.to(logits.device))
-        bar.close()
-        return tokens
-
-    @staticmethod
-    def _next_tokens(logits: Float[Tensor, "batch vocab"], active: Int[Tensor, " batch"], n_rows: int,
-                     config: GenerationConfig, gen: torch.Generator) -> Int[Tensor, " batch"]:
-        if not config.do_sample:
-            return logits.argmax(-1).cpu()
-        if active.numel() == n_rows:
-            return sample_next(logits, config, gen).cpu()
-        full = logits.new_zeros((n_rows, logits.shape[-1]))  # rows that left draw from a uniform dummy
-        full[active.to(logits.device)] = logits
-        return sample_next(full, config, gen).cpu()[active]
-
-    def _hits_stop(self, row: list[int], stops: tuple[str, ...]) -> bool:
-        text = self.tokenizer.decode(row, skip_special_tokens=True)
-        return any(s in text for s in stops)
+        return decoding.decode_stream(self, plans, config, fwd_hooks, max_rows=max_rows, row_labels=row_labels,
+                                      desc=desc, prefix=prefix)
 
     @property
     def eos_ids(self) -> set[int]:
@@ -454,24 +261,4 @@ class ModelAdapter(HookedAPI, ABC):
 
     def finish_generation(self, prompt_ids: Sequence[int], new: Sequence[int], config: GenerationConfig) -> Generation:
         """A :class:`Generation` from new token ids: cut after the first EOS and at the first stop string."""
-        eos = self.eos_ids
-        resp: list[int] = []
-        reason = "length"
-        for t in new:
-            resp.append(int(t))
-            if t in eos:
-                reason = "eos"
-                break
-        text = self.tokenizer.decode(resp, skip_special_tokens=True)
-        if config.stop_strings:
-            cut = min((text.find(s) for s in config.stop_strings if s in text), default=-1)
-            if cut >= 0:
-                stop = next(s for s in config.stop_strings if text.find(s) == cut)
-                # keep the fewest tokens whose decoding reaches the stop string
-                for k in range(1, len(resp) + 1):
-                    if stop in self.tokenizer.decode(resp[:k], skip_special_tokens=True):
-                        resp = resp[:k]
-                        break
-                text = text[:cut]
-                reason = "stop_string"
-        return Generation(list(map(int, prompt_ids)), resp, text, reason)
+        return decoding.finish_generation(self.tokenizer, self.eos_ids, prompt_ids, new, config)

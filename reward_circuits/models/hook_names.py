@@ -80,3 +80,21 @@ def hf_site(hook_name: str, layout: str = "llama") -> tuple[str, str]:
     raise HookNameError(f"no HF module mapping for hook {hook_name!r}.")
 
 
+
+
+def hf_module(model, hook_name: str):
+    """``(module, side)`` of a TransformerLens hook name in an HF model (or a PEFT model wrapping
+    one): the :func:`hf_site` of the model's layout (``config.model_type``), for code that needs
+    the HF module itself, e.g. to keep the autograd graph of an activation while training.
+    A PEFT-wrapped module (LoRA) is returned as the wrapper, whose input is the site's input."""
+    config = getattr(model, "config", None)
+    path, side = hf_site(hook_name, hf_layout(getattr(config, "model_type", "") or ""))
+    try:
+        return model.get_submodule(path), side
+    except AttributeError:
+        pass
+    for name, module in model.named_modules():  # e.g. PeftModel: base_model.model.<path>
+        if name.endswith("." + path):
+            return module, side
+    raise HookNameError(f"{type(model).__name__} has no module {path!r} for hook {hook_name!r} "
+                        f"(layouts: {sorted(HF_LAYOUTS)}).")

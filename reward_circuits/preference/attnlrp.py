@@ -25,7 +25,6 @@ the summed logits of target tokens, with ``method="gradient_x_activation"`` as t
 from __future__ import annotations
 
 import contextlib
-import re
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from torch import Tensor
 from torch.autograd import Function
 
 from ..analysis.stats import rank_by_score
+from ..models.hook_names import HookNameError, hf_module
 
 Method = Literal["attnlrp", "gradient_x_activation"]
 
@@ -222,19 +222,22 @@ def attnlrp_rules(model: torch.nn.Module) -> Iterator[PatchedModel]:
 # ---------------------------------------------------------------------------------------------
 # neuron relevance
 # ---------------------------------------------------------------------------------------------
-_DOWN_PROJ = re.compile(r"layers\.(\d+)\.mlp\.down_proj$")
-
-
 def mlp_down_projections(model: torch.nn.Module) -> dict[int, torch.nn.Module]:
-    """``{layer: down_proj module}``: the input of ``down_proj`` is ``blocks.L.mlp.hook_post``."""
+    """``{layer: module}`` whose input is ``blocks.L.mlp.hook_post`` (Llama's ``mlp.down_proj``,
+    GPT-2's ``mlp.c_proj``; a LoRA wrapper under PEFT), found through the hook-name mapping
+    (:func:`~reward_circuits.models.hf_module`), not by module names."""
+    config = getattr(model, "config", None)
+    n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0
     found = {}
-    for name, m in model.named_modules():
-        hit = _DOWN_PROJ.search(name)
-        if hit and isinstance(m, torch.nn.Module) and not name.endswith("base_layer"):
-            found.setdefault(int(hit.group(1)), m)
+    for layer in range(int(n_layers)):
+        try:
+            found[layer] = hf_module(model, f"blocks.{layer}.mlp.hook_post")[0]
+        except HookNameError:
+            break
     if not found:
-        raise LRPError("no `layers.N.mlp.down_proj` modules: not a Llama-family HF model.")
-    return dict(sorted(found.items()))
+        raise LRPError("no MLP output projection (the module whose input is blocks.L.mlp.hook_post) found: "
+                       "not an HF causal LM of a known layout (Llama-family, GPT-2).")
+    return found
 
 
 @dataclass

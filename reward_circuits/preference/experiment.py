@@ -222,24 +222,24 @@ class YFPOResult:
         return Section("yfpo", "YFPO: DPO with a neuron-guided auxiliary reward", summary, [table, control, sel, runs], self.plot(out_dir), notes)
 
 
-@torch.no_grad()
-def greedy_correct(model, tokenizer, task, max_new_tokens: int, batch_size: int = 24) -> list[float]:
-    """Greedy answers of ``model`` (HF or peft) to ``task``'s prompts, scored by the task's reward."""
+def greedy_correct(adapter, task, max_new_tokens: int, batch_size: int = 24) -> list[float]:
+    """Greedy answers of ``adapter``'s model (:meth:`~reward_circuits.models.ModelAdapter.generate`,
+    either backend, any architecture it loads) to ``task``'s prompts, scored by the task's reward."""
+    from ..models import GenerationConfig
+
     examples = list(task.examples)
-    prompts = [task.render(ex, tokenizer) for ex in examples]
-    was_training = model.training
-    model.eval()
-    out: list[float] = []
-    try:
-        for i in range(0, len(prompts), batch_size):
-            enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            gen = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            texts = tokenizer.batch_decode(gen[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
-            out += [task.reward(t, ex) for t, ex in zip(texts, examples[i:i + batch_size])]
-    finally:
-        model.train(was_training)
-    return out
+    prompts = [task.render(ex, adapter.tokenizer) for ex in examples]
+    gens = adapter.generate(prompts, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False))
+    return [task.reward(g.text, ex) for g, ex in zip(gens, examples)]
+
+
+def _held_out_correct(cfg: YFPOConfig, hf_model, tokenizer, task, name: str) -> list[float]:
+    """:func:`greedy_correct` of an HF model (e.g. a run's merged fine-tune) through an adapter of
+    ``cfg.backend`` built over it."""
+    from ..models import from_hf
+
+    return greedy_correct(from_hf(hf_model.eval(), tokenizer, backend=cfg.backend, name=name), task,
+                          cfg.max_new_tokens, cfg.eval_batch_size)
 
 
 def _save_adapter(model, path: Path) -> str:
@@ -382,7 +382,6 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
         vs = select_value_neurons(adapter, rollouts, cfg.probe_layers, cfg.n_neurons, out / "store", seed=cfg.seed,
                                   progress=progress, epochs=cfg.probe_epochs)
         rewards["value"], value_auc, value_hook = vs.reward, vs.auc, vs.hook
-    del adapter
     stage(f"value neurons from {value_hook}" if value_hook else "no value neurons needed")
     lrp_check: dict = {}
     if "attnlrp" in cfg.conditions:
@@ -400,11 +399,11 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
         lrp_check["gradient_x_input_embedding_share"] = float((baseline.relevance.embedding_relevance / baseline.relevance.target).mean())
         stage(f"AttnLRP neurons on {cfg.relevance_prompts} gold answers")
     if "random" in cfg.conditions:
-        rewards["random"] = random_neurons_like(rewards["value"], hf.config.intermediate_size, seed=cfg.seed,
+        rewards["random"] = random_neurons_like(rewards["value"], adapter.d_mlp, seed=cfg.seed,
                                                 exclude=rewards["attnlrp"].neurons if "attnlrp" in rewards else ())
     batches = _pair_batches(pairs, tok, cfg.batch_pairs)
     margin_acc = {}
-    pooled = response_activations(hf, [n for r in rewards.values() for n in r.neurons], batches)  # one pass for all
+    pooled = response_activations(adapter, [n for r in rewards.values() for n in r.neurons], batches)  # one pass for all
     for kind, r in list(rewards.items()):
         sub = pooled.subset(r.neurons)
         rewards[kind] = r = r.calibrate(sub.stats())
@@ -412,7 +411,8 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
         atomic_write_json(out / "neurons" / f"{kind}.json", r.to_dict())
 
     stage(f"neuron rewards calibrated on the pairs; base-model margin > 0 on {margin_acc}")
-    base_correct = greedy_correct(hf, tok, held_out, cfg.max_new_tokens, cfg.eval_batch_size)
+    base_correct = greedy_correct(adapter, held_out, cfg.max_new_tokens, cfg.eval_batch_size)
+    del adapter  # the fine-tunes train (copies of) the HF model through TRL: they need its autograd graph
     stage(f"base held-out accuracy {np.mean(base_correct):.3f}")
     result = YFPOResult(cfg, model_name, len(rollouts), accuracy(rollouts), len(pairs), base_correct, rewards, margin_acc,
                         value_auc, value_hook, lrp_check)
@@ -425,8 +425,8 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
         adapter_dir = None
         if cfg.save_adapters:
             adapter_dir = os.path.relpath(_save_adapter(model, out / "adapters" / f"{cond}_s{seed}"), out)
-        model = model.merge_and_unload()  # (the run's own copy) plain HF forward for generation
-        correct = greedy_correct(model, tok, held_out, cfg.max_new_tokens, cfg.eval_batch_size)
+        model = model.merge_and_unload()  # (the run's own copy) evaluated through an adapter over it
+        correct = _held_out_correct(cfg, model, tok, held_out, f"{model_name} ({cond} s{seed})")
         result.runs.append(TrainingRun(cond, seed, correct, curve, adapter_dir, time.perf_counter() - t))
         del model
         stage(f"{cond} seed {seed}: held-out accuracy {np.mean(correct):.3f} ({time.perf_counter() - t:.0f} s)")

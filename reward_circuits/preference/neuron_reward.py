@@ -1,7 +1,8 @@
 """The neuron reward: mean (standardised, signed) activation of selected MLP neurons over response tokens.
 
 A :class:`NeuronReward` holds the selected neurons as ``(layer, index)`` pairs of
-``blocks.L.mlp.hook_post`` (the input of the HF module ``layers.L.mlp.down_proj``), one sign per
+``blocks.L.mlp.hook_post`` (the input of the HF module the hook name maps to, e.g. Llama's
+``layers.L.mlp.down_proj`` or GPT-2's ``h.L.mlp.c_proj``), one sign per
 neuron (+1 when it is higher on correct answers, estimated on the training pairs with the base
 model) and its mean/std over training response tokens. The score of a sequence is
 
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..models import ModelAdapter, TokenBatch
 from .attnlrp import mlp_down_projections
 
 
@@ -107,14 +109,16 @@ class NeuronReward:
 
 @contextlib.contextmanager
 def capture_mlp_neurons(model: torch.nn.Module, layers: Sequence[int], *, first_call_only: bool = True) -> Iterator[dict[int, Tensor]]:
-    """Inside the block, ``acts[layer]`` is the input of ``layers.L.mlp.down_proj`` (with its
-    autograd graph) from the model's forward. ``first_call_only``: keep the first forward's values
-    (DPO runs the policy, then the reference through the same modules when training a PEFT
-    adapter). Hooks are removed on exit, also on an exception."""
+    """Inside the block, ``acts[layer]`` is ``blocks.L.mlp.hook_post`` (with its autograd graph) from
+    the HF model's forward: the input of the module that hook name maps to
+    (:func:`~reward_circuits.models.hf_module`; training needs the HF model's own graph, so this
+    stays on HF modules). ``first_call_only``: keep the first forward's values (DPO runs the policy,
+    then the reference through the same modules when training a PEFT adapter). Hooks are removed
+    on exit, also on an exception."""
     downs = mlp_down_projections(model)
     missing = [layer for layer in layers if layer not in downs]
     if missing:
-        raise ValueError(f"layers {missing} have no mlp.down_proj (model has {len(downs)} layers).")
+        raise ValueError(f"layers {missing} have no blocks.L.mlp.hook_post module (model has {len(downs)} layers).")
     acts: dict[int, Tensor] = {}
 
     def make(layer):
@@ -185,21 +189,31 @@ class ResponseActivations:
 
 
 @torch.no_grad()
-def response_activations(model: torch.nn.Module, neurons: Sequence[tuple[int, int]], batches) -> ResponseActivations:
+def response_activations(model: ModelAdapter | torch.nn.Module, neurons: Sequence[tuple[int, int]], batches) -> ResponseActivations:
     """One forward per TRL preference batch (``input_ids``, ``attention_mask``, ``completion_mask``;
-    chosen rows first) keeping only ``neurons``."""
+    chosen rows first) keeping only ``neurons``.
+
+    ``model``: a :class:`~reward_circuits.models.ModelAdapter` (the activations are captured at
+    ``blocks.L.mlp.hook_post`` on either backend and any architecture it loads) or an HF model
+    (the same sites through :func:`capture_mlp_neurons`)."""
     neurons = [tuple(map(int, n)) for n in dict.fromkeys(tuple(n) for n in neurons)]
     layers = sorted({layer for layer, _ in neurons})
     acts, masks = [], []
     for batch in batches:
-        with capture_mlp_neurons(model, layers) as got:
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        if isinstance(model, ModelAdapter):
+            hooks = model.validate_hooks([f"blocks.{layer}.mlp.hook_post" for layer in layers])
+            tb = TokenBatch(batch["input_ids"], batch["attention_mask"]).to(model.device)
+            cap = model.capture(tb, hooks)
+            got = {layer: cap[f"blocks.{layer}.mlp.hook_post"] for layer in layers}
+        else:
+            with capture_mlp_neurons(model, layers) as got:
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
         acts.append(torch.stack([got[layer][..., i] for layer, i in neurons], -1).float())
         masks.append(batch["completion_mask"])
     return ResponseActivations(neurons, acts, masks)
 
 
-def neuron_stats(model: torch.nn.Module, neurons: Sequence[tuple[int, int]], batches) -> NeuronStats:
+def neuron_stats(model: ModelAdapter | torch.nn.Module, neurons: Sequence[tuple[int, int]], batches) -> NeuronStats:
     """Mean/std of each neuron over response tokens, and its mean on chosen vs rejected responses
     (``batches``: TRL preference batches, chosen rows first)."""
     return response_activations(model, neurons, batches).stats()

@@ -3,7 +3,8 @@
 TRL 1.x computes DPO's loss in ``DPOTrainer._compute_loss(model, inputs, return_outputs)`` on a
 batch whose first half is the chosen and second half the rejected sequences (same prompts, same
 order). :class:`NeuronRewardDPOTrainer` runs TRL's own computation unchanged while hooks on the
-selected layers' ``mlp.down_proj`` inputs record the policy's activations (the first forward of
+selected layers' ``blocks.L.mlp.hook_post`` sites (HF modules found through the hook-name mapping:
+``mlp.down_proj`` inputs on Llama) record the policy's activations (the first forward of
 the call; the reference forward that follows is not recorded), then adds
 ``−β_aux · mean log σ(margin)`` (:func:`~reward_circuits.preference.neuron_reward.auxiliary_loss`)
 and logs ``neuron/dpo_loss`` (TRL's loss alone), ``neuron/margin``, ``neuron/aux_loss`` and ``neuron/accuracy`` next to TRL's metrics.
