@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -159,6 +159,9 @@ class DopamineStageConfig:
     cross_fit_folds: int = 5
     matched_controls: bool = True  # also compare with magnitude-matched random dims (mean |act| strata)
     massive_factor: float = 10.0  # massive-activation outlier: mean |activation| > factor x the hook's median
+    # the hook whose value probe gives V (hence δ); None: the ranked hook itself. Another layer's probe
+    # keeps the dims the probe weights from correlating with δ by construction
+    value_hook: str | None = None
 
     def __post_init__(self):
         if not 0 < self.test_fraction < 1:
@@ -197,13 +200,12 @@ def run_dopamine_stage(
     value_neurons: NeuronSet | None = None,
     config: DopamineStageConfig | None = None,
     token_strings: list[list[str]] | None = None,
-    value_hook: str | None = None,
     prompt_groups: Sequence | None = None,
 ) -> DopamineStageResult:
     """Find dopamine neurons at ``hook`` and test them on held-out rollouts.
 
     Steps: ``store.split(test_fraction, seed)`` (stratified by reward) → ``V(s_0..s_T)`` of every rollout
-    from ``probe.value_traces(store, value_hook or hook, indices)`` → arrival-aligned TD errors with
+    from ``probe.value_traces(store, config.value_hook or hook, indices)`` → arrival-aligned TD errors with
     ``γ = probe.cfg.gamma`` → surprise sets on the ranking split (quantiles ``low_q``/``high_q`` of
     its ``V(s_0)``; the same thresholds define the held-out sets) → paper ranking
     (:func:`~reward_circuits.dopamine.dopamine_scores`, ``window``) → top ``k`` → held-out metrics
@@ -223,64 +225,126 @@ def run_dopamine_stage(
     trained on it; 0 uses ``probe``'s own values on every rollout.
     """
     c = config or DopamineStageConfig()
-    magnitudes: dict[str, np.ndarray] = {}
-    section = _dopamine_section(store, probe, hook, out_dir, value_neurons, c, token_strings, value_hook, prompt_groups,
-                                magnitudes)
+    run = _DopamineRun(store=store, probe=probe, hook=hook, out_dir=Path(out_dir), value_neurons=value_neurons, c=c,
+                       token_strings=token_strings, value_hook=c.value_hook or hook, prompt_groups=prompt_groups,
+                       summary=_empty_summary(hook))
+    section = _dopamine_section(run)
     top = section.summary.get("top_neurons") or []
     neurons = (NeuronSet(hook, list(top), store.d(hook), kind="dopamine", layer=layer_of(hook),
                          provenance={"model": getattr(store, "model", None)}) if top else None)
-    return DopamineStageResult(section, neurons, magnitudes.get(hook))
+    return DopamineStageResult(section, neurons, run.magnitudes)
 
 
-def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineStageConfig, token_strings, value_hook,
-                      prompt_groups=None, magnitudes_out: dict | None = None) -> Section:
-    test_fraction, k, seed, low_q, high_q, window = c.test_fraction, c.k, c.seed, c.low_q, c.high_q, c.window
-    min_surprise, n_permutations, n_random_draws = c.min_surprise, c.n_permutations, c.n_random_draws
-    random_pool_size, permutation, cross_fit_folds = c.random_pool_size, c.permutation, c.cross_fit_folds
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    value_hook = value_hook or hook
-    summary = _empty_summary(hook)
-    notes: list[str] = []
-    title = f"Dopamine neurons (TD-error tracking) at {hook}"
+@dataclass
+class _DopamineRun:
+    """One run of the stage: its inputs, and the summary and notes its steps fill in."""
 
-    def insufficient(status: str, message: str) -> Section:
-        summary["status"] = status
-        return Section(key="dopamine", title=title, summary=summary, notes=[message] + notes)
+    store: Store
+    probe: Any
+    hook: str
+    out_dir: Path
+    value_neurons: NeuronSet | None
+    c: DopamineStageConfig
+    token_strings: list[list[str]] | None
+    value_hook: str  # the hook the probe reads V from (default: ``hook``)
+    prompt_groups: Sequence | None
+    summary: dict
+    notes: list[str] = field(default_factory=list)
+    gamma: float = 0.0
+    magnitudes: np.ndarray | None = None  # mean |activation| per dim of the hook (ranking split)
 
-    gamma = _probe_gamma(probe)
-    summary.update(value_hook=value_hook, gamma=gamma, window=window, k=k, value_from_same_hook=value_hook == hook)
+    @property
+    def title(self) -> str:
+        return f"Dopamine neurons (TD-error tracking) at {self.hook}"
+
+
+class _Insufficient(Exception):
+    """Too little data for a step: the section reports ``status`` and ``message`` with null metrics."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class _Surprises:
+    """Positive and negative surprise rollouts of both splits (thresholds from the ranking split)."""
+
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    pos_train: list[int]
+    neg_train: list[int]
+    pos_test: list[int]
+    neg_test: list[int]
+    rule: str  # the surprise rule, in words
+
+
+def _dopamine_section(run: _DopamineRun) -> Section:
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    run.gamma = _probe_gamma(run.probe)
+    c = run.c
+    run.summary.update(value_hook=run.value_hook, gamma=run.gamma, window=c.window, k=c.k,
+                       value_from_same_hook=run.value_hook == run.hook)
+    try:
+        train_idx, test_idx = _split(run)
+        values, td = _values_and_td(run)
+        sur = _surprises(run, values, train_idx, test_idx)
+        details, neurons = _rank(run, td, sur)
+    except _Insufficient as err:
+        run.summary["status"] = err.status
+        return Section(key="dopamine", title=run.title, summary=run.summary, notes=[err.message] + run.notes)
+    metrics = _held_out_metrics(run, neurons, td, values, sur)
+    run.summary = nan_to_none(run.summary)
+    figures = _figures(run, neurons, details, td, sur, metrics)
+    tables = _tables(neurons, metrics)
+    _notes(run, metrics, sur)
+    return Section(key="dopamine", title=run.title, summary=run.summary, tables=tables, figures=figures, notes=run.notes)
+
+
+def _split(run: _DopamineRun) -> tuple[np.ndarray, np.ndarray]:
+    """The ranking and held-out splits (repeated prompts stay on one side, else the held-out split leaks)."""
+    store, c = run.store, run.c
     if len(store) < 2:
-        return insufficient("too_few_rollouts", f"The store holds {len(store)} rollout(s); the dopamine stage "
+        raise _Insufficient("too_few_rollouts", f"The store holds {len(store)} rollout(s); the dopamine stage "
                             "needs a ranking split and a held-out split. No metrics computed.")
-    if prompt_groups is not None:  # repeated prompts stay on one side (else the held-out split leaks)
-        train_idx, test_idx = grouped_stratified_split(np.arange(len(store)), store.rewards, list(prompt_groups),
-                                                       test_fraction, seed)
+    if run.prompt_groups is not None:
+        train_idx, test_idx = grouped_stratified_split(np.arange(len(store)), store.rewards, list(run.prompt_groups),
+                                                       c.test_fraction, c.seed)
     else:
-        train_idx, test_idx = store.split(test_fraction, seed)
-    summary.update(n_train=int(len(train_idx)), n_test=int(len(test_idx)))
+        train_idx, test_idx = store.split(c.test_fraction, c.seed)
+    run.summary.update(n_train=int(len(train_idx)), n_test=int(len(test_idx)))
     if len(train_idx) == 0 or len(test_idx) == 0:
-        return insufficient("too_few_rollouts", f"Split gave {len(train_idx)} ranking and {len(test_idx)} held-out "
+        raise _Insufficient("too_few_rollouts", f"Split gave {len(train_idx)} ranking and {len(test_idx)} held-out "
                             "rollouts; both must be non-empty. No metrics computed.")
+    return train_idx, test_idx
 
-    # --- value traces and TD errors -----------------------------------------------------------
-    all_idx = list(range(len(store)))
-    if cross_fit_folds and isinstance(probe, ValueProbe):
-        groups = list(prompt_groups) if prompt_groups is not None else list(range(len(store)))
-        per_reward = distinct_groups_per_reward(store.rewards, groups)  # folds hold whole prompts
-        folds = min(cross_fit_folds, min(per_reward))
-        if folds < 2:
-            return insufficient("insufficient_surprise", "Cross-fitting the values needs at least 2 distinct prompts with "
-                                f"each reward; the store has {per_reward[0]} with reward 0 and {per_reward[1]} with "
-                                "reward 1. Collect more rollouts. No metrics computed.")
-        raw = cross_fitted_value_traces(store, value_hook, probe.cfg, folds, seed, groups=prompt_groups)
-        summary["values"] = f"cross-fitted, {folds} folds"
-        notes.append(f"V(s_0..s_T) is cross-fitted ({folds} folds stratified by reward"
+
+def _value_traces(run: _DopamineRun, all_idx: list[int]) -> list:
+    """V(s_0..s_T) of every rollout: cross-fitted (each from a probe that did not train on it) or the probe's own."""
+    store, probe, prompt_groups, c = run.store, run.probe, run.prompt_groups, run.c
+    if not (c.cross_fit_folds and isinstance(probe, ValueProbe)):
+        run.summary["values"] = "probe as given"
+        return probe.value_traces(store, run.value_hook, all_idx)
+    groups = list(prompt_groups) if prompt_groups is not None else list(range(len(store)))
+    per_reward = distinct_groups_per_reward(store.rewards, groups)  # folds hold whole prompts
+    folds = min(c.cross_fit_folds, min(per_reward))
+    if folds < 2:
+        raise _Insufficient("insufficient_surprise", "Cross-fitting the values needs at least 2 distinct prompts with "
+                            f"each reward; the store has {per_reward[0]} with reward 0 and {per_reward[1]} with "
+                            "reward 1. Collect more rollouts. No metrics computed.")
+    raw = cross_fitted_value_traces(store, run.value_hook, probe.cfg, folds, c.seed, groups=prompt_groups)
+    run.summary["values"] = f"cross-fitted, {folds} folds"
+    run.notes.append(f"V(s_0..s_T) is cross-fitted ({folds} folds stratified by reward"
                      + (", each prompt in one fold" if prompt_groups is not None else "") + "): each rollout's values "
                      "come from a probe (same config) that did not train on it, so surprises and TD errors are out-of-sample.")
-    else:
-        raw = probe.value_traces(store, value_hook, all_idx)
-        summary["values"] = "probe as given"
+    return raw
+
+
+def _values_and_td(run: _DopamineRun) -> tuple[dict, dict]:
+    """Every rollout's value trace and its arrival-aligned TD errors."""
+    store = run.store
+    all_idx = list(range(len(store)))
+    raw = _value_traces(run, all_idx)
     if len(raw) != len(all_idx):
         raise ValueError(f"probe.value_traces returned {len(raw)} traces for {len(all_idx)} rollouts.")
     values = {i: _as_trace(v) for i, v in zip(all_idx, raw)}
@@ -290,60 +354,76 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
         raise ValueError(f"probe.value_traces gave {len(values[i])} values for rollout {i}, which has "
                          f"{store.records[i].n_steps} states s_0..s_T ({len(bad)} rollouts mismatch).")
     rewards = store.rewards.astype(np.float64)
-    td = {i: td_errors(values[i], rewards[i], gamma, align="arrival") for i in all_idx}
+    td = {i: td_errors(values[i], rewards[i], run.gamma, align="arrival") for i in all_idx}
+    return values, td
 
-    # --- surprise sets (thresholds from the ranking split, reused on the held-out split) ------
-    train_sets = surprise_sets([values[i][0] for i in train_idx], rewards[train_idx], low_q, high_q)
+
+def _surprises(run: _DopamineRun, values: dict, train_idx: np.ndarray, test_idx: np.ndarray) -> _Surprises:
+    """Surprise sets: thresholds from the ranking split, reused on the held-out split."""
+    c, rewards = run.c, run.store.rewards.astype(np.float64)
+    train_sets = surprise_sets([values[i][0] for i in train_idx], rewards[train_idx], c.low_q, c.high_q)
     pos_train, neg_train = train_idx[train_sets.positive].tolist(), train_idx[train_sets.negative].tolist()
     test_sets = surprise_sets([values[i][0] for i in test_idx], rewards[test_idx],
                               low_threshold=train_sets.low_threshold, high_threshold=train_sets.high_threshold)
     pos_test, neg_test = test_idx[test_sets.positive].tolist(), test_idx[test_sets.negative].tolist()
-    summary.update(
+    run.summary.update(
         n_positive_surprise=len(pos_train), n_negative_surprise=len(neg_train),
         n_positive_surprise_test=len(pos_test), n_negative_surprise_test=len(neg_test),
-        surprise_thresholds={"low_q": low_q, "high_q": high_q, "low_value": train_sets.low_threshold,
+        surprise_thresholds={"low_q": c.low_q, "high_q": c.high_q, "low_value": train_sets.low_threshold,
                              "high_value": train_sets.high_threshold},
     )
-    surprise_rule = (f"positive surprise = V(s_0) ≤ {train_sets.low_threshold:.3g} (q{low_q:g} of the ranking split) "
-                     f"and reward 1; negative surprise = V(s_0) ≥ {train_sets.high_threshold:.3g} (q{high_q:g}) and reward 0")
-    if len(pos_train) < min_surprise or len(neg_train) < min_surprise:
-        return insufficient(
+    rule = (f"positive surprise = V(s_0) ≤ {train_sets.low_threshold:.3g} (q{c.low_q:g} of the ranking split) "
+            f"and reward 1; negative surprise = V(s_0) ≥ {train_sets.high_threshold:.3g} (q{c.high_q:g}) and reward 0")
+    if len(pos_train) < c.min_surprise or len(neg_train) < c.min_surprise:
+        raise _Insufficient(
             "insufficient_surprise",
             f"Too few surprise rollouts to rank dopamine neurons: the ranking split ({len(train_idx)} rollouts) has "
-            f"{len(pos_train)} positive- and {len(neg_train)} negative-surprise rollouts ({surprise_rule}); at least "
-            f"{min_surprise} of each are needed. Collect more rollouts, or widen low_q/high_q. No metrics computed.")
+            f"{len(pos_train)} positive- and {len(neg_train)} negative-surprise rollouts ({rule}); at least "
+            f"{c.min_surprise} of each are needed. Collect more rollouts, or widen low_q/high_q. No metrics computed.")
+    return _Surprises(train_idx, test_idx, pos_train, neg_train, pos_test, neg_test, rule)
 
-    # --- ranking (ranking split only) ----------------------------------------------------------
+
+def _rank(run: _DopamineRun, td: dict, sur: _Surprises):
+    """The paper's ranking on the ranking split only; the top ``k`` saved as a NeuronSet."""
+    store, hook, c = run.store, run.hook, run.c
     try:
-        details = dopamine_score_details(store, hook, td, pos_train, neg_train, window)
+        details = dopamine_score_details(store, hook, td, sur.pos_train, sur.neg_train, c.window)
     except ValueError as err:
-        return insufficient("no_surprise_events", f"Could not rank dopamine neurons: {err}")
-    d = store.d(hook)
-    neurons = dopamine_neurons(details.scores, hook, d, k, provenance={
-        "model": store.model, "store": str(store.path), "seed": seed, "test_fraction": test_fraction,
-        "gamma": gamma, "value_hook": value_hook, "window": window, "low_q": low_q, "high_q": high_q,
+        raise _Insufficient("no_surprise_events", f"Could not rank dopamine neurons: {err}") from None
+    neurons = dopamine_neurons(details.scores, hook, store.d(hook), c.k, provenance={
+        "model": store.model, "store": str(store.path), "seed": c.seed, "test_fraction": c.test_fraction,
+        "gamma": run.gamma, "value_hook": run.value_hook, "window": c.window, "low_q": c.low_q, "high_q": c.high_q,
         "n_positive_surprise": len(details.positive_used), "n_negative_surprise": len(details.negative_used),
         "ranking": "median z-peak at positive-surprise events − median z-trough at negative-surprise events",
     })
-    neurons_file = out_dir / f"dopamine_neurons.{_safe_name(hook)}.json"
+    neurons_file = run.out_dir / f"dopamine_neurons.{_safe_name(hook)}.json"
     neurons.save(neurons_file)
-    summary.update(top_neurons=neurons.indices, top_scores=neurons.scores, neurons_file=neurons_file.name)
+    run.summary.update(top_neurons=neurons.indices, top_scores=neurons.scores, neurons_file=neurons_file.name)
+    return details, neurons
 
-    # --- held-out metrics ----------------------------------------------------------------------
+
+def _held_out_metrics(run: _DopamineRun, neurons: NeuronSet, td: dict, values: dict, sur: _Surprises):
+    """Candidates vs random dims (uniform and magnitude-matched) and value neurons on the held-out split."""
+    store, hook, c, value_neurons = run.store, run.hook, run.c, run.value_neurons
     if value_neurons is not None and value_neurons.hook_name not in store.hook_names:
-        notes.append(f"Value neurons live at {value_neurons.hook_name!r}, which this store does not hold; "
-                     "they are left out of the comparison.")
+        run.notes.append(f"Value neurons live at {value_neurons.hook_name!r}, which this store does not hold; "
+                         "they are left out of the comparison.")
         value_neurons = None
     # per-dim mean |activation| on the ranking split (label-free): the strata of the matched controls
-    magnitudes = activation_magnitudes(store, hook, train_idx) if c.matched_controls else None
-    if magnitudes is not None and magnitudes_out is not None:
-        magnitudes_out[hook] = magnitudes
+    run.magnitudes = activation_magnitudes(store, hook, sur.train_idx) if c.matched_controls else None
     metrics = dopamine_metrics(
-        store, hook, neurons.indices, td, values, test_idx, positive_idx=pos_test, negative_idx=neg_test,
-        value_neurons=value_neurons, ranking_idx=train_idx, n_random_draws=n_random_draws,
-        random_pool_size=random_pool_size, n_permutations=n_permutations, permutation=permutation, seed=seed,
-        magnitudes=magnitudes, massive_factor=c.massive_factor)
+        store, hook, neurons.indices, td, values, sur.test_idx, positive_idx=sur.pos_test, negative_idx=sur.neg_test,
+        value_neurons=value_neurons, ranking_idx=sur.train_idx, n_random_draws=c.n_random_draws,
+        random_pool_size=c.random_pool_size, n_permutations=c.n_permutations, permutation=c.permutation, seed=c.seed,
+        magnitudes=run.magnitudes, massive_factor=c.massive_factor)
+    run.summary.update(_metrics_summary(metrics))
+    return metrics
+
+
+def _metrics_summary(metrics) -> dict:
+    """The summary keys of the held-out metrics (headline: candidates vs random dims of the same hook)."""
     c, r, v = metrics.candidates, metrics.random, metrics.value_neurons
+    summary: dict[str, Any] = {}
     summary["corr_with_td_error"] = {
         "candidates": c.mean_pearson_td, "candidates_spearman": c.mean_spearman_td, "candidates_abs": c.mean_abs_pearson_td,
         "random": r.mean_pearson_td, "random_std": r.std_pearson_td, "random_abs": r.mean_abs_pearson_td,
@@ -377,33 +457,39 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
     compact = metrics.to_dict()
     for key in ("pool_dims", "pool_pearson_td", "pool_pearson_value", "pool_partial_td_given_value", "pool_auc_surprise"):
         compact["random"].pop(key, None)
-    m = metrics.matched
     if compact.get("matched"):
         compact["matched"].pop("pool_dims", None)
     summary["metrics"] = compact
-    summary.update(_matched_null_summary(m, metrics))
-    summary = nan_to_none(summary)
+    summary.update(_matched_null_summary(metrics.matched, metrics))
+    return summary
 
-    # --- figures -------------------------------------------------------------------------------
+
+def _figures(run: _DopamineRun, neurons: NeuronSet, details, td: dict, sur: _Surprises, metrics) -> list[str]:
+    """Example traces (a held-out rollout of each surprise sign, else a ranking-split one) and the distributions."""
     figures: list[str] = []
     examples: list[tuple[str, int, int]] = []
-    for label, held_out, ranking, sign in (("positive surprise", pos_test, pos_train, +1),
-                                           ("negative surprise", neg_test, neg_train, -1)):
+    for label, held_out, ranking, sign in (("positive surprise", sur.pos_test, sur.pos_train, +1),
+                                           ("negative surprise", sur.neg_test, sur.neg_train, -1)):
         pick = pick_example(td, held_out, sign)
         split = "held-out"
         if pick is None:
             pick, split = pick_example(td, ranking, sign), "ranking split"
             if pick is not None:
-                notes.append(f"No held-out {label} rollout with an event; Figure shows a ranking-split rollout instead.")
+                run.notes.append(f"No held-out {label} rollout with an event; Figure shows a ranking-split rollout instead.")
         if pick is not None:
             examples.append((f"{label} ({split})", *pick))
     if examples:
-        trace_figure(store, hook, neurons, details, td, examples, token_strings, out_dir / TRACE_FIGURE)
+        trace_figure(run.store, run.hook, neurons, details, td, examples, run.token_strings, run.out_dir / TRACE_FIGURE)
         figures.append(TRACE_FIGURE)
-    distribution_figure(metrics, out_dir / DISTRIBUTION_FIGURE)
+    distribution_figure(metrics, run.out_dir / DISTRIBUTION_FIGURE)
     figures.append(DISTRIBUTION_FIGURE)
+    return figures
 
-    # --- tables and notes ------------------------------------------------------------------------
+
+def _tables(neurons: NeuronSet, metrics) -> list[Table]:
+    """Held-out metrics by group (candidates, random, matched, value neurons) and per top neuron."""
+    c, r, v, m = metrics.candidates, metrics.random, metrics.value_neurons, metrics.matched
+
     def row(name: str, g, n_dims) -> list:
         return [name, n_dims, g.mean_pearson_td, g.mean_spearman_td, g.mean_abs_pearson_td,
                 g.mean_partial_td_given_value, g.mean_pearson_value, g.mean_auc_surprise]
@@ -422,7 +508,7 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
     if v is not None:
         group_rows.append(row(f"value neurons ({v.hook})", v, len(v.dims)))
     group_rows = [[None if isinstance(x, float) and not np.isfinite(x) else x for x in rr] for rr in group_rows]
-    tables = [
+    return [
         Table("Held-out metrics by group", ["group", "dims", "Pearson(act, δ)", "Spearman(act, δ)", "|Pearson(act, δ)|",
                                              "partial(act, δ | V)", "Pearson(act, V)", "AUC +/− surprise event"], group_rows),
         Table("Top dopamine neurons", ["dim", "ranking score", "held-out Pearson(act, δ)", "Spearman(act, δ)",
@@ -434,21 +520,26 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
                                                       c.pearson_value, c.auc_surprise)],
                   metrics.candidate_rank_by_test_pearson)]),
     ]
+
+
+def _notes(run: _DopamineRun, metrics, sur: _Surprises) -> None:
+    """The claims, the TD-error convention, the caveats and the permutation test, appended to ``run.notes``."""
+    notes, c, r, perm = run.notes, metrics.candidates, metrics.random, metrics.permutation
     if metrics.abs_corr_vs_random is not None:
         iv = metrics.abs_corr_vs_random
         notes.append(f"Claim 'dopamine candidates track δ more than random dims': mean |Pearson(act, δ)| of the candidates "
                      f"minus the random pool's = {iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] (95% bootstrap over "
                      f"{iv.n} held-out rollouts): {metrics.verdict}.")
-    notes.extend(_matched_null_notes(m))
+    notes.extend(_matched_null_notes(metrics.matched))
     notes.append(
-        f"TD error δ at state s_t is γ·V(s_t) − V(s_(t−1)) with γ = {gamma:g} and V from the value probe at "
-        f"{value_hook} (the error of the transition into s_t, attributed to the token that arrives; the terminal "
+        f"TD error δ at state s_t is γ·V(s_t) − V(s_(t−1)) with γ = {run.gamma:g} and V from the value probe at "
+        f"{run.value_hook} (the error of the transition into s_t, attributed to the token that arrives; the terminal "
         "error r − V(s_T) is observed by no state and is excluded). Ranking used only the ranking split "
-        f"({len(train_idx)} rollouts; {surprise_rule}); every metric is on the {len(test_idx)} held-out rollouts.")
+        f"({len(sur.train_idx)} rollouts; {sur.rule}); every metric is on the {len(sur.test_idx)} held-out rollouts.")
     notes.append("The paper's window ranking also rewards value-tracking dims (V is high right after a positive "
                  "event and low after a negative one), and so does the surprise AUC; the partial correlation "
                  "partial(act, δ | V) regresses V(s_t) out of both and is ~0 for a pure value dim.")
-    if value_hook == hook:
+    if run.value_hook == run.hook:
         notes.append("Caution: V (hence δ) comes from a probe reading this same hook, so dimensions the probe weights "
                      "heavily correlate with δ partly by construction. For a clean test pass value_hook= another "
                      "layer's probe, and check partial(act, δ | V).")
@@ -464,7 +555,6 @@ def _dopamine_section(store, probe, hook, out_dir, value_neurons, c: DopamineSta
     if metrics.n_positive_events == 0 or metrics.n_negative_events == 0:
         notes.append(f"Held-out split has {metrics.n_positive_events} positive- and {metrics.n_negative_events} "
                      "negative-surprise events, so the surprise AUC is undefined (null).")
-    return Section(key="dopamine", title=title, summary=summary, tables=tables, figures=figures, notes=notes)
 
 
 def _finite_or_none(x: float | None) -> float | None:
