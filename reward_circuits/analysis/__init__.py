@@ -25,7 +25,7 @@ from .causal import (ablation_conditions, ablation_study, dose_conditions, dose_
 from .confidence import confidence_study, next_token_confidence, parse_confidence, score_vs_reward, verbalized_confidence
 from .baselines import bag_of_tokens_baseline
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
-from .dopamine_metrics import DopamineMetrics, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
+from .dopamine_metrics import DopamineMetrics, DopamineMetricsOptions, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
 from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
                        control_sets, score_controls, magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
                        uniform_random_sets)
@@ -62,7 +62,7 @@ __all__ = [
     "compare_to_controls", "control_sets", "score_controls", "ControlledAblation",
     # dopamine (TD-error) neurons
     "dopamine_scores", "dopamine_score_details", "dopamine_neurons", "dopamine_metrics", "DopamineMetrics",
-    "surprise_sets", "SurpriseSets", "td_trace_change", "matched_correlation_null", "MatchedNull",
+    "DopamineMetricsOptions", "surprise_sets", "SurpriseSets", "td_trace_change", "matched_correlation_null", "MatchedNull",
     "paired_control_comparison", "PairedControl",
     # statistics
     "Interval", "binary_auc", "bootstrap_ci", "bootstrap_auc_ci", "paired_bootstrap_diff", "paired_bootstrap_auc_diff",

@@ -7,6 +7,7 @@ Conventions (alignment, trace lookups) are those of :mod:`reward_circuits.analys
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..neurons import NeuronSet
 from ..data.store import ActivationStore
 
 from ..neurons import random_dims
+from ..options import options_of
 from .controls import random_subsets
 from .dopamine_controls import MatchedNull, matched_correlation_null, matched_draws
 from .dopamine import PermutationScheme, TraceLookup, event_positions, iter_rollout_acts, check_trace_length
@@ -326,6 +328,31 @@ def permutation_test_mean_abs_corr(
                              float(null.std()), float(np.quantile(null, 0.95)), float(np.quantile(null, 0.99)))
 
 
+@dataclass(kw_only=True)
+class DopamineMetricsOptions:
+    """Settings of :func:`dopamine_metrics`, passed as its keywords (or one ``options=``).
+
+    ``positive_idx`` / ``negative_idx``: held-out positive- / negative-surprise rollouts (the AUC's
+    event tokens); ``value_neurons``: compared at their own hook; ``ranking_idx``: the rollouts that
+    picked the candidates (must be disjoint from the held-out ones); ``n_random_draws`` random sets,
+    Spearman/AUC from a seeded pool of ``random_pool_size`` dims; ``n_permutations`` of the
+    ``permutation`` scheme; ``magnitudes`` (per-dim mean |activation| of the hook) adds the
+    magnitude-matched null, with ``massive_factor`` marking massive-activation dims."""
+
+    positive_idx: Sequence[int] = ()
+    negative_idx: Sequence[int] = ()
+    value_neurons: NeuronSet | None = None
+    ranking_idx: Sequence[int] | None = None
+    n_random_draws: int = 1000
+    random_pool_size: int = 256
+    n_permutations: int = 1000
+    permutation: PermutationScheme = "within_rollout"
+    seed: int = 0
+    batch_states: int = 8192
+    magnitudes: Float[np.ndarray, " d"] | None = None
+    massive_factor: float = 10.0
+
+
 def dopamine_metrics(
     store: ActivationStore,
     hook: str,
@@ -333,21 +360,14 @@ def dopamine_metrics(
     td_traces: TraceLookup,
     value_traces: TraceLookup,
     test_idx: Sequence[int],
-    *,
-    positive_idx: Sequence[int] = (),
-    negative_idx: Sequence[int] = (),
-    value_neurons: NeuronSet | None = None,
-    ranking_idx: Sequence[int] | None = None,
-    n_random_draws: int = 1000,
-    random_pool_size: int = 256,
-    n_permutations: int = 1000,
-    permutation: PermutationScheme = "within_rollout",
-    seed: int = 0,
-    batch_states: int = 8192,
-    magnitudes: Float[np.ndarray, " d"] | None = None,
-    massive_factor: float = 10.0,
+    **options,
 ) -> DopamineMetrics:
     """Quantitative, held-out test of dopamine candidates (the paper's open question).
+
+    ``options``: the fields of :class:`DopamineMetricsOptions` as keywords (``positive_idx=()``,
+    ``negative_idx=()``, ``value_neurons=None``, ``ranking_idx=None``, ``n_random_draws=1000``,
+    ``random_pool_size=256``, ``n_permutations=1000``, ``permutation="within_rollout"``, ``seed=0``,
+    ``batch_states=8192``, ``magnitudes=None``, ``massive_factor=10.0``), or one ``options=``.
 
     On the rollouts ``test_idx`` (must be disjoint from ``ranking_idx``, the rollouts used to pick the
     candidates, when given), for each candidate dimension of ``hook``:
@@ -368,6 +388,39 @@ def dopamine_metrics(
     |activation| of ``hook``) also ``n_random_draws`` magnitude-matched random sets
     (:func:`~reward_circuits.analysis.dopamine_controls.matched_correlation_null`): ``matched``.
     """
+    o = options_of(DopamineMetricsOptions, (), options, where="dopamine_metrics")
+    candidates, test_idx = _checked_split(candidates, test_idx, o.ranking_idx)
+    rng = np.random.default_rng(o.seed)
+    cols = _gather_plan(store.d(hook), candidates, hook, o, rng)
+    scan = _scan_heldout(store, hook, cols.gather, test_idx, td_traces, value_traces, all_dim_stats=True,
+                         batch_states=o.batch_states)
+    pos_rows = _event_rows(scan, td_traces, o.positive_idx, +1)
+    neg_rows = _event_rows(scan, td_traces, o.negative_idx, -1)
+    cand_metrics = _group_metrics(scan, hook, cols.of(candidates), pos_rows, neg_rows)
+    pool_metrics = _group_metrics(scan, hook, cols.of(cols.pool.tolist()), pos_rows, neg_rows)
+    value_metrics = _value_neuron_metrics(store, scan, cols, (pos_rows, neg_rows), (td_traces, value_traces, test_idx), o)
+    random = _random_baseline(scan, cols, cand_metrics, pool_metrics, o, rng)
+    ok = np.isfinite(scan.td)
+    perm, diff, matched_null = _candidate_tests(scan, cols, cand_metrics, o)
+    d, pearson_all = cols.d, scan.pearson_td_all
+    ranked = rank_by_score(np.where(np.isfinite(pearson_all), pearson_all, -np.inf), nonfinite="last")
+    rank_of = np.empty(d, dtype=np.int64)
+    rank_of[ranked] = np.arange(1, d + 1)
+    z = ((cand_metrics.mean_pearson_td - random.mean_pearson_td) / random.std_pearson_td
+         if random.std_pearson_td and math.isfinite(random.std_pearson_td) else math.nan)
+    return DopamineMetrics(
+        hook=hook, n_test_rollouts=len(test_idx), n_test_tokens=int(ok.sum()), n_test_states=int(len(scan.td)),
+        n_positive_events=int(len(pos_rows)), n_negative_events=int(len(neg_rows)),
+        candidates=cand_metrics, random=random, value_neurons=value_metrics, permutation=perm,
+        candidate_rank_by_test_pearson=[int(rank_of[j]) for j in candidates],
+        top_dims_by_test_pearson=ranked[: min(10, d)].tolist(), candidates_z_vs_random=float(z),
+        abs_corr_vs_random=diff, verdict=verdict(diff, expected_sign=1) if diff is not None else None, matched=matched_null,
+    )
+
+
+def _checked_split(candidates: Sequence[int], test_idx: Sequence[int],
+                   ranking_idx: Sequence[int] | None) -> tuple[list[int], list[int]]:
+    """The candidate dims and the sorted held-out rollouts; raises when either is unusable."""
     candidates = [int(j) for j in candidates]
     if not candidates:
         raise ValueError("no candidate dimensions to evaluate.")
@@ -377,38 +430,65 @@ def dopamine_metrics(
         if overlap:
             raise ValueError(f"held-out rollouts {overlap[:5]} ({len(overlap)} in all) were also used for ranking; "
                              "evaluate on a disjoint split.")
-    d = store.d(hook)
-    rng = np.random.default_rng(seed)
+    return candidates, test_idx
+
+
+@dataclass
+class _GatherPlan:
+    """The dims of ``hook`` read on the held-out pass (candidates, value dims, random pool, matched
+    draws of the pool's size) and the column of each in the gathered matrix."""
+
+    d: int
+    hook: str
+    candidates: list[int]
+    non_candidates: np.ndarray
+    pool: np.ndarray
+    value_dims: list[int]
+    matched: list
+    n_pool_draws: int
+    gather: list[int]
+
+    @cached_property
+    def column(self) -> dict[int, int]:
+        return {j: c for c, j in enumerate(self.gather)}
+
+    def of(self, dims: Sequence[int]) -> list[int]:
+        return [self.column[j] for j in dims]
+
+
+def _gather_plan(d: int, candidates: list[int], hook: str, o: DopamineMetricsOptions, rng) -> _GatherPlan:
     non_candidates = np.setdiff1d(np.arange(d), candidates)
-    pool = np.sort(random_dims(d, min(random_pool_size, len(non_candidates)), rng, exclude=candidates))
-    same_hook_value = value_neurons is not None and value_neurons.hook_name == hook
-    value_dims = list(value_neurons.indices) if same_hook_value else []
-    k = len(candidates)
-    matched = matched_draws(candidates, magnitudes, n_random_draws, seed, factor=massive_factor) if magnitudes is not None else []
-    n_pool_draws = max(1, random_pool_size // k)
+    pool = np.sort(random_dims(d, min(o.random_pool_size, len(non_candidates)), rng, exclude=candidates))
+    same_hook_value = o.value_neurons is not None and o.value_neurons.hook_name == hook
+    value_dims = list(o.value_neurons.indices) if same_hook_value else []
+    matched = (matched_draws(candidates, o.magnitudes, o.n_random_draws, o.seed, factor=o.massive_factor)
+               if o.magnitudes is not None else [])
+    n_pool_draws = max(1, o.random_pool_size // len(candidates))
     gather = list(dict.fromkeys(candidates + value_dims + pool.tolist() + [j for dr in matched[:n_pool_draws] for j in dr]))
-    column = {j: c for c, j in enumerate(gather)}
-    scan = _scan_heldout(store, hook, gather, test_idx, td_traces, value_traces, all_dim_stats=True,
-                         batch_states=batch_states)
-    pos_rows = _event_rows(scan, td_traces, positive_idx, +1)
-    neg_rows = _event_rows(scan, td_traces, negative_idx, -1)
+    return _GatherPlan(d, hook, candidates, non_candidates, pool, value_dims, matched, n_pool_draws, gather)
 
-    cand_metrics = _group_metrics(scan, hook, [column[j] for j in candidates], pos_rows, neg_rows)
-    pool_metrics = _group_metrics(scan, hook, [column[j] for j in pool.tolist()], pos_rows, neg_rows)
 
-    # Value neurons, at this hook (already gathered) or at their own hook (one more held-out pass).
-    value_metrics = None
-    if value_neurons is not None and len(value_neurons):
-        if same_hook_value:
-            value_metrics = _group_metrics(scan, hook, [column[j] for j in value_dims], pos_rows, neg_rows)
-        elif value_neurons.hook_name in store.hook_names:
-            vscan = _scan_heldout(store, value_neurons.hook_name, value_neurons.indices, test_idx, td_traces,
-                                  value_traces, all_dim_stats=False, batch_states=batch_states)
-            value_metrics = _group_metrics(vscan, value_neurons.hook_name, range(len(value_neurons)),
-                                           _event_rows(vscan, td_traces, positive_idx, +1),
-                                           _event_rows(vscan, td_traces, negative_idx, -1))
+def _value_neuron_metrics(store: ActivationStore, scan: _HeldOutScan, cols: _GatherPlan, events: tuple,
+                          traces: tuple, o: DopamineMetricsOptions) -> GroupMetrics | None:
+    """Value neurons, at this hook (already gathered) or at their own hook (one more held-out pass)."""
+    value_neurons, (td_traces, value_traces, test_idx) = o.value_neurons, traces
+    if value_neurons is None or not len(value_neurons):
+        return None
+    if value_neurons.hook_name == cols.hook:
+        return _group_metrics(scan, cols.hook, cols.of(cols.value_dims), *events)
+    if value_neurons.hook_name not in store.hook_names:
+        return None
+    vscan = _scan_heldout(store, value_neurons.hook_name, value_neurons.indices, test_idx, td_traces,
+                          value_traces, all_dim_stats=False, batch_states=o.batch_states)
+    return _group_metrics(vscan, value_neurons.hook_name, range(len(value_neurons)),
+                          _event_rows(vscan, td_traces, o.positive_idx, +1),
+                          _event_rows(vscan, td_traces, o.negative_idx, -1))
 
-    # Random sets: means over draws of k non-candidate dims.
+
+def _random_baseline(scan: _HeldOutScan, cols: _GatherPlan, cand_metrics: GroupMetrics, pool_metrics: GroupMetrics,
+                     o: DopamineMetricsOptions, rng) -> RandomBaseline:
+    """Random sets: means over draws of k non-candidate dims (Pearson from all of them, the rest from the pool)."""
+    k, n_random_draws, non_candidates, pool = len(cols.candidates), o.n_random_draws, cols.non_candidates, cols.pool
 
     def draw_set_means(values: np.ndarray, n_available: int) -> np.ndarray:
         if n_available == 0:
@@ -434,8 +514,8 @@ def dopamine_metrics(
 
     finite_abs = draws_abs[np.isfinite(draws_abs)]
     p_vs_random = float((1 + np.sum(finite_abs >= cand_metrics.mean_abs_pearson_td - 1e-12)) / (1 + finite_abs.size))
-    random = RandomBaseline(
-        n_draws=n_random_draws, set_size=min(k, len(non_candidates)), seed=seed,
+    return RandomBaseline(
+        n_draws=n_random_draws, set_size=min(k, len(non_candidates)), seed=o.seed,
         mean_pearson_td=mean_std(draws_pearson)[0], std_pearson_td=mean_std(draws_pearson)[1],
         mean_abs_pearson_td=mean_std(draws_abs)[0], std_abs_pearson_td=mean_std(draws_abs)[1],
         mean_spearman_td=mean_std(draws_spearman)[0], std_spearman_td=mean_std(draws_spearman)[1],
@@ -448,33 +528,26 @@ def dopamine_metrics(
         p_abs_vs_random=p_vs_random,
     )
 
+
+def _candidate_tests(scan: _HeldOutScan, cols: _GatherPlan, cand_metrics: GroupMetrics, o: DopamineMetricsOptions):
+    """The candidates' permutation test, their rollout-bootstrap |corr| difference vs the random pool,
+    and the magnitude-matched null (each None when it cannot be computed)."""
+    seed, candidates, pool = o.seed, cols.candidates, cols.pool
     ok = np.isfinite(scan.td)
-    perm = permutation_test_mean_abs_corr(scan.acts[ok][:, [column[j] for j in candidates]], scan.td[ok],
-                                          scan.rollout[ok], n_permutations=n_permutations, scheme=permutation,
+    perm = permutation_test_mean_abs_corr(scan.acts[ok][:, cols.of(candidates)], scan.td[ok],
+                                          scan.rollout[ok], n_permutations=o.n_permutations, scheme=o.permutation,
                                           seed=seed) if ok.sum() > 2 else None
 
     diff = (rollout_bootstrap_abs_corr_diff(scan.acts[ok], scan.td[ok], scan.rollout[ok],
-                                            [column[j] for j in candidates], [column[j] for j in pool.tolist()], seed=seed)
+                                            cols.of(candidates), cols.of(pool.tolist()), seed=seed)
             if ok.sum() > 2 and len(pool) else None)
     matched_null = matched_correlation_null(
-        candidates, cand_metrics.mean_abs_pearson_td, pearson_all, value_all, magnitudes, matched, hook=hook, seed=seed,
-        n_pool_draws=n_pool_draws, factor=massive_factor,
+        candidates, cand_metrics.mean_abs_pearson_td, scan.pearson_td_all, scan.pearson_value_all, o.magnitudes,
+        cols.matched, hook=cols.hook, seed=seed, n_pool_draws=cols.n_pool_draws, factor=o.massive_factor,
         bootstrap=(lambda pool_dims: rollout_bootstrap_abs_corr_diff(scan.acts[ok], scan.td[ok], scan.rollout[ok],
-                   [column[j] for j in candidates], [column[j] for j in pool_dims], seed=seed)) if ok.sum() > 2 else None,
-    ) if matched else None
-    ranked = rank_by_score(np.where(np.isfinite(pearson_all), pearson_all, -np.inf), nonfinite="last")
-    rank_of = np.empty(d, dtype=np.int64)
-    rank_of[ranked] = np.arange(1, d + 1)
-    z = ((cand_metrics.mean_pearson_td - random.mean_pearson_td) / random.std_pearson_td
-         if random.std_pearson_td and math.isfinite(random.std_pearson_td) else math.nan)
-    return DopamineMetrics(
-        hook=hook, n_test_rollouts=len(test_idx), n_test_tokens=int(ok.sum()), n_test_states=int(len(scan.td)),
-        n_positive_events=int(len(pos_rows)), n_negative_events=int(len(neg_rows)),
-        candidates=cand_metrics, random=random, value_neurons=value_metrics, permutation=perm,
-        candidate_rank_by_test_pearson=[int(rank_of[j]) for j in candidates],
-        top_dims_by_test_pearson=ranked[: min(10, d)].tolist(), candidates_z_vs_random=float(z),
-        abs_corr_vs_random=diff, verdict=verdict(diff, expected_sign=1) if diff is not None else None, matched=matched_null,
-    )
+                   cols.of(candidates), cols.of(pool_dims), seed=seed)) if ok.sum() > 2 else None,
+    ) if cols.matched else None
+    return perm, diff, matched_null
 
 
 def rollout_bootstrap_abs_corr_diff(
