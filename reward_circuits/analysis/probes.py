@@ -40,9 +40,9 @@ import math
 import os
 import warnings
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -315,21 +315,51 @@ class ValueProbe(nn.Module):
         ``keep_masks`` fixes input masks during training (``{hook: bool[d]}``): a probe that only
         ever sees the kept dimensions, i.e. retraining on a pruned input set.
         """
-        cfg = self.cfg
         hooks = self._resolve_hooks(store, hook_names)
+        fit_idx, val_idx = self._fit_splits(store, indices, validation_indices)
+        plan = self._training_plan(store, hooks, fit_idx, val_idx)
+        self._apply_keep_masks(keep_masks, hooks, plan.n_cand)
+        plan.start(self)
+        stopping = _EarlyStopping(plan.params, plan.n_slots, self.cfg.patience)
+        val = ((np.asarray(store.rewards)[val_idx], self._validation_states(store, hooks, val_idx, plan.n_cand))
+               if val_idx.size else None)
+        history, val_history = [], []
+        self.train()
+        for epoch in trange(self.cfg.epochs, disable=not verbose,
+                            desc=f"value probes ({len(hooks)} hooks x {plan.n_cand} decays)"):
+            history.append(self._train_epoch(plan, epoch, stopping.active))
+            if val is None:
+                continue
+            aucs, score = self._slot_scores(val[1], val[0])
+            val_history.append(aucs.tolist())
+            if not stopping.update(epoch, aucs, score, plan.params):
+                break
+        self._keep_best(plan, stopping, val is not None, len(history))
+        self.fit_indices_, self.validation_indices_, self.batch_states_ = fit_idx, val_idx, plan.batch_states
+        self.history = [[row[k] for k in plan.chosen] for row in history]
+        self.validation_history = [[row[k] for k in plan.chosen] for row in val_history]
+        self.eval()
+        return self
+
+    def _fit_splits(self, store, indices, validation_indices) -> tuple[np.ndarray, np.ndarray]:
+        """(training rollouts, validation rollouts), checked: binary rewards, disjoint, both rewards to validate on."""
         idx = resolve_indices(store, indices)
         rewards = np.asarray(store.rewards)[idx]
         check_binary(rewards)
         if np.unique(rewards).size < 2:
             warnings.warn(f"all {idx.size} training rollouts have reward {rewards[0]}: the probe can only learn a constant.")
         if validation_indices is None:
-            fit_idx, val_idx = self._validation_split(store, idx)
-        else:
-            fit_idx, val_idx = idx, resolve_indices(store, validation_indices)
-            if np.intersect1d(fit_idx, val_idx).size:
-                raise ProbeError("validation_indices overlap the training indices: give disjoint rollouts.")
-            if np.unique(np.asarray(store.rewards)[val_idx]).size < 2:
-                raise ProbeError("validation_indices hold one reward only: early stopping needs both.")
+            return self._validation_split(store, idx)
+        fit_idx, val_idx = idx, resolve_indices(store, validation_indices)
+        if np.intersect1d(fit_idx, val_idx).size:
+            raise ProbeError("validation_indices overlap the training indices: give disjoint rollouts.")
+        if np.unique(np.asarray(store.rewards)[val_idx]).size < 2:
+            raise ProbeError("validation_indices hold one reward only: early stopping needs both.")
+        return fit_idx, val_idx
+
+    def _training_plan(self, store, hooks: list[str], fit_idx: np.ndarray, val_idx: np.ndarray) -> "_TrainingPlan":
+        """Allocate one slot per (hook, weight-decay candidate), standardise on the fit split and size the batches."""
+        cfg = self.cfg
         decays = cfg.weight_decays if val_idx.size else cfg.weight_decays[:1]
         n_cand = len(decays)
         slots = [h for h in hooks for _ in decays]  # slot k: hook k // n_cand, weight decay decays[k % n_cand]
@@ -338,102 +368,84 @@ class ValueProbe(nn.Module):
         source, source_idx, cached = ArrayRollouts.cached_for_epochs(store, hooks, fit_idx, cfg.cache_mb)
         n_states = self._fit_standardization(source, hooks, source_idx, repeat=n_cand, store_index=fit_idx if cached else None)
         batch_states = cfg.batch_states or int(min(4096, max(32, round(n_states / cfg.steps_per_epoch))))
-        if keep_masks:
-            for h, m in keep_masks.items():
-                m = torch.as_tensor(m).to(torch.bool).reshape(-1)
-                if m.numel() != self.d_in:
-                    raise ProbeError(f"keep mask has {m.numel()} entries; hook {h!r} has d={self.d_in}.")
-                j = hooks.index(h) if h in hooks else None
-                if j is None:
-                    raise KeyError(f"keep mask for hook {h!r}, which is not among the fitted hooks {hooks}.")
-                self.input_mask[j * n_cand:(j + 1) * n_cand] = m.to(self.input_mask)
-        dev = self.W1.device
-        params = [self.W1, self.b1, self.W2, self.b2]
-        read_dtype = _native_dtype(store)
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, fused=True)  # one kernel per step: ~10x the per-tensor loop
-        decay = torch.tensor([decays[k % n_cand] for k in range(len(slots))], device=dev)
-        bce = nn.functional.binary_cross_entropy_with_logits
-        n_slots = len(slots)
-        # CPU: as many probes per matmul as keep the [probe, state, d] block near 4 MB (one probe of
-        # a big batch stays in cache; many small ones amortise per-op overhead)
-        chunk = cfg.probe_chunk or (n_slots if dev.type != "cpu" else max(1, (1 << 20) // (batch_states * self.d_in)))
-        validating = val_idx.size > 0
-        if validating:
-            val_labels = np.asarray(store.rewards)[val_idx]
-            x_val = torch.stack([store.initial_states(h, val_idx).to(torch.float32) for h in hooks]).to(dev)
-            x_val = x_val.repeat_interleave(n_cand, 0)
-        best = [p.detach().clone() for p in params]
-        best_auc, best_score = np.full(n_slots, -np.inf), np.full(n_slots, -np.inf)
-        best_epoch = np.zeros(n_slots, dtype=np.int64)
-        since_best = np.zeros(n_slots, dtype=np.int64)
-        active = np.ones(n_slots, dtype=bool)
-        history, val_history = [], []
-        self.train()
-        for epoch in trange(cfg.epochs, disable=not verbose, desc=f"value probes ({len(hooks)} hooks x {n_cand} decays)"):
-            losses, n_batches = torch.zeros(n_slots), 0
-            for batch in source.iter_batches(hooks, batch_states=batch_states, indices=source_idx, shuffle_seed=cfg.seed + epoch,
-                                             dtype=cached or read_dtype, **({"reuse_buffers": True} if cached else {})):
-                check_batch_structure(batch.rollout, batch.is_last, batch.step)
-                reward, is_last = batch.reward.to(dev), batch.is_last.to(dev)
-                opt.zero_grad(set_to_none=True)
-                for lo in range(0, n_slots, chunk):  # probes are independent: grads accumulate
-                    if chunk == 1 and lo % n_cand:  # one hook's weight-decay slots share its states: one matmul
-                        continue
-                    sel = slice(lo, lo + n_cand) if chunk == 1 else slice(lo, min(lo + chunk, n_slots))
-                    if not active[sel].any():  # stopped probes: their best weights are restored below
-                        continue
-                    if chunk == 1:
-                        logits = self._shared_input_logits(batch.acts[slots[lo]].to(dev, torch.float32), sel)
-                    else:
-                        x = torch.empty(sel.stop - sel.start, len(batch), self.d_in, dtype=torch.float32, device=dev)
-                        for k in range(sel.start, sel.stop):
-                            x[k - sel.start].copy_(batch.acts[slots[k]])  # gather + cast
-                        # (finiteness of these states was checked in the standardisation pass)
-                        logits = self.logits(x, sel)
-                    if cfg.mode == "td":
-                        target = td_targets(torch.sigmoid(logits), reward, is_last, cfg.gamma, cfg.td_lambda)
-                    else:
-                        target = monte_carlo_targets(logits, reward)
-                    per_probe = bce(logits, target, reduction="none").mean(dim=1)
-                    per_probe.sum().backward()
-                    losses[sel] += per_probe.detach().cpu()
-                if decay.any():  # decoupled weight decay per slot, as AdamW applies it before its step
-                    with torch.no_grad():
-                        for p in params:
-                            p.mul_((1.0 - cfg.lr * decay).view(-1, *([1] * (p.ndim - 1))))
-                opt.step()
-                n_batches += 1
-            history.append((losses / max(n_batches, 1)).tolist())
-            if not validating:
+        return _TrainingPlan(hooks, list(decays), slots, source, source_idx, cached, _native_dtype(store), batch_states)
+
+    def _apply_keep_masks(self, keep_masks: Mapping[str, Bool[Tensor, " d"]] | None, hooks: list[str], n_cand: int) -> None:
+        """Fix the input masks of the named hooks' slots (``{hook: bool[d]}``) before training."""
+        for h, m in (keep_masks or {}).items():
+            m = torch.as_tensor(m).to(torch.bool).reshape(-1)
+            if m.numel() != self.d_in:
+                raise ProbeError(f"keep mask has {m.numel()} entries; hook {h!r} has d={self.d_in}.")
+            j = hooks.index(h) if h in hooks else None
+            if j is None:
+                raise KeyError(f"keep mask for hook {h!r}, which is not among the fitted hooks {hooks}.")
+            self.input_mask[j * n_cand:(j + 1) * n_cand] = m.to(self.input_mask)
+
+    def _validation_states(self, store, hooks: list[str], val_idx: np.ndarray, n_cand: int) -> Float[Tensor, "probe n d"]:
+        """``s_0`` of the validation rollouts, one block per slot."""
+        x_val = torch.stack([store.initial_states(h, val_idx).to(torch.float32) for h in hooks]).to(self.W1.device)
+        return x_val.repeat_interleave(n_cand, 0)
+
+    def _train_epoch(self, plan: "_TrainingPlan", epoch: int, active: np.ndarray) -> list[float]:
+        """One pass over the fit split (shuffled by ``seed + epoch``); the mean loss of every slot."""
+        cfg, dev = self.cfg, self.W1.device
+        losses, n_batches = torch.zeros(plan.n_slots), 0
+        for batch in plan.source.iter_batches(plan.hooks, batch_states=plan.batch_states, indices=plan.source_idx,
+                                              shuffle_seed=cfg.seed + epoch, dtype=plan.cached or plan.read_dtype,
+                                              **({"reuse_buffers": True} if plan.cached else {})):
+            check_batch_structure(batch.rollout, batch.is_last, batch.step)
+            reward, is_last = batch.reward.to(dev), batch.is_last.to(dev)
+            plan.opt.zero_grad(set_to_none=True)
+            self._accumulate_gradients(plan, batch, (reward, is_last), active, losses)
+            if plan.decay.any():  # decoupled weight decay per slot, as AdamW applies it before its step
+                with torch.no_grad():
+                    for p in plan.params:
+                        p.mul_((1.0 - cfg.lr * plan.decay).view(-1, *([1] * (p.ndim - 1))))
+            plan.opt.step()
+            n_batches += 1
+        return (losses / max(n_batches, 1)).tolist()
+
+    def _accumulate_gradients(self, plan: "_TrainingPlan", batch, targets: tuple[Tensor, Tensor], active: np.ndarray,
+                              losses: Tensor) -> None:
+        """Backward of every active slot's TD (or Monte-Carlo) loss on ``batch``, chunk by chunk; adds to ``losses``."""
+        cfg, dev, (reward, is_last) = self.cfg, self.W1.device, targets
+        n_slots, n_cand, chunk, slots = plan.n_slots, plan.n_cand, plan.chunk, plan.slots
+        for lo in range(0, n_slots, chunk):  # probes are independent: grads accumulate
+            if chunk == 1 and lo % n_cand:  # one hook's weight-decay slots share its states: one matmul
                 continue
-            aucs, score = self._slot_scores(x_val, val_labels)
-            val_history.append(aucs.tolist())
-            improved = active & (score > best_score)
-            with torch.no_grad():
-                for p, b in zip(params, best):
-                    b[improved] = p.detach()[improved]
-            best_auc[improved], best_score[improved], best_epoch[improved] = aucs[improved], score[improved], epoch + 1
-            since_best = np.where(improved, 0, since_best + 1)
-            active &= since_best < cfg.patience
-            if not active.any():
-                break
+            sel = slice(lo, lo + n_cand) if chunk == 1 else slice(lo, min(lo + chunk, n_slots))
+            if not active[sel].any():  # stopped probes: their best weights are restored below
+                continue
+            if chunk == 1:
+                logits = self._shared_input_logits(batch.acts[slots[lo]].to(dev, torch.float32), sel)
+            else:
+                x = torch.empty(sel.stop - sel.start, len(batch), self.d_in, dtype=torch.float32, device=dev)
+                for k in range(sel.start, sel.stop):
+                    x[k - sel.start].copy_(batch.acts[slots[k]])  # gather + cast
+                # (finiteness of these states was checked in the standardisation pass)
+                logits = self.logits(x, sel)
+            if cfg.mode == "td":
+                target = td_targets(torch.sigmoid(logits), reward, is_last, cfg.gamma, cfg.td_lambda)
+            else:
+                target = monte_carlo_targets(logits, reward)
+            per_probe = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
+            per_probe.sum().backward()
+            losses[sel] += per_probe.detach().cpu()
+
+    def _keep_best(self, plan: "_TrainingPlan", stopping: "_EarlyStopping", validating: bool, n_epochs: int) -> None:
+        """Restore each slot's best weights, keep the best weight decay per hook and record what was learned."""
+        hooks, n_cand, decays = plan.hooks, plan.n_cand, plan.decays
         if validating:
-            with torch.no_grad():
-                for p, b in zip(params, best):
-                    p.copy_(b)
-            chosen = [j * n_cand + int(np.argmax(best_score[j * n_cand:(j + 1) * n_cand])) for j in range(len(hooks))]
+            stopping.restore(plan.params)
+            chosen = [j * n_cand + int(np.argmax(stopping.best_score[j * n_cand:(j + 1) * n_cand])) for j in range(len(hooks))]
         else:
             chosen = [j * n_cand for j in range(len(hooks))]
-            best_epoch[:] = len(history)
+            stopping.best_epoch[:] = n_epochs
         self._keep_slots(chosen, hooks)
+        plan.chosen = chosen
         self.weight_decay_ = {h: decays[k % n_cand] for h, k in zip(hooks, chosen)}
-        self.best_epoch_ = {h: int(best_epoch[k]) for h, k in zip(hooks, chosen)}
-        self.validation_auc_ = {h: (float(best_auc[k]) if validating else None) for h, k in zip(hooks, chosen)}
-        self.fit_indices_, self.validation_indices_, self.batch_states_ = fit_idx, val_idx, batch_states
-        self.history = [[row[k] for k in chosen] for row in history]
-        self.validation_history = [[row[k] for k in chosen] for row in val_history]
-        self.eval()
-        return self
+        self.best_epoch_ = {h: int(stopping.best_epoch[k]) for h, k in zip(hooks, chosen)}
+        self.validation_auc_ = {h: (float(stopping.best_auc[k]) if validating else None) for h, k in zip(hooks, chosen)}
 
     @torch.no_grad()
     def _keep_slots(self, chosen: list[int], hooks: list[str]) -> None:
@@ -581,3 +593,71 @@ class ValueProbe(nn.Module):
         probe.eval()
         return probe
 
+
+@dataclass
+class _TrainingPlan:
+    """What one :meth:`ValueProbe.fit` trains: a slot per (hook, weight-decay candidate), the source
+    of the fit split, the batch size, and (from :meth:`start`) the optimiser over the stacked weights."""
+
+    hooks: list[str]
+    decays: list[float]
+    slots: list[str]
+    source: Any
+    source_idx: np.ndarray
+    cached: Any  # the dtype of the fit split held in RAM, or falsy when it is read from the store
+    read_dtype: torch.dtype
+    batch_states: int
+    params: list[nn.Parameter] = field(default_factory=list)
+    opt: Any = None
+    decay: Tensor | None = None
+    chunk: int = 1
+    chosen: list[int] = field(default_factory=list)  # the slot kept per hook
+
+    @property
+    def n_cand(self) -> int:
+        return len(self.decays)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slots)
+
+    def start(self, probe: ValueProbe) -> None:
+        """The optimiser over the probe's stacked weights, the per-slot weight decay and the probe chunk size."""
+        cfg, dev = probe.cfg, probe.W1.device
+        self.params = [probe.W1, probe.b1, probe.W2, probe.b2]
+        # fused: one kernel per step, ~10x the per-tensor loop
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0, fused=True)
+        self.decay = torch.tensor([self.decays[k % self.n_cand] for k in range(self.n_slots)], device=dev)
+        # CPU: as many probes per matmul as keep the [probe, state, d] block near 4 MB (one probe of
+        # a big batch stays in cache; many small ones amortise per-op overhead)
+        self.chunk = cfg.probe_chunk or (self.n_slots if dev.type != "cpu"
+                                         else max(1, (1 << 20) // (self.batch_states * probe.d_in)))
+
+
+class _EarlyStopping:
+    """Per slot: the best validation score so far, its epoch, AUC and weights; a slot stops after
+    ``patience`` epochs without a better score."""
+
+    def __init__(self, params: list[nn.Parameter], n_slots: int, patience: int):
+        self.best = [p.detach().clone() for p in params]
+        self.best_auc, self.best_score = np.full(n_slots, -np.inf), np.full(n_slots, -np.inf)
+        self.best_epoch = np.zeros(n_slots, dtype=np.int64)
+        self.since_best = np.zeros(n_slots, dtype=np.int64)
+        self.active = np.ones(n_slots, dtype=bool)
+        self.patience = patience
+
+    def update(self, epoch: int, aucs: np.ndarray, score: np.ndarray, params: list[nn.Parameter]) -> bool:
+        """Record one epoch's validation; False once every slot has stopped."""
+        improved = self.active & (score > self.best_score)
+        with torch.no_grad():
+            for p, b in zip(params, self.best):
+                b[improved] = p.detach()[improved]
+        self.best_auc[improved], self.best_score[improved], self.best_epoch[improved] = aucs[improved], score[improved], epoch + 1
+        self.since_best = np.where(improved, 0, self.since_best + 1)
+        self.active &= self.since_best < self.patience
+        return bool(self.active.any())
+
+    @torch.no_grad()
+    def restore(self, params: list[nn.Parameter]) -> None:
+        for p, b in zip(params, self.best):
+            p.copy_(b)
