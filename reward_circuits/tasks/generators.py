@@ -160,77 +160,90 @@ def _word_problem(rng: random.Random, difficulty: int) -> tuple[str, int, str]:
     """One templated word problem as ``(question, answer, python_expr)``."""
     p, q, r = rng.sample(_NAMES, 3)
     item = rng.choice(_ITEMS)
-    ri = rng.randint
-    if difficulty == 0:  # one addition/subtraction of single-digit numbers (the level of arithmetic:1)
-        k = ri(0, 3)
-        if k == 0:
-            return _gets_more(p, item, ri(1, 9), ri(1, 9))
-        if k == 1:
-            a = ri(2, 9)
-            return _gives_away(p, q, item, a, ri(1, a))
-        if k == 2:
-            a, b = ri(1, 9), ri(1, 9)
-            return f"{p} has {a} {item} and {q} has {b} {item}. How many {item} do they have together?", a + b, f"{a} + {b}"
+    level = {0: _one_small_step, 1: _one_step, 2: _two_steps_add_sub}.get(difficulty, _two_steps_mul_div)
+    return level(rng.randint, p, q, r, item)
+
+
+def _one_small_step(ri, p: str, q: str, r: str, item: str) -> tuple[str, int, str]:
+    """Difficulty 0: one addition/subtraction of single-digit numbers (the level of arithmetic:1)."""
+    k = ri(0, 3)
+    if k == 0:
+        return _gets_more(p, item, ri(1, 9), ri(1, 9))
+    if k == 1:
         a = ri(2, 9)
-        b = ri(1, a)
-        return f"{p} had {a} coins and lost {b} of them. How many coins does {p} have now?", a - b, f"{a} - {b}"
-    if difficulty == 1:
-        k = ri(0, 4)
-        if k == 0:
-            return _gets_more(p, item, ri(2, 20), ri(2, 20))
-        if k == 1:
-            a = ri(5, 20)
-            return _gives_away(p, q, item, a, ri(2, a))
-        if k == 2:
-            a, b = ri(5, 30), ri(5, 30)
-            return (
-                f"{p} read {a} pages on Monday and {b} pages on Tuesday. How many pages did {p} read in total?",
-                a + b,
-                f"{a} + {b}",
-            )
-        if k == 3:
-            a = ri(60, 150)
-            b = ri(10, a - 5)
-            return f"A movie is {a} minutes long. {p} has already watched {b} minutes. How many minutes are left?", a - b, f"{a} - {b}"
-        a, b = ri(2, 30), ri(2, 30)
-        return f"{p} had {a} coins and found {b} more. How many coins does {p} have now?", a + b, f"{a} + {b}"
-    if difficulty == 2:
-        k = ri(0, 4)
-        if k == 0:
-            a, b = ri(2, 9), ri(2, 12)
-            return (
-                f"{p} buys {a} bags of {item}. Each bag has {b} {item}. How many {item} does {p} buy?",
-                a * b,
-                f"{a} * {b}",
-            )
-        if k == 1:
-            a, b = ri(10, 50), ri(2, 30)
-            c = ri(2, a + b)
-            return (
-                f"{p} has {a} coins, finds {b} more, and then spends {c}. How many coins does {p} have now?",
-                a + b - c,
-                f"{a} + {b} - {c}",
-            )
-        if k == 2:
-            a, b = ri(3, 25), ri(2, 9)
-            return f"{p} reads {a} pages every day for {b} days. How many pages does {p} read?", a * b, f"{a} * {b}"
-        if k == 3:
-            a, b, c = ri(10, 45), ri(10, 45), ri(10, 45)
-            return (
-                f"{p} practices the piano for {a} minutes on Monday, {b} minutes on Tuesday and {c} minutes "
-                f"on Wednesday. How many minutes does {p} practice in total?",
-                a + b + c,
-                f"{a} + {b} + {c}",
-            )
-        a = ri(10, 40)
-        b = ri(2, a // 2)
-        c = ri(1, a - b)
+        return _gives_away(p, q, item, a, ri(1, a))
+    if k == 2:
+        a, b = ri(1, 9), ri(1, 9)
+        return f"{p} has {a} {item} and {q} has {b} {item}. How many {item} do they have together?", a + b, f"{a} + {b}"
+    a = ri(2, 9)
+    b = ri(1, a)
+    return f"{p} had {a} coins and lost {b} of them. How many coins does {p} have now?", a - b, f"{a} - {b}"
+
+
+def _one_step(ri, p: str, q: str, r: str, item: str) -> tuple[str, int, str]:
+    """Difficulty 1: one addition/subtraction of numbers up to ~150."""
+    k = ri(0, 4)
+    if k == 0:
+        return _gets_more(p, item, ri(2, 20), ri(2, 20))
+    if k == 1:
+        a = ri(5, 20)
+        return _gives_away(p, q, item, a, ri(2, a))
+    if k == 2:
+        a, b = ri(5, 30), ri(5, 30)
         return (
-            f"{p} had {a} {item}. {p} gave {b} to {q} and {c} to {r}. How many {item} does {p} have left?",
-            a - b - c,
-            f"{a} - {b} - {c}",
+            f"{p} read {a} pages on Monday and {b} pages on Tuesday. How many pages did {p} read in total?",
+            a + b,
+            f"{a} + {b}",
         )
-    # difficulty 3: two steps including a multiplication or division
+    if k == 3:
+        a = ri(60, 150)
+        b = ri(10, a - 5)
+        return f"A movie is {a} minutes long. {p} has already watched {b} minutes. How many minutes are left?", a - b, f"{a} - {b}"
+    a, b = ri(2, 30), ri(2, 30)
+    return f"{p} had {a} coins and found {b} more. How many coins does {p} have now?", a + b, f"{a} + {b}"
+
+
+def _two_steps_add_sub(ri, p: str, q: str, r: str, item: str) -> tuple[str, int, str]:
+    """Difficulty 2: one multiplication, or two or three additions/subtractions."""
+    k = ri(0, 4)
+    if k == 0:
+        a, b = ri(2, 9), ri(2, 12)
+        return (
+            f"{p} buys {a} bags of {item}. Each bag has {b} {item}. How many {item} does {p} buy?",
+            a * b,
+            f"{a} * {b}",
+        )
+    if k == 1:
+        a, b = ri(10, 50), ri(2, 30)
+        c = ri(2, a + b)
+        return (
+            f"{p} has {a} coins, finds {b} more, and then spends {c}. How many coins does {p} have now?",
+            a + b - c,
+            f"{a} + {b} - {c}",
+        )
+    if k == 2:
+        a, b = ri(3, 25), ri(2, 9)
+        return f"{p} reads {a} pages every day for {b} days. How many pages does {p} read?", a * b, f"{a} * {b}"
+    if k == 3:
+        a, b, c = ri(10, 45), ri(10, 45), ri(10, 45)
+        return (
+            f"{p} practices the piano for {a} minutes on Monday, {b} minutes on Tuesday and {c} minutes "
+            f"on Wednesday. How many minutes does {p} practice in total?",
+            a + b + c,
+            f"{a} + {b} + {c}",
+        )
+    a = ri(10, 40)
+    b = ri(2, a // 2)
+    c = ri(1, a - b)
+    return (
+        f"{p} had {a} {item}. {p} gave {b} to {q} and {c} to {r}. How many {item} does {p} have left?",
+        a - b - c,
+        f"{a} - {b} - {c}",
+    )
+
+
+def _two_steps_mul_div(ri, p: str, q: str, r: str, item: str) -> tuple[str, int, str]:
+    """Difficulty 3 (and above): two steps including a multiplication or division."""
     k = ri(0, 4)
     if k == 0:
         a, b, c = ri(2, 9), ri(3, 12), ri(2, 30)
