@@ -33,3 +33,20 @@ def test_bad_calls_raise_type_errors_like_a_signature():
         options_of(_Opts, (), {"c": 2.0}, where="f", names=("a", "b"))
     with pytest.raises(TypeError, match="takes a _Opts"):
         options_of(_Opts, (), {"options": {"a": 1}}, where="f")
+
+
+@pytest.mark.parametrize("name", ["ablation_study", "dose_response", "steering_study", "confidence_study"])
+def test_studies_reject_unknown_options(name):
+    import reward_circuits.analysis as analysis
+
+    args = {"ablation_study": (None,) * 4, "dose_response": (None,) * 5, "steering_study": (None,) * 4,
+            "confidence_study": (None,) * 6}[name]
+    with pytest.raises(TypeError, match=f"{name}\\(\\) got an unexpected keyword argument 'n_draws'"):
+        getattr(analysis, name)(*args, n_draws=3)
+
+
+def test_dose_conditions_takes_only_the_condition_options():
+    from reward_circuits.analysis import dose_conditions
+
+    with pytest.raises(TypeError, match="unexpected keyword argument 'config'"):
+        dose_conditions([0.0, 1.0], "blocks.0.hook_resid_post", config=None)

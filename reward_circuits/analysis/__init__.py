@@ -20,9 +20,9 @@
 (below the intervention engine) and are re-exported here.
 """
 
-from .causal import (ablation_conditions, ablation_study, dose_conditions, dose_response, steering_conditions,
-                     steering_study, td_trace_under, traces_of_states)
-from .confidence import confidence_study, next_token_confidence, parse_confidence, score_vs_reward, verbalized_confidence
+from .causal import (AblationOptions, DoseOptions, SteeringOptions, ablation_conditions, ablation_study, dose_conditions,
+                     dose_response, steering_conditions, steering_study, td_trace_under, traces_of_states)
+from .confidence import PrecomputedConfidence, confidence_study, next_token_confidence, parse_confidence, score_vs_reward, verbalized_confidence
 from .baselines import bag_of_tokens_baseline
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, DopamineMetricsOptions, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
@@ -69,6 +69,6 @@ __all__ = [
     "mcnemar_test", "verdict",
     # causal studies on the intervention engine, and confidence
     "ablation_study", "dose_response", "steering_study", "ablation_conditions", "dose_conditions",
-    "steering_conditions", "td_trace_under", "traces_of_states",
+    "steering_conditions", "td_trace_under", "traces_of_states", "AblationOptions", "DoseOptions", "SteeringOptions",
     "confidence_study", "next_token_confidence", "parse_confidence", "score_vs_reward", "verbalized_confidence",
 ]

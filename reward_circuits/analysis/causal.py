@@ -11,6 +11,7 @@ statistics come from the analyses beside this module."""
 from __future__ import annotations
 
 import math
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..interventions.scoring import (ScoredRun, activation_means, examples_of, i
 from ..interventions.sweep import SweepConfig, SweepResult, sweep
 from ..models import Generation, GenerationConfig, ModelAdapter, layer_of
 from ..neurons import NeuronSet
+from ..options import options_of
 from .controls import matched_random_sets
 from .stats import mean_std, rank_by_score
 from .td import td_errors
@@ -76,12 +78,28 @@ def _swept_or_sweep(adapter, task, examples, conds: dict, config, sweep_config, 
     return swept
 
 
-def ablation_study(adapter: ModelAdapter, task, examples, neuron_sets: Mapping[Any, NeuronSet], n_random_draws: int = 3,
-                   seed: int = 0, mode: Literal["zero", "mean"] = "zero", means: Mapping[str, Tensor] | None = None,
-                   config: GenerationConfig | None = None, baseline: ScoredRun | None = None,
-                   positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None,
-                   random_sets: Mapping[Any, Sequence[Sequence[int]]] | None = None,
-                   swept: SweepResult | None = None) -> dict[str, dict]:
+@dataclass
+class AblationOptions:
+    """Settings of :func:`ablation_study`, given as its keywords, in this order by position, or as one
+    ``options=AblationOptions(...)``. ``config``: the generation settings; ``baseline``: a precomputed
+    no-intervention run; ``positions``: where the ablation acts; ``sweep_config`` sizes the sweep;
+    ``random_sets`` gives the random draws per layer; ``swept`` a sweep that already holds the conditions."""
+
+    n_random_draws: int = 3
+    seed: int = 0
+    mode: Literal["zero", "mean"] = "zero"
+    means: Mapping[str, Tensor] | None = None
+    config: GenerationConfig | None = None
+    baseline: ScoredRun | None = None
+    positions: PositionSpec = "all"
+    _: KW_ONLY
+    sweep_config: SweepConfig | None = None
+    random_sets: Mapping[Any, Sequence[Sequence[int]]] | None = None
+    swept: SweepResult | None = None
+
+
+def ablation_study(adapter: ModelAdapter, task, examples, neuron_sets: Mapping[Any, NeuronSet], *args,
+                   **options) -> dict[str, dict]:
     """Accuracy with each layer's value neurons ablated vs ``n_random_draws`` random sets of the same
     size (drawn with seeds derived from ``seed``, layer and draw, excluding the value neurons; or the
     sets given per layer in ``random_sets``).
@@ -93,15 +111,20 @@ def ablation_study(adapter: ModelAdapter, task, examples, neuron_sets: Mapping[A
     studies, see :meth:`SweepResult.subset`); nothing is generated then. Returns, per layer key
     (``str(layer)``): ``baseline_acc``, ``value_acc``, ``random_acc_mean``, ``random_acc_std``
     (sample std over draws), ``random_accs``, ``n_neurons``, ``hook_name``, ``mode``, ``random_seeds``.
+
+    ``args``/``options``: the fields of :class:`AblationOptions` (``n_random_draws=3``, ``seed=0``,
+    ``mode="zero"``, ``means=None``, ``config=None``, ``baseline=None``, ``positions="all"`` by
+    position or keyword; ``sweep_config``, ``random_sets``, ``swept`` by keyword), or ``options=``.
     """
-    examples = examples_of(task, examples)
+    o = options_of(AblationOptions, args, options, where="ablation_study")
+    examples, means, baseline, mode = examples_of(task, examples), o.means, o.baseline, o.mode
     if mode == "mean" and means is None:
         means = activation_means(adapter, prompt_seqs(adapter, task, examples),
                                  sorted({ns.hook_name for ns in neuron_sets.values()}))
-    conds, draws = ablation_conditions(neuron_sets, n_random_draws, seed, mode, means, positions, random_sets)
+    conds, draws = ablation_conditions(neuron_sets, o.n_random_draws, o.seed, mode, means, o.positions, o.random_sets)
     if baseline is None:
         conds = {"baseline": [], **conds}
-    swept = _swept_or_sweep(adapter, task, examples, conds, config, sweep_config, swept, "ablation")
+    swept = _swept_or_sweep(adapter, task, examples, conds, o.config, o.sweep_config, o.swept, "ablation")
     if baseline is None:
         baseline = swept["baseline"].scored_run()
     out: dict[str, dict] = {}
@@ -138,38 +161,65 @@ def _dose_sizes(scores: Float[Tensor, " d"], fractions: Sequence[float]) -> tupl
     return order, kept, ks, notes
 
 
-def dose_conditions(scores: Float[Tensor, " d"], hook: str, fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1),
-                    modes: Sequence[str] = ("zero", "mean"), n_random_draws: int = 3, seed: int = 0,
-                    means: Mapping[str, Tensor] | None = None, positions: PositionSpec = "all",
-                    magnitudes: Float[np.ndarray, " d"] | None = None) -> dict[str, list]:
+@dataclass
+class DoseOptions:
+    """Settings of :func:`dose_response`, given as its keywords, in this order by position, or as one
+    ``options=DoseOptions(...)``; :func:`dose_conditions` takes the fields that define the conditions
+    (``fractions``, ``modes``, ``n_random_draws``, ``seed``, ``means``, ``positions``, ``magnitudes``,
+    by position in that order). ``magnitudes``: per-dimension mean |activation| (adds matched draws)."""
+
+    fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1)
+    modes: Sequence[str] = ("zero", "mean")
+    n_random_draws: int = 3
+    seed: int = 0
+    means: Mapping[str, Tensor] | None = None
+    config: GenerationConfig | None = None
+    baseline: ScoredRun | None = None
+    positions: PositionSpec = "all"
+    _: KW_ONLY
+    sweep_config: SweepConfig | None = None
+    magnitudes: Float[np.ndarray, " d"] | None = None
+    swept: SweepResult | None = None
+
+
+_DOSE_CONDITION_FIELDS = ("fractions", "modes", "n_random_draws", "seed", "means", "positions", "magnitudes")
+
+
+def dose_conditions(scores: Float[Tensor, " d"], hook: str, *args, **options) -> dict[str, list]:
     """The conditions of :func:`dose_response`: ``{mode}/{i}/value``, ``{mode}/{i}/random/{draw}``
     and, with ``magnitudes``, ``{mode}/{i}/matched/{draw}`` (random sets matched to the top-k on
-    per-dimension mean |activation|, :func:`~reward_circuits.analysis.controls.matched_random_sets`)."""
-    order, kept, ks, _ = _dose_sizes(scores, fractions)
+    per-dimension mean |activation|, :func:`~reward_circuits.analysis.controls.matched_random_sets`).
+
+    ``args``/``options``: ``fractions``, ``modes``, ``n_random_draws``, ``seed``, ``means``,
+    ``positions``, ``magnitudes`` of :class:`DoseOptions` (by position in that order, or keyword)."""
+    o = options_of(DoseOptions, args, options, where="dose_conditions", order=_DOSE_CONDITION_FIELDS,
+                   names=_DOSE_CONDITION_FIELDS)
+    return _dose_conditions(scores, hook, o, o.means)
+
+
+def _dose_conditions(scores: Float[Tensor, " d"], hook: str, o: DoseOptions, means: Mapping[str, Tensor] | None) -> dict[str, list]:
+    order, kept, ks, _ = _dose_sizes(scores, o.fractions)
     d = int(order.numel())
     lay = layer_of(hook)
     conds: dict[str, list] = {}
-    for mode in modes:
+    for mode in o.modes:
         for i, k in enumerate(ks):
             top = NeuronSet(hook, order[:k].tolist(), d, kind="value", layer=lay, provenance={"fraction": kept[i]})
-            conds[f"{mode}/{i}/value"] = ablation_interventions(top, mode, means, positions)
-            for draw in range(n_random_draws):
-                rnd = NeuronSet.random(hook, d, k, seed=_draw_seed(seed, k, draw), layer=lay, exclude=top.indices)
-                conds[f"{mode}/{i}/random/{draw}"] = ablation_interventions(rnd, mode, means, positions)
-            if magnitudes is not None:
-                matched = matched_random_sets(top.indices, np.asarray(magnitudes), n_random_draws, seed=_draw_seed(seed, k, -2))
+            conds[f"{mode}/{i}/value"] = ablation_interventions(top, mode, means, o.positions)
+            for draw in range(o.n_random_draws):
+                rnd = NeuronSet.random(hook, d, k, seed=_draw_seed(o.seed, k, draw), layer=lay, exclude=top.indices)
+                conds[f"{mode}/{i}/random/{draw}"] = ablation_interventions(rnd, mode, means, o.positions)
+            if o.magnitudes is not None:
+                matched = matched_random_sets(top.indices, np.asarray(o.magnitudes), o.n_random_draws,
+                                              seed=_draw_seed(o.seed, k, -2))
                 for draw, dims in enumerate(matched):
                     ns = NeuronSet(hook, dims, d, kind="random", layer=lay)
-                    conds[f"{mode}/{i}/matched/{draw}"] = ablation_interventions(ns, mode, means, positions)
+                    conds[f"{mode}/{i}/matched/{draw}"] = ablation_interventions(ns, mode, means, o.positions)
     return conds
 
 
-def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, " d"], hook: str,
-                  fractions: Sequence[float] = (0.005, 0.01, 0.02, 0.05, 0.1), modes: Sequence[str] = ("zero", "mean"),
-                  n_random_draws: int = 3, seed: int = 0, means: Mapping[str, Tensor] | None = None,
-                  config: GenerationConfig | None = None, baseline: ScoredRun | None = None,
-                  positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None,
-                  magnitudes: Float[np.ndarray, " d"] | None = None, swept: SweepResult | None = None) -> dict:
+def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, " d"], hook: str, *args,
+                  **options) -> dict:
     """Accuracy as the top-``fraction`` dimensions of ``hook`` by ``scores`` (higher = more
     value-like; ``-inf`` never chosen) are ablated, for each mode, vs random sets of the same size:
     uniform draws and, with ``magnitudes`` (per-dimension mean |activation|), draws matched to the
@@ -181,20 +231,26 @@ def dose_response(adapter: ModelAdapter, task, examples, scores: Float[Tensor, "
     baseline_acc, curves: {mode: {value_acc: [...], random_acc_mean: [...], random_acc_std: [...],
     matched_acc_mean: [...], ...}}}`` (lists aligned with ``fractions``; fractions needing more
     ranked dims than exist are dropped, noted).
+
+    ``args``/``options``: the fields of :class:`DoseOptions` (``fractions``, ``modes``,
+    ``n_random_draws=3``, ``seed=0``, ``means=None``, ``config=None``, ``baseline=None``,
+    ``positions="all"`` by position or keyword; ``sweep_config``, ``magnitudes``, ``swept`` by
+    keyword), or ``options=``.
     """
-    examples = examples_of(task, examples)
-    _, kept, ks, notes = _dose_sizes(scores, fractions)
-    if "mean" in modes and means is None:
+    o = options_of(DoseOptions, args, options, where="dose_response")
+    examples, means, baseline, n_random_draws = examples_of(task, examples), o.means, o.baseline, o.n_random_draws
+    _, kept, ks, notes = _dose_sizes(scores, o.fractions)
+    if "mean" in o.modes and means is None:
         means = activation_means(adapter, prompt_seqs(adapter, task, examples), [hook])
-    conds = dose_conditions(scores, hook, fractions, modes, n_random_draws, seed, means, positions, magnitudes)
+    conds = _dose_conditions(scores, hook, o, means)
     if baseline is None:
         conds = {"baseline": [], **conds}
-    swept = _swept_or_sweep(adapter, task, examples, conds, config, sweep_config, swept, "dose")
+    swept = _swept_or_sweep(adapter, task, examples, conds, o.config, o.sweep_config, o.swept, "dose")
     if baseline is None:
         baseline = swept["baseline"].scored_run()
-    kinds = ("random", "matched") if magnitudes is not None else ("random",)
+    kinds = ("random", "matched") if o.magnitudes is not None else ("random",)
     curves = {}
-    for mode in modes:
+    for mode in o.modes:
         curve: dict[str, list] = {"value_acc": [swept[f"{mode}/{i}/value"].accuracy for i in range(len(ks))]}
         for kind in kinds:
             accs = [[swept[f"{mode}/{i}/{kind}/{draw}"].accuracy for draw in range(n_random_draws)] for i in range(len(ks))]
@@ -214,11 +270,24 @@ def steering_conditions(neurons: NeuronSet, factors: Sequence[float] = (0, 0.5, 
             for f in factors if float(f) != 1.0}
 
 
-def steering_study(adapter: ModelAdapter, task, examples, neurons: NeuronSet,
-                   factors: Sequence[float] = (0, 0.5, 1.5, 2, 4), probe=None, probe_hook: str | None = None,
-                   config: GenerationConfig | None = None, baseline: ScoredRun | None = None,
-                   positions: PositionSpec = "all", *, sweep_config: SweepConfig | None = None,
-                   swept: SweepResult | None = None) -> dict:
+@dataclass
+class SteeringOptions:
+    """Settings of :func:`steering_study`, given as its keywords, in this order by position, or as one
+    ``options=SteeringOptions(...)``. ``probe`` / ``probe_hook``: the value probe whose ``V(s_0)`` is
+    read (none: no value shift); ``sweep_config`` sizes the sweep; ``swept`` already holds the conditions."""
+
+    factors: Sequence[float] = (0, 0.5, 1.5, 2, 4)
+    probe: Any = None
+    probe_hook: str | None = None
+    config: GenerationConfig | None = None
+    baseline: ScoredRun | None = None
+    positions: PositionSpec = "all"
+    _: KW_ONLY
+    sweep_config: SweepConfig | None = None
+    swept: SweepResult | None = None
+
+
+def steering_study(adapter: ModelAdapter, task, examples, neurons: NeuronSet, *args, **options) -> dict:
     """Scale the ``neurons`` by each factor throughout generation: accuracy and the mean change of
     the probe's ``V(s_0)`` against no intervention (``mean_value_shift``; NaN without a probe).
 
@@ -226,11 +295,17 @@ def steering_study(adapter: ModelAdapter, task, examples, neurons: NeuronSet,
     that already holds the conditions of :func:`steering_conditions` (nothing is generated). Returns
     ``{hook_name, n_neurons, baseline_acc, baseline_value, factors: {str(factor): {factor,
     accuracy, mean_value, mean_value_shift}}}``.
+
+    ``args``/``options``: the fields of :class:`SteeringOptions` (``factors``, ``probe=None``,
+    ``probe_hook=None``, ``config=None``, ``baseline=None``, ``positions="all"`` by position or
+    keyword; ``sweep_config``, ``swept`` by keyword), or ``options=``.
     """
-    examples = examples_of(task, examples)
+    o = options_of(SteeringOptions, args, options, where="steering_study")
+    examples, factors, probe, probe_hook, baseline = examples_of(task, examples), o.factors, o.probe, o.probe_hook, o.baseline
+    positions = o.positions
     hooks_of = steering_conditions(neurons, factors, positions)
     conds: dict[str, list] = dict(hooks_of) if baseline is not None else {"baseline": [], **hooks_of}
-    swept = _swept_or_sweep(adapter, task, examples, conds, config, sweep_config, swept, "steering")
+    swept = _swept_or_sweep(adapter, task, examples, conds, o.config, o.sweep_config, o.swept, "steering")
     if baseline is None:
         baseline = swept["baseline"].scored_run()
     seqs = prompt_seqs(adapter, task, examples)

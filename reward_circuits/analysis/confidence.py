@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..interventions.hooks import InterventionLike, as_fwd_hooks, teacher_forced
 from ..interventions.scoring import examples_of, rollout_pairs, teacher_forced_batches
 from ..interventions.sweep import sweep
 from ..models import Generation, GenerationConfig, ModelAdapter
+from ..options import options_of
 from .stats import binary_auc
 
 VERBALIZED_CONFIDENCE_PROMPT = (
@@ -122,17 +124,28 @@ def score_vs_reward(scores: Sequence[float], rewards: Sequence[float]) -> dict:
     return out
 
 
+@dataclass
+class PrecomputedConfidence:
+    """Confidence signals of :func:`confidence_study` already computed (each skips its model calls):
+    the mean probability of each answer's own tokens, and the parsed verbalized confidence."""
+
+    next_token_probs: Sequence[float] | None = None
+    verbalized: Sequence[float] | None = None
+
+
 def confidence_study(adapter: ModelAdapter, task, examples, rewards: Sequence[float],
                      value_scores: Sequence[float] | None, generations: Sequence[Generation],
-                     config: GenerationConfig | None = None, *, next_token_probs: Sequence[float] | None = None,
-                     verbalized: Sequence[float] | None = None) -> dict:
+                     config: GenerationConfig | None = None, **precomputed) -> dict:
     """Which confidence signal tracks correctness best: value neurons (the probe's ``V(s_0)``,
     given as ``value_scores``), the mean probability of the model's own answer tokens, or the
     model's verbalized confidence. Each: ``{spearman, auc, n, note, ...}`` against ``rewards``;
     ``verbalized`` also has ``parse_rate`` and a few ``examples`` of replies.
 
-    ``next_token_probs`` / ``verbalized`` may be passed precomputed (then no model call is made).
+    ``next_token_probs`` / ``verbalized`` may be passed precomputed, as keywords (the fields of
+    :class:`PrecomputedConfidence`, or ``options=``); then no model call is made for them.
     """
+    given = options_of(PrecomputedConfidence, (), precomputed, where="confidence_study")
+    next_token_probs, verbalized = given.next_token_probs, given.verbalized
     examples = examples_of(task, examples)
     n = len(examples)
     if not (len(rewards) == len(generations) == n):
