@@ -8,17 +8,17 @@
 - :mod:`.synthetic`: planted ground truth for tests and examples.
 """
 
-from .capture import build_store, state_positions
+from .capture import CaptureOptions, build_store, state_positions
 from .protocol import Store
 from .rollouts import Rollout, accuracy, generate_rollouts, load_rollouts, save_rollouts
-from .store import (ActivationStore, ActivationStoreWriter, IncompleteStoreError, RolloutRecord, StateBatch, StoreError,
+from .store import (ActivationStore, ActivationStoreWriter, ArrayStoreOptions, IncompleteStoreError, RolloutRecord, StateBatch, StoreError,
                     read_manifest, remove_stale_files, rollout_order,
                     stratified_split, write_store_from_arrays)
-from .synthetic import PlantedInfo, planted_prompt_tokens, planted_rollouts, planted_value_store
+from .synthetic import PlantedInfo, PlantedSpec, planted_prompt_tokens, planted_rollouts, planted_value_store
 from .views import ArrayRollouts, ConcatStore, RotatedStore, random_orthogonal
 
 __all__ = [
-    "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "ConcatStore", "IncompleteStoreError", "PlantedInfo", "Rollout", "RolloutRecord",
+    "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "ConcatStore", "IncompleteStoreError", "PlantedInfo", "PlantedSpec", "Rollout", "RolloutRecord",
     "RotatedStore", "StateBatch", "Store", "StoreError", "accuracy", "build_store", "generate_rollouts",
     "load_rollouts", "planted_prompt_tokens", "planted_rollouts", "planted_value_store", "random_orthogonal", "read_manifest", "remove_stale_files",
     "rollout_order", "save_rollouts", "state_positions", "stratified_split", "write_store_from_arrays",

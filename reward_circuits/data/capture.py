@@ -9,6 +9,7 @@ reaches the store.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -16,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import ModelAdapter
+from ..options import options_of
 from .rollouts import Rollout
 from .store import MANIFEST, ActivationStore, ActivationStoreWriter, StoreError, read_manifest
 
@@ -34,23 +36,35 @@ def state_positions(prompt_len: int, response_len: int, positions: Literal["resp
     raise StoreError(f"positions must be 'response' or 'all', got {positions!r}.")
 
 
+@dataclass(kw_only=True)
+class CaptureOptions:
+    """Settings of :func:`build_store`, passed as its keywords (or one ``options=``): rollouts per
+    forward pass, which states to store (``"response"``: s_0..s_T; ``"all"``: every token), the stored
+    dtype, extra manifest ``meta``, and a progress bar."""
+
+    batch_size: int = 16
+    positions: Literal["response", "all"] = "response"
+    dtype: str = "float16"
+    meta: dict | None = None
+    progress: bool = True
+
+
 def build_store(
     adapter: ModelAdapter,
     rollouts: Sequence[Rollout],
     hook_names: Sequence[str],
     path: str | os.PathLike,
-    *,
-    batch_size: int = 16,
-    positions: Literal["response", "all"] = "response",
-    dtype: str = "float16",
-    meta: dict | None = None,
-    progress: bool = True,
+    **options,
 ) -> ActivationStore:
     """Capture ``hook_names`` for every rollout (teacher-forced prompt+response) into a store.
 
     Resumes: rollouts whose ids the store at ``path`` already holds are skipped. Batches are
-    length-sorted to keep padding small; each batch becomes one shard.
+    length-sorted to keep padding small; each batch becomes one shard. ``options``: the fields of
+    :class:`CaptureOptions` (``batch_size=16``, ``positions="response"``, ``dtype="float16"``,
+    ``meta=None``, ``progress=True``) as keywords, or ``options=``.
     """
+    o = options_of(CaptureOptions, (), options, where="build_store")
+    batch_size, positions, meta = o.batch_size, o.positions, o.meta
     hook_names = adapter.validate_hooks(hook_names)
     if not rollouts:
         raise StoreError("no rollouts to store: generate some first.")
@@ -61,12 +75,12 @@ def build_store(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise StoreError(f"batch_size must be a positive int (rollouts per forward pass), got {batch_size!r}.")
     _check_same_build(path, rollouts, meta)
-    writer = ActivationStoreWriter(path, hook_names, model=adapter.name, dtype=dtype, positions=positions,
+    writer = ActivationStoreWriter(path, hook_names, model=adapter.name, dtype=o.dtype, positions=positions,
                                    meta={**(meta or {}), "backend": adapter.backend})
     todo = [r for r in rollouts if not writer.has(r.id)]
     # stable length sort: similar lengths share a batch; shard order stays deterministic
     todo.sort(key=lambda r: len(r.prompt_ids) + len(r.response_ids))
-    bar = tqdm(range(0, len(todo), batch_size), desc="store", disable=not progress, leave=False)
+    bar = tqdm(range(0, len(todo), batch_size), desc="store", disable=not o.progress, leave=False)
     for start in bar:
         chunk = todo[start : start + batch_size]
         seqs = [list(r.prompt_ids) + list(r.response_ids) for r in chunk]

@@ -42,6 +42,7 @@ from torch import Tensor
 from .splits import rollout_order, stratified_split  # noqa: F401  (re-exported)
 from ..errors import FormatVersionError, check_format_version
 from ..io import SAFETENSORS_TEMP, atomic_path, atomic_write_json
+from ..options import options_of
 from ..reprs import store_repr
 
 FORMAT_VERSION = 1
@@ -531,17 +532,25 @@ class ActivationStore:
 
 
 
+@dataclass(kw_only=True)
+class ArrayStoreOptions:
+    """Settings of :func:`write_store_from_arrays`, passed as its keywords (or one ``options=``): the
+    rollouts' ``ids`` (default ``r000000``...) and ``s0_index`` (default 0), the ``model`` name, the
+    stored ``dtype``, ``rollouts_per_shard`` and extra manifest ``meta``."""
+
+    ids: Sequence[str] | None = None
+    s0_index: Sequence[int] | None = None
+    model: str = "arrays"
+    dtype: str = "float16"
+    rollouts_per_shard: int = 256
+    meta: dict | None = None
+
+
 def write_store_from_arrays(
     path: str | os.PathLike,
     acts: dict[str, Sequence[Float[Tensor, "T d"]]],
     rewards: Sequence[float],
-    *,
-    ids: Sequence[str] | None = None,
-    s0_index: Sequence[int] | None = None,
-    model: str = "arrays",
-    dtype: str = "float16",
-    rollouts_per_shard: int = 256,
-    meta: dict | None = None,
+    **options,
 ) -> ActivationStore:
     """Build a store from in-memory per-rollout activations (your own, or planted test data).
 
@@ -549,7 +558,11 @@ def write_store_from_arrays(
     stored are checked against the given ones (reward, s_0 index and every stored value, at the
     store's dtype) and only the rest are written, on the same shard grid, so the result equals an
     uninterrupted write. A directory holding other data is refused with a message naming the fix.
+    ``options``: the fields of :class:`ArrayStoreOptions` (``ids``, ``s0_index``, ``model="arrays"``,
+    ``dtype="float16"``, ``rollouts_per_shard=256``, ``meta``) as keywords, or ``options=``.
     """
+    o = options_of(ArrayStoreOptions, (), options, where="write_store_from_arrays")
+    ids, s0_index, rollouts_per_shard = o.ids, o.s0_index, o.rollouts_per_shard
     hooks = list(acts)
     if not hooks:
         raise StoreError("acts is empty: give {hook_name: [activations of each rollout, shape [T, d]]}.")
@@ -567,7 +580,7 @@ def write_store_from_arrays(
             raise StoreError(f"hook {h!r} has {len(acts[h])} activation sequences but there are {n} rewards: "
                              "give one sequence per rollout.")
     acts = {h: [_as_tensor(a, h, ids[i]) for i, a in enumerate(acts[h])] for h in hooks}
-    writer = ActivationStoreWriter(path, hooks, model=model, dtype=dtype, meta=meta)
+    writer = ActivationStoreWriter(path, hooks, model=o.model, dtype=o.dtype, meta=o.meta)
     if writer.n_rollouts:
         _check_resumable(writer, acts, rewards, ids, s0)
     for a in range(0, n, rollouts_per_shard):

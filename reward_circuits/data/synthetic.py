@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from ..options import options_of
 from .store import ActivationStore, write_store_from_arrays
 
 
@@ -75,25 +76,44 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def planted_rollouts(
-    n_rollouts: int = 400,
-    d: int = 64,
-    k: int = 4,
-    T_range: tuple[int, int] = (5, 20),
-    noise: float = 0.5,
-    seed: int = 0,
-    hooks: Sequence[str] = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post"),
-    random_reward: bool = False,
-    signal_scale: float = 2.0,
-    drift: float = 2.0,
-    value_dims: Sequence[int] | None = None,
-) -> tuple[dict[str, list[torch.Tensor]], np.ndarray, PlantedInfo]:
+@dataclass
+class PlantedSpec:
+    """What :func:`planted_rollouts` / :func:`planted_value_store` generate (fields in their positional order).
+
+    ``n_rollouts`` rollouts of ``T ~ U(T_range)`` steps at ``hooks`` (the first carries the signal) of
+    width ``d``; ``k`` value dims (or the given ``value_dims``) follow a latent drifting by ``drift``
+    towards the reward, with ``noise``; ``signal_scale`` sets how well ``V(s_0)`` predicts the reward
+    (``random_reward``: not at all); ``dtype``: the store's (:func:`planted_value_store` only)."""
+
+    n_rollouts: int = 400
+    d: int = 64
+    k: int = 4
+    T_range: tuple[int, int] = (5, 20)
+    noise: float = 0.5
+    seed: int = 0
+    hooks: Sequence[str] = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")
+    random_reward: bool = False
+    signal_scale: float = 2.0
+    drift: float = 2.0
+    value_dims: Sequence[int] | None = None
+    dtype: str = "float32"
+
+
+_ROLLOUT_FIELDS = ("n_rollouts", "d", "k", "T_range", "noise", "seed", "hooks", "random_reward", "signal_scale", "drift",
+                   "value_dims")
+
+
+def planted_rollouts(*args, **options) -> tuple[dict[str, list[torch.Tensor]], np.ndarray, PlantedInfo]:
     """In-memory planted rollouts: ``({hook: [states [T+1, d]]}, rewards, info)``.
 
     The first hook carries the signal, the others are pure-noise controls. ``value_dims`` fixes
     the planted dims (e.g. the same dims in two "datasets"); by default ``k`` are drawn.
+    ``args``/``options``: the fields of :class:`PlantedSpec` but ``dtype`` (by position or keyword), or ``options=``.
     """
-    hooks = list(hooks)
+    spec = options_of(PlantedSpec, args, options, where="planted_rollouts", names=_ROLLOUT_FIELDS)
+    n_rollouts, d, k, T_range, noise, seed = spec.n_rollouts, spec.d, spec.k, spec.T_range, spec.noise, spec.seed
+    random_reward, signal_scale, drift, value_dims = spec.random_reward, spec.signal_scale, spec.drift, spec.value_dims
+    hooks = list(spec.hooks)
     if len(hooks) < 1:
         raise ValueError("give at least one hook name (the first carries the signal).")
     if not 1 <= k <= d:
@@ -143,25 +163,13 @@ def planted_rollouts(
     return acts, rewards, info
 
 
-def planted_value_store(
-    path: str | os.PathLike,
-    n_rollouts: int = 400,
-    d: int = 64,
-    k: int = 4,
-    T_range: tuple[int, int] = (5, 20),
-    noise: float = 0.5,
-    seed: int = 0,
-    hooks: Sequence[str] = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post"),
-    random_reward: bool = False,
-    signal_scale: float = 2.0,
-    drift: float = 2.0,
-    value_dims: Sequence[int] | None = None,
-    dtype: str = "float32",
-) -> tuple[ActivationStore, PlantedInfo]:
-    """Write planted rollouts (see module doc) as an activation store at ``path``."""
-    acts, rewards, info = planted_rollouts(n_rollouts, d, k, T_range, noise, seed, hooks, random_reward, signal_scale,
-                                           drift, value_dims)
-    store = write_store_from_arrays(path, acts, rewards.tolist(), model="planted", dtype=dtype,
+def planted_value_store(path: str | os.PathLike, *args, **options) -> tuple[ActivationStore, PlantedInfo]:
+    """Write planted rollouts (see module doc) as an activation store at ``path``.
+
+    ``args``/``options``: the fields of :class:`PlantedSpec` (by position or keyword), or ``options=``."""
+    spec = options_of(PlantedSpec, args, options, where="planted_value_store")
+    acts, rewards, info = planted_rollouts(options=spec)  # dtype is the store's, not the rollouts'
+    store = write_store_from_arrays(path, acts, rewards.tolist(), model="planted", dtype=spec.dtype,
                                     meta={"planted": {**info.params, "value_dims": info.value_dims}})
     return store, info
 
