@@ -26,12 +26,12 @@ from .confidence import PrecomputedConfidence, confidence_study, next_token_conf
 from .baselines import bag_of_tokens_baseline
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, DopamineMetricsOptions, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
-from .controls import (ControlledAblation, ControlResult, MassiveActivations, activation_magnitudes, compare_to_controls,
+from .controls import (ControlledAblation, ControlOptions, ControlResult, ScoreControlsOptions, MassiveActivations, activation_magnitudes, compare_to_controls,
                        control_sets, score_controls, magnitude_strata, massive_activations, matched_random_iou, matched_random_sets,
                        uniform_random_sets)
-from .dopamine_controls import MatchedNull, PairedControl, matched_correlation_null, matched_draws, paired_control_comparison
-from .pooled import PooledProbeResult, pooled_value_probe
-from .linear_probe import LogisticFloor, logistic_floor, logistic_floors
+from .dopamine_controls import MatchedNull, MatchedNullOptions, PairedControl, matched_correlation_null, matched_draws, paired_control_comparison
+from .pooled import PooledProbeOptions, PooledProbeResult, pooled_value_probe
+from .linear_probe import LogisticFloor, LogisticFloorOptions, logistic_floor, logistic_floors
 from ..neurons import NeuronSet, expected_random_iou, iou
 from .cross_fitting import cross_fitted_value_traces
 from .probes import ValueProbe, ValueProbeConfig
@@ -40,7 +40,7 @@ from .pruning import (architecture_robustness, architecture_variants, iou_from_s
 from .splits import TaskSplit, grouped_stratified_folds, grouped_stratified_split, task_split
 from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
                     paired_bootstrap_diff, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns, verdict)
-from .targets import TARGET_VARIANTS, TargetComparison, TargetDifference, compare_targets
+from .targets import TARGET_VARIANTS, TargetComparison, TargetComparisonOptions, TargetDifference, compare_targets
 from .td import check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
 
 # What a user calls. The helpers these are built from (TD batch checks, column correlations, rank

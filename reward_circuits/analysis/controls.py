@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from ..options import options_of
 from ..report import Section, Table
 from ..neurons import iou, random_dims
 from .stats import (
@@ -258,17 +259,36 @@ def control_sets(value_dims: Sequence[int], magnitudes: Float[np.ndarray, " d"],
             for kind in kinds}
 
 
-def score_controls(value_correct: Sequence[float], outcomes: Mapping[str, Sequence[Sequence[float]]],
-                   draws: Mapping[str, Sequence[Sequence[int]]], value_dims: Sequence[int],
-                   magnitudes: Float[np.ndarray, " d"], *, hook: str = "", factor: float = 10.0,
-                   baseline: Sequence[float] | None = None, n_boot: int = 2000, seed: int = 0) -> ControlledAblation:
+@dataclass(kw_only=True)
+class ScoreControlsOptions:
+    """Settings of :func:`score_controls`, passed as its keywords (or one ``options=``)."""
+
+    hook: str = ""
+    factor: float = 10.0
+    baseline: Sequence[float] | None = None
+    n_boot: int = 2000
+    seed: int = 0
+
+
+def score_controls(
+    value_correct: Sequence[float],
+    outcomes: Mapping[str, Sequence[Sequence[float]]],
+    draws: Mapping[str, Sequence[Sequence[int]]],
+    value_dims: Sequence[int],
+    magnitudes: Float[np.ndarray, " d"],
+    **options,
+) -> ControlledAblation:
     """Compare per-example outcomes of the value-set ablation with each control kind's draws.
 
     ``outcomes[kind][draw]`` and ``value_correct`` score the same examples in the same order (the
     comparison is paired). The claim "the value set matters more than this control" predicts a
     negative difference (value-ablated accuracy below the control's); its verdict comes from the
     paired bootstrap interval over examples.
+
+    ``options``: the fields of :class:`ScoreControlsOptions` as keywords, or one ``options=``.
     """
+    o = options_of(ScoreControlsOptions, (), options, where="score_controls")
+    hook, factor, baseline, n_boot, seed = o.hook, o.factor, o.baseline, o.n_boot, o.seed
     value = [int(x) for x in value_dims]
     massive = massive_activations(np.asarray(magnitudes, dtype=np.float64), hook, factor)
     value_correct = np.asarray(value_correct, dtype=np.float64)
@@ -294,20 +314,26 @@ def score_controls(value_correct: Sequence[float], outcomes: Mapping[str, Sequen
         massive_in_value_set=massive.contained_in(value))
 
 
+@dataclass(kw_only=True)
+class ControlOptions:
+    """Settings of :func:`compare_to_controls`, passed as its keywords (or one ``options=``)."""
+
+    hook: str = ""
+    n_draws: int = 3
+    seed: int = 0
+    n_bins: int = 10
+    factor: float = 10.0
+    exclude: Sequence[int] = ()
+    kinds: Sequence[str] = CONTROL_KINDS
+    baseline: Sequence[float] | None = None
+    n_boot: int = 2000
+
+
 def compare_to_controls(
     evaluate: Callable[[list[int]], Sequence[float]],
     value_dims: Sequence[int],
     magnitudes: Float[np.ndarray, " d"],
-    *,
-    hook: str = "",
-    n_draws: int = 3,
-    seed: int = 0,
-    n_bins: int = 10,
-    factor: float = 10.0,
-    exclude: Sequence[int] = (),
-    kinds: Sequence[str] = CONTROL_KINDS,
-    baseline: Sequence[float] | None = None,
-    n_boot: int = 2000,
+    **options,
 ) -> ControlledAblation:
     """Ablate ``value_dims`` and ``n_draws`` sets of each control kind with ``evaluate``.
 
@@ -315,7 +341,12 @@ def compare_to_controls(
     same examples in the same order on every call: the comparison is paired. One call per set; to
     run every set in one batched generation, draw them with :func:`control_sets`, sweep them, and
     score with :func:`score_controls` (what the main job does).
+
+    ``options``: the fields of :class:`ControlOptions` as keywords, or one ``options=``.
     """
+    o = options_of(ControlOptions, (), options, where="compare_to_controls")
+    hook, n_draws, seed, n_bins, factor, exclude, kinds, baseline, n_boot = (
+        o.hook, o.n_draws, o.seed, o.n_bins, o.factor, o.exclude, o.kinds, o.baseline, o.n_boot)
     draws = control_sets(value_dims, magnitudes, n_draws=n_draws, seed=seed, n_bins=n_bins, factor=factor,
                          exclude=exclude, kinds=kinds)
     value_correct = evaluate([int(x) for x in value_dims])

@@ -19,12 +19,13 @@ magnitude stratum (:func:`~reward_circuits.analysis.controls.matched_random_sets
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from jaxtyping import Float
 
+from ..options import options_of
 from ..io import nan_to_none
 from .controls import MassiveActivations, magnitude_strata, massive_activations, matched_random_sets
 from .stats import Interval, Verdict, bootstrap_ci, mcnemar_test, paired_bootstrap_diff, verdict
@@ -63,6 +64,18 @@ def matched_draws(candidates: Sequence[int], magnitudes: Float[np.ndarray, " d"]
     return matched_random_sets(list(candidates), np.asarray(magnitudes, dtype=np.float64), n_draws, seed, n_bins, factor)
 
 
+@dataclass(kw_only=True)
+class MatchedNullOptions:
+    """Settings of :func:`matched_correlation_null`, passed as its keywords (or one ``options=``); ``bootstrap(pool_dims)`` gives the candidates' |corr| difference interval against a pool."""
+
+    hook: str = ""
+    seed: int = 0
+    n_pool_draws: int = 25
+    factor: float = 10.0
+    n_bins: int = 10
+    bootstrap: Callable[[list[int]], Interval] | None = None
+
+
 def matched_correlation_null(
     candidates: Sequence[int],
     candidate_abs_pearson: float,
@@ -70,13 +83,7 @@ def matched_correlation_null(
     pearson_value_all: Float[np.ndarray, " d"],
     magnitudes: Float[np.ndarray, " d"],
     draws: Sequence[Sequence[int]],
-    *,
-    hook: str = "",
-    seed: int = 0,
-    n_pool_draws: int = 25,
-    factor: float = 10.0,
-    n_bins: int = 10,
-    bootstrap=None,
+    **options,
 ) -> MatchedNull:
     """Summarise matched ``draws`` (:func:`matched_draws`) against the candidates.
 
@@ -84,7 +91,12 @@ def matched_correlation_null(
     ``bootstrap(pool_dims)`` (optional) returns the rollout-bootstrap :class:`Interval` of the
     candidates' mean |Pearson with δ| minus that of the pool (a multiset: dims drawn twice count
     twice); it gets the first ``n_pool_draws`` draws concatenated.
+
+    ``options``: the fields of :class:`MatchedNullOptions` as keywords, or one ``options=``.
     """
+    o = options_of(MatchedNullOptions, (), options, where="matched_correlation_null")
+    hook, seed, n_pool_draws, factor, n_bins, bootstrap = (
+        o.hook, o.seed, o.n_pool_draws, o.factor, o.n_bins, o.bootstrap)
     cands = [int(j) for j in candidates]
     r_td = np.asarray(pearson_td_all, dtype=np.float64)
     r_v = np.asarray(pearson_value_all, dtype=np.float64)

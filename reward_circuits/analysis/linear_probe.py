@@ -31,6 +31,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, Stratifi
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..options import options_of
 from ..errors import ProbeError
 from .probes import resolve_indices
 from .stats import Interval, bootstrap_auc_ci, group_ids
@@ -53,23 +54,34 @@ class LogisticFloor:
                 "cv_auc": {str(c): v for c, v in self.cv_auc.items()}, "n_train": self.n_train}
 
 
+@dataclass(kw_only=True)
+class LogisticFloorOptions:
+    """Settings of :func:`logistic_floor`, passed as its keywords (or one ``options=``)."""
+
+    Cs: Sequence[float] = DEFAULT_CS
+    n_folds: int = 5
+    seed: int = 0
+    n_boot: int = 2000
+    groups: Sequence | None = None
+
+
 def logistic_floor(
     store,
     hook: str,
     train_indices: Sequence[int],
     test_indices: Sequence[int],
-    *,
-    Cs: Sequence[float] = DEFAULT_CS,
-    n_folds: int = 5,
-    seed: int = 0,
-    n_boot: int = 2000,
-    groups: Sequence | None = None,
+    **options,
 ) -> LogisticFloor:
     """Logistic regression on ``s_0`` of ``hook``: ``C`` by ``n_folds``-fold AUC on the train split,
     refit on all of it, AUC (bootstrap 95% interval) on the test split.
 
     ``groups``: one hashable per rollout of the store (indexed like it); rollouts of one group never
-    straddle a fold, and the test interval resamples whole groups."""
+    straddle a fold, and the test interval resamples whole groups.
+
+    ``options``: the fields of :class:`LogisticFloorOptions` as keywords, or one ``options=``.
+    """
+    o = options_of(LogisticFloorOptions, (), options, where="logistic_floor")
+    Cs, n_folds, seed, n_boot, groups = o.Cs, o.n_folds, o.seed, o.n_boot, o.groups
     if hook not in store.hook_names:
         raise KeyError(f"hook {hook!r} is not in the store; it holds {store.hook_names}.")
     train, test = resolve_indices(store, train_indices), resolve_indices(store, test_indices)

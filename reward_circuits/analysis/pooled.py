@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..options import options_of
 from ..data.protocol import Store
 from ..data.views import ConcatStore
 from ..report import Table
@@ -120,18 +121,24 @@ def _auc_or_none(labels: np.ndarray, scores: np.ndarray, n_boot: int, seed: int,
     return bootstrap_auc_ci(labels, scores, n_boot=n_boot, seed=seed, groups=groups) if np.unique(labels).size == 2 else None
 
 
+@dataclass(kw_only=True)
+class PooledProbeOptions:
+    """Settings of :func:`pooled_value_probe`, passed as its keywords (or one ``options=``)."""
+
+    n_boot: int = 2000
+    seed: int = 0
+    floor_Cs: Sequence[float] | None = None
+    reference_scores: Mapping[str, np.ndarray] | None = None
+    verbose: bool = False
+    groups: Mapping[str, Sequence] | None = None
+
+
 def pooled_value_probe(
     stores: Mapping[str, Store],
     splits: Mapping[str, TaskSplit],
     hooks: Sequence[str],
     cfg: ValueProbeConfig,
-    *,
-    n_boot: int = 2000,
-    seed: int = 0,
-    floor_Cs: Sequence[float] | None = None,
-    reference_scores: Mapping[str, np.ndarray] | None = None,
-    verbose: bool = False,
-    groups: Mapping[str, Sequence] | None = None,
+    **options,
 ) -> PooledProbeResult:
     """Train one probe per hook on all tasks' training splits; score it per task and pooled.
 
@@ -146,7 +153,12 @@ def pooled_value_probe(
         groups: task name → one key per rollout of that store (e.g. its prompt tokens): every interval
             and paired difference resamples a task's repeated prompts as one unit (``n`` counts prompts),
             and the pooled logistic floor keeps them in one cross-validation fold.
+
+    ``options``: the fields of :class:`PooledProbeOptions` as keywords, or one ``options=``.
     """
+    o = options_of(PooledProbeOptions, (), options, where="pooled_value_probe")
+    n_boot, seed, floor_Cs, reference_scores, verbose, groups = (
+        o.n_boot, o.seed, o.floor_Cs, o.reference_scores, o.verbose, o.groups)
     tasks = [str(t) for t in stores]
     if len(tasks) < 2:
         raise ValueError(f"a pooled probe needs at least two tasks' stores, got {tasks}.")

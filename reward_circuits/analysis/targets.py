@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..options import options_of
 from ..report import Section, Table
 from .probes import ValueProbe, ValueProbeConfig, resolve_indices
 from .stats import (
@@ -90,6 +91,18 @@ class TargetComparison:
         return rows
 
 
+@dataclass(kw_only=True)
+class TargetComparisonOptions:
+    """Settings of :func:`compare_targets` after ``reference``, passed as its keywords (or one ``options=``)."""
+
+    n_boot: int = 2000
+    seed: int = 0
+    validation_indices: Sequence[int] | None = None
+    fitted: Mapping[str, ValueProbe] | None = None
+    verbose: bool = False
+    groups: Sequence | None = None
+
+
 def compare_targets(
     store,
     hooks: Sequence[str] | str,
@@ -98,20 +111,20 @@ def compare_targets(
     cfg: ValueProbeConfig | None = None,
     variants: Mapping[str, dict] | None = None,
     reference: str = "td0",
-    *,
-    n_boot: int = 2000,
-    seed: int = 0,
-    validation_indices: Sequence[int] | None = None,
-    fitted: Mapping[str, ValueProbe] | None = None,
-    verbose: bool = False,
-    groups: Sequence | None = None,
+    **options,
 ) -> TargetComparison:
     """Train one probe per target variant (``cfg`` with the variant's fields replaced) on the same
     rollouts and compare their held-out AUCs per hook, each against ``reference``.
 
     ``validation_indices`` go to every probe's early stopping (:meth:`ValueProbe.fit`); ``fitted``
     reuses already trained probes (``{variant: probe}``, they must hold every hook). ``groups``: one
-    key per rollout of the store (e.g. its prompt); intervals then resample whole groups."""
+    key per rollout of the store (e.g. its prompt); intervals then resample whole groups.
+
+    ``options``: the fields of :class:`TargetComparisonOptions` as keywords, or one ``options=``.
+    """
+    o = options_of(TargetComparisonOptions, (), options, where="compare_targets")
+    n_boot, seed, validation_indices, fitted, verbose, groups = (
+        o.n_boot, o.seed, o.validation_indices, o.fitted, o.verbose, o.groups)
     hooks = [hooks] if isinstance(hooks, str) else list(hooks)
     variants = {k: dict(v) for k, v in (variants or TARGET_VARIANTS).items()}
     if reference not in variants:
