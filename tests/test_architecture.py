@@ -22,8 +22,7 @@ MAX_FUNCTION_LINES, MAX_PARAMS = 80, 8
 LONG_FUNCTIONS = {"run_task": 130,
                   "run_irm": 108, "run_applications": 105, "run_yfpo": 98}
 WIDE_FUNCTIONS = {"routing_study": 14, "_plan": 12, "q_learning_td_errors": 11, "curate": 11, "play_many": 11,
-                  "prune_curve": 10, "rotation_check": 10, "_target_corr": 10, "run_ablation": 10,
-                  "bag_of_tokens_baseline": 9, "curation_rows": 9, "cross_fitted_signal": 9}
+                  "_target_corr": 10, "run_ablation": 10, "curation_rows": 9, "cross_fitted_signal": 9}
 
 
 def _functions():

@@ -23,7 +23,7 @@
 from .causal import (AblationOptions, DoseOptions, SteeringOptions, ablation_conditions, ablation_study, dose_conditions,
                      dose_response, steering_conditions, steering_study, td_trace_under, traces_of_states)
 from .confidence import PrecomputedConfidence, confidence_study, next_token_confidence, parse_confidence, score_vs_reward, verbalized_confidence
-from .baselines import bag_of_tokens_baseline
+from .baselines import BagOfTokensOptions, bag_of_tokens_baseline
 from .dopamine import SurpriseSets, dopamine_neurons, event_positions, dopamine_score_details, dopamine_scores, surprise_sets
 from .dopamine_metrics import DopamineMetrics, DopamineMetricsOptions, dopamine_metrics, permutation_test_mean_abs_corr, td_trace_change
 from .controls import (ControlledAblation, ControlOptions, ControlResult, ScoreControlsOptions, MassiveActivations, activation_magnitudes, compare_to_controls,
@@ -35,7 +35,7 @@ from .linear_probe import LogisticFloor, LogisticFloorOptions, logistic_floor, l
 from ..neurons import NeuronSet, expected_random_iou, iou
 from .cross_fitting import cross_fitted_value_traces
 from .probes import ValueProbe, ValueProbeConfig
-from .pruning import (architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
+from .pruning import (PruneRetrainOptions, RotationCheckOptions, architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
                       value_neurons)
 from .splits import TaskSplit, grouped_stratified_folds, grouped_stratified_split, task_split
 from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
+from ..options import options_of
 from .probes import binary_auc
 from .splits import distinct_groups_per_reward, grouped_stratified_folds
 
@@ -64,22 +65,35 @@ class BagOfTokensResult:
     test_scores: np.ndarray | None = None  # decision function on the test rollouts, in ``test_idx`` order
 
 
+@dataclass
+class BagOfTokensOptions:
+    """Settings of :func:`bag_of_tokens_baseline` (by position in this order, keyword, or one
+    ``options=``): the classifier's seed, the ``C`` grid, the CV folds and one group per rollout."""
+
+    seed: int = 0
+    Cs: Sequence[float] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+    n_folds: int = 5
+    groups: Sequence[Hashable] | None = None
+
+
 def bag_of_tokens_baseline(
     prompt_token_ids: Sequence[Sequence[int]],
     rewards: Sequence[float] | np.ndarray,
     train_idx: Sequence[int],
     test_idx: Sequence[int],
     vocab_size: int,
-    seed: int = 0,
-    Cs: Sequence[float] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0),
-    n_folds: int = 5,
-    groups: Sequence[Hashable] | None = None,
+    *args,
+    **options,
 ) -> BagOfTokensResult:
     """Logistic regression on token counts; ``C`` by stratified k-fold AUC on the train split.
 
     ``groups[i]`` (one per rollout, e.g. its prompt): the folds keep a prompt's copies together
     (:func:`~reward_circuits.analysis.splits.grouped_stratified_folds`), else a repeated prompt in
-    both the fitting and the scoring fold rewards memorising it, and the weakest ``C`` wins."""
+    both the fitting and the scoring fold rewards memorising it, and the weakest ``C`` wins.
+    ``args``/``options``: the fields of :class:`BagOfTokensOptions` (``seed=0``, ``Cs``, ``n_folds=5``,
+    ``groups=None``)."""
+    o = options_of(BagOfTokensOptions, args, options, where="bag_of_tokens_baseline")
+    seed, Cs, n_folds, groups = o.seed, o.Cs, o.n_folds, o.groups
     rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
     if len(prompt_token_ids) != rewards.size:
         raise ValueError(f"{len(prompt_token_ids)} prompts but {rewards.size} rewards: give one prompt per rollout.")

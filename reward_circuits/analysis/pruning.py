@@ -19,6 +19,7 @@ Robustness:
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..models import layer_of
+from ..options import options_of
 from ..neurons import NeuronSet, expected_random_iou, iou, random_dims
 from .probes import ProbeError, ValueProbe, ValueProbeConfig, resolve_indices, binary_auc
 from ..data.views import RotatedStore
@@ -70,6 +72,16 @@ def _auc_with_mask(probe: ValueProbe, hook: str, x0: Tensor, rewards: np.ndarray
     return binary_auc(rewards, values, what=f"V(s_0) of hook {hook!r}")
 
 
+@dataclass(kw_only=True)
+class PruneRetrainOptions:
+    """Retraining in :func:`prune_curve` (its keywords, or one ``options=``): ``retrain`` a probe on
+    each kept set, on ``train_indices`` with ``retrain_cfg``."""
+
+    retrain: bool = False
+    train_indices: Sequence[int] | None = None
+    retrain_cfg: ValueProbeConfig | None = None
+
+
 def prune_curve(
     probe: ValueProbe,
     store,
@@ -78,10 +90,7 @@ def prune_curve(
     test_indices: Sequence[int] | None = None,
     random_draws: int = 3,
     seed: int = 0,
-    *,
-    retrain: bool = False,
-    train_indices: Sequence[int] | None = None,
-    retrain_cfg: ValueProbeConfig | None = None,
+    **options,
 ) -> dict:
     """Held-out AUC of ``V(s_0)`` as the lowest-L1 input dimensions are masked.
 
@@ -89,7 +98,11 @@ def prune_curve(
     size}, "random_std": {...}, "n_kept": {ratio: k}}`` and, with ``retrain=True``,
     ``"retrain": {ratio: AUC of a fresh probe trained only on the kept dims}`` (needs
     ``train_indices``; slow: one training per ratio).
+
+    ``options``: the fields of :class:`PruneRetrainOptions` as keywords, or one ``options=``.
     """
+    o = options_of(PruneRetrainOptions, (), options, where="prune_curve")
+    retrain, train_indices, retrain_cfg = o.retrain, o.train_indices, o.retrain_cfg
     probe.probe_index(hook)
     test = resolve_indices(store, test_indices)
     x0 = store.initial_states(hook, test)
@@ -264,17 +277,25 @@ def architecture_robustness(
 
 
 
+@dataclass
+class RotationCheckOptions:
+    """Settings of :func:`rotation_check` (by position in this order, keyword, or one ``options=``)."""
+
+    seed: int = 0
+    prune_ratio: float = 0.99
+    probe: ValueProbe | None = None
+    materialize: bool = True
+    verbose: bool = False
+
+
 def rotation_check(
     store,
     hook: str,
     train_indices: Sequence[int],
     test_indices: Sequence[int],
     cfg: ValueProbeConfig,
-    seed: int = 0,
-    prune_ratio: float = 0.99,
-    probe: ValueProbe | None = None,
-    materialize: bool = True,
-    verbose: bool = False,
+    *args,
+    **options,
 ) -> dict:
     """Compare a probe on the original states with one on randomly rotated states.
 
@@ -282,8 +303,12 @@ def rotation_check(
     aligned* sparse code shows ``auc_pruned_original ≫ auc_pruned_rotated`` and
     ``top_l1_mass_original ≫ top_l1_mass_rotated ≈ uniform_mass``. ``probe`` reuses an already
     trained original-basis probe for ``hook``. ``materialize`` loads the rotated training rollouts
-    into memory once instead of rotating every epoch (same numbers, faster).
+    into memory once instead of rotating every epoch (same numbers, faster). ``args``/``options``:
+    the fields of :class:`RotationCheckOptions` (``seed=0``, ``prune_ratio=0.99``, ``probe=None``,
+    ``materialize=True``, ``verbose=False``).
     """
+    o = options_of(RotationCheckOptions, args, options, where="rotation_check")
+    seed, prune_ratio, probe, materialize, verbose = o.seed, o.prune_ratio, o.probe, o.materialize, o.verbose
     from .probes import ArrayRollouts
 
     rotated = RotatedStore(store, seed=seed, hooks=[hook])
