@@ -20,14 +20,14 @@ def _modules():
 # so a module move does not trip it.
 MAX_FUNCTION_LINES, MAX_PARAMS = 80, 8
 LONG_FUNCTIONS = {"dopamine_metrics": 149, "fit": 145, "_word_problem": 116,
-                  "run_irm": 108, "run_applications": 105, "run_yfpo": 98}
-WIDE_FUNCTIONS = {"dopamine_metrics": 18, "dose_response": 16, "routing_study": 14,
+                  "run_yfpo": 98}
+WIDE_FUNCTIONS = {"dopamine_metrics": 18, "dose_response": 16,
                   "ablation_study": 14, "compare_targets": 13, "planted_value_store": 13,
                   "compare_to_controls": 12, "matched_correlation_null": 12, "steering_study": 12, "_plan": 12,
-                  "q_learning_td_errors": 11, "curate": 11, "planted_rollouts": 11,
+                  "q_learning_td_errors": 11, "planted_rollouts": 11,
                   "score_controls": 10, "pooled_value_probe": 10, "prune_curve": 10,
-                  "rotation_check": 10, "run_ablation": 10,
-                  "bag_of_tokens_baseline": 9, "logistic_floor": 9, "curation_rows": 9, "cross_fitted_signal": 9,
+                  "rotation_check": 10,
+                  "bag_of_tokens_baseline": 9, "logistic_floor": 9,
                   "build_store": 9, "write_store_from_arrays": 9, "confidence_study": 9, "dose_conditions": 9}
 
 
