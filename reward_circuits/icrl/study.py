@@ -15,6 +15,7 @@ E[f]·|W_dec| (:func:`matched_random_latents`); the model replays the same seeds
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Sequence
@@ -413,12 +414,19 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
                       layer_results, intervention, time.time() - t0, run.notes)
 
 
-def run_sae_td(config: SAETDConfig | None = None, adapter: ModelAdapter | None = None, on_task=None) -> SAETDResult:
+def run_sae_td(config: SAETDConfig | None = None, adapter: ModelAdapter | None = None, on_task=None, *,
+               out_dir: str | Path | None = None) -> SAETDResult:
     """Every task of ``config`` on ``adapter`` (default: ``config.model`` on ``config.backend``) → :class:`SAETDResult`.
 
-    Writes only its artefacts: with ``config.out`` the intervened layers' SAEs under ``out/saes/``.
-    ``on_task(partial_result)`` is called after each task (the command writes the report there)."""
+    Writes only its artefacts: with ``config.out`` (or ``out_dir``) the intervened layers' SAEs under
+    ``out/saes/``. ``on_task(partial_result)`` is called after each task (the command writes the
+    report there). The older order ``run_sae_td(adapter, config, out_dir=...)`` still works."""
+    if config is not None and not isinstance(config, SAETDConfig):  # run_sae_td(adapter, config, ...)
+        config, adapter = adapter, config
     config = config or SAETDConfig()
+    if out_dir is not None:
+        config = copy.copy(config)
+        config.out = str(out_dir)
     if adapter is None:
         from ..models import load_model
 
