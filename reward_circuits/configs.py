@@ -86,3 +86,18 @@ def apply_at_defaults(cfg, overrides: dict) -> None:
     for name, value in overrides.items():
         if getattr(cfg, name) == defaults[name]:
             setattr(cfg, name, value)
+
+
+@dataclasses.dataclass
+class StudyConfig:
+    """The fields every study shares: which model, which seed, where its artefacts and report go.
+
+    Each study's config inherits it (``class IrmConfig(StudyConfig)``) and adds its own knobs; a
+    study redeclares a field to change its default or help text (``out: str = "runs/irm"``), which
+    keeps the field's place. Fields a study alone has (a backend, a device, progress bars) stay on
+    that study's config."""
+
+    model: str = dataclasses.field(default="default", metadata={
+        "help": "'default' (packaged SmolLM2-135M-Instruct, offline), a local HF directory or a hub id"})
+    seed: int = dataclasses.field(default=0, metadata={"help": "seed of the study's draws, splits and bootstraps"})
+    out: str | None = dataclasses.field(default=None, metadata={"help": "report directory (summary.json, report.html, artefacts)"})

@@ -13,7 +13,9 @@ from reward_circuits.applications import (
     ApplicationsConfig,
     CandidateSet,
     CompareConfig,
+    CurationColumns,
     FlagRule,
+    RoutingOutcomes,
     ScoreCalibrator,
     ValueSnapshot,
     best_of_n,
@@ -132,12 +134,11 @@ def test_routing_with_an_informative_confidence_beats_random_routing():
     sampled = np.where(hard, rng.random(p) < 0.6, rng.random(p) < 0.95).astype(float)
     conf = np.where(hard, 0.3, 0.8) + 0.05 * rng.random(p)
     ones = np.ones(p)
-    res = routing_study(conf, greedy, sampled, {1: greedy, 4: sampled}, ones, 4 * ones, {1: ones, 4: 4 * ones}, 4,
-                        n_boot=300)
+    outcomes = RoutingOutcomes(greedy, sampled, {1: greedy, 4: sampled}, ones, 4 * ones, {1: ones, 4: 4 * ones}, 4)
+    res = routing_study(conf, outcomes, n_boot=300)
     assert res.adaptive_minus_random.low > 0
     assert res.escalation.error_rate_escalated.estimate > res.escalation.error_rate_overall
-    flat = routing_study(rng.random(p), greedy, sampled, {1: greedy, 4: sampled}, ones, 4 * ones, {1: ones, 4: 4 * ones}, 4,
-                         n_boot=300)
+    flat = routing_study(rng.random(p), outcomes, n_boot=300)
     assert flat.adaptive_minus_random.low < 0 < flat.adaptive_minus_random.high
     # equal compute: the adaptive and random points of one fraction cost the same
     assert [a.samples_per_prompt for a in res.adaptive] == [r.samples_per_prompt for r in res.random]
@@ -169,8 +170,9 @@ def test_curation_export_round_trips(tmp_path):
     ids = [f"r{i}" for i in range(6)]
     rewards = [0, 0, 1, 1, 0, 1]
     conf = [0.9, 0.2, 0.1, 0.8, 0.75, 0.3]
-    res = curate(ids, [f"e{i // 2}" for i in range(6)], [f"prompt {i}" for i in range(6)], [f"answer {i}" for i in range(6)],
-                 [str(i) for i in range(6)], rewards, conf, tmp_path / "curated", 0.7, 0.3)
+    res = curate(CurationColumns(ids, [f"e{i // 2}" for i in range(6)], [f"prompt {i}" for i in range(6)],
+                                 [f"answer {i}" for i in range(6)], [str(i) for i in range(6)], rewards, conf),
+                 tmp_path / "curated", 0.7, 0.3)
     assert (res.n_confident_wrong, res.n_unconfident_right) == (2, 2)
     ds = load_curation(tmp_path / "curated")
     assert len(ds) == 4
@@ -179,7 +181,7 @@ def test_curation_export_round_trips(tmp_path):
     assert rows[0] == {"id": "r0", "example_id": "e0", "prompt": "prompt 0", "response": "answer 0", "gold": "0",
                        "reward": 0.0, "confidence": 0.9, "category": "confident_wrong"}
     # rewriting the same path replaces it atomically
-    curate(ids[:1], ["e0"], ["p"], ["a"], ["g"], [0], [0.95], tmp_path / "curated")
+    curate(CurationColumns(ids[:1], ["e0"], ["p"], ["a"], ["g"], [0], [0.95]), tmp_path / "curated")
     assert len(load_curation(tmp_path / "curated")) == 1
 
 
@@ -254,7 +256,7 @@ def test_monitoring_shift_of_unshared_versions_is_unpaired_and_finds_a_planted_d
 
 
 def test_empty_curation_round_trips(tmp_path):
-    res = curate(["r0"], ["e0"], ["p"], ["a"], ["g"], [1], [0.9], tmp_path / "none")
+    res = curate(CurationColumns(["r0"], ["e0"], ["p"], ["a"], ["g"], [1], [0.9]), tmp_path / "none")
     assert (res.n_confident_wrong, res.n_unconfident_right) == (0, 0)
     ds = load_curation(tmp_path / "none")
     assert len(ds) == 0 and "confidence" in ds.column_names

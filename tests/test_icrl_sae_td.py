@@ -118,15 +118,15 @@ def test_config_validation_and_paper_scale():
 
 def test_study_runs_end_to_end_on_tiny_model(tl_adapter, tmp_path):
     cfg = SAETDConfig(tasks=("two_step",), n_experiments=4, n_episodes=2, random_episodes=1, layers=(0, 1),
-                      sae_epochs=2, n_boot=100, progress=False, top_k_latents=3)
-    result = run_sae_td(tl_adapter, cfg, out_dir=tmp_path)
+                      sae_epochs=2, n_boot=100, progress=False, top_k_latents=3, out=str(tmp_path))
+    result = run_sae_td(cfg, tl_adapter)
     task = result.tasks[0]
     assert task.n_events == 4 * 2 * 2 and len(task.layers) == 2
     assert task.intervention is not None and len(task.intervention.top_latents) == 3
     assert not set(task.intervention.top_latents) & set(task.intervention.random_latents)
     assert task.intervention.n_decisions >= 4  # the first model decision of every experiment shares its context
     report = Report(tmp_path, {"model": tl_adapter.name})
-    report.add(result.section(tmp_path))
+    report.add(result.to_section(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())["sae_td"]["tasks"]["two_step"]
     assert set(summary) >= {"model_reward", "random_reward", "model_minus_random", "alpha_fit", "layers", "intervention",
                             "verdicts"}

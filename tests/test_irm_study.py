@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from reward_circuits.irm import IrmConfig, run_irm
+from reward_circuits.irm import IrmConfig, run_irm, write_irm_report
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,6 +29,8 @@ def test_run_irm_end_to_end_on_the_tiny_model(tiny_hf, tmp_path):
     # random char-level text rarely contains a lexicon word: reward lower-case letters so GRPO has a signal
     result = run_irm(tiny_config(tmp_path), base_hf=hf, tokenizer=tok,
                      reward=lambda texts: np.array([sum(c.islower() for c in t) / max(len(t), 1) for t in texts]))
+    assert not (tmp_path / "summary.json").exists()  # the study writes its artefacts; the report is the command's
+    write_irm_report(result)
     summary = json.loads((tmp_path / "summary.json").read_text())["irm"]
     for key in SUMMARY_KEYS:
         assert key in summary
@@ -59,6 +61,7 @@ def test_run_irm_on_a_given_model_pair_skips_fine_tuning(tiny_hf, tmp_path):
     tuned.save_pretrained(tmp_path / "tuned", safe_serialization=True)
     tok.save_pretrained(tmp_path / "tuned")
     result = run_irm(tiny_config(tmp_path / "out", finetuned=str(tmp_path / "tuned")), base_hf=hf, tokenizer=tok)
+    write_irm_report(result)
     assert result.rewards.finetune is None and result.layers == [0]
     assert not (tmp_path / "out" / "finetuned_model").exists()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["irm"]

@@ -8,8 +8,9 @@
 - :mod:`.detection`: :class:`ValueMonitor` (online, a hook) and flag rules on the value or TD error.
 - :mod:`.curation`: confident-but-wrong and unconfident-but-right rollouts as a ``datasets`` table.
 - :mod:`.monitoring`: regression monitoring of two model versions (IoU, AUC shift, verdict).
-- :mod:`.fitting`, :mod:`.study`, :mod:`.config`, :mod:`.commands`: the ``applications`` and
-  ``compare`` commands.
+- :mod:`.fitting`, :mod:`.study`, :mod:`.config`: :func:`run_applications` → :class:`ApplicationsResult`.
+- :mod:`.commands`: the ``applications`` and ``compare`` commands; :func:`write_applications_report`
+  runs the study and writes its report.
 """
 
 from .calibration import (
@@ -23,6 +24,7 @@ from .calibration import (
 )
 from .config import ApplicationsConfig
 from .curation import (
+                          CurationColumns,
                           CurationResult,
                           curate,
                           curation_rows,
@@ -41,7 +43,7 @@ from .decoding import (
                           surviving_candidates,
 )
 from .detection import DetectionResult, FlagRule, ValueMonitor, detect_errors
-from .fitting import ValueSignal, cross_fitted_signal, run_dir_signal
+from .fitting import CrossFitSettings, ValueSignal, cross_fitted_signal, run_dir_signal
 from .monitoring import (
                           CompareConfig,
                           ComparisonResult,
@@ -49,20 +51,20 @@ from .monitoring import (
                           compare_snapshots,
                           decide,
 )
-from .routing import EscalationResult, RoutingPoint, RoutingResult, routing_study
+from .routing import EscalationResult, RoutingOutcomes, RoutingPoint, RoutingResult, routing_study
 from .scorer import ValueScorer
 from .study import (
                           ApplicationsResult,
                           ConfidenceComparison,
                           model_snapshot,
                           run_applications,
-                          write_applications_report,
 )
+from .commands import write_applications_report
 
 __all__ = [
     "AbortRule", "ApplicationsConfig", "ApplicationsResult", "BestOfNResult", "CandidateSet", "CompareConfig",
-    "ComparisonResult", "ComputePoint", "ConfidenceComparison", "CurationResult", "DetectionResult", "EscalationResult",
-    "FlagRule", "ReliabilityCurve", "RoutingPoint", "RoutingResult", "ScoreCalibrator", "ValueMonitor", "ValueScorer",
+    "ComparisonResult", "ComputePoint", "ConfidenceComparison", "CrossFitSettings", "CurationColumns", "CurationResult", "DetectionResult", "EscalationResult",
+    "FlagRule", "ReliabilityCurve", "RoutingOutcomes", "RoutingPoint", "RoutingResult", "ScoreCalibrator", "ValueMonitor", "ValueScorer",
     "ValueSignal", "ValueSnapshot", "answer_key", "best_of_n", "compare_snapshots", "cross_calibrate", "cross_fitted_signal",
     "curate", "curation_rows", "decide", "detect_errors", "ece_interval", "expected_calibration_error", "load_curation", "majority_choice",
     "model_snapshot", "plot_reliability", "reliability_curve", "routing_study", "run_applications", "run_dir_signal",

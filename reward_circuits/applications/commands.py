@@ -4,10 +4,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..configs import add_config_arguments, config_from_args
+from ..report import Report
 from .config import ApplicationsConfig
 from .monitoring import CompareConfig
+
+if TYPE_CHECKING:
+    from ..models import ModelAdapter
+    from .study import ApplicationsResult
 
 
 def register(sub) -> None:
@@ -26,9 +32,20 @@ def register(sub) -> None:
     c.set_defaults(handler=_compare)
 
 
-def _applications(args) -> int:
-    from .study import write_applications_report
+def write_applications_report(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None,
+                              train_task=None) -> ApplicationsResult:
+    """:func:`~reward_circuits.applications.study.run_applications`, then its ``applications`` section
+    into ``cfg.out``'s summary.json and report.html (the command's report, assembled here)."""
+    from .study import run_applications
 
+    result = run_applications(cfg, adapter, task, train_task)
+    report = Report(cfg.out, header={"model": adapter.name if adapter else cfg.model, "task": cfg.task,
+                                     "wall_time_s": result.timings["total_s"]})
+    report.add(result.to_section(cfg.out))
+    return result
+
+
+def _applications(args) -> int:
     cfg = config_from_args(ApplicationsConfig, args)
     result = write_applications_report(cfg)
     bon = result.best_of_n
@@ -67,7 +84,6 @@ def _refuse_mistyped_run_dir(spec: str) -> None:
 
 
 def _compare(args) -> int:
-    from ..report import Report
     from .monitoring import compare_snapshots
 
     cfg = config_from_args(CompareConfig, args)

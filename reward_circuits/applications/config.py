@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..configs import apply_at_defaults
+from ..configs import StudyConfig, apply_at_defaults
 
 from .calibration import CALIBRATION_METHODS
 
@@ -15,10 +15,9 @@ QUICK = {"n_prompts": 12, "n_samples": 2, "train_prompts": 16, "probe_epochs": 5
 
 
 @dataclass
-class ApplicationsConfig:
+class ApplicationsConfig(StudyConfig):
     """Settings of ``reward-circuits applications`` (defaults sized for ≲ 12 minutes on 2 shared CPU cores)."""
 
-    model: str = field(default="default", metadata={"help": "'default' (packaged SmolLM2-135M-Instruct), a local HF directory or a hub id"})
     backend: Literal["nnsight", "transformer_lens"] = field(default="nnsight", metadata={"help": "which library runs the model"})
     task: str = field(default="arithmetic:1", metadata={"help": "task spec (see `reward-circuits run --help`)"})
     n_prompts: int = field(default=32, metadata={"help": "prompts (each gets one greedy answer and n_samples samples)"})
@@ -48,7 +47,6 @@ class ApplicationsConfig:
     confident_threshold: float = field(default=0.8, metadata={"help": "curation: confident-but-wrong means value at the last token >= this (quantile mode: this quantile)"})
     unconfident_threshold: float = field(default=0.2, metadata={"help": "curation: unconfident-but-right means value at the last token <= this (quantile mode: this quantile)"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates of every interval"})
-    seed: int = field(default=0, metadata={"help": "seed of sampling, probes, folds and bootstraps"})
     quick: bool = field(default=False, metadata={"help": "a smoke run: 12 prompts, 2 samples each, 16 training prompts, 5 probe epochs, 3 folds (options given explicitly still win)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
     out: str = field(default="runs/applications", metadata={"help": "report directory"})

@@ -46,17 +46,36 @@ class CurationResult:
         return [table], notes
 
 
-def curation_rows(ids: Sequence[str], example_ids: Sequence[str], prompts: Sequence[str], responses: Sequence[str],
-                  golds: Sequence[str], rewards: Sequence[float], confidence: Sequence[float],
-                  confident_threshold: float = 0.7, unconfident_threshold: float = 0.3) -> list[dict]:
+@dataclass
+class CurationColumns:
+    """One entry per rollout: its id, its prompt's id, the prompt and response text, the gold answer,
+    the reward and the confidence (e.g. the value at the last token)."""
+
+    ids: Sequence[str]
+    example_ids: Sequence[str]
+    prompts: Sequence[str]
+    responses: Sequence[str]
+    golds: Sequence[str]
+    rewards: Sequence[float]
+    confidence: Sequence[float]
+
+    def __post_init__(self):
+        n = len(self.ids)
+        if not all(len(x) == n for x in (self.example_ids, self.prompts, self.responses, self.golds, self.rewards,
+                                         self.confidence)):
+            raise ValueError("ids, example_ids, prompts, responses, golds, rewards and confidence must have one entry per rollout.")
+
+
+def curation_rows(columns: CurationColumns, confident_threshold: float = 0.7, unconfident_threshold: float = 0.3) -> list[dict]:
     """Rows of the two disagreement categories, most surprising first (highest confidence among the
     wrong, lowest among the right)."""
     if not 0 <= unconfident_threshold < confident_threshold <= 1:
         raise ValueError(f"need 0 <= unconfident_threshold < confident_threshold <= 1, got "
                          f"{unconfident_threshold} and {confident_threshold}.")
+    ids, example_ids, prompts, responses, golds = (columns.ids, columns.example_ids, columns.prompts, columns.responses,
+                                                  columns.golds)
     n = len(ids)
-    if not all(len(x) == n for x in (example_ids, prompts, responses, golds, rewards, confidence)):
-        raise ValueError("ids, example_ids, prompts, responses, golds, rewards and confidence must have one entry per rollout.")
+    confidence, rewards = columns.confidence, columns.rewards
     c = np.asarray(confidence, dtype=np.float64)
     r = np.asarray(rewards, dtype=np.float64)
     rows = []
@@ -92,15 +111,14 @@ def load_curation(path: str | os.PathLike):
     return load_from_disk(str(path))
 
 
-def curate(ids, example_ids, prompts, responses, golds, rewards, confidence, path: str | os.PathLike | None,
-           confident_threshold: float = 0.7, unconfident_threshold: float = 0.3, n_examples: int = 6) -> CurationResult:
-    """Select the disagreement rollouts, export them to ``path`` (when given) and summarise."""
-    rows = curation_rows(ids, example_ids, prompts, responses, golds, rewards, confidence, confident_threshold,
-                         unconfident_threshold)
+def curate(columns: CurationColumns, path: str | os.PathLike | None, confident_threshold: float = 0.7,
+           unconfident_threshold: float = 0.3, n_examples: int = 6) -> CurationResult:
+    """Select the disagreement rollouts of ``columns``, export them to ``path`` (when given) and summarise."""
+    rows = curation_rows(columns, confident_threshold, unconfident_threshold)
     if path is not None:
         save_curation(rows, path)
     cw = sum(r["category"] == "confident_wrong" for r in rows)
     shown = [r for r in rows if r["category"] == "confident_wrong"][: n_examples // 2] + \
             [r for r in rows if r["category"] == "unconfident_right"][: n_examples - n_examples // 2]
-    return CurationResult(None if path is None else str(path), confident_threshold, unconfident_threshold, len(ids), cw,
+    return CurationResult(None if path is None else str(path), confident_threshold, unconfident_threshold, len(columns.ids), cw,
                           len(rows) - cw, shown)

@@ -80,13 +80,27 @@ def _fit_and_choose(store, train: np.ndarray, groups: Sequence[str], hooks: list
     return ValueProbe(probe_cfg).fit(store, best, train, verbose=False), best, val_auc
 
 
-def cross_fitted_signal(store, groups: Sequence[str], layers: Sequence[int], *, prune_ratio: float | None = 0.99,
-                        n_folds: int = 2, epochs: int = 20, seed: int = 0, model: str = "",
-                        train_only: Sequence[bool] | None = None) -> ValueSignal:
+@dataclass
+class CrossFitSettings:
+    """How :func:`cross_fitted_signal` fits, passed as its keywords (or ``settings=``): value neurons at
+    ``prune_ratio`` (None: the whole probe scores), ``n_folds`` over prompts, probe ``epochs``, ``seed``."""
+
+    prune_ratio: float | None = 0.99
+    n_folds: int = 2
+    epochs: int = 20
+    seed: int = 0
+
+
+def cross_fitted_signal(store, groups: Sequence[str], layers: Sequence[int], *, model: str = "",
+                        train_only: Sequence[bool] | None = None, **settings) -> ValueSignal:
     """Cross-fitted value traces for every rollout of ``store`` (``groups[i]``: rollout i's prompt id).
 
+    ``settings``: the fields of :class:`CrossFitSettings` as keywords (``prune_ratio=0.99``,
+    ``n_folds=2``, ``epochs=20``, ``seed=0``), or one ``settings=CrossFitSettings(...)``.
     Rollouts marked ``train_only`` (extra training prompts) are in every fold's training set and
     never held out; their traces are ``None``."""
+    cs = settings["settings"] if set(settings) == {"settings"} else CrossFitSettings(**settings)
+    prune_ratio, n_folds, epochs, seed = cs.prune_ratio, cs.n_folds, cs.epochs, cs.seed
     if len(groups) != len(store):
         raise ValueError(f"{len(groups)} prompt ids for {len(store)} rollouts.")
     rewards = np.asarray(store.rewards)

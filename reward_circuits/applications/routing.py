@@ -118,22 +118,32 @@ def _least_confident(confidence: np.ndarray, fraction: float) -> np.ndarray:
     return mask
 
 
-def routing_study(confidence: Sequence[float], greedy_correct: Sequence[float], sampled_correct: Sequence[float],
-                  uniform_correct: dict[int, Sequence[float]], greedy_tokens: Sequence[float], sampled_tokens: Sequence[float],
-                  uniform_tokens: dict[int, Sequence[float]], n_samples: int, *, selector: str = "majority",
+@dataclass
+class RoutingOutcomes:
+    """Per prompt, the outcome (correct or not) and cost (tokens) of each way to answer it.
+
+    ``greedy_*``: "answer now"; ``sampled_*``: "sample N" (a selector over ``n_samples`` candidates);
+    ``uniform_*``: ``{k: per-prompt outcome / cost with k samples for everyone}``."""
+
+    greedy_correct: Sequence[float]
+    sampled_correct: Sequence[float]
+    uniform_correct: dict[int, Sequence[float]]
+    greedy_tokens: Sequence[float]
+    sampled_tokens: Sequence[float]
+    uniform_tokens: dict[int, Sequence[float]]
+    n_samples: int
+
+
+def routing_study(confidence: Sequence[float], outcomes: RoutingOutcomes, *, selector: str = "majority",
                   fractions: Sequence[float] = tuple(np.linspace(0, 1, 11)), headline_fraction: float = 0.5,
                   escalate_fraction: float = 0.2, n_boot: int = 1000, seed: int = 0) -> RoutingResult:
-    """Accuracy vs compute of confidence-based routing.
-
-    Args:
-        confidence: per prompt, the scorer's confidence (from the prompt alone).
-        greedy_correct / greedy_tokens: the "answer now" outcome and cost per prompt.
-        sampled_correct / sampled_tokens: the "sample N" outcome (``selector`` over ``n_samples``) and cost.
-        uniform_correct / uniform_tokens: ``{k: per-prompt outcome / cost with k samples for everyone}``.
-    """
+    """Accuracy vs compute of confidence-based routing: per prompt, ``confidence`` (the scorer's, from
+    the prompt alone) picks which prompts get "sample N" instead of "answer now" (``outcomes``)."""
+    o = outcomes
+    uniform_correct, uniform_tokens, n_samples = o.uniform_correct, o.uniform_tokens, o.n_samples
     c = np.asarray(confidence, dtype=np.float64)
-    g, s = np.asarray(greedy_correct, dtype=np.float64), np.asarray(sampled_correct, dtype=np.float64)
-    gt, st = np.asarray(greedy_tokens, dtype=np.float64), np.asarray(sampled_tokens, dtype=np.float64)
+    g, s = np.asarray(o.greedy_correct, dtype=np.float64), np.asarray(o.sampled_correct, dtype=np.float64)
+    gt, st = np.asarray(o.greedy_tokens, dtype=np.float64), np.asarray(o.sampled_tokens, dtype=np.float64)
     if not (c.shape == g.shape == s.shape == gt.shape == st.shape):
         raise ValueError("confidence, greedy and sampled outcomes and costs need one entry per prompt each.")
     if not np.isfinite(c).all():

@@ -10,7 +10,7 @@ routing, online error detection and data curation, each with n and bootstrap int
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +22,11 @@ from ..data.rollouts import Rollout, generate_rollouts, load_rollouts, save_roll
 from ..analysis.confidence import next_token_confidence, verbalized_confidence
 from ..io import nan_to_none
 from ..models import Generation, GenerationConfig, ModelAdapter, load_model
-from ..report import Report, Section, Table
+from ..report import Section, Table
 from ..tasks import get_task
 from .calibration import cross_calibrate, plot_reliability, reliability_curve
 from .config import ApplicationsConfig
-from .curation import CurationResult, curate
+from .curation import CurationColumns, CurationResult, curate
 from .decoding import (
     AbortRule,
     BestOfNResult,
@@ -38,7 +38,7 @@ from .decoding import (
 from .detection import DetectionResult, FlagRule, detect_errors
 from .fitting import ValueSignal, cross_fitted_signal, run_best_hook, run_dir_signal
 from .monitoring import ValueSnapshot
-from .routing import RoutingResult, routing_study
+from .routing import RoutingOutcomes, RoutingResult, routing_study
 from .scorer import ValueScorer
 
 
@@ -81,6 +81,15 @@ class ApplicationsResult:
     accuracy_greedy: float
     accuracy_samples: float
     n_train_only: int = 0
+    model: str = ""  # the adapter's name
+
+    def to_dict(self) -> dict:
+        """The ``applications`` section of ``summary.json``."""
+        return self.section().summary
+
+    def to_section(self, out_dir: str | Path | None = None) -> Section:
+        """The ``applications`` report section (its figures were drawn into ``config.out`` by :func:`run_applications`)."""
+        return self.section()
 
     def section(self) -> Section:
         summary = nan_to_none({
@@ -204,121 +213,175 @@ def _candidates(task, examples, greedy, samples, traces_of, values_last) -> Cand
         greedy_rewards=np.array([g[i].reward for i in ids]), greedy_lengths=np.array([len(g[i].response_ids) for i in ids]))
 
 
-def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None,
-                     train_task=None) -> ApplicationsResult:
-    """Run every application on ``cfg.task`` (or a given :class:`~reward_circuits.tasks.Task`); writes ``cfg.out``/summary.json, report.html, the
-    rollouts, the store, the scorer (``value/``) and the curated dataset; returns the typed result."""
+@dataclass
+class _AppRun:
+    """What the study's steps share: settings, model, task, rollouts, and (once fitted) the store and value signal."""
+
+    cfg: ApplicationsConfig
+    out: Path
+    adapter: ModelAdapter
+    task: object
+    timings: dict[str, float]
+    greedy: list[Rollout] = field(default_factory=list)
+    samples: list[Rollout] = field(default_factory=list)
+    train: list[Rollout] = field(default_factory=list)
+    store: object = None
+    signal: ValueSignal | None = None
+    traces_of: dict = field(default_factory=dict)
+
+    @property
+    def examples(self) -> list:
+        return list(self.task.examples)
+
+    @property
+    def rollouts(self) -> list[Rollout]:
+        return self.greedy + self.samples
+
+
+@dataclass
+class _Scored:
+    """The scorer's step: correctness and V(s_0) of each greedy answer, their AUC, the confidence comparison."""
+
+    correct: np.ndarray
+    v_s0: np.ndarray
+    value_auc: dict
+    full_auc: dict | None
+    confidence: ConfidenceComparison
+    calibrated: np.ndarray
+
+
+def _prepare(cfg: ApplicationsConfig, adapter, task, train_task) -> tuple[_AppRun, object]:
+    """The model (loaded unless given), the evaluated task and the probe-only training task."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    t_start = t0 = time.perf_counter()
-    steps = tqdm(total=6, desc="applications", leave=False)
+    t0 = time.perf_counter()
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
-    timings["load_model_s"] = time.perf_counter() - t0
+    timings = {"load_model_s": time.perf_counter() - t0}
     if task is None:
         task = get_task(cfg.task, n=cfg.n_prompts, seed=cfg.prompt_seed)
         if train_task is None and not cfg.from_run:
             train_task = _training_task(cfg, task)
     task.max_new_tokens = cfg.max_new_tokens
-    examples = list(task.examples)
+    return _AppRun(cfg, out, adapter, task, timings), train_task
 
-    t0 = time.perf_counter()
-    greedy, samples, train = _rollouts(adapter, task, cfg, out, train_task)
-    timings["rollouts_s"] = time.perf_counter() - t0
-    steps.update()
 
+def _value_signal(run: _AppRun) -> None:
+    """One store over every rollout, then cross-fitted value traces (or a run directory's probe)."""
+    cfg, t0 = run.cfg, time.perf_counter()
+    rollouts = run.rollouts + run.train
+    hooks = [run_best_hook(cfg.from_run)] if cfg.from_run else [f"blocks.{layer}.hook_resid_post" for layer in cfg.layers]
+    store = run.store = build_store(run.adapter, rollouts, hooks, run.out / "store", meta={"task": cfg.task}, progress=False)
+    run.timings["store_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rollouts = greedy + samples
-    if cfg.from_run:
-        hooks = [run_best_hook(cfg.from_run)]
-    else:
-        hooks = [f"blocks.{layer}.hook_resid_post" for layer in cfg.layers]
-    store = build_store(adapter, rollouts + train, hooks, out / "store", meta={"task": cfg.task}, progress=False)
-    timings["store_s"] = time.perf_counter() - t0
-    steps.update()
-
-    t0 = time.perf_counter()
-    prompt_of = {r.id: r.example_id for r in rollouts + train}
+    prompt_of = {r.id: r.example_id for r in rollouts}
     groups = [prompt_of[i] for i in store.rollout_ids]
     if cfg.from_run:
-        signal: ValueSignal = run_dir_signal(cfg.from_run, store, cfg.prune_ratio)
+        run.signal = run_dir_signal(cfg.from_run, store, cfg.prune_ratio)
     else:
-        signal = cross_fitted_signal(store, groups, cfg.layers, prune_ratio=cfg.prune_ratio, n_folds=cfg.n_folds,
-                                     epochs=cfg.probe_epochs, seed=cfg.seed, model=adapter.name,
-                                     train_only=[i.startswith("train/") for i in store.rollout_ids])
-    traces_of = {rid: t for rid, t in zip(store.rollout_ids, signal.traces) if t is not None}
-    timings["value_signal_s"] = time.perf_counter() - t0
-    steps.update()
+        run.signal = cross_fitted_signal(store, groups, cfg.layers, prune_ratio=cfg.prune_ratio, n_folds=cfg.n_folds,
+                                         epochs=cfg.probe_epochs, seed=cfg.seed, model=run.adapter.name,
+                                         train_only=[i.startswith("train/") for i in store.rollout_ids])
+    run.traces_of = {rid: t for rid, t in zip(store.rollout_ids, run.signal.traces) if t is not None}
+    run.timings["value_signal_s"] = time.perf_counter() - t0
 
-    # ---- scorer: V(s_0) per prompt (identical for every rollout of a prompt) -------------------
-    t0 = time.perf_counter()
+
+def _nan_auc(n: int) -> dict:
+    return {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n": n}
+
+
+def _scorer(run: _AppRun) -> _Scored:
+    """V(s_0) per prompt (identical for every rollout of a prompt) as a confidence: its AUC, the comparison
+    with the other signals, and the saved scorer (``value/``) and snapshot."""
+    cfg, out, signal, greedy, t0 = run.cfg, run.out, run.signal, run.greedy, time.perf_counter()
     correct = np.array([r.reward for r in greedy])
-    v_s0 = np.array([traces_of[r.id][0] for r in greedy])
+    v_s0 = np.array([run.traces_of[r.id][0] for r in greedy])
     value_auc = (bootstrap_auc_ci(correct, v_s0, n_boot=cfg.n_boot, seed=cfg.seed).to_dict() if np.unique(correct).size == 2
-                 else {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n": int(correct.size)})
+                 else _nan_auc(int(correct.size)))
     full_auc = None
     if signal.full_probe_initial_values is not None and np.unique(correct).size == 2:
-        index = {rid: i for i, rid in enumerate(store.rollout_ids)}
+        index = {rid: i for i, rid in enumerate(run.store.rollout_ids)}
         v_full = np.array([signal.full_probe_initial_values[index[r.id]] for r in greedy])
         full_auc = bootstrap_auc_ci(correct, v_full, n_boot=cfg.n_boot, seed=cfg.seed).to_dict()
-    confidence, calibrated = _confidence_comparison(adapter, task, examples, greedy, v_s0, cfg, out)
-    scorer = ValueScorer(signal.final_probe, signal.final_hook, signal.scorer_neurons, adapter, cfg.calibration)
+    confidence, calibrated = _confidence_comparison(run.adapter, run.task, run.examples, greedy, v_s0, cfg, out)
+    scorer = ValueScorer(signal.final_probe, signal.final_hook, signal.scorer_neurons, run.adapter, cfg.calibration)
     scorer.fit_from_values(v_s0, correct)
     signal.final_probe.save(out / "value" / "value_probe")
     if signal.scorer_neurons is not None:
         signal.scorer_neurons.save(out / "value" / "value_neurons.json")
-    ValueSnapshot(str(out), adapter.name, signal.final_hook, signal.neuron_sets, [r.example_id for r in greedy],
+    ValueSnapshot(str(out), run.adapter.name, signal.final_hook, signal.neuron_sets, [r.example_id for r in greedy],
                   correct, v_s0).save(out)
-    timings["scorer_s"] = time.perf_counter() - t0
-    steps.update()
+    run.timings["scorer_s"] = time.perf_counter() - t0
+    return _Scored(correct, v_s0, value_auc, full_auc, confidence, calibrated)
 
-    # ---- decoding, routing, detection, curation (no model calls) ------------------------------
-    t0 = time.perf_counter()
-    values_last = {rid: float(t[-1]) for rid, t in traces_of.items()}
-    cands = _candidates(task, examples, greedy, samples, traces_of, values_last)
-    thresholds = cfg.resolved_thresholds([traces_of[r.id] for r in rollouts])
-    abort = AbortRule(drop=thresholds["abort_drop"])
-    bon = best_of_n(cands, abort=abort, n_boot=cfg.n_boot, seed=cfg.seed)
-    figures = [confidence.reliability_figure, bon.plot(out / "applications_best_of_n.png")]
-    n = cands.n_samples
+
+def _routing(run: _AppRun, cands: CandidateSet, scored: _Scored) -> RoutingResult:
+    """Answer now / sample N by the calibrated confidence (V(s_0) where uncalibrated) vs uniform sampling."""
+    cfg, n = run.cfg, cands.n_samples
     sampled, sampled_tok = select(cands, cfg.routing_selector, n)
     uniform = {1: (cands.greedy_rewards, cands.greedy_lengths)}
     for k in sorted({min(2 ** i, n) for i in range(1, int(np.log2(n)) + 1)} | {n}):
         uniform[k] = select(cands, cfg.routing_selector, k)
-    routing_conf = np.where(np.isfinite(calibrated), calibrated, v_s0)
-    routing = routing_study(routing_conf, cands.greedy_rewards, sampled, {k: v[0] for k, v in uniform.items()},
-                            cands.greedy_lengths, sampled_tok, {k: v[1] for k, v in uniform.items()}, n,
-                            selector=cfg.routing_selector, headline_fraction=cfg.routing_fraction,
-                            escalate_fraction=cfg.escalate_fraction, n_boot=cfg.n_boot, seed=cfg.seed)
-    figures.append(routing.plot(out / "applications_routing.png"))
-    steps.update()
+    outcomes = RoutingOutcomes(cands.greedy_rewards, sampled, {k: v[0] for k, v in uniform.items()}, cands.greedy_lengths,
+                               sampled_tok, {k: v[1] for k, v in uniform.items()}, n)
+    routing_conf = np.where(np.isfinite(scored.calibrated), scored.calibrated, scored.v_s0)
+    return routing_study(routing_conf, outcomes, selector=cfg.routing_selector, headline_fraction=cfg.routing_fraction,
+                         escalate_fraction=cfg.escalate_fraction, n_boot=cfg.n_boot, seed=cfg.seed)
+
+
+def _detection_and_curation(run: _AppRun, thresholds: dict, values_last: dict) -> tuple[DetectionResult, CurationResult]:
+    """Flag rollouts whose value or TD error drops; export the confident-but-wrong and unconfident-but-right ones."""
+    cfg, rollouts, traces_of = run.cfg, run.rollouts, run.traces_of
     rule = FlagRule(value_threshold=thresholds["flag_value"], td_threshold=thresholds["flag_td"],
-                    gamma=signal.final_probe.cfg.gamma)
+                    gamma=run.signal.final_probe.cfg.gamma)
     detection = detect_errors([traces_of[r.id] for r in rollouts], [r.reward for r in rollouts], rule,
                               groups=[r.example_id for r in rollouts], n_boot=cfg.n_boot, seed=cfg.seed)
-    figures.append(detection.plot(out / "applications_detection.png"))
-    prompt_text = {ex.id: task.user_message(ex) for ex in examples}
-    curation = curate([r.id for r in rollouts], [r.example_id for r in rollouts], [prompt_text[r.example_id] for r in rollouts],
-                      [r.response_text for r in rollouts], [r.gold for r in rollouts], [r.reward for r in rollouts],
-                      [values_last[r.id] for r in rollouts], out / "curated", thresholds["confident"], thresholds["unconfident"])
-    timings["analyses_s"] = time.perf_counter() - t0
+    prompt_text = {ex.id: run.task.user_message(ex) for ex in run.examples}
+    columns = CurationColumns([r.id for r in rollouts], [r.example_id for r in rollouts],
+                              [prompt_text[r.example_id] for r in rollouts], [r.response_text for r in rollouts],
+                              [r.gold for r in rollouts], [r.reward for r in rollouts], [values_last[r.id] for r in rollouts])
+    curation = curate(columns, run.out / "curated", thresholds["confident"], thresholds["unconfident"])
+    return detection, curation
+
+
+def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None,
+                     train_task=None) -> ApplicationsResult:
+    """Run every application on ``cfg.task`` (or a given :class:`~reward_circuits.tasks.Task`) → :class:`ApplicationsResult`.
+
+    Writes only its artefacts to ``cfg.out``: the rollouts, the store, the scorer (``value/``), the
+    curated dataset and the figures; ``result.to_section(out)`` is its ``applications`` report section
+    (the command, :func:`~reward_circuits.applications.commands.write_applications_report`, writes the report)."""
+    t_start = time.perf_counter()
+    steps = tqdm(total=6, desc="applications", leave=False)
+    run, train_task = _prepare(cfg, adapter, task, train_task)
+    t0 = time.perf_counter()
+    run.greedy, run.samples, run.train = _rollouts(run.adapter, run.task, cfg, run.out, train_task)
+    run.timings["rollouts_s"] = time.perf_counter() - t0
+    steps.update()
+    _value_signal(run)
+    steps.update(2)
+    scored = _scorer(run)
+    steps.update()
+    # ---- decoding, routing, detection, curation (no model calls) ------------------------------
+    t0 = time.perf_counter()
+    values_last = {rid: float(t[-1]) for rid, t in run.traces_of.items()}
+    cands = _candidates(run.task, run.examples, run.greedy, run.samples, run.traces_of, values_last)
+    thresholds = cfg.resolved_thresholds([run.traces_of[r.id] for r in run.rollouts])
+    bon = best_of_n(cands, abort=AbortRule(drop=thresholds["abort_drop"]), n_boot=cfg.n_boot, seed=cfg.seed)
+    figures = [scored.confidence.reliability_figure, bon.plot(run.out / "applications_best_of_n.png")]
+    routing = _routing(run, cands, scored)
+    figures.append(routing.plot(run.out / "applications_routing.png"))
+    steps.update()
+    detection, curation = _detection_and_curation(run, thresholds, values_last)
+    figures.append(detection.plot(run.out / "applications_detection.png"))
+    run.timings["analyses_s"] = time.perf_counter() - t0
     steps.update()
     steps.close()
-    timings["total_s"] = time.perf_counter() - t_start
-    return ApplicationsResult(cfg, signal.source, signal.hooks_by_fold, value_auc, full_auc, confidence, bon, routing, detection, curation,
-                              [f for f in figures if f], timings, thresholds, float(correct.mean()),
-                              float(np.mean([r.reward for r in samples])), len(train))
-
-
-def write_applications_report(cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None,
-                              train_task=None) -> ApplicationsResult:
-    """:func:`run_applications`, then the ``applications`` section into ``cfg.out``'s report."""
-    result = run_applications(cfg, adapter, task, train_task)
-    report = Report(cfg.out, header={"model": adapter.name if adapter else cfg.model, "task": cfg.task,
-                                     "wall_time_s": result.timings["total_s"]})
-    report.add(result.section())
-    return result
+    run.timings["total_s"] = time.perf_counter() - t_start
+    return ApplicationsResult(cfg, run.signal.source, run.signal.hooks_by_fold, scored.value_auc, scored.full_auc,
+                              scored.confidence, bon, routing, detection, curation, [f for f in figures if f], run.timings,
+                              thresholds, float(scored.correct.mean()), float(np.mean([r.reward for r in run.samples])),
+                              len(run.train), model=run.adapter.name)
 
 
 def model_snapshot(model: str, cfg: ApplicationsConfig, adapter: ModelAdapter | None = None, task=None) -> ValueSnapshot:

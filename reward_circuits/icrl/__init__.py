@@ -19,6 +19,7 @@ from .agent import (
                     ActionTokens,
                     ContextSession,
                     Experiment,
+                    PlaySettings,
                     StepRecord,
                     action_tokens,
                     choice_logprobs,
@@ -70,7 +71,7 @@ from .study import (
 
 __all__ = [
     "ENVIRONMENTS", "GAMMA", "PAPER_ALPHA", "ActionTokenError", "ActionTokens", "ContextSession", "Experiment",
-    "FeatureChoice", "GraphTask", "GridWorld", "IllegalActionError", "InterventionResult", "LayerResult", "QLearningFit",
+    "FeatureChoice", "GraphTask", "GridWorld", "IllegalActionError", "InterventionResult", "LayerResult", "PlaySettings", "QLearningFit",
     "QTrace", "SAETDConfig", "SAETDResult", "StepRecord", "StepResult", "TargetCorrelation", "TaskResult",
     "TextEnvironment", "Trajectory", "TwoStepTask", "action_tokens", "best_feature", "choice_log_likelihood",
     "choice_logprobs", "make_environment", "matched_random_latents", "paired_abs_corr_diff", "partial_abs_corr", "play",

@@ -299,25 +299,34 @@ def _episodes(env: TextEnvironment, tokenizer, rng: np.random.Generator, n_episo
     return steps, spans, pending
 
 
-def play_many(
-    adapter: ModelAdapter,
-    task: str,
-    seeds: Sequence[int],
-    *,
-    n_episodes: int = 10,
-    random_episodes: int = 3,
-    policy: Policy = "sample",
-    fwd_hooks: FwdHooks = (),
-    capture: Sequence[str] = (),
-    use_cache: bool | None = None,
-    env_kwargs: dict | None = None,
-    progress: bool | object = False,
-) -> list[Experiment]:
+@dataclass
+class PlaySettings:
+    """How :func:`play_many` plays, passed as its keywords (or ``settings=``): ``n_episodes`` per
+    experiment, the first ``random_episodes`` by the random policy, then the model's ``policy``;
+    ``fwd_hooks`` run during play, ``capture`` names hooks whose activations are kept, ``progress``
+    is True for a tqdm bar over episodes or an open tqdm bar to update."""
+
+    n_episodes: int = 10
+    random_episodes: int = 3
+    policy: Policy = "sample"
+    fwd_hooks: FwdHooks = ()
+    capture: Sequence[str] = ()
+    use_cache: bool | None = None
+    env_kwargs: dict | None = None
+    progress: bool | object = False
+
+
+def play_many(adapter: ModelAdapter, task: str, seeds: Sequence[int], **settings) -> list[Experiment]:
     """Play one experiment per seed, all in one batch: one forward pass per decision round.
 
     Each experiment is what :func:`play` gives for its seed (the rows of the batch never see each
-    other). ``progress``: True for a tqdm bar over episodes, or an open tqdm bar to update.
+    other). ``settings``: the fields of :class:`PlaySettings` as keywords (``n_episodes=10``,
+    ``random_episodes=3``, ``policy="sample"``, ``fwd_hooks=()``, ``capture=()``, ``use_cache=None``,
+    ``env_kwargs=None``, ``progress=False``), or one ``settings=PlaySettings(...)``.
     """
+    ps = settings["settings"] if set(settings) == {"settings"} else PlaySettings(**settings)
+    n_episodes, random_episodes, policy, capture, progress = ps.n_episodes, ps.random_episodes, ps.policy, ps.capture, ps.progress
+    fwd_hooks, use_cache, env_kwargs = ps.fwd_hooks, ps.use_cache, ps.env_kwargs
     if not 0 <= random_episodes <= n_episodes:
         raise ValueError(f"random_episodes must lie in [0, n_episodes={n_episodes}], got {random_episodes}.")
     if policy not in ("sample", "greedy"):

@@ -16,7 +16,7 @@ from .study import SAETDConfig
 def register(sub) -> None:
     p = sub.add_parser("sae-td", help="in-context RL tasks, Q-learning TD errors, SAE latents that track them, interventions",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_arguments(p, SAETDConfig)
+    add_config_arguments(p, SAETDConfig, exclude=("out",))
     p.add_argument("--out", required=True, help="report directory (summary.json, report.html, figures, saes/)")
     p.set_defaults(handler=_sae_td)
 
@@ -26,18 +26,21 @@ def _sae_td(args) -> int:
 
     import torch
 
-    from ..models import load_model
     from ..report import Report
+    from .study import run_sae_td
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     config = config_from_args(SAETDConfig, args)
-    adapter = load_model(config.model, backend=config.backend)
-    report = Report(args.out, header={"model": adapter.name, "command": "sae-td"})
-    from .study import run_sae_td
+    report = None
 
-    result = run_sae_td(adapter, config, out_dir=args.out, on_task=lambda r: report.add(r.section(args.out)))
+    def write_report(partial) -> None:  # rewritten after each task, so a long run leaves its finished tasks
+        nonlocal report
+        report = report or Report(config.out, header={"model": partial.model, "command": "sae-td"})
+        report.add(partial.to_section(config.out))
+
+    result = run_sae_td(config, on_task=write_report)
     for task in result.tasks:
         print(f"{task.task}: model reward {task.model_reward} vs random {task.random_reward}; "
               f"verdicts {task.verdicts()}")
-    print(f"wrote {args.out}/summary.json and report.html ({result.wall_s:.0f} s)")
+    print(f"wrote {config.out}/summary.json and report.html ({result.wall_s:.0f} s)")
     return 0

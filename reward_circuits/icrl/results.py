@@ -178,10 +178,18 @@ class SAETDResult:
         fig.tight_layout()
         return save_figure(fig, Path(out_dir) / "sae_td_corr_by_layer.png")
 
+    def to_dict(self) -> dict:
+        """The ``sae_td`` section of ``summary.json``."""
+        return nan_to_none({"model": self.model, "config": self.config, "wall_s": self.wall_s,
+                            "tasks": {t.task: t.to_dict() for t in self.tasks}})
+
+    def to_section(self, out_dir: str | os.PathLike | None = None) -> Section:
+        """The ``sae_td`` report section; with ``out_dir`` its figure is drawn there."""
+        return self.section(out_dir)
+
     def section(self, out_dir: str | os.PathLike | None = None) -> Section:
         figures = [self.figure(out_dir)] if out_dir is not None and self.tasks else []
-        summary = nan_to_none({"model": self.model, "config": self.config, "wall_s": self.wall_s,
-                               "tasks": {t.task: t.to_dict() for t in self.tasks}})
+        summary = self.to_dict()
         behaviour = Table("Model vs random policy (mean reward per model-policy episode, per experiment)",
                           ["task", "n exp", "model", "random", "model − random (p)", "fitted α (paper α)", "fitted β"],
                           [[t.task, t.n_experiments, str(t.model_reward), str(t.random_reward),

@@ -15,6 +15,7 @@ E[f]·|W_dec| (:func:`matched_random_latents`); the model replays the same seeds
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns, rank_by_score
-from ..configs import apply_at_defaults
+from ..configs import StudyConfig, apply_at_defaults
 from ..interventions.sweep import RowScopedHooks
 from ..models import ModelAdapter, RowLabels
 from ..sae import (
@@ -64,7 +65,7 @@ PAPER_SCALE = {"n_experiments": 100, "n_episodes": 30, "random_episodes": 7, "sa
 
 
 @dataclass
-class SAETDConfig:
+class SAETDConfig(StudyConfig):
     """Settings of ``reward-circuits sae-td``. Defaults fit the three tasks in ~10 minutes on 2 cores;
     ``paper_scale=True`` sets the paper's 100 experiments × 30 episodes (7 random) and its SAE (standard
     L1: batch 256, Adam lr 1e-4, L1 1e-5, 30 epochs on raw activations).
@@ -78,7 +79,6 @@ class SAETDConfig:
     """
 
     tasks: tuple[str, ...] = field(default=("two_step", "grid", "graph"), metadata={"help": "tasks to run"})
-    model: str = field(default="default", metadata={"help": "model name (default: the packaged SmolLM2-135M-Instruct)"})
     backend: Literal["transformer_lens", "nnsight"] = field(default="transformer_lens", metadata={"help": "model backend"})
     n_experiments: int = field(default=6, metadata={"help": "seeded experiments per task (paper: 100)"})
     n_episodes: int = field(default=6, metadata={"help": "episodes per experiment (paper: 30)"})
@@ -99,7 +99,6 @@ class SAETDConfig:
     interventions: bool = field(default=True, metadata={"help": "run the latent-removal interventions"})
     shuffled_null: bool = field(default=True, metadata={"help": "train the shuffled-episode null SAEs"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples"})
-    seed: int = field(default=0, metadata={"help": "base seed (experiment i uses seed*1000 + i)"})
     quick: bool = field(default=False, metadata={"help": "a smoke run: 4 experiments of 3 episodes, 3 SAE epochs, 200 bootstrap resamples (options given explicitly still win)"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
@@ -203,14 +202,59 @@ def _fit_alpha(exps: Sequence[Experiment]) -> QLearningFit:
     return QLearningFit().fit([e.trajectory() for e in exps])
 
 
-def _target_corr(name, lat, raw, lat_null, y, sel, held, cfg: SAETDConfig, control=None, groups=None) -> TargetCorrelation:
-    """Held-out |r| of the best latent, raw dim, ridge probe (and null latent) with ``y``; ``groups``
-    (the experiment of each event) makes every interval resample whole held-out experiments."""
-    n_boot, seed = cfg.n_boot, cfg.seed
+@dataclass
+class _Events:
+    """The study's events over every experiment: the TD error at each outcome token and Q(s, a) at each
+    action token, with the experiment of each event and the selection/held-out split (by experiment)."""
+
+    td: np.ndarray
+    q: np.ndarray
+    exp_of: np.ndarray
+    rew: np.ndarray
+    sel_exp: list[int]
+    held_exp: list[int]
+    pos_out: list[np.ndarray]
+    pos_act: list[np.ndarray]
+
+    @property
+    def sel(self) -> np.ndarray:
+        return np.isin(self.exp_of, self.sel_exp)
+
+    @property
+    def held(self) -> np.ndarray:
+        return np.isin(self.exp_of, self.held_exp)
+
+
+@dataclass
+class _TaskRun:
+    """What every step of one task shares: the model, the settings, the baseline experiments and their events."""
+
+    adapter: ModelAdapter
+    task: str
+    cfg: SAETDConfig
+    hooks: list[str]
+    seeds: list[int]
+    bar: object
+    base: list[Experiment] = field(default_factory=list)
+    events: _Events | None = None
+    shuffled_acts: list | None = None
+    new_pos: list | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def play_kw(self) -> dict:
+        return {"n_episodes": self.cfg.n_episodes, "random_episodes": self.cfg.random_episodes, "policy": self.cfg.policy}
+
+
+def _target_corr(name, lat, raw, lat_null, y, ev: _Events, cfg: SAETDConfig, control=None) -> TargetCorrelation:
+    """Held-out |r| of the best latent, raw dim, ridge probe (and null latent) with ``y``; the experiment
+    of each event (``ev.exp_of``) makes every interval resample whole held-out experiments."""
+    n_boot, seed, groups = cfg.n_boot, cfg.seed, ev.exp_of
+    sel, held = ev.sel, ev.held
     sae = best_feature(lat, y, sel, held, n_boot, seed, groups)
     rawc = best_feature(raw, y, sel, held, n_boot, seed, groups)
     probe, probe_pred = ridge_probe_corr(raw, y, sel, held, n_boot, seed, groups)
-    g_held = None if groups is None else np.asarray(groups)[held]
+    g_held = np.asarray(groups)[held]
     given = [None, None, None]
     if control is not None and np.std(control[held]) > 0:
         given = [partial_abs_corr(f, y[held], control[held], n_boot, seed, g_held)
@@ -227,146 +271,170 @@ def _target_corr(name, lat, raw, lat_null, y, sel, held, cfg: SAETDConfig, contr
                              d_null, p_null, max_abs(lat), max_abs(raw), *given)
 
 
+def _events(base: Sequence[Experiment], task: str, n_sel: int) -> _Events:
+    """Q-learning (the paper's α for ``task``) over each baseline experiment: TD errors and Q-values per step."""
+    alpha = PAPER_ALPHA[task]
+    td, q, exp_of, rew = [], [], [], []
+    for i, e in enumerate(base):
+        tr = q_learning_trace(e.trajectory(), alpha, GAMMA)
+        td.append(tr.td_errors)
+        q.append(tr.q_chosen)
+        exp_of += [i] * len(e.steps)
+        rew += [s.reward for s in e.steps]
+    return _Events(np.concatenate(td), np.concatenate(q), np.asarray(exp_of), np.asarray(rew, dtype=np.float64),
+                   list(range(n_sel)), list(range(n_sel, len(base))),
+                   _event_positions(base, "outcome"), _event_positions(base, "action"))
+
+
+def _event_positions(base: Sequence[Experiment], kind: str, new_pos=None) -> list[np.ndarray]:
+    out = []
+    for i, e in enumerate(base):
+        pos = np.array([s.outcome_pos if kind == "outcome" else s.action_pos for s in e.steps])
+        out.append(new_pos[i][pos] if new_pos is not None else pos)
+    return out
+
+
+def _rows(acts_per_exp, hook: str, positions_per_exp, exps) -> torch.Tensor:
+    return torch.cat([acts_per_exp[i][hook][torch.as_tensor(positions_per_exp[i])] for i in exps])
+
+
+def _shuffled_reread(run: _TaskRun) -> None:
+    """The null: every baseline experiment re-read with its episodes in a shuffled order."""
+    shuffled = [shuffled_episode_ids(e, run.cfg.seed * 7919 + i) for i, e in enumerate(run.base)]
+    with ContextSession(run.adapter, len(run.base), capture=run.hooks) as session:
+        session.feed([ids for ids, _ in shuffled])
+        run.shuffled_acts = session.activations()
+    run.new_pos = [m for _, m in shuffled]
+
+
+def _layer(run: _TaskRun, layer: int, hook: str) -> tuple[LayerResult, tuple]:
+    """Train the layer's SAE (and its shuffled-episode null) on the selection experiments; correlate
+    its latents, the raw dims and a probe with the TD errors and Q-values on the held-out ones."""
+    cfg, base, ev = run.cfg, run.base, run.events
+    # the first token of a context is an attention sink (norm ~50x the median at late layers): left out
+    train_x = torch.cat([base[i].activations[hook][1:] for i in ev.sel_exp])
+    test_x = torch.cat([base[i].activations[hook][1:] for i in ev.held_exp])
+    sae = train_sae(train_x, cfg.sae_config(), hook_name=hook, model_name=run.adapter.name).sae
+    quality = evaluate_sae(sae, test_x).to_dict()
+    all_exps = list(range(len(base)))
+    acts = [e.activations for e in base]
+    raw_out, raw_act = _rows(acts, hook, ev.pos_out, all_exps), _rows(acts, hook, ev.pos_act, all_exps)
+    lat_out, lat_act = encode_all(sae, raw_out).numpy(), encode_all(sae, raw_act).numpy()
+    null_out = null_act = null_quality = None
+    if run.shuffled_acts is not None:
+        shuffled = run.shuffled_acts
+        null_train = torch.cat([shuffled[i][hook][1:] for i in ev.sel_exp])
+        null_sae = train_sae(null_train, cfg.sae_config(), hook_name=hook).sae
+        null_quality = evaluate_sae(null_sae, torch.cat([shuffled[i][hook][1:] for i in ev.held_exp])).to_dict()
+        null_out = encode_all(null_sae, _rows(shuffled, hook, _event_positions(base, "outcome", run.new_pos), all_exps)).numpy()
+        null_act = encode_all(null_sae, _rows(shuffled, hook, _event_positions(base, "action", run.new_pos), all_exps)).numpy()
+    result = LayerResult(layer, hook, quality, null_quality,
+                         _target_corr("td_error", lat_out, raw_out.numpy(), null_out, ev.td, ev, cfg, ev.rew),
+                         _target_corr("q_value", lat_act, raw_act.numpy(), null_act, ev.q, ev, cfg, None))
+    return result, (sae, train_x)
+
+
+def _paired_logodds_changes(base, run_top, run_rnd) -> tuple[list[float], list[float], int]:
+    """Per experiment, the mean |Δ log-odds| of each condition on the decisions both still share with the baseline."""
+    d_top = [_identical_context_logodds_change(b, o) for b, o in zip(base, run_top)]
+    d_rnd = [_identical_context_logodds_change(b, o) for b, o in zip(base, run_rnd)]
+    m_top, m_rnd = [], []
+    for a, b in zip(d_top, d_rnd):
+        k = min(len(a), len(b))
+        if k:
+            m_top.append(float(np.mean(a[:k])))
+            m_rnd.append(float(np.mean(b[:k])))
+    return m_top, m_rnd, int(sum(min(len(a), len(b)) for a, b in zip(d_top, d_rnd)))
+
+
+def _intervention(run: _TaskRun, best: LayerResult, sae, train_x, model_r: np.ndarray, fit: QLearningFit) -> InterventionResult:
+    """Remove the top TD latents of ``best``'s layer (chosen on selection data) vs as many matched random
+    latents; the model replays the same seeds under each."""
+    cfg, base, ev, seeds = run.cfg, run.base, run.events, run.seeds
+    lat_sel = encode_all(sae, _rows([e.activations for e in base], best.hook, ev.pos_out, ev.sel_exp)).numpy()
+    r_sel = np.nan_to_num(pearson_columns(lat_sel, ev.td[ev.sel]), nan=0.0)
+    top = [int(j) for j in rank_by_score(np.abs(r_sel))[:cfg.top_k_latents]]
+    rnd, top_size, rnd_size = matched_random_latents(sae, train_x, top, seed=cfg.seed + 11)
+    run.notes.append(f"random latents matched to the top ones on mean contribution E[f_j]·|W_dec_j| over training "
+                     f"tokens: top {np.round(top_size, 3).tolist()}, random {np.round(rnd_size, 3).tolist()}.")
+    # both conditions in one batch (the sweeps' row-scoped hooks): rows 0..n-1 lose the top
+    # latents, rows n..2n-1 the random ones; the same seeds, so the same agent draws
+    labels = RowLabels([0] * len(seeds) + [1] * len(seeds))
+    scoped = RowScopedHooks(labels, [(0, remove_latents(sae, top)), (1, remove_latents(sae, rnd))])
+    both = play_many(run.adapter, run.task, list(seeds) * 2, fwd_hooks=[(best.hook, scoped)], progress=run.bar, **run.play_kw)
+    run_top, run_rnd = both[:len(seeds)], both[len(seeds):]
+    m_top, m_rnd, n_decisions = _paired_logodds_changes(base, run_top, run_rnd)
+    ci = lambda x: bootstrap_ci(x, n_boot=cfg.n_boot, seed=cfg.seed)
+    lo_diff, lo_p = paired_bootstrap_diff(m_top, m_rnd, n_boot=cfg.n_boot, seed=cfg.seed)
+    r_top = np.array([_mean_model_reward(e) for e in run_top])
+    r_rnd = np.array([_mean_model_reward(e) for e in run_rnd])
+    rd, rp = paired_bootstrap_diff(r_top, r_rnd, n_boot=cfg.n_boot, seed=cfg.seed)
+    return InterventionResult(best.layer, top, rnd, ci(m_top), ci(m_rnd), lo_diff, lo_p, n_decisions, ci(model_r),
+                              ci(r_top), ci(r_rnd), rd, rp, fit.alpha_, _fit_alpha(run_top).alpha_, _fit_alpha(run_rnd).alpha_)
+
+
 def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str | Path | None = None) -> TaskResult:
-    """One task of the study (see module docstring)."""
+    """One task of the study (see module docstring); with ``out_dir`` the intervened layer's SAE is saved there."""
     t0 = time.time()
     cfg = config
     layers = cfg.resolve_layers(adapter.n_layers)
     hooks = [f"blocks.{layer}.hook_resid_post" for layer in layers]
-    seeds = [cfg.seed * 1000 + i for i in range(cfg.n_experiments)]
-    play_kw = {"n_episodes": cfg.n_episodes, "random_episodes": cfg.random_episodes, "policy": cfg.policy}
     bar = tqdm(total=cfg.n_experiments * cfg.n_episodes * (3 if cfg.interventions else 1) + cfg.n_experiments * cfg.n_episodes,
                desc=f"sae-td {task} episodes", disable=not cfg.progress)
+    run = _TaskRun(adapter, task, cfg, hooks, [cfg.seed * 1000 + i for i in range(cfg.n_experiments)], bar)
     try:
-        base = play_many(adapter, task, seeds, capture=hooks, progress=bar, **play_kw)
-        rand = play_many(adapter, task, seeds, n_episodes=cfg.n_episodes, random_episodes=cfg.n_episodes, progress=bar)
-        notes: list[str] = []
-        n_sel = cfg.n_experiments // 2
-        sel_exp, held_exp = list(range(n_sel)), list(range(n_sel, cfg.n_experiments))
-
+        run.base = play_many(adapter, task, run.seeds, capture=hooks, progress=bar, **run.play_kw)
+        rand = play_many(adapter, task, run.seeds, n_episodes=cfg.n_episodes, random_episodes=cfg.n_episodes, progress=bar)
         # ---- behaviour ----------------------------------------------------------------------------
-        model_r = np.array([_mean_model_reward(e) for e in base])
+        model_r = np.array([_mean_model_reward(e) for e in run.base])
         rand_r = np.array([float(e.episode_rewards()[cfg.random_episodes:].mean()) for e in rand])
         diff, p_diff = paired_bootstrap_diff(model_r, rand_r, n_boot=cfg.n_boot, seed=cfg.seed)
-        fit = _fit_alpha(base)
-
-        # ---- events: TD errors at outcome tokens, Q-values at action tokens ------------------------------
-        alpha = PAPER_ALPHA[task]
-        td, q, exp_of, out_pos, act_pos, rew = [], [], [], [], [], []
-        for i, e in enumerate(base):
-            tr = q_learning_trace(e.trajectory(), alpha, GAMMA)
-            td.append(tr.td_errors)
-            q.append(tr.q_chosen)
-            exp_of += [i] * len(e.steps)
-            out_pos += [s.outcome_pos for s in e.steps]
-            act_pos += [s.action_pos for s in e.steps]
-            rew += [s.reward for s in e.steps]
-        td, q, exp_of, rew = np.concatenate(td), np.concatenate(q), np.asarray(exp_of), np.asarray(rew, dtype=np.float64)
-        sel, held = np.isin(exp_of, sel_exp), np.isin(exp_of, held_exp)
-        if np.std(q[sel]) == 0 or np.std(td[sel]) == 0:
-            notes.append("TD errors or Q-values are constant on the selection experiments (no reward seen?): "
-                         "correlations are undefined there and reported as 0.")
-
-        # ---- shuffled-episode re-read (null) ----------------------------------------------------
-        shuffled_acts, new_pos = None, None
+        fit = _fit_alpha(run.base)
+        ev = run.events = _events(run.base, task, cfg.n_experiments // 2)
+        if np.std(ev.q[ev.sel]) == 0 or np.std(ev.td[ev.sel]) == 0:
+            run.notes.append("TD errors or Q-values are constant on the selection experiments (no reward seen?): "
+                             "correlations are undefined there and reported as 0.")
         if cfg.shuffled_null:
-            shuffled = [shuffled_episode_ids(e, cfg.seed * 7919 + i) for i, e in enumerate(base)]
-            with ContextSession(adapter, len(base), capture=hooks) as session:
-                session.feed([ids for ids, _ in shuffled])
-                shuffled_acts = session.activations()
-            new_pos = [m for _, m in shuffled]
-
-        def rows(acts_per_exp, hook, positions_per_exp, exps):
-            return torch.cat([acts_per_exp[i][hook][torch.as_tensor(positions_per_exp[i])] for i in exps])
-
-        def event_positions(kind: str, remap: bool) -> list[np.ndarray]:
-            out = []
-            for i, e in enumerate(base):
-                pos = np.array([s.outcome_pos if kind == "outcome" else s.action_pos for s in e.steps])
-                out.append(new_pos[i][pos] if remap else pos)
-            return out
-
-        pos_out, pos_act = event_positions("outcome", False), event_positions("action", False)
-        all_exps = list(range(len(base)))
-        layer_results: list[LayerResult] = []
-        saes = {}
+            _shuffled_reread(run)
+        layer_results, saes = [], {}
         for layer, hook in zip(layers, hooks):
-            # the first token of a context is an attention sink (norm ~50x the median at late layers): left out
-            train_x = torch.cat([base[i].activations[hook][1:] for i in sel_exp])
-            test_x = torch.cat([base[i].activations[hook][1:] for i in held_exp])
-            sae = train_sae(train_x, cfg.sae_config(), hook_name=hook, model_name=adapter.name).sae
-            saes[layer] = (sae, train_x)
-            quality = evaluate_sae(sae, test_x).to_dict()
-            raw_out, raw_act = rows([e.activations for e in base], hook, pos_out, all_exps), rows(
-                [e.activations for e in base], hook, pos_act, all_exps)
-            lat_out, lat_act = encode_all(sae, raw_out).numpy(), encode_all(sae, raw_act).numpy()
-            null_out = null_act = null_quality = None
-            if shuffled_acts is not None:
-                null_train = torch.cat([shuffled_acts[i][hook][1:] for i in sel_exp])
-                null_sae = train_sae(null_train, cfg.sae_config(), hook_name=hook).sae
-                null_quality = evaluate_sae(null_sae, torch.cat([shuffled_acts[i][hook][1:] for i in held_exp])).to_dict()
-                null_out = encode_all(null_sae, rows(shuffled_acts, hook, event_positions("outcome", True), all_exps)).numpy()
-                null_act = encode_all(null_sae, rows(shuffled_acts, hook, event_positions("action", True), all_exps)).numpy()
-            layer_results.append(LayerResult(
-                layer, hook, quality, null_quality,
-                _target_corr("td_error", lat_out, raw_out.numpy(), null_out, td, sel, held, cfg, rew, exp_of),
-                _target_corr("q_value", lat_act, raw_act.numpy(), null_act, q, sel, held, cfg, None, exp_of)))
-
-        # ---- interventions ----------------------------------------------------------------------------
+            result, saes[layer] = _layer(run, layer, hook)
+            layer_results.append(result)
         intervention = None
         if cfg.interventions:
             best = max(layer_results, key=lambda lr: lr.td_error.sae_in_sample_max)  # chosen on selection data only
-            sae, train_x = saes[best.layer]
-            lat_sel = encode_all(sae, rows([e.activations for e in base], best.hook, pos_out, sel_exp)).numpy()
-            r_sel = np.nan_to_num(pearson_columns(lat_sel, td[sel]), nan=0.0)
-            top = [int(j) for j in rank_by_score(np.abs(r_sel))[:cfg.top_k_latents]]
-            rnd, top_size, rnd_size = matched_random_latents(sae, train_x, top, seed=cfg.seed + 11)
-            notes.append(f"random latents matched to the top ones on mean contribution E[f_j]·|W_dec_j| over training "
-                         f"tokens: top {np.round(top_size, 3).tolist()}, random {np.round(rnd_size, 3).tolist()}.")
-            # both conditions in one batch (the sweeps' row-scoped hooks): rows 0..n-1 lose the top
-            # latents, rows n..2n-1 the random ones; the same seeds, so the same agent draws
-            labels = RowLabels([0] * len(seeds) + [1] * len(seeds))
-            scoped = RowScopedHooks(labels, [(0, remove_latents(sae, top)), (1, remove_latents(sae, rnd))])
-            both = play_many(adapter, task, list(seeds) * 2, fwd_hooks=[(best.hook, scoped)], progress=bar, **play_kw)
-            run_top, run_rnd = both[:len(seeds)], both[len(seeds):]
-            d_top = [_identical_context_logodds_change(b, o) for b, o in zip(base, run_top)]
-            d_rnd = [_identical_context_logodds_change(b, o) for b, o in zip(base, run_rnd)]
-            # pair per experiment on the decisions both conditions still share with the baseline
-            m_top, m_rnd = [], []
-            for a, b in zip(d_top, d_rnd):
-                k = min(len(a), len(b))
-                if k:
-                    m_top.append(float(np.mean(a[:k])))
-                    m_rnd.append(float(np.mean(b[:k])))
-            lo_diff, lo_p = paired_bootstrap_diff(m_top, m_rnd, n_boot=cfg.n_boot, seed=cfg.seed)
-            r_top = np.array([_mean_model_reward(e) for e in run_top])
-            r_rnd = np.array([_mean_model_reward(e) for e in run_rnd])
-            rd, rp = paired_bootstrap_diff(r_top, r_rnd, n_boot=cfg.n_boot, seed=cfg.seed)
-            intervention = InterventionResult(
-                best.layer, top, rnd, bootstrap_ci(m_top, n_boot=cfg.n_boot, seed=cfg.seed),
-                bootstrap_ci(m_rnd, n_boot=cfg.n_boot, seed=cfg.seed), lo_diff, lo_p,
-                int(sum(min(len(a), len(b)) for a, b in zip(d_top, d_rnd))),
-                bootstrap_ci(model_r, n_boot=cfg.n_boot, seed=cfg.seed), bootstrap_ci(r_top, n_boot=cfg.n_boot, seed=cfg.seed),
-                bootstrap_ci(r_rnd, n_boot=cfg.n_boot, seed=cfg.seed), rd, rp, fit.alpha_, _fit_alpha(run_top).alpha_,
-                _fit_alpha(run_rnd).alpha_)
+            intervention = _intervention(run, best, *saes[best.layer], model_r, fit)
             if out_dir is not None:
-                save_sae(sae, Path(out_dir) / "saes" / task / best.hook)
+                save_sae(saes[best.layer][0], Path(out_dir) / "saes" / task / best.hook)
     finally:
         bar.close()
     n_model_eps = cfg.n_experiments * (cfg.n_episodes - cfg.random_episodes)
-    return TaskResult(task, cfg.n_experiments, n_model_eps, int(td.size), bootstrap_ci(model_r, n_boot=cfg.n_boot, seed=cfg.seed),
+    return TaskResult(task, cfg.n_experiments, n_model_eps, int(ev.td.size), bootstrap_ci(model_r, n_boot=cfg.n_boot, seed=cfg.seed),
                       bootstrap_ci(rand_r, n_boot=cfg.n_boot, seed=cfg.seed), diff, p_diff, PAPER_ALPHA[task], fit.to_dict(),
-                      layer_results, intervention, time.time() - t0, notes)
+                      layer_results, intervention, time.time() - t0, run.notes)
 
 
-def run_sae_td(adapter: ModelAdapter, config: SAETDConfig | None = None, out_dir: str | Path | None = None,
-               on_task=None) -> SAETDResult:
-    """Every task of ``config`` on ``adapter``; ``on_task(partial_result)`` is called after each task."""
+def run_sae_td(config: SAETDConfig | None = None, adapter: ModelAdapter | None = None, on_task=None, *,
+               out_dir: str | Path | None = None) -> SAETDResult:
+    """Every task of ``config`` on ``adapter`` (default: ``config.model`` on ``config.backend``) → :class:`SAETDResult`.
+
+    Writes only its artefacts: with ``config.out`` (or ``out_dir``) the intervened layers' SAEs under
+    ``out/saes/``. ``on_task(partial_result)`` is called after each task (the command writes the
+    report there). The older order ``run_sae_td(adapter, config, out_dir=...)`` still works."""
+    if config is not None and not isinstance(config, SAETDConfig):  # run_sae_td(adapter, config, ...)
+        config, adapter = adapter, config
     config = config or SAETDConfig()
+    if out_dir is not None:
+        config = copy.copy(config)
+        config.out = str(out_dir)
+    if adapter is None:
+        from ..models import load_model
+
+        adapter = load_model(config.model, backend=config.backend)
     t0 = time.time()
     result = SAETDResult(asdict(config), adapter.name, [])
     for task in config.tasks:
-        result.tasks.append(run_task(adapter, task, config, out_dir))
+        result.tasks.append(run_task(adapter, task, config, config.out))
         result.wall_s = time.time() - t0
         if on_task is not None:
             on_task(result)

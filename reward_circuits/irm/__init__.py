@@ -11,10 +11,12 @@ The folder follows the study's data flow:
 - :mod:`.irm_model`: :class:`LinearIRM` and :func:`paired_kendall`.
 - :mod:`.ablation`: reward-related features (pluggable :class:`FeatureExplainer`) and their ablation.
 - :mod:`.study`: :func:`run_irm`, the whole study → :class:`IrmResult` → the ``irm`` report section.
+- :mod:`.commands`: ``reward-circuits irm``; :func:`write_irm_report` writes the report from the result.
 """
 
 from .ablation import (
                        AblationResult,
+                       AblationSettings,
                        CorrelationExplainer,
                        FeatureExplainer,
                        ablation_hooks,
@@ -52,14 +54,15 @@ from .finetune import FinetuneConfig, FinetuneResult, finetune_grpo
 from .irm_model import KendallResult, LinearIRM, paired_kendall, reconstruction_table
 from .prompts import imdb_prefixes, review_openings, split_prompts
 from .reward import VaderReward, vader_lexicon, words
+from .commands import write_irm_report
 from .study import IrmFit, IrmResult, RewardShift, run_irm
 
 __all__ = [
-    "AblationResult", "ContrastiveTriple", "CorrelationExplainer", "DictionaryPair", "DictionarySet", "FeatureExplainer",
+    "AblationResult", "AblationSettings", "ContrastiveTriple", "CorrelationExplainer", "DictionaryPair", "DictionarySet", "FeatureExplainer",
     "FeatureReader", "FinetuneConfig", "FinetuneResult", "IrmConfig", "IrmFit", "IrmResult", "KendallResult",
     "LayerDivergence", "LinearIRM", "PrecisionError", "RewardShift", "SAEFeatureReader", "TokenDeltas", "VaderReward",
     "ablation_hooks", "build_triples", "completion_features", "finetune_grpo", "full_precision_state", "imdb_prefixes",
     "layer_divergence", "mmcs", "paired_kendall", "random_features_like", "reconstruction_table", "review_openings",
     "rewards_per_prompt", "run_ablation", "run_irm", "sentiment_words", "shared_features", "split_prompts",
-    "text_activations", "token_deltas", "top_features", "train_dictionary_pair", "vader_lexicon", "words",
+    "text_activations", "token_deltas", "top_features", "train_dictionary_pair", "vader_lexicon", "words", "write_irm_report",
 ]

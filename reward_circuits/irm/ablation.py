@@ -140,14 +140,30 @@ class AblationResult:
         return sum(len(v) for v in self.selected.values())
 
 
+@dataclass
+class AblationSettings:
+    """How :func:`run_ablation` measures, passed as its keywords (or ``settings=``): completions per
+    prompt, random-feature control draws, seed and bootstrap resamples."""
+
+    samples_per_prompt: int = 1
+    n_random: int = 3
+    seed: int = 0
+    n_boot: int = 2000
+
+
 def run_ablation(adapter, saes: Mapping[str, object], selected: Mapping[str, Sequence[int]], prompts: Sequence[str],
-                 reward_fn, config: GenerationConfig, samples_per_prompt: int = 1, n_random: int = 3, seed: int = 0,
-                 n_boot: int = 2000) -> AblationResult:
+                 reward_fn, config: GenerationConfig, *args, **settings) -> AblationResult:
     """Reward with ``selected`` features removed vs no removal vs random features of the same count.
+
+    ``settings``: the fields of :class:`AblationSettings` as keywords (``samples_per_prompt=1``,
+    ``n_random=3``, ``seed=0``, ``n_boot=2000``; also positionally, in that order), or one
+    ``settings=AblationSettings(...)``.
 
     All conditions run as one :func:`~reward_circuits.interventions.sweep` (row-scoped hooks): with
     sampling, every condition of a (prompt, sample) draws the same uniform numbers, so the
     per-prompt differences are paired by construction."""
+    s = settings["settings"] if set(settings) == {"settings"} and not args else AblationSettings(*args, **settings)
+    samples_per_prompt, n_random, seed, n_boot = s.samples_per_prompt, s.n_random, s.seed, s.n_boot
     if not any(len(v) for v in selected.values()):
         raise ValueError("no features selected to ablate.")
     from ..interventions.sweep import sweep

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..configs import apply_at_defaults
+from ..configs import StudyConfig, apply_at_defaults
 from ..sae import SAETrainConfig
 from .finetune import FinetuneConfig
 
@@ -17,7 +17,7 @@ QUICK = {"steps": 2, "max_finetune_seconds": 60.0, "n_train_prompts": 16, "n_sel
 
 
 @dataclass
-class IrmConfig:
+class IrmConfig(StudyConfig):
     """The implicit-reward-model study (Marks et al.) on one (base, fine-tuned) model pair.
 
     Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 8 SAEs and generation. Measured
@@ -27,7 +27,6 @@ class IrmConfig:
     """
 
     out: str = field(default="runs/irm", metadata={"help": "report directory (summary.json, report.html, models, SAEs)"})
-    model: str = field(default="default", metadata={"help": "base model: 'default', an HF directory or a hub id"})
     finetuned: str | None = field(default=None, metadata={
         "help": "an already fine-tuned HF directory of the same architecture (skips fine-tuning)"})
     prompts: Literal["generated", "imdb"] = field(default="generated", metadata={
@@ -70,7 +69,6 @@ class IrmConfig:
     n_ablate: int = field(default=10, metadata={"help": "reward-related features to ablate"})
     n_random_draws: int = field(default=2, metadata={"help": "random-feature control draws"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
-    seed: int = 0
     quick: bool = field(default=False, metadata={"help": "a smoke run: 2 GRPO steps (60 s cap), 16/12/12 prompts, 2 SAE epochs, 20+20 words, 200 bootstrap resamples (options given explicitly still win)"})
 
     def __post_init__(self):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff, verdict
 from ..models.base import GenerationConfig
-from ..report import Report, Section, Table, new_figure, save_figure
+from ..report import Section, Table, new_figure, save_figure
 from .ablation import (
     AblationResult,
     CorrelationExplainer,
@@ -101,6 +101,14 @@ class IrmResult:
     @property
     def kendall(self) -> KendallResult:
         return self.irm.kendall
+
+    def to_dict(self) -> dict:
+        """The ``irm`` section of ``summary.json``."""
+        return self.summary()
+
+    def to_section(self, out_dir: str | Path | None = None) -> Section:
+        """The ``irm`` report section (its figures were drawn into ``config.out`` by :func:`run_irm`)."""
+        return self.section()
 
     def summary(self) -> dict:
         a = self.ablation
@@ -251,89 +259,86 @@ def _figures(result: IrmResult, out: Path) -> list[str]:
     return names
 
 
-def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None = None, tokenizer=None, base_hf=None,
-            reward=None, report: Report | None = None) -> IrmResult:
-    """Run the study and write the ``irm`` section to ``config.out`` (summary.json, report.html).
+@dataclass
+class _IrmRun:
+    """What the study's steps share: the settings, the reward, the prompt splits, the sampling and the clock."""
 
-    Pass ``base_hf`` (+ ``tokenizer``) to study an already loaded model, ``config.finetuned`` to skip
-    fine-tuning, ``explainer`` to choose reward-related features another way, and ``reward``
-    (``texts -> rewards``) to replace the VADER reward in fine-tuning, evaluation and feature
-    selection (the IRM's targets stay the VADER lexicon values).
-    """
-    import torch
+    config: IrmConfig
+    out: Path
+    reward: object
+    tokenizer: object
+    gen: GenerationConfig
+    splits: tuple[list[str], list[str], list[str]]
+    seconds: dict[str, float] = field(default_factory=dict)
+    clock: float = field(default_factory=time.monotonic)
 
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self.clock, 1)
+        self.clock = now
+        print(f"[irm] {name}: {self.seconds[name]:.0f} s", flush=True)
+
+    def completions(self, adapter, prompts):
+        """Rewards per prompt (mean over samples) and the sampled generations."""
+        return rewards_per_prompt(adapter, prompts, self.reward, self.gen, self.config.samples_per_prompt)
+
+
+def _fine_tune(run: _IrmRun, base_hf, base):
+    """Base rewards on held-out prompts, the fine-tune (GRPO, unless ``config.finetuned`` is given), its
+    rewards; returns the fine-tuned HF model and adapter, the reward shift and the evaluation generations."""
     from ..models import from_hf
     from ..models.loading import load_hf
-    from ..sae import save_sae
 
-    config = config or IrmConfig()
-    explainer = explainer or CorrelationExplainer()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    clock = time.monotonic()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        seconds[name] = round(now - clock, 1)
-        clock = now
-        print(f"[irm] {name}: {seconds[name]:.0f} s", flush=True)
-
-    reward = reward or VaderReward()
-    train_p, select_p, eval_p = _prompt_splits(config)
-    gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
-                           seed=config.seed, batch_size=32, progress=False)
-    if base_hf is None:
-        base_hf, tokenizer = load_hf(config.model)
-    base = from_hf(base_hf, tokenizer, "transformer_lens", name=config.model)
-    base_eval, base_eval_gens = rewards_per_prompt(base, eval_p, reward, gen, config.samples_per_prompt)
-    lap("base rewards")
-
+    config, (train_p, _, eval_p) = run.config, run.splits
+    base_eval, base_eval_gens = run.completions(base, eval_p)
+    run.lap("base rewards")
     finetune = None
     tuned_path = config.finetuned
     if tuned_path is None:
-        finetune = finetune_grpo(base_hf, tokenizer, train_p, as_trl_reward(reward), out / "finetuned_model",
+        finetune = finetune_grpo(base_hf, run.tokenizer, train_p, as_trl_reward(run.reward), run.out / "finetuned_model",
                                  config.finetune_config())
         tuned_path = finetune.path
-        lap("fine-tuning")
+        run.lap("fine-tuning")
     tuned_hf, _ = load_hf(tuned_path)
-    tuned = from_hf(tuned_hf, tokenizer, "transformer_lens", name="finetuned")
-    tuned_eval, tuned_eval_gens = rewards_per_prompt(tuned, eval_p, reward, gen, config.samples_per_prompt)
+    tuned = from_hf(tuned_hf, run.tokenizer, "transformer_lens", name="finetuned")
+    tuned_eval, tuned_eval_gens = run.completions(tuned, eval_p)
     diff, p = paired_bootstrap_diff(tuned_eval, base_eval, n_boot=config.n_boot, seed=config.seed)
     rewards = RewardShift(bootstrap_ci(base_eval, n_boot=config.n_boot, seed=config.seed),
                           bootstrap_ci(tuned_eval, n_boot=config.n_boot, seed=config.seed), diff, p, finetune)
-    lap("fine-tuned rewards")
+    run.lap("fine-tuned rewards")
+    return tuned_hf, tuned, rewards, (base_eval_gens, tuned_eval_gens)
 
-    divergence = layer_divergence(base_hf, tuned_hf)
-    layers = sorted(divergence.top_layers(config.n_layers))
-    hooks = [f"blocks.{l}.{config.sae_site}" for l in layers]
-    del tuned_hf, base_hf  # the weights are compared: from here on the adapters alone (the caller keeps its own base_hf)
 
-    # SAE corpus: prompts + completions of both models on select and eval prompts, fed to each model
-    _, base_sel_gens = rewards_per_prompt(base, select_p, reward, gen, config.samples_per_prompt)
-    __, tuned_sel_gens = rewards_per_prompt(tuned, select_p, reward, gen, config.samples_per_prompt)
-    corpus = [tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
-              for g in base_sel_gens + tuned_sel_gens + base_eval_gens + tuned_eval_gens]
-    lap("selection completions")
+def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[str]) -> tuple[DictionarySet, dict[str, float]]:
+    """Small/large SAE pairs per hook and model on ``corpus`` (saved under ``out/saes``), and the
+    base-vs-fine-tuned MMCS per hook."""
+    from ..sae import save_sae
+
+    config = run.config
     dicts = DictionarySet()
-    width = base.hook_width(hooks[0])
+    width = adapters["base"].hook_width(hooks[0])
     sizes = tuple(round(s * width) for s in config.sae_sizes)
-    for name, adapter in (("base", base), ("finetuned", tuned)):
+    for name, adapter in adapters.items():
         acts = text_activations(adapter, corpus, hooks)
         for h in hooks:
             pair = train_dictionary_pair(acts[h], h, sizes, config.sae_config(), name, config.similarity_threshold,
                                          hungarian=config.hungarian, progress=True)
             dicts.pairs.append(pair)
-            save_sae(pair.large, out / "saes" / name / h / "large")
-            save_sae(pair.small, out / "saes" / name / h / "small")
+            save_sae(pair.large, run.out / "saes" / name / h / "large")
+            save_sae(pair.small, run.out / "saes" / name / h / "small")
     cross = {h: dicts.cross_model_mmcs(h) for h in hooks}
-    lap("SAE pairs")
+    run.lap("SAE pairs")
+    return dicts, cross
 
-    tuned_saes = {h: dicts.get("finetuned", h).large for h in hooks}
+
+def _implicit_reward_model(run: _IrmRun, tuned, tuned_saes: dict, dicts: DictionarySet) -> IrmFit:
+    """The linear IRM on contrastive triples, read through the fine-tuned model's shared (or all) latents."""
+    import torch
+
+    config = run.config
     latents = None
     if config.irm_features == "shared":
-        latents = {h: dicts.get("finetuned", h).shared_latents for h in hooks}
+        latents = {h: dicts.get("finetuned", h).shared_latents for h in tuned_saes}
         if sum(len(v) for v in latents.values()) < 2:
             latents = None  # too few shared features: fall back to all latents (noted in the summary)
     reader = SAEFeatureReader(tuned, tuned_saes, latents)
@@ -344,18 +349,70 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     irm = _fit_irm(deltas, config)
     irm.feature_set = "shared (high-similarity) latents" if latents is not None else "all latents" + (
         " (fewer than 2 shared latents)" if config.irm_features == "shared" else "")
-    lap("implicit reward model")
+    run.lap("implicit reward model")
+    return irm
 
-    feats = completion_features(tuned, tuned_sel_gens, tuned_saes)
-    texts = [g.text for g in tuned_sel_gens]
-    scores = explainer.relevance(feats, reward(texts), texts)
+
+def _feature_ablation(run: _IrmRun, tuned, tuned_saes: dict, sel_gens, explainer: FeatureExplainer) -> AblationResult:
+    """The reward-related features (chosen on the selection completions) removed during generation on eval prompts."""
+    config = run.config
+    feats = completion_features(tuned, sel_gens, tuned_saes)
+    texts = [g.text for g in sel_gens]
+    scores = explainer.relevance(feats, run.reward(texts), texts)
     selected = top_features(scores, feature_index(tuned_saes), config.n_ablate)
-    ablation = run_ablation(tuned, tuned_saes, selected, eval_p, reward, gen, config.samples_per_prompt,
-                            n_random=config.n_random_draws, seed=config.seed, n_boot=config.n_boot)
-    lap("ablation")
+    ablation = run_ablation(tuned, tuned_saes, selected, run.splits[2], run.reward, run.gen,
+                            samples_per_prompt=config.samples_per_prompt, n_random=config.n_random_draws,
+                            seed=config.seed, n_boot=config.n_boot)
+    run.lap("ablation")
+    return ablation
 
-    result = IrmResult(config, rewards, divergence, layers, dicts, cross, irm, ablation, seconds)
+
+def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None = None, tokenizer=None, base_hf=None,
+            reward=None) -> IrmResult:
+    """Run the study → :class:`IrmResult`; writes only its artefacts to ``config.out`` (the fine-tuned
+    model, the SAEs, the figures). ``result.to_section(out)`` is its ``irm`` report section (the
+    ``irm`` command writes summary.json and report.html from it).
+
+    Pass ``base_hf`` (+ ``tokenizer``) to study an already loaded model, ``config.finetuned`` to skip
+    fine-tuning, ``explainer`` to choose reward-related features another way, and ``reward``
+    (``texts -> rewards``) to replace the VADER reward in fine-tuning, evaluation and feature
+    selection (the IRM's targets stay the VADER lexicon values).
+    """
+    from ..models import from_hf
+    from ..models.loading import load_hf
+
+    start = time.monotonic()
+    config = config or IrmConfig()
+    explainer = explainer or CorrelationExplainer()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = _prompt_splits(config)
+    gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
+                           seed=config.seed, batch_size=32, progress=False)
+    if base_hf is None:
+        base_hf, tokenizer = load_hf(config.model)
+    run = _IrmRun(config, out, reward or VaderReward(), tokenizer, gen, splits, clock=start)
+    base = from_hf(base_hf, tokenizer, "transformer_lens", name=config.model)
+    tuned_hf, tuned, rewards, eval_gens = _fine_tune(run, base_hf, base)
+
+    divergence = layer_divergence(base_hf, tuned_hf)
+    layers = sorted(divergence.top_layers(config.n_layers))
+    hooks = [f"blocks.{l}.{config.sae_site}" for l in layers]
+    del tuned_hf, base_hf  # the weights are compared: from here on the adapters alone (the caller keeps its own base_hf)
+
+    # SAE corpus: prompts + completions of both models on select and eval prompts, fed to each model
+    _, base_sel_gens = run.completions(base, splits[1])
+    __, tuned_sel_gens = run.completions(tuned, splits[1])
+    base_eval_gens, tuned_eval_gens = eval_gens
+    corpus = [tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
+              for g in base_sel_gens + tuned_sel_gens + base_eval_gens + tuned_eval_gens]
+    run.lap("selection completions")
+    dicts, cross = _dictionaries(run, {"base": base, "finetuned": tuned}, hooks, corpus)
+
+    tuned_saes = {h: dicts.get("finetuned", h).large for h in hooks}
+    irm = _implicit_reward_model(run, tuned, tuned_saes, dicts)
+    ablation = _feature_ablation(run, tuned, tuned_saes, tuned_sel_gens, explainer)
+
+    result = IrmResult(config, rewards, divergence, layers, dicts, cross, irm, ablation, run.seconds)
     result.figures = _figures(result, out)
-    report = report or Report(out, header={"model": config.model, "command": "irm"})
-    report.add(result.section())
     return result

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from ..configs import apply_at_defaults
+from ..configs import StudyConfig, apply_at_defaults
 from ..models.base import DEFAULT_BACKEND
 
 DEFAULT_TASKS = ("arithmetic:1", "word_problems:0")
@@ -32,17 +32,15 @@ QUICK: dict = {"limit": 40, "max_new_tokens": 32, "eval_examples": 8, "random_dr
 
 
 @dataclass
-class RunConfig:
+class RunConfig(StudyConfig):
     """Settings of ``reward-circuits run`` (every CLI option is one field; defaults live here only)."""
 
-    model: str = field(default="default", metadata={"help": "'default' (packaged SmolLM2-135M-Instruct, offline), a local HF directory, or a hub id"})
     backend: Literal["transformer_lens", "nnsight"] = field(default=DEFAULT_BACKEND, metadata={"help": "which library runs the model (results agree on both)"})
     tasks: tuple[str, ...] = field(default=DEFAULT_TASKS, metadata={"help": "comma-separated task specs: arithmetic[:1-4], word_problems[:0-3], multiple_choice, gsm8k, math500, arc, mmlu_stem, or a local .jsonl/.parquet"})
     # sized so the job on the default model stays well under 10 min on 2 cores
     limit: int = field(default=200, metadata={"help": "examples per task"})
     out: str = field(default="runs/default", metadata={"help": "report directory"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
-    seed: int = field(default=0, metadata={"help": "seed of task draws, splits, probes and random controls"})
     layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers to store and probe (default: every 3rd and the last)"})
     # 48: the default model's answers come within 48 tokens (cutting the 64-token rollouts of both
     # default tasks at 48 left accuracy at 0.56 / 0.50 vs 0.56 / 0.48); the ~25% that run longer

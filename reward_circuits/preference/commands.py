@@ -25,7 +25,7 @@ def _yfpo(args) -> int:
     t0 = time.perf_counter()
     result = run_yfpo(cfg, progress=not args.quiet)
     report = Report(cfg.out, header={"model": result.model, "command": "yfpo"})
-    report.add(result.section(cfg.out))
+    report.add(result.to_section(cfg.out))
     print(f"wrote {cfg.out}/summary.json and report.html in {time.perf_counter() - t0:.0f} s")
     for s in result.summaries():
         extra = "" if s.vs_dpo is None else f"  vs DPO {s.vs_dpo.estimate:+.3f} [{s.vs_dpo.low:+.3f}, {s.vs_dpo.high:+.3f}] ({s.verdict_vs_dpo})"

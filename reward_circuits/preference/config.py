@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from ..configs import apply_at_defaults
+from ..configs import StudyConfig, apply_at_defaults
 
 CONDITIONS = ("dpo", "value", "attnlrp", "random")
 
@@ -17,11 +17,10 @@ QUICK = {"train_prompts": 8, "eval_prompts": 16, "samples_per_prompt": 2, "probe
 
 
 @dataclass
-class YFPOConfig:
+class YFPOConfig(StudyConfig):
     """DPO vs DPO + neuron reward (value / AttnLRP / random neurons) with LoRA on rollout pairs."""
 
     out: str = field(default="runs/yfpo", metadata={"help": "report directory (summary.json, report.html, adapters)"})
-    model: str = field(default="default", metadata={"help": "model name: 'default' (packaged SmolLM2-135M-Instruct) or an HF id/dir"})
     task: str = field(default="arithmetic:1", metadata={"help": "task spec (reward_circuits.tasks.get_task)"})
     train_prompts: int = field(default=24, metadata={"help": "prompts whose sampled rollouts give the preference pairs"})
     eval_prompts: int = field(default=48, metadata={"help": "held-out prompts (another seed of the task) for accuracy"})
@@ -46,7 +45,6 @@ class YFPOConfig:
                                           metadata={"help": "modules LoRA adapts"})
     eval_batch_size: int = field(default=24, metadata={"help": "prompts per greedy generation batch"})
     save_adapters: bool = field(default=True, metadata={"help": "save each run's LoRA adapter (safetensors) under OUT/adapters"})
-    seed: int = field(default=0, metadata={"help": "data seed (prompts, sampling, probe, random neurons)"})
     quick: bool = field(default=False, metadata={"help": "a smoke run: every condition with one seed, 2 steps, 8 training and 16 evaluation prompts, 5 probe epochs (options given explicitly still win)"})
     backend: Literal["transformer_lens", "nnsight"] = field(default="transformer_lens", metadata={"help": "adapter for rollouts and the store"})
 

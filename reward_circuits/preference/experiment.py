@@ -154,8 +154,15 @@ class YFPOResult:
         figs.append(save_figure(fig, out_dir / "yfpo_accuracy.png"))
         return figs
 
-    def section(self, out_dir: str | os.PathLike) -> Section:
-        """The report's ``yfpo`` section (tables, curves, notes)."""
+    def to_dict(self) -> dict:
+        """The ``yfpo`` section of ``summary.json``."""
+        return self.to_section(None).summary
+
+    def section(self, out_dir: str | os.PathLike | None) -> Section:
+        return self.to_section(out_dir)
+
+    def to_section(self, out_dir: str | os.PathLike | None) -> Section:
+        """The report's ``yfpo`` section (tables, notes, and with ``out_dir`` the training curves drawn there)."""
         cfg = self.config
         rows = self.summaries()
         base_acc = float(np.mean(self.base_correct))
@@ -219,7 +226,8 @@ class YFPOResult:
             "runs": [{"condition": r.condition, "seed": r.seed, "accuracy": r.accuracy, "correct": r.correct, "curve": r.curve,
                       "adapter_dir": r.adapter_dir, "seconds": r.seconds} for r in self.runs],
         }
-        return Section("yfpo", "YFPO: DPO with a neuron-guided auxiliary reward", summary, [table, control, sel, runs], self.plot(out_dir), notes)
+        return Section("yfpo", "YFPO: DPO with a neuron-guided auxiliary reward", summary, [table, control, sel, runs],
+                       self.plot(out_dir) if out_dir is not None else [], notes)
 
 
 def greedy_correct(adapter, task, max_new_tokens: int, batch_size: int = 24) -> list[float]:
@@ -335,9 +343,104 @@ def _with_reference_logps(dataset, prepared):
     return dataset
 
 
-def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=None, task=None) -> YFPOResult:
-    """Run the experiment of :mod:`reward_circuits.preference.experiment` (see its docstring).
+@dataclass
+class _YfpoRun:
+    """What the experiment's steps share: settings, output directory, the HF model and its name, the clock."""
 
+    cfg: YFPOConfig
+    out: Path
+    progress: bool
+    hf: object
+    tok: object
+    model_name: str
+    t0: float = field(default_factory=time.perf_counter)
+
+    def stage(self, msg: str) -> None:
+        if self.progress:
+            tqdm.write(f"[yfpo {time.perf_counter() - self.t0:6.0f} s] {msg}")
+
+
+def _attnlrp_neurons(run: _YfpoRun, train_task) -> tuple[NeuronReward, dict]:
+    """AttnLRP neurons on the training prompts' gold answers, with the relevance checks (conservation,
+    and the overlap with gradient × activation neurons)."""
+    from .selection import select_relevance_neurons
+
+    cfg = run.cfg
+    rs = select_relevance_neurons(run.hf, run.tok, train_task, cfg.relevance_prompts, cfg.n_neurons, "attnlrp")
+    rel = rs.relevance
+    check = {"prompts": int(rel.target.numel()),
+             "embedding_share": float((rel.embedding_relevance / rel.target).mean()),
+             "absorbed_share": float((rel.absorbed / rel.target).mean()),
+             "max_identity_error": float(rel.conservation_error().abs().max()),
+             "per_prompt": {"target": rel.target.tolist(), "embedding_relevance": rel.embedding_relevance.tolist(),
+                            "absorbed": rel.absorbed.tolist()}}
+    baseline = select_relevance_neurons(run.hf, run.tok, train_task, cfg.relevance_prompts, cfg.n_neurons, "gradient_x_activation")
+    check["iou_with_gradient_x_activation"] = iou(rs.reward.neurons, baseline.reward.neurons)
+    check["gradient_x_input_embedding_share"] = float((baseline.relevance.embedding_relevance / baseline.relevance.target).mean())
+    run.stage(f"AttnLRP neurons on {cfg.relevance_prompts} gold answers")
+    return rs.reward, check
+
+
+def _neuron_rewards(run: _YfpoRun, adapter, rollouts, train_task) -> tuple[dict[str, NeuronReward], object, str | None, dict]:
+    """The neuron sets each condition needs: value neurons (probe), AttnLRP neurons, random neurons."""
+    from .selection import random_neurons_like, select_value_neurons
+
+    cfg = run.cfg
+    rewards: dict[str, NeuronReward] = {}
+    value_auc = value_hook = None
+    if any(c in cfg.conditions for c in ("value", "random", "dpo")):
+        vs = select_value_neurons(adapter, rollouts, cfg.probe_layers, cfg.n_neurons, run.out / "store", seed=cfg.seed,
+                                  progress=run.progress, epochs=cfg.probe_epochs)
+        rewards["value"], value_auc, value_hook = vs.reward, vs.auc, vs.hook
+    run.stage(f"value neurons from {value_hook}" if value_hook else "no value neurons needed")
+    lrp_check: dict = {}
+    if "attnlrp" in cfg.conditions:
+        rewards["attnlrp"], lrp_check = _attnlrp_neurons(run, train_task)
+    if "random" in cfg.conditions:
+        rewards["random"] = random_neurons_like(rewards["value"], adapter.d_mlp, seed=cfg.seed,
+                                                exclude=rewards["attnlrp"].neurons if "attnlrp" in rewards else ())
+    return rewards, value_auc, value_hook, lrp_check
+
+
+def _calibrate(run: _YfpoRun, adapter, rewards: dict[str, NeuronReward], batches) -> dict[str, float]:
+    """Calibrate each neuron reward on the pairs (base model; one pass for all), save it; the share of
+    pairs whose margin is already > 0."""
+    margin_acc = {}
+    pooled = response_activations(adapter, [n for r in rewards.values() for n in r.neurons], batches)  # one pass for all
+    for kind, r in list(rewards.items()):
+        sub = pooled.subset(r.neurons)
+        rewards[kind] = r = r.calibrate(sub.stats())
+        margin_acc[kind] = float((sub.margins(r) > 0).float().mean())
+        atomic_write_json(run.out / "neurons" / f"{kind}.json", r.to_dict())
+    run.stage(f"neuron rewards calibrated on the pairs; base-model margin > 0 on {margin_acc}")
+    return margin_acc
+
+
+def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out) -> None:
+    """Every (seed, condition) fine-tune of a copy of the model, scored on the held-out prompts."""
+    cfg, out, rewards = run.cfg, run.out, result.rewards
+    jobs = [(seed, cond) for seed in cfg.seeds for cond in cfg.conditions]
+    for seed, cond in tqdm(jobs, desc="yfpo fine-tunes", disable=not run.progress):
+        t = time.perf_counter()
+        reward = rewards.get(cond) if cond != "dpo" else rewards.get("value")
+        model, curve, dataset = _train_one(cfg, run.hf, run.tok, dataset, reward, 0.0 if cond == "dpo" else cfg.beta_aux, seed,
+                                           out / "trainer" / f"{cond}_s{seed}")
+        adapter_dir = None
+        if cfg.save_adapters:
+            adapter_dir = os.path.relpath(_save_adapter(model, out / "adapters" / f"{cond}_s{seed}"), out)
+        model = model.merge_and_unload()  # (the run's own copy) evaluated through an adapter over it
+        correct = _held_out_correct(cfg, model, run.tok, held_out, f"{run.model_name} ({cond} s{seed})")
+        result.runs.append(TrainingRun(cond, seed, correct, curve, adapter_dir, time.perf_counter() - t))
+        del model
+        run.stage(f"{cond} seed {seed}: held-out accuracy {np.mean(correct):.3f} ({time.perf_counter() - t:.0f} s)")
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+
+
+def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=None, task=None) -> YFPOResult:
+    """Run the experiment of :mod:`reward_circuits.preference.experiment` (see its docstring) → :class:`YFPOResult`.
+
+    Writes only its artefacts to ``cfg.out`` (the store, the neuron sets, the adapters);
+    ``result.to_section(out)`` is its ``yfpo`` report section (the ``yfpo`` command writes the report).
     ``hf_model``/``tokenizer``: an already loaded HF causal LM to use instead of ``cfg.model``
     (never modified: every run fine-tunes a copy). ``task``: a :class:`~reward_circuits.tasks.Task`
     to use instead of ``cfg.task`` (its first ``train_prompts`` examples train, the next
@@ -345,18 +448,8 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
     from ..data.rollouts import accuracy, generate_rollouts
     from ..models import GenerationConfig, from_hf
     from ..models.loading import DEFAULT_MODEL, is_default, load_hf
-    from .selection import (
-        random_neurons_like,
-        select_relevance_neurons,
-        select_value_neurons,
-    )
 
     t0 = time.perf_counter()
-
-    def stage(msg: str) -> None:
-        if progress:
-            tqdm.write(f"[yfpo {time.perf_counter() - t0:6.0f} s] {msg}")
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if hf_model is not None:
@@ -365,71 +458,24 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
     else:
         hf, tok = load_hf(cfg.model)
         model_name = DEFAULT_MODEL if is_default(cfg.model) else cfg.model
+    run = _YfpoRun(cfg, out, progress, hf, tok, model_name, t0)
     train_task, held_out = _split_tasks(cfg, task)
-    stage(f"model loaded; {len(train_task)} training / {len(held_out)} held-out prompts")
+    run.stage(f"model loaded; {len(train_task)} training / {len(held_out)} held-out prompts")
     adapter = from_hf(hf, tok, backend=cfg.backend, name=model_name)
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, seed=cfg.seed,
                            progress=progress)
     rollouts = generate_rollouts(adapter, train_task, gen, samples_per_prompt=cfg.samples_per_prompt)
     pairs = preference_pairs(rollouts, tok, cfg.pairs_per_prompt, seed=cfg.seed)
     dataset = pairs_dataset(pairs)
-    stage(f"{len(rollouts)} rollouts (accuracy {accuracy(rollouts):.2f}) -> {len(pairs)} preference pairs")
+    run.stage(f"{len(rollouts)} rollouts (accuracy {accuracy(rollouts):.2f}) -> {len(pairs)} preference pairs")
 
-    rewards: dict[str, NeuronReward] = {}
-    value_auc = value_hook = None
-    needs_value = any(c in cfg.conditions for c in ("value", "random", "dpo"))
-    if needs_value:
-        vs = select_value_neurons(adapter, rollouts, cfg.probe_layers, cfg.n_neurons, out / "store", seed=cfg.seed,
-                                  progress=progress, epochs=cfg.probe_epochs)
-        rewards["value"], value_auc, value_hook = vs.reward, vs.auc, vs.hook
-    stage(f"value neurons from {value_hook}" if value_hook else "no value neurons needed")
-    lrp_check: dict = {}
-    if "attnlrp" in cfg.conditions:
-        rs = select_relevance_neurons(hf, tok, train_task, cfg.relevance_prompts, cfg.n_neurons, "attnlrp")
-        rewards["attnlrp"] = rs.reward
-        rel = rs.relevance
-        lrp_check = {"prompts": int(rel.target.numel()),
-                     "embedding_share": float((rel.embedding_relevance / rel.target).mean()),
-                     "absorbed_share": float((rel.absorbed / rel.target).mean()),
-                     "max_identity_error": float(rel.conservation_error().abs().max()),
-                     "per_prompt": {"target": rel.target.tolist(), "embedding_relevance": rel.embedding_relevance.tolist(),
-                                    "absorbed": rel.absorbed.tolist()}}
-        baseline = select_relevance_neurons(hf, tok, train_task, cfg.relevance_prompts, cfg.n_neurons, "gradient_x_activation")
-        lrp_check["iou_with_gradient_x_activation"] = iou(rs.reward.neurons, baseline.reward.neurons)
-        lrp_check["gradient_x_input_embedding_share"] = float((baseline.relevance.embedding_relevance / baseline.relevance.target).mean())
-        stage(f"AttnLRP neurons on {cfg.relevance_prompts} gold answers")
-    if "random" in cfg.conditions:
-        rewards["random"] = random_neurons_like(rewards["value"], adapter.d_mlp, seed=cfg.seed,
-                                                exclude=rewards["attnlrp"].neurons if "attnlrp" in rewards else ())
-    batches = _pair_batches(pairs, tok, cfg.batch_pairs)
-    margin_acc = {}
-    pooled = response_activations(adapter, [n for r in rewards.values() for n in r.neurons], batches)  # one pass for all
-    for kind, r in list(rewards.items()):
-        sub = pooled.subset(r.neurons)
-        rewards[kind] = r = r.calibrate(sub.stats())
-        margin_acc[kind] = float((sub.margins(r) > 0).float().mean())
-        atomic_write_json(out / "neurons" / f"{kind}.json", r.to_dict())
-
-    stage(f"neuron rewards calibrated on the pairs; base-model margin > 0 on {margin_acc}")
+    rewards, value_auc, value_hook, lrp_check = _neuron_rewards(run, adapter, rollouts, train_task)
+    margin_acc = _calibrate(run, adapter, rewards, _pair_batches(pairs, tok, cfg.batch_pairs))
     base_correct = greedy_correct(adapter, held_out, cfg.max_new_tokens, cfg.eval_batch_size)
     del adapter  # the fine-tunes train (copies of) the HF model through TRL: they need its autograd graph
-    stage(f"base held-out accuracy {np.mean(base_correct):.3f}")
+    run.stage(f"base held-out accuracy {np.mean(base_correct):.3f}")
     result = YFPOResult(cfg, model_name, len(rollouts), accuracy(rollouts), len(pairs), base_correct, rewards, margin_acc,
                         value_auc, value_hook, lrp_check)
-    jobs = [(seed, cond) for seed in cfg.seeds for cond in cfg.conditions]
-    for seed, cond in tqdm(jobs, desc="yfpo fine-tunes", disable=not progress):
-        t = time.perf_counter()
-        reward = rewards.get(cond) if cond != "dpo" else rewards.get("value")
-        model, curve, dataset = _train_one(cfg, hf, tok, dataset, reward, 0.0 if cond == "dpo" else cfg.beta_aux, seed,
-                                           out / "trainer" / f"{cond}_s{seed}")
-        adapter_dir = None
-        if cfg.save_adapters:
-            adapter_dir = os.path.relpath(_save_adapter(model, out / "adapters" / f"{cond}_s{seed}"), out)
-        model = model.merge_and_unload()  # (the run's own copy) evaluated through an adapter over it
-        correct = _held_out_correct(cfg, model, tok, held_out, f"{model_name} ({cond} s{seed})")
-        result.runs.append(TrainingRun(cond, seed, correct, curve, adapter_dir, time.perf_counter() - t))
-        del model
-        stage(f"{cond} seed {seed}: held-out accuracy {np.mean(correct):.3f} ({time.perf_counter() - t:.0f} s)")
-    shutil.rmtree(out / "trainer", ignore_errors=True)
+    _fine_tunes(run, result, dataset, held_out)
     result.seconds = time.perf_counter() - t0
     return result
