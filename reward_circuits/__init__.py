@@ -4,7 +4,8 @@ The folder tree is the data flow, and each line below imports only from the line
 (tests/test_architecture.py holds the order)::
 
     io.py, errors.py  atomic writes and JSON helpers; the shared error types and format-version check
-    configs.py        dataclass config → CLI options (every command's parser is generated from one)
+    configs.py        StudyConfig (fields every study shares); dataclass config → CLI options; apply_at_defaults
+    options.py        options_of: a function's settings as one dataclass (old keyword/positional calls still work)
     reprs.py          short reprs for objects a notebook prints (text first, counts, truncated lists)
     report/           what every result renders to: Section, Table, new_figure/save_figure, Report (summary.json + report.html)
     models/           one ModelAdapter over a TransformerLens HookedTransformer or an nnsight LanguageModel
