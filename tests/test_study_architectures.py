@@ -163,3 +163,164 @@ def test_run_yfpo_on_gpt2(tmp_path, backend):
     assert res.n_pairs >= 2 and {r.condition for r in res.runs} == {"dpo", "value", "random"}
     assert all(len(r.correct) == 6 and "neuron/margin" in r.curve[0] for r in res.runs)
     assert len(res.base_correct) == 6
+
+
+# ---- every other study on both architectures ----------------------------------------------------
+# The tiny random GPT-2 answers every prompt alike (greedy), so a reward planted on the response
+# alone is constant there; these tasks also depend on the example, so both rewards occur on both.
+
+
+def _job_task(spec: str, n: int, seed: int):
+    """``test_refactor_equivalence.parity_task`` with the example's index in the parity."""
+    examples = [Example(f"{spec}-{seed}-{i}", f"Say something {i}.", "0") for i in range(n)]
+    return Task(spec.replace(":", "_"), examples,
+                lambda resp, ex: float((len(resp) + int(ex.id.rsplit("-", 1)[1])) % 2 == 0), max_new_tokens=8)
+
+
+@pytest.mark.parametrize("arch, backend", CASES)
+def test_main_job_on_every_architecture(adapters, arch, backend, tmp_path, monkeypatch):
+    """``reward-circuits run``, every stage (rollouts, store, value, ablation, steering, confidence,
+    dopamine), at test_refactor_equivalence's size; then ``compare`` of the run directory against itself."""
+    import json
+
+    import reward_circuits.pipeline.main_job as main_job
+    from reward_circuits.cli import main
+    from reward_circuits.pipeline import RunConfig, run
+
+    monkeypatch.setattr(main_job, "get_task", _job_task)
+    ad = adapters[arch, backend]
+    cfg = RunConfig(tasks=("a", "b"), limit=40, out=str(tmp_path / "run"), max_new_tokens=8, batch_size=16,
+                    eval_examples=6, ablation_layers=1, random_draws=2, quick=True)
+    summary = run(cfg, adapter=ad)
+    assert summary["backend"] == backend and summary["n_layers"] == 2 and summary["d_model"] == 32
+    assert {"rollouts", "value", "ablation", "steering", "confidence", "dopamine"} <= set(summary)
+    assert 0 < summary["rollouts"]["accuracy"]["a"] < 1
+    assert summary["value"]["best_layer"] in ("0", "1") and set(summary["value"]["auc_by_layer"]) == {"0", "1"}
+    layer = next(iter(summary["ablation"]["layers"].values()))
+    assert layer["hook_name"].startswith("blocks.") and len(layer["random_accs"]) == 2
+    assert summary["steering"]["hook_name"] == summary["value"]["best_hook"]
+    assert (tmp_path / "run" / "report.html").exists()
+    assert main(["compare", str(tmp_path / "run"), str(tmp_path / "run"), "--n-boot", "200", "--out", str(tmp_path / "cmp")]) == 0
+    assert json.loads((tmp_path / "cmp" / "summary.json").read_text())["compare"]["verdict"] == "same"
+
+
+@pytest.mark.parametrize("arch, backend", CASES)
+def test_sae_td_on_every_architecture(adapters, arch, backend, tmp_path):
+    """``reward-circuits sae-td`` at test_icrl_sae_td's size (the agent's KV-cached play on
+    TransformerLens, full re-runs on nnsight; SAEs on ``blocks.L.hook_resid_post``)."""
+    import json
+
+    from reward_circuits.icrl import SAETDConfig, run_sae_td
+    from reward_circuits.report import Report
+
+    cfg = SAETDConfig(tasks=("two_step",), n_experiments=4, n_episodes=2, random_episodes=1, layers=(0, 1),
+                      sae_epochs=2, n_boot=100, progress=False, top_k_latents=3)
+    result = run_sae_td(adapters[arch, backend], cfg, out_dir=tmp_path)
+    Report(tmp_path, {"model": adapters[arch, backend].name}).add(result.section(tmp_path))
+    task = result.tasks[0]
+    assert task.n_events == 4 * 2 * 2 and [lr.layer for lr in task.layers] == [0, 1]
+    assert task.intervention is not None and len(task.intervention.top_latents) == 3
+    assert task.intervention.n_decisions >= 4
+    summary = json.loads((tmp_path / "summary.json").read_text())["sae_td"]["tasks"]["two_step"]
+    assert {"model_reward", "random_reward", "layers", "intervention", "verdicts"} <= set(summary)
+
+
+def _tuned_copy(arch, path):
+    """A 'fine-tuned' copy of the tiny model saved at ``path``: layer 0's MLP output weights moved
+    (found through the hook-name mapping, so on either layout)."""
+    hf, tok = _fresh(arch)
+    module, _ = hf_module(hf, "blocks.0.mlp.hook_post")
+    with torch.no_grad():
+        module.weight.add_(0.01)
+    hf.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("site", ["hook_mlp_out", "mlp.hook_post"])
+def test_irm_on_every_architecture(arch, site, tmp_path):
+    """``reward-circuits irm`` on a given model pair (fine-tuning skipped, as test_irm_study does):
+    divergence finds the moved layer in both layouts' parameter names, SAEs on either site. The study
+    runs TransformerLens only (it has no backend choice)."""
+    import json
+
+    from test_irm_study import tiny_config
+
+    from reward_circuits.irm import run_irm
+
+    _tuned_copy(arch, tmp_path / "tuned")
+    hf, tok = _fresh(arch)
+    result = run_irm(tiny_config(tmp_path / "out", finetuned=str(tmp_path / "tuned"), sae_site=site), base_hf=hf,
+                     tokenizer=tok)
+    assert result.layers == [0] and result.divergence.layers == [0, 1] and result.divergence.distance[1] == 0
+    width = {"hook_mlp_out": 32, "mlp.hook_post": 64 if arch == "llama" else 128}[site]
+    assert all(p.hook_name == f"blocks.0.{site}" and p.small.cfg.d_in == width for p in result.dictionaries.pairs)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["irm"]
+    assert summary["finetune_steps"] is None and -1 <= summary["kendall_tau"] <= 1
+
+
+def test_irm_fine_tuning_on_gpt2(tmp_path):
+    """The GRPO + LoRA ("all-linear": GPT-2's Conv1D layers) fine-tune, merged and reloaded, on the tiny
+    GPT-2 (the Llama run is test_irm_study's)."""
+    import numpy as np
+    from test_irm_study import tiny_config
+
+    from reward_circuits.irm import run_irm
+
+    hf, tok = _fresh("gpt2")
+    result = run_irm(tiny_config(tmp_path), base_hf=hf, tokenizer=tok,
+                     reward=lambda texts: np.array([sum(c.islower() for c in t) / max(len(t), 1) for t in texts]))
+    assert result.rewards.finetune.steps_done == 1 and (tmp_path / "finetuned_model" / "model.safetensors").exists()
+    assert all(d > 0 for d in result.divergence.distance)  # the LoRA touched every layer and was merged
+    assert result.divergence.layers == [0, 1] and len(result.layers) == 1
+
+
+@pytest.mark.parametrize("arch, backend", CASES)
+def test_applications_and_compare_on_every_architecture(adapters, arch, backend, tmp_path):
+    """``reward-circuits applications`` at test_applications_model's size, then ``compare`` of its
+    run against itself."""
+    import json
+
+    from test_applications_model import planted_task
+
+    from reward_circuits.applications import ApplicationsConfig, write_applications_report
+    from reward_circuits.cli import main
+
+    out = tmp_path / "apps"
+    cfg = ApplicationsConfig(n_prompts=16, n_samples=4, layers=(0, 1), max_new_tokens=6, batch_size=16, probe_epochs=3,
+                             n_boot=200, prune_ratio=0.5, verbalized=False, out=str(out))
+    torch.manual_seed(0)
+    extra = planted_task(24)
+    extra.examples = [e for e in extra.examples if int(e.id[1:]) >= 16]
+    write_applications_report(cfg, adapters[arch, backend], planted_task(16), train_task=extra)
+    summary = json.loads((out / "summary.json").read_text())["applications"]
+    assert {"scorer", "best_of_n", "routing", "error_detection", "curation", "value_signal"} <= set(summary)
+    assert summary["best_of_n"]["n_prompts"] == 16 and summary["value_signal"]["train_only_rollouts"] == 8
+    assert main(["compare", str(out), str(out), "--n-boot", "200", "--out", str(tmp_path / "cmp")]) == 0
+    cmp = json.loads((tmp_path / "cmp" / "summary.json").read_text())["compare"]
+    assert cmp["verdict"] == "same" and set(cmp["iou_by_layer"].values()) == {1.0}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_icrl_play_batched_and_cached_equals_single_runs_and_the_other_backend(adapters, arch):
+    """sae-td's agent: rows of different lengths in one left-padded batch (KV-cached on TransformerLens,
+    where GPT-2's absolute positions must follow the padding) equal their solo runs and nnsight's."""
+    import numpy as np
+
+    from reward_circuits.icrl import play, play_many
+
+    hook = "blocks.1.hook_resid_post"
+    # a 2x2 grid, one episode: rows of different lengths within tiny GPT-2's 256 positions
+    kw = {"n_episodes": 1, "random_episodes": 0, "capture": [hook], "env_kwargs": {"size": 2, "max_steps": 3}}
+    tl, nn = adapters[arch, "transformer_lens"], adapters[arch, "nnsight"]
+    many = play_many(tl, "grid", [0, 1, 2], use_cache=True, **kw)
+    other = play_many(nn, "grid", [0, 1, 2], **kw)
+    assert len({len(e.token_ids) for e in many}) > 1  # the rows really had different lengths
+    for seed, exp, alt in zip([0, 1, 2], many, other):
+        solo = play(tl, "grid", seed=seed, use_cache=False, **kw)
+        for ref in (solo, alt):
+            assert exp.token_ids == ref.token_ids and [s.action for s in exp.steps] == [s.action for s in ref.steps]
+            for a, b in zip(exp.steps, ref.steps):
+                if a.logprobs is not None:
+                    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+            torch.testing.assert_close(exp.activations[hook], ref.activations[hook], atol=1e-4, rtol=1e-4)
