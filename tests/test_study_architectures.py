@@ -177,21 +177,42 @@ def _job_task(spec: str, n: int, seed: int):
                 lambda resp, ex: float((len(resp) + int(ex.id.rsplit("-", 1)[1])) % 2 == 0), max_new_tokens=8)
 
 
-@pytest.mark.parametrize("arch, backend", CASES)
-def test_main_job_on_every_architecture(adapters, arch, backend, tmp_path, monkeypatch):
-    """``reward-circuits run``, every stage (rollouts, store, value, ablation, steering, confidence,
-    dopamine), at test_refactor_equivalence's size; then ``compare`` of the run directory against itself."""
-    import json
-
+@pytest.fixture(scope="module")
+def main_runs(adapters, tmp_path_factory):
+    """``main_runs(arch, backend)``: (run directory, summary) of ``reward-circuits run``, every stage
+    (rollouts, store, value, ablation, steering, confidence, dopamine) at test_refactor_equivalence's
+    size; each case runs once for the module."""
     import reward_circuits.pipeline.main_job as main_job
-    from reward_circuits.cli import main
     from reward_circuits.pipeline import RunConfig, run
 
-    monkeypatch.setattr(main_job, "get_task", _job_task)
-    ad = adapters[arch, backend]
-    cfg = RunConfig(tasks=("a", "b"), limit=40, out=str(tmp_path / "run"), max_new_tokens=8, batch_size=16,
-                    eval_examples=6, ablation_layers=1, random_draws=2, quick=True)
-    summary = run(cfg, adapter=ad)
+    runs = {}
+
+    def get(arch, backend):
+        if (arch, backend) not in runs:
+            out = tmp_path_factory.mktemp(f"run-{arch}-{backend}")
+            cfg = RunConfig(tasks=("a", "b"), limit=40, out=str(out), max_new_tokens=8, batch_size=16, eval_examples=6,
+                            ablation_layers=1, random_draws=2, quick=True)
+            original, main_job.get_task = main_job.get_task, _job_task
+            try:
+                runs[arch, backend] = out, run(cfg, adapter=adapters[arch, backend])
+            finally:
+                main_job.get_task = original
+        return runs[arch, backend]
+
+    return get
+
+
+@pytest.mark.parametrize("arch, backend", CASES)
+def test_main_job_on_every_architecture(adapters, main_runs, arch, backend, tmp_path):
+    """The main job, then ``compare`` of its run directory against itself and ``applications`` from it."""
+    import json
+
+    from test_applications_model import planted_task
+
+    from reward_circuits.applications import ApplicationsConfig, write_applications_report
+    from reward_circuits.cli import main
+
+    out, summary = main_runs(arch, backend)
     assert summary["backend"] == backend and summary["n_layers"] == 2 and summary["d_model"] == 32
     assert {"rollouts", "value", "ablation", "steering", "confidence", "dopamine"} <= set(summary)
     assert 0 < summary["rollouts"]["accuracy"]["a"] < 1
@@ -199,9 +220,26 @@ def test_main_job_on_every_architecture(adapters, arch, backend, tmp_path, monke
     layer = next(iter(summary["ablation"]["layers"].values()))
     assert layer["hook_name"].startswith("blocks.") and len(layer["random_accs"]) == 2
     assert summary["steering"]["hook_name"] == summary["value"]["best_hook"]
-    assert (tmp_path / "run" / "report.html").exists()
-    assert main(["compare", str(tmp_path / "run"), str(tmp_path / "run"), "--n-boot", "200", "--out", str(tmp_path / "cmp")]) == 0
+    assert (out / "report.html").exists()
+    assert main(["compare", str(out), str(out), "--n-boot", "200", "--out", str(tmp_path / "cmp")]) == 0
     assert json.loads((tmp_path / "cmp" / "summary.json").read_text())["compare"]["verdict"] == "same"
+    cfg = ApplicationsConfig(n_prompts=12, n_samples=2, layers=(0, 1), max_new_tokens=6, batch_size=16, n_boot=200,
+                             verbalized=False, from_run=str(out), out=str(tmp_path / "apps"))
+    result = write_applications_report(cfg, adapters[arch, backend], planted_task(12))
+    assert result.hooks_by_fold == [summary["value"]["best_hook"]]
+
+
+def test_architectures_command_sets_the_tiny_llama_beside_the_tiny_gpt2(main_runs, tmp_path):
+    """``reward-circuits architectures`` on the two tiny models' main-job runs."""
+    import json
+
+    from reward_circuits.cli import main
+
+    llama, gpt2 = main_runs("llama", "transformer_lens")[0], main_runs("gpt2", "transformer_lens")[0]
+    assert main(["architectures", str(llama), str(gpt2), "--out", str(tmp_path)]) == 0
+    runs = json.loads((tmp_path / "summary.json").read_text())["architectures"]["runs"]
+    assert [r["model"] for r in runs] == ["tiny-llama", "tiny-gpt2"]
+    assert all(set(r["by_layer"]) == {"0", "1"} for r in runs)
 
 
 @pytest.mark.parametrize("arch, backend", CASES)
@@ -277,8 +315,8 @@ def test_irm_fine_tuning_on_gpt2(tmp_path):
 
 @pytest.mark.parametrize("arch, backend", CASES)
 def test_applications_and_compare_on_every_architecture(adapters, arch, backend, tmp_path):
-    """``reward-circuits applications`` at test_applications_model's size, then ``compare`` of its
-    run against itself."""
+    """``reward-circuits applications`` at test_applications_model's size (with the verbalized
+    confidence: one more generation on the model's own answer), then ``compare`` of its run against itself."""
     import json
 
     from test_applications_model import planted_task
@@ -288,7 +326,7 @@ def test_applications_and_compare_on_every_architecture(adapters, arch, backend,
 
     out = tmp_path / "apps"
     cfg = ApplicationsConfig(n_prompts=16, n_samples=4, layers=(0, 1), max_new_tokens=6, batch_size=16, probe_epochs=3,
-                             n_boot=200, prune_ratio=0.5, verbalized=False, out=str(out))
+                             n_boot=200, prune_ratio=0.5, verbalized=True, out=str(out))
     torch.manual_seed(0)
     extra = planted_task(24)
     extra.examples = [e for e in extra.examples if int(e.id[1:]) >= 16]
@@ -296,6 +334,7 @@ def test_applications_and_compare_on_every_architecture(adapters, arch, backend,
     summary = json.loads((out / "summary.json").read_text())["applications"]
     assert {"scorer", "best_of_n", "routing", "error_detection", "curation", "value_signal"} <= set(summary)
     assert summary["best_of_n"]["n_prompts"] == 16 and summary["value_signal"]["train_only_rollouts"] == 8
+    assert "verbalized confidence" in {x["signal"] for x in summary["scorer"]["signals"]}
     assert main(["compare", str(out), str(out), "--n-boot", "200", "--out", str(tmp_path / "cmp")]) == 0
     cmp = json.loads((tmp_path / "cmp" / "summary.json").read_text())["compare"]
     assert cmp["verdict"] == "same" and set(cmp["iou_by_layer"].values()) == {1.0}
@@ -324,3 +363,23 @@ def test_icrl_play_batched_and_cached_equals_single_runs_and_the_other_backend(a
                 if a.logprobs is not None:
                     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
             torch.testing.assert_close(exp.activations[hook], ref.activations[hook], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backends", [("transformer_lens", "nnsight"), ("nnsight", "transformer_lens")])
+def test_compare_the_tiny_llama_against_the_tiny_gpt2(adapters, backends, tmp_path):
+    """``compare`` of two models given by name (no run directories): a value snapshot of each on the
+    same prompts (paired), value-neuron IoU per layer across the two architectures (both 32 wide)."""
+    from test_applications_model import planted_task
+
+    from reward_circuits.applications import compare_snapshots, model_snapshot
+    from reward_circuits.applications.config import ApplicationsConfig
+    from reward_circuits.applications.monitoring import CompareConfig
+
+    snaps = []
+    for arch, backend in zip(ARCHS, backends):
+        cfg = ApplicationsConfig(n_prompts=16, layers=(0, 1), max_new_tokens=6, batch_size=16, probe_epochs=3,
+                                 prune_ratio=0.5, out=str(tmp_path / arch))
+        snaps.append(model_snapshot(f"tiny-{arch}", cfg, adapters[arch, backend], planted_task(16)))
+    res = compare_snapshots(*snaps, CompareConfig(n_boot=200))
+    assert res.paired and res.n_shared == 16 and set(res.iou_by_layer) == {"0", "1"}
+    assert all(0 <= v <= 1 for v in res.iou_by_layer.values()) and res.exit_code() in (0, 1)
