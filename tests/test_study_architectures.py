@@ -383,3 +383,40 @@ def test_compare_the_tiny_llama_against_the_tiny_gpt2(adapters, backends, tmp_pa
     res = compare_snapshots(*snaps, CompareConfig(n_boot=200))
     assert res.paired and res.n_shared == 16 and set(res.iou_by_layer) == {"0", "1"}
     assert all(0 <= v <= 1 for v in res.iou_by_layer.values()) and res.exit_code() in (0, 1)
+
+
+@pytest.mark.parametrize("arch, backend", CASES)
+def test_dopamine_causal_check_on_every_architecture(adapters, arch, backend, tmp_path):
+    """The main job's dopamine causal check (at the main job's test size its surprise sets are too
+    small to reach it), as test_dopamine_causal runs it: ablating the probe's heaviest dims moves
+    its TD traces; and the check's zeroed-states shortcut equals teacher forcing under the ablation."""
+    import numpy as np
+
+    from reward_circuits.analysis.causal import td_trace_under, traces_of_states
+    from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
+    from reward_circuits.data.capture import build_store
+    from reward_circuits.data.rollouts import generate_rollouts
+    from reward_circuits.interventions import zero_ablate
+    from reward_circuits.interventions.scoring import rollout_states
+    from reward_circuits.models import GenerationConfig
+    from reward_circuits.neurons import NeuronSet
+    from reward_circuits.pipeline.dopamine import run_dopamine_causal_check
+
+    hook = "blocks.1.hook_resid_post"
+    ad = adapters[arch, backend]
+    task = _task(8)
+    task.reward_fn = lambda resp, ex: float((len(resp) + int(ex.id[1:])) % 2)
+    cfg = GenerationConfig(max_new_tokens=6, progress=False)
+    rollouts = generate_rollouts(ad, task, cfg)
+    store = build_store(ad, rollouts, [hook], tmp_path / "store", progress=False)
+    probe = ValueProbe(ValueProbeConfig(epochs=2, hidden=8, batch_states=64)).fit(store, hook, verbose=False)
+    top = probe.input_weight_norms(hook).argsort(descending=True)[:4].tolist()
+    pairs = [(r.prompt_ids, r.response_ids) for r in rollouts]
+    summary, _ = run_dopamine_causal_check(ad, probe, NeuronSet(hook, top, ad.d_model, kind="dopamine", layer=1), pairs,
+                                           task, task.examples, config=cfg, n_random_draws=2, seed=0)
+    assert summary["dopamine"]["td_mean_abs_change"] > 0 and len(summary["random"]) == 2
+    states = rollout_states(ad, hook, pairs)
+    shortcut = traces_of_states(probe, hook, [s.index_fill(1, torch.tensor(top), 0.0) for s in states], 0.99)
+    forced = td_trace_under(ad, probe, hook, pairs, [(hook, zero_ablate(top))], 0.99)
+    for a, b in zip(shortcut, forced):
+        np.testing.assert_allclose(a, b, atol=1e-5, equal_nan=True)
