@@ -5,6 +5,13 @@ The preference study's generation (greedy held-out accuracy, sampled rollouts) a
 activations (calibration at ``blocks.L.mlp.hook_post``) go through the adapter; the training-time
 capture stays on HF modules (it needs their autograd graph) but finds them through the hook-name
 mapping, so it too runs on both layouts.
+
+Every other study runs here on both too, at the smallest size its own tests use: the main job (all
+stages; then ``compare`` and ``applications`` from its run directory, and ``architectures`` on the
+two models' runs), the dopamine causal check, ``sae-td`` (and its agent's batched, KV-cached play),
+``irm`` (TransformerLens only: the study has no backend choice) and ``applications`` / ``compare``
+(also of the tiny Llama against the tiny GPT-2). The tiny GPT-2 answers every prompt alike, so the
+planted rewards here depend on the example too.
 """
 
 from __future__ import annotations
@@ -343,7 +350,8 @@ def test_applications_and_compare_on_every_architecture(adapters, arch, backend,
 @pytest.mark.parametrize("arch", ARCHS)
 def test_icrl_play_batched_and_cached_equals_single_runs_and_the_other_backend(adapters, arch):
     """sae-td's agent: rows of different lengths in one left-padded batch (KV-cached on TransformerLens,
-    where GPT-2's absolute positions must follow the padding) equal their solo runs and nnsight's."""
+    where GPT-2's absolute positions must follow the padding) equal their solo runs and nnsight's; a
+    history longer than the model's context (tiny GPT-2: 256 positions) is a clear error."""
     import numpy as np
 
     from reward_circuits.icrl import play, play_many
@@ -363,6 +371,10 @@ def test_icrl_play_batched_and_cached_equals_single_runs_and_the_other_backend(a
                 if a.logprobs is not None:
                     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
             torch.testing.assert_close(exp.activations[hook], ref.activations[hook], atol=1e-4, rtol=1e-4)
+    if arch == "gpt2":  # a history past GPT-2's absolute positions is refused by name, on both backends
+        for ad in (tl, nn):
+            with pytest.raises(ValueError, match="history of row 0 is .* tokens long; tiny-gpt2 takes at most 256"):
+                play_many(ad, "grid", [0], n_episodes=2, random_episodes=0)
 
 
 @pytest.mark.parametrize("backends", [("transformer_lens", "nnsight"), ("nnsight", "transformer_lens")])
