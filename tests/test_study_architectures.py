@@ -291,12 +291,13 @@ def test_irm_on_every_architecture(arch, site, tmp_path):
 
     from test_irm_study import tiny_config
 
-    from reward_circuits.irm import run_irm
+    from reward_circuits.irm import run_irm, write_irm_report
 
     _tuned_copy(arch, tmp_path / "tuned")
     hf, tok = _fresh(arch)
     result = run_irm(tiny_config(tmp_path / "out", finetuned=str(tmp_path / "tuned"), sae_site=site), base_hf=hf,
                      tokenizer=tok)
+    write_irm_report(result)  # the command layer assembles the report
     assert result.layers == [0] and result.divergence.layers == [0, 1] and result.divergence.distance[1] == 0
     width = {"hook_mlp_out": 32, "mlp.hook_post": 64 if arch == "llama" else 128}[site]
     assert all(p.hook_name == f"blocks.0.{site}" and p.small.cfg.d_in == width for p in result.dictionaries.pairs)
