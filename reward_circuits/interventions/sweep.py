@@ -456,14 +456,14 @@ def _batched(adapter: ModelAdapter, prompts: list[str], conds: list[Condition], 
     cut = (_shared_prefix_len(seqs, conds)
            if streaming and sweep_config.share_prefix and not adapter.has_attached_hooks() else 0)
     prefix, prefix_row_of = _prefix_plan(adapter, seqs[0][:cut], conds, sweep_config) if cut else (None, {})
+    planning = _Planning(adapter, seqs, conds, sweep_config, shared_used, from_layer, stats, cut, prefix_row_of)
     plans, owners, seeds = [], [], []
     for g0 in range(0, k_all, group):
         for e0 in range(0, n, per_plan):
             # sampled sweeps: one key per example (its own generator, seeded by config.seed and
             # the key), so every condition of an example draws the same uniform numbers
             seeds.append(config.seed)
-            plan, own = _plan(adapter, seqs, conds, g0, group, list(range(e0, min(n, e0 + per_plan))),
-                              sweep_config, shared_used, from_layer, stats, cut, prefix_row_of)
+            plan, own = _plan(planning, g0, group, list(range(e0, min(n, e0 + per_plan))))
             plans.append(plan)
             owners.append(own)
     labels = RowLabels()
@@ -535,12 +535,29 @@ def _prefix_plan(adapter: ModelAdapter, prefix: list[int], conds: list[Condition
                           torch.tensor(starts), torch.tensor(bases)), row_of
 
 
-def _plan(adapter: ModelAdapter, seqs, conds: list[Condition], g0: int, group: int, ex: list[int],
-          sweep_config: SweepConfig, shared_used: dict, from_layer: dict, stats: dict, cut: int = 0,
-          prefix_row_of: dict[int, int] | None = None) -> tuple[GenerationPlan, list[tuple[str, int]]]:
+@dataclass
+class _Planning:
+    """What every plan of one sweep reads (the adapter, prompts, conditions, settings, the shared
+    prefix) and the bookkeeping the plans update (``shared_used``, ``from_layer``, ``stats``)."""
+
+    adapter: ModelAdapter
+    seqs: list[list[int]]
+    conds: list[Condition]
+    sweep_config: SweepConfig
+    shared_used: dict
+    from_layer: dict
+    stats: dict
+    cut: int = 0
+    prefix_row_of: dict[int, int] | None = None
+
+
+def _plan(planning: _Planning, g0: int, group: int, ex: list[int]) -> tuple[GenerationPlan, list[tuple[str, int]]]:
     """The generation plan of examples ``ex`` under conditions ``g0 .. g0 + group``, and the
     (condition, example) each decoding row belongs to. With ``cut``, the prompts' first ``cut``
     tokens are a prefix already encoded (row ``prefix_row_of[condition]``, 0 for shared rows)."""
+    adapter, seqs, conds, sweep_config = planning.adapter, planning.seqs, planning.conds, planning.sweep_config
+    shared_used, from_layer, stats = planning.shared_used, planning.from_layer, planning.stats
+    cut, prefix_row_of = planning.cut, planning.prefix_row_of
     group_conds = conds[g0:g0 + group]
     chunk_seqs = [seqs[e][cut:] for e in ex]
     prefix_rows: list[int] = []
