@@ -412,3 +412,22 @@ def test_the_value_line_names_its_splits_rounds_and_gives_n():
     line = value_line(value)
     assert line.startswith("[value] best layer 9, chosen on the validation split (n = 11 rollouts, AUC 0.714)")
     assert "held-out test AUC of V(s_0) by layer (n = 12 rollouts (split by prompt)): L0 0.500, L9 0.556" in line
+
+
+def test_both_backends_stop_at_the_models_generation_eos():
+    """Was: the nnsight adapter stopped at the HF ``generation_config.eos_token_id`` list (e.g. Gemma's
+    ``<end_of_turn>``) as well as the tokenizer's EOS, the TransformerLens adapter at the tokenizer's
+    alone: the same model generated longer answers on one backend."""
+    from reward_circuits.models import GenerationConfig, from_hf
+    from reward_circuits.models.tiny import tiny_hf_model
+
+    hf, tok = tiny_hf_model(seed=0)
+    cfg = GenerationConfig(max_new_tokens=8, progress=False)
+    free = from_hf(hf, tok, "transformer_lens", name="t").generate(["hello world"], cfg)[0]
+    stop = free.response_ids[2]  # a token the model does generate: make it a generation EOS
+    assert stop != tok.eos_token_id and len(free.response_ids) > 3
+    hf.generation_config.eos_token_id = [tok.eos_token_id, stop]
+    for backend in ("transformer_lens", "nnsight"):
+        g = from_hf(hf, tok, backend, name="t").generate(["hello world"], cfg)[0]
+        first = free.response_ids.index(stop)
+        assert g.response_ids == free.response_ids[:first + 1] and g.finish_reason == "eos", backend

@@ -21,7 +21,9 @@ def from_hf(hf_model, tokenizer, backend: Backend = DEFAULT_BACKEND, name: str |
     prepare_tokenizer(tokenizer)
     if backend == "transformer_lens":
         device = str(next(hf_model.parameters()).device)
-        return TransformerLensAdapter(hooked_transformer_from_hf(hf_model, tokenizer, device=device), name=name)
+        gen_eos = getattr(getattr(hf_model, "generation_config", None), "eos_token_id", None)
+        return TransformerLensAdapter(hooked_transformer_from_hf(hf_model, tokenizer, device=device), name=name,
+                                      generation_eos=gen_eos)
     if backend == "nnsight":
         from nnsight import LanguageModel
         import warnings

@@ -19,11 +19,15 @@ from .hook_names import layer_of
 class TransformerLensAdapter(ModelAdapter):
     backend: Backend = "transformer_lens"
 
-    def __init__(self, model, name: str | None = None):
+    def __init__(self, model, name: str | None = None, generation_eos: Sequence[int] | int | None = None):
+        """``generation_eos``: the HF model's ``generation_config.eos_token_id`` (one id or several, e.g.
+        Gemma's ``<end_of_turn>``): generation stops at these as well as the tokenizer's EOS, as on the
+        nnsight backend (:func:`~reward_circuits.models.from_hf` passes it)."""
         if not (hasattr(model, "hook_dict") and hasattr(model, "run_with_hooks") and hasattr(model, "hooks")):
             raise TypeError("TransformerLensAdapter needs a HookedTransformer (or TransformerBridge); got "
                             f"{type(model).__name__}.")
         self.model = model
+        self._gen_eos = [generation_eos] if isinstance(generation_eos, int) else list(generation_eos or [])
         self.name = name or getattr(model.cfg, "model_name", "hooked_transformer")
         self.tokenizer = model.tokenizer
         self.n_layers = model.cfg.n_layers
