@@ -1,7 +1,10 @@
 """The main job: rollouts → activation store → value probes → interventions → dopamine → report.
 
 Each stage adds its section to ``summary.json`` and ``report.html`` as soon as it finishes, and a
-rerun reuses what is on disk (rollouts, stores), so a stopped job resumes.
+rerun reuses what is on disk (rollouts, stores), so a stopped job resumes. Each stage's sections are
+also kept whole in ``sections.json``: a run with ``--stages`` runs those stages on what earlier runs
+into the same directory left (the value stage's probe, neuron sets and saved split) and keeps every
+other section; a stage whose input is neither computed now nor on disk stops before the model loads.
 """
 
 from __future__ import annotations
