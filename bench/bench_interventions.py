@@ -3,7 +3,7 @@ throughput vs HF ``generate``.
 
 Rows (all ratios measured in one run, repeats interleaved, medians reported):
 
-* ``stage``: (``<first way>_speedup``: each other way's median time over the first way's) :func:`reward_circuits.pipeline.interventions.run_intervention_stage` (ablation with
+* ``stage``: (``<first way>_speedup``: each other way's median time over the first way's) :func:`reward_circuits.studies.run.interventions.run_intervention_stage` (ablation with
   random controls, dose-response, steering, confidence) on the same examples, three ways:
   ``sweep`` (today's code: every study one batched generation), ``per_condition`` (one
   ``adapter.generate`` per condition, finished rows leave), ``per_condition_keep`` (one pass per
@@ -96,7 +96,7 @@ def _accuracies(sections) -> dict:
 
 def _stage(adapter, task, value_sets, args, way: str) -> tuple[float, float, dict]:
     """One run of the main job's intervention stage; (wall seconds, CPU seconds of this process, accuracies)."""
-    from reward_circuits.pipeline.interventions import (InterventionInputs, InterventionStudyConfig,
+    from reward_circuits.studies.run.interventions import (InterventionInputs, InterventionStudyConfig,
                                                         run_intervention_stage)
 
     cfg = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=args.batch_size, progress=False,

@@ -16,11 +16,13 @@ The folder tree is the data flow, and each line below imports only from the line
     analysis/         td, stats, value probes, pruning/value neurons, baselines, dopamine neurons, controls; and the
                       studies that run the engine: causal (ablation/dose/steering, TD trace under a hook), confidence
     sae/              sparse autoencoders on our activations (sae-lens SAE objects): training, metrics, saving, latent-removal hooks
-    icrl/             study: in-context RL, its Q-learning model and the SAE view of TD learning (``sae-td``)
-    irm/              study: implicit reward models (Marks et al.): RLHF fine-tune, divergent layers, SAE pairs, linear IRM (``irm``)
-    preference/       study: neuron-guided preference optimisation, YFPO (``yfpo``)
-    applications/     study: what a practitioner does with value neurons (calibration, best-of-N, routing, detection, monitoring)
-    pipeline/         study: the main job (``run``, ``probe``), its stages as typed results, cross-architecture comparison
+    studies/          one package per command, each config → run(config) → typed Result → to_section; siblings:
+      run/            the main job (``run``, ``probe``, ``architectures``): stages as typed results, cross-architecture comparison
+      sae_td/         in-context RL, its Q-learning model and the SAE view of TD learning (``sae-td``)
+      irm/            implicit reward models (Marks et al.): RLHF fine-tune, divergent layers, SAE pairs, linear IRM (``irm``)
+      yfpo/           neuron-guided preference optimisation, YFPO (``yfpo``)
+      applications/   what a practitioner does with value neurons: calibration, best-of-N, routing, detection,
+                      monitoring (``applications``, ``compare``)
     cli.py            ``reward-circuits`` (one subcommand module per study)
 
 The five studies are siblings: none imports another.
@@ -40,7 +42,7 @@ from .interventions import (activation_means, add_direction, generate_and_score,
                             resample_ablate, scale, zero_ablate)
 from .models import GenerationConfig, ModelAdapter, TokenBatch, from_hf, load_model
 from .neurons import NeuronSet, expected_random_iou, iou
-from .pipeline import RunConfig, run
+from .studies.run import RunConfig, run
 from .report import Report, Section, Table
 from .tasks import Example, Task, get_task
 

@@ -6,7 +6,7 @@
 
 Each subcommand lives next to its analysis, in a module with ``register(subparsers)`` that adds its
 parser (options generated from the analysis' config dataclass, see :mod:`reward_circuits.configs`)
-and sets ``handler=fn(args) -> int``. Add a command by adding its module to :data:`COMMAND_MODULES`.
+and sets ``handler=fn(args) -> int``. Add a command by adding its study package to :data:`reward_circuits.studies.STUDY_PACKAGES`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ import importlib
 import os
 import sys
 
-COMMAND_MODULES = (
-    "reward_circuits.pipeline.commands",
-    "reward_circuits.icrl.command",
-    "reward_circuits.irm.commands",
-    "reward_circuits.preference.commands",
-    "reward_circuits.applications.commands",
-)
+from .studies import STUDY_PACKAGES
+
+COMMAND_MODULES = tuple(f"{package}.commands" for package in STUDY_PACKAGES.values())
 
 
 class CommandError(Exception):

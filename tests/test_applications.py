@@ -8,7 +8,7 @@ import pytest
 
 from reward_circuits.neurons import NeuronSet
 from reward_circuits.analysis.stats import Interval
-from reward_circuits.applications import (
+from reward_circuits.studies.applications import (
     AbortRule,
     ApplicationsConfig,
     CandidateSet,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reward_circuits.analysis.probes import ValueProbe, ValueProbeConfig
-from reward_circuits.applications import (
+from reward_circuits.studies.applications import (
     ApplicationsConfig,
     ValueMonitor,
     ValueScorer,
@@ -131,8 +131,8 @@ def test_compare_a_run_against_itself_exits_zero_with_iou_one(app_run, tmp_path,
 
 def test_model_snapshot_of_one_model_twice_is_same(tl_adapter, tmp_path):
     """'A model against itself' through the whole fitting path (rollouts, store, cross-fitted probes)."""
-    from reward_circuits.applications import compare_snapshots, model_snapshot
-    from reward_circuits.applications.monitoring import CompareConfig
+    from reward_circuits.studies.applications import compare_snapshots, model_snapshot
+    from reward_circuits.studies.applications.monitoring import CompareConfig
 
     snaps = []
     for side in ("a", "b"):
@@ -147,8 +147,8 @@ def test_model_snapshot_of_one_model_twice_is_same(tl_adapter, tmp_path):
 @pytest.fixture(scope="module")
 def main_run(tl_adapter, tmp_path_factory):
     """A `reward-circuits run` directory (rollouts, store, value stage) on the tiny model."""
-    import reward_circuits.pipeline.main_job as pipeline
-    from reward_circuits.pipeline.main_job import RunConfig, run
+    import reward_circuits.studies.run.main_job as pipeline
+    from reward_circuits.studies.run.main_job import RunConfig, run
 
     out = tmp_path_factory.mktemp("main") / "run"
     original = pipeline.get_task
@@ -169,7 +169,7 @@ def test_compare_reads_a_main_job_run_directory(main_run, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())["compare"]
     assert summary["verdict"] == "same" and summary["auc_a"]["n"] == 12  # the run's held-out split (30% of 40)
     # exactly the value stage's own test rollouts, as saved in value/splits.json (not a re-split)
-    from reward_circuits.applications.monitoring import ValueSnapshot
+    from reward_circuits.studies.applications.monitoring import ValueSnapshot
 
     saved = json.loads((main_run / "value" / "splits.json").read_text())["stores"]["primary"]
     assert ValueSnapshot.from_dir(main_run).ids == saved["test"]["rollout_ids"]

@@ -7,7 +7,8 @@ import pathlib
 import pytest
 
 PKG = pathlib.Path(__file__).resolve().parents[1] / "reward_circuits"
-SUBPACKAGES = sorted(p.name for p in PKG.iterdir() if (p / "__init__.py").exists())
+SUBPACKAGES = sorted([p.name for p in PKG.iterdir() if (p / "__init__.py").exists()]
+                     + [f"studies.{p.name}" for p in (PKG / "studies").iterdir() if (p / "__init__.py").exists()])
 
 
 def _modules():
@@ -70,7 +71,8 @@ def test_top_level_api_is_curated():
 # The layers, lowest first: a module may import only from its own unit or from a lower layer. A unit is a
 # subpackage or a top-level module; units in one layer do not import each other. The package's
 # ``__init__`` (the curated top-level API) is the facade and may import anything.
-STUDIES = ("icrl", "irm", "preference", "applications", "pipeline")
+# every study is a package under studies/, named as its command (``studies/run`` is ``reward-circuits run``)
+STUDIES = ("studies.sae_td", "studies.irm", "studies.yfpo", "studies.applications", "studies.run")
 LAYERS = (
     ("errors", "io", "configs", "reprs", "options"),  # foundation: import nothing of the package
     ("report",),  # what every result renders to; analyses build their own Sections, so it sits below them
@@ -80,7 +82,7 @@ LAYERS = (
     ("data",),
     ("analysis",),  # analyses of a store, and the studies that run the engine (causal, confidence)
     ("sae",),
-    STUDIES,
+    STUDIES + ("studies",),  # studies/__init__.py: the command → package table, imports nothing
     ("cli",),
 )
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
@@ -94,6 +96,8 @@ ALLOWED_BETWEEN_STUDIES: dict[str, str] = {}
 
 def _unit_of(path: pathlib.Path) -> str:
     rel = path.relative_to(PKG)
+    if rel.parts[0] == "studies" and len(rel.parts) > 2:
+        return f"studies.{rel.parts[1]}"  # each study is its own unit
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
@@ -136,6 +140,8 @@ def _target_unit(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return FACADE
+    if parts[1] == "studies" and len(parts) > 2:
+        return f"studies.{parts[2]}"
     if (PKG / parts[1]).is_dir() or (PKG / f"{parts[1]}.py").exists():
         return parts[1]
     return FACADE  # ``from reward_circuits import Report``: a name of the facade
@@ -161,22 +167,22 @@ def test_every_unit_has_a_layer():
 def test_the_import_resolver_sees_every_form():
     """The guard below is only as good as its resolver: every import form resolves to the right module."""
     source = (
-        "import reward_circuits.pipeline.config\n"
-        "from reward_circuits.icrl import agent\n"
+        "import reward_circuits.studies.run.config\n"
+        "from reward_circuits.studies.sae_td import agent\n"
         "from reward_circuits import report\n"
         "from reward_circuits import Report\n"
         "from . import stats\n"
         "from .. import cli\n"
         "from ..sae.hooks import remove_latents\n"
         "def f():\n"
-        "    from ..irm import study\n"
+        "    from ..studies.irm import study\n"
         "import numpy\n")
     got = {m for _, m in _imported_modules(PKG / "analysis" / "any_module.py", source)}
-    expected = {"reward_circuits.pipeline.config", "reward_circuits.icrl.agent", "reward_circuits.report",
+    expected = {"reward_circuits.studies.run.config", "reward_circuits.studies.sae_td.agent", "reward_circuits.report",
                 "reward_circuits.analysis.stats", "reward_circuits.cli", "reward_circuits.sae.hooks",
-                "reward_circuits.irm.study", "reward_circuits"}
+                "reward_circuits.studies.irm.study", "reward_circuits"}
     assert got == expected, got ^ expected
-    assert {_target_unit(m) for m in got} == {"pipeline", "icrl", "report", "analysis", "cli", "sae", "irm", FACADE}
+    assert {_target_unit(m) for m in got} == {"studies.run", "studies.sae_td", "report", "analysis", "cli", "sae", "studies.irm", FACADE}
 
 
 def test_no_module_imports_a_later_layer():
@@ -202,7 +208,7 @@ def test_no_module_imports_a_later_layer():
 
 
 def test_studies_do_not_import_each_other():
-    """icrl, irm, preference, applications and pipeline are siblings: what two of them share moves down a layer."""
+    """The studies (run, sae_td, irm, yfpo, applications) are siblings: what two of them share moves down a layer."""
     bad, used = [], set()
     for here, there, where in _cross_unit_imports():
         if here in STUDIES and there in STUDIES:

@@ -25,7 +25,7 @@ def _run_dir(tmp_path: Path, name: str, n_layers: int) -> Path:
 
 def test_layers_line_up_in_relative_depth_and_the_report_is_written(tmp_path):
     from reward_circuits.cli import main
-    from reward_circuits.pipeline import compare_architectures
+    from reward_circuits.studies.run import compare_architectures
 
     a, b = _run_dir(tmp_path, "two-layer", 2), _run_dir(tmp_path, "three-layer", 3)
     result = compare_architectures([a, b])
@@ -43,7 +43,7 @@ def test_layers_line_up_in_relative_depth_and_the_report_is_written(tmp_path):
 
 
 def test_a_directory_without_a_finished_run_is_refused(tmp_path):
-    from reward_circuits.pipeline import compare_architectures
+    from reward_circuits.studies.run import compare_architectures
 
     with pytest.raises(FileNotFoundError, match="no summary.json"):
         compare_architectures([tmp_path, tmp_path])

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from reward_circuits.cli import build_parser, main
-from reward_circuits.pipeline.config import RunConfig
+from reward_circuits.studies.run.config import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,7 +32,7 @@ def test_bad_options_name_the_problem(capsys):
 
 
 def test_layers_beyond_the_model_are_an_error_not_silently_dropped(tl_adapter, tmp_path):
-    from reward_circuits.pipeline import run
+    from reward_circuits.studies.run import run
 
     with pytest.raises(ValueError, match=r"has layers 0\.\.1"):
         run(RunConfig(layers=(99,), out=str(tmp_path)), adapter=tl_adapter)

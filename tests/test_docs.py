@@ -81,13 +81,15 @@ def test_every_tutorial_has_a_page_in_the_nav():
 def test_api_reference_covers_every_subpackage():
     """One API page per subpackage that exists (new subpackages need their page: docs/api/<name>.md)."""
     pages = {p.stem for p in (ROOT / "docs" / "api").glob("*.md")}
-    subpackages = {p.parent.name for p in (ROOT / "reward_circuits").glob("*/__init__.py")}
+    subpackages = ({p.parent.name for p in (ROOT / "reward_circuits").glob("*/__init__.py")}
+                   | {p.parent.name for p in (ROOT / "reward_circuits" / "studies").glob("*/__init__.py")})
     assert subpackages <= pages, (f"subpackages without an API page: {sorted(subpackages - pages)}; add "
                                   "docs/api/<name>.md holding `::: reward_circuits.<name>` and list it in mkdocs.yml's nav")
     nav = str(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
     assert all(f"api/{p}.md" in nav for p in pages), f"API pages missing from mkdocs.yml's nav: {sorted(p for p in pages if f'api/{p}.md' not in nav)}"
     for page in pages:
-        assert (ROOT / "reward_circuits" / page / "__init__.py").exists(), f"docs/api/{page}.md documents a missing subpackage"
+        assert any((ROOT / "reward_circuits" / where / page / "__init__.py").exists() for where in ("", "studies")), \
+            f"docs/api/{page}.md documents a missing subpackage"
 
 
 def test_rejected_inputs_page_is_current():

@@ -28,7 +28,7 @@ from reward_circuits.analysis import (
     td_errors,
     td_trace_change,
 )
-from reward_circuits.pipeline.dopamine import DISTRIBUTION_FIGURE, TRACE_FIGURE, DopamineStageConfig, run_dopamine_stage
+from reward_circuits.studies.run.dopamine import DISTRIBUTION_FIGURE, TRACE_FIGURE, DopamineStageConfig, run_dopamine_stage
 from reward_circuits.neurons import NeuronSet
 from reward_circuits.report import Report
 from reward_circuits.data.store import write_store_from_arrays
@@ -373,7 +373,7 @@ def test_stage_with_a_value_probe_and_few_rollouts_of_one_reward(tmp_path, n_pos
 
 def test_stage_keeps_repeated_prompts_on_one_side_of_the_split(tmp_path, monkeypatch):
     """Rollouts of one prompt share a group; the ranking/held-out split must not cut a group."""
-    import reward_circuits.pipeline.dopamine as stage
+    import reward_circuits.studies.run.dopamine as stage
 
     store, values = make_store(tmp_path / "store", n=159)
     groups = [i // 3 for i in range(len(store))]  # 53 prompts, 3 rollouts each

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from reward_circuits.data.capture import build_store
-from reward_circuits.pipeline.dopamine import run_dopamine_causal_check
+from reward_circuits.studies.run.dopamine import run_dopamine_causal_check
 from reward_circuits.analysis.causal import td_trace_under
 from reward_circuits.interventions import generate_and_score
 from reward_circuits.models import GenerationConfig

@@ -210,7 +210,7 @@ def test_a_store_writer_killed_inside_safetensors_leaves_nothing_on_the_next_ope
 
 
 def _job(out, **kw):
-    from reward_circuits.pipeline import RunConfig
+    from reward_circuits.studies.run import RunConfig
 
     return RunConfig(tasks=("a", "b"), limit=24, out=str(out), max_new_tokens=8, batch_size=16, eval_examples=4,
                      ablation_layers=1, random_draws=1, quick=True, **kw)
@@ -220,7 +220,7 @@ def _job(out, **kw):
 def one_shot(tmp_path_factory, tl_adapter):
     from test_refactor_equivalence import parity_task
 
-    from reward_circuits.pipeline import main_job
+    from reward_circuits.studies.run import main_job
 
     out = tmp_path_factory.mktemp("one_shot") / "run"
     with pytest.MonkeyPatch.context() as mp:
@@ -238,7 +238,7 @@ def test_stages_run_one_by_one_into_one_directory_equal_a_one_shot_run(tmp_path,
 
     from test_refactor_equivalence import _diff, _untimed, parity_task
 
-    from reward_circuits.pipeline import main_job
+    from reward_circuits.studies.run import main_job
 
     monkeypatch.setattr(main_job, "get_task", parity_task)
     out = tmp_path / "run"
@@ -322,7 +322,7 @@ def test_absolute_position_models_generate_each_row_as_if_alone(gpt2_adapters, b
 @pytest.mark.parametrize("backend", ["transformer_lens", "nnsight"])
 def test_an_episode_longer_than_the_context_is_a_clear_error(tiny_adapters, backend):
     """Was: an IndexError from inside TransformerLens, a silent overrun on nnsight."""
-    from reward_circuits.icrl.agent import ContextSession
+    from reward_circuits.studies.sae_td.agent import ContextSession
 
     adapter = tiny_adapters[backend]
     limit = adapter.context_length
@@ -342,7 +342,7 @@ def test_errors_a_newcomer_meets_name_the_fix(tmp_path, capsys, monkeypatch):
     import json
 
     from reward_circuits.models.loading import ModelLoadError, load_hf
-    from reward_circuits.pipeline import main_job
+    from reward_circuits.studies.run import main_job
 
     runs = tmp_path / "runs"
     (runs / "default").mkdir(parents=True)
@@ -377,11 +377,11 @@ def test_every_study_has_a_quick_mode_that_shrinks_its_sizes():
     (examples, prompts, steps, epochs, draws) without raising any; explicit options still win."""
     import dataclasses
 
-    from reward_circuits.applications.config import ApplicationsConfig
-    from reward_circuits.icrl.study import SAETDConfig
-    from reward_circuits.irm.config import IrmConfig
-    from reward_circuits.pipeline.config import RunConfig
-    from reward_circuits.preference.config import YFPOConfig
+    from reward_circuits.studies.applications.config import ApplicationsConfig
+    from reward_circuits.studies.sae_td.study import SAETDConfig
+    from reward_circuits.studies.irm.config import IrmConfig
+    from reward_circuits.studies.run.config import RunConfig
+    from reward_circuits.studies.yfpo.config import YFPOConfig
 
     commands = _subcommands(build_parser())
     for command in ("run", "sae-td", "irm", "yfpo", "applications"):
@@ -403,7 +403,7 @@ def test_the_value_line_names_its_splits_rounds_and_gives_n():
     chosen on validation beside test AUCs in 16-digit floats, with no n."""
     from types import SimpleNamespace
 
-    from reward_circuits.pipeline.main_job import value_line
+    from reward_circuits.studies.run.main_job import value_line
 
     value = SimpleNamespace(best_key="9", best_hook="blocks.9.hook_resid_post",
                             auc_val={"blocks.9.hook_resid_post": 0.7142857142857143},

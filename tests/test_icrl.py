@@ -1,4 +1,4 @@
-"""reward_circuits.icrl: environments, Q-learning TD errors, (α, β) fits, the LM agent on the tiny model."""
+"""reward_circuits.studies.sae_td: environments, Q-learning TD errors, (α, β) fits, the LM agent on the tiny model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reward_circuits.analysis.td import q_learning_td_errors
-from reward_circuits.icrl import (
+from reward_circuits.studies.sae_td import (
     ActionTokenError,
     GraphTask,
     GridWorld,

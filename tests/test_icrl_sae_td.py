@@ -12,7 +12,7 @@ from test_icrl import simulate_q_agent
 
 from reward_circuits.cli import build_parser
 from reward_circuits.configs import config_from_args
-from reward_circuits.icrl import (
+from reward_circuits.studies.sae_td import (
     SAETDConfig,
     best_feature,
     paired_abs_corr_diff,
@@ -141,7 +141,7 @@ def test_study_runs_end_to_end_on_tiny_model(tl_adapter, tmp_path):
 
 
 def test_partial_correlation_separates_reward_readers_from_td_trackers():
-    from reward_circuits.icrl import partial_abs_corr
+    from reward_circuits.studies.sae_td import partial_abs_corr
 
     rng = np.random.default_rng(0)
     reward = (rng.random(400) < 0.5).astype(float)
@@ -155,7 +155,7 @@ def test_partial_correlation_separates_reward_readers_from_td_trackers():
 
 
 def test_matched_random_latents_match_contribution_and_avoid_top(planted):
-    from reward_circuits.icrl import matched_random_latents
+    from reward_circuits.studies.sae_td import matched_random_latents
 
     _, _, _, x, _ = planted
     acts = torch.tensor(x, dtype=torch.float32)

@@ -512,7 +512,7 @@ def test_verbalized_confidence_of_a_base_model_without_chat_template(adapters, f
 def test_intervention_stage_smoke(adapters, fake_task, tmp_path):
     import json
 
-    from reward_circuits.pipeline.interventions import InterventionInputs, InterventionStudyConfig, run_intervention_stage
+    from reward_circuits.studies.run.interventions import InterventionInputs, InterventionStudyConfig, run_intervention_stage
     from reward_circuits.report import Report
 
     tl = adapters["transformer_lens"]

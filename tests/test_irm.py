@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from reward_circuits.irm import (
+from reward_circuits.studies.irm import (
     CorrelationExplainer,
     IrmConfig,
     LinearIRM,
@@ -31,7 +31,7 @@ from reward_circuits.irm import (
     vader_lexicon,
     words,
 )
-from reward_circuits.irm.contrastive import NEUTRAL_WORDS, TEMPLATES
+from reward_circuits.studies.irm.contrastive import NEUTRAL_WORDS, TEMPLATES
 from reward_circuits.sae import SAETrainConfig, train_sae
 
 pytestmark = pytest.mark.usefixtures("one_thread")

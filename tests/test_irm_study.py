@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from reward_circuits.irm import IrmConfig, run_irm, write_irm_report
+from reward_circuits.studies.irm import IrmConfig, run_irm, write_irm_report
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-import reward_circuits.pipeline.main_job as pipeline
-from reward_circuits.pipeline.main_job import RunConfig, run
+import reward_circuits.studies.run.main_job as pipeline
+from reward_circuits.studies.run.main_job import RunConfig, run
 from reward_circuits.tasks import Example, Task
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from reward_circuits.preference.attnlrp import LRPError, attnlrp_rules, neuron_relevance
+from reward_circuits.studies.yfpo.attnlrp import LRPError, attnlrp_rules, neuron_relevance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

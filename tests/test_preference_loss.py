@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from reward_circuits.preference.neuron_reward import (
+from reward_circuits.studies.yfpo.neuron_reward import (
     NeuronReward,
     auxiliary_loss,
     capture_mlp_neurons,
@@ -64,7 +64,7 @@ def _trainer(tiny_hf, tmp_path, cls, **kw):
 def test_trainer_equals_trl_when_beta_aux_is_zero_and_adds_the_auxiliary_term(tiny_hf, tmp_path):
     from trl import DPOTrainer
 
-    from reward_circuits.preference.trainer import NeuronRewardDPOTrainer
+    from reward_circuits.studies.yfpo.trainer import NeuronRewardDPOTrainer
 
     nr = NeuronReward("value", [(0, 3), (1, 5), (1, 7)], signs=[1.0, -1.0, 1.0])
     trl_trainer, batch = _trainer(tiny_hf, tmp_path / "a", DPOTrainer)
@@ -89,7 +89,7 @@ def test_trainer_equals_trl_when_beta_aux_is_zero_and_adds_the_auxiliary_term(ti
 
 
 def test_trainer_rejects_beta_aux_without_neurons(tiny_hf, tmp_path):
-    from reward_circuits.preference.trainer import NeuronRewardDPOTrainer
+    from reward_circuits.studies.yfpo.trainer import NeuronRewardDPOTrainer
 
     with pytest.raises(ValueError, match="needs a neuron_reward"):
         _trainer(tiny_hf, tmp_path, NeuronRewardDPOTrainer, beta_aux=1.0)
@@ -112,9 +112,9 @@ def test_trainer_margin_equals_the_calibration_margin_under_lora(tiny_hf, tmp_pa
     from trl import DPOConfig
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-    from reward_circuits.preference.neuron_reward import response_activations
-    from reward_circuits.preference.pairs import PreferencePair, tokenize_pairs
-    from reward_circuits.preference.trainer import NeuronRewardDPOTrainer
+    from reward_circuits.studies.yfpo.neuron_reward import response_activations
+    from reward_circuits.studies.yfpo.pairs import PreferencePair, tokenize_pairs
+    from reward_circuits.studies.yfpo.trainer import NeuronRewardDPOTrainer
 
     hf, tok = tiny_hf
     pairs = [PreferencePair("a", "<|user|>1+1=<|end|><|assistant|>", "2", "3x"),

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from reward_circuits.data.rollouts import Rollout
-from reward_circuits.preference.config import YFPOConfig
-from reward_circuits.preference.neuron_reward import NeuronReward, neuron_stats
-from reward_circuits.preference.pairs import preference_pairs, tokenize_pairs
-from reward_circuits.preference.selection import (
+from reward_circuits.studies.yfpo.config import YFPOConfig
+from reward_circuits.studies.yfpo.neuron_reward import NeuronReward, neuron_stats
+from reward_circuits.studies.yfpo.pairs import preference_pairs, tokenize_pairs
+from reward_circuits.studies.yfpo.selection import (
     gold_answer_batch,
     random_neurons_like,
     select_relevance_neurons,
@@ -56,7 +56,7 @@ def test_neuron_stats_and_calibrated_signs(tiny_hf):
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     hf, tok = tiny_hf
-    from reward_circuits.preference.pairs import PreferencePair
+    from reward_circuits.studies.yfpo.pairs import PreferencePair
 
     pairs = [PreferencePair("a", "1+1=", "2", "3x"), PreferencePair("b", "4+4=", "8", "9")]
     batch = DataCollatorForPreference(pad_token_id=tok.pad_token_id)(tokenize_pairs(pairs, tok))
@@ -67,7 +67,7 @@ def test_neuron_stats_and_calibrated_signs(tiny_hf):
     assert all((s > 0) == (d >= 0) for s, d in zip(nr.signs, diff.tolist()))
     assert all(s > 0 for s in nr.std)
     # calibrated: the signed score's margin on these pairs is positive on average
-    from reward_circuits.preference.neuron_reward import capture_mlp_neurons
+    from reward_circuits.studies.yfpo.neuron_reward import capture_mlp_neurons
 
     with torch.no_grad(), capture_mlp_neurons(hf, nr.layers) as acts:
         hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -112,7 +112,7 @@ def test_result_section_summaries_and_report(tmp_path):
     import numpy as np
 
     from reward_circuits.report import Report
-    from reward_circuits.preference.experiment import TrainingRun, YFPOResult
+    from reward_circuits.studies.yfpo.experiment import TrainingRun, YFPOResult
 
     cfg = YFPOConfig(out=str(tmp_path), conditions=("dpo", "value"), seeds=(0, 1, 2))
     rng = np.random.default_rng(0)
@@ -142,7 +142,7 @@ def test_saved_adapter_reloads_as_the_fine_tuned_model(tiny_hf, tmp_path):
 
     from peft import LoraConfig, get_peft_model
 
-    from reward_circuits.preference.experiment import _save_adapter, load_finetuned
+    from reward_circuits.studies.yfpo.experiment import _save_adapter, load_finetuned
 
     hf, tok = tiny_hf
     peft_model = get_peft_model(copy.deepcopy(hf), LoraConfig(r=2, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
@@ -164,7 +164,7 @@ def test_run_yfpo_end_to_end_on_a_tiny_model(tmp_path):
     import json
 
     from reward_circuits.report import Report
-    from reward_circuits.preference.experiment import run_yfpo
+    from reward_circuits.studies.yfpo.experiment import run_yfpo
     from reward_circuits.tasks import Example, Task
 
     from reward_circuits.models.tiny import tiny_hf_model
@@ -196,9 +196,9 @@ def test_reference_log_probs_are_computed_once_and_reused(tmp_path, monkeypatch)
     the first run; later runs get them as dataset columns and never run TRL's precomputation (or a
     reference forward) again; the reused values equal a fresh precomputation."""
     from reward_circuits.models.tiny import tiny_hf_model
-    from reward_circuits.preference.experiment import _train_one
-    from reward_circuits.preference.pairs import PreferencePair, pairs_dataset
-    from reward_circuits.preference.trainer import NeuronRewardDPOTrainer
+    from reward_circuits.studies.yfpo.experiment import _train_one
+    from reward_circuits.studies.yfpo.pairs import PreferencePair, pairs_dataset
+    from reward_circuits.studies.yfpo.trainer import NeuronRewardDPOTrainer
     from trl import DPOTrainer
 
     hf, tok = tiny_hf_model(seed=0)

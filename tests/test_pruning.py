@@ -214,7 +214,7 @@ def test_value_stage_end_to_end(tmp_path):
     second, _ = planted_value_store(tmp_path / "b", n_rollouts=300, d=D, k=K, T_range=(4, 10), seed=1, hooks=hooks,
                                     value_dims=info.value_dims)
     prompts = dict(zip(store.rollout_ids, planted_prompt_tokens(store.rewards, vocab_size=40, seed=0)))
-    from reward_circuits.pipeline.value import ValueStageConfig, run_value_stage, stage_config
+    from reward_circuits.studies.run.value import ValueStageConfig, run_value_stage, stage_config
 
     result = run_value_stage(store, tmp_path / "out", second_store=second, prompt_tokens=prompts, vocab_size=40,
                              config=ValueStageConfig(probe=stage_config(quick=True).replace(epochs=10, batch_states=512, lr=3e-3),
@@ -257,7 +257,7 @@ def test_value_stage_end_to_end(tmp_path):
 
 def test_value_stage_without_second_store_says_why(tmp_path):
     store, _ = planted_value_store(tmp_path / "a", n_rollouts=120, d=8, k=2, T_range=(3, 5), seed=0, hooks=HOOKS)
-    from reward_circuits.pipeline.value import ValueStageConfig, run_value_stage, stage_config
+    from reward_circuits.studies.run.value import ValueStageConfig, run_value_stage, stage_config
 
     s = run_value_stage(store, tmp_path / "out", config=ValueStageConfig(probe=stage_config(quick=True).replace(epochs=2),
                                                                         quick=True)).section.summary

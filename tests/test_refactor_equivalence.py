@@ -27,10 +27,10 @@ def parity_task(spec: str, n: int, seed: int):
 def run_fixed_job(out: Path, monkeypatch=None, **overrides) -> dict:
     import torch
 
-    import reward_circuits.pipeline.main_job as run_module
+    import reward_circuits.studies.run.main_job as run_module
     from reward_circuits.models import from_hf
     from reward_circuits.models.tiny import tiny_hf_model
-    from reward_circuits.pipeline import RunConfig, run
+    from reward_circuits.studies.run import RunConfig, run
 
     if monkeypatch is not None:
         monkeypatch.setattr(run_module, "get_task", parity_task)

@@ -36,7 +36,7 @@ KILL_POINTS = ("rollouts", "store")
 
 
 def job_config(out):
-    from reward_circuits.pipeline import RunConfig
+    from reward_circuits.studies.run import RunConfig
 
     return RunConfig(tasks=("a", "b"), limit=24, out=str(out), max_new_tokens=8, batch_size=16, eval_examples=4,
                      ablation_layers=1, random_draws=1, quick=True)
@@ -49,7 +49,7 @@ def child(out: str, ready: str, kill_at: str) -> None:
     torch.set_num_threads(1)
     from reward_circuits.models import from_hf
     from reward_circuits.models.tiny import tiny_hf_model
-    from reward_circuits.pipeline import main_job
+    from reward_circuits.studies.run import main_job
 
     def pause(half_written: Path) -> None:
         ready_tmp = Path(ready).with_suffix(".part")
@@ -89,7 +89,7 @@ def child(out: str, ready: str, kill_at: str) -> None:
 
 
 def _run_in_process(out: Path, adapter, monkeypatch) -> dict:
-    from reward_circuits.pipeline import main_job
+    from reward_circuits.studies.run import main_job
 
     monkeypatch.setattr(main_job, "get_task", parity_task)
     return main_job.run(job_config(out), adapter=adapter)

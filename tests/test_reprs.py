@@ -101,8 +101,8 @@ def test_stage_results_do_not_print_their_sections():
     import numpy as np
 
     from reward_circuits import NeuronSet, Section
-    from reward_circuits.pipeline.dopamine import DopamineStageResult
-    from reward_circuits.pipeline.interventions import InterventionStageResult
+    from reward_circuits.studies.run.dopamine import DopamineStageResult
+    from reward_circuits.studies.run.interventions import InterventionStageResult
 
     big = Section("dopamine", "Dopamine neurons", {str(i): list(range(100)) for i in range(30)})
     top = NeuronSet(HOOK, [3, 1], 16, kind="dopamine")

@@ -17,7 +17,7 @@ import torch
 from reward_circuits.analysis import dopamine_metrics, paired_control_comparison
 from reward_circuits.analysis.td import td_errors
 from reward_circuits.data import ArrayRollouts
-from reward_circuits.pipeline.dopamine import DopamineStageConfig, run_dopamine_stage
+from reward_circuits.studies.run.dopamine import DopamineStageConfig, run_dopamine_stage
 from reward_circuits.data.store import write_store_from_arrays
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -138,7 +138,7 @@ def test_causal_check_adds_matched_sets_to_the_same_sweep(tl_adapter, tmp_path, 
     from reward_circuits.data.capture import build_store
     from reward_circuits.data.rollouts import generate_rollouts
     from reward_circuits.models import GenerationConfig
-    from reward_circuits.pipeline.dopamine import run_dopamine_causal_check
+    from reward_circuits.studies.run.dopamine import run_dopamine_causal_check
     from reward_circuits.tasks import Example, Task
 
     hook = "blocks.1.hook_resid_post"

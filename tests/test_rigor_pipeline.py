@@ -6,7 +6,7 @@ import pytest
 
 from reward_circuits.data.store import write_store_from_arrays
 from reward_circuits.data.synthetic import planted_rollouts
-from reward_circuits.pipeline.value import ValueStageConfig, run_value_stage
+from reward_circuits.studies.run.value import ValueStageConfig, run_value_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HOOKS = ("blocks.0.hook_resid_post", "blocks.1.hook_resid_post")

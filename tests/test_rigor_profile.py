@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from reward_circuits.configs import add_config_arguments, config_from_args
-from reward_circuits.pipeline.config import PROFILES, RunConfig
+from reward_circuits.studies.run.config import PROFILES, RunConfig
 
 
 def test_paper_profile_resolves_the_paper_effects():
@@ -54,7 +54,7 @@ def test_paper_profile_primary_task_has_distinct_questions():
 
 
 def test_eval_examples_are_distinct_questions(capsys):
-    from reward_circuits.pipeline.main_job import _eval_task
+    from reward_circuits.studies.run.main_job import _eval_task
 
     task = _eval_task(RunConfig(tasks=("arithmetic:1",), eval_examples=400))
     questions = [e.question for e in task.examples]

@@ -146,7 +146,7 @@ def arithmetic_like_store(path, n_prompts: int = 70, seed: int = 0):
 @pytest.fixture(scope="module")
 def value_run(tmp_path_factory):
     """A fake `reward-circuits run` directory: store/arith_1 (repeated prompts) and value/ from the value stage."""
-    from reward_circuits.pipeline.value import ValueStageConfig, run_value_stage
+    from reward_circuits.studies.run.value import ValueStageConfig, run_value_stage
 
     run_dir = tmp_path_factory.mktemp("value_run") / "run"
     store, prompts = arithmetic_like_store(run_dir / "store" / "arith_1")
@@ -174,7 +174,7 @@ def test_value_stage_saves_its_prompt_grouped_split(value_run):
 
 
 def test_value_stage_result_load_reads_the_split_back_and_checks_the_store(value_run, tmp_path):
-    from reward_circuits.pipeline.value import ValueStageResult
+    from reward_circuits.studies.run.value import ValueStageResult
 
     run_dir, store, _, result = value_run
     summary = json.loads((run_dir / "summary.json").read_text())["value"]
@@ -196,7 +196,7 @@ def test_value_stage_result_load_reads_the_split_back_and_checks_the_store(value
 
 
 def test_compare_of_a_run_against_itself_scores_exactly_its_own_test_rollouts(value_run, tmp_path):
-    from reward_circuits.applications.monitoring import CompareConfig, ValueSnapshot, compare_snapshots
+    from reward_circuits.studies.applications.monitoring import CompareConfig, ValueSnapshot, compare_snapshots
 
     run_dir, store, prompts, result = value_run
     saved = json.loads((run_dir / "value" / SPLIT_FILE).read_text())["stores"]["primary"]
@@ -236,8 +236,8 @@ def test_bag_of_tokens_cross_validation_folds_by_prompt(tmp_path):
 def test_dopamine_stage_cross_fits_by_prompt_with_folds_counted_in_prompts(tmp_path, monkeypatch):
     """3 prompts with reward 1 (6 greedy copies each, 18 rollouts): at most 3 folds can each hold a
     reward-1 prompt, and the stage hands its prompt groups to the cross-fitting."""
-    import reward_circuits.pipeline.dopamine as stage
-    from reward_circuits.pipeline.dopamine import DopamineStageConfig, run_dopamine_stage
+    import reward_circuits.studies.run.dopamine as stage
+    from reward_circuits.studies.run.dopamine import DopamineStageConfig, run_dopamine_stage
 
     groups = [p for p in range(3) for _ in range(6)] + list(range(3, 33))
     rewards = [1.0] * 18 + [0.0] * 30

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from reward_circuits.pipeline.stage_meter import StageTimings
+from reward_circuits.studies.run.stage_meter import StageTimings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 _CHILD = """
 import json, time
 import numpy as np
-from reward_circuits.pipeline.stage_meter import StageTimings, peak_rss_mb
+from reward_circuits.studies.run.stage_meter import StageTimings, peak_rss_mb
 
 def touch(mib):
     a = np.empty(mib * 2**20, dtype=np.uint8)

@@ -23,9 +23,9 @@ import torch
 
 from reward_circuits.models import from_hf, hf_module
 from reward_circuits.models.tiny import tiny_gpt2_model, tiny_hf_model
-from reward_circuits.preference.experiment import greedy_correct
-from reward_circuits.preference.neuron_reward import capture_mlp_neurons, response_activations
-from reward_circuits.preference.pairs import PreferencePair, tokenize_pairs
+from reward_circuits.studies.yfpo.experiment import greedy_correct
+from reward_circuits.studies.yfpo.neuron_reward import capture_mlp_neurons, response_activations
+from reward_circuits.studies.yfpo.pairs import PreferencePair, tokenize_pairs
 from reward_circuits.tasks import Example, Task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -126,7 +126,7 @@ def test_training_capture_finds_the_mlp_site_of_each_layout_also_under_lora(arch
 def test_rollouts_and_value_neurons_on_every_architecture(adapters, arch, backend, tmp_path):
     from reward_circuits.data.rollouts import generate_rollouts
     from reward_circuits.models import GenerationConfig
-    from reward_circuits.preference.selection import random_neurons_like, select_value_neurons
+    from reward_circuits.studies.yfpo.selection import random_neurons_like, select_value_neurons
 
     ad = adapters[arch, backend]
     task = _task(12)
@@ -140,8 +140,8 @@ def test_rollouts_and_value_neurons_on_every_architecture(adapters, arch, backen
 
 
 def test_gradient_relevance_runs_on_gpt2_and_attnlrp_names_its_limit():
-    from reward_circuits.preference.attnlrp import LRPError
-    from reward_circuits.preference.selection import select_relevance_neurons
+    from reward_circuits.studies.yfpo.attnlrp import LRPError
+    from reward_circuits.studies.yfpo.selection import select_relevance_neurons
     from reward_circuits.tasks import get_task
 
     hf, tok = _fresh("gpt2")
@@ -155,8 +155,8 @@ def test_gradient_relevance_runs_on_gpt2_and_attnlrp_names_its_limit():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_run_yfpo_on_gpt2(tmp_path, backend):
     """The YFPO command path on the tiny GPT-2 (AttnLRP is Llama-only: its conditions are left out)."""
-    from reward_circuits.preference.config import YFPOConfig
-    from reward_circuits.preference.experiment import run_yfpo
+    from reward_circuits.studies.yfpo.config import YFPOConfig
+    from reward_circuits.studies.yfpo.experiment import run_yfpo
 
     hf, tok = _fresh("gpt2")
     examples = [Example(id=f"q{i}", question=f"{i}+{i}?", answer=str(2 * i)) for i in range(14)]
@@ -189,8 +189,8 @@ def main_runs(adapters, tmp_path_factory):
     """``main_runs(arch, backend)``: (run directory, summary) of ``reward-circuits run``, every stage
     (rollouts, store, value, ablation, steering, confidence, dopamine) at test_refactor_equivalence's
     size; each case runs once for the module."""
-    import reward_circuits.pipeline.main_job as main_job
-    from reward_circuits.pipeline import RunConfig, run
+    import reward_circuits.studies.run.main_job as main_job
+    from reward_circuits.studies.run import RunConfig, run
 
     runs = {}
 
@@ -216,7 +216,7 @@ def test_main_job_on_every_architecture(adapters, main_runs, arch, backend, tmp_
 
     from test_applications_model import planted_task
 
-    from reward_circuits.applications import ApplicationsConfig, write_applications_report
+    from reward_circuits.studies.applications import ApplicationsConfig, write_applications_report
     from reward_circuits.cli import main
 
     out, summary = main_runs(arch, backend)
@@ -255,7 +255,7 @@ def test_sae_td_on_every_architecture(adapters, arch, backend, tmp_path):
     TransformerLens, full re-runs on nnsight; SAEs on ``blocks.L.hook_resid_post``)."""
     import json
 
-    from reward_circuits.icrl import SAETDConfig, run_sae_td
+    from reward_circuits.studies.sae_td import SAETDConfig, run_sae_td
     from reward_circuits.report import Report
 
     cfg = SAETDConfig(tasks=("two_step",), n_experiments=4, n_episodes=2, random_episodes=1, layers=(0, 1),
@@ -291,7 +291,7 @@ def test_irm_on_every_architecture(arch, site, tmp_path):
 
     from test_irm_study import tiny_config
 
-    from reward_circuits.irm import run_irm, write_irm_report
+    from reward_circuits.studies.irm import run_irm, write_irm_report
 
     _tuned_copy(arch, tmp_path / "tuned")
     hf, tok = _fresh(arch)
@@ -311,7 +311,7 @@ def test_irm_fine_tuning_on_gpt2(tmp_path):
     import numpy as np
     from test_irm_study import tiny_config
 
-    from reward_circuits.irm import run_irm
+    from reward_circuits.studies.irm import run_irm
 
     hf, tok = _fresh("gpt2")
     result = run_irm(tiny_config(tmp_path), base_hf=hf, tokenizer=tok,
@@ -329,7 +329,7 @@ def test_applications_and_compare_on_every_architecture(adapters, arch, backend,
 
     from test_applications_model import planted_task
 
-    from reward_circuits.applications import ApplicationsConfig, write_applications_report
+    from reward_circuits.studies.applications import ApplicationsConfig, write_applications_report
     from reward_circuits.cli import main
 
     out = tmp_path / "apps"
@@ -355,7 +355,7 @@ def test_icrl_play_batched_and_cached_equals_single_runs_and_the_other_backend(a
     history longer than the model's context (tiny GPT-2: 256 positions) is a clear error."""
     import numpy as np
 
-    from reward_circuits.icrl import play, play_many
+    from reward_circuits.studies.sae_td import play, play_many
 
     hook = "blocks.1.hook_resid_post"
     # a 2x2 grid, one episode: rows of different lengths within tiny GPT-2's 256 positions
@@ -384,9 +384,9 @@ def test_compare_the_tiny_llama_against_the_tiny_gpt2(adapters, backends, tmp_pa
     same prompts (paired), value-neuron IoU per layer across the two architectures (both 32 wide)."""
     from test_applications_model import planted_task
 
-    from reward_circuits.applications import compare_snapshots, model_snapshot
-    from reward_circuits.applications.config import ApplicationsConfig
-    from reward_circuits.applications.monitoring import CompareConfig
+    from reward_circuits.studies.applications import compare_snapshots, model_snapshot
+    from reward_circuits.studies.applications.config import ApplicationsConfig
+    from reward_circuits.studies.applications.monitoring import CompareConfig
 
     snaps = []
     for arch, backend in zip(ARCHS, backends):
@@ -413,7 +413,7 @@ def test_dopamine_causal_check_on_every_architecture(adapters, arch, backend, tm
     from reward_circuits.interventions.scoring import rollout_states
     from reward_circuits.models import GenerationConfig
     from reward_circuits.neurons import NeuronSet
-    from reward_circuits.pipeline.dopamine import run_dopamine_causal_check
+    from reward_circuits.studies.run.dopamine import run_dopamine_causal_check
 
     hook = "blocks.1.hook_resid_post"
     ad = adapters[arch, backend]

@@ -32,7 +32,7 @@ def test_transfer_from_a_run_of_the_same_model_equals_its_own_value_set(tmp_path
 
 
 def test_transfer_from_a_directory_without_value_sets_is_refused(tmp_path):
-    from reward_circuits.pipeline import RunConfig
+    from reward_circuits.studies.run import RunConfig
 
     with pytest.raises(ValueError, match="no value/value_neurons_by_layer.json"):
         RunConfig(transfer_from=str(tmp_path))

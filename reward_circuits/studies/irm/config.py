@@ -1,0 +1,108 @@
+""":class:`IrmConfig`: every knob of ``reward-circuits irm`` (the CLI options are generated from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ...configs import StudyConfig, apply_at_defaults
+from ...sae import SAETrainConfig
+from .finetune import FinetuneConfig
+
+
+# --quick: every stage of the study at small n (a smoke run of the whole study)
+QUICK = {"steps": 2, "max_finetune_seconds": 60.0, "n_train_prompts": 16, "n_select_prompts": 12, "n_eval_prompts": 12,
+         "sae_epochs": 2, "n_positive_words": 20, "n_negative_words": 20, "templates_per_word": 1, "n_ablate": 5,
+         "n_boot": 200}
+
+
+@dataclass
+class IrmConfig(StudyConfig):
+    """The implicit-reward-model study (Marks et al.) on one (base, fine-tuned) model pair.
+
+    Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 8 SAEs and generation. Measured
+    with these defaults on the packaged SmolLM2-135M on 2 CPU cores *shared with ~10 other
+    processes*: 37 min wall (GRPO reached 7 of 20 steps in 578 s; SAE pairs 800 s). On idle cores
+    GRPO runs ~9 s a step; lower ``sae_epochs`` / ``n_*_prompts`` for a quicker run.
+    """
+
+    out: str = field(default="runs/irm", metadata={"help": "report directory (summary.json, report.html, models, SAEs)"})
+    finetuned: str | None = field(default=None, metadata={
+        "help": "an already fine-tuned HF directory of the same architecture (skips fine-tuning)"})
+    prompts: Literal["generated", "imdb"] = field(default="generated", metadata={
+        "help": "review prefixes: the packaged seeded generator (offline) or IMDb via datasets (network)"})
+    n_train_prompts: int = field(default=120, metadata={"help": "prompts for fine-tuning"})
+    n_select_prompts: int = field(default=48, metadata={"help": "prompts for the SAE corpus and feature selection"})
+    n_eval_prompts: int = field(default=48, metadata={"help": "held-out prompts for rewards and ablation"})
+    samples_per_prompt: int = field(default=1, metadata={"help": "sampled completions per prompt"})
+    max_new_tokens: int = field(default=24, metadata={"help": "completion length (training and evaluation)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (training and evaluation)"})
+    # fine-tuning (GRPO + LoRA)
+    steps: int = field(default=20, metadata={"help": "GRPO optimizer steps"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "LoRA learning rate"})
+    beta: float = field(default=0.05, metadata={"help": "KL coefficient to the base model"})
+    completions_per_step: int = field(default=16, metadata={"help": "completions per GRPO step"})
+    num_generations: int = field(default=8, metadata={"help": "completions per prompt in a GRPO group"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    max_finetune_seconds: float = field(default=540.0, metadata={"help": "stop fine-tuning after this long"})
+    # layers and dictionaries
+    n_layers: int = field(default=2, metadata={"help": "number of most-diverged layers to study"})
+    sae_site: Literal["hook_mlp_out", "mlp.hook_post"] = field(default="hook_mlp_out", metadata={
+        "help": "MLP activation the SAEs read: the MLP output (d_model) or the hidden neurons (d_mlp)"})
+    sae_sizes: tuple[float, ...] = field(default=(1.0, 2.0), metadata={
+        "help": "small,large dictionary sizes as multiples of the activation width"})
+    sae_architecture: Literal["standard", "topk"] = field(default="topk", metadata={"help": "SAE architecture"})
+    sae_k: int = field(default=16, metadata={"help": "active latents per token (topk)"})
+    sae_epochs: int = field(default=20, metadata={"help": "SAE training epochs"})
+    sae_lr: float = field(default=1e-3, metadata={"help": "SAE Adam learning rate"})
+    similarity_threshold: float = field(default=0.7, metadata={
+        "help": "a large-dictionary feature is 'shared' when its max cosine with the small dictionary is >= this"})
+    hungarian: bool = field(default=True, metadata={"help": "also report the one-to-one (Hungarian) matching"})
+    # implicit reward model
+    irm_features: Literal["shared", "all"] = field(default="shared", metadata={
+        "help": "IRM inputs: the fine-tuned model's shared (high-similarity) features or all latents"})
+    n_positive_words: int = field(default=150, metadata={"help": "positive lexicon words in contrastive triples"})
+    n_negative_words: int = field(default=150, metadata={"help": "negative lexicon words in contrastive triples"})
+    templates_per_word: int = field(default=3, metadata={"help": "templates each word is placed in"})
+    irm_test_fraction: float = field(default=0.3, metadata={"help": "held-out fraction of words for Kendall tau"})
+    # ablation
+    n_ablate: int = field(default=10, metadata={"help": "reward-related features to ablate"})
+    n_random_draws: int = field(default=2, metadata={"help": "random-feature control draws"})
+    n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
+    quick: bool = field(default=False, metadata={"help": "a smoke run: 2 GRPO steps (60 s cap), 16/12/12 prompts, 2 SAE epochs, 20+20 words, 200 bootstrap resamples (options given explicitly still win)"})
+
+    def __post_init__(self):
+        if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
+            apply_at_defaults(self, QUICK)
+        for name in ("n_train_prompts", "n_select_prompts", "n_eval_prompts", "samples_per_prompt", "max_new_tokens",
+                     "steps", "n_layers", "sae_epochs", "n_ablate", "n_random_draws", "templates_per_word", "sae_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.n_positive_words < 3 or self.n_negative_words < 3:
+            raise ValueError("n_positive_words and n_negative_words must be >= 3.")
+        if len(self.sae_sizes) != 2 or not 0 < self.sae_sizes[0] < self.sae_sizes[1]:
+            raise ValueError(f"sae_sizes must be two increasing positive multiples (small,large), got {self.sae_sizes}; "
+                             "e.g. --sae-sizes 1,2.")
+        if not 0 < self.irm_test_fraction < 1:
+            raise ValueError(f"irm_test_fraction must be in (0, 1), got {self.irm_test_fraction}.")
+        if min(self.n_positive_words, self.n_negative_words) * (1 - self.irm_test_fraction) < 3:
+            raise ValueError("too few words left to train the IRM: raise n_positive_words / n_negative_words or "
+                             "lower irm_test_fraction.")
+        if not 0 < self.similarity_threshold <= 1:
+            raise ValueError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold}.")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0 (completions are sampled).")
+        if self.prompts == "generated" and self.n_train_prompts + self.n_select_prompts + self.n_eval_prompts > 240:
+            raise ValueError("the packaged generator has 240 distinct openings: lower n_train/select/eval_prompts "
+                             "to 240 in total, or use --prompts imdb.")
+        self.finetune_config()  # validates the fine-tuning fields
+
+    def finetune_config(self) -> FinetuneConfig:
+        return FinetuneConfig(steps=self.steps, learning_rate=self.learning_rate, beta=self.beta,
+                              completions_per_step=self.completions_per_step, num_generations=self.num_generations,
+                              max_new_tokens=self.max_new_tokens, temperature=self.temperature, lora_r=self.lora_r,
+                              lora_alpha=2 * self.lora_r, max_seconds=self.max_finetune_seconds, seed=self.seed)
+
+    def sae_config(self) -> SAETrainConfig:
+        return SAETrainConfig(architecture=self.sae_architecture, k=self.sae_k, epochs=self.sae_epochs, lr=self.sae_lr,
+                              batch_size=256, seed=self.seed)
