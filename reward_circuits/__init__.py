@@ -42,7 +42,8 @@ from .interventions import (activation_means, add_direction, generate_and_score,
                             resample_ablate, scale, zero_ablate)
 from .models import GenerationConfig, ModelAdapter, TokenBatch, from_hf, load_model
 from .neurons import NeuronSet, expected_random_iou, iou
-from .studies.run import RunConfig, run
+from .studies.run import RunConfig, RunResult
+from .studies.run import run_and_report as run  # the main job with its report, as `reward-circuits run`
 from .report import Report, Section, Table
 from .tasks import Example, Task, get_task
 
@@ -50,7 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationStore", "ActivationStoreWriter", "ArrayRollouts", "Example", "GenerationConfig", "ModelAdapter",
-    "NeuronSet", "Report", "Rollout", "RunConfig", "Section", "Store", "Table", "Task", "TokenBatch", "ValueProbe",
+    "NeuronSet", "Report", "Rollout", "RunConfig", "RunResult", "Section", "Store", "Table", "Task", "TokenBatch", "ValueProbe",
     "ValueProbeConfig", "ablation_study", "activation_means", "add_direction", "binary_auc", "build_store",
     "dopamine_metrics", "dopamine_neurons", "dose_response", "expected_random_iou", "from_hf", "generate_and_score",
     "generate_rollouts", "get_task", "iou", "load_model", "load_rollouts", "mean_ablate", "patch_from",

@@ -88,16 +88,51 @@ def apply_at_defaults(cfg, overrides: dict) -> None:
             setattr(cfg, name, value)
 
 
+BACKENDS = ("transformer_lens", "nnsight")
+
+
+def check_backend(backend: str) -> None:
+    """Refuse an unknown backend with the two names that exist."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: use 'transformer_lens' (a HookedTransformer) or 'nnsight' "
+                         "(an nnsight LanguageModel); results agree on both.")
+
+
+def check_device(device: str) -> None:
+    """Refuse a device torch cannot use here, saying which exist (``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()) or (index and kind != "cuda"):
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but this torch has no CUDA device (torch {torch.__version__}, "
+                             "CPU build?): use --device cpu, or install a CUDA build of torch on a machine with a GPU.")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...).")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' asked for, but MPS is not available here: use --device cpu.")
+
+
 @dataclasses.dataclass
 class StudyConfig:
-    """The fields every study shares: which model, which seed, where its artefacts and report go.
+    """The fields every study shares: which model on which backend and device, which seed, where its
+    artefacts and report go, and whether it shows progress bars.
 
     Each study's config inherits it (``class IrmConfig(StudyConfig)``) and adds its own knobs; a
     study redeclares a field to change its default or help text (``out: str = "runs/irm"``), which
-    keeps the field's place. Fields a study alone has (a backend, a device, progress bars) stay on
-    that study's config."""
+    keeps the field's place. A subclass that defines ``__post_init__`` calls ``super().__post_init__()``."""
 
     model: str = dataclasses.field(default="default", metadata={
         "help": "'default' (packaged SmolLM2-135M-Instruct, offline), a local HF directory or a hub id"})
+    backend: Literal["transformer_lens", "nnsight"] = dataclasses.field(default="transformer_lens", metadata={
+        "help": "which library runs the model: a TransformerLens HookedTransformer or an nnsight LanguageModel"})
+    device: str = dataclasses.field(default="cpu", metadata={"help": "torch device: cpu, cuda, cuda:N or mps"})
     seed: int = dataclasses.field(default=0, metadata={"help": "seed of the study's draws, splits and bootstraps"})
     out: str | None = dataclasses.field(default=None, metadata={"help": "report directory (summary.json, report.html, artefacts)"})
+    progress: bool = dataclasses.field(default=True, metadata={"help": "progress bars and stage lines on stderr"})
+
+    def __post_init__(self):
+        check_backend(self.backend)
+        check_device(self.device)

@@ -221,11 +221,12 @@ def one_shot(tmp_path_factory, tl_adapter):
     from test_refactor_equivalence import parity_task
 
     from reward_circuits.studies.run import main_job
+    from reward_circuits.studies.run.commands import run_and_report
 
     out = tmp_path_factory.mktemp("one_shot") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(main_job, "get_task", parity_task)
-        summary = main_job.run(_job(out), adapter=tl_adapter)
+        summary = run_and_report(_job(out), adapter=tl_adapter).to_dict()
     return out, summary
 
 
@@ -239,11 +240,12 @@ def test_stages_run_one_by_one_into_one_directory_equal_a_one_shot_run(tmp_path,
     from test_refactor_equivalence import _diff, _untimed, parity_task
 
     from reward_circuits.studies.run import main_job
+    from reward_circuits.studies.run.commands import run_and_report
 
     monkeypatch.setattr(main_job, "get_task", parity_task)
     out = tmp_path / "run"
     for stage in ("rollouts", "store", "value", "interventions", "dopamine"):
-        main_job.run(_job(out, stages=(stage,)), adapter=tl_adapter)
+        run_and_report(_job(out, stages=(stage,)), adapter=tl_adapter)
         on_disk = json.loads((out / "summary.json").read_text())
         assert "rollouts" in on_disk and (stage in ("rollouts", "store") or "value" in on_disk), stage
     ref_out, reference = one_shot
@@ -254,7 +256,7 @@ def test_stages_run_one_by_one_into_one_directory_equal_a_one_shot_run(tmp_path,
     html, ref_html = (out / "report.html").read_text(), (ref_out / "report.html").read_text()
     assert html.count("<table>") == ref_html.count("<table>") and html.count("<img") == ref_html.count("<img")
     # a single stage re-run afterwards keeps every other section whole
-    main_job.run(_job(out, stages=("dopamine",)), adapter=tl_adapter)
+    run_and_report(_job(out, stages=("dopamine",)), adapter=tl_adapter)
     again = json.loads((out / "summary.json").read_text())
     assert not _diff(_untimed(summary), _untimed(again))
     assert (out / "report.html").read_text().count("<table>") == ref_html.count("<table>")
@@ -343,6 +345,7 @@ def test_errors_a_newcomer_meets_name_the_fix(tmp_path, capsys, monkeypatch):
 
     from reward_circuits.models.loading import ModelLoadError, load_hf
     from reward_circuits.studies.run import main_job
+    from reward_circuits.studies.run.commands import run_and_report
 
     runs = tmp_path / "runs"
     (runs / "default").mkdir(parents=True)

@@ -6,7 +6,7 @@ import re
 import pytest
 
 import reward_circuits.studies.run.main_job as pipeline
-from reward_circuits.studies.run.main_job import RunConfig, run
+from reward_circuits.studies.run import RunConfig, run_and_report as run
 from reward_circuits.tasks import Example, Task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,7 +22,7 @@ def test_main_job_writes_every_section_and_embeds_every_figure(tl_adapter, tmp_p
     monkeypatch.setattr(pipeline, "get_task", lambda spec, n, seed: parity_task(spec, n, seed))
     cfg = RunConfig(tasks=("a", "b"), limit=40, out=str(tmp_path / "run"), max_new_tokens=8, batch_size=16,
                     eval_examples=6, ablation_layers=1, random_draws=2, quick=True)
-    summary = run(cfg, adapter=tl_adapter)
+    summary = run(cfg, adapter=tl_adapter).to_dict()
 
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
@@ -46,5 +46,5 @@ def test_main_job_writes_every_section_and_embeds_every_figure(tl_adapter, tmp_p
     assert n_figures >= 7, n_figures  # value (3) + ablation/dose/steering/confidence (4) + dopamine if it ran
 
     # a rerun resumes from the rollouts and stores on disk and gives the same value table
-    again = run(cfg, adapter=tl_adapter)
+    again = run(cfg, adapter=tl_adapter).to_dict()
     assert again["value"]["auc_by_layer"] == value["auc_by_layer"]

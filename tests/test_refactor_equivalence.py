@@ -30,7 +30,7 @@ def run_fixed_job(out: Path, monkeypatch=None, **overrides) -> dict:
     import reward_circuits.studies.run.main_job as run_module
     from reward_circuits.models import from_hf
     from reward_circuits.models.tiny import tiny_hf_model
-    from reward_circuits.studies.run import RunConfig, run
+    from reward_circuits.studies.run import RunConfig, run_and_report as run
 
     if monkeypatch is not None:
         monkeypatch.setattr(run_module, "get_task", parity_task)
@@ -43,7 +43,7 @@ def run_fixed_job(out: Path, monkeypatch=None, **overrides) -> dict:
         adapter = from_hf(hf, tok, "transformer_lens", name="tiny-llama-seed0")
         cfg = RunConfig(tasks=("a", "b"), limit=40, out=str(out), max_new_tokens=8, batch_size=16,
                         eval_examples=6, ablation_layers=1, random_draws=2, quick=True, **overrides)
-        summary = run(cfg, adapter=adapter)
+        summary = run(cfg, adapter=adapter).to_dict()
     finally:
         torch.set_num_threads(old)
     return _untimed(json.loads(json.dumps(summary)))

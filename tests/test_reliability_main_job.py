@@ -50,6 +50,7 @@ def child(out: str, ready: str, kill_at: str) -> None:
     from reward_circuits.models import from_hf
     from reward_circuits.models.tiny import tiny_hf_model
     from reward_circuits.studies.run import main_job
+    from reward_circuits.studies.run.commands import run_and_report
 
     def pause(half_written: Path) -> None:
         ready_tmp = Path(ready).with_suffix(".part")
@@ -84,15 +85,16 @@ def child(out: str, ready: str, kill_at: str) -> None:
         store.save_file = save_file
     main_job.get_task = parity_task
     hf, tok = tiny_hf_model(seed=0)
-    main_job.run(job_config(out), adapter=from_hf(hf, tok, "transformer_lens", name=TINY_NAME))
+    run_and_report(job_config(out), adapter=from_hf(hf, tok, "transformer_lens", name=TINY_NAME))
     raise SystemExit("the job finished without reaching its kill point")
 
 
 def _run_in_process(out: Path, adapter, monkeypatch) -> dict:
     from reward_circuits.studies.run import main_job
+    from reward_circuits.studies.run.commands import run_and_report
 
     monkeypatch.setattr(main_job, "get_task", parity_task)
-    return main_job.run(job_config(out), adapter=adapter)
+    return run_and_report(job_config(out), adapter=adapter).to_dict()
 
 
 @pytest.fixture(scope="module")

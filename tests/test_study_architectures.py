@@ -190,7 +190,7 @@ def main_runs(adapters, tmp_path_factory):
     (rollouts, store, value, ablation, steering, confidence, dopamine) at test_refactor_equivalence's
     size; each case runs once for the module."""
     import reward_circuits.studies.run.main_job as main_job
-    from reward_circuits.studies.run import RunConfig, run
+    from reward_circuits.studies.run import RunConfig, run_and_report as run
 
     runs = {}
 
@@ -201,7 +201,7 @@ def main_runs(adapters, tmp_path_factory):
                             ablation_layers=1, random_draws=2, quick=True)
             original, main_job.get_task = main_job.get_task, _job_task
             try:
-                runs[arch, backend] = out, run(cfg, adapter=adapters[arch, backend])
+                runs[arch, backend] = out, run(cfg, adapter=adapters[arch, backend]).to_dict()
             finally:
                 main_job.get_task = original
         return runs[arch, backend]

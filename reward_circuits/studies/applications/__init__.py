@@ -61,7 +61,11 @@ from .study import (
 )
 from .commands import write_applications_report
 
+# the shape every study shares: ``Config`` → ``run(config) -> Result`` → ``Result.to_section(out)``
+Config, Result, run = ApplicationsConfig, ApplicationsResult, run_applications
+
 __all__ = [
+    "Config", "Result", "run",
     "AbortRule", "ApplicationsConfig", "ApplicationsResult", "BestOfNResult", "CandidateSet", "CompareConfig",
     "ComparisonResult", "ComputePoint", "ConfidenceComparison", "CrossFitSettings", "CurationColumns", "CurationResult", "DetectionResult", "EscalationResult",
     "FlagRule", "ReliabilityCurve", "RoutingOutcomes", "RoutingPoint", "RoutingResult", "ScoreCalibrator", "ValueMonitor", "ValueScorer",

@@ -48,10 +48,10 @@ class ApplicationsConfig(StudyConfig):
     unconfident_threshold: float = field(default=0.2, metadata={"help": "curation: unconfident-but-right means value at the last token <= this (quantile mode: this quantile)"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates of every interval"})
     quick: bool = field(default=False, metadata={"help": "a smoke run: 12 prompts, 2 samples each, 16 training prompts, 5 probe epochs, 3 folds (options given explicitly still win)"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
     out: str = field(default="runs/applications", metadata={"help": "report directory"})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
         self.layers = tuple(int(x) for x in self.layers)

@@ -352,7 +352,7 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     curated dataset and the figures; ``result.to_section(out)`` is its ``applications`` report section
     (the command, :func:`~reward_circuits.studies.applications.commands.write_applications_report`, writes the report)."""
     t_start = time.perf_counter()
-    steps = tqdm(total=6, desc="applications", leave=False)
+    steps = tqdm(total=6, desc="applications", leave=False, disable=not cfg.progress)
     run, train_task = _prepare(cfg, adapter, task, train_task)
     t0 = time.perf_counter()
     run.greedy, run.samples, run.train = _rollouts(run.adapter, run.task, cfg, run.out, train_task)

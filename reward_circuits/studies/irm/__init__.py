@@ -57,7 +57,11 @@ from .reward import VaderReward, vader_lexicon, words
 from .commands import write_irm_report
 from .study import IrmFit, IrmResult, RewardShift, run_irm
 
+# the shape every study shares: ``Config`` → ``run(config) -> Result`` → ``Result.to_section(out)``
+Config, Result, run = IrmConfig, IrmResult, run_irm
+
 __all__ = [
+    "Config", "Result", "run",
     "AblationResult", "AblationSettings", "ContrastiveTriple", "CorrelationExplainer", "DictionaryPair", "DictionarySet", "FeatureExplainer",
     "FeatureReader", "FinetuneConfig", "FinetuneResult", "IrmConfig", "IrmFit", "IrmResult", "KendallResult",
     "LayerDivergence", "LinearIRM", "PrecisionError", "RewardShift", "SAEFeatureReader", "TokenDeltas", "VaderReward",

@@ -300,7 +300,8 @@ def _fine_tune(run: _IrmRun, base_hf, base):
         tuned_path = finetune.path
         run.lap("fine-tuning")
     tuned_hf, _ = load_hf(tuned_path)
-    tuned = from_hf(tuned_hf, run.tokenizer, "transformer_lens", name="finetuned")
+    tuned_hf = tuned_hf.to(run.config.device)
+    tuned = from_hf(tuned_hf, run.tokenizer, run.config.backend, name="finetuned")
     tuned_eval, tuned_eval_gens = run.completions(tuned, eval_p)
     diff, p = paired_bootstrap_diff(tuned_eval, base_eval, n_boot=config.n_boot, seed=config.seed)
     rewards = RewardShift(bootstrap_ci(base_eval, n_boot=config.n_boot, seed=config.seed),
@@ -322,7 +323,7 @@ def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[s
         acts = text_activations(adapter, corpus, hooks)
         for h in hooks:
             pair = train_dictionary_pair(acts[h], h, sizes, config.sae_config(), name, config.similarity_threshold,
-                                         hungarian=config.hungarian, progress=True)
+                                         hungarian=config.hungarian, progress=config.progress)
             dicts.pairs.append(pair)
             save_sae(pair.large, run.out / "saes" / name / h / "large")
             save_sae(pair.small, run.out / "saes" / name / h / "small")
@@ -392,7 +393,7 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     if base_hf is None:
         base_hf, tokenizer = load_hf(config.model)
     run = _IrmRun(config, out, reward or VaderReward(), tokenizer, gen, splits, clock=start)
-    base = from_hf(base_hf, tokenizer, "transformer_lens", name=config.model)
+    base = from_hf(base_hf.to(config.device), tokenizer, config.backend, name=config.model)
     tuned_hf, tuned, rewards, eval_gens = _fine_tune(run, base_hf, base)
 
     divergence = layer_divergence(base_hf, tuned_hf)

@@ -31,10 +31,25 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    run_and_report(config_from_args(RunConfig, args))
+    return 0
+
+
+def run_and_report(cfg: RunConfig, adapter=None):
+    """``reward-circuits run``: the main job with its report (``summary.json`` + ``report.html`` in ``cfg.out``,
+    rewritten as each stage finishes) → :class:`~reward_circuits.studies.run.result.RunResult`.
+
+    This is ``reward_circuits.run``. :func:`~reward_circuits.studies.run.main_job.run` is the job alone
+    (artefacts, no report unless given one)."""
+    from ...report import Report
     from .main_job import run
 
-    run(config_from_args(RunConfig, args))
-    return 0
+    report = Report(cfg.out)
+    result = run(cfg, adapter=adapter, report=report)
+    report.header.update(result.header)
+    report.write()
+    print(f"[done] {result.header['timings']['total_s']:.0f} s; report: {report.out_dir / 'report.html'}")
+    return result
 
 
 def _probe(args) -> int:

@@ -40,7 +40,6 @@ class RunConfig(StudyConfig):
     # sized so the job on the default model stays well under 10 min on 2 cores
     limit: int = field(default=200, metadata={"help": "examples per task"})
     out: str = field(default="runs/default", metadata={"help": "report directory"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
     layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers to store and probe (default: every 3rd and the last)"})
     # 48: the default model's answers come within 48 tokens (cutting the 64-token rollouts of both
     # default tasks at 48 left accuracy at 0.56 / 0.50 vs 0.56 / 0.48); the ~25% that run longer
@@ -72,6 +71,7 @@ class RunConfig(StudyConfig):
     exclude_massive: bool = field(default=False, metadata={"help": "keep massive-activation outlier dims (> 10x the layer's median |activation|) out of the value-neuron sets"})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose from {sorted(PROFILES)}.")
         defaults = {f.name: f.default for f in fields(self)}
@@ -93,8 +93,6 @@ class RunConfig(StudyConfig):
             raise ValueError(f"unknown stage(s) {bad}; choose from {list(ALL_STAGES)}.")
         if not self.tasks:
             raise ValueError("no tasks given: pass --tasks arithmetic:1 (or another spec).")
-        if self.backend not in ("transformer_lens", "nnsight"):
-            raise ValueError(f"unknown backend {self.backend!r}: use 'transformer_lens' or 'nnsight'.")
         if self.transfer_from is not None and not (Path(self.transfer_from) / "value" / "value_neurons_by_layer.json").is_file():
             raise ValueError(f"--transfer-from {self.transfer_from}: no value/value_neurons_by_layer.json there; give the "
                              "output directory of a finished `reward-circuits run` (value stage included).")

@@ -30,6 +30,7 @@ from .dopamine import DopamineStageConfig, run_dopamine_causal_check, run_dopami
 from .interventions import InterventionInputs, InterventionStageResult, InterventionStudyConfig, run_intervention_stage
 from ...report import Report, Section, Table
 from ...data.store import read_manifest
+from .result import RunResult
 from .stage_meter import StageTimings
 from .stage_sections import load_stage_sections, save_stage_sections
 from .value import ValueStageConfig, ValueStageResult, run_value_stage
@@ -56,33 +57,45 @@ class _Job:
     hooks: list[str]
     gen_cfg: GenerationConfig
     timings: StageTimings
-    report: Report
+    result: RunResult  # header and sections by stage: what run() returns
+    report: Report | None  # the command's report, told of each stage as it finishes (None: none written)
     previous: dict[str, list[Section]]  # what earlier runs into ``out`` wrote, by stage
-    sections: dict[str, list[Section]] = field(default_factory=dict)  # this report's, by stage
 
     def add(self, stage: str, item) -> None:
-        """Add a stage's section(s) to the report and keep them on disk (``sections.json``)."""
+        """Keep a stage's section(s) in the result and on disk (``sections.json``); tell the report."""
         sections = item.to_sections() if hasattr(item, "to_sections") else [item]
-        self.sections[stage] = list(sections)
-        self.report.add(item)
-        save_stage_sections(self.out, self.sections)
+        self.result.stages[stage] = list(sections)
+        save_stage_sections(self.out, self.result.stages)
+        if self.report is not None:
+            self.report.add(item)
 
     def keep_previous(self, stage: str) -> bool:
         """A stage not run now: keep what an earlier run wrote for it (its sections, whole)."""
         if self.previous.get(stage):
-            for section in self.previous[stage]:
-                self.report.sections[section.key] = section
-            self.sections[stage] = self.previous[stage]
-            save_stage_sections(self.out, self.sections)
+            self.add(stage, _Kept(self.previous[stage]))
             return True
         return False
 
 
-def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
-    """Run the main job; returns the summary dict (also in ``<out>/summary.json``).
+@dataclass
+class _Kept:
+    """An earlier run's sections of one stage, carried over whole."""
 
-    Stages not in ``cfg.stages`` keep what an earlier run into ``cfg.out`` wrote; a stage whose input
-    is neither computed now nor on disk raises :class:`StageInputError` (before the model loads).
+    sections: list[Section]
+
+    def to_sections(self) -> list[Section]:
+        return list(self.sections)
+
+
+def run(cfg: RunConfig, adapter: ModelAdapter | None = None, report: Report | None = None) -> RunResult:
+    """Run the main job → :class:`RunResult` (header and every stage's sections).
+
+    Writes its artefacts under ``cfg.out`` (rollouts, stores, probes, neuron sets, figures,
+    ``sections.json``); ``report`` (the command's :class:`~reward_circuits.report.Report`, see
+    :func:`~reward_circuits.studies.run.commands.run_and_report`) gets each stage's sections as the stage
+    finishes, so a stopped job leaves a valid report of what it finished. Stages not in ``cfg.stages``
+    keep what an earlier run into ``cfg.out`` wrote; a stage whose input is neither computed now nor on
+    disk raises :class:`StageInputError` (before the model loads).
     """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,16 +112,19 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
     timings["load_model_s"] = time.perf_counter() - t0
-    job = _Job(cfg, out, adapter, _store_hooks(cfg, adapter), _generation_config(cfg, adapter), timings,
-               _new_report(cfg, adapter, out), previous)
+    result = RunResult(out, header=_header(cfg, adapter))
+    if report is not None:
+        report.header.update(result.header)
+    job = _Job(cfg, out, adapter, _store_hooks(cfg, adapter), _generation_config(cfg, adapter), timings, result,
+               report, previous)
     rollouts, stores = _rollouts_stage(job)
     value = _value_stage(job, rollouts, stores)
     if "interventions" in cfg.stages:
         t0 = time.perf_counter()
-        result = _intervention_stage(cfg, adapter, value, out, job.gen_cfg)
-        for section in result.to_sections():
+        interventions = _intervention_stage(cfg, adapter, value, out, job.gen_cfg)
+        for section in interventions.to_sections():
             _relative_figures(section, out, out / "interventions")
-        job.add("interventions", result)
+        job.add("interventions", interventions)
         timings["interventions_s"] = time.perf_counter() - t0
     else:
         job.keep_previous("interventions")
@@ -120,10 +136,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         job.keep_previous("dopamine")
     timings["total_s"] = time.perf_counter() - t_start
     timings.note("process_cpu_s", time.process_time())  # CPU time of every thread since start: not a stage
-    job.report.header.update(timings=timings, wall_time_s=timings["total_s"], peak_rss_mb=timings.peak_rss_mb)
-    job.report.write()
-    print(f"[done] {timings['total_s']:.0f} s; report: {out / 'report.html'}")
-    return job.report.summary
+    result.header.update(timings=timings, wall_time_s=timings["total_s"], peak_rss_mb=timings.peak_rss_mb)
+    return result
 
 
 class StageInputError(ValueError):
@@ -165,15 +179,15 @@ def _generation_config(cfg: RunConfig, adapter: ModelAdapter) -> GenerationConfi
     # a base model prompted few-shot goes on to write the next question: stop there (rows leave the batch)
     few_shot = getattr(adapter.tokenizer, "chat_template", None) is None
     return GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
-                            stop_strings=(FEW_SHOT_STOP,) if few_shot else ())
+                            stop_strings=(FEW_SHOT_STOP,) if few_shot else (), progress=cfg.progress)
 
 
-def _new_report(cfg: RunConfig, adapter: ModelAdapter, out: Path) -> Report:
-    return Report(out, header={
+def _header(cfg: RunConfig, adapter: ModelAdapter) -> dict:
+    return {
         "model": adapter.name, "backend": adapter.backend, "n_layers": adapter.n_layers, "d_model": adapter.d_model,
         "seed": cfg.seed, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "machine": f"{platform.machine()} {platform.system()}",
-    })
+    }
 
 
 def _rollouts_stage(job: _Job) -> tuple[dict, dict]:
@@ -197,7 +211,8 @@ def _rollouts_stage(job: _Job) -> tuple[dict, dict]:
         done = _store_complete(spath)
         if done or any(s in cfg.stages for s in ("store", "value", "dopamine")):
             t0 = time.perf_counter()
-            stores[spec] = build_store(job.adapter, rollouts[spec], job.hooks, spath, batch_size=16, meta={"task": spec})
+            stores[spec] = build_store(job.adapter, rollouts[spec], job.hooks, spath, batch_size=16, meta={"task": spec},
+                                       progress=job.cfg.progress)
             timings[f"store_{slug}_s"] = time.perf_counter() - t0
             captured |= not done
     previous = (job.previous.get("rollouts") or [Section("rollouts", "", {})])[0].summary
@@ -257,7 +272,7 @@ def _value_stage(job: _Job, rollouts: dict, stores: dict) -> ValueStageResult | 
         if not (value_dir / "value_probe").exists():
             return None
         kept = job.keep_previous("value")
-        summary = job.report.sections["value"].summary if kept else {}
+        summary = next((s.summary for s in job.result.stages.get("value", []) if s.key == "value"), {})
         if not summary:
             raise StageInputError(f"{value_dir} holds a value probe but {out / 'summary.json'} has no value section "
                                   "(the stage was stopped while writing): re-run it with --stages value.")
@@ -274,7 +289,7 @@ def _value_stage(job: _Job, rollouts: dict, stores: dict) -> ValueStageResult | 
                                                     target_variants_all_layers=cfg.target_variants_all_layers,
                                                     robustness_seeds=cfg.robustness_seeds,
                                                     robustness_widths=cfg.robustness_widths,
-                                                    test_fraction=cfg.test_fraction))
+                                                    test_fraction=cfg.test_fraction, progress=cfg.progress))
     _relative_figures(value.section, out, value_dir)
     job.timings["value_s"] = time.perf_counter() - t0
     job.add("value", value)

@@ -69,7 +69,11 @@ from .study import (
                     shuffled_episode_ids,
 )
 
+# the shape every study shares: ``Config`` → ``run(config) -> Result`` → ``Result.to_section(out)``
+Config, Result, run = SAETDConfig, SAETDResult, run_sae_td
+
 __all__ = [
+    "Config", "Result", "run",
     "ENVIRONMENTS", "GAMMA", "PAPER_ALPHA", "ActionTokenError", "ActionTokens", "ContextSession", "Experiment",
     "FeatureChoice", "GraphTask", "GridWorld", "IllegalActionError", "InterventionResult", "LayerResult", "PlaySettings", "QLearningFit",
     "QTrace", "SAETDConfig", "SAETDResult", "StepRecord", "StepResult", "TargetCorrelation", "TaskResult",

@@ -100,9 +100,9 @@ class SAETDConfig(StudyConfig):
     shuffled_null: bool = field(default=True, metadata={"help": "train the shuffled-episode null SAEs"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples"})
     quick: bool = field(default=False, metadata={"help": "a smoke run: 4 experiments of 3 episodes, 3 SAE epochs, 200 bootstrap resamples (options given explicitly still win)"})
-    progress: bool = field(default=True, metadata={"help": "progress bars"})
 
     def __post_init__(self):
+        super().__post_init__()
         self.tasks = tuple(self.tasks)
         self.layers = tuple(int(x) for x in self.layers)
         if self.quick:
@@ -430,7 +430,7 @@ def run_sae_td(config: SAETDConfig | None = None, adapter: ModelAdapter | None =
     if adapter is None:
         from ...models import load_model
 
-        adapter = load_model(config.model, backend=config.backend)
+        adapter = load_model(config.model, backend=config.backend, device=config.device)
     t0 = time.time()
     result = SAETDResult(asdict(config), adapter.name, [])
     for task in config.tasks:

@@ -45,7 +45,11 @@ from .selection import (
     select_value_neurons,
 )
 
+# the shape every study shares: ``Config`` → ``run(config) -> Result`` → ``Result.to_section(out)``
+Config, Result, run = YFPOConfig, YFPOResult, run_yfpo
+
 __all__ = [
+    "Config", "Result", "run",
     "CONDITIONS",
     "ConditionSummary",
     "LRPError",

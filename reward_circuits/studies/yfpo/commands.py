@@ -11,7 +11,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("yfpo", help="DPO vs DPO + neuron reward (value / AttnLRP / random neurons) with LoRA; writes the yfpo section")
     add_config_arguments(p, YFPOConfig)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars (as --no-progress)")
     p.set_defaults(handler=_yfpo)
 
 
@@ -23,7 +23,7 @@ def _yfpo(args) -> int:
 
     cfg = config_from_args(YFPOConfig, args)
     t0 = time.perf_counter()
-    result = run_yfpo(cfg, progress=not args.quiet)
+    result = run_yfpo(cfg)
     report = Report(cfg.out, header={"model": result.model, "command": "yfpo"})
     report.add(result.to_section(cfg.out))
     print(f"wrote {cfg.out}/summary.json and report.html in {time.perf_counter() - t0:.0f} s")

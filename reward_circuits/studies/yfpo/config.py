@@ -49,6 +49,7 @@ class YFPOConfig(StudyConfig):
     backend: Literal["transformer_lens", "nnsight"] = field(default="transformer_lens", metadata={"help": "adapter for rollouts and the store"})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
         self.probe_layers = tuple(int(x) for x in self.probe_layers)
@@ -84,8 +85,6 @@ class YFPOConfig(StudyConfig):
             raise ValueError(f"beta_aux must be >= 0, got {self.beta_aux!r} (0 turns the neuron reward off).")
         if not self.lora_targets:
             raise ValueError("lora_targets is empty: name the modules LoRA adapts (e.g. q_proj,v_proj).")
-        if self.backend not in ("transformer_lens", "nnsight"):
-            raise ValueError(f"backend must be 'transformer_lens' or 'nnsight', got {self.backend!r}.")
 
     def to_dict(self) -> dict:
         return asdict(self)

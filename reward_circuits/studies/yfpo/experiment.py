@@ -436,7 +436,7 @@ def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out) -> None:
     shutil.rmtree(out / "trainer", ignore_errors=True)
 
 
-def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=None, task=None) -> YFPOResult:
+def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, tokenizer=None, task=None) -> YFPOResult:
     """Run the experiment of :mod:`reward_circuits.studies.yfpo.experiment` (see its docstring) → :class:`YFPOResult`.
 
     Writes only its artefacts to ``cfg.out`` (the store, the neuron sets, the adapters);
@@ -444,7 +444,8 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
     ``hf_model``/``tokenizer``: an already loaded HF causal LM to use instead of ``cfg.model``
     (never modified: every run fine-tunes a copy). ``task``: a :class:`~reward_circuits.tasks.Task`
     to use instead of ``cfg.task`` (its first ``train_prompts`` examples train, the next
-    ``eval_prompts`` are held out)."""
+    ``eval_prompts`` are held out). ``progress`` overrides ``cfg.progress``."""
+    progress = cfg.progress if progress is None else progress
     from ...data.rollouts import accuracy, generate_rollouts
     from ...models import GenerationConfig, from_hf
     from ...models.loading import DEFAULT_MODEL, is_default, load_hf
@@ -457,6 +458,7 @@ def run_yfpo(cfg: YFPOConfig, progress: bool = True, hf_model=None, tokenizer=No
         model_name = getattr(hf.config, "name_or_path", None) or type(hf).__name__
     else:
         hf, tok = load_hf(cfg.model)
+        hf = hf.to(cfg.device)
         model_name = DEFAULT_MODEL if is_default(cfg.model) else cfg.model
     run = _YfpoRun(cfg, out, progress, hf, tok, model_name, t0)
     train_task, held_out = _split_tasks(cfg, task)
