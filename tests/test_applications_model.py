@@ -148,7 +148,7 @@ def test_model_snapshot_of_one_model_twice_is_same(tl_adapter, tmp_path):
 def main_run(tl_adapter, tmp_path_factory):
     """A `reward-circuits run` directory (rollouts, store, value stage) on the tiny model."""
     import reward_circuits.studies.run.main_job as pipeline
-    from reward_circuits.studies.run.main_job import RunConfig, run
+    from reward_circuits.studies.run import RunConfig, run_and_report as run
 
     out = tmp_path_factory.mktemp("main") / "run"
     original = pipeline.get_task

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import reward_circuits.studies.run.main_job as pipeline
-from reward_circuits.studies.run.main_job import RunConfig, run
+from reward_circuits.studies.run import RunConfig, run_and_report as run
 from reward_circuits.report import Report, Section, Table
 from reward_circuits.tasks import Example, Task
 

@@ -130,3 +130,23 @@ def test_matched_iou_baseline_counts_shared_massive_dims():
     uniform = expected_random_iou(100, 3)
     assert matched > uniform + 0.05  # matched draws always take a massive dim: they often coincide
     assert abs(matched_random_iou([10, 20, 30], [40, 50, 60], np.ones(100), n_draws=400) - uniform) < 0.02
+
+
+def test_nearest_matched_sets_draw_each_targets_neighbours_and_never_a_target():
+    """The one home of item-by-item matched controls (sae-td's contribution-matched latents use it)."""
+    import numpy as np
+
+    from reward_circuits.analysis.controls import nearest_matched_sets
+
+    score = np.arange(100, dtype=float)  # item j has score j: its neighbours are j±1, j±2, ...
+    targets = [10, 50, 90]
+    draws = nearest_matched_sets(targets, score, n_draws=200, seed=0, pool_size=4)
+    flat = np.array(draws)
+    assert flat.shape == (200, 3) and not set(flat.ravel()) & set(targets)
+    assert np.abs(flat - np.array(targets)).max() <= 3  # within the 4 nearest non-targets
+    assert all(len(set(d)) == 3 for d in draws)
+    assert len({tuple(d) for d in draws}) > 20  # random among the neighbours, not fixed
+    eligible = [j for j in range(100) if j % 2 == 0]
+    assert all(j % 2 == 0 for d in nearest_matched_sets(targets, score, 20, seed=1, eligible=eligible) for j in d)
+    with pytest.raises(ValueError, match="eligible"):
+        nearest_matched_sets(targets, score, 1, eligible=[10, 11])

@@ -161,6 +161,30 @@ def matched_random_sets(value_dims: Sequence[int], magnitudes: Float[np.ndarray,
     return draws
 
 
+def nearest_matched_sets(targets: Sequence[int], score: Float[np.ndarray, " d"], n_draws: int, seed: int = 0,
+                         pool_size: int = 10, eligible: Sequence[int] | None = None) -> list[list[int]]:
+    """``n_draws`` sets matched to ``targets`` item by item: each target ``j`` is replaced by a random
+    item among the ``pool_size`` eligible ones (outside ``targets``, not yet in this draw) closest to it
+    in ``score`` (e.g. log mean contribution of an SAE latent, or activation frequency). Where
+    :func:`matched_random_sets` matches on magnitude strata, this matches each item to its neighbours."""
+    targets = [int(j) for j in targets]
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    pool = np.arange(score.size) if eligible is None else np.asarray(list(eligible), dtype=np.int64)
+    pool = np.array([j for j in pool if j not in set(targets)], dtype=np.int64)
+    if pool.size < len(targets):
+        raise ValueError(f"only {pool.size} eligible items outside the {len(targets)} targets: cannot draw a matched set.")
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_draws):
+        chosen: list[int] = []
+        for j in targets:
+            free = np.array([c for c in pool if c not in chosen])
+            gap = np.abs(score[free] - score[j])
+            chosen.append(int(rng.choice(free[np.argsort(gap)[:pool_size]])))
+        draws.append(chosen)
+    return draws
+
+
 def matched_random_iou(set_a: Sequence[int], set_b: Sequence[int], magnitudes: Float[np.ndarray, " d"],
                        n_draws: int = 200, seed: int = 0, n_bins: int = 10, factor: float = 10.0) -> float:
     """Expected IoU of two random sets matched on magnitude to ``set_a`` and ``set_b`` (Monte Carlo):

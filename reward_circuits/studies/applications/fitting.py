@@ -21,6 +21,7 @@ import numpy as np
 from ...neurons import NeuronSet
 from ...analysis.probes import ValueProbe, ValueProbeConfig
 from ...analysis.pruning import value_neurons
+from ...analysis.splits import grouped_stratified_folds, grouped_stratified_split
 from ...analysis.stats import binary_auc
 from ...models import layer_of
 
@@ -45,13 +46,6 @@ def _layer_key(hook: str) -> str:
     return str(layer) if layer is not None else hook
 
 
-def _prompt_folds(groups: Sequence[str], n_folds: int, seed: int) -> list[np.ndarray]:
-    keys = np.array(sorted(set(groups)))
-    perm = np.random.default_rng(seed).permutation(keys.size)
-    fold_of = {keys[j]: i % n_folds for i, j in enumerate(perm)}
-    return [np.array([i for i, g in enumerate(groups) if fold_of[g] == f], dtype=np.int64) for f in range(n_folds)]
-
-
 def _scoring_probe(probe: ValueProbe, hook: str, prune_ratio: float | None, provenance: dict) -> tuple[ValueProbe, NeuronSet | None]:
     if not prune_ratio:
         return probe, None
@@ -63,12 +57,7 @@ def _fit_and_choose(store, train: np.ndarray, groups: Sequence[str], hooks: list
                     seed: int) -> tuple[ValueProbe, str, dict[str, float]]:
     """Fit on ``train`` minus a quarter of its prompts, choose the layer by AUC of V(s_0) there, refit on all of ``train``."""
     rewards = np.asarray(store.rewards)
-    train_groups = [groups[i] for i in train]
-    val_mask = np.zeros(train.size, dtype=bool)
-    keys = sorted(set(train_groups))
-    held = set(np.random.default_rng(seed + 17).permutation(keys)[: max(1, len(keys) // 4)])
-    val_mask[[g in held for g in train_groups]] = True
-    fit_idx, val_idx = train[~val_mask], train[val_mask]
+    fit_idx, val_idx = grouped_stratified_split(train, rewards, groups, 0.25, seed + 17)  # a quarter of the prompts
     val_auc = {}
     if len(hooks) > 1 and np.unique(rewards[val_idx]).size == 2 and np.unique(rewards[fit_idx]).size == 2:
         probe = ValueProbe(probe_cfg).fit(store, hooks, fit_idx, verbose=False)
@@ -119,7 +108,8 @@ def cross_fitted_signal(store, groups: Sequence[str], layers: Sequence[int], *, 
     if extra.size != len(store):
         raise ValueError(f"train_only has {extra.size} entries for {len(store)} rollouts.")
     evaluated = np.flatnonzero(~extra)
-    for f, held_local in enumerate(_prompt_folds([groups[i] for i in evaluated], n_folds, seed)):
+    folds = grouped_stratified_folds(rewards[evaluated], [groups[i] for i in evaluated], n_folds, seed)
+    for f, (_, held_local) in enumerate(folds):
         held = evaluated[held_local]
         train = np.setdiff1d(np.arange(len(store)), held)
         if np.unique(rewards[train]).size < 2:

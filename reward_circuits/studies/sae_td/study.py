@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ...analysis.controls import nearest_matched_sets
 from ...analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_columns, rank_by_score
 from ...configs import StudyConfig, apply_at_defaults
 from ...interventions.sweep import RowScopedHooks
@@ -162,15 +163,10 @@ def matched_random_latents(sae, activations: torch.Tensor, top: Sequence[int], s
     Returns (latents, contributions of ``top``, contributions of the chosen ones)."""
     feats = encode_all(sae, activations)
     size = (feats.mean(0) * sae.W_dec.detach().float().cpu().norm(dim=-1)).numpy().astype(np.float64)
-    candidates = [j for j in np.flatnonzero((feats > 0).any(0).numpy()) if j not in set(top)]
-    if len(candidates) < len(top):
-        raise ValueError(f"only {len(candidates)} live latents outside the top set: lower top_k_latents.")
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for j in top:
-        free = np.array([c for c in candidates if c not in chosen])
-        gap = np.abs(np.log(size[free] + 1e-12) - np.log(size[j] + 1e-12))
-        chosen.append(int(rng.choice(free[np.argsort(gap)[:pool_size]])))
+    live = np.flatnonzero((feats > 0).any(0).numpy())
+    if len(set(live.tolist()) - set(top)) < len(top):
+        raise ValueError(f"only {len(set(live.tolist()) - set(top))} live latents outside the top set: lower top_k_latents.")
+    chosen = nearest_matched_sets(top, np.log(size + 1e-12), 1, seed, pool_size, eligible=live)[0]
     return chosen, size[list(top)], size[chosen]
 
 

@@ -231,14 +231,14 @@ class YFPOResult:
 
 
 def greedy_correct(adapter, task, max_new_tokens: int, batch_size: int = 24) -> list[float]:
-    """Greedy answers of ``adapter``'s model (:meth:`~reward_circuits.models.ModelAdapter.generate`,
-    either backend, any architecture it loads) to ``task``'s prompts, scored by the task's reward."""
+    """Greedy answers of ``adapter``'s model (either backend, any architecture it loads) to ``task``'s
+    prompts, scored by the task's reward: :func:`~reward_circuits.interventions.generate_and_score`."""
+    from ...interventions import generate_and_score
     from ...models import GenerationConfig
 
-    examples = list(task.examples)
-    prompts = [task.render(ex, adapter.tokenizer) for ex in examples]
-    gens = adapter.generate(prompts, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False))
-    return [task.reward(g.text, ex) for g, ex in zip(gens, examples)]
+    config = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
+    _, rewards, _ = generate_and_score(adapter, task, config=config)
+    return [float(r) for r in rewards]
 
 
 def _held_out_correct(cfg: YFPOConfig, hf_model, tokenizer, task, name: str) -> list[float]:
