@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reward_circuits.analysis.td import q_learning_td_errors
+from reward_circuits.analysis.td import Transitions, q_learning_td_errors
 from reward_circuits.studies.sae_td import (
     ActionTokenError,
     GraphTask,
@@ -35,16 +35,16 @@ def test_q_learning_matches_hand_computed_td_errors():
     # t0: s1 a1 r1, terminal   δ = 1 − 0 = 1;                Q(s1,a1) = .5
     # t1: s0 a0 r0 -> s1       δ = 0 + .9·max Q(s1) − 0 = .45; Q(s0,a0) = .225
     # t2: s1 a1 r0, terminal   δ = 0 − .5 = −.5 (no bootstrap at the end: −.05 if it did)
-    args = ([1, 0, 1], [1, 0, 1], [1, 0, 0], [1, 1, 1], [True, False, True])
-    td, q_chosen, q_before = q_learning_td_errors(*args, n_states=2, n_actions=2, alpha=0.5, gamma=0.9)
+    args = Transitions([1, 0, 1], [1, 0, 1], [1, 0, 0], [1, 1, 1], [True, False, True])
+    td, q_chosen, q_before = q_learning_td_errors(args, n_states=2, n_actions=2, alpha=0.5, gamma=0.9)
     np.testing.assert_allclose(td, [1.0, 0.45, -0.5])
     np.testing.assert_allclose(q_chosen, [0.0, 0.0, 0.5])
     np.testing.assert_allclose(q_before[2], [0.0, 0.5])
     # the bootstrap max runs over legal actions only
-    td_legal, _, _ = q_learning_td_errors(*args, 2, 2, 0.5, 0.9, legal=np.array([[True, True], [True, False]]))
+    td_legal, _, _ = q_learning_td_errors(args, 2, 2, 0.5, 0.9, legal=np.array([[True, True], [True, False]]))
     np.testing.assert_allclose(td_legal, [1.0, 0.0, -0.5])
     with pytest.raises(ValueError, match="alpha"):
-        q_learning_td_errors([0], [0], [0], [0], [True], 1, 1, alpha=1.5, gamma=0.9)
+        q_learning_td_errors(Transitions([0], [0], [0], [0], [True]), 1, 1, alpha=1.5, gamma=0.9)
 
 
 def simulate_q_agent(alpha, beta, n_episodes, seed=0):

@@ -41,7 +41,7 @@ from .splits import TaskSplit, grouped_stratified_folds, grouped_stratified_spli
 from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
                     paired_bootstrap_diff, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns, verdict)
 from .targets import TARGET_VARIANTS, TargetComparison, TargetComparisonOptions, TargetDifference, compare_targets
-from .td import check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
+from .td import Transitions, check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
 
 # What a user calls. The helpers these are built from (TD batch checks, column correlations, rank
 # and top-k utilities, magnitude strata and draws, nested result types, ...) stay importable from
@@ -52,7 +52,7 @@ __all__ = [
     "ValueProbe", "ValueProbeConfig", "NeuronSet", "value_neurons", "prune_curve", "iou", "expected_random_iou",
     "iou_by_ratio", "iou_curve", "architecture_robustness", "rotation_check",
     # TD targets and errors
-    "td_targets", "td_errors", "td_error_traces", "monte_carlo_targets", "q_learning_td_errors", "compare_targets",
+    "td_targets", "td_errors", "td_error_traces", "monte_carlo_targets", "q_learning_td_errors", "Transitions", "compare_targets",
     "TargetComparison", "TARGET_VARIANTS", "cross_fitted_value_traces",
     # baselines, splits, pooled probes
     "bag_of_tokens_baseline", "logistic_floor", "logistic_floors", "LogisticFloor", "grouped_stratified_split", "grouped_stratified_folds",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -192,12 +192,18 @@ def td_error_traces(
 
 
 
+class Transitions(NamedTuple):
+    """One sequence of tabular transitions, in order (any object with these five fields will do)."""
+
+    states: Int[np.ndarray, " T"]
+    actions: Int[np.ndarray, " T"]
+    rewards: Float[np.ndarray, " T"]
+    next_states: Int[np.ndarray, " T"]
+    done: Bool[np.ndarray, " T"]
+
+
 def q_learning_td_errors(
-    states: Int[np.ndarray, " T"],
-    actions: Int[np.ndarray, " T"],
-    rewards: Float[np.ndarray, " T"],
-    next_states: Int[np.ndarray, " T"],
-    done: Bool[np.ndarray, " T"],
+    transitions: Transitions,
     n_states: int,
     n_actions: int,
     alpha: float,
@@ -206,7 +212,7 @@ def q_learning_td_errors(
     legal: Bool[np.ndarray, "n_states n_actions"] | None = None,
     q0: float = 0.0,
 ) -> tuple[Float[np.ndarray, " T"], Float[np.ndarray, " T"], Float[np.ndarray, "T n_actions"]]:
-    """Tabular Q-learning run along one sequence of transitions (Q carries over across episodes).
+    """Tabular Q-learning run along one sequence of ``transitions`` (Q carries over across episodes).
 
     For each step ``t`` (state ``s``, action ``a``, reward ``r``, next state ``s'``)::
 
@@ -217,11 +223,11 @@ def q_learning_td_errors(
     whole row ``Q(s_t, ·)`` before the update (for choice likelihoods). ``legal`` restricts the max
     to legal actions (all actions when None).
     """
-    s = np.asarray(states, dtype=np.int64)
-    a = np.asarray(actions, dtype=np.int64)
-    r = np.asarray(rewards, dtype=np.float64)
-    s2 = np.asarray(next_states, dtype=np.int64)
-    d = np.asarray(done, dtype=bool)
+    s = np.asarray(transitions.states, dtype=np.int64)
+    a = np.asarray(transitions.actions, dtype=np.int64)
+    r = np.asarray(transitions.rewards, dtype=np.float64)
+    s2 = np.asarray(transitions.next_states, dtype=np.int64)
+    d = np.asarray(transitions.done, dtype=bool)
     T = s.size
     if not (a.size == r.size == s2.size == d.size == T):
         raise ValueError(f"states, actions, rewards, next_states, done must have equal lengths; got "

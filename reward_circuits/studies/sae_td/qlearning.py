@@ -76,8 +76,7 @@ class QTrace:
 
 def q_learning_trace(traj: Trajectory, alpha: float, gamma: float = GAMMA) -> QTrace:
     """Q-learning along ``traj`` with fixed ``alpha``, ``gamma`` (Q starts at 0)."""
-    td, qc, qb = q_learning_td_errors(traj.states, traj.actions, traj.rewards, traj.next_states, traj.done,
-                                      traj.n_states, traj.n_actions, alpha, gamma, legal=traj.legal)
+    td, qc, qb = q_learning_td_errors(traj, traj.n_states, traj.n_actions, alpha, gamma, legal=traj.legal)
     return QTrace(td, qc, qb)
 
 
