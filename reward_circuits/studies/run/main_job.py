@@ -30,6 +30,7 @@ from .dopamine import DopamineStageConfig, run_dopamine_causal_check, run_dopami
 from .interventions import InterventionInputs, InterventionStageResult, InterventionStudyConfig, run_intervention_stage
 from ...report import Report, Section, Table
 from ...data.store import read_manifest
+from .evaluation import EvaluationPrompts, EvaluationSource, evaluation_examples
 from .result import RunResult
 from .stage_meter import StageTimings
 from .stage_sections import load_stage_sections, save_stage_sections
@@ -121,7 +122,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None, report: Report | No
     value = _value_stage(job, rollouts, stores)
     if "interventions" in cfg.stages:
         t0 = time.perf_counter()
-        interventions = _intervention_stage(cfg, adapter, value, out, job.gen_cfg)
+        interventions = _intervention_stage(job, value, rollouts, stores)
         for section in interventions.to_sections():
             _relative_figures(section, out, out / "interventions")
         job.add("interventions", interventions)
@@ -324,7 +325,7 @@ def _dopamine_stage(job: _Job, value: ValueStageResult, rollouts: dict, stores: 
     if dopamine.top_neurons is not None:
         # the value stage's held-out rollouts, as it saved them (prompt-grouped): the probe never trained on them
         held = [by_id[store.rollout_ids[i]] for i in value.test_indices[: cfg.eval_examples]]
-        eval_task = _eval_task(cfg)
+        eval_task = _eval_task(job, value, rollouts, stores).task
         causal, table = run_dopamine_causal_check(
             adapter, value.probe, dopamine.top_neurons, [(r.prompt_ids, r.response_ids) for r in held], eval_task,
             list(eval_task.examples), config=job.gen_cfg, n_random_draws=cfg.random_draws, seed=cfg.seed,
@@ -351,25 +352,28 @@ def _relative_figures(section: Section, out: Path, stage_dir: Path) -> None:
     section.figures = rel
 
 
-def _eval_task(cfg: RunConfig):
-    """Examples for the generation studies: a fresh seeded draw of the primary task (another seed
-    than the rollouts', so the studies do not re-score the probe's training prompts verbatim)."""
-    task = get_task(cfg.tasks[0], n=cfg.eval_examples, seed=cfg.seed + 7)
-    task.max_new_tokens = cfg.max_new_tokens
-    # a small question space is drawn with repeats; greedy copies of a question are not independent
-    # evidence, so every study runs on distinct questions only (and says so)
-    seen: set[str] = set()
-    distinct = [e for e in task.examples if not (e.question in seen or seen.add(e.question))]
-    if len(distinct) < len(task.examples):
-        print(f"[interventions] {cfg.tasks[0]} has only {len(distinct)} distinct questions; the studies run on "
-              f"those, not on --eval-examples {cfg.eval_examples} (copies would narrow every interval falsely).")
-        task.examples = distinct
-    return task
+def _eval_task(job: _Job, value: ValueStageResult, rollouts: dict, stores: dict) -> EvaluationPrompts:
+    """The generation studies' prompts: distinct, and none a prompt the probe trained or validated on
+    (:mod:`.evaluation`: fresh prompts first, the probe's held-out test prompts where the task runs short)."""
+    cfg = job.cfg
+    primary = cfg.tasks[0]
+    store = stores[primary]
+    by_id = {r.id: r for r in rollouts[primary]}
+    rollout_task = get_task(primary, n=cfg.limit, seed=cfg.seed)
+    source = EvaluationSource(primary, rollout_task, [by_id[rid] for rid in store.rollout_ids],
+                              {"fit": value.train_indices, "val": value.val_indices, "test": value.test_indices},
+                              draw=lambda n, seed: get_task(primary, n=n, seed=seed))
+    ev = evaluation_examples(source, cfg.eval_examples, cfg.seed + 7, job.adapter)
+    ev.task.max_new_tokens = cfg.max_new_tokens
+    for note in ev.notes:
+        print(f"[interventions] {note}")
+    return ev
 
 
-def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStageResult, out: Path,
-                        gen_cfg: GenerationConfig) -> InterventionStageResult:
-    """The studies on the value stage's best layer and the next ones by validation AUC."""
+def _intervention_stage(job: _Job, value: ValueStageResult, rollouts: dict, stores: dict) -> InterventionStageResult:
+    """The studies on the value stage's best layer and the next ones by validation AUC, on prompts the
+    probe never saw (:func:`_eval_task`)."""
+    cfg, adapter, out, gen_cfg = job.cfg, job.adapter, job.out, job.gen_cfg
     keys = [k for k in value.layers_by_validation() if int(k) >= 0][: cfg.ablation_layers]
     chosen = {int(k): value.value_sets[k] for k in keys}
     mc = value.final_reward_neurons
@@ -383,9 +387,13 @@ def _intervention_stage(cfg: RunConfig, adapter: ModelAdapter, value: ValueStage
     study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
                                     dose_fractions=cfg.dose_fractions, dose_modes=cfg.dose_modes,
                                     dose_random_draws=1)
-    eval_task = _eval_task(cfg)
-    return run_intervention_stage(adapter, eval_task, inputs, out / "interventions", study, gen_cfg,
-                                  examples=list(eval_task.examples))
+    ev = _eval_task(job, value, rollouts, stores)
+    result = run_intervention_stage(adapter, ev.task, inputs, out / "interventions", study, gen_cfg,
+                                    examples=list(ev.task.examples))
+    for section in result.to_sections():
+        section.summary["evaluation_prompts"] = ev.to_dict()
+        section.notes = list(section.notes) + ev.notes
+    return result
 
 
 def _transfer_from_run(cfg: RunConfig, chosen: dict[int, NeuronSet]) -> dict[str, NeuronSet]:
