@@ -156,6 +156,21 @@ def prefill_kwargs(plan: GenerationPlan, row_labels: RowLabels | None) -> dict:
     return {}
 
 
+def trunk_rows(adapter: ModelAdapter, plan: GenerationPlan, some_above_0: bool = True):
+    """The :class:`~.tl_trunk.TrunkRows` of ``plan``'s decoding rows when the session should share the
+    trunk (``plan.trunk_layers`` given, the backend can, no hooks attached outside the call, some row
+    has a trunk layer above 0, unless ``some_above_0`` is False); else ``None``. Groups: ``plan.row_keys`` (else the source rows)."""
+    if plan.trunk_layers is None or not adapter.shares_trunk or adapter.has_attached_hooks():
+        return None
+    if some_above_0 and not bool((plan.trunk_layers > 0).any()):
+        return None
+    from .tl_trunk import TrunkRows
+
+    sources = plan.sources()
+    labels = plan.decode_labels if plan.decode_labels is not None else sources.new_full((sources.numel(),), -1)
+    return TrunkRows(plan.row_keys if plan.row_keys is not None else sources, plan.trunk_layers, labels)
+
+
 # ---- decode: one plan ------------------------------------------------------------------------------
 
 
@@ -173,11 +188,14 @@ def decode(adapter: ModelAdapter, plan: GenerationPlan, config: GenerationConfig
     active = torch.arange(n_rows)  # plan rows in the running batch, in batch order
     finished = torch.zeros(n_rows, dtype=torch.bool)  # only used when finished rows stay
     pad_id = adapter.tokenizer.pad_token_id
+    trunk = trunk_rows(adapter, plan)
     with adapter.decoding_session(fwd_hooks) as session:
         logits = session.prefill(plan.prefill, **prefill_kwargs(plan, row_labels))  # the prefill may run in parts
         if plan.source is not None:
             session.select_rows(sources.to(logits.device))
             logits = logits.index_select(0, sources.to(logits.device))
+        if trunk is not None:
+            session.share_trunk(trunk, row_labels)
         if row_labels is not None:
             row_labels.set(decode_labels if decode_labels is not None else sources.new_full((n_rows,), -1))
         for step in range(config.max_new_tokens):
@@ -222,8 +240,10 @@ class _Stream:
     """The running batch of :func:`decode_stream`: which (plan, row) each batch row is, its label,
     the last logits, and the plans still waiting to join."""
 
-    def __init__(self, plans: list[GenerationPlan], row_labels: RowLabels | None, prefix: GenerationPlan | None):
+    def __init__(self, plans: list[GenerationPlan], row_labels: RowLabels | None, prefix: GenerationPlan | None,
+                 trunks: list | None = None):
         self.plans, self.row_labels, self.prefix = plans, row_labels, prefix
+        self.trunks = trunks  # per plan: its TrunkRows (a shared trunk), or None
         self.tokens = [[[] for _ in range(int(p.sources().numel()))] for p in plans]
         self.running: list[tuple[int, int]] = []  # (plan, row) of each batch row, in batch order
         self.labels: list[int] = []
@@ -239,11 +259,16 @@ class _Stream:
             kw = prefill_kwargs(plan, self.row_labels)
             if self.prefix is not None:
                 kw["prefix_rows"] = plan.prefix_rows
+            trunk = self.trunks[self.next_plan] if self.trunks else None
             if not self.running:
                 new = session.prefill(plan.prefill, **kw)
                 session.select_rows(sources.to(new.device))
                 self.logits = new.index_select(0, sources.to(new.device))
+                if trunk is not None:
+                    session.share_trunk(trunk, self.row_labels)
             else:
+                if trunk is not None:
+                    kw["trunk_rows"] = trunk
                 new = session.add_rows(plan.prefill, sources, **kw)
                 self.logits = torch.cat([self.logits, new.to(self.logits.device)])
             self.running += [(self.next_plan, r) for r in range(int(sources.numel()))]
@@ -268,7 +293,10 @@ def decode_stream(adapter: ModelAdapter, plans: Sequence[GenerationPlan], config
         raise ValueError("decode_stream is greedy only: rows joining at different steps would change sampled draws.")
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
-    st = _Stream(list(plans), row_labels, prefix)
+    plans = list(plans)
+    trunks = [trunk_rows(adapter, p, some_above_0=False) for p in plans]
+    sharing = all(t is not None for t in trunks) and any(bool((t.layers > 0).any()) for t in trunks)
+    st = _Stream(plans, row_labels, prefix, trunks if sharing else None)
     eos = torch.tensor(sorted(adapter.eos_ids), dtype=torch.long)
     bar = tqdm(total=sum(len(t) for t in st.tokens), desc=desc, disable=not config.progress, leave=False)
     with adapter.decoding_session(fwd_hooks) as session:
