@@ -108,6 +108,9 @@ class GenerationPlan:
     # it while their tokens agree (:mod:`.tl_trunk`); their prompt caches must agree there. Only
     # row-scoped hooks may run (a hook for every row would see a shared row once).
     trunk_layers: Int[Tensor, " rows"] | None = None
+    # every generated token is fed to the model once more before its row leaves (one extra step
+    # at the end): hooks see the state at every token of every row (capture while generating)
+    feed_last: bool = False
 
     def __post_init__(self):
         n_prefill = int(self.prefill.input_ids.shape[0])
