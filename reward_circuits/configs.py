@@ -37,6 +37,41 @@ def _csv_parser(item_type):
     return parse
 
 
+def check_device(device) -> str:
+    """``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``) checked against this machine: a clear
+    error naming the fix when it is malformed or its accelerator is absent."""
+    import torch
+
+    text = str(device).strip().lower()
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"device {device!r} is not a torch device: use 'cpu', 'cuda', 'cuda:N' (N = GPU index) or 'mps'.")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine (torch "
+                             f"{torch.__version__}, torch.cuda.is_available() is False: no GPU, or a CPU-only "
+                             "build of torch). Use --device cpu, or run on a machine with a GPU and a CUDA build of torch.")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                             f"cuda:0..cuda:{torch.cuda.device_count() - 1}.")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r}: Apple's MPS is not available here. Use --device cpu.")
+    return text
+
+
+def device_argument(text: str) -> str:
+    """``check_device`` for argparse: a bad ``--device`` is a usage error with the message above."""
+    try:
+        return check_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "torch device: cpu, cuda, cuda:N") -> None:
+    """``--device`` on a command that has no config dataclass (checked at parse time)."""
+    parser.add_argument("--device", default="cpu", type=device_argument, help=f"{help_text} (default: cpu)")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.Iterable[str] = ()) -> None:
     """Add one option per field of the dataclass ``cls`` (``--field-name``), defaults from the class."""
     hints = typing.get_type_hints(cls)
@@ -62,6 +97,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.I
                 kw["help"] = f"{help_text} (default: {','.join(map(str, default))})".strip()
                 kw.pop("default")
                 kw["default"] = default
+        elif f.name == "device":
+            kw["type"] = device_argument
         elif tp in (int, float, str):
             kw["type"] = tp
         else:
@@ -94,10 +131,14 @@ class StudyConfig:
 
     Each study's config inherits it (``class IrmConfig(StudyConfig)``) and adds its own knobs; a
     study redeclares a field to change its default or help text (``out: str = "runs/irm"``), which
-    keeps the field's place. Fields a study alone has (a backend, a device, progress bars) stay on
-    that study's config."""
+    keeps the field's place. Fields a study alone has (a backend, progress bars) stay on that
+    study's config. ``device`` is checked against the machine (:func:`check_device`)."""
 
     model: str = dataclasses.field(default="default", metadata={
         "help": "'default' (packaged SmolLM2-135M-Instruct, offline), a local HF directory or a hub id"})
     seed: int = dataclasses.field(default=0, metadata={"help": "seed of the study's draws, splits and bootstraps"})
     out: str | None = dataclasses.field(default=None, metadata={"help": "report directory (summary.json, report.html, artefacts)"})
+    device: str = dataclasses.field(default="cpu", metadata={"help": "torch device: cpu, cuda, cuda:N"})
+
+    def __post_init__(self):
+        self.device = check_device(self.device)

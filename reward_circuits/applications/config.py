@@ -52,6 +52,7 @@ class ApplicationsConfig(StudyConfig):
     out: str = field(default="runs/applications", metadata={"help": "report directory"})
 
     def __post_init__(self):
+        super().__post_init__()  # checks the device
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
         self.layers = tuple(int(x) for x in self.layers)

@@ -103,6 +103,7 @@ class SAETDConfig(StudyConfig):
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
     def __post_init__(self):
+        super().__post_init__()  # checks the device
         self.tasks = tuple(self.tasks)
         self.layers = tuple(int(x) for x in self.layers)
         if self.quick:
@@ -430,7 +431,7 @@ def run_sae_td(config: SAETDConfig | None = None, adapter: ModelAdapter | None =
     if adapter is None:
         from ..models import load_model
 
-        adapter = load_model(config.model, backend=config.backend)
+        adapter = load_model(config.model, backend=config.backend, device=config.device)
     t0 = time.time()
     result = SAETDResult(asdict(config), adapter.name, [])
     for task in config.tasks:

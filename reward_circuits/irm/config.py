@@ -72,6 +72,7 @@ class IrmConfig(StudyConfig):
     quick: bool = field(default=False, metadata={"help": "a smoke run: 2 GRPO steps (60 s cap), 16/12/12 prompts, 2 SAE epochs, 20+20 words, 200 bootstrap resamples (options given explicitly still win)"})
 
     def __post_init__(self):
+        super().__post_init__()  # checks the device
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
         for name in ("n_train_prompts", "n_select_prompts", "n_eval_prompts", "samples_per_prompt", "max_new_tokens",

@@ -72,6 +72,7 @@ class RunConfig(StudyConfig):
     exclude_massive: bool = field(default=False, metadata={"help": "keep massive-activation outlier dims (> 10x the layer's median |activation|) out of the value-neuron sets"})
 
     def __post_init__(self):
+        super().__post_init__()  # checks the device
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose from {sorted(PROFILES)}.")
         defaults = {f.name: f.default for f in fields(self)}

@@ -49,6 +49,7 @@ class YFPOConfig(StudyConfig):
     backend: Literal["transformer_lens", "nnsight"] = field(default="transformer_lens", metadata={"help": "adapter for rollouts and the store"})
 
     def __post_init__(self):
+        super().__post_init__()  # checks the device
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
         self.probe_layers = tuple(int(x) for x in self.probe_layers)
