@@ -25,19 +25,20 @@ import torch
 from bench.run import Row
 
 
-def _timed(runners: dict, repeats: int) -> tuple[dict[str, float], dict[str, float], dict]:
-    """Median wall and CPU seconds per runner (interleaved repeats after one warm-up), and each runner's
-    warm-up output."""
-    outputs = {k: fn() for k, fn in runners.items()}
+def _timed(runners: dict, repeats: int, warmup: bool = True) -> tuple[dict[str, float], dict[str, float], dict]:
+    """Median wall and CPU seconds per runner (interleaved repeats, after one warm-up unless
+    ``warmup=False``: then the first repeat's outputs are returned), and each runner's output."""
+    outputs = {k: fn() for k, fn in runners.items()} if warmup else {}
     wall: dict[str, list[float]] = {k: [] for k in runners}
     cpu: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(repeats):
         for k, fn in runners.items():
             gc.collect()
             w0, c0 = time.perf_counter(), time.process_time()
-            fn()
+            out = fn()
             wall[k].append(time.perf_counter() - w0)
             cpu[k].append(time.process_time() - c0)
+            outputs.setdefault(k, out)
     return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()},
             outputs)
 
@@ -86,11 +87,12 @@ def bench_trunk(tl, args) -> list[Row]:
     cfg = GenerationConfig(max_new_tokens=args.new_tokens, progress=False)
     n = tl.n_layers
     rows = []
-    for label, layers in ((f"late layer {n - 2}", [n - 2]), (f"layers {n // 4},{n // 2},{3 * n // 4}", [n // 4, n // 2, 3 * n // 4])):
+    studies = [(f"late layer {n - 2}", [n - 2]), (f"layers {n // 4},{n // 2},{3 * n // 4}", [n // 4, n // 2, 3 * n // 4])]
+    for label, layers in studies[: 1 if args.speed_late_only else 2]:
         conds = _ablation_conditions(tl, layers, args.speed_random)
         runners = {w: (lambda w=w: sweep(tl, prompts, conds, cfg, sweep_config=SweepConfig(share_trunk=(w == "trunk"))))
                    for w in ("today", "trunk")}
-        wall, cpu, out = _timed(runners, args.speed_repeats)
+        wall, cpu, out = _timed(runners, args.speed_repeats, warmup=not args.speed_no_warmup)
         toks = {w: {c.name: [g.response_ids for g in c.generations] for c in r} for w, r in out.items()}
         assert toks["trunk"] == toks["today"], "shared-trunk sweep tokens differ from today's sweep"
         share = _trunk_share(tl, prompts, conds, cfg)
@@ -134,4 +136,5 @@ def bench_capture_while_generating(adapters, args) -> list[Row]:
 
 
 def bench_speed(adapters, args) -> list[Row]:
-    return bench_trunk(adapters["transformer_lens"], args) + bench_capture_while_generating(adapters, args)
+    rows = bench_trunk(adapters["transformer_lens"], args)
+    return rows if args.speed_trunk_only else rows + bench_capture_while_generating(adapters, args)

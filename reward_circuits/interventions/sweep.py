@@ -23,6 +23,15 @@ generation passes as the row budget allows:
   still reuse the shared prompt's forward *below* the first block its hooks sit in
   (:attr:`Condition.first_layer`: ``blocks.15.*`` hooks recompute blocks 15.. only); the nnsight
   backend recomputes the whole prompt for them.
+* **Shared trunk.** While the rows of one example under different conditions generate the same
+  tokens, the blocks below each condition's first hooked block compute the same thing for all of
+  them: on the TransformerLens backend (``adapter.shares_trunk``) they run once per example and
+  share their KV cache, and a row forks (its cache rows copied) at the first step where its token
+  differs (:mod:`reward_circuits.models.tl_trunk`; ``SweepConfig(share_trunk=False)``: every row
+  runs every block, the path before). An ablation at block 28 of 30 computes blocks 0-27 once for
+  the baseline and all its controls until they part. The nnsight backend stays on the unshared
+  path: its trace runs HF's forward whole, one batch through all layers, so some rows cannot run
+  some blocks once per group and others per row without re-implementing HF's decoder loop.
 * **Finished rows leave.** Rows that reach EOS or a stop string leave the running batch and its
   KV cache (``GenerationConfig.drop_finished``), so one rambling condition does not hold the rest.
 * **Chunked to a memory budget.** Rows are generated ``SweepConfig.max_rows`` at a time (by default
