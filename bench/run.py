@@ -14,7 +14,9 @@ Rows (issue 15, part B):
 5. SAE training throughput of ``reward_circuits.sae.train_sae`` vs sae-lens's own ``SAETrainer`` on the same
    activations, initial weights, batch order and hyper-parameters, with the final MSE / L0 of both (``bench_sae.py``);
 6. the default main job: wall time and peak RSS per stage from a run's ``summary.json`` (``--main-job-summary``;
-   the job records both), or measured here (``--main-job``, minutes).
+   the job records both), or measured here (``--main-job``, minutes);
+7. computing less (issue 30, ``bench_speed.py``): the shared-trunk sweep vs today's sweep on an ablation study
+   (tokens asserted identical), capture while generating vs generate-then-capture (rollouts + store).
 
 Timing is the median of ``--repeats`` interleaved repeats after a warm-up (variants alternate inside
 each repeat, so load from other processes hits them alike); peak memory is measured in a fresh
@@ -532,7 +534,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sae-n", type=int, default=18000, help="activations for the SAE row (d=576)")
     ap.add_argument("--sae-epochs", type=int, default=2)
     ap.add_argument("--sae-repeats", type=int, default=3)
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated row numbers to run")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated row numbers to run")
+    ap.add_argument("--device", default="cpu", help="torch device of the models of rows 1, 2 and 7 (cpu, cuda)")
+    ap.add_argument("--speed-examples", type=int, default=8, help="row 7: prompts of the sweep / rollouts")
+    ap.add_argument("--speed-random", type=int, default=3, help="row 7: random control sets of the ablation study")
+    ap.add_argument("--speed-repeats", type=int, default=2, help="row 7: interleaved repeats")
+    ap.add_argument("--speed-no-warmup", action="store_true", help="row 7: time the first runs (long sweeps)")
+    ap.add_argument("--speed-late-only", action="store_true", help="row 7: the late-layer ablation study only")
+    ap.add_argument("--speed-trunk-only", action="store_true", help="row 7: the shared-trunk rows only")
     ap.add_argument("--main-job-summary", default=None, help="a run's summary.json to read stage timings from")
     ap.add_argument("--main-job", action="store_true", help="run the default main job here (minutes) and sample its RSS")
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "latest.json"))
@@ -549,20 +558,25 @@ def main(argv: list[str] | None = None) -> None:
         args.probe_rollouts, args.probe_hooks, args.probe_epochs = 60, 3, 2
         args.ram_probe_rollouts, args.ram_capture_rollouts = 30, 8  # below one read batch: RAM ratios not meaningful
         args.sae_n, args.sae_epochs, args.sae_repeats = 2000, 1, 1
+        args.speed_examples, args.speed_random, args.speed_repeats = 4, 1, 1
     only = set(args.only.split(","))
     machine = machine_info()
     print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['ram_gib']} GiB; torch {machine['torch']} "
           f"({args.threads} thread); load average {machine['loadavg_start'][0]:.2f}", flush=True)
     rows: list[Row] = []
     t_start = time.perf_counter()
-    if only & {"1", "2"}:
+    if only & {"1", "2", "7"}:
         from reward_circuits.models import load_model
 
-        adapters = {b: load_model("default", backend=b) for b in ("transformer_lens", "nnsight")}
+        adapters = {b: load_model("default", backend=b, device=args.device) for b in ("transformer_lens", "nnsight")}
         if "1" in only:
             rows += _done(bench_capture(adapters, args), "1. capture")
         if "2" in only:
             rows += _done(bench_generation(adapters, args), "2. generation")
+        if "7" in only:
+            from bench.bench_speed import bench_speed
+
+            rows += _done(bench_speed(adapters, args), "7. shared trunk, capture while generating")
         del adapters
         gc.collect()
     if "3" in only:

@@ -37,6 +37,41 @@ def _csv_parser(item_type):
     return parse
 
 
+def check_device(device) -> str:
+    """``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``) checked against this machine: a clear
+    error naming the fix when it is malformed or its accelerator is absent."""
+    import torch
+
+    text = str(device).strip().lower()
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"device {device!r} is not a torch device: use 'cpu', 'cuda', 'cuda:N' (N = GPU index) or 'mps'.")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine (torch "
+                             f"{torch.__version__}, torch.cuda.is_available() is False: no GPU, or a CPU-only "
+                             "build of torch). Use --device cpu, or run on a machine with a GPU and a CUDA build of torch.")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                             f"cuda:0..cuda:{torch.cuda.device_count() - 1}.")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r}: Apple's MPS is not available here. Use --device cpu.")
+    return text
+
+
+def device_argument(text: str) -> str:
+    """``check_device`` for argparse: a bad ``--device`` is a usage error with the message above."""
+    try:
+        return check_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "torch device: cpu, cuda, cuda:N") -> None:
+    """``--device`` on a command that has no config dataclass (checked at parse time)."""
+    parser.add_argument("--device", default="cpu", type=device_argument, help=f"{help_text} (default: cpu)")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.Iterable[str] = ()) -> None:
     """Add one option per field of the dataclass ``cls`` (``--field-name``), defaults from the class."""
     hints = typing.get_type_hints(cls)
@@ -62,6 +97,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.I
                 kw["help"] = f"{help_text} (default: {','.join(map(str, default))})".strip()
                 kw.pop("default")
                 kw["default"] = default
+        elif f.name == "device":
+            kw["type"] = device_argument
         elif tp in (int, float, str):
             kw["type"] = tp
         else:
@@ -98,23 +135,6 @@ def check_backend(backend: str) -> None:
                          "(an nnsight LanguageModel); results agree on both.")
 
 
-def check_device(device: str) -> None:
-    """Refuse a device torch cannot use here, saying which exist (``cpu``, ``cuda``, ``cuda:N``, ``mps``)."""
-    import torch
-
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()) or (index and kind != "cuda"):
-        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but this torch has no CUDA device (torch {torch.__version__}, "
-                             "CPU build?): use --device cpu, or install a CUDA build of torch on a machine with a GPU.")
-        if index and int(index) >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0 ...).")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' asked for, but MPS is not available here: use --device cpu.")
-
-
 @dataclasses.dataclass
 class StudyConfig:
     """The fields every study shares: which model on which backend and device, which seed, where its
@@ -135,4 +155,4 @@ class StudyConfig:
 
     def __post_init__(self):
         check_backend(self.backend)
-        check_device(self.device)
+        self.device = check_device(self.device)

@@ -43,7 +43,7 @@ def test_every_study_command_takes_the_shared_options(command, capsys):
 def test_a_bad_device_or_backend_is_refused_by_every_command(command, capsys):
     from reward_circuits.cli import main
 
-    for option, value, says in (("--device", "cuda:0", "CUDA"), ("--device", "tpu", "unknown device"),
+    for option, value, says in (("--device", "cuda:0", "CUDA"), ("--device", "tpu", "not a torch device"),
                                 ("--backend", "hf", "invalid choice")):
         with pytest.raises(SystemExit) as exit_:
             code = main([command, option, value, "--out", "/nonexistent/never-written"])
@@ -58,6 +58,7 @@ def test_device_and_backend_checks_name_the_fix():
         check_backend("huggingface")
     with pytest.raises(ValueError, match="cpu.*cuda:N"):
         check_device("gpu")
+    assert check_device(" CPU ") == "cpu"  # normalised
     with pytest.raises(ValueError, match="cuda"):
         check_device("cpu:1")
     import torch

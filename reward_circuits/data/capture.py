@@ -16,9 +16,10 @@ from typing import Literal, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..models import ModelAdapter
+from ..models import GenerationConfig, ModelAdapter
+from ..models.decoding import generate_capturing
 from ..options import options_of
-from .rollouts import Rollout
+from .rollouts import Rollout, generate_rollouts, rollout_config, rollouts_of, sample_config
 from .store import MANIFEST, ActivationStore, ActivationStoreWriter, StoreError, read_manifest
 
 
@@ -87,19 +88,63 @@ def build_store(
         batch = adapter.pad(seqs, "left")
         acts = adapter.capture(batch, hook_names)
         width = batch.input_ids.shape[1]
-        per_hook: dict[str, list[torch.Tensor]] = {h: [] for h in hook_names}
-        s0 = []
-        for i, r in enumerate(chunk):
-            a, b, s0_idx = state_positions(len(r.prompt_ids), len(r.response_ids), positions)
-            pad = width - len(seqs[i])
-            for h in hook_names:
-                per_hook[h].append(acts[h][i, pad + a : pad + b].float().cpu())
-            s0.append(s0_idx)
-        writer.write(
-            [r.id for r in chunk], [r.reward for r in chunk], per_hook, s0,
-            metas=[{"task": r.task, "prompt_len": len(r.prompt_ids), "response_len": len(r.response_ids)} for r in chunk],
-        )
+        _write(writer, chunk, [{h: acts[h][i, width - len(seqs[i]):] for h in hook_names} for i in range(len(chunk))],
+               hook_names, positions)
     return writer.close()
+
+
+def _write(writer: ActivationStoreWriter, chunk: Sequence[Rollout], acts: Sequence[dict[str, torch.Tensor]],
+           hook_names: Sequence[str], positions: Literal["response", "all"]) -> None:
+    """Write ``chunk``'s state positions; ``acts[i][h]``: rollout ``i``'s unpadded states at ``h``
+    (prompt + response positions, maybe more after them)."""
+    per_hook: dict[str, list[torch.Tensor]] = {h: [] for h in hook_names}
+    s0 = []
+    for r, act in zip(chunk, acts):
+        a, b, s0_idx = state_positions(len(r.prompt_ids), len(r.response_ids), positions)
+        for h in hook_names:
+            per_hook[h].append(act[h][a:b].float().cpu())
+        s0.append(s0_idx)
+    writer.write(
+        [r.id for r in chunk], [r.reward for r in chunk], per_hook, s0,
+        metas=[{"task": r.task, "prompt_len": len(r.prompt_ids), "response_len": len(r.response_ids)} for r in chunk],
+    )
+
+
+def generate_rollouts_and_store(adapter: ModelAdapter, task, hook_names: Sequence[str], path: str | os.PathLike,
+                                config: GenerationConfig | None = None, *, samples_per_prompt: int = 1,
+                                while_generating: bool = True, **options) -> tuple[list[Rollout], ActivationStore]:
+    """Rollouts of ``task`` and their activation store at ``path`` in one go.
+
+    ``while_generating=True``: the states are taken from the generation's own forwards (prompt
+    prefill + each decoding step, :func:`~reward_circuits.models.decoding.generate_capturing`), not
+    from a second teacher-forced forward over every rollout; equal to :func:`build_store`'s within
+    float tolerance (tested). Generation then runs one batch of ``config.batch_size`` prompts at a
+    time (greedy tokens equal to :func:`generate_rollouts`' up to float reduction order; sampled
+    ones drawn alike). ``False``: :func:`generate_rollouts` then :func:`build_store` (the path before).
+    ``options``: :class:`CaptureOptions` (its ``batch_size`` is the store's shard size here).
+    """
+    if not while_generating:
+        rollouts = generate_rollouts(adapter, task, config, samples_per_prompt=samples_per_prompt)
+        return rollouts, build_store(adapter, rollouts, hook_names, path, **options)
+    o = options_of(CaptureOptions, (), options, where="generate_rollouts_and_store")
+    hook_names = adapter.validate_hooks(hook_names)
+    config = rollout_config(task, config, samples_per_prompt)
+    examples = list(task.examples)
+    prompts = [task.render(ex, adapter.tokenizer) for ex in examples]
+    rollouts, states = [], []
+    for s in range(samples_per_prompt):
+        gens, acts = generate_capturing(adapter, prompts, sample_config(config, s), hook_names)
+        rollouts += rollouts_of(task, examples, gens, s)
+        states += acts
+    _check_same_build(path, rollouts, o.meta)
+    writer = ActivationStoreWriter(path, hook_names, model=adapter.name, dtype=o.dtype, positions=o.positions,
+                                   meta={**(o.meta or {}), "backend": adapter.backend})
+    todo = [(r, a) for r, a in zip(rollouts, states) if not writer.has(r.id)]
+    todo.sort(key=lambda ra: len(ra[0].prompt_ids) + len(ra[0].response_ids))  # shards as build_store cuts them
+    for start in range(0, len(todo), o.batch_size):
+        part = todo[start:start + o.batch_size]
+        _write(writer, [r for r, _ in part], [a for _, a in part], hook_names, o.positions)
+    return rollouts, writer.close()
 
 
 def _check_same_build(path: str | os.PathLike, rollouts: Sequence[Rollout], meta: dict | None) -> None:

@@ -49,6 +49,18 @@ def generate_rollouts(
     fwd_hooks=(),
 ) -> list[Rollout]:
     """Generate ``samples_per_prompt`` responses per example (batched, seeded) and score them."""
+    config = rollout_config(task, config, samples_per_prompt)
+    examples = list(task.examples)
+    prompts = [task.render(ex, adapter.tokenizer) for ex in examples]
+    rollouts: list[Rollout] = []
+    for s in range(samples_per_prompt):
+        gens = adapter.generate(prompts, sample_config(config, s), fwd_hooks=fwd_hooks)
+        rollouts += rollouts_of(task, examples, gens, s)
+    return rollouts
+
+
+def rollout_config(task: Task, config: GenerationConfig | None, samples_per_prompt: int) -> GenerationConfig:
+    """The checked generation config of a rollout run (default: the task's ``max_new_tokens``)."""
     if not isinstance(task, Task):
         raise TypeError(f"task must be a Task, got {type(task).__name__} ({task!r:.40}): build one with "
                         "get_task('arithmetic'), or Task(name, examples, reward_fn).")
@@ -59,19 +71,20 @@ def generate_rollouts(
     config = generation_config(config or GenerationConfig(max_new_tokens=task.max_new_tokens))
     if samples_per_prompt > 1 and not config.do_sample:
         raise ValueError("samples_per_prompt > 1 with greedy decoding gives identical samples; set do_sample=True.")
-    examples = list(task.examples)
-    prompts = [task.render(ex, adapter.tokenizer) for ex in examples]
-    rollouts: list[Rollout] = []
-    for s in range(samples_per_prompt):
-        cfg = GenerationConfig(**{**config.__dict__, "seed": config.seed + 1000 * s})
-        gens = adapter.generate(prompts, cfg, fwd_hooks=fwd_hooks)
-        for ex, g in zip(examples, gens):
-            rollouts.append(Rollout(
-                id=f"{task.name}/{ex.id}/s{s}", task=task.name, example_id=ex.id,
-                prompt_ids=g.prompt_ids, response_ids=g.response_ids, response_text=g.text,
-                reward=task.reward(g.text, ex), gold=str(ex.answer), finish_reason=g.finish_reason,
-            ))
-    return rollouts
+    return config
+
+
+def sample_config(config: GenerationConfig, s: int) -> GenerationConfig:
+    """The config of sample ``s`` (its own seed)."""
+    return GenerationConfig(**{**config.__dict__, "seed": config.seed + 1000 * s})
+
+
+def rollouts_of(task: Task, examples: Sequence, gens: Sequence, s: int) -> list[Rollout]:
+    """Sample ``s``'s generations of ``examples``, scored, as Rollouts (ids ``task/example/s{s}``)."""
+    return [Rollout(id=f"{task.name}/{ex.id}/s{s}", task=task.name, example_id=ex.id,
+                    prompt_ids=g.prompt_ids, response_ids=g.response_ids, response_text=g.text,
+                    reward=task.reward(g.text, ex), gold=str(ex.answer), finish_reason=g.finish_reason)
+            for ex, g in zip(examples, gens)]
 
 
 def accuracy(rollouts: Sequence[Rollout]) -> float:

@@ -23,6 +23,15 @@ generation passes as the row budget allows:
   still reuse the shared prompt's forward *below* the first block its hooks sit in
   (:attr:`Condition.first_layer`: ``blocks.15.*`` hooks recompute blocks 15.. only); the nnsight
   backend recomputes the whole prompt for them.
+* **Shared trunk.** While the rows of one example under different conditions generate the same
+  tokens, the blocks below each condition's first hooked block compute the same thing for all of
+  them: on the TransformerLens backend (``adapter.shares_trunk``) they run once per example and
+  share their KV cache, and a row forks (its cache rows copied) at the first step where its token
+  differs (:mod:`reward_circuits.models.tl_trunk`; ``SweepConfig(share_trunk=False)``: every row
+  runs every block, the path before). An ablation at block 28 of 30 computes blocks 0-27 once for
+  the baseline and all its controls until they part. The nnsight backend stays on the unshared
+  path: its trace runs HF's forward whole, one batch through all layers, so some rows cannot run
+  some blocks once per group and others per row without re-implementing HF's decoder loop.
 * **Finished rows leave.** Rows that reach EOS or a stop string leave the running batch and its
   KV cache (``GenerationConfig.drop_finished``), so one rambling condition does not hold the rest.
 * **Chunked to a memory budget.** Rows are generated ``SweepConfig.max_rows`` at a time (by default
@@ -226,6 +235,11 @@ class SweepConfig:
         share_prefix: with refill, the token prefix every prompt starts with (a chat template's
             system prompt) is encoded once per condition instead of once per row, when every
             condition's hooks act on all prompt positions alike (:func:`_prefix_safe`).
+        share_trunk: on backends that can (``adapter.shares_trunk``: the TransformerLens backend),
+            the rows of one example under different conditions compute the blocks below each
+            condition's first hooked block once while their generated tokens agree, and fork (copy
+            their KV cache) at the first step where a token differs (:mod:`~reward_circuits.models.tl_trunk`).
+            ``False``: every row runs every block (the path before shared trunks; same tokens).
         strategy: ``"batched"`` (one running batch for all conditions) or ``"per_condition"`` (one
             ``adapter.generate`` per condition, today's way); ``None``: batched, unless inside
             :func:`per_condition_passes`.
@@ -238,6 +252,7 @@ class SweepConfig:
     strategy: Strategy | None = None
     refill: bool = True
     share_prefix: bool = True
+    share_trunk: bool = True
 
     def __post_init__(self):
         if self.max_rows is not None and self.max_rows < 1:
@@ -581,10 +596,12 @@ def _plan(planning: _Planning, g0: int, group: int, ex: list[int]) -> tuple[Gene
             prefill_start.append(0)
             prefill_base.append(-1)
             prefix_rows.append(0)
-    source, decode_labels, owners, keys = [], [], [], []
+    source, decode_labels, owners, keys, trunk = [], [], [], [], []
     for gk, (c, shares, start) in enumerate(zip(group_conds, sharing, starts)):
         label = g0 + gk
+        layer = _trunk_layer(adapter, c, shares, start)
         for j, s in enumerate(chunk_seqs):
+            trunk.append(layer)
             if shares:
                 source.append(shared_row[j])
             else:
@@ -604,5 +621,16 @@ def _plan(planning: _Planning, g0: int, group: int, ex: list[int]) -> tuple[Gene
     stats["prefill"] += len(prefill_rows)
     plan = GenerationPlan(adapter.pad(prefill_rows, "left"), torch.tensor(source), torch.tensor(prefill_labels),
                           torch.tensor(decode_labels), torch.tensor(prefill_start), torch.tensor(prefill_base),
-                          torch.tensor(prefix_rows) if cut else None, torch.tensor(keys))
+                          torch.tensor(prefix_rows) if cut else None, torch.tensor(keys),
+                          torch.tensor(trunk) if sweep_config.share_trunk and adapter.shares_trunk else None)
     return plan, owners
+
+
+def _trunk_layer(adapter: ModelAdapter, c: Condition, shares: bool, start: int) -> int:
+    """The block from which ``c``'s decoding rows compute on their own (below it they share the rows
+    of their example while tokens agree): its first hooked block (``n_layers`` without hooks) when
+    its prompt cache below that block is the shared prompt's (a shared prompt row, or its own rows
+    started there), else 0."""
+    if shares:
+        return c.first_layer if c.hooks else adapter.n_layers
+    return start if start > 0 else 0

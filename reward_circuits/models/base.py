@@ -214,6 +214,10 @@ class ModelAdapter(HookedAPI, ABC):
 
     prefill_from_layer: bool = False  # whether decoding sessions reuse a shared prompt below a layer
     joins_rows: bool = False  # whether decoding sessions can add rows to a running batch (add_rows)
+    # whether decoding sessions can share the blocks below each row's hooks across agreeing rows
+    # (share_trunk; GenerationPlan.trunk_layers). nnsight: no - its trace runs HF's forward whole,
+    # one batch for all layers, so rows cannot run some blocks once per group and others per row.
+    shares_trunk: bool = False
 
     @abstractmethod
     def decoding_session(self, fwd_hooks: list) -> "AbstractContextManager[DecodingSession]":

@@ -42,6 +42,7 @@ def load_model(name: str = "default", backend: Backend = DEFAULT_BACKEND, device
 
     ``remote=True`` (nnsight) runs on NDIF; ``device_map="auto"`` (nnsight) spreads a big model.
     """
+    from ..configs import check_device
     from .loading import DEFAULT_MODEL, GEMMA_MODEL, is_default, is_gemma, load_hf
 
     if isinstance(name, os.PathLike):
@@ -53,6 +54,8 @@ def load_model(name: str = "default", backend: Backend = DEFAULT_BACKEND, device
         raise ValueError(f"unknown backend {backend!r}: use 'transformer_lens' or 'nnsight'.")
     if remote and backend != "nnsight":
         raise ValueError("remote=True needs backend='nnsight' (NDIF).")
+    if "device_map" not in hf_kwargs:
+        device = check_device(device)
     hf, tok = load_hf(name, device=device, **hf_kwargs)
     display = DEFAULT_MODEL if is_default(name) else GEMMA_MODEL if is_gemma(name) else name
     return from_hf(hf, tok, backend=backend, name=display, remote=remote)

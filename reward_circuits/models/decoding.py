@@ -100,6 +100,76 @@ def generate_plan(adapter: ModelAdapter, plan: GenerationPlan, config: Generatio
     return [adapter.finish_generation(prompts[int(src)], row, config) for src, row in zip(plan.sources(), new_tokens)]
 
 
+# ---- states captured while generating -----------------------------------------------------------------
+
+
+class StateRecorder:
+    """Hook functions that record, at every forward of one :func:`decode` (the prefill and each step),
+    the activations at ``names`` of the rows running then, labelled by plan row through ``labels``
+    (a :class:`RowLabels` the decoding loop keeps up to date), as float32 on the CPU."""
+
+    def __init__(self, names: Sequence[str], labels: RowLabels):
+        self.names, self.labels = list(names), labels
+        self.calls: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n in self.names}
+
+    def __repr__(self) -> str:
+        return f"StateRecorder({self.names}, {sum(map(len, self.calls.values()))} forwards recorded)"
+
+    def fwd_hooks(self) -> list[tuple[str, object]]:
+        def make(name):
+            def record(act, hook):
+                self.calls[name].append((self.labels.labels.clone(), act.detach().float().cpu()))
+            return record
+
+        return [(n, make(n)) for n in self.names]
+
+    def states(self, prompt_lens: Sequence[int]) -> list[dict[str, Float[Tensor, "pos d"]]]:
+        """Per plan row: ``{name: [prompt_len + fed tokens, d]}`` - its unpadded prompt positions from
+        the prefill (left-padded), then one state per token fed after it."""
+        out: list[dict[str, Tensor]] = [{} for _ in prompt_lens]
+        for name, calls in self.calls.items():
+            if not calls:
+                raise RuntimeError(f"no activation was recorded at {name!r}: was the recorder's hook active?")
+            (_, prefill), steps = calls[0], calls[1:]
+            width = prefill.shape[1]
+            per_row: list[list[Tensor]] = [[prefill[r, width - n:]] for r, n in enumerate(prompt_lens)]
+            for rows, act in steps:
+                for j, r in enumerate(rows.tolist()):
+                    per_row[r].append(act[j])
+            for r, parts in enumerate(per_row):
+                out[r][name] = torch.cat(parts)
+        return out
+
+
+def generate_capturing(adapter: ModelAdapter, prompts: Sequence[str], config: GenerationConfig | None,
+                       hook_names: Sequence[str]) -> tuple[list[Generation], list[dict[str, Tensor]]]:
+    """Generate as :func:`generate` does one batch at a time (``config.batch_size`` prompts, seed
+    ``config.seed + b`` for batch ``b``: the same draws) and take the activations at ``hook_names``
+    from the generation's own forwards (prefill, then every decoding step; each row's last token is
+    fed once more), instead of a second forward over prompt + response. Per prompt: its
+    :class:`Generation` and ``{name: [prompt_len + n_fed, d]}`` float32 states (``n_fed`` >= the
+    response's tokens: a response cut at a stop string keeps its first states)."""
+    config = generation_config(config)
+    names = adapter.validate_hooks(hook_names)
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    seqs = [adapter.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if not seqs:
+        raise ValueError("no prompts to generate from.")
+    gens: list[Generation] = []
+    states: list[dict[str, Tensor]] = []
+    for b, start in enumerate(range(0, len(seqs), config.batch_size)):
+        chunk = seqs[start:start + config.batch_size]
+        rows = torch.arange(len(chunk))
+        labels = RowLabels()
+        recorder = StateRecorder(names, labels)
+        plan = GenerationPlan(adapter.pad(chunk, "left"), prefill_labels=rows, decode_labels=rows, feed_last=True)
+        new = adapter.decode(plan, config, recorder.fwd_hooks(), config.seed + b, labels)
+        gens += [adapter.finish_generation(p, row, config) for p, row in zip(chunk, new)]
+        states += recorder.states([len(p) for p in chunk])
+    return gens, states
+
+
 # ---- sampling helpers ------------------------------------------------------------------------------
 
 
@@ -156,6 +226,21 @@ def prefill_kwargs(plan: GenerationPlan, row_labels: RowLabels | None) -> dict:
     return {}
 
 
+def trunk_rows(adapter: ModelAdapter, plan: GenerationPlan, some_above_0: bool = True):
+    """The :class:`~.tl_trunk.TrunkRows` of ``plan``'s decoding rows when the session should share the
+    trunk (``plan.trunk_layers`` given, the backend can, no hooks attached outside the call, some row
+    has a trunk layer above 0, unless ``some_above_0`` is False); else ``None``. Groups: ``plan.row_keys`` (else the source rows)."""
+    if plan.trunk_layers is None or not adapter.shares_trunk or adapter.has_attached_hooks():
+        return None
+    if some_above_0 and not bool((plan.trunk_layers > 0).any()):
+        return None
+    from .tl_trunk import TrunkRows
+
+    sources = plan.sources()
+    labels = plan.decode_labels if plan.decode_labels is not None else sources.new_full((sources.numel(),), -1)
+    return TrunkRows(plan.row_keys if plan.row_keys is not None else sources, plan.trunk_layers, labels)
+
+
 # ---- decode: one plan ------------------------------------------------------------------------------
 
 
@@ -173,11 +258,14 @@ def decode(adapter: ModelAdapter, plan: GenerationPlan, config: GenerationConfig
     active = torch.arange(n_rows)  # plan rows in the running batch, in batch order
     finished = torch.zeros(n_rows, dtype=torch.bool)  # only used when finished rows stay
     pad_id = adapter.tokenizer.pad_token_id
+    trunk = trunk_rows(adapter, plan)
     with adapter.decoding_session(fwd_hooks) as session:
         logits = session.prefill(plan.prefill, **prefill_kwargs(plan, row_labels))  # the prefill may run in parts
         if plan.source is not None:
             session.select_rows(sources.to(logits.device))
             logits = logits.index_select(0, sources.to(logits.device))
+        if trunk is not None:
+            session.share_trunk(trunk, row_labels)
         if row_labels is not None:
             row_labels.set(decode_labels if decode_labels is not None else sources.new_full((n_rows,), -1))
         for step in range(config.max_new_tokens):
@@ -196,6 +284,17 @@ def decode(adapter: ModelAdapter, plan: GenerationPlan, config: GenerationConfig
                 tokens[r].append(t)
                 if config.stop_strings and not done[j] and hits_stop(adapter.tokenizer, tokens[r], config.stop_strings):
                     done[j] = True
+            if plan.feed_last:  # the step feeds every row's token (its state), then finished rows leave
+                logits = session.step(nxt.to(logits.device))
+                if step == config.max_new_tokens - 1 or _all_done(done, finished, active, config):
+                    break
+                if config.drop_finished and bool(done.any()):
+                    keep = torch.nonzero(~done).reshape(-1)
+                    session.select_rows(keep.to(logits.device))
+                    active, logits = active[keep], logits.index_select(0, keep.to(logits.device))
+                    if row_labels is not None and decode_labels is not None:
+                        row_labels.set(decode_labels[active])
+                continue
             if step == config.max_new_tokens - 1:
                 break
             if config.drop_finished:
@@ -215,6 +314,14 @@ def decode(adapter: ModelAdapter, plan: GenerationPlan, config: GenerationConfig
     return tokens
 
 
+def _all_done(done: Tensor, finished: Tensor, active: Tensor, config: GenerationConfig) -> bool:
+    """Whether every row has finished (rows that stay in the batch are marked in ``finished``)."""
+    if config.drop_finished:
+        return bool(done.all())
+    finished[active[done]] = True
+    return bool(finished.all())
+
+
 # ---- decode_stream: many plans through one running batch -------------------------------------------
 
 
@@ -222,8 +329,10 @@ class _Stream:
     """The running batch of :func:`decode_stream`: which (plan, row) each batch row is, its label,
     the last logits, and the plans still waiting to join."""
 
-    def __init__(self, plans: list[GenerationPlan], row_labels: RowLabels | None, prefix: GenerationPlan | None):
+    def __init__(self, plans: list[GenerationPlan], row_labels: RowLabels | None, prefix: GenerationPlan | None,
+                 trunks: list | None = None):
         self.plans, self.row_labels, self.prefix = plans, row_labels, prefix
+        self.trunks = trunks  # per plan: its TrunkRows (a shared trunk), or None
         self.tokens = [[[] for _ in range(int(p.sources().numel()))] for p in plans]
         self.running: list[tuple[int, int]] = []  # (plan, row) of each batch row, in batch order
         self.labels: list[int] = []
@@ -239,11 +348,16 @@ class _Stream:
             kw = prefill_kwargs(plan, self.row_labels)
             if self.prefix is not None:
                 kw["prefix_rows"] = plan.prefix_rows
+            trunk = self.trunks[self.next_plan] if self.trunks else None
             if not self.running:
                 new = session.prefill(plan.prefill, **kw)
                 session.select_rows(sources.to(new.device))
                 self.logits = new.index_select(0, sources.to(new.device))
+                if trunk is not None:
+                    session.share_trunk(trunk, self.row_labels)
             else:
+                if trunk is not None:
+                    kw["trunk_rows"] = trunk
                 new = session.add_rows(plan.prefill, sources, **kw)
                 self.logits = torch.cat([self.logits, new.to(self.logits.device)])
             self.running += [(self.next_plan, r) for r in range(int(sources.numel()))]
@@ -268,7 +382,10 @@ def decode_stream(adapter: ModelAdapter, plans: Sequence[GenerationPlan], config
         raise ValueError("decode_stream is greedy only: rows joining at different steps would change sampled draws.")
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
-    st = _Stream(list(plans), row_labels, prefix)
+    plans = list(plans)
+    trunks = [trunk_rows(adapter, p, some_above_0=False) for p in plans]
+    sharing = all(t is not None for t in trunks) and any(bool((t.layers > 0).any()) for t in trunks)
+    st = _Stream(plans, row_labels, prefix, trunks if sharing else None)
     eos = torch.tensor(sorted(adapter.eos_ids), dtype=torch.long)
     bar = tqdm(total=sum(len(t) for t in st.tokens), desc=desc, disable=not config.progress, leave=False)
     with adapter.decoding_session(fwd_hooks) as session:

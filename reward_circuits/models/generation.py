@@ -103,6 +103,14 @@ class GenerationPlan:
     # same key draw the same uniform number at every step and sample by inverse CDF (common random
     # numbers: the conditions of a sweep compared on one example are paired, whatever the batch)
     row_keys: Int[Tensor, " rows"] | None = None
+    # shared trunk (backends with ``shares_trunk``): the first block each decoding row's hooks act at
+    # (``n_layers``: none). Rows with the same key (else the same source row) share the blocks below
+    # it while their tokens agree (:mod:`.tl_trunk`); their prompt caches must agree there. Only
+    # row-scoped hooks may run (a hook for every row would see a shared row once).
+    trunk_layers: Int[Tensor, " rows"] | None = None
+    # every generated token is fed to the model once more before its row leaves (one extra step
+    # at the end): hooks see the state at every token of every row (capture while generating)
+    feed_last: bool = False
 
     def __post_init__(self):
         n_prefill = int(self.prefill.input_ids.shape[0])
@@ -123,6 +131,10 @@ class GenerationPlan:
             self.row_keys = torch.as_tensor(self.row_keys, dtype=torch.long).reshape(-1).cpu()
             if self.row_keys.numel() != int(self.sources().numel()) or int(self.row_keys.min()) < 0:
                 raise ValueError("row_keys needs one key >= 0 per decoding row.")
+        if self.trunk_layers is not None:
+            self.trunk_layers = torch.as_tensor(self.trunk_layers, dtype=torch.long).reshape(-1).cpu()
+            if self.trunk_layers.numel() != int(self.sources().numel()) or int(self.trunk_layers.min()) < 0:
+                raise ValueError("trunk_layers needs one layer >= 0 per decoding row.")
         if self.prefix_rows is not None:
             self.prefix_rows = torch.as_tensor(self.prefix_rows, dtype=torch.long).reshape(-1).cpu()
             if self.prefix_rows.numel() != n_prefill:

@@ -286,18 +286,21 @@ def select_cache_rows(cache, index: Int[Tensor, " rows"]) -> None:
     keys and values (the rotated ones of :func:`cached_rotary_attention` when it filled the cache)
     and the attention mask. Used to drop finished rows and to copy a shared prompt's cache."""
     for entry in cache.entries:
-        _set_entry_tensors(entry, {k: t.index_select(0, index.to(t.device)) for k, t in _entry_tensors(entry).items()})
+        set_entry_tensors(entry, {k: t.index_select(0, index.to(t.device)) for k, t in entry_tensors(entry).items()})
     mask = cache.previous_attention_mask
     cache.previous_attention_mask = mask.index_select(0, index.to(mask.device))
 
 
-def _entry_tensors(entry) -> dict[str, Tensor]:
+def entry_tensors(entry) -> dict[str, Tensor]:
+    """A cache entry's tensors by attribute name: the rotated keys / values when
+    :func:`cached_rotary_attention` filled it, else TL's ``past_keys`` / ``past_values``."""
     if hasattr(entry, _KEYS):
         return {_KEYS: getattr(entry, _KEYS), _VALUES: getattr(entry, _VALUES)}
     return {"past_keys": entry.past_keys, "past_values": entry.past_values}
 
 
-def _set_entry_tensors(entry, tensors: dict[str, Tensor]) -> None:
+def set_entry_tensors(entry, tensors: dict[str, Tensor]) -> None:
+    """Replace a cache entry's tensors (as :func:`entry_tensors` names them), keeping TL's views in step."""
     for name, t in tensors.items():
         setattr(entry, name, t)
     if _KEYS in tensors:
@@ -309,8 +312,8 @@ def copy_cache_layers(source, target, index: Int[Tensor, " rows"], upto: int) ->
     """Fill layers ``0..upto-1`` of the fresh cache ``target`` with rows ``index`` of ``source``
     (same prompts: a forward that starts at layer ``upto`` then fills the rest)."""
     for layer in range(upto):
-        tensors = _entry_tensors(source.entries[layer])
-        _set_entry_tensors(target.entries[layer],
+        tensors = entry_tensors(source.entries[layer])
+        set_entry_tensors(target.entries[layer],
                            {k: t.index_select(0, index.to(t.device)) for k, t in tensors.items()})
 
 
@@ -319,19 +322,21 @@ def merge_caches(caches: list, order: Int[Tensor, " rows"]):
     must share the padded prompt width. Returns the first cache, updated in place."""
     first = caches[0]
     for layer, entry in enumerate(first.entries):
-        parts = [_entry_tensors(c.entries[layer]) for c in caches]
-        _set_entry_tensors(entry, {k: torch.cat([p[k] for p in parts]).index_select(0, order.to(parts[0][k].device))
+        parts = [entry_tensors(c.entries[layer]) for c in caches]
+        set_entry_tensors(entry, {k: torch.cat([p[k] for p in parts]).index_select(0, order.to(parts[0][k].device))
                                    for k in parts[0]})
     masks = torch.cat([c.previous_attention_mask.to(first.previous_attention_mask.device) for c in caches])
     first.previous_attention_mask = masks.index_select(0, order.to(masks.device))
     return first
 
 
-def _pos_dim(name: str) -> int:
+def pos_dim(name: str) -> int:
+    """The position dimension of an entry tensor named ``name``."""
     return 2 if name in (_KEYS, _VALUES) else 1  # rotated [batch, kv, pos, d] / TL's [batch, pos, kv, d]
 
 
-def _left_pad(t: Tensor, dim: int, width: int) -> Tensor:
+def left_pad(t: Tensor, dim: int, width: int) -> Tensor:
+    """``t`` with zeros prepended along ``dim`` up to ``width``."""
     missing = width - t.shape[dim]
     if missing <= 0:
         return t
@@ -346,14 +351,14 @@ def append_cache_rows(cache, other) -> None:
     come from its mask, so what it computes does not change."""
     width = max(cache.previous_attention_mask.shape[1], other.previous_attention_mask.shape[1])
     for entry, new in zip(cache.entries, other.entries):
-        mine, theirs = _entry_tensors(entry), _entry_tensors(new)
+        mine, theirs = entry_tensors(entry), entry_tensors(new)
         if mine.keys() != theirs.keys():
             raise RuntimeError("cannot join KV caches filled by different attention implementations.")
-        _set_entry_tensors(entry, {k: torch.cat([_left_pad(mine[k], _pos_dim(k), width),
-                                                 _left_pad(theirs[k].to(mine[k].device), _pos_dim(k), width)])
+        set_entry_tensors(entry, {k: torch.cat([left_pad(mine[k], pos_dim(k), width),
+                                                 left_pad(theirs[k].to(mine[k].device), pos_dim(k), width)])
                                    for k in mine})
     masks = [cache.previous_attention_mask, other.previous_attention_mask.to(cache.previous_attention_mask.device)]
-    cache.previous_attention_mask = torch.cat([_left_pad(m, 1, width) for m in masks])
+    cache.previous_attention_mask = torch.cat([left_pad(m, 1, width) for m in masks])
 
 
 def trim_cache(cache) -> None:
@@ -366,6 +371,6 @@ def trim_cache(cache) -> None:
     if first == 0:
         return
     for entry in cache.entries:
-        _set_entry_tensors(entry, {k: t.narrow(_pos_dim(k), first, t.shape[_pos_dim(k)] - first).contiguous()
-                                   for k, t in _entry_tensors(entry).items()})
+        set_entry_tensors(entry, {k: t.narrow(pos_dim(k), first, t.shape[pos_dim(k)] - first).contiguous()
+                                   for k, t in entry_tensors(entry).items()})
     cache.previous_attention_mask = mask[:, first:].contiguous()

@@ -55,6 +55,10 @@ class TransformerLensAdapter(ModelAdapter):
     def joins_rows(self) -> bool:
         return self.prefill_from_layer  # the same cache surgery: our sessions add rows to a running TL cache
 
+    @property
+    def shares_trunk(self) -> bool:
+        return self.prefill_from_layer  # segments of blocks via start_at_layer / stop_at_layer (:mod:`.tl_trunk`)
+
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)  # re-read every call: SAEs may replace hook points
 
@@ -133,6 +137,14 @@ class _TLDecodingSession:
     def __init__(self, adapter: TransformerLensAdapter):
         self.adapter = adapter
         self.cache = None
+        self.trunk = None  # a TrunkCache once share_trunk was called: steps share the blocks below the hooks
+
+    def share_trunk(self, rows, row_labels=None) -> None:
+        """From now on the running rows (one :class:`~.tl_trunk.TrunkRows` entry each) share the blocks
+        below their trunk layers while their tokens agree (:class:`~.tl_trunk.TrunkCache`)."""
+        from .tl_trunk import TrunkCache
+
+        self.trunk = TrunkCache(self.adapter.model, self.cache, rows, row_labels)
 
     prefix = None  # the cache of set_prefix: prompt prefix rows later prefills continue
 
@@ -146,19 +158,27 @@ class _TLDecodingSession:
                 base: Int[Tensor, " batch"] | None = None, on_rows=None,
                 prefix_rows: Int[Tensor, " batch"] | None = None) -> Float[Tensor, "batch d_vocab"]:
         logits, self.cache = self._fill(batch, start, base, on_rows, prefix_rows)
+        self.trunk = None
         return logits
 
     def add_rows(self, batch: TokenBatch, source: Int[Tensor, " rows"], start: Int[Tensor, " batch"] | None = None,
                  base: Int[Tensor, " batch"] | None = None, on_rows=None,
-                 prefix_rows: Int[Tensor, " batch"] | None = None) -> Float[Tensor, "rows d_vocab"]:
+                 prefix_rows: Int[Tensor, " batch"] | None = None, trunk_rows=None) -> Float[Tensor, "rows d_vocab"]:
         """Prefill new prompts (as :meth:`prefill`) and append decoding rows ``source`` of them to the
         running batch, after its rows; the next-token logits of the new rows. The two caches are
-        left-padded to one width (masked positions, so positions and attention are unchanged)."""
+        left-padded to one width (masked positions, so positions and attention are unchanged).
+        With a shared trunk, ``trunk_rows`` gives the new rows' groups, trunk layers and labels."""
         from .tl_attention import append_cache_rows, select_cache_rows
+        from .tl_trunk import TrunkCache
 
         logits, cache = self._fill(batch, start, base, on_rows, prefix_rows)
         select_cache_rows(cache, source)
-        append_cache_rows(self.cache, cache)
+        if self.trunk is not None:
+            if trunk_rows is None:
+                raise ValueError("rows joining a shared-trunk batch need trunk_rows (groups, trunk layers, labels).")
+            self.trunk.append(TrunkCache(self.adapter.model, cache, trunk_rows))
+        else:
+            append_cache_rows(self.cache, cache)
         return logits.index_select(0, source.to(logits.device))
 
     def _start_cache(self, rows: Int[Tensor, " k"], prefix_rows: Int[Tensor, " batch"] | None):
@@ -227,16 +247,24 @@ class _TLDecodingSession:
         return out.index_select(0, order.to(out.device)), merge_caches(caches, order)
 
     def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab"]:
+        if self.trunk is not None:
+            return self.trunk.step(tokens)
         ones = torch.ones_like(tokens)[:, None]
         return self.adapter.model(tokens[:, None], attention_mask=ones, past_kv_cache=self.cache)[:, -1]
 
     def select_rows(self, index: Int[Tensor, " rows"]) -> None:
         from .tl_attention import select_cache_rows
 
+        if self.trunk is not None:
+            self.trunk.select_rows(index)
+            return
         select_cache_rows(self.cache, index)
 
     def trim(self) -> None:
         """Drop the leading cache columns no running row attends to (left by rows that joined later)."""
         from .tl_attention import trim_cache
 
+        if self.trunk is not None:
+            self.trunk.trim()
+            return
         trim_cache(self.cache)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...configs import add_config_arguments, config_from_args
+from ...configs import add_config_arguments, add_device_argument, config_from_args
 from ...report import Report
 from .config import ApplicationsConfig
 from .monitoring import CompareConfig
@@ -29,6 +29,7 @@ def register(sub) -> None:
     c.add_argument("--fit-task", default="arithmetic:1", help="task on which a model given by name is probed")
     c.add_argument("--fit-prompts", type=int, default=48, help="prompts on which a model given by name is probed")
     c.add_argument("--backend", default="nnsight", choices=["nnsight", "transformer_lens"], help="backend for models given by name")
+    add_device_argument(c, "torch device for models given by name: cpu, cuda, cuda:N")
     c.set_defaults(handler=_compare)
 
 
@@ -65,7 +66,7 @@ def _snapshot(spec: str, out: Path, args, side: str):
     from .study import model_snapshot
 
     cfg = ApplicationsConfig(model=spec, task=args.fit_task, n_prompts=args.fit_prompts, backend=args.backend,
-                             out=str(out / f"version_{side}"), seed=args.seed)
+                             out=str(out / f"version_{side}"), seed=args.seed, device=args.device)
     return model_snapshot(spec, cfg)
 
 

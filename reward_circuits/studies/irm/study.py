@@ -391,7 +391,7 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
                            seed=config.seed, batch_size=32, progress=False)
     if base_hf is None:
-        base_hf, tokenizer = load_hf(config.model)
+        base_hf, tokenizer = load_hf(config.model, device=config.device)
     run = _IrmRun(config, out, reward or VaderReward(), tokenizer, gen, splits, clock=start)
     base = from_hf(base_hf.to(config.device), tokenizer, config.backend, name=config.model)
     tuned_hf, tuned, rewards, eval_gens = _fine_tune(run, base_hf, base)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...configs import add_config_arguments, config_from_args
+from ...configs import add_config_arguments, add_device_argument, config_from_args
 from .config import RunConfig
 
 
@@ -21,12 +21,14 @@ def register(sub) -> None:
     pr.add_argument("--out", required=True, help="report directory")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--quick", action="store_true")
+    add_device_argument(pr, "checked and accepted for a uniform command line; probes are fitted on the CPU")
     pr.set_defaults(handler=_probe)
 
     ar = sub.add_parser("architectures", help="finished runs of different models side by side, layers in relative depth",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ar.add_argument("runs", nargs="+", help="output directories of `reward-circuits run` (two or more models)")
     ar.add_argument("--out", required=True, help="report directory (summary.json section 'architectures', report.html)")
+    add_device_argument(ar, "checked and accepted for a uniform command line; this command reads finished runs, no model")
     ar.set_defaults(handler=_architectures)
 
 

@@ -457,8 +457,7 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
         hf, tok = hf_model, tokenizer
         model_name = getattr(hf.config, "name_or_path", None) or type(hf).__name__
     else:
-        hf, tok = load_hf(cfg.model)
-        hf = hf.to(cfg.device)
+        hf, tok = load_hf(cfg.model, device=cfg.device)
         model_name = DEFAULT_MODEL if is_default(cfg.model) else cfg.model
     run = _YfpoRun(cfg, out, progress, hf, tok, model_name, t0)
     train_task, held_out = _split_tasks(cfg, task)

@@ -1,0 +1,89 @@
+"""States captured while generating equal a second teacher-forced forward's (both backends).
+
+Checked: the states the generation's own forwards record (prefill + every step, last token fed once
+more) equal ``adapter.capture`` over prompt + response within 1e-5 (float32) on left- and
+right-padded batches, for rows that stop early (EOS / stop string / length); the store written by
+``generate_rollouts_and_store`` equals ``generate_rollouts`` + ``build_store`` state by state, with
+the same rollouts (sampled: the same draws); feeding the last token changes no token.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reward_circuits.data import build_store, generate_rollouts, generate_rollouts_and_store
+from reward_circuits.models import GenerationConfig, GenerationPlan
+from reward_circuits.models.decoding import generate_capturing
+from reward_circuits.tasks import Example, Task
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BACKENDS = ["transformer_lens", "nnsight"]
+HOOKS = ["blocks.0.hook_resid_post", "blocks.1.mlp.hook_post", "blocks.1.hook_resid_post"]
+PROMPTS = ["hello world", "hi", "abc def ghi jkl", "x = 3 + 4 ?", "The quick brown fox", "no"]
+
+
+def _reference(adapter, seqs: list[list[int]], side: str) -> list[dict[str, torch.Tensor]]:
+    """Today's capture: one teacher-forced forward over the padded prompt + response rows."""
+    batch = adapter.pad(seqs, side)
+    acts = adapter.capture(batch, HOOKS)
+    width = batch.input_ids.shape[1]
+    out = []
+    for i, s in enumerate(seqs):
+        lo = width - len(s) if side == "left" else 0
+        out.append({h: acts[h][i, lo:lo + len(s)].float() for h in HOOKS})
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_states_while_generating_equal_a_second_forward(tiny_adapters, backend, side):
+    adapter = tiny_adapters[backend]
+    cfg = GenerationConfig(max_new_tokens=9, batch_size=4, progress=False, stop_strings=("e",))
+    gens, states = generate_capturing(adapter, PROMPTS, cfg, HOOKS)
+    assert [g.response_ids for g in gens] == [g.response_ids for g in adapter.generate(PROMPTS, cfg.__class__(
+        **{**cfg.__dict__, "refill": False}))]  # feeding the last token changes no token
+    assert len({len(g.response_ids) for g in gens}) >= 2  # rows stopped at different steps
+    seqs = [g.prompt_ids + g.response_ids for g in gens]
+    want = _reference(adapter, seqs, side)
+    for s, got, ref in zip(seqs, states, want):
+        for h in HOOKS:
+            assert got[h].shape[0] >= len(s)  # a response cut at a stop string keeps its first states
+            torch.testing.assert_close(got[h][:len(s)], ref[h], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sample", [False, True])
+def test_store_while_generating_equals_generate_then_capture(tiny_adapters, tmp_path, backend, sample):
+    adapter = tiny_adapters[backend]
+    task = Task(name="toy", examples=[Example(id=f"q{i}", question=q, answer="4") for i, q in enumerate(PROMPTS)],
+                reward_fn=lambda r, e: float(len(r) % 2 == 0), max_new_tokens=7)
+    cfg = GenerationConfig(max_new_tokens=7, progress=False, do_sample=sample, seed=2, batch_size=4, refill=False)
+    n = 2 if sample else 1
+    rolls, store = generate_rollouts_and_store(adapter, task, HOOKS, tmp_path / "a", cfg, samples_per_prompt=n,
+                                               dtype="float32", progress=False)
+    old = generate_rollouts(adapter, task, cfg, samples_per_prompt=n)
+    assert [(r.id, r.response_ids, r.reward) for r in rolls] == [(r.id, r.response_ids, r.reward) for r in old]
+    ref = build_store(adapter, old, HOOKS, tmp_path / "b", dtype="float32", progress=False)
+    _, same = generate_rollouts_and_store(adapter, task, HOOKS, tmp_path / "c", cfg, samples_per_prompt=n,
+                                          while_generating=False, dtype="float32", progress=False)
+    for other in (ref, same):
+        assert store.rollout_ids == other.rollout_ids
+        for h in HOOKS:
+            for i in range(len(store.rollout_ids)):
+                torch.testing.assert_close(store.get(i, h, from_s0=False), other.get(i, h, from_s0=False),
+                                           atol=1e-5, rtol=1e-5)
+
+
+def test_feed_last_feeds_every_token_once_more(tl_adapter):
+    batch = tl_adapter.pad([tl_adapter.tokenizer(p, add_special_tokens=False)["input_ids"] for p in PROMPTS[:3]])
+    cfg = GenerationConfig(max_new_tokens=5, progress=False)
+    steps = []
+    hook = ("blocks.0.hook_resid_post", lambda act, hook: steps.append(act.shape[1]) and None)
+    plain = tl_adapter.decode(GenerationPlan(batch), cfg, [hook], 0)
+    n_plain = len(steps)
+    steps.clear()
+    fed = tl_adapter.decode(GenerationPlan(batch, feed_last=True), cfg, [hook], 0)
+    assert fed == plain
+    assert len(steps) == n_plain + 1 and steps[-1] == 1  # one more one-token step at the end
