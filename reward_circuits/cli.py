@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "reward_circuits.irm.commands",
     "reward_circuits.preference.commands",
     "reward_circuits.applications.commands",
+    "reward_circuits.calibrate.commands",
 )
 
 

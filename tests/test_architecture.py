@@ -70,7 +70,7 @@ def test_top_level_api_is_curated():
 # The layers, lowest first: a module may import only from its own unit or from a lower layer. A unit is a
 # subpackage or a top-level module; units in one layer do not import each other. The package's
 # ``__init__`` (the curated top-level API) is the facade and may import anything.
-STUDIES = ("icrl", "irm", "preference", "applications", "pipeline")
+STUDIES = ("icrl", "irm", "preference", "applications", "pipeline", "calibrate")
 LAYERS = (
     ("errors", "io", "configs", "reprs", "options"),  # foundation: import nothing of the package
     ("report",),  # what every result renders to; analyses build their own Sections, so it sits below them
