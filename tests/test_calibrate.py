@@ -83,4 +83,4 @@ def test_tiny_model_cli_writes_one_row_per_level(tiny_hf, tmp_path):
                for r in rows)  # fmt: skip
     html = (out / "report.html").read_text()
     assert html.count("<td class='t'>arithmetic:") == 4 and "calibrate.png" in html
-    assert summary["wall_time_s"] > 0 and summary["torch_threads"] >= 1
+    assert summary["wall_time_s"] > 0 and summary["torch_threads"] >= 1 and summary["complete"] is True

@@ -16,13 +16,19 @@ def register(sub) -> None:
 
 
 def write_calibration_report(cfg: CalibrateConfig, adapter=None) -> CalibrationResult:
-    """:func:`run_calibration`, then its ``calibrate`` section into ``cfg.out``'s summary.json and report.html."""
-    result = run_calibration(cfg, adapter)
-    report = Report(cfg.out, header={"model": result.model, "backend": cfg.backend, "n_per_level": cfg.n, "seed": cfg.seed,
-                                     "max_new_tokens": cfg.max_new_tokens, "wall_time_s": result.timings["wall_s"],
-                                     "cpu_time_s": result.timings["cpu_s"], "torch_threads": result.timings["torch_threads"],
-                                     "load_average_1min": result.timings["load_average_1min"]})  # fmt: skip
-    report.add(result.to_section(cfg.out))
+    """:func:`run_calibration`, then its ``calibrate`` section into ``cfg.out``'s summary.json and
+    report.html, rewritten after every level (a stopped run keeps the levels it finished)."""
+    report = Report(cfg.out, header={"backend": cfg.backend, "n_per_level": cfg.n, "seed": cfg.seed,
+                                     "max_new_tokens": cfg.max_new_tokens, "levels": cfg.specs()})
+
+    def write(result: CalibrationResult, done: bool = False) -> None:
+        report.header.update(model=result.model, complete=done, wall_time_s=result.timings["wall_s"],
+                             load_model_s=result.timings.get("load_model_s"))
+        report.header.update({k: result.timings[k] for k in ("cpu_s", "torch_threads", "load_average_1min") if k in result.timings})
+        report.add(result.to_section(cfg.out))
+
+    result = run_calibration(cfg, adapter, on_level=write)
+    write(result, done=True)
     return result
 
 

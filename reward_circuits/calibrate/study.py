@@ -125,9 +125,10 @@ def _measure(adapter, spec: str, cfg: CalibrateConfig) -> LevelAccuracy:
                          seconds=time.perf_counter() - t0)  # fmt: skip
 
 
-def run_calibration(cfg: CalibrateConfig, adapter=None) -> CalibrationResult:
+def run_calibration(cfg: CalibrateConfig, adapter=None, on_level=None) -> CalibrationResult:
     """Greedy accuracy of ``cfg.model`` (or ``adapter``) on ``cfg.n`` questions of every level in
-    ``cfg.specs()``, one level after another under a progress bar."""
+    ``cfg.specs()``, one level after another under a progress bar; ``on_level(result so far)`` is
+    called after each level (the command rewrites its report then, so a stopped run keeps its levels)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
@@ -138,6 +139,9 @@ def run_calibration(cfg: CalibrateConfig, adapter=None) -> CalibrationResult:
         bar.set_postfix_str(spec)
         rows.append(_measure(adapter, spec, cfg))
         bar.write(f"[calibrate] {spec}: {rows[-1].accuracy}" + (" in band" if rows[-1].in_band else ""))
+        if on_level is not None:
+            on_level(CalibrationResult(adapter.name, (cfg.band[0], cfg.band[1]), cfg.interval, list(rows),
+                                       {**timings, "wall_s": time.perf_counter() - wall0}))
     timings.update(wall_s=time.perf_counter() - wall0, cpu_s=time.process_time() - cpu0, torch_threads=torch.get_num_threads(),
                    load_average_1min=os.getloadavg()[0])  # fmt: skip
     return CalibrationResult(adapter.name, (cfg.band[0], cfg.band[1]), cfg.interval, rows, timings)
