@@ -81,6 +81,8 @@ def test_tiny_model_cli_writes_one_row_per_level(tiny_hf, tmp_path):
                                           "multiple_choice"]  # fmt: skip
     assert all(r["accuracy"]["n"] == 3 and 0 <= r["accuracy"]["low"] <= r["accuracy"]["estimate"] <= r["accuracy"]["high"] <= 1
                for r in rows)  # fmt: skip
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 6 * 3 and sum(a["reward"] for a in answers) == sum(r["correct"] for r in rows)
     html = (out / "report.html").read_text()
     assert html.count("<td class='t'>arithmetic:") == 4 and "calibrate.png" in html
     assert summary["wall_time_s"] > 0 and summary["torch_threads"] >= 1 and summary["complete"] is True

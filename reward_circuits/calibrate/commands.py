@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from ..configs import add_config_arguments, config_from_args
+from ..io import atomic_write_text
 from ..report import Report
 from .config import CalibrateConfig
 from .study import CalibrationResult, run_calibration
@@ -17,7 +21,8 @@ def register(sub) -> None:
 
 def write_calibration_report(cfg: CalibrateConfig, adapter=None) -> CalibrationResult:
     """:func:`run_calibration`, then its ``calibrate`` section into ``cfg.out``'s summary.json and
-    report.html, rewritten after every level (a stopped run keeps the levels it finished)."""
+    report.html, and every graded answer into answers.jsonl, rewritten after every level (a stopped run
+    keeps the levels it finished)."""
     report = Report(cfg.out, header={"backend": cfg.backend, "n_per_level": cfg.n, "seed": cfg.seed,
                                      "max_new_tokens": cfg.max_new_tokens, "levels": cfg.specs()})
 
@@ -26,6 +31,7 @@ def write_calibration_report(cfg: CalibrateConfig, adapter=None) -> CalibrationR
                              load_model_s=result.timings.get("load_model_s"))
         report.header.update({k: result.timings[k] for k in ("cpu_s", "torch_threads", "load_average_1min") if k in result.timings})
         report.add(result.to_section(cfg.out))
+        atomic_write_text(Path(cfg.out) / "answers.jsonl", "".join(json.dumps(a) + "\n" for a in result.answers()))
 
     result = run_calibration(cfg, adapter, on_level=write)
     write(result, done=True)

@@ -32,6 +32,7 @@ class LevelAccuracy:
     finished_with_eos: float
     mean_response_tokens: float
     seconds: float
+    answers: tuple[dict, ...] = field(default=(), repr=False, compare=False)  # per question: id, question, response, reward
 
     @property
     def family(self) -> str:
@@ -62,6 +63,10 @@ class CalibrationResult:
             inside = [r for r in self.rows if r.family == family and r.in_band]
             out[family] = min(inside, key=lambda r: abs(r.accuracy.estimate - mid)).level if inside else None
         return out
+
+    def answers(self) -> list[dict]:
+        """Every graded answer of every level (question, response, gold, reward), for ``answers.jsonl``."""
+        return [a for r in self.rows for a in r.answers]
 
     def to_dict(self) -> dict:
         return {"model": self.model, "band": list(self.band), "interval": self.interval,
@@ -119,7 +124,9 @@ def _measure(adapter, spec: str, cfg: CalibrateConfig) -> LevelAccuracy:
     correct = int(sum(r.reward for r in rollouts))
     acc = binomial_interval(correct, len(rollouts), level=cfg.confidence, method=cfg.interval)
     lo, hi = cfg.band
-    return LevelAccuracy(level=spec, accuracy=acc, in_band=lo <= acc.estimate <= hi, interval_in_band=lo <= acc.low and acc.high <= hi,
+    answers = tuple({"level": spec, "id": e.id, "question": e.question, "gold": e.answer, "response": r.response_text,
+                     "reward": r.reward, "expression": e.meta.get("expression")} for e, r in zip(task.examples, rollouts))  # fmt: skip
+    return LevelAccuracy(level=spec, accuracy=acc, answers=answers, in_band=lo <= acc.estimate <= hi, interval_in_band=lo <= acc.low and acc.high <= hi,
                          distinct_prompts=promised, finished_with_eos=float(np.mean([r.finish_reason == "eos" for r in rollouts])),
                          mean_response_tokens=float(np.mean([len(r.response_ids) for r in rollouts])),
                          seconds=time.perf_counter() - t0)  # fmt: skip
