@@ -131,3 +131,33 @@ def test_qwen_answers_a_sum_through_its_chat_template(qwen):
     prompt = tl.chat_prompt([{"role": "user", "content": "What is 7 + 5? Answer with the number only."}])
     out = tl.generate([prompt], GenerationConfig(max_new_tokens=8, progress=False))[0]
     assert "12" in out.text, out.text
+
+
+def test_a_tiny_random_qwen2_converts_to_transformer_lens_exactly():
+    """A tiny Qwen2 (q/k/v biases drawn non-zero, 2 KV heads, rotary base 1e6, untied unembedding,
+    non-unit norms) through our HookedTransformerConfig and TL's convert_qwen2_weights: logits match
+    HF's, left-padded batch included; no real weights needed."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from reward_circuits.models.loading import hooked_transformer_from_hf
+    from reward_circuits.models.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=256, rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+                      tie_word_embeddings=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
+    cfg.architectures = ["Qwen2ForCausalLM"]
+    torch.manual_seed(0)
+    hf = Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            p.normal_(0, 0.2) if p.ndim == 2 else p.uniform_(0.5, 1.5) if "norm" in name else p.normal_(0, 0.5)
+    assert hf.model.layers[0].self_attn.q_proj.bias.abs().sum() > 0
+    ht = hooked_transformer_from_hf(hf, tok)
+    assert ht.cfg.rotary_base == 1e6 and ht.cfg.n_key_value_heads == 2 and ht.cfg.original_architecture == "Qwen2ForCausalLM"
+    enc = tok(["abc def", "a longer prompt here"], return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        ref = hf(**enc).logits
+        got = ht(enc["input_ids"], attention_mask=enc["attention_mask"])
+    mask = enc["attention_mask"].bool()
+    assert (got[mask] - ref[mask]).abs().max().item() < 1e-4
