@@ -72,7 +72,7 @@ def test_top_level_api_is_curated():
 # subpackage or a top-level module; units in one layer do not import each other. The package's
 # ``__init__`` (the curated top-level API) is the facade and may import anything.
 # every study is a package under studies/, named as its command (``studies/run`` is ``reward-circuits run``)
-STUDIES = ("studies.sae_td", "studies.irm", "studies.yfpo", "studies.applications", "studies.run")
+STUDIES = ("studies.sae_td", "studies.irm", "studies.yfpo", "studies.applications", "studies.run", "studies.calibrate")
 LAYERS = (
     ("errors", "io", "configs", "reprs", "options"),  # foundation: import nothing of the package
     ("report",),  # what every result renders to; analyses build their own Sections, so it sits below them

@@ -38,13 +38,13 @@ def test_profile_is_a_cli_option():
 
 def test_paper_profile_primary_task_has_distinct_questions():
     """Copies of a question are not independent evidence: the paper profile's primary task must
-    hold at least ``limit`` distinct questions (arithmetic:1 has 155), and runs both dose modes."""
-    from reward_circuits.tasks import get_task
+    hold at least ``limit`` distinct questions (as every task it runs promises), and runs both dose modes."""
+    from reward_circuits.tasks import distinct_prompts, get_task
 
     cfg = RunConfig(profile="paper")
     task = get_task(cfg.tasks[0], n=cfg.limit, seed=cfg.seed)
-    assert len({e.question for e in task.examples}) == cfg.limit
-    assert len({e.question for e in get_task("arithmetic:1", n=cfg.limit, seed=0).examples}) < cfg.limit
+    assert task.distinct_questions == cfg.limit
+    assert all(distinct_prompts(spec) >= cfg.limit for spec in cfg.tasks)
     assert set(cfg.dose_modes) == {"zero", "mean"} and RunConfig().dose_modes == ("zero",)
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, RunConfig)
@@ -53,13 +53,7 @@ def test_paper_profile_primary_task_has_distinct_questions():
         RunConfig(dose_modes=("max",))
 
 
-def test_eval_examples_are_distinct_questions(capsys):
-    from reward_circuits.studies.run.main_job import _eval_task
-
-    task = _eval_task(RunConfig(tasks=("arithmetic:1",), eval_examples=400))
-    questions = [e.question for e in task.examples]
-    assert len(questions) == len(set(questions)) < 400
-    assert "distinct questions" in capsys.readouterr().out
+# the studies' evaluation prompts (distinct, none seen by the probe): tests/test_evaluation_prompts.py
 
 
 def test_default_job_sizing_options():

@@ -569,3 +569,59 @@ def test_reward_functions_are_module_level():
     # picklable / importable by name for multiprocessing
     ex = Example("i", "q", "B", {"letters": "ABCD"})
     assert choice_reward("B", ex) == 1.0 and T.choice_reward is choice_reward
+
+
+# --------------------------------------------------------------------------------------
+# Distinct prompts per level
+# --------------------------------------------------------------------------------------
+
+_WORDS = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))}
+
+
+@pytest.mark.parametrize("spec", T.task_levels())
+def test_every_level_yields_its_promised_distinct_prompts(spec):
+    """Each seeded level holds (for two seeds) the number of distinct questions it promises, at
+    least 2,000, and every one is graded by its own expression."""
+    promised = T.distinct_prompts(spec)
+    assert promised >= 2000
+    for seed in (0, 1):
+        task = get_task(spec, n=promised, seed=seed)
+        assert len(task) == promised and task.distinct_questions == promised
+    for e in task.examples[:: max(1, promised // 200)]:
+        gold = e.meta["value"] if "choices" in e.meta else int(e.answer)  # multiple choice: the letter's value
+        if "expression" in e.meta:
+            assert gold == eval(e.meta["expression"])  # noqa: S307 - digits and operators only
+        if "choices" in e.meta:
+            assert e.meta["choices"]["ABCD".index(e.answer)] == str(gold)
+
+
+def test_single_digit_arithmetic_keeps_its_questions_then_paraphrases_the_same_sums():
+    """arithmetic:1 starts with the old "What is a ± b?" questions in their old order (pinned
+    prefix), then other phrasings of the 155 sums; its promise is exact: asking for more repeats."""
+    n = T.distinct_prompts("arithmetic:1")
+    assert n == 155 * 16
+    task = get_task("arithmetic:1", n=n + 40, seed=0)
+    questions = [e.question for e in task]
+    assert questions[:6] == ["What is 6 + 6?", "What is 8 - 4?", "What is 6 - 4?"] + questions[3:6]
+    assert all(re.fullmatch(r"What is \d [+-] \d\?", q) for q in questions[:149])
+    assert task.distinct_questions == n < len(task)  # the space is exhausted: no invented questions
+    assert len({e.meta["expression"] for e in task}) == 155
+    for e in task.examples[:n]:
+        a, op, b = e.meta["expression"].split()
+        numbers = [int(t) if t.isdigit() else _WORDS[t] for t in re.findall(r"\b(?:\d+|[a-z]+)\b", e.question)
+                   if t.isdigit() or t in _WORDS]  # fmt: skip
+        assert sorted(numbers) == sorted([int(a), int(b)]), e.question
+        assert int(e.answer) == (int(a) + int(b) if op == "+" else int(a) - int(b)) >= 0
+
+
+def test_distinct_prompts_names_bad_specs_and_skips_datasets():
+    assert T.distinct_prompts("gsm8k") is None and T.distinct_prompts("data/x.jsonl") is None
+    assert T.distinct_prompts("word_problems") == T.DISTINCT_PROMPTS_FLOOR
+    with pytest.raises(ValueError, match="levels are"):
+        T.distinct_prompts("arithmetic:9")
+    with pytest.raises(ValueError, match="Unknown task spec"):
+        T.distinct_prompts("arithmatic:1")
+    with pytest.raises(ValueError, match="unknown task families"):
+        T.task_levels(("algebra",))
+    assert T.task_levels(("multiple_choice", "arithmetic")) == ["arithmetic:1", "arithmetic:2", "arithmetic:3",
+                                                                "arithmetic:4", "multiple_choice"]  # fmt: skip

@@ -38,7 +38,7 @@ from .probes import ValueProbe, ValueProbeConfig
 from .pruning import (PruneRetrainOptions, RotationCheckOptions, architecture_robustness, architecture_variants, iou_from_scores, n_kept, iou_by_ratio, iou_curve, prune_curve, rotation_check, top_dims,
                       value_neurons)
 from .splits import TaskSplit, grouped_stratified_folds, grouped_stratified_split, task_split
-from .stats import (Interval, auc_rows, binary_auc, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
+from .stats import (Interval, auc_rows, binary_auc, binomial_interval, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
                     paired_bootstrap_diff, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns, verdict)
 from .targets import TARGET_VARIANTS, TargetComparison, TargetComparisonOptions, TargetDifference, compare_targets
 from .td import Transitions, check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
@@ -65,7 +65,7 @@ __all__ = [
     "DopamineMetricsOptions", "surprise_sets", "SurpriseSets", "td_trace_change", "matched_correlation_null", "MatchedNull",
     "paired_control_comparison", "PairedControl",
     # statistics
-    "Interval", "binary_auc", "bootstrap_ci", "bootstrap_auc_ci", "paired_bootstrap_diff", "paired_bootstrap_auc_diff",
+    "Interval", "binary_auc", "binomial_interval", "bootstrap_ci", "bootstrap_auc_ci", "paired_bootstrap_diff", "paired_bootstrap_auc_diff",
     "mcnemar_test", "verdict",
     # causal studies on the intervention engine, and confidence
     "ablation_study", "dose_response", "steering_study", "ablation_conditions", "dose_conditions",

@@ -154,6 +154,20 @@ def percentile_interval(estimate: float, boots: np.ndarray, n: int, level: float
     return Interval(float(estimate), low, high, int(n), level)
 
 
+def binomial_interval(successes: int, n: int, level: float = 0.95,
+                      method: Literal["wilson", "exact"] = "wilson") -> Interval:
+    """A proportion ``successes / n`` with its ``scipy.stats.binomtest(...).proportion_ci`` interval:
+    Wilson score (``"wilson"``) or Clopper-Pearson (``"exact"``). The one home of a binomial interval."""
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"binomial_interval needs n >= 1 trials, got {n!r}.")
+    if not 0 <= successes <= n:
+        raise ValueError(f"binomial_interval: successes must lie in [0, n={n}], got {successes!r}.")
+    if method not in ("wilson", "exact"):
+        raise ValueError(f"binomial_interval: method must be 'wilson' or 'exact', got {method!r}.")
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method=method)
+    return Interval(float(successes / n), float(ci.low), float(ci.high), int(n), level)
+
+
 def bootstrap_weights(n_groups: int, n_boot: int, rng: np.random.Generator) -> Float[np.ndarray, "boot groups"]:
     """Multiplicity of each group in ``n_boot`` resamples of ``n_groups`` groups drawn with
     replacement (``[n_boot, n_groups]``, rows sum to ``n_groups``): a cluster bootstrap for

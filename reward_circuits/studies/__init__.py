@@ -19,6 +19,7 @@ STUDY_PACKAGES = {
     "irm": "reward_circuits.studies.irm",
     "yfpo": "reward_circuits.studies.yfpo",
     "applications": "reward_circuits.studies.applications",  # also ``compare``
+    "calibrate": "reward_circuits.studies.calibrate",
 }
 
 __all__ = ["STUDY_PACKAGES"]

@@ -24,7 +24,7 @@ from .datasets import MMLU_STEM_SUBJECTS, load_arc, load_gsm8k, load_local_task,
 from .generators import arithmetic_task, multiple_choice_task, word_problem_task
 from .grading import (CHOICE_INSTRUCTION, MATH_INSTRUCTION, NUMERIC_INSTRUCTION, extract_choice, extract_math_answer,
                       extract_number, math_answers_equal, normalize_math_answer, numbers_equal)
-from .registry import BUILTIN_TASKS, DATASET_LOADERS, get_task
+from .registry import BUILTIN_LEVELS, BUILTIN_TASKS, DATASET_LOADERS, DISTINCT_PROMPTS_FLOOR, distinct_prompts, get_task, task_levels
 
 __all__ = [
     "Example",
@@ -48,6 +48,10 @@ __all__ = [
     "load_mmlu_stem",
     "load_local_task",
     "get_task",
+    "distinct_prompts",
+    "task_levels",
+    "BUILTIN_LEVELS",
+    "DISTINCT_PROMPTS_FLOOR",
     "BUILTIN_TASKS",
     "DATASET_LOADERS",
     "MMLU_STEM_SUBJECTS",

@@ -201,6 +201,12 @@ class Task:
         return as_float
 
     # -- container -------------------------------------------------------------------
+    @property
+    def distinct_questions(self) -> int:
+        """How many distinct questions the task holds (copies of one question are not independent
+        evidence); see :func:`reward_circuits.tasks.distinct_prompts` for a spec's promise."""
+        return len({e.question for e in self.examples})
+
     def __len__(self) -> int:
         return len(self.examples)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from .base import Example, Task, format_choices, numeric_reward, choice_reward
 from .grading import CHOICE_INSTRUCTION, NUMERIC_INSTRUCTION
@@ -19,19 +20,34 @@ def _check_n(n: int, what: str) -> None:
         raise ValueError(f"{what}: n must be a positive int, got {n!r}.")
 
 
-def _unique_draws(n: int, draw: Callable[[], tuple[str, Any]], tries: int = 50) -> list[tuple[str, Any]]:
+def _unique_draws(
+    n: int,
+    draw: Callable[[], tuple[str, Any]],
+    tries: int = 50,
+    space: Callable[[], list[tuple[str, Any]]] | None = None,
+) -> list[tuple[str, Any]]:
     """Call ``draw`` until ``n`` results with distinct keys are collected.
 
-    ``draw`` returns ``(key, payload)``. If the space is exhausted (``tries`` misses in a row)
-    duplicates are allowed so that small spaces with large ``n`` still work.
+    ``draw`` returns ``(key, payload)``. When ``tries`` draws in a row repeat a key, ``draw``'s space
+    is taken as exhausted: the rest come from ``space()`` (a seeded, shuffled list of a wider space
+    that contains ``draw``'s), skipping keys already seen, so the first results are the same with or
+    without it; once that is exhausted too, duplicates are allowed so that large ``n`` still work.
     """
     seen: set[str] = set()
     out: list[tuple[str, Any]] = []
+    wider: Iterator[tuple[str, Any]] | None = None
     while len(out) < n:
-        for _ in range(tries):
-            key, payload = draw()
-            if key not in seen:
-                break
+        if wider is not None:
+            key, payload = next((item for item in wider if item[0] not in seen), None) or draw()
+        else:
+            for _ in range(tries):
+                key, payload = draw()
+                if key not in seen:
+                    break
+            else:
+                if space is not None:
+                    wider = iter(space())
+                    continue
         seen.add(key)
         out.append((key, payload))
     return out
@@ -117,6 +133,37 @@ def _eval_int_expr(expr: str) -> int:
     return add()
 
 
+_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_SYMBOLIC_PHRASINGS = ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "Calculate {a} {op} {b}.", "Find {a} {op} {b}.",
+                       "Work out {a} {op} {b}.", "{a} {op} {b} = ?")  # fmt: skip
+_VERBAL_PHRASINGS = {
+    "+": ("What is {a} plus {b}?", "How much is {a} plus {b}?", "What is the sum of {a} and {b}?",
+          "Add {a} and {b}. What do you get?", "What do you get when you add {b} to {a}?"),
+    "-": ("What is {a} minus {b}?", "How much is {a} minus {b}?", "What is {a} take away {b}?",
+          "Subtract {b} from {a}. What do you get?", "What do you get when you take {b} away from {a}?"),
+}  # fmt: skip
+
+
+def single_digit_phrasings() -> list[tuple[str, int, str]]:
+    """Every phrasing of a single-digit ``a + b`` / ``a - b`` (``a >= b``) as ``(question, answer,
+    python_expr)``: the six symbolic phrasings with digits (the first is the canonical ``"What is 7 +
+    5?"``) and five verbal ones per operation, with digits and with number words ("What is seven plus
+    five?"). 155 sums x 16 phrasings = 2,480 distinct questions."""
+    out = []
+    for op in "+-":
+        for a in range(10):
+            for b in range(10 if op == "+" else a + 1):
+                expr, value = f"{a} {op} {b}", (a + b if op == "+" else a - b)
+                out += [(t.format(a=a, op=op, b=b), value, expr) for t in _SYMBOLIC_PHRASINGS]
+                out += [(t.format(a=x, b=y), value, expr) for t in _VERBAL_PHRASINGS[op]
+                        for x, y in ((a, b), (_DIGIT_WORDS[a], _DIGIT_WORDS[b]))]  # fmt: skip
+    return out
+
+
+ARITHMETIC_LEVELS = (1, 2, 3, 4)
+WORD_PROBLEM_LEVELS = (0, 1, 2, 3)
+
+
 def arithmetic_task(
     n: int = 200,
     difficulty: int = 1,
@@ -132,13 +179,25 @@ def arithmetic_task(
     3 = two-digit × one-digit or mixed ``a + b × c``; 4 = three-operation expressions with
     parentheses. Answers are non-negative integers. Questions are distinct while the space
     allows. ``meta`` holds ``difficulty`` and ``expression`` (Python syntax).
+
+    Difficulty 1 has only 155 sums: its first questions are ``"What is a ± b?"`` (in the same seeded
+    order as ever); once those are used up the rest are other phrasings of the same sums (``"Compute
+    7 - 5."``, ``"What is seven minus five?"``, 2,480 questions in all, see
+    :func:`reward_circuits.tasks.distinct_prompts`). Phrasings of one sum share
+    ``meta["expression"]``: group by it when paraphrases must not straddle a split.
     """
     def make(rng: random.Random) -> tuple[str, int, str]:
         display, expr, value = _arithmetic_expression(rng, difficulty)
         return f"What is {display}?", value, expr
 
-    return _seeded_numeric_task("arithmetic_task", "arithmetic", make, n, difficulty, (1, 2, 3, 4), seed,
-                                system_prompt=system_prompt, instruction=instruction, max_new_tokens=max_new_tokens)
+    def space(rng: random.Random) -> list[tuple[str, int, str]]:
+        items = single_digit_phrasings()
+        rng.shuffle(items)
+        return items
+
+    return _seeded_numeric_task(_Family("arithmetic_task", "arithmetic", ARITHMETIC_LEVELS), make, n, difficulty, seed,
+                                space=space if difficulty == 1 else None, system_prompt=system_prompt,
+                                instruction=instruction, max_new_tokens=max_new_tokens)  # fmt: skip
 
 
 _NAMES = (
@@ -303,31 +362,44 @@ def word_problem_task(
     additions/subtractions; 3 = two steps including a multiplication or exact division.
     ``meta["expression"]`` holds the Python expression of the answer.
     """
-    return _seeded_numeric_task("word_problem_task", "word_problems", lambda rng: _word_problem(rng, difficulty), n, difficulty,
-                                (0, 1, 2, 3), seed, system_prompt=system_prompt, instruction=instruction,
-                                max_new_tokens=max_new_tokens)
+    return _seeded_numeric_task(_Family("word_problem_task", "word_problems", WORD_PROBLEM_LEVELS),
+                                lambda rng: _word_problem(rng, difficulty), n, difficulty, seed,
+                                system_prompt=system_prompt, instruction=instruction, max_new_tokens=max_new_tokens)
+
+
+@dataclass(frozen=True)
+class _Family:
+    """A seeded generator's name (for errors), its ``source`` (ids, task name) and its levels."""
+
+    caller: str
+    source: str
+    levels: tuple[int, ...]
 
 
 def _seeded_numeric_task(
-    caller: str,
-    source: str,
+    family: _Family,
     make: Callable[[random.Random], tuple[str, int, str]],
     n: int,
     difficulty: int,
-    levels: tuple[int, ...],
     seed: int,
+    space: Callable[[random.Random], list[tuple[str, int, str]]] | None = None,
     **task_kwargs: Any,
 ) -> Task:
-    """A :class:`Task` of ``n`` distinct questions from ``make(rng) -> (question, answer, python_expr)``,
-    seeded, with ids ``{source}-d{difficulty}-s{seed}-{i}`` and a numeric reward."""
+    """A :class:`Task` of ``n`` distinct questions from ``make(rng) -> (question, answer, python_expr)``
+    (then from ``space(rng)``, a shuffled wider list, once ``make``'s are used up), seeded, with ids
+    ``{source}-d{difficulty}-s{seed}-{i}`` and a numeric reward."""
+    caller, source = family.caller, family.source
     _check_n(n, caller)
-    if difficulty not in levels:
-        raise ValueError(f"{caller}: difficulty must be one of {', '.join(map(str, levels))}, got {difficulty!r}.")
+    if difficulty not in family.levels:
+        raise ValueError(f"{caller}: difficulty must be one of {', '.join(map(str, family.levels))}, got {difficulty!r}.")
     rng = random.Random(seed)
 
     def draw() -> tuple[str, Any]:
         question, value, expr = make(rng)
         return question, (value, expr)
+
+    def wider() -> list[tuple[str, Any]]:
+        return [(question, (value, expr)) for question, value, expr in space(rng)]
 
     examples = [
         Example(
@@ -336,7 +408,7 @@ def _seeded_numeric_task(
             answer=str(value),
             meta={"difficulty": difficulty, "expression": expr, "source": source},
         )
-        for i, (question, (value, expr)) in enumerate(_unique_draws(n, draw))
+        for i, (question, (value, expr)) in enumerate(_unique_draws(n, draw, space=wider if space else None))
     ]
     return Task(name=f"{source}-d{difficulty}", examples=examples, reward_fn=numeric_reward, **task_kwargs)
 

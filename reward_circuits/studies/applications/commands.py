@@ -73,15 +73,15 @@ def _snapshot(spec: str, out: Path, args, side: str):
 def _refuse_mistyped_run_dir(spec: str) -> None:
     """``runs/defualt``: a path whose folder exists but not the run itself is a typo, not a model name
     (a hub id ``org/name`` has no local ``org`` folder)."""
-    from ...models.loading import is_default, is_gemma
+    from ...models.loading import is_default, is_gemma, is_qwen
 
     parent = Path(spec).expanduser().parent
-    if is_default(spec) or is_gemma(spec) or str(parent) in ("", ".") or not parent.is_dir():
+    if is_default(spec) or is_gemma(spec) or is_qwen(spec) or str(parent) in ("", ".") or not parent.is_dir():
         return
     runs = sorted(d.name for d in parent.iterdir() if (d / "summary.json").is_file())
     raise FileNotFoundError(f"{spec}: no such run directory. Run directories in {parent}/: "
                        f"{', '.join(runs) if runs else 'none'}. (A model to probe is given by name: 'default', "
-                       "'gemma-3-270m', a local HF directory or a hub id.)")
+                       "'gemma-3-270m', 'qwen2.5-0.5b', a local HF directory or a hub id.)")
 
 
 def _compare(args) -> int:
