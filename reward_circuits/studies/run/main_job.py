@@ -202,7 +202,7 @@ def _rollouts_stage(job: _Job) -> tuple[dict, dict]:
         if rpath.exists():
             rollouts[spec] = load_rollouts(rpath)
         else:
-            task = get_task(spec, n=cfg.limit, seed=cfg.seed)
+            task = get_task(spec, n=cfg.limit_of(spec), seed=cfg.seed)
             task.max_new_tokens = cfg.max_new_tokens
             rollouts[spec] = generate_rollouts(job.adapter, task, job.gen_cfg)
             save_rollouts(rollouts[spec], rpath)
@@ -359,7 +359,7 @@ def _eval_task(job: _Job, value: ValueStageResult, rollouts: dict, stores: dict)
     primary = cfg.tasks[0]
     store = stores[primary]
     by_id = {r.id: r for r in rollouts[primary]}
-    rollout_task = get_task(primary, n=cfg.limit, seed=cfg.seed)
+    rollout_task = get_task(primary, n=cfg.limit_of(primary), seed=cfg.seed)
     source = EvaluationSource(primary, rollout_task, [by_id[rid] for rid in store.rollout_ids],
                               {"fit": value.train_indices, "val": value.val_indices, "test": value.test_indices},
                               draw=lambda n, seed: get_task(primary, n=n, seed=seed))
