@@ -433,3 +433,16 @@ def test_dopamine_causal_check_on_every_architecture(adapters, arch, backend, tm
     forced = td_trace_under(ad, probe, hook, pairs, [(hook, zero_ablate(top))], 0.99)
     for a, b in zip(shortcut, forced):
         np.testing.assert_allclose(a, b, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("arch, backend", CASES)
+def test_calibrate_on_every_architecture(adapters, arch, backend):
+    """The calibrate study through the adapter: one row per level, each with its interval, on both families."""
+    from reward_circuits.studies.calibrate import CalibrateConfig, run_calibration
+
+    cfg = CalibrateConfig(levels=("arithmetic:1", "word_problems:0"), n=4, max_new_tokens=4, progress=False)
+    result = run_calibration(cfg, adapter=adapters[arch, backend])
+    assert [r.level for r in result.rows] == ["arithmetic:1", "word_problems:0"]
+    for row in result.rows:
+        assert row.accuracy.n == 4 and row.accuracy.low <= row.accuracy.estimate <= row.accuracy.high
+    assert len(result.to_dict()["levels"]) == 2 and len(result.to_section().tables[0].rows) == 2

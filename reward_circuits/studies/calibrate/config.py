@@ -23,8 +23,6 @@ class CalibrateConfig(StudyConfig):
     band: tuple[float, ...] = field(default=(0.3, 0.7), metadata={"help": "accuracy band where rewards carry most information: low,high"})
     interval: Literal["wilson", "exact"] = field(default="wilson", metadata={"help": "binomial interval: Wilson score or Clopper-Pearson ('exact')"})
     confidence: float = field(default=0.95, metadata={"help": "confidence level of the intervals"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
     out: str = field(default="runs/calibrate", metadata={"help": "report directory"})
 
     def __post_init__(self):
