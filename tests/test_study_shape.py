@@ -25,6 +25,9 @@ def test_every_study_has_the_same_shape(command):
     first = next(iter(inspect.signature(package.run).parameters.values()))
     assert first.name in ("cfg", "config"), f"{command}: run takes the config first"
     assert callable(importlib.import_module(f"{STUDY_PACKAGES[command]}.commands").register)
+    for bad in ({"device": "tpu"}, {"backend": "hf"}):  # every config validates the shared fields (super().__post_init__)
+        with pytest.raises(ValueError):
+            package.Config(**bad)
 
 
 @pytest.mark.parametrize("command", sorted(STUDY_PACKAGES))

@@ -26,6 +26,7 @@ class CalibrateConfig(StudyConfig):
     out: str = field(default="runs/calibrate", metadata={"help": "report directory"})
 
     def __post_init__(self):
+        super().__post_init__()
         self.levels = tuple(str(x).strip() for x in self.levels if str(x).strip())
         if not self.levels:
             raise ValueError("--levels is empty: name task families (arithmetic,word_problems) or levels (arithmetic:2).")
