@@ -175,8 +175,8 @@ FUNCTIONS = {
 class Page:
     """One page's placeholders, resolved against the committed summaries; ``sources`` are the summaries quoted."""
 
-    def __init__(self, name: str, markdown: str, results: Path = RESULTS):
-        self.name, self.results = name, results
+    def __init__(self, name: str, markdown: str, results: Path = RESULTS, cite: bool = True):
+        self.name, self.results, self.cite = name, results, cite
         self.aliases: dict[str, str] = {}
         for decl in ALIASES.findall(markdown):
             for item in decl.split():
@@ -197,8 +197,8 @@ class Page:
             summary = load_summary(run, self.results)
         except ResultError as e:
             raise ResultError(f"{where}: {e}") from None
-        rel = summary_path(run, self.results).relative_to(self.results.parent.parent).as_posix()
-        commit = last_commit(rel)
+        rel = f"docs/results/{run}/summary.json"  # how the page names it
+        commit = last_commit(str(summary_path(run, self.results)))
         self.sources[run] = commit
         if func == "run":
             return self._cite(run_label(run, summary, commit), rel, commit, "")
@@ -226,8 +226,9 @@ class Page:
                               f"{{{{ result(\"RUN\", \"dotted.key\", \".3f\") }}}} (or interval, stat, run)")
         return call.func.id, args, kwargs
 
-    @staticmethod
-    def _cite(text: str, rel: str, commit: str, key: str) -> str:
+    def _cite(self, text: str, rel: str, commit: str, key: str) -> str:
+        if not self.cite:  # plain Markdown (README): the block names its sources itself
+            return text
         title = html.escape(f"{rel} @ {commit}" + (f": {key}" if key else ""), quote=True)
         return f'<span class="rc-figure" title="{title}">{text}</span>'
 
@@ -246,22 +247,24 @@ class Page:
 def run_label(run: str, summary: dict, commit: str) -> str:
     """Which run: model, tasks and sizes, the summary's commit and its date."""
     cfg = summary.get("config") if isinstance(summary.get("config"), dict) else {}
-    bits = [str(summary.get("model") or cfg.get("model") or "model not recorded")]
+    model = summary.get("model") or cfg.get("model")
+    bits = [{None: "model not recorded", "default": "the default model (SmolLM2-135M-Instruct)"}.get(model, str(model))]
     if cfg.get("tasks"):
         bits.append(", ".join(map(str, cfg["tasks"])))
     if cfg.get("limit"):
         bits.append(f"{cfg['limit']} rollouts per task")
     if cfg.get("profile") and cfg.get("profile") != "default":
         bits.append(f"profile {cfg['profile']}")
-    rel = f"docs/results/{run}/summary.json"
-    return f"{'; '.join(bits)}; commit {commit} ({commit_date(rel)})"
+    if commit == "uncommitted":
+        return f"{'; '.join(bits)}; uncommitted"
+    return f"{'; '.join(bits)}; commit {commit} ({commit_date(str(RESULTS / run / 'summary.json'))})"
 
 
-def resolve_results(markdown: str, name: str, results: Path = RESULTS) -> str:
-    """The page with every placeholder replaced by its figure (and a Sources list at the end)."""
-    page = Page(name, markdown, results)
+def resolve_results(markdown: str, name: str, results: Path = RESULTS, cite: bool = True) -> str:
+    """The page with every placeholder replaced by its figure (and, citing, a Sources list at the end)."""
+    page = Page(name, markdown, results, cite)
     body = PLACEHOLDER.sub(lambda m: page.resolve(m.group(1)), markdown)
-    return body + page.footer()
+    return body + (page.footer() if cite else "")
 
 
 # ---------------------------------------------------------------- generated pages and figures
