@@ -86,13 +86,14 @@ def last_commit(path: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def commit_date(path: str) -> str:
+def first_committed(path: str) -> str:
+    """The date the summary was first committed (the run's date; later commits may only fix its paths)."""
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%cs", "--", path], cwd=ROOT, capture_output=True,
-                             text=True, timeout=30, check=False).stdout.strip()
+        out = subprocess.run(["git", "log", "--diff-filter=A", "--format=%cs", "--", path], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30, check=False).stdout.split()
     except (OSError, subprocess.SubprocessError):
-        out = ""
-    return out or "uncommitted"
+        out = []
+    return out[-1] if out else "uncommitted"
 
 
 def lookup(summary, key: str):
@@ -124,7 +125,9 @@ def _fmt(value, fmt: str = "", scale: float = 1.0) -> str:
     if isinstance(value, (int, float)):
         value = value * scale if scale != 1.0 else value
         text = format(value, fmt) if fmt else str(value)
-        return text.replace("-", "−") if text.startswith("-") else text
+        if text.startswith("-") and not any(c in "123456789" for c in text):
+            text = text[1:]  # a value that rounds to zero shows no sign
+        return text.replace("-", "−", 1) if text.startswith("-") else text
     if isinstance(value, dict) and {"estimate", "low", "high"} <= set(value):
         return f"{_fmt(value['estimate'], fmt, scale)} {_interval(value, fmt, scale)}"
     if isinstance(value, str):
@@ -229,7 +232,8 @@ class Page:
     def _cite(self, text: str, rel: str, commit: str, key: str) -> str:
         if not self.cite:  # plain Markdown (README): the block names its sources itself
             return text
-        title = html.escape(f"{rel} @ {commit}" + (f": {key}" if key else ""), quote=True)
+        # "|" would split a Markdown table cell: escaped like the quotes
+        title = html.escape(f"{rel} @ {commit}" + (f": {key}" if key else ""), quote=True).replace("|", "&#124;")
         return f'<span class="rc-figure" title="{title}">{text}</span>'
 
     def footer(self) -> str:
@@ -257,7 +261,7 @@ def run_label(run: str, summary: dict, commit: str) -> str:
         bits.append(f"profile {cfg['profile']}")
     if commit == "uncommitted":
         return f"{'; '.join(bits)}; uncommitted"
-    return f"{'; '.join(bits)}; commit {commit} ({commit_date(str(RESULTS / run / 'summary.json'))})"
+    return f"{'; '.join(bits)}; first committed {first_committed(str(RESULTS / run / 'summary.json'))}, last changed in {commit}"
 
 
 def resolve_results(markdown: str, name: str, results: Path = RESULTS, cite: bool = True) -> str:

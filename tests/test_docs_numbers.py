@@ -54,7 +54,7 @@ NOT_RESULTS = [
 # count as paper figures. (A figure a committed summary also records needs no entry.)
 PAPER_FIGURES: dict[str, dict[str, str]] = {
     "docs/concepts/sae-td.md": {
-        "0.99": "Demircan et al. 2025 (arXiv 2410.01280), Q-learning model: discount γ",
+        "0.99": "Demircan et al. 2025 (arXiv 2410.01280), the Q-learning model they fit: discount γ (the setup the page quotes)",
         "0.1": "Demircan et al. 2025, Q-learning learning rate α for the two-step task and the grid world",
         "0.05": "Demircan et al. 2025, Q-learning learning rate α for the graph task",
     },
