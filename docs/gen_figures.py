@@ -143,7 +143,7 @@ def dopamine() -> bytes:
         axes[0].bar(i + 0.2, r["random_abs"], 0.4, yerr=r["random_abs_std"], color="grey", capsize=3)
         axes[1].bar(i - 0.2, a["candidates"], 0.4, color=color)
         axes[1].bar(i + 0.2, a["random"], 0.4, yerr=a["random_std"], color="grey", capsize=3)
-    names = [f"{run}\n{summary(run)['dopamine']['hook'].split('.')[1]}" for run, _ in RUNS]
+    names = [f"{run}\nlayer {summary(run)['dopamine']['hook'].split('.')[1]}" for run, _ in RUNS]
     axes[0].set_xticks([0, 1], [f"{n}" for n in names], fontsize=7)
     axes[0].set(ylabel="mean |r| with δ (held out)", title="candidates vs random sets (grey, mean ± sd)")
     axes[1].set_xticks([0, 1], names, fontsize=7)

@@ -287,3 +287,17 @@ def test_the_report_writes_paths_relative_to_its_run_directory(tmp_path):
                                 "url": "https://example.org/x"}
     assert report.summary["config"]["out"] == str(run)  # in memory the paths stay usable
     assert relative_paths({"p": Path("/a/b/c")}, "/a") == {"p": "b/c"}
+
+
+def test_a_missing_key_fails_the_build_as_a_plugin_error():
+    """mkdocs aborts the (strict) build on a PluginError from on_page_markdown, with this message."""
+    from types import SimpleNamespace
+
+    from mkdocs.exceptions import PluginError
+
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="analyses/broken.md"))
+    md = '<!-- results: main=2026-12-06/main -->\nAUC {{ result("main", "value.no_such_key", ".3f") }}\n'
+    with pytest.raises(PluginError) as e:
+        hooks.on_page_markdown(md, page, config=None, files=None)
+    assert all(s in str(e.value) for s in ("analyses/broken.md", "docs/results/2026-12-06/main/summary.json",
+                                           "value.no_such_key"))
