@@ -64,8 +64,8 @@ BLOCKS = {
     "default-accuracy": (
         "Default tasks: `arithmetic:1` (single-digit `a ± b`) and `word_problems:0` (single-digit one-step\n"
         f"word problems), {_m('config.limit', '')} seeded examples each, {_m('config.max_new_tokens', '')} new tokens; "
-        f"the default model answers {_m('rollouts.accuracy.arithmetic:1', '.0%')} and "
-        f"{_m('rollouts.accuracy.word_problems:0', '.0%')} of\nthem correctly, so rewards carry information."
+        f"the default model answers {_m('rollouts.accuracy.arithmetic:1', '.1%')} and "
+        f"{_m('rollouts.accuracy.word_problems:0', '.1%')} of\nthem correctly, so rewards carry information."
     ),
 }
 BLOCK = re.compile(r"(<!-- BEGIN gen_readme: ([\w-]+) -->\n)(.*?)(<!-- END gen_readme: \2 -->)", re.DOTALL)
