@@ -106,6 +106,26 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
+def relative_paths(x: Any, run_dir: str | os.PathLike) -> Any:
+    """JSON-ready copy in which every absolute filesystem path (a string like ``/work/run/x`` or a
+    ``Path``) is written relative to ``run_dir`` (``run_dir`` itself becomes ``"."``), so a committed
+    ``summary.json`` names no directory of the machine it ran on. Other strings are kept."""
+    base = os.path.abspath(run_dir)
+    if isinstance(x, Mapping):
+        return {k: relative_paths(v, base) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [relative_paths(v, base) for v in x]
+    if isinstance(x, os.PathLike):
+        x = os.fspath(x)
+    if isinstance(x, str) and _is_absolute_path(x):
+        return os.path.relpath(x, base)
+    return x
+
+
+def _is_absolute_path(s: str) -> bool:
+    return len(s) > 1 and os.path.isabs(s) and not any(c.isspace() for c in s) and "://" not in s
+
+
 def nan_to_none(x: Any) -> Any:
     """JSON-ready copy: NaN/inf → None, numpy scalars and arrays → Python values."""
     import math

@@ -76,6 +76,7 @@ def test_the_main_job_alone_writes_no_report_and_its_result_is_the_report(tmp_pa
     """``main_job.run`` returns a RunResult and writes only its artefacts; the command's report is that result."""
     from test_refactor_equivalence import parity_task
 
+    from reward_circuits.io import relative_paths
     from reward_circuits.studies.run import RunConfig, RunResult, main_job, run_and_report
 
     monkeypatch.setattr(main_job, "get_task", parity_task)
@@ -85,6 +86,8 @@ def test_the_main_job_alone_writes_no_report_and_its_result_is_the_report(tmp_pa
     assert not (tmp_path / "alone" / "summary.json").exists() and not (tmp_path / "alone" / "report.html").exists()
     reported = run_and_report(RunConfig(out=str(tmp_path / "reported"), **cfg), adapter=tl_adapter)
     on_disk = json.loads((tmp_path / "reported" / "summary.json").read_text())
-    assert on_disk == json.loads(json.dumps(reported.to_dict()))
+    # the report is the result, with its paths written relative to the run directory (config.out is ".")
+    assert on_disk == json.loads(json.dumps(relative_paths(reported.to_dict(), tmp_path / "reported")))
+    assert on_disk["config"]["out"] == "." and reported.to_dict()["config"]["out"] == str(tmp_path / "reported")
     untimed = lambda d: {k: v for k, v in d.items() if not k.endswith(("_s", "_per_s"))}  # noqa: E731
     assert untimed(on_disk["rollouts"]) == untimed(json.loads(json.dumps(alone.to_dict()["rollouts"])))

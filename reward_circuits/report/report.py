@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, relative_paths
 from .render import render_html
 from .sections import Section
 
@@ -45,7 +45,8 @@ class Report:
         self.write()
 
     def write(self) -> None:
-        atomic_write_json(self.out_dir / "summary.json", self.summary)
+        """Both files; ``summary.json`` holds paths relative to ``out_dir`` (no machine's absolute paths)."""
+        atomic_write_json(self.out_dir / "summary.json", relative_paths(self.summary, self.out_dir))
         atomic_write_text(self.out_dir / "report.html", self.render_html())
 
     def render_html(self) -> str:

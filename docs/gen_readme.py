@@ -1,0 +1,107 @@
+"""The README's measured figures, generated from the committed summaries (never typed by hand).
+
+The README holds blocks between ``<!-- BEGIN gen_readme: NAME -->`` and ``<!-- END gen_readme: NAME -->``;
+each is :data:`BLOCKS`'s template for NAME with its placeholders (docs/hooks.py's syntax) resolved
+against ``docs/results/``, followed by a line naming the summaries (the docs pages also cite their commits).
+
+    PYTHONPATH=. python docs/gen_readme.py           # rewrite the blocks in README.md
+    PYTHONPATH=. python docs/gen_readme.py --check   # exit 1 if README.md's blocks are stale
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
+_spec = importlib.util.spec_from_file_location("docs_hooks_readme", HERE / "hooks.py")
+hooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hooks)
+
+MAIN, QUICK = "2026-12-06/main", "2026-12-06/quick"
+
+
+def _m(key: str, fmt: str = ".0f", run: str = MAIN, scale: float = 1.0) -> str:
+    return f'{{{{ result("{run}", "{key}", "{fmt}", scale={scale}) }}}}'
+
+
+BLOCKS = {
+    "main-job-time": (
+        f"The default main job (`docs/results/{MAIN}/summary.json`) took **{_m('wall_time_s')} s** inside the job "
+        f"({_m('timings.process_cpu_s')} s of CPU time, two torch threads): rollouts "
+        f"{_m('timings.rollouts_arithmetic_1_s')} s + {_m('timings.rollouts_word_problems_0_s')} s, stores "
+        f"{_m('timings.store_arithmetic_1_s')} s + {_m('timings.store_word_problems_0_s')} s, value stage "
+        f"{_m('timings.value_s')} s, interventions {_m('timings.interventions_s')} s, dopamine "
+        f"{_m('timings.dopamine_s')} s; peak RSS {_m('peak_rss_mb.total_s')} MB (the stage meter's "
+        "`peak_rss_mb`). The smoke run "
+        f"(`bash scripts/run.sh --quick`, `docs/results/{QUICK}/summary.json`: {_m('config.limit', '', QUICK)} examples "
+        f"per task, {_m('config.max_new_tokens', '', QUICK)} new tokens, {_m('config.eval_examples', '', QUICK)} examples "
+        f"per intervention pass) took {_m('wall_time_s', '.0f', QUICK)} s inside the job and "
+        f"{_m('timings.process_cpu_s', '.0f', QUICK)} s of CPU; at that n its dopamine stage reports "
+        f"`{_m('dopamine.status', '', QUICK)}`."
+    ),
+    "commands": (
+        "Wall time inside each command's committed run (`docs/results/`), on this project's shared 2-core VM\n"
+        "(one or two torch threads, other jobs running; per-stage times are in each `summary.json`):\n\n"
+        "| command | what | wall time of the committed run |\n|---|---|---|\n"
+        "| `reward-circuits sae-td --out runs/sae_td` | three in-context RL tasks, SAEs on 4 layers | "
+        f"{_m('sae_td.wall_s', '.0f', '2026-12-01/sae_td')} s (Gemma 3 270M: {_m('sae_td.wall_s', '.0f', '2026-12-01/sae_td_gemma')} s) |\n"
+        "| `reward-circuits irm --out runs/irm` | GRPO fine-tune (20 steps, 9-min cap), SAE pairs, IRM, ablation | "
+        f"fine-tune {_m('irm.finetune_seconds', '.0f', '2026-12-01/irm')} s (the whole command's time is not recorded) |\n"
+        "| `reward-circuits yfpo --out runs/yfpo` | 4 conditions × 3 seeds, LoRA DPO, 8 steps each | "
+        f"{_m('yfpo.seconds', '.0f', '2026-12-01/yfpo')} s |\n"
+        "| `reward-circuits applications --out runs/applications` | scorer, best-of-N, routing, detection | "
+        f"{_m('wall_time_s', '.0f', '2026-12-01/applications')} s |\n"
+        "| `reward-circuits compare runs/a runs/b` | regression monitoring of two runs | not recorded (seconds) |\n"
+        "| `reward-circuits architectures runs/default runs/gemma --out runs/arch` | two models' runs side by side in relative depth | not recorded (seconds) |\n"
+        "| `reward-circuits run --profile paper --out runs/paper` | ≥ 200 examples per ablation pass, 1,000 rollouts per task "
+        f"(results in `docs/results/paper/`) | value, intervention and dopamine stages on stored rollouts: {_m('wall_time_s', '.0f', 'paper')} s |\n"
+        "| `python -m bench` | every benchmark, one table of ratios (`bench/README.md`) | see `bench/README.md` |"
+    ),
+    "default-accuracy": (
+        "Default tasks: `arithmetic:1` (single-digit `a ± b`) and `word_problems:0` (single-digit one-step\n"
+        f"word problems), {_m('config.limit', '')} seeded examples each, {_m('config.max_new_tokens', '')} new tokens; "
+        f"the default model answers {_m('rollouts.accuracy.arithmetic:1', '.1%')} and "
+        f"{_m('rollouts.accuracy.word_problems:0', '.1%')} of\nthem correctly, so rewards carry information."
+    ),
+}
+BLOCK = re.compile(r"(<!-- BEGIN gen_readme: ([\w-]+) -->\n)(.*?)(<!-- END gen_readme: \2 -->)", re.DOTALL)
+
+
+def render_block(name: str) -> str:
+    text = hooks.resolve_results(BLOCKS[name], f"README.md ({name})", cite=False)
+    page = hooks.Page("README.md", BLOCKS[name])
+    hooks.PLACEHOLDER.sub(lambda m: page.resolve(m.group(1)), BLOCKS[name])  # which summaries, at which commits
+    # paths only: a commit hash here would go stale whenever a merge re-commits a summary
+    sources = ", ".join(f"`docs/results/{run}/summary.json`" for run in sorted(page.sources))
+    return f"{text}\n\n<sub>Generated by `docs/gen_readme.py` from {sources}.</sub>\n"
+
+
+def render(readme: str) -> str:
+    """README text with every block regenerated; a block named in the README but not in BLOCKS is an error."""
+    def sub(m: re.Match) -> str:
+        if m.group(2) not in BLOCKS:
+            raise KeyError(f"README.md has a gen_readme block {m.group(2)!r}; docs/gen_readme.py knows {sorted(BLOCKS)}")
+        return m.group(1) + render_block(m.group(2)) + m.group(4)
+    return BLOCK.sub(sub, readme)
+
+
+def main(argv: list[str]) -> int:
+    old = README.read_text()
+    new = render(old)
+    missing = [n for n in BLOCKS if f"<!-- BEGIN gen_readme: {n} -->" not in old]
+    if "--check" in argv:
+        stale = new != old or missing
+        print(f"README.md is stale: run `PYTHONPATH=. python docs/gen_readme.py` (missing blocks: {missing})"
+              if stale else "README.md's generated blocks are current")
+        return int(bool(stale))
+    README.write_text(new)
+    print(f"wrote {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
