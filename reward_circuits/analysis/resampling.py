@@ -15,7 +15,7 @@ design:
   never below 0.05. Exact under exchangeability, whatever the distribution.
 * :func:`paired_mean_test`: the mean of per-unit paired differences (or of a per-unit statistic
   against a null value). From :data:`MIN_BOOTSTRAP_UNITS` independent units up, a percentile
-  bootstrap (:func:`~reward_circuits.analysis.stats.bootstrap_ci`); below, an exact sign-flip
+  bootstrap (:func:`~reward_circuits.analysis.stats.bootstrap_resamples`); below, an exact sign-flip
   permutation test (``scipy.stats.permutation_test``; ``method`` says which).
 * :func:`length_controlled_correlation`: the correlation of a signal (V(s_t), a dopamine
   candidate) with a target after partialling out the position and the tokens to the end of the
@@ -32,7 +32,7 @@ import numpy as np
 from jaxtyping import Float
 from scipy import stats
 
-from .stats import bootstrap_ci, bootstrap_resamples, bootstrap_weights, pearson_columns
+from .stats import bootstrap_resamples, bootstrap_weights, pearson_columns, percentile_interval
 
 MIN_BOOTSTRAP_UNITS = 20  # fewer independent units than this: an exact permutation test, no percentile bootstrap
 MIN_RANK_DRAWS = 19  # a rank test can reach p = 0.05 only from 19 draws up
@@ -178,7 +178,7 @@ def paired_mean_test(values: Float[np.ndarray, " n"], null: float = 0.0, unit: s
     """Mean of per-unit ``values`` (paired differences, or a per-unit statistic) against ``null``.
 
     From :data:`MIN_BOOTSTRAP_UNITS` independent units (groups when ``groups`` repeat): a
-    percentile bootstrap interval (:func:`~reward_circuits.analysis.stats.bootstrap_ci`) and
+    percentile bootstrap interval (:func:`~reward_circuits.analysis.stats.bootstrap_resamples`) and
     one-sided p-values from the share of replicates on each side of ``null``. Below: the exact
     sign-flip test (:func:`sign_flip_test`) on the per-group means."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -194,11 +194,11 @@ def paired_mean_test(values: Float[np.ndarray, " n"], null: float = 0.0, unit: s
         if g is not None:
             v = np.array([v[[i for i, k in enumerate(g) if k == key]].mean() for key in dict.fromkeys(g)])
         return sign_flip_test(v, null, unit, seed=seed)
-    iv = bootstrap_ci(v, n_boot=n_boot, seed=seed, groups=g)
-    idx, _ = bootstrap_resamples(v.size, n_boot, seed, g)
-    boots = np.array([v[i].mean() for i in idx]) - null
-    p_g = (1 + np.sum(boots <= 0)) / (boots.size + 1)
-    p_l = (1 + np.sum(boots >= 0)) / (boots.size + 1)
+    idx, n = bootstrap_resamples(v.size, n_boot, seed, g)
+    boots = v[idx].mean(1) if isinstance(idx, np.ndarray) else np.array([v[i].mean() for i in idx])
+    iv = percentile_interval(float(v.mean()), boots, n)
+    p_g = (1 + np.sum(boots <= null)) / (boots.size + 1)
+    p_l = (1 + np.sum(boots >= null)) / (boots.size + 1)
     return SignedTest(iv.estimate, iv.low, iv.high, iv.n, unit, float(p_g), float(p_l),
                       f"percentile bootstrap over {iv.n} {unit} ({n_boot} resamples)", float(boots.std(ddof=1)))
 
