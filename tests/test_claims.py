@@ -176,3 +176,44 @@ def test_registry_and_summary_shape():
     assert set(summary[0]) >= {"id", "estimate", "interval", "n", "p", "p_adjusted", "verdict", "minimum_detectable_effect"}
     section = claims_section(verdict([ev]))
     assert section.key == "claims" and section.tables[0].rows[0][0].startswith("Marks")
+
+
+def _load_gen():
+    import importlib.util
+    import pathlib
+    import sys
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "gen_claims.py"
+    spec = importlib.util.spec_from_file_location("gen_claims", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("gen_claims", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_claims_page_is_built_from_planted_summaries(tmp_path):
+    import json
+
+    gen = _load_gen()
+    rng = np.random.default_rng(8)
+    t, c = planted_ablation(rng, effect=-0.3)
+    evidence = [Evidence.from_test("srs.ablation_vs_random", hierarchical_vs_random(t, c, n_boot=300), scope="layer 9",
+                                   premise_met=True),
+                Evidence.from_test("irm.kendall_tau", paired_mean_test(rng.normal(0, 1, 60), n_boot=200))]
+    results = verdict(evidence)
+    for run, model in (("run_a", "tiny-a"), ("run_b", "tiny-b")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "summary.json").write_text(json.dumps({"model": model, "claims": claims_summary(results)}))
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "summary.json").write_text(json.dumps({"model": "x", "value": {}}))  # no claims: skipped
+    page = gen.render(tmp_path)
+    assert "2 of " in page and "tiny-a (run_a, layer 9" in page and "tiny-b (run_b" in page
+    row = next(ln for ln in page.splitlines() if "`srs.ablation_vs_random`" in ln)
+    assert f"{results[0].estimate:.3g} [" in row and f"n = {results[0].n}" in row and results[0].verdict in row
+    assert "75% → 20%" in row  # the paper's figure next to ours
+    assert "not measured yet" in next(ln for ln in page.splitlines() if "`srs.cross_task_iou`" in ln)
+
+
+def test_the_committed_claims_page_is_current():
+    gen = _load_gen()
+    assert gen.PAGE.read_text() == gen.render(), "run `PYTHONPATH=. python docs/gen_claims.py` and commit docs/claims.md"

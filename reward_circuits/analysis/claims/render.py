@@ -39,7 +39,8 @@ def claim_row(r: ClaimResult) -> list:
 
 
 def claims_section(results: Sequence[ClaimResult], key: str = CLAIMS_KEY) -> Section:
-    """The section a report opens with: every claim the run measured, its verdict and power."""
+    """The section a report opens with (``report.add(section, first=True)``): every claim the run
+    measured, its verdict and power; its summary is ``summary.json``'s ``claims`` list."""
     counts = Counter(r.verdict for r in results)
     line = ", ".join(f"{counts[v]} {v}" for v in ("reproduces", "does not reproduce", "inconclusive", "premise not met")
                      if counts[v])
@@ -48,4 +49,4 @@ def claims_section(results: Sequence[ClaimResult], key: str = CLAIMS_KEY) -> Sec
              "detectable effect is at 80% power and the family's Bonferroni level."]
     notes += [f"{r.id} ({r.scope or 'run'}): {r.method}. {r.notes}".strip() for r in results]
     table = Table("Claims and verdicts", list(TABLE_COLUMNS), [claim_row(r) for r in results])
-    return Section(key, "Claims", {"claims": claims_summary(results)}, [table], [], notes)
+    return Section(key, "Claims", claims_summary(results), [table], [], notes)
