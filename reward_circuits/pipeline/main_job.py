@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.claims import claims_section, evidence_from_summary, verdict
 from ..neurons import NeuronSet
 from ..data.capture import build_store
 from ..io import remove_atomic_leftovers
@@ -118,6 +119,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
         timings["dopamine_s"] = time.perf_counter() - t0
     else:
         job.keep_previous("dopamine")
+    # the report opens with every registered claim the run measured (the stages' summaries, kept ones included)
+    job.report.add(claims_section(verdict(evidence_from_summary(job.report.summary))), first=True)
     timings["total_s"] = time.perf_counter() - t_start
     timings.note("process_cpu_s", time.process_time())  # CPU time of every thread since start: not a stage
     job.report.header.update(timings=timings, wall_time_s=timings["total_s"], peak_rss_mb=timings.peak_rss_mb)

@@ -5,6 +5,8 @@ measures for them, and the one verdict function.
 - :mod:`.verdicts`: :class:`Evidence`, :class:`ClaimResult`, :func:`verdict` (signed, Holm within
   each family, premises first, power), :func:`holm`, :func:`minimum_detectable_effect`.
 - :mod:`.render`: :func:`claims_summary` (``summary.json``'s ``claims``) and :func:`claims_section`.
+- :mod:`.from_summary`: :func:`evidence_from_summary`, the Sparse Reward evidence in a main-job
+  ``summary.json`` (what the main job's report opens with; committed summaries re-judged alike).
 
 The estimators that produce the evidence live in :mod:`reward_circuits.analysis.resampling`.
 
@@ -14,6 +16,7 @@ The estimators that produce the evidence live in :mod:`reward_circuits.analysis.
 ['inconclusive']
 """
 
+from .from_summary import evidence_from_summary
 from .registry import FAMILIES, NOT_QUOTED, REGISTRY, Claim
 from .render import CLAIMS_KEY, claim_row, claims_section, claims_summary
 from .verdicts import (ALPHA, POWER, VERDICTS, ClaimResult, Evidence, holm, minimum_detectable_effect, n_for_effect,
@@ -21,4 +24,4 @@ from .verdicts import (ALPHA, POWER, VERDICTS, ClaimResult, Evidence, holm, mini
 
 __all__ = ["Claim", "REGISTRY", "FAMILIES", "NOT_QUOTED", "Evidence", "ClaimResult", "verdict", "holm",
            "minimum_detectable_effect", "n_for_effect", "standard_error", "claims_section", "claims_summary",
-           "claim_row", "CLAIMS_KEY", "ALPHA", "POWER", "VERDICTS"]
+           "claim_row", "CLAIMS_KEY", "ALPHA", "POWER", "VERDICTS", "evidence_from_summary"]

@@ -66,7 +66,7 @@ def _srs(id: str, *fields: str, premise: str | tuple[str, ...] = VALUE_PREMISE, 
 
 SPARSE_REWARD = (
     _srs("value_probe_auc", "§2", "the value probe's V(s0) ranks correct above incorrect answers (held-out AUC > 0.5)",
-         NOT_QUOTED, "greater", "held-out AUC of V(s0) − 0.5", "prompts", "chance (0.5)", premise=(), null=0.0),
+         NOT_QUOTED, "greater", "held-out AUC of V(s0)", "prompts", "chance (0.5)", premise=(), null=0.5),
     _srs("value_probe_beats_surface", "§2 (our premise)", "the probe beats the bag-of-tokens surface baseline on the same rollouts",
          "the paper has no surface baseline", "greater", "AUC(probe) − AUC(bag of tokens)", "prompts",
          "bag-of-tokens probe", premise=()),

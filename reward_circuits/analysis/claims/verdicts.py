@@ -84,6 +84,31 @@ class Evidence:
                    test.method, " ".join(x for x in (test.notes, notes) if x), premise_met,
                    test.p(opposite) if opposite else None, test.se, test.df, min_p, scope)
 
+    @classmethod
+    def from_interval(cls, claim_id: str, estimate: float, interval: tuple[float, float], n: int, unit: str,
+                      method: str, **extra) -> "Evidence":
+        """Evidence from an estimate and a 95% interval when the study kept no replicates: the
+        standard error is the interval's half-width over 1.96 (or the t quantile with ``df``), and
+        the one-sided p-values are normal (t) tails against the claim's ``null`` -- or, with
+        ``p_two_sided`` (a study's own two-sided p), half of it on the estimate's side. ``extra``:
+        ``scope``, ``notes``, ``premise_met``, ``df``, ``p_two_sided``."""
+        claim = REGISTRY[claim_id]
+        df, p2 = extra.pop("df", None), extra.pop("p_two_sided", None)
+        ref = stats.t(df) if df else stats.norm()
+        lo, hi = interval
+        se = (hi - lo) / (2 * ref.ppf(0.975)) if math.isfinite(hi - lo) else math.nan
+        if p2 is not None and math.isfinite(p2):
+            above = estimate > claim.null
+            p_g, p_l = (p2 / 2, 1 - p2 / 2) if above else (1 - p2 / 2, p2 / 2)
+        elif se > 0:
+            z = (estimate - claim.null) / se
+            p_g, p_l = float(ref.sf(z)), float(ref.cdf(z))
+        else:
+            p_g = p_l = math.nan
+        test = SignedTest(float(estimate), float(lo), float(hi), int(n), unit, p_g, p_l, method,
+                          se if math.isfinite(se) else None, df)
+        return cls.from_test(claim_id, test, **extra)
+
 
 @dataclass(frozen=True)
 class ClaimResult:
@@ -220,15 +245,16 @@ def _judge(evidence: list[Evidence], alpha: float) -> tuple[dict[int, _Judged], 
 
 
 def _premise_evidence(ev: Evidence, premise: str, evidence: list[Evidence]) -> list[int]:
-    """Indices of the premise's evidence at ``ev``'s scope, else run-wide, else at any scope."""
+    """Indices of the premise's evidence at ``ev``'s scope (``"layer 29"`` covers
+    ``"layer 29, uniform"``), else run-wide (no scope); none when it was measured only elsewhere."""
     found = [i for i, e in enumerate(evidence) if e.claim_id == premise]
-    for pick in ([i for i in found if evidence[i].scope == ev.scope], [i for i in found if not evidence[i].scope]):
-        if pick:
-            return pick
-    return found
+    same = [i for i in found if evidence[i].scope and (ev.scope == evidence[i].scope
+                                                       or ev.scope.startswith(evidence[i].scope + ","))]
+    return same or [i for i in found if not evidence[i].scope]
 
 
 def _premises_met(ev: Evidence, evidence: list[Evidence], judged: dict[int, _Judged]) -> bool:
+    """Every premise that has evidence at this scope held (an unmeasured premise does not block)."""
     for premise in REGISTRY[ev.claim_id].premise:
         need = REGISTRY[premise].as_premise
         for i in _premise_evidence(ev, premise, evidence):
