@@ -85,6 +85,24 @@ def test_a_planted_effect_reproduces_at_the_rate_the_mde_predicts(fraction):
     assert abs(np.mean(mdes) - mde) / mde < 0.05
 
 
+def test_the_hierarchical_control_test_detects_its_mde_at_80_percent():
+    """Value set vs 5 random draws (the main job's design): a planted shift of the reported MDE
+    reproduces at the predicted 80% (the draws' own spread is in the test, so the MDE is large)."""
+    rng = np.random.default_rng(5)
+
+    def result(effect, seed):
+        t, c = planted_ablation(rng, effect=effect)
+        ev = Evidence.from_test("srs.ablation_vs_random", hierarchical_vs_random(t, c, n_boot=400, seed=seed),
+                                premise_met=True)
+        return verdict([ev])[0]
+
+    mde = float(np.mean([result(0.0, s).mde for s in range(30)]))
+    runs = 250
+    rate = np.mean([result(-mde, s).verdict == "reproduces" for s in range(runs)])
+    print(f"\nhierarchical test, 5 draws: MDE {mde:.3f}; planted -MDE reproduces in {rate:.3f} of {runs} (predicted 0.800)")
+    assert abs(rate - 0.80) <= 0.05
+
+
 def test_a_value_set_merely_below_five_random_draws_gets_p_at_least_one_sixth():
     test = rank_vs_draws(0.40, [0.45, 0.47, 0.49, 0.50, 0.52])
     assert test.p_less == pytest.approx(1 / 6)
@@ -217,3 +235,43 @@ def test_the_claims_page_is_built_from_planted_summaries(tmp_path):
 def test_the_committed_claims_page_is_current():
     gen = _load_gen()
     assert gen.PAGE.read_text() == gen.render(), "run `PYTHONPATH=. python docs/gen_claims.py` and commit docs/claims.md"
+
+
+def planted_summary(surface_low: float) -> dict:
+    """A main-job summary.json as written before the registry: 5 random draws' accuracies only, a
+    dopamine set whose signed correlation with δ is below random sets', a confidence Spearman near 0."""
+    iv = lambda est, lo, hi, n: {"estimate": est, "low": lo, "high": hi, "n": n, "level": 0.95}  # noqa: E731
+    return {
+        "model": "planted",
+        "value": {"best_layer": "3", "auc_by_layer_ci": {"3": iv(0.70, 0.64, 0.76, 400)},
+                  "probe_vs_surface": {"probe_minus_bag_of_tokens": iv(surface_low + 0.05, surface_low, surface_low + 0.1, 400),
+                                       "p_value": 1e-4 if surface_low > 0 else 0.3},
+                  "logistic_floor_by_layer": {"3": {"auc": iv(0.69, 0.63, 0.75, 400)}},
+                  "prune_curve": {"0": 0.70, "0.99": 0.60}, "prune_curve_random": {"0": 0.70, "0.99": 0.55},
+                  "prune_curve_random_std": {"0": 0.0, "0.99": 0.02},
+                  "iou_across_tasks_by_layer": {"3": {"iou": 0.0, "random": 0.0057}}},
+        "ablation": {"controlled_ablation": {"3": {"value_accuracy": iv(0.40, 0.33, 0.47, 200), "controls": {
+            "uniform": {"accuracies": [0.45, 0.47, 0.49, 0.50, 0.52]}}}}},
+        "confidence": {"value_neurons": {"spearman": 0.008, "n": 200}, "next_token_prob": {"spearman": 0.1}},
+        "dopamine": {"status": "ok", "hook": "blocks.3.hook_resid_post",
+                     "corr_with_td_error": {"candidates": -0.036, "random": 0.0, "random_std": 0.013}},
+    }
+
+
+def test_a_pre_registry_summary_is_judged_by_the_same_rules():
+    from reward_circuits.analysis.claims import evidence_from_summary
+
+    by_id = {r.id: r for r in verdict(evidence_from_summary(planted_summary(surface_low=0.02)))}
+    assert by_id["srs.value_probe_auc"].verdict == "reproduces"
+    assert by_id["srs.value_probe_beats_surface"].verdict == "reproduces"
+    ablation = by_id["srs.ablation_vs_random"]  # below all 5 draws: rank p = 1/6, never "reproduces"
+    assert ablation.p == pytest.approx(1 / 6) and ablation.verdict == "inconclusive" and "rank among 5" in ablation.method
+    assert by_id["srs.dopamine_positive_rpe"].verdict == "does not reproduce"  # signed: below random sets
+    assert by_id["srs.dopamine_positive_rpe"].estimate < 0
+    assert by_id["srs.confidence_v_s0"].verdict == "does not reproduce"  # the paper's 0.47 lies outside the interval
+    assert by_id["srs.sparsity_vs_random_masks"].estimate == pytest.approx(0.05)
+    # the same run with a probe that does not beat the bag-of-tokens surface: its neurons are not read
+    gated = {r.id: r for r in verdict(evidence_from_summary(planted_summary(surface_low=-0.08)))}
+    for cid in ("srs.ablation_vs_random", "srs.dopamine_positive_rpe", "srs.sparsity_vs_unpruned", "srs.cross_task_iou"):
+        assert gated[cid].verdict == "premise not met", cid
+    assert gated["srs.confidence_v_s0"].verdict == "does not reproduce"  # not a neuron claim: judged anyway
