@@ -18,10 +18,18 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from ..resampling import rank_vs_draws
+from scipy import stats
+
+from ..resampling import SignedTest, rank_vs_draws
 from .verdicts import Evidence
 
 Builder = Callable[[dict], list[Evidence]]
+
+
+def _signed(d: dict) -> SignedTest:
+    """A :class:`~reward_circuits.analysis.resampling.SignedTest` back from its ``to_dict`` (None → NaN)."""
+    return SignedTest(**{k: (math.nan if v is None and k in ("estimate", "low", "high", "p_greater", "p_less") else v)
+                         for k, v in d.items()})
 
 
 def _iv(d: dict) -> tuple[float, float]:
@@ -63,7 +71,7 @@ def sparsity_evidence(summary: dict) -> list[Evidence]:
     v = summary["value"]
     l1, rnd, sd = v["prune_curve"], v["prune_curve_random"], v["prune_curve_random_std"]
     ratio = "0.99"
-    k = 2 if (v.get("config") or {}).get("quick") else 5  # random masks per ratio (value_steps)
+    k = 2 if (summary.get("config") or {}).get("quick") else 5  # random masks per ratio (value_steps)
     scope, auc = f"layer {v['best_layer']}", v["auc_by_layer_ci"][str(v["best_layer"])]
     se_auc = (auc["high"] - auc["low"]) / 3.92
     drop = l1[ratio] - l1["0"]
@@ -72,8 +80,8 @@ def sparsity_evidence(summary: dict) -> list[Evidence]:
                                   "(no replicates kept); normal approximation", scope=scope)]
     if sd.get(ratio) is not None and k > 1:
         se = sd[ratio] * math.sqrt(k / (k - 1)) * math.sqrt(1 + 1 / k)  # one set vs the mean of k (std was ddof 0)
-        est = l1[ratio] - rnd[ratio]
-        out.append(Evidence.from_interval("srs.sparsity_vs_random_masks", est, (est - 2.776 * se, est + 2.776 * se), k,
+        est, q = l1[ratio] - rnd[ratio], float(stats.t.ppf(0.975, k - 1))
+        out.append(Evidence.from_interval("srs.sparsity_vs_random_masks", est, (est - q * se, est + q * se), k,
                                           "random masks", f"t test of the pruned AUC against {k} random masks "
                                           f"({k - 1} df)", scope=scope, df=k - 1))
     return out
@@ -82,9 +90,7 @@ def sparsity_evidence(summary: dict) -> list[Evidence]:
 def _control_evidence(claim_id: str, value_acc: float, control: dict, scope: str) -> Evidence:
     """Value set vs one control kind: the hierarchical test when kept, else the rank among the draws."""
     if control.get("vs_draws"):
-        t = control["vs_draws"]
-        return Evidence.from_interval(claim_id, t["estimate"], (t["low"], t["high"]), t["n"], t["unit"], t["method"],
-                                      scope=scope, df=t.get("df"))
+        return Evidence.from_test(claim_id, _signed(control["vs_draws"]), scope=scope)
     return Evidence.from_test(claim_id, rank_vs_draws(value_acc, control["accuracies"]), scope=scope)
 
 
@@ -163,8 +169,20 @@ def dopamine_evidence(summary: dict) -> list[Evidence]:
                                          f"{(d.get('auc_surprise') or {}).get('candidates', math.nan) if isinstance(d.get('auc_surprise'), dict) else d.get('auc_surprise')}")]
 
 
+def length_control_evidence(summary: dict) -> list[Evidence]:
+    """The dopamine and value correlations with position and tokens-to-end partialled out."""
+    d = summary["dopamine"]
+    lc, scope = d["metrics"]["length_control"], layer_of(d.get("hook", ""))
+    out = []
+    for claim_id, key in (("srs.dopamine_survives_length", "dopamine"), ("srs.value_survives_length", "value")):
+        raw = lc[key]["raw"]
+        out.append(Evidence.from_test(claim_id, _signed(lc[key]["controlled"]), scope=scope,
+                                      notes=f"raw r {raw['estimate']:.3g} [{raw['low']:.3g}, {raw['high']:.3g}]"))
+    return out
+
+
 BUILDERS: tuple[Builder, ...] = (value_evidence, sparsity_evidence, ablation_evidence, final_reward_and_transfer_evidence,
-                                 iou_evidence, confidence_evidence, dopamine_evidence)
+                                 iou_evidence, confidence_evidence, dopamine_evidence, length_control_evidence)
 
 
 def evidence_from_summary(summary: dict, builders: tuple[Builder, ...] = BUILDERS) -> list[Evidence]:
