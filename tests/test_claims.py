@@ -275,3 +275,21 @@ def test_a_pre_registry_summary_is_judged_by_the_same_rules():
     for cid in ("srs.ablation_vs_random", "srs.dopamine_positive_rpe", "srs.sparsity_vs_unpruned", "srs.cross_task_iou"):
         assert gated[cid].verdict == "premise not met", cid
     assert gated["srs.confidence_v_s0"].verdict == "does not reproduce"  # not a neuron claim: judged anyway
+
+
+def test_study_summaries_with_few_experiments_get_a_t_reference_not_their_bootstrap_p():
+    from reward_circuits.analysis.claims import evidence_from_summary
+
+    iv = {"estimate": 0.33, "low": 0.04, "high": 0.62, "n": 6, "level": 0.95}  # a percentile interval on 6 experiments
+    task = {"n_experiments": 6, "model_minus_random": iv, "model_minus_random_p": 0.046, "layers": [{"layer": 3}]}
+    (ev,) = evidence_from_summary({"sae_td": {"tasks": {"grid": task}}})
+    assert ev.claim_id == "sae_td.learns_in_context" and ev.df == 5 and "t reference" in ev.method
+    assert ev.p > 0.046 / 2 and ev.interval[0] < 0  # wider than the percentile interval: no longer excludes 0
+    (r,) = verdict([ev])
+    assert r.verdict == "inconclusive"
+    # events of 6 experiments are not 71 independent units: the TD-latent interval is widened to the experiments
+    layer = {"layer": 3, "td_error": {"sae_minus_raw": {"estimate": 0.1, "low": 0.02, "high": 0.18, "n": 71}}}
+    task_ok = {**task, "model_minus_random": {**iv, "low": 0.3, "high": 0.36}, "layers": [layer]}
+    evs = evidence_from_summary({"sae_td": {"tasks": {"grid": task_ok}}})
+    td = next(e for e in evs if e.claim_id == "sae_td.latent_td_vs_raw")
+    assert td.n == 6 and td.interval[1] - td.interval[0] > 3 * 0.16

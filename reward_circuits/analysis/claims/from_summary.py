@@ -1,6 +1,8 @@
 """Evidence for the Sparse Reward Subsystem claims from the main job's ``summary.json`` (its value,
 ablation, confidence and dopamine sections), so a run, resumed or not, and a committed summary get
 the same verdicts. Each builder reads one section; a section a run did not write gives no evidence.
+The other studies' summaries (sae-td, irm, yfpo, applications) go through
+:mod:`~reward_circuits.analysis.claims.study_evidence`, called from here too.
 
 What a summary holds sets the test, and the method says which:
 
@@ -21,6 +23,7 @@ from typing import Callable
 from scipy import stats
 
 from ..resampling import SignedTest, rank_vs_draws
+from .study_evidence import STUDY_BUILDERS
 from .verdicts import Evidence
 
 Builder = Callable[[dict], list[Evidence]]
@@ -182,7 +185,8 @@ def length_control_evidence(summary: dict) -> list[Evidence]:
 
 
 BUILDERS: tuple[Builder, ...] = (value_evidence, sparsity_evidence, ablation_evidence, final_reward_and_transfer_evidence,
-                                 iou_evidence, confidence_evidence, dopamine_evidence, length_control_evidence)
+                                 iou_evidence, confidence_evidence, dopamine_evidence, length_control_evidence,
+                                 *STUDY_BUILDERS)
 
 
 def evidence_from_summary(summary: dict, builders: tuple[Builder, ...] = BUILDERS) -> list[Evidence]:
