@@ -240,6 +240,9 @@ def _judge(evidence: list[Evidence], alpha: float) -> tuple[dict[int, _Judged], 
             families.setdefault(claim.family, []).append((i, ev, claim))
         for items in families.values():
             judged.update(_judge_family(items, alpha))
+            for i, ev, _ in items:
+                if ev.premise_met is None and (missing := _unmeasured_premises(ev, evidence)):
+                    judged[i].note = (judged[i].note + f" premise not measured here: {', '.join(missing)}.").strip()
             sizes.update({i: sum(math.isfinite(e.p) for _, e, _ in items) for i, _, _ in items})
     return judged, sizes
 
@@ -251,6 +254,10 @@ def _premise_evidence(ev: Evidence, premise: str, evidence: list[Evidence]) -> l
     same = [i for i in found if evidence[i].scope and (ev.scope == evidence[i].scope
                                                        or ev.scope.startswith(evidence[i].scope + ","))]
     return same or [i for i in found if not evidence[i].scope]
+
+
+def _unmeasured_premises(ev: Evidence, evidence: list[Evidence]) -> list[str]:
+    return [p for p in REGISTRY[ev.claim_id].premise if not _premise_evidence(ev, p, evidence)]
 
 
 def _premises_met(ev: Evidence, evidence: list[Evidence], judged: dict[int, _Judged]) -> bool:
