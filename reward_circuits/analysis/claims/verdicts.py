@@ -32,6 +32,8 @@ from scipy import stats
 
 from ...io import nan_to_none
 from ..resampling import SignedTest
+from ..stats import Interval
+from ..stats import verdict as interval_verdict
 from .registry import REGISTRY, Claim
 
 ALPHA = 0.025  # one-sided, per direction
@@ -185,8 +187,12 @@ def _one_sided_scale(ev: Evidence, claim: Claim) -> float:
 
 
 def _opposite_by_interval(ev: Evidence, claim: Claim) -> bool:
-    lo, hi = ev.interval
-    return (claim.direction == "greater" and hi < claim.null) or (claim.direction == "less" and lo > claim.null)
+    """The interval lies wholly on the other side of the null: the package's interval verdict
+    (:func:`~reward_circuits.analysis.stats.verdict`) says "does not reproduce"."""
+    if claim.direction == "two-sided" or not all(map(math.isfinite, ev.interval)):
+        return False
+    iv = Interval(ev.estimate, ev.interval[0], ev.interval[1], ev.n)
+    return interval_verdict(iv, 1 if claim.direction == "greater" else -1, claim.null) == "does not reproduce"
 
 
 def _excludes_paper_effect(ev: Evidence, claim: Claim) -> bool:
