@@ -117,12 +117,14 @@ def final_reward_and_transfer_evidence(summary: dict) -> list[Evidence]:
                                               d["n"], "examples", "paired bootstrap over examples (two-sided p, halved)",
                                               scope=f"layer {layer}", p_two_sided=e.get("p_value")))
     for name, e in (a.get("transfer") or {}).items():
-        d = e.get("minus_random")
-        if d:
+        d, scope = e.get("minus_random"), f"{layer_of(e.get('hook_name', ''))}, {name}"
+        if e.get("vs_draws"):
+            out.append(Evidence.from_test("srs.transfer", _signed(e["vs_draws"]), scope=scope))
+        elif d:
             out.append(Evidence.from_interval(
                 "srs.transfer", d["estimate"], _iv(d), d["n"], "examples",
                 "paired bootstrap over examples against the mean of the random draws (the draws' own spread is not "
-                "in this interval)", scope=f"{layer_of(e.get('hook_name', ''))}, {name}", p_two_sided=e.get("p_value")))
+                "in this interval)", scope=scope, p_two_sided=e.get("p_value")))
     return out
 
 
