@@ -107,6 +107,26 @@ def ablation_evidence(summary: dict) -> list[Evidence]:
     return out
 
 
+def dose_evidence(summary: dict) -> list[Evidence]:
+    """Per ablation mode and control kind: the value-ranked shares' accuracy averaged over the
+    doses, ranked among the random draws averaged alike (draw j at every dose). The main job draws
+    one set per dose: p ≥ 1/2, and the notes say what would test it."""
+    d, out = summary["ablation"]["dose_response"], []
+    scope = f"layer {d['layer']}" if d.get("layer") is not None else layer_of(d.get("hook", ""))
+    doses = ", ".join(f"{f:g}" for f in d["fractions"])
+    for mode, curve in d["curves"].items():
+        for kind in ("random", "matched"):
+            draws = curve.get(f"{kind}_accs") or []
+            k = min((len(a) for a in draws), default=0)
+            if k == 0 or len(draws) != len(curve["value_acc"]):
+                continue
+            per_draw = [sum(a[j] for a in draws) / len(draws) for j in range(k)]
+            value = sum(curve["value_acc"]) / len(curve["value_acc"])
+            out.append(Evidence.from_test("srs.dose_response", rank_vs_draws(value, per_draw),
+                                          scope=f"{scope}, {mode}, {kind}", notes=f"mean over doses {doses}"))
+    return out
+
+
 def final_reward_and_transfer_evidence(summary: dict) -> list[Evidence]:
     """TD-probe vs final-reward-probe neurons (paired over examples) and transfer vs random sets."""
     a, out = summary["ablation"], []
@@ -186,7 +206,8 @@ def length_control_evidence(summary: dict) -> list[Evidence]:
     return out
 
 
-BUILDERS: tuple[Builder, ...] = (value_evidence, sparsity_evidence, ablation_evidence, final_reward_and_transfer_evidence,
+BUILDERS: tuple[Builder, ...] = (value_evidence, sparsity_evidence, ablation_evidence, dose_evidence,
+                                 final_reward_and_transfer_evidence,
                                  iou_evidence, confidence_evidence, dopamine_evidence, length_control_evidence,
                                  *STUDY_BUILDERS)
 

@@ -203,11 +203,20 @@ def _excludes_paper_effect(ev: Evidence, claim: Claim) -> bool:
     return hi < target if claim.direction == "greater" else lo > target
 
 
+def _testable(ev: Evidence, alpha: float) -> bool:
+    """A test that can reach α at all (a rank among 5 draws cannot: p ≥ 1/6). The others leave the
+    Holm set, as in Tarone's procedure for discrete tests: they can never be rejected, so counting
+    them would only cost the family's other claims power."""
+    return math.isfinite(ev.p) and ev.min_p <= alpha
+
+
 def _judge_family(items: list[tuple[int, Evidence, Claim]], alpha: float) -> dict[int, _Judged]:
     """Holm within one family, on the claim's direction and on the opposite one."""
+    out = {i: _Judged("inconclusive", math.nan, "left out of the Holm set: its smallest attainable p exceeds α.")
+           for i, ev, _ in items if math.isfinite(ev.p) and not _testable(ev, alpha)}
+    items = [x for x in items if x[0] not in out]
     adj = holm([_one_sided_scale(ev, c) for _, ev, c in items])
     adj_opp = holm([np.nan if ev.p_opposite is None else ev.p_opposite for _, ev, _ in items])
-    out = {}
     for (i, ev, claim), pa, po in zip(items, adj, adj_opp):
         if pa <= alpha:
             out[i] = _Judged("reproduces", float(pa))
@@ -249,7 +258,7 @@ def _judge(evidence: list[Evidence], alpha: float) -> tuple[dict[int, _Judged], 
             for i, ev, _ in items:
                 if ev.premise_met is None and (missing := _unmeasured_premises(ev, evidence)):
                     judged[i].note = (judged[i].note + f" premise not measured here: {', '.join(missing)}.").strip()
-            sizes.update({i: sum(math.isfinite(e.p) for _, e, _ in items) for i, _, _ in items})
+            sizes.update({i: sum(_testable(e, alpha) for _, e, _ in items) for i, _, _ in items})
     return judged, sizes
 
 
