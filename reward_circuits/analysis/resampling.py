@@ -55,6 +55,7 @@ class SignedTest:
     se: float | None = None
     df: float | None = None
     notes: str = ""
+    min_p: float = 0.0  # the smallest p the method can give (a rank among k draws: 1/(k+1))
 
     def p(self, direction: str) -> float:
         """The p-value of the claim's ``direction``: "greater", "less" or "two-sided"."""
@@ -146,7 +147,7 @@ def rank_vs_draws(observed: float, draws: Sequence[float], unit: str = "random d
     note = "" if k >= MIN_RANK_DRAWS else f"only {k} draws: the smallest attainable p is 1/{k + 1} = {1 / (k + 1):.3f}."
     return SignedTest(float(observed - d.mean()), float(lo), float(hi), k, unit, float(p_g), float(p_l),
                       f"rank among {k} random draws, p = (1 + #at least as extreme)/(k + 1)",
-                      float(d.std(ddof=1)) if k > 1 else None, None, note)
+                      float(d.std(ddof=1)) if k > 1 else None, None, note, 1 / (k + 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +171,8 @@ def sign_flip_test(values: Float[np.ndarray, " n"], null: float = 0.0, unit: str
     t = _t_test_from_se(float(v.mean()), se, v.size - 1, v.size, unit, "")
     return SignedTest(t.estimate + null, t.low + null, t.high + null, v.size, unit, float(res["greater"]), float(res["less"]),
                       f"{'exact' if exact else 'Monte Carlo'} sign-flip permutation test ({v.size} {unit} < "
-                      f"{MIN_BOOTSTRAP_UNITS}: no percentile bootstrap); t interval", se, v.size - 1)
+                      f"{MIN_BOOTSTRAP_UNITS}: no percentile bootstrap); t interval", se, v.size - 1,
+                      min_p=2.0 ** -v.size if exact else 0.0)
 
 
 def paired_mean_test(values: Float[np.ndarray, " n"], null: float = 0.0, unit: str = "units",

@@ -81,7 +81,7 @@ class Evidence:
         claim's estimand minus its ``null``: the claim's direction picks the p-values."""
         claim = REGISTRY[claim_id]
         opposite = {"greater": "less", "less": "greater"}.get(claim.direction)
-        min_p = (1 / (test.n + 1)) if test.method.startswith("rank among") else 0.0
+        min_p = test.min_p
         return cls(claim_id, test.estimate, (test.low, test.high), test.n, test.unit, test.p(claim.direction),
                    test.method, " ".join(x for x in (test.notes, notes) if x), premise_met,
                    test.p(opposite) if opposite else None, test.se, test.df, min_p, scope)
@@ -197,7 +197,7 @@ def _opposite_by_interval(ev: Evidence, claim: Claim) -> bool:
 
 def _excludes_paper_effect(ev: Evidence, claim: Claim) -> bool:
     """The interval excludes the paper's own effect (not for a rank test: its range is the draws' spread)."""
-    if claim.paper_effect is None or claim.direction == "two-sided" or ev.min_p > 0:
+    if claim.paper_effect is None or claim.direction == "two-sided" or ev.method.startswith("rank among"):
         return False
     target, (lo, hi) = claim.null + claim.paper_effect, ev.interval
     return hi < target if claim.direction == "greater" else lo > target
