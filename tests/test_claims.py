@@ -293,3 +293,23 @@ def test_study_summaries_with_few_experiments_get_a_t_reference_not_their_bootst
     evs = evidence_from_summary({"sae_td": {"tasks": {"grid": task_ok}}})
     td = next(e for e in evs if e.claim_id == "sae_td.latent_td_vs_raw")
     assert td.n == 6 and td.interval[1] - td.interval[0] > 3 * 0.16
+
+
+def test_a_study_report_opens_with_its_claims(tmp_path):
+    import json
+
+    from reward_circuits.analysis.claims import open_with_claims
+    from reward_circuits.report import Report, Section
+
+    iv = {"estimate": 0.37, "low": 0.25, "high": 0.48, "n": 90, "level": 0.95}
+    irm = {"reward_difference": {**iv, "estimate": 9.7, "low": 9.5, "high": 9.9, "n": 48}, "reward_difference_p": 0.0,
+           "kendall_tau_interval": iv, "kendall_p": 2.6e-7}
+    report = Report(tmp_path, header={"model": "planted", "command": "irm"})
+    report.add(Section("irm", "IRM", irm))
+    open_with_claims(report)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert [k for k in on_disk if k in ("claims", "irm")] == ["claims", "irm"]
+    by_id = {c["id"]: c for c in on_disk["claims"]}
+    assert by_id["irm.finetune_raises_reward"]["verdict"] == "reproduces"
+    assert by_id["irm.kendall_tau"]["verdict"] == "reproduces"  # its premise (the fine-tune raised the reward) held
+    assert "Claims" in (tmp_path / "report.html").read_text().split("IRM")[0]  # the claims come before the study

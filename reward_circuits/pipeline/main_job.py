@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.claims import claims_section, evidence_from_summary, verdict
+from ..analysis.claims import open_with_claims
 from ..neurons import NeuronSet
 from ..data.capture import build_store
 from ..io import remove_atomic_leftovers
@@ -120,7 +120,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None) -> dict:
     else:
         job.keep_previous("dopamine")
     # the report opens with every registered claim the run measured (the stages' summaries, kept ones included)
-    job.report.add(claims_section(verdict(evidence_from_summary(job.report.summary))), first=True)
+    open_with_claims(job.report)
     timings["total_s"] = time.perf_counter() - t_start
     timings.note("process_cpu_s", time.process_time())  # CPU time of every thread since start: not a stage
     job.report.header.update(timings=timings, wall_time_s=timings["total_s"], peak_rss_mb=timings.peak_rss_mb)

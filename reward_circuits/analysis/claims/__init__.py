@@ -18,10 +18,10 @@ The estimators that produce the evidence live in :mod:`reward_circuits.analysis.
 
 from .from_summary import evidence_from_summary
 from .registry import FAMILIES, NOT_QUOTED, REGISTRY, Claim
-from .render import CLAIMS_KEY, claim_row, claims_section, claims_summary
+from .render import CLAIMS_KEY, claim_row, claims_section, claims_summary, open_with_claims
 from .verdicts import (ALPHA, POWER, VERDICTS, ClaimResult, Evidence, holm, minimum_detectable_effect, n_for_effect,
                        standard_error, verdict)
 
 __all__ = ["Claim", "REGISTRY", "FAMILIES", "NOT_QUOTED", "Evidence", "ClaimResult", "verdict", "holm",
            "minimum_detectable_effect", "n_for_effect", "standard_error", "claims_section", "claims_summary",
-           "claim_row", "CLAIMS_KEY", "ALPHA", "POWER", "VERDICTS", "evidence_from_summary"]
+           "claim_row", "open_with_claims", "CLAIMS_KEY", "ALPHA", "POWER", "VERDICTS", "evidence_from_summary"]

@@ -50,3 +50,14 @@ def claims_section(results: Sequence[ClaimResult], key: str = CLAIMS_KEY) -> Sec
     notes += [f"{r.id} ({r.scope or 'run'}): {r.method}. {r.notes}".strip() for r in results]
     table = Table("Claims and verdicts", list(TABLE_COLUMNS), [claim_row(r) for r in results])
     return Section(key, "Claims", claims_summary(results), [table], [], notes)
+
+
+def open_with_claims(report) -> Section:
+    """Judge every claim ``report``'s summary holds evidence for and put the claims section first
+    (``report``: a :class:`~reward_circuits.report.Report`; its summary is what the run wrote so far)."""
+    from .from_summary import evidence_from_summary  # below render in the package, imported on use
+    from .verdicts import verdict
+
+    section = claims_section(verdict(evidence_from_summary(report.summary)))
+    report.add(section, first=True)
+    return section
