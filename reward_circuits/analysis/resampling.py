@@ -75,10 +75,9 @@ def _t_test_from_se(estimate: float, se: float, df: float | None, n: int, unit: 
                     level: float = 0.95, notes: str = "") -> SignedTest:
     """A :class:`SignedTest` from an estimate and its standard error (t reference with ``df``, or normal)."""
     ref = stats.t(df) if df is not None else stats.norm()
-    if not (se > 0 and math.isfinite(se)):
-        same = 0.5 if estimate == 0 else (0.0 if estimate > 0 else 1.0)
-        return SignedTest(estimate, estimate, estimate, n, unit, same, 1.0 - same if estimate != 0 else 0.5, method,
-                          se, df, (notes + " zero spread: the p-values are degenerate.").strip())
+    if not (se > 0 and math.isfinite(se)):  # no spread to test against: no p (the verdict is inconclusive)
+        return SignedTest(float(estimate), float(estimate), float(estimate), int(n), unit, math.nan, math.nan, method,
+                          None, df, (notes + " zero spread: no test.").strip())
     z = estimate / se
     half = float(ref.ppf(0.5 + level / 2)) * se
     return SignedTest(float(estimate), float(estimate - half), float(estimate + half), int(n), unit,
