@@ -253,8 +253,10 @@ def planted_summary(surface_low: float) -> dict:
         "ablation": {"controlled_ablation": {"3": {"value_accuracy": iv(0.40, 0.33, 0.47, 200), "controls": {
             "uniform": {"accuracies": [0.45, 0.47, 0.49, 0.50, 0.52]}}}}},
         "confidence": {"value_neurons": {"spearman": 0.008, "n": 200}, "next_token_prob": {"spearman": 0.1}},
-        "dopamine": {"status": "ok", "hook": "blocks.3.hook_resid_post",
-                     "corr_with_td_error": {"candidates": -0.036, "random": 0.0, "random_std": 0.013}},
+        "dopamine": {"status": "ok", "hook": "blocks.3.hook_resid_post", "value_hook": "blocks.3.hook_resid_post",
+                     "corr_with_td_error": {"candidates": -0.036, "random": 0.0, "random_std": 0.013},
+                     "causal": {"hook": "blocks.3.hook_resid_post", "dopamine": {"td_mean_abs_change": 0.05},
+                                "random": [{"td_mean_abs_change": x} for x in np.linspace(0.01, 0.03, 39)]}},
     }
 
 
@@ -270,6 +272,8 @@ def test_a_pre_registry_summary_is_judged_by_the_same_rules():
     assert by_id["srs.dopamine_positive_rpe"].estimate < 0
     assert by_id["srs.confidence_v_s0"].verdict == "does not reproduce"  # the paper's 0.47 lies outside the interval
     assert by_id["srs.sparsity_vs_random_masks"].estimate == pytest.approx(0.05)
+    # above all 39 random draws, but the value probe reads the ablated hook: the trace change is a read-out
+    assert by_id["srs.dopamine_causal_trace"].verdict == "premise not met" and by_id["srs.dopamine_causal_trace"].p == 0.025
     # the same run with a probe that does not beat the bag-of-tokens surface: its neurons are not read
     gated = {r.id: r for r in verdict(evidence_from_summary(planted_summary(surface_low=-0.08)))}
     for cid in ("srs.ablation_vs_random", "srs.dopamine_positive_rpe", "srs.sparsity_vs_unpruned", "srs.cross_task_iou"):

@@ -194,6 +194,23 @@ def dopamine_evidence(summary: dict) -> list[Evidence]:
                                          f"{(d.get('auc_surprise') or {}).get('candidates', math.nan) if isinstance(d.get('auc_surprise'), dict) else d.get('auc_surprise')}")]
 
 
+def dopamine_causal_evidence(summary: dict) -> list[Evidence]:
+    """The TD-trace change under the dopamine ablation, ranked among each random-control kind's
+    draws; premise not met where the value probe reads the ablated hook (a direct read-out)."""
+    d = summary["dopamine"]
+    c = d["causal"]
+    read_out = c.get("hook") == d.get("value_hook")
+    out = []
+    for kind in ("random", "matched"):
+        draws = [x["td_mean_abs_change"] for x in c.get(kind) or []]
+        if draws:
+            out.append(Evidence.from_test(
+                "srs.dopamine_causal_trace", rank_vs_draws(c["dopamine"]["td_mean_abs_change"], draws),
+                scope=f"{layer_of(c.get('hook', ''))}, {kind}", premise_met=False if read_out else None,
+                notes="the value probe reads the ablated hook: the trace change is a direct read-out." if read_out else ""))
+    return out
+
+
 def length_control_evidence(summary: dict) -> list[Evidence]:
     """The dopamine and value correlations with position and tokens-to-end partialled out."""
     d = summary["dopamine"]
@@ -208,7 +225,8 @@ def length_control_evidence(summary: dict) -> list[Evidence]:
 
 BUILDERS: tuple[Builder, ...] = (value_evidence, sparsity_evidence, ablation_evidence, dose_evidence,
                                  final_reward_and_transfer_evidence,
-                                 iou_evidence, confidence_evidence, dopamine_evidence, length_control_evidence,
+                                 iou_evidence, confidence_evidence, dopamine_evidence, dopamine_causal_evidence,
+                                 length_control_evidence,
                                  *STUDY_BUILDERS)
 
 
