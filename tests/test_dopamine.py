@@ -229,6 +229,8 @@ def test_planted_dopamine_dim_ranks_first_and_beats_baselines(planted):
     assert m.permutation.null_q99 < m.permutation.observed
     assert r.p_abs_vs_random < 0.01  # no random set of the hook tracks δ as well
     assert 0.4 < r.mean_auc_surprise < 0.6
+    lc = m.length_control["dopamine"]  # the planted δ tracking is no length effect: it survives the length control
+    assert lc["controlled"]["estimate"] > 0.2 and lc["controlled"]["p_greater"] < 0.01, lc
     # AUC recomputed by hand: δ dim at the largest-positive-δ token of held-out positive surprises vs
     # at the most-negative-δ token of held-out negative surprises
     # (every candidate, so unsaturated AUCs of noise dims are checked too)

@@ -39,6 +39,15 @@ def test_main_job_writes_every_section_and_embeds_every_figure(tl_adapter, tmp_p
     assert value["best_layer"] in layers  # the ablation covers the layer the value stage chose
     assert on_disk["dopamine"]["values"] == "cross-fitted, 5 folds"
     assert on_disk["wall_time_s"] > 0
+    # the report opens with the claims the run measured, each with a verdict of the registry's four
+    claims = on_disk["claims"]
+    assert [k for k in on_disk if k in ("claims", "rollouts")] == ["claims", "rollouts"]
+    measured = {"srs.value_probe_auc", "srs.ablation_vs_random"} | (
+        {"srs.dopamine_positive_rpe"} if on_disk["dopamine"].get("status") == "ok" else set())
+    assert {c["id"] for c in claims} >= measured, on_disk["dopamine"].get("status")
+    assert all(c["verdict"] in ("reproduces", "does not reproduce", "inconclusive", "premise not met") for c in claims)
+    ablation_claims = [c for c in claims if c["id"] == "srs.ablation_vs_random"]
+    assert all("hierarchical bootstrap" in c["method"] for c in ablation_claims)  # draws and examples resampled
 
     html = (tmp_path / "run" / "report.html").read_text()
     assert "missing figure" not in html

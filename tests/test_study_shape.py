@@ -82,7 +82,7 @@ def test_the_main_job_alone_writes_no_report_and_its_result_is_the_report(tmp_pa
     monkeypatch.setattr(main_job, "get_task", parity_task)
     cfg = dict(tasks=("a",), limit=24, max_new_tokens=6, batch_size=16, stages=("rollouts", "store"), quick=True)
     alone = main_job.run(RunConfig(out=str(tmp_path / "alone"), **cfg), adapter=tl_adapter)
-    assert isinstance(alone, RunResult) and [s.key for s in alone.to_sections()] == ["rollouts"]
+    assert isinstance(alone, RunResult) and [s.key for s in alone.to_sections()] == ["claims", "rollouts"]  # claims first
     assert not (tmp_path / "alone" / "summary.json").exists() and not (tmp_path / "alone" / "report.html").exists()
     reported = run_and_report(RunConfig(out=str(tmp_path / "reported"), **cfg), adapter=tl_adapter)
     on_disk = json.loads((tmp_path / "reported" / "summary.json").read_text())

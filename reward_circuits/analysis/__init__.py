@@ -15,6 +15,10 @@
 - :mod:`.causal`: the causal studies, run on the intervention engine: ablation (value vs random sets),
   dose-response, steering, and the probe's TD trace under an intervention.
 - :mod:`.confidence`: value neurons as a confidence score vs next-token probability and verbalized confidence.
+- :mod:`.resampling`: signed tests for claims (hierarchical bootstrap vs random draws, rank among
+  draws, exact sign flips below 20 units, the length control).
+- :mod:`.claims`: the claim registry of the four papers and ours, :class:`Evidence`, and
+  :func:`reward_circuits.analysis.claims.verdict` (signed, Holm within each family, premises, power).
 
 :class:`NeuronSet`, :func:`iou` and :func:`expected_random_iou` live in :mod:`reward_circuits.neurons`
 (below the intervention engine) and are re-exported here.
@@ -40,6 +44,7 @@ from .pruning import (PruneRetrainOptions, RotationCheckOptions, architecture_ro
 from .splits import TaskSplit, grouped_stratified_folds, grouped_stratified_split, task_split
 from .stats import (Interval, auc_rows, binary_auc, binomial_interval, bootstrap_auc_ci, bootstrap_ci, mcnemar_test, paired_bootstrap_auc_diff,
                     paired_bootstrap_diff, partial_pearson_columns, pearson_columns, rank_by_score, spearman_columns, verdict)
+from .claims import REGISTRY, Claim, ClaimResult, Evidence, claims_section
 from .targets import TARGET_VARIANTS, TargetComparison, TargetComparisonOptions, TargetDifference, compare_targets
 from .td import Transitions, check_batch_structure, monte_carlo_targets, q_learning_td_errors, td_error_traces, td_errors, td_targets
 
@@ -67,6 +72,8 @@ __all__ = [
     # statistics
     "Interval", "binary_auc", "binomial_interval", "bootstrap_ci", "bootstrap_auc_ci", "paired_bootstrap_diff", "paired_bootstrap_auc_diff",
     "mcnemar_test", "verdict",
+    # the claim registry (its verdict function: reward_circuits.analysis.claims.verdict)
+    "Claim", "REGISTRY", "Evidence", "ClaimResult", "claims_section",
     # causal studies on the intervention engine, and confidence
     "ablation_study", "dose_response", "steering_study", "ablation_conditions", "dose_conditions",
     "steering_conditions", "td_trace_under", "traces_of_states", "AblationOptions", "DoseOptions", "SteeringOptions",

@@ -35,6 +35,7 @@ from jaxtyping import Float
 from ..options import options_of
 from ..report import Section, Table
 from ..neurons import iou, random_dims
+from .resampling import SignedTest, hierarchical_vs_random
 from .stats import (
     Interval,
     Verdict,
@@ -211,11 +212,14 @@ class ControlResult:
     mcnemar: list[dict]  # value vs each draw, exact McNemar
     verdict: Verdict  # on "ablating the value set hurts more than this control"
     massive_in_draws: list[list[int]] = field(default_factory=list)
+    # the claim registry's test: examples and draws resampled together (the random sets' own spread counts)
+    vs_draws: SignedTest | None = None
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "draws": self.draws, "accuracies": self.accuracies,
                 "accuracy": self.accuracy.to_dict(), "difference": self.difference.to_dict(), "p_value": self.p_value,
-                "mcnemar": self.mcnemar, "verdict": self.verdict, "massive_in_draws": self.massive_in_draws}
+                "mcnemar": self.mcnemar, "verdict": self.verdict, "massive_in_draws": self.massive_in_draws,
+                "vs_draws": self.vs_draws.to_dict() if self.vs_draws else None}
 
 
 @dataclass
@@ -330,7 +334,8 @@ def score_controls(
             kind=kind, draws=kind_draws, accuracies=out.mean(1).tolist(),
             accuracy=bootstrap_ci(per_example, n_boot=n_boot, seed=seed), difference=diff, p_value=p,
             mcnemar=[mcnemar_test(value_correct, o) for o in out] if binary else [],
-            verdict=verdict(diff, expected_sign=-1), massive_in_draws=[massive.contained_in(dr) for dr in kind_draws])
+            verdict=verdict(diff, expected_sign=-1), massive_in_draws=[massive.contained_in(dr) for dr in kind_draws],
+            vs_draws=hierarchical_vs_random(value_correct, out, n_boot=n_boot, seed=seed) if len(out) > 1 else None)
     return ControlledAblation(
         hook=hook, value_dims=value,
         baseline_accuracy=bootstrap_ci(np.asarray(baseline, dtype=np.float64), n_boot=n_boot, seed=seed) if baseline is not None else None,

@@ -23,6 +23,7 @@ from ..options import options_of
 from .controls import random_subsets
 from .dopamine_controls import MatchedNull, matched_correlation_null, matched_draws
 from .dopamine import PermutationScheme, TraceLookup, event_positions, iter_rollout_acts, check_trace_length
+from .resampling import length_controlled_correlation
 from .stats import (Interval, Verdict, auc_rows, bootstrap_weights, finite_mean, partial_pearson_columns,
                     pearson_columns, percentile_interval, rank_by_score, spearman_columns, verdict)
 
@@ -138,6 +139,9 @@ class DopamineMetrics:
     abs_corr_vs_random: Interval | None = None
     verdict: Verdict | None = None
     matched: MatchedNull | None = None  # the same comparison against magnitude-matched random dims
+    # raw and length-controlled correlations (position and tokens to the end partialled out):
+    # {"dopamine": candidates' mean standardised activation vs δ, "value": V(s_t) vs the reward}
+    length_control: dict | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (NaN and inf become None)."""
@@ -415,7 +419,30 @@ def dopamine_metrics(
         candidate_rank_by_test_pearson=[int(rank_of[j]) for j in candidates],
         top_dims_by_test_pearson=ranked[: min(10, d)].tolist(), candidates_z_vs_random=float(z),
         abs_corr_vs_random=diff, verdict=verdict(diff, expected_sign=1) if diff is not None else None, matched=matched_null,
+        length_control=length_controls(scan, cols.of(candidates), np.asarray(store.rewards, dtype=np.float64), o.seed),
     )
+
+
+def length_controls(scan: _HeldOutScan, columns: Sequence[int], rewards: np.ndarray, seed: int = 0,
+                    n_boot: int = 500) -> dict | None:
+    """The length control of the dopamine and value signals on the held-out states
+    (:func:`~reward_circuits.analysis.resampling.length_controlled_correlation`, cluster bootstrap
+    over rollouts): the candidates' mean standardised activation vs δ, and V(s_t) vs the rollout's
+    reward, each raw and with position and tokens-to-end partialled out. None with < 5 rollouts."""
+    if np.unique(scan.rollout).size < 5:
+        return None
+    ids, inverse, counts = np.unique(scan.rollout, return_inverse=True, return_counts=True)
+    to_end = counts[inverse] - 1 - scan.step
+    ok = np.isfinite(scan.td)
+    acts = scan.acts[:, list(columns)].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (acts - np.nanmean(acts[ok], 0)) / np.nanstd(acts[ok], 0)
+    signal = np.nanmean(np.where(np.isfinite(z), z, np.nan), axis=1) if z.size else np.full(len(scan.td), np.nan)
+    dop = length_controlled_correlation(signal[ok], scan.td[ok], scan.step[ok], to_end[ok], scan.rollout[ok].tolist(),
+                                        n_boot=n_boot, seed=seed)
+    val = length_controlled_correlation(scan.value, rewards[scan.rollout], scan.step, to_end, scan.rollout.tolist(),
+                                        n_boot=n_boot, seed=seed)
+    return {"dopamine": dop.to_dict(), "value": val.to_dict()}
 
 
 def _checked_split(candidates: Sequence[int], test_idx: Sequence[int],

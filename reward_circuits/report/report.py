@@ -35,13 +35,19 @@ class Report:
             out[key] = s.summary
         return out
 
-    def add(self, item) -> None:
-        """Add a :class:`Section`, or a typed stage result (anything with ``to_sections()``), and rewrite both files."""
+    def add(self, item, first: bool = False) -> None:
+        """Add a :class:`Section`, or a typed stage result (anything with ``to_sections()``), and rewrite both files.
+
+        ``first=True`` puts the sections before every other (the claims a report opens with,
+        computed once the stages have run)."""
         sections = item.to_sections() if hasattr(item, "to_sections") else [item]
         for section in sections:
             if not isinstance(section, Section):
                 raise TypeError(f"Report.add takes a Section or a result with to_sections(), got {type(section).__name__}.")
             self.sections[section.key] = section
+        if first:
+            keys = [s.key for s in sections]
+            self.sections = {**{k: self.sections[k] for k in keys}, **{k: v for k, v in self.sections.items() if k not in keys}}
         self.write()
 
     def write(self) -> None:

@@ -26,7 +26,7 @@ class Section:
 
     key: str
     title: str
-    summary: dict
+    summary: dict | list  # a list for a list-valued entry (summary.json's ``claims``)
     tables: list[Table] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -43,6 +43,9 @@ def write_applications_report(cfg: ApplicationsConfig, adapter: ModelAdapter | N
     report = Report(cfg.out, header={"model": adapter.name if adapter else cfg.model, "task": cfg.task,
                                      "wall_time_s": result.timings["total_s"]})
     report.add(result.to_section(cfg.out))
+    from ...analysis.claims import open_with_claims  # imported on use: the CLI starts light
+
+    open_with_claims(report)
     return result
 
 

@@ -27,6 +27,9 @@ def write_irm_report(result: IrmResult) -> Report:
     out = result.config.out
     report = Report(out, header={"model": result.config.model, "command": "irm"})
     report.add(result.to_section(out))
+    from ...analysis.claims import open_with_claims  # imported on use: the CLI starts light
+
+    open_with_claims(report)
     return report
 
 

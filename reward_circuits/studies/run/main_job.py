@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...analysis.claims import claims_section, evidence_from_summary, verdict
 from ...neurons import NeuronSet
 from ...data.capture import build_store
 from ...io import remove_atomic_leftovers
@@ -135,6 +136,11 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None, report: Report | No
         timings["dopamine_s"] = time.perf_counter() - t0
     else:
         job.keep_previous("dopamine")
+    # the result (and the report) opens with every registered claim the run measured (kept stages included)
+    claims = claims_section(verdict(evidence_from_summary(result.to_dict())))
+    result.stages = {"claims": [claims], **{k: v for k, v in result.stages.items() if k != "claims"}}
+    if report is not None:
+        report.add(claims, first=True)
     timings["total_s"] = time.perf_counter() - t_start
     timings.note("process_cpu_s", time.process_time())  # CPU time of every thread since start: not a stage
     result.header.update(timings=timings, wall_time_s=timings["total_s"], peak_rss_mb=timings.peak_rss_mb)

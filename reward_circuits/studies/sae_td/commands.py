@@ -26,6 +26,7 @@ def _sae_td(args) -> int:
 
     import torch
 
+    from ...analysis.claims import open_with_claims
     from ...report import Report
     from .study import run_sae_td
 
@@ -37,6 +38,7 @@ def _sae_td(args) -> int:
         nonlocal report
         report = report or Report(config.out, header={"model": partial.model, "command": "sae-td"})
         report.add(partial.to_section(config.out))
+        open_with_claims(report)
 
     result = run_sae_td(config, on_task=write_report)
     for task in result.tasks:

@@ -17,6 +17,7 @@ def register(sub) -> None:
 
 def _yfpo(args) -> int:
     from ...configs import config_from_args
+    from ...analysis.claims import open_with_claims
     from ...report import Report
     from .config import YFPOConfig
     from .experiment import run_yfpo
@@ -26,6 +27,7 @@ def _yfpo(args) -> int:
     result = run_yfpo(cfg)
     report = Report(cfg.out, header={"model": result.model, "command": "yfpo"})
     report.add(result.to_section(cfg.out))
+    open_with_claims(report)
     print(f"wrote {cfg.out}/summary.json and report.html in {time.perf_counter() - t0:.0f} s")
     for s in result.summaries():
         extra = "" if s.vs_dpo is None else f"  vs DPO {s.vs_dpo.estimate:+.3f} [{s.vs_dpo.low:+.3f}, {s.vs_dpo.high:+.3f}] ({s.verdict_vs_dpo})"
