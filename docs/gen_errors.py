@@ -32,6 +32,7 @@ PAGE = Path(__file__).resolve().parent / "errors.md"
 CASES: list[tuple[str, str, str]] = [
     # ---- models
     ("Models", "unknown backend", 'load_model("default", backend="jax")'),
+    ("Models", "a device that is not a torch device", 'load_model("default", device="gpu")'),
     ("Models", "remote=True on the TransformerLens backend", 'load_model("default", backend="transformer_lens", remote=True)'),
     ("Models", "a model directory that does not exist", 'load_model("./no/such/model")'),
     ("Models", "a directory without config.json", "load_model(tmp + \"/empty_dir\")"),

@@ -7,7 +7,8 @@
 #   DRY_RUN=1 scripts/device_paper.sh             # print the plan, check python / torch / CUDA, run nothing
 #
 # Environment: MODEL (default), DEVICE (cuda), PAPER_S (420: seconds for the paper profile),
-# BENCH_S (150: seconds for the bench), BENCH_ONLY (1,2,7: bench rows), PY (.venv/bin/python, else python3),
+# BENCH_S (150: seconds for the bench), BENCH_ONLY (1,2,7: bench rows; peak-RAM subprocesses are skipped:
+# --no-memory), PY (.venv/bin/python, else python3),
 # EXTRA_RUN_ARGS (more options for `reward-circuits run`).
 #
 # Robust by construction: every part runs under `timeout` (SIGINT, then SIGKILL 30 s later), its exit
@@ -30,7 +31,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMER
 
 # shellcheck disable=SC2206
 RUN_CMD=("$PY" -m reward_circuits.cli run --profile paper --model "$MODEL" --device "$DEVICE" --out "$OUT/paper" $EXTRA_RUN_ARGS)
-BENCH_CMD=("$PY" -m bench --device "$DEVICE" --only "$BENCH_ONLY" --json "$OUT/bench.json")
+BENCH_CMD=("$PY" -m bench --device "$DEVICE" --only "$BENCH_ONLY" --no-memory --json "$OUT/bench.json")
 
 echo "device_paper: model=$MODEL device=$DEVICE out=$OUT (paper ${PAPER_S}s, bench ${BENCH_S}s) at $(date -u +%FT%TZ)"
 echo "  1. ${RUN_CMD[*]}"

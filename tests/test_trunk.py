@@ -189,3 +189,15 @@ def test_nnsight_keeps_todays_path(nn_adapter, monkeypatch):
     conds = {"baseline": [], "l1": [("blocks.1.hook_resid_post", scale([1, 2], 0.5))]}
     out = sweep(nn_adapter, PROMPTS[:3], conds, GenerationConfig(max_new_tokens=4, progress=False))
     assert count.rows == 0 and len(out["l1"].generations) == 3
+
+
+def test_rows_that_stay_after_finishing_keep_todays_tokens(llama4, monkeypatch):
+    """drop_finished=False: finished rows stay in the batch fed with padding; groups fork on it."""
+    conds = _conditions(llama4.d_model, llama4.d_mlp)
+    cfg = GenerationConfig(max_new_tokens=10, progress=False, stop_strings=("q",), drop_finished=False)
+    count = _Count(monkeypatch)
+    shared = sweep(llama4, PROMPTS, conds, cfg, sweep_config=SweepConfig(refill=False))
+    assert count.computed < count.rows
+    today = sweep(llama4, PROMPTS, conds, cfg, sweep_config=SweepConfig(refill=False, share_trunk=False))
+    assert _tokens(shared) == _tokens(today)
+    assert min(len(r) for rows in _tokens(shared).values() for r in rows) < 10
