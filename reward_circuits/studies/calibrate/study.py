@@ -17,6 +17,7 @@ from ...data import generate_rollouts
 from ...models import GenerationConfig, load_model
 from ...report import Section, Table, new_figure, save_figure
 from ...tasks import Task, distinct_prompts, get_task
+from ...tasks.base import FEW_SHOT_STOP
 from .config import CalibrateConfig
 
 
@@ -119,7 +120,10 @@ def _level_task(spec: str, cfg: CalibrateConfig) -> tuple[Task, int | None]:
 def _measure(adapter, spec: str, cfg: CalibrateConfig) -> LevelAccuracy:
     t0 = time.perf_counter()
     task, promised = _level_task(spec, cfg)
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress)
+    # a base model prompted few-shot goes on to write the next question: stop there (as the main job does)
+    few_shot = getattr(adapter.tokenizer, "chat_template", None) is None
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress,
+                           stop_strings=(FEW_SHOT_STOP,) if few_shot else ())  # fmt: skip
     rollouts = generate_rollouts(adapter, task, gen)
     correct = int(sum(r.reward for r in rollouts))
     acc = binomial_interval(correct, len(rollouts), level=cfg.confidence, method=cfg.interval)
