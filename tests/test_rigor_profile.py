@@ -78,7 +78,7 @@ def test_default_job_sizing_options():
 
 def test_the_default_job_sizes_its_headline_to_decide():
     """Power issue: the default job's held-out AUC interval at the chosen layer is at most +-0.08 on the
-    default model (arithmetic:1 accuracy 0.36 by `reward-circuits calibrate`, an AUC near 0.6), where
+    default model (word_problems:0 accuracy 0.36 by `reward-circuits calibrate`, an AUC near 0.6), where
     200 rollouts gave 0.616 [0.429, 0.774] on n = 47; the second task and --quick keep --limit."""
     cfg = RunConfig()
     n_test = round(cfg.limit_of(cfg.tasks[0]) * cfg.test_fraction)
@@ -88,7 +88,7 @@ def test_the_default_job_sizes_its_headline_to_decide():
     se = ((auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n2 - 1) * (q2 - auc**2)) / (n1 * n2)) ** 0.5
     assert 1.96 * se <= 0.08, (n_test, 1.96 * se)
     assert cfg.limit_of(cfg.tasks[1]) == cfg.limit == 200
-    assert RunConfig(quick=True).limit_of("arithmetic:1") == 40
+    assert RunConfig(quick=True).limit_of("word_problems:0") == 40 and RunConfig(quick=True).test_fraction == 0.3
     assert RunConfig(profile="paper").limit_of("word_problems:0") == 1000
     with pytest.raises(ValueError, match="primary-limit"):
         RunConfig(primary_limit=2)
