@@ -112,6 +112,12 @@ def steering_section(run: InterventionRun, steer: dict | None) -> Section:
              "prompt's last token under the intervention (capture sees the post-intervention activation)."]
     if run.probe is None:
         notes.append("No probe given: value shifts are undefined.")
+    vs = steer.get("vs_random")
+    if vs:
+        notes.append(f"Control: {vs['n_draws']} {vs['kind'].replace('_', '-')} random sets of the same size scaled by "
+                     f"the factors {', '.join(vs['factors'])} in the same sweep; accuracy (value set / random sets): "
+                     + "; ".join(f"x{k} {e['value_acc']:.3f} / {', '.join(f'{a:.3f}' for a in e['random_accs'])}"
+                                 for k, e in vs["factors"].items()) + ".")
     return Section("steering", "Steering (amplifying) value neurons", nan_to_none(steer),
                    [Table("Accuracy and value shift per factor", ["factor", "accuracy", "mean V(s_0)", "mean ΔV(s_0)"], rows)],
                    [plot_steering(steer, run.out)], notes)

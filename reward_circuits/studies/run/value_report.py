@@ -139,6 +139,8 @@ def value_summary(inp: ValueStageInputs, fit: LayerFit, found: ValueFindings) ->
         "iou_random_baseline_magnitude_matched": across.iou_random_matched,
         "pooled": pooled.pooled.to_dict(key_of) if pooled.pooled else None,
         "pooled_reason": pooled.reason,
+        "iou_across_tasks_over_seeds": found.iou_seeds,
+        "length_control": found.length_control,
         "iou_same_data_other_seed": ({rkey(r): v[0] for r, v in robust.iou_seed_curve.items()} if robust.iou_seed_curve else None),
         "td_vs_final_reward": found.targets.td_vs_mc,
         "surface_baseline_auc": surface.surface,
