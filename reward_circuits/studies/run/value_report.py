@@ -224,6 +224,13 @@ def value_notes(inp: ValueStageInputs, fit: LayerFit, found: ValueFindings) -> l
     else:
         notes.append("The second-store probe uses seed+1 so that a shared initialisation cannot inflate the IoU; "
                      "compare with the same-data/other-seed IoU.")
+    seeds = found.iou_seeds
+    if seeds:
+        t = seeds["vs_random"]
+        notes.append(f"IoU across tasks at the best layer over {len(seeds['seeds'])} probe seed pairs {seeds['seeds']} "
+                     f"(top {seeds['n_kept']} dims): {', '.join(f'{x:.3g}' for x in seeds['iou'])} vs random "
+                     f"{seeds['random']:.3g}; mean − random {t['estimate']:+.3g} [{t['low']:.3g}, {t['high']:.3g}], "
+                     f"p {t['p_greater']:.3g} ({t['method']}).")
     rot_gap = rot["auc_pruned_original"] - rot["auc_pruned_rotated"]
     notes.append(
         f"Rotation check: AUC {rot['auc_original']:.3f} → {rot['auc_rotated']:.3f} after rotation; at 99% pruning "
