@@ -332,6 +332,10 @@ def test_stage_on_planted_store(tmp_path):
         assert name in section.figures
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert NeuronSet.load(out / s["neurons_file"]).indices == s["top_neurons"]
+    from reward_circuits.analysis.claims import evidence_from_summary  # the stage's layout reaches the claims
+
+    assert {e.claim_id for e in evidence_from_summary({"dopamine": s})} >= {
+        "srs.dopamine_positive_rpe", "srs.dopamine_survives_length", "srs.value_survives_length"}
     assert section.tables and all(len(row) == len(t.columns) for t in section.tables for row in t.rows)
     report = Report(out)
     report.add(section)

@@ -6,6 +6,7 @@ import re
 import pytest
 
 import reward_circuits.studies.run.main_job as pipeline
+from reward_circuits.io import relative_paths
 from reward_circuits.studies.run import RunConfig, run_and_report as run
 from reward_circuits.tasks import Example, Task
 
@@ -25,7 +26,8 @@ def test_main_job_writes_every_section_and_embeds_every_figure(tl_adapter, tmp_p
     summary = run(cfg, adapter=tl_adapter).to_dict()
 
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert on_disk == json.loads(json.dumps(summary))
+    # summary.json holds paths relative to the run directory (config.out is "."); the result keeps them absolute
+    assert on_disk == json.loads(json.dumps(relative_paths(summary, tmp_path / "run")))
     for key in ("rollouts", "value", "ablation", "steering", "confidence", "dopamine"):
         assert key in on_disk, key
     rollouts = on_disk["rollouts"]
@@ -46,6 +48,20 @@ def test_main_job_writes_every_section_and_embeds_every_figure(tl_adapter, tmp_p
         {"srs.dopamine_positive_rpe"} if on_disk["dopamine"].get("status") == "ok" else set())
     assert {c["id"] for c in claims} >= measured, on_disk["dopamine"].get("status")
     assert all(c["verdict"] in ("reproduces", "does not reproduce", "inconclusive", "premise not met") for c in claims)
+    # every comparison the job measures reaches a claim: paired confidence, steering vs matched random
+    # sets, the cross-task IoU over probe seeds, the length control (and the dopamine one where it ranked)
+    covered = {"srs.confidence_vs_next_token", "srs.confidence_vs_verbalized", "srs.steering_vs_random",
+               "srs.cross_task_iou", "srs.value_survives_length"} | (
+        {"srs.dopamine_survives_length"} if on_disk["dopamine"].get("status") == "ok" else set())
+    assert {c["id"] for c in claims} >= covered
+    iou_claims = [c for c in claims if c["id"] == "srs.cross_task_iou"]
+    assert {c["scope"].split(", ")[1] for c in iou_claims} == {"uniform", "magnitude_matched"}
+    assert all(c["n"] == 3 and None not in c["interval"] and c["p"] is not None for c in iou_claims)  # 3 seed pairs
+    assert len(value["iou_across_tasks_over_seeds"]["iou"]) == 3
+    steer = on_disk["steering"]["vs_random"]
+    assert steer["kind"] == "magnitude_matched" and steer["n_draws"] == 3 and set(steer["factors"]) == {"4", "2"}
+    assert all(len(e["random_accs"]) == 3 and "hierarchical" in e["vs_draws"]["method"] for e in steer["factors"].values())
+    assert "value_minus_next_token" in on_disk["confidence"]["paired"]
     ablation_claims = [c for c in claims if c["id"] == "srs.ablation_vs_random"]
     assert all("hierarchical bootstrap" in c["method"] for c in ablation_claims)  # draws and examples resampled
 

@@ -59,13 +59,14 @@ def test_exclude_massive_keeps_outliers_out(tmp_path, stage):
 
 
 def test_value_stage_shows_its_progress_step_by_step(tmp_path, capfd):
-    """The stage runs for minutes in the main job: one bar advances as each of its nine steps ends,
+    """The stage runs for minutes in the main job: one bar advances as each of its ten steps ends,
     naming the step; ``progress=False`` keeps it quiet."""
     acts, rewards, _ = planted_rollouts(n_rollouts=80, d=12, k=2, T_range=(3, 5), seed=1, hooks=HOOKS)
     store = write_store_from_arrays(tmp_path / "store", acts, rewards.tolist(), model="planted", dtype="float32")
     result = run_value_stage(store, tmp_path / "out", config=ValueStageConfig(quick=True, n_boot=50))
     err = capfd.readouterr().err
-    assert "value stage (steps)" in err and "9/9" in err and "pooled probe" in err
-    assert set(result.section.summary["timings_s"]) >= {"fit_all_layers_s", "pooled_probe_s", "total_s"}
+    assert "value stage (steps)" in err and "10/10" in err and "claim checks" in err  # the last step names itself
+    assert set(result.section.summary["timings_s"]) >= {"fit_all_layers_s", "pooled_probe_s", "claim_checks_s", "total_s"}
+    assert result.section.summary["length_control"]["n_rollouts"] == len(result.test_indices)  # V(s_t), length-controlled
     run_value_stage(store, tmp_path / "quiet", config=ValueStageConfig(quick=True, n_boot=50, progress=False))
     assert "value stage" not in capfd.readouterr().err

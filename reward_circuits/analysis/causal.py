@@ -26,7 +26,8 @@ from ..interventions.sweep import SweepConfig, SweepResult, sweep
 from ..models import Generation, GenerationConfig, ModelAdapter, layer_of
 from ..neurons import NeuronSet
 from ..options import options_of
-from .controls import matched_random_sets
+from .controls import matched_random_sets, uniform_random_sets
+from .resampling import shift_vs_random
 from .stats import mean_std, rank_by_score
 from .td import td_errors
 
@@ -325,6 +326,45 @@ def steering_study(adapter: ModelAdapter, task, examples, neurons: NeuronSet, *a
     return {"hook_name": neurons.hook_name, "n_neurons": len(neurons), "probe_hook": probe_hook,
             "baseline_acc": baseline.accuracy, "baseline_value": float(v0.mean()) if probe is not None else math.nan,
             "positions": PositionScope.of(positions).describe(), "factors": out, "n_examples": len(examples)}
+
+
+def steering_control_sets(neurons: NeuronSet, magnitudes: Float[np.ndarray, " d"] | None, n_draws: int = 3,
+                          seed: int = 0) -> tuple[str, list[list[int]]]:
+    """Random sets to steer beside the value set: magnitude-matched (:func:`~.controls.matched_random_sets`,
+    the ablation's matched draws for the same seed) when ``magnitudes`` are known, else uniform."""
+    if magnitudes is not None:
+        return "magnitude_matched", matched_random_sets(neurons.indices, np.asarray(magnitudes), n_draws, seed)
+    return "uniform", uniform_random_sets(neurons.indices, neurons.d, n_draws, seed)
+
+
+def steering_control_conditions(neurons: NeuronSet, random_sets: Sequence[Sequence[int]], factors: Sequence[float],
+                                positions: PositionSpec = "all") -> dict[str, list]:
+    """Each random set scaled by each factor (other than 1): ``f"{factor:g}/{draw}"``."""
+    out = {}
+    for d, dims in enumerate(random_sets):
+        control = NeuronSet(neurons.hook_name, [int(x) for x in dims], neurons.d, kind="control", layer=neurons.layer)
+        out.update({f"{float(f):g}/{d}": [Intervention(control.hook_name, scale(control, f, positions=positions))]
+                    for f in factors if float(f) != 1.0})
+    return out
+
+
+def steering_vs_random(swept: SweepResult, value_swept: SweepResult, baseline: ScoredRun, factors: Sequence[float],
+                       n_draws: int, seed: int = 0) -> dict[str, dict]:
+    """Per factor: does scaling the value set move accuracy further from the baseline than scaling
+    the random sets (:func:`~.resampling.shift_vs_random`, the draws' own spread in the test)?
+    ``swept`` holds :func:`steering_control_conditions`' keys, ``value_swept`` :func:`steering_conditions`'."""
+    out = {}
+    base = np.asarray(baseline.rewards, dtype=np.float64)
+    for f in factors:
+        key = f"{float(f):g}"
+        value = np.asarray(value_swept[key].rewards, dtype=np.float64)
+        draws = np.asarray([swept[f"{key}/{d}"].rewards for d in range(n_draws)], dtype=np.float64)
+        entry = {"factor": float(f), "value_acc": float(value.mean()), "random_accs": draws.mean(1).tolist(),
+                 "baseline_acc": float(base.mean())}
+        if n_draws > 1:
+            entry["vs_draws"] = shift_vs_random(value, draws, base, seed=seed).to_dict()
+        out[key] = entry
+    return out
 
 
 # The probe's TD trace under intervention (causal check for dopamine neurons)

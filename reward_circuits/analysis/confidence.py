@@ -17,6 +17,7 @@ from ..interventions.scoring import examples_of, rollout_pairs, teacher_forced_b
 from ..interventions.sweep import sweep
 from ..models import Generation, GenerationConfig, ModelAdapter
 from ..options import options_of
+from .resampling import paired_auc_test
 from .stats import binary_auc
 
 VERBALIZED_CONFIDENCE_PROMPT = (
@@ -139,7 +140,8 @@ def confidence_study(adapter: ModelAdapter, task, examples, rewards: Sequence[fl
     """Which confidence signal tracks correctness best: value neurons (the probe's ``V(s_0)``,
     given as ``value_scores``), the mean probability of the model's own answer tokens, or the
     model's verbalized confidence. Each: ``{spearman, auc, n, note, ...}`` against ``rewards``;
-    ``verbalized`` also has ``parse_rate`` and a few ``examples`` of replies.
+    ``verbalized`` also has ``parse_rate`` and a few ``examples`` of replies; ``paired`` holds
+    V(s_0) against each other signal on the same examples (:func:`paired_confidence_tests`).
 
     ``next_token_probs`` / ``verbalized`` may be passed precomputed, as keywords (the fields of
     :class:`PrecomputedConfidence`, or ``options=``); then no model call is made for them.
@@ -169,7 +171,21 @@ def confidence_study(adapter: ModelAdapter, task, examples, rewards: Sequence[fl
     if replies:
         out["verbalized"]["examples"] = replies[:5]
     out["mean_reward"] = float(np.mean(rewards))
+    if value_scores is not None:
+        out["paired"] = paired_confidence_tests(rewards, value_scores, {"next_token": ntp, "verbalized": verbal})
     return out
+
+
+def paired_confidence_tests(rewards: Sequence[float], value_scores: Sequence[float],
+                            others: dict[str, Sequence[float]], seed: int = 0) -> dict:
+    """``AUC(V(s_0)) − AUC(other)`` for each other signal on the same examples, paired
+    (:func:`~reward_circuits.analysis.resampling.paired_auc_test`: a bootstrap from 20 examples, an
+    exact permutation test below): ``{"value_minus_<name>": SignedTest dict}``; empty for non-binary rewards."""
+    r = np.asarray(rewards, dtype=np.float64)
+    if not np.isin(r[np.isfinite(r)], (0.0, 1.0)).all():
+        return {}
+    return {f"value_minus_{name}": paired_auc_test(r, value_scores, scores, seed=seed, unit="prompts").to_dict()
+            for name, scores in others.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,15 @@ design:
   against a null value). From :data:`MIN_BOOTSTRAP_UNITS` independent units up, a percentile
   bootstrap (:func:`~reward_circuits.analysis.stats.bootstrap_resamples`); below, an exact sign-flip
   permutation test (``scipy.stats.permutation_test``; ``method`` says which).
+* :func:`paired_auc_test`: ``AUC(a) − AUC(b)`` of two scores of the same units (V(s0) vs the
+  next-token probability): a paired bootstrap from :data:`MIN_BOOTSTRAP_UNITS` units, an exact
+  paired rank-swap permutation test below.
+* :func:`shift_vs_random`: how far a target condition moves the mean outcome from a baseline
+  (``|mean(target − baseline)|``) against as many random conditions, draws and units resampled
+  together (:func:`hierarchical_null`): "steering the value set moves accuracy more than a random set".
+* :func:`overlap_vs_relabelling`: the IoU of two families of sets (task A's and task B's value
+  neurons, one pair per probe seed) against joint random relabellings of B's items (within strata:
+  magnitude-matched), which keep the seeds' dependence: exact under the null.
 * :func:`length_controlled_correlation`: the correlation of a signal (V(s_t), a dopamine
   candidate) with a target after partialling out the position and the tokens to the end of the
   reply (the length control), with a cluster bootstrap over rollouts.
@@ -32,7 +41,9 @@ import numpy as np
 from jaxtyping import Float
 from scipy import stats
 
-from .stats import bootstrap_resamples, bootstrap_weights, pearson_columns, percentile_interval
+from ..neurons import iou
+from .stats import (auc_rows, binary_auc, bootstrap_resamples, bootstrap_weights, paired_bootstrap_auc_diff, pearson_columns,
+                    percentile_interval)
 
 MIN_BOOTSTRAP_UNITS = 20  # fewer independent units than this: an exact permutation test, no percentile bootstrap
 MIN_RANK_DRAWS = 19  # a rank test can reach p = 0.05 only from 19 draws up
@@ -202,6 +213,109 @@ def paired_mean_test(values: Float[np.ndarray, " n"], null: float = 0.0, unit: s
     p_l = (1 + np.sum(boots >= null)) / (boots.size + 1)
     return SignedTest(iv.estimate, iv.low, iv.high, iv.n, unit, float(p_g), float(p_l),
                       f"percentile bootstrap over {iv.n} {unit} ({n_boot} resamples)", float(boots.std(ddof=1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# paired AUCs, shifts against random conditions, overlaps against relabellings
+# ---------------------------------------------------------------------------------------------
+def paired_auc_test(labels: Sequence[float], scores_a: Sequence[float], scores_b: Sequence[float], n_boot: int = 2000,
+                    seed: int = 0, unit: str = "prompts", n_resamples: int = 9999) -> SignedTest:
+    """``AUC(a) − AUC(b)`` of two scores of the same units against binary ``labels`` (units where
+    either score is NaN are dropped). From :data:`MIN_BOOTSTRAP_UNITS` units: the paired stratified
+    bootstrap (:func:`~reward_circuits.analysis.stats.paired_bootstrap_auc_diff`), its two-sided p
+    halved on the estimate's side. Below: an exact paired permutation test that swaps the two
+    scores' ranks within units (``scipy.stats.permutation_test``, ``permutation_type="samples"``;
+    ranks put both scores on one scale), with a t interval from the permutation spread."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    a = np.asarray(scores_a, dtype=np.float64).reshape(-1)
+    b = np.asarray(scores_b, dtype=np.float64).reshape(-1)
+    if not (y.shape == a.shape == b.shape):
+        raise ValueError(f"labels {y.size}, scores_a {a.size} and scores_b {b.size}: give one of each per unit.")
+    keep = np.isfinite(y) & np.isfinite(a) & np.isfinite(b)
+    y, a, b = y[keep], a[keep], b[keep]
+    if y.size < 2 or np.unique(y).size < 2:
+        return SignedTest(math.nan, math.nan, math.nan, int(y.size), unit, math.nan, math.nan,
+                          "paired AUC difference", notes=f"{y.size} usable units, one class only: no AUC, no test.")
+    est = binary_auc(y, a, what="scores a") - binary_auc(y, b, what="scores b")
+    if y.size >= MIN_BOOTSTRAP_UNITS:
+        iv, p2 = paired_bootstrap_auc_diff(y, a, b, n_boot=n_boot, seed=seed)
+        p2 = min(1.0, max(float(p2), 1 / (n_boot + 1)))
+        p_g, p_l = (p2 / 2, 1 - p2 / 2) if est > 0 else (1 - p2 / 2, p2 / 2) if est < 0 else (0.5, 0.5)
+        return SignedTest(float(est), iv.low, iv.high, iv.n, unit, p_g, p_l,
+                          f"paired stratified bootstrap of the AUC difference over {iv.n} {unit} ({n_boot} resamples)",
+                          float((iv.high - iv.low) / 3.92))
+    ra, rb = stats.rankdata(a), stats.rankdata(b)
+
+    def diff(x, z, axis=-1):  # rows of permuted (a, b) ranks: [..., n] → [...]
+        x, z = np.moveaxis(x, axis, -1), np.moveaxis(z, axis, -1)
+        flat = auc_rows(y, x.reshape(-1, y.size)) - auc_rows(y, z.reshape(-1, y.size))
+        return flat.reshape(x.shape[:-1])
+
+    res = {alt: stats.permutation_test((ra, rb), diff, permutation_type="samples", alternative=alt, vectorized=True,
+                                       n_resamples=n_resamples, rng=np.random.default_rng(seed))
+           for alt in ("greater", "less")}
+    se = float(np.std(res["greater"].null_distribution, ddof=1))
+    t = _t_test_from_se(float(est), se, y.size - 1, y.size, unit, "")
+    exact = 2 ** y.size <= n_resamples
+    return SignedTest(float(est), t.low, t.high, int(y.size), unit, float(res["greater"].pvalue), float(res["less"].pvalue),
+                      f"{'exact' if exact else 'Monte Carlo'} paired permutation test (ranks swapped within "
+                      f"{unit}; {y.size} < {MIN_BOOTSTRAP_UNITS}: no bootstrap); t interval from its spread", se,
+                      y.size - 1, min_p=2.0 ** -y.size if exact else 0.0)
+
+
+def shift_vs_random(target: Float[np.ndarray, " n"], controls: Float[np.ndarray, "k n"],
+                    baseline: Float[np.ndarray, " n"], n_boot: int = 2000, seed: int = 0,
+                    unit: str = "examples") -> SignedTest:
+    """``|mean(target − baseline)| − mean over draws of |mean(control − baseline)|`` on the same
+    units: does the target condition move the outcome further from the baseline than random
+    conditions do (either way)? Tested against :func:`hierarchical_null` with that statistic (a
+    held-out draw as the pseudo-target, units and draws resampled together; t reference, ``k − 1`` df)."""
+    y = np.asarray(target, dtype=np.float64).reshape(-1)
+    c = np.atleast_2d(np.asarray(controls, dtype=np.float64))
+    base = np.asarray(baseline, dtype=np.float64).reshape(-1)
+    if not (c.shape[1] == y.size == base.size):
+        raise ValueError(f"target {y.size}, controls {c.shape[1]} and baseline {base.size} units: pair the same units.")
+    keep = np.isfinite(y) & np.isfinite(base) & np.isfinite(c).all(0)
+    shift_t, shift_c = y[keep] - base[keep], c[:, keep] - base[keep]
+    k = shift_c.shape[0]
+    estimate = float(abs(shift_t.mean()) - np.abs(shift_c.mean(1)).mean())
+    null = hierarchical_null(shift_c, n_boot, seed, statistic=lambda row: abs(row.mean()))
+    return _t_test_from_se(estimate, float(np.std(null, ddof=1)), k - 1, int(keep.sum()), unit,
+                           f"hierarchical bootstrap of |shift from the baseline| ({n_boot} resamples of "
+                           f"{int(keep.sum())} {unit} and {k} random draws; t reference, {k - 1} df)")
+
+
+def overlap_vs_relabelling(sets_a: Sequence[Sequence[int]], sets_b: Sequence[Sequence[int]], d: int,
+                           n_draws: int = 999, seed: int = 0, strata: Sequence[int] | None = None,
+                           unit: str = "probe seeds") -> SignedTest:
+    """Mean IoU of paired sets (``sets_a[s]`` with ``sets_b[s]``, e.g. two tasks' value neurons
+    from probes of seed pair ``s``) against ``n_draws`` joint random relabellings of the ``d`` items
+    of every B set (one permutation per draw, applied to all seeds: their dependence is kept;
+    within ``strata`` when given: a magnitude-matched null). p is the observed mean's rank among the
+    draws' (exact under the null); the interval is over the seeds (t, ``S − 1`` df) of the per-seed
+    IoU minus the null mean; ``se`` is the null's spread (what power is computed from)."""
+    if len(sets_a) != len(sets_b) or not sets_a:
+        raise ValueError(f"{len(sets_a)} A sets and {len(sets_b)} B sets: give one pair per seed.")
+    rng = np.random.default_rng(seed)
+    per_seed = np.array([iou(x, z) for x, z in zip(sets_a, sets_b)])
+    groups = [np.arange(d)] if strata is None else [np.flatnonzero(np.asarray(strata) == g) for g in np.unique(strata)]
+    null = np.empty(n_draws)
+    for i in range(n_draws):
+        perm = np.arange(d)
+        for g in groups:
+            perm[g] = rng.permutation(g)
+        null[i] = np.mean([iou(x, perm[np.asarray(z, dtype=np.int64)].tolist()) for x, z in zip(sets_a, sets_b)])
+    rank = rank_vs_draws(float(per_seed.mean()), null, unit="relabellings")
+    diffs, s = per_seed - null.mean(), per_seed.size
+    if s > 1 and diffs.std(ddof=1) > 0:
+        half = float(stats.t.ppf(0.975, s - 1) * diffs.std(ddof=1) / math.sqrt(s))
+        low, high, how = diffs.mean() - half, diffs.mean() + half, f"t interval over the {s} seeds"
+    else:
+        low, high, how = rank.low, rank.high, "interval: the relabellings' range (no spread over seeds)"
+    return SignedTest(rank.estimate, float(low), float(high), s, unit, rank.p_greater, rank.p_less,
+                      f"mean IoU over {s} probe seed pairs ranked among {n_draws} joint "
+                      f"{'within-stratum ' if strata is not None else ''}relabellings; {how}",
+                      float(null.std(ddof=1)), None, f"per-seed IoU {np.round(per_seed, 4).tolist()}", rank.min_p)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,15 +149,26 @@ def final_reward_and_transfer_evidence(summary: dict) -> list[Evidence]:
 
 
 def iou_evidence(summary: dict) -> list[Evidence]:
-    """Cross-task IoU of value neurons vs the random-set IoU at the best layer: one probe seed, so no interval."""
+    """Cross-task IoU of value neurons vs random sets at the best layer: over probe seed pairs
+    against joint relabellings (uniform and magnitude-matched) when the stage measured them; an
+    older summary's one probe seed gives the estimate only (no interval, no test)."""
     v = summary["value"]
     by_layer = v.get("iou_across_tasks_by_layer") or {}
-    e = by_layer[str(v["best_layer"])]
     above = sum(x["iou"] > x["random"] for x in by_layer.values())
+    where = f"above random at {above} of {len(by_layer)} layers" if by_layer else ""
+    seeds = v.get("iou_across_tasks_over_seeds")
+    if seeds:
+        scope = f"layer {v['best_layer']}"
+        return [Evidence.from_test("srs.cross_task_iou", _signed(seeds[key]), scope=f"{scope}, {kind}",
+                                   notes=f"IoU {', '.join(f'{x:.3g}' for x in seeds['iou'])} over seed pairs "
+                                         f"{seeds['seeds']} (top {seeds['n_kept']} dims); expected random "
+                                         f"{seeds['random']:.3g}; one seed pair {where}")
+                for key, kind in (("vs_random", "uniform"), ("vs_matched", "magnitude_matched")) if seeds.get(key)]
+    e = by_layer[str(v["best_layer"])]
     return [Evidence("srs.cross_task_iou", e["iou"] - e["random"], (math.nan, math.nan), 1, "probe seeds", math.nan,
                      "one probe seed per task: no interval (the test needs IoUs over several seeds)",
                      scope=f"layer {v['best_layer']}",
-                     notes=f"IoU {e['iou']:.3g} vs random {e['random']:.3g}; above random at {above} of {len(by_layer)} layers")]
+                     notes=f"IoU {e['iou']:.3g} vs random {e['random']:.3g}; {where}")]
 
 
 def layer_of(hook: str) -> str:
@@ -177,6 +188,32 @@ def confidence_evidence(summary: dict) -> list[Evidence]:
                                    "prompts", "Spearman with a Fisher-z interval (Fieller se 1.06/sqrt(n-3))",
                                    notes=f"source: {summary['confidence'].get('source', '?')}; next-token "
                                          f"probability Spearman {summary['confidence']['next_token_prob']['spearman']:.3g}")]
+
+
+def confidence_paired_evidence(summary: dict) -> list[Evidence]:
+    """V(s0) against the next-token probability and the verbalized confidence: the paired AUC
+    difference on the same evaluation prompts (the confidence study's ``paired`` tests)."""
+    paired, out = summary["confidence"]["paired"], []
+    for claim_id, key in (("srs.confidence_vs_next_token", "value_minus_next_token"),
+                          ("srs.confidence_vs_verbalized", "value_minus_verbalized")):
+        test = paired.get(key)
+        if test and test.get("estimate") is not None:
+            out.append(Evidence.from_test(claim_id, _signed(test)))
+    return out
+
+
+def steering_evidence(summary: dict) -> list[Evidence]:
+    """Per controlled factor: the value set's accuracy shift from the baseline against the random
+    sets' steered in the same sweep (hierarchical test of |shift|, the draws' own spread in it)."""
+    s = summary["steering"]
+    vs, out = s["vs_random"], []
+    for key, e in vs["factors"].items():
+        if e.get("vs_draws"):
+            out.append(Evidence.from_test("srs.steering_vs_random", _signed(e["vs_draws"]),
+                                          scope=f"layer {s['layer']}, factor {key}, {vs['kind']}",
+                                          notes=f"accuracy: baseline {e['baseline_acc']:.3g}, value set {e['value_acc']:.3g}, "
+                                                f"random sets {', '.join(f'{a:.3g}' for a in e['random_accs'])}"))
+    return out
 
 
 def dopamine_evidence(summary: dict) -> list[Evidence]:
@@ -211,23 +248,36 @@ def dopamine_causal_evidence(summary: dict) -> list[Evidence]:
     return out
 
 
+def _length_evidence(claim_id: str, lc: dict, scope: str, where: str) -> Evidence:
+    raw = lc["raw"]
+    return Evidence.from_test(claim_id, _signed(lc["controlled"]), scope=scope,
+                              notes=f"{where}; raw r {raw['estimate']:.3g} [{raw['low']:.3g}, {raw['high']:.3g}]")
+
+
 def length_control_evidence(summary: dict) -> list[Evidence]:
-    """The dopamine and value correlations with position and tokens-to-end partialled out."""
-    d = summary["dopamine"]
-    lc, scope = d["metrics"]["length_control"], layer_of(d.get("hook", ""))
+    """The dopamine and value correlations with position and tokens-to-end partialled out: V(s_t)
+    from the value stage's held-out test rollouts (measured whenever the value stage ran), else
+    from the dopamine stage's; the dopamine candidates' where the dopamine stage ranked them."""
     out = []
-    for claim_id, key in (("srs.dopamine_survives_length", "dopamine"), ("srs.value_survives_length", "value")):
-        raw = lc[key]["raw"]
-        out.append(Evidence.from_test(claim_id, _signed(lc[key]["controlled"]), scope=scope,
-                                      notes=f"raw r {raw['estimate']:.3g} [{raw['low']:.3g}, {raw['high']:.3g}]"))
+    d = summary.get("dopamine") or {}
+    lc = (d.get("metrics") or {}).get("length_control") or {}
+    if lc.get("dopamine"):
+        out.append(_length_evidence("srs.dopamine_survives_length", lc["dopamine"], layer_of(d.get("hook", "")),
+                                    "dopamine candidates vs δ on the held-out rollouts"))
+    v = (summary.get("value") or {}).get("length_control")
+    if v:
+        out.append(_length_evidence("srs.value_survives_length", v, layer_of(v.get("hook", "")),
+                                    f"V(s_t) vs reward on the probe's {v['n_rollouts']} test rollouts"))
+    elif lc.get("value"):
+        out.append(_length_evidence("srs.value_survives_length", lc["value"], layer_of(d.get("hook", "")),
+                                    "V(s_t) vs reward on the dopamine stage's held-out rollouts"))
     return out
 
 
 BUILDERS: tuple[Builder, ...] = (value_evidence, sparsity_evidence, ablation_evidence, dose_evidence,
-                                 final_reward_and_transfer_evidence,
-                                 iou_evidence, confidence_evidence, dopamine_evidence, dopamine_causal_evidence,
-                                 length_control_evidence,
-                                 *STUDY_BUILDERS)
+                                 final_reward_and_transfer_evidence, iou_evidence, confidence_evidence,
+                                 confidence_paired_evidence, steering_evidence, dopamine_evidence,
+                                 dopamine_causal_evidence, length_control_evidence, *STUDY_BUILDERS)
 
 
 def evidence_from_summary(summary: dict, builders: tuple[Builder, ...] = BUILDERS) -> list[Evidence]:

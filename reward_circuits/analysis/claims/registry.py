@@ -111,9 +111,12 @@ SPARSE_REWARD = (
          premise=(), paper_effect=0.47),
     _srs("confidence_vs_next_token", "§3, confidence", "V(s0) predicts correctness better than next-token probability",
          NOT_QUOTED, "greater", "AUC(V(s0)) − AUC(next-token probability), paired", "prompts", "next-token probability", premise=()),
+    _srs("confidence_vs_verbalized", "§3, confidence", "V(s0) predicts correctness better than the model's verbalized confidence",
+         NOT_QUOTED, "greater", "AUC(V(s0)) − AUC(verbalized confidence), paired", "prompts", "verbalized confidence",
+         premise=()),
     _srs("steering_vs_random", "§2.4, steering", "scaling the value neurons moves accuracy more than scaling a matched random set",
-         NOT_QUOTED, "greater", "accuracy(value set scaled) − accuracy(matched random set scaled)", "random draws × examples",
-         "magnitude-matched random set"),
+         NOT_QUOTED, "greater", "|accuracy shift| (value set scaled) − |accuracy shift| (matched random set scaled), "
+         "from the unsteered baseline, per factor", "random draws × examples", "magnitude-matched random sets"),
 )
 
 SAE_TD = (

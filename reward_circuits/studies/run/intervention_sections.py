@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import numpy as np
@@ -112,6 +113,12 @@ def steering_section(run: InterventionRun, steer: dict | None) -> Section:
              "prompt's last token under the intervention (capture sees the post-intervention activation)."]
     if run.probe is None:
         notes.append("No probe given: value shifts are undefined.")
+    vs = steer.get("vs_random")
+    if vs:
+        notes.append(f"Control: {vs['n_draws']} {vs['kind'].replace('_', '-')} random sets of the same size scaled by "
+                     f"the factors {', '.join(vs['factors'])} in the same sweep; accuracy (value set / random sets): "
+                     + "; ".join(f"x{k} {e['value_acc']:.3f} / {', '.join(f'{a:.3f}' for a in e['random_accs'])}"
+                                 for k, e in vs["factors"].items()) + ".")
     return Section("steering", "Steering (amplifying) value neurons", nan_to_none(steer),
                    [Table("Accuracy and value shift per factor", ["factor", "accuracy", "mean V(s_0)", "mean ΔV(s_0)"], rows)],
                    [plot_steering(steer, run.out)], notes)
@@ -130,6 +137,11 @@ def confidence_section(run: InterventionRun, conf: dict | None) -> Section:
              "Verbalized: 'How confident are you that this answer is correct? Reply with a number between 0 and 1.' "
              "after the model's own answer; first number parsed, clipped to [0, 1]."]
     notes += [f"{k}: {conf[k]['note']}" for k in ("value_neurons", "next_token_prob", "verbalized") if conf[k]["note"]]
+    for key, t in (conf.get("paired") or {}).items():
+        if t.get("estimate") is not None and math.isfinite(t["estimate"]):
+            notes.append(f"AUC(V(s_0)) − AUC({key.removeprefix('value_minus_').replace('_', '-')}), paired on the same "
+                         f"{t['n']} prompts: {t['estimate']:+.3f} [{t['low']:.3f}, {t['high']:.3f}], one-sided p "
+                         f"{t['p_greater']:.3g} ({t['method']}).")
     return Section("confidence", "Confidence signals vs correctness", nan_to_none(conf),
                    [Table("Spearman and AUC against reward", ["signal", "Spearman ρ", "AUC", "n", "parse rate", "note"], rows)],
                    [plot_confidence(conf, run.out)], notes)

@@ -23,7 +23,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ...analysis.causal import (ablation_conditions, ablation_study, dose_conditions, dose_response,
-                               steering_conditions, steering_study)
+                               steering_conditions, steering_control_conditions, steering_control_sets, steering_study,
+                               steering_vs_random)
 from ...analysis.confidence import confidence_study
 from ...analysis.controls import control_sets, score_controls
 from ...analysis.resampling import hierarchical_vs_random
@@ -167,6 +168,7 @@ class StudyConditions:
     controls: dict[Any, dict[str, list[list[int]]]]
     dose_args: dict | None = None
     dose_source: str | None = None
+    steering_controls: dict | None = None  # {kind, sets, factors}: random sets steered beside the value set
 
 
 def build_conditions(run: InterventionRun) -> StudyConditions:
@@ -201,8 +203,13 @@ def build_conditions(run: InterventionRun) -> StudyConditions:
                              magnitudes=run.magnitudes.get(ns.hook_name))
         conds.update({f"dose/{k}": v for k, v in dose_conditions(**res.dose_args).items()})
     if study.run_steering and study.steering_factors:
-        conds.update({f"steering/{k}": v for k, v in
-                      steering_conditions(value_sets[run.steer_layer], study.steering_factors).items()})
+        ns = value_sets[run.steer_layer]
+        conds.update({f"steering/{k}": v for k, v in steering_conditions(ns, study.steering_factors).items()})
+        factors = sorted((f for f in study.steering_factors if f != 1.0), reverse=True)[: study.steering_control_factors]
+        if study.steering_random_draws and factors:
+            kind, sets = steering_control_sets(ns, run.magnitudes.get(ns.hook_name), study.steering_random_draws, seed)
+            res.steering_controls = {"kind": kind, "sets": sets, "factors": factors}
+            conds.update({f"steering_random/{k}": v for k, v in steering_control_conditions(ns, sets, factors).items()})
     return res
 
 
@@ -302,13 +309,19 @@ def _dose(run: InterventionRun, cond: StudyConditions, found: StudyFindings) -> 
         found.dose, found.notes_dose = dose, list(dose.get("notes", []))
 
 
-def _steering(run: InterventionRun, found: StudyFindings) -> None:
-    """Steering (scaling) the value neurons of the steering layer, from the sweep."""
+def _steering(run: InterventionRun, cond: StudyConditions, found: StudyFindings) -> None:
+    """Steering (scaling) the value neurons of the steering layer, and the random sets steered beside
+    them at the largest factors, from the sweep."""
     if run.study.run_steering and run.study.steering_factors:
         ns = run.value_sets[run.steer_layer]
         steer = steering_study(run.adapter, run.task, run.examples, ns, run.study.steering_factors, run.probe,
                                run.probe_hook, run.generation, found.baseline, swept=found.swept.subset("steering/"))
         steer["layer"] = run.steer_layer
+        c = cond.steering_controls
+        if c is not None:
+            steer["vs_random"] = {"kind": c["kind"], "n_draws": len(c["sets"]), "sets": c["sets"], "factors": steering_vs_random(
+                found.swept.subset("steering_random/"), found.swept.subset("steering/"), found.baseline, c["factors"],
+                len(c["sets"]), seed=run.study.seed)}
         found.steer = steer
 
 
@@ -349,7 +362,7 @@ def run_studies(run: InterventionRun, cond: StudyConditions) -> StudyFindings:
     found = StudyFindings(swept=swept, baseline=baseline, per_layer=per_layer, notes_ab=notes_ab, controlled=controlled,
                           worst_layer=worst_layer, final_reward=final_reward, transfer=transfer)
     _dose(run, cond, found)
-    _steering(run, found)
+    _steering(run, cond, found)
     if run.study.run_confidence:
         found.conf = _confidence(run, baseline)
     found.seconds = time.perf_counter() - run.t_start

@@ -51,6 +51,10 @@ class InterventionStudyConfig:
     # value set vs uniform and magnitude-matched random sets, paired on the same examples, for the
     # first ``controlled_layers`` value layers (needs ``InterventionInputs.magnitudes``)
     controlled_layers: int = 1
+    # the steering claim's control: this many magnitude-matched random sets, scaled by the
+    # ``steering_control_factors`` largest factors in the same sweep (0: no control)
+    steering_random_draws: int = 3
+    steering_control_factors: int = 2
 
     def __post_init__(self):
         self.steering_factors = tuple(float(f) for f in self.steering_factors)
@@ -63,8 +67,9 @@ class InterventionStudyConfig:
             raise ValueError(f"dose_modes {bad}: use 'zero' and/or 'mean'.")
         if any(not 0 < f < 1 for f in self.dose_fractions):
             raise ValueError(f"dose_fractions must lie in (0, 1), got {list(self.dose_fractions)}.")
-        if self.n_random_draws < 0 or self.dose_random_draws < 0:
-            raise ValueError("n_random_draws and dose_random_draws must be >= 0.")
+        if min(self.n_random_draws, self.dose_random_draws, self.steering_random_draws, self.steering_control_factors) < 0:
+            raise ValueError("n_random_draws, dose_random_draws, steering_random_draws and steering_control_factors "
+                             "must be >= 0.")
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(f"max_examples must be >= 1 or None, got {self.max_examples}.")
 

@@ -65,6 +65,7 @@ class ValueStageConfig:
     target_variants_all_layers: bool = True  # TD(0)/TD(λ)/MC compared on every layer (else the best only)
     robustness_seeds: int = 3  # seeds per probe architecture (hidden width x activation) in the robustness table
     robustness_widths: tuple[int, ...] = (16, 64, 256)  # hidden widths of the robustness table's probe architectures
+    iou_seed_pairs: int = 3  # probe seed pairs of the cross-task IoU claim at the best layer (0: none)
     n_boot: int = 2000  # bootstrap replicates of every interval
     pooled_probe: bool = True  # with a second store: one probe trained on both tasks, AUC reported per task
     test_fraction: float = 0.3
@@ -181,7 +182,7 @@ def _run_value_stage(request: ValueStageRequest) -> ValueStageResult:
     request.out.mkdir(parents=True, exist_ok=True)
     stage = request.stage
     cfg = (stage.probe or stage_config(stage.quick)).replace(seed=stage.seed)
-    with StepTimings(n_steps=9, desc="value stage (steps)", show=stage.progress) as timings:
+    with StepTimings(n_steps=10, desc="value stage (steps)", show=stage.progress) as timings:
         inp = prepare_inputs(request, cfg, timings, t_start)
         fit = fit_layers(inp)
         found = run_steps(inp, fit)

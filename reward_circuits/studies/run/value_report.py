@@ -139,6 +139,8 @@ def value_summary(inp: ValueStageInputs, fit: LayerFit, found: ValueFindings) ->
         "iou_random_baseline_magnitude_matched": across.iou_random_matched,
         "pooled": pooled.pooled.to_dict(key_of) if pooled.pooled else None,
         "pooled_reason": pooled.reason,
+        "iou_across_tasks_over_seeds": found.iou_seeds,
+        "length_control": found.length_control,
         "iou_same_data_other_seed": ({rkey(r): v[0] for r, v in robust.iou_seed_curve.items()} if robust.iou_seed_curve else None),
         "td_vs_final_reward": found.targets.td_vs_mc,
         "surface_baseline_auc": surface.surface,
@@ -222,6 +224,13 @@ def value_notes(inp: ValueStageInputs, fit: LayerFit, found: ValueFindings) -> l
     else:
         notes.append("The second-store probe uses seed+1 so that a shared initialisation cannot inflate the IoU; "
                      "compare with the same-data/other-seed IoU.")
+    seeds = found.iou_seeds
+    if seeds:
+        t = seeds["vs_random"]
+        notes.append(f"IoU across tasks at the best layer over {len(seeds['seeds'])} probe seed pairs {seeds['seeds']} "
+                     f"(top {seeds['n_kept']} dims): {', '.join(f'{x:.3g}' for x in seeds['iou'])} vs random "
+                     f"{seeds['random']:.3g}; mean − random {t['estimate']:+.3g} [{t['low']:.3g}, {t['high']:.3g}], "
+                     f"p {t['p_greater']:.3g} ({t['method']}).")
     rot_gap = rot["auc_pruned_original"] - rot["auc_pruned_rotated"]
     notes.append(
         f"Rotation check: AUC {rot['auc_original']:.3f} → {rot['auc_rotated']:.3f} after rotation; at 99% pruning "

@@ -40,6 +40,7 @@ from ...data.protocol import Store
 from ...io import atomic_write_json
 from ...models import layer_of
 from ...neurons import NeuronSet, expected_random_iou, iou
+from .value_checks import iou_over_probe_seeds, value_length_control
 
 if TYPE_CHECKING:
     from .value import ValueStageConfig
@@ -361,6 +362,7 @@ class AcrossTasks:
     iou_tasks_by_layer: dict | None = None
     iou_random: dict | None = None
     iou_random_matched: dict | None = None
+    probe2: Any = None  # the second store's probe (seed + 1), for the IoU over probe seeds
 
 
 def _across_tasks_reason(inp: ValueStageInputs, best_hook: str) -> str | None:
@@ -386,6 +388,7 @@ def across_tasks(inp: ValueStageInputs, fit: LayerFit) -> AcrossTasks:
         probe2 = ValueProbe(cfg.replace(seed=seed + 1)).fit(second_store, hooks2, split2.fit, verbose=inp.verbose,
                                                             validation_indices=split2.val if cfg.validation_fraction else None)
         res.second_auc = probe2.score(second_store, split2.test)[best_hook]
+        res.probe2 = probe2
         res.iou_tasks_by_layer = cross_task_iou_by_layer(probe, probe2, hooks2, fit.magnitudes, seed=seed,
                                                          n_draws=50 if inp.quick else 200)
         value_neurons(probe2, best_hook, 0.99, provenance={"model": getattr(second_store, "model", None),
@@ -540,6 +543,8 @@ class ValueFindings:
     surface: SurfaceBaselines
     robust: Robustness
     pooled: PooledProbe
+    iou_seeds: dict | None = None  # the cross-task IoU at the best layer over probe seed pairs (.value_checks)
+    length_control: dict | None = None  # V(s_t) vs the reward on the test rollouts, length-controlled
 
 
 def run_steps(inp: ValueStageInputs, fit: LayerFit) -> ValueFindings:
@@ -549,5 +554,20 @@ def run_steps(inp: ValueStageInputs, fit: LayerFit) -> ValueFindings:
     across = across_tasks(inp, fit)
     surface = surface_baselines(inp, fit, targets)
     robust = robustness(inp, fit)
-    return ValueFindings(sets=sets, targets=targets, across=across, surface=surface, robust=robust,
-                         pooled=pooled_probe(inp, fit))
+    found = ValueFindings(sets=sets, targets=targets, across=across, surface=surface, robust=robust,
+                          pooled=pooled_probe(inp, fit))
+    claim_checks(inp, fit, found)
+    return found
+
+
+def claim_checks(inp: ValueStageInputs, fit: LayerFit, found: ValueFindings) -> None:
+    """Step 8 (after every other fit): the cross-task IoU over probe seeds and the length control of V(s_t)."""
+    t0 = time.perf_counter()
+    across, hook = found.across, fit.best_hook
+    if across.probe2 is not None and inp.stage.iou_seed_pairs > 0:
+        found.iou_seeds = iou_over_probe_seeds((fit.probe, across.probe2), (inp.store, inp.second_store),
+                                               (inp.splits.primary, inp.splits.second), hook, inp.cfg,
+                                               fit.magnitudes.get(hook), inp.stage.iou_seed_pairs, inp.quick)
+    found.length_control = value_length_control(fit.probe, inp.store, hook, inp.splits.test, seed=inp.seed,
+                                                n_boot=500 if inp.quick else 1000)
+    inp.timings["claim_checks_s"] = time.perf_counter() - t0
