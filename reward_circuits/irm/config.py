@@ -13,7 +13,7 @@ from .finetune import FinetuneConfig
 # --quick: every stage of the study at small n (a smoke run of the whole study)
 QUICK = {"steps": 2, "max_finetune_seconds": 60.0, "n_train_prompts": 16, "n_select_prompts": 12, "n_eval_prompts": 12,
          "sae_epochs": 2, "n_positive_words": 20, "n_negative_words": 20, "templates_per_word": 1, "n_ablate": 5,
-         "n_boot": 200}
+         "n_random_draws": 5, "n_boot": 200}
 
 
 @dataclass
@@ -64,18 +64,31 @@ class IrmConfig(StudyConfig):
     n_positive_words: int = field(default=150, metadata={"help": "positive lexicon words in contrastive triples"})
     n_negative_words: int = field(default=150, metadata={"help": "negative lexicon words in contrastive triples"})
     templates_per_word: int = field(default=3, metadata={"help": "templates each word is placed in"})
-    irm_test_fraction: float = field(default=0.3, metadata={"help": "held-out fraction of words for Kendall tau"})
+    irm_test_fraction: float = field(default=0.3, metadata={
+        "help": "held-out fraction of words for the decodability ceiling's Kendall tau"})
+    irm_alpha: float = field(default=0.0, metadata={
+        "help": "ridge penalty of the paper's IRM regression on standardised features (0: ordinary least squares)"})
+    irm_folds: int = field(default=5, metadata={"help": "cross-fitting folds of the paper's IRM (grouped by word)"})
     # ablation
     n_ablate: int = field(default=10, metadata={"help": "reward-related features to ablate"})
-    n_random_draws: int = field(default=2, metadata={"help": "random-feature control draws"})
+    n_random_draws: int = field(default=20, metadata={
+        "help": "random-feature control draws (matched on activation frequency and decoder norm x mean activation)"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
-    quick: bool = field(default=False, metadata={"help": "a smoke run: 2 GRPO steps (60 s cap), 16/12/12 prompts, 2 SAE epochs, 20+20 words, 200 bootstrap resamples (options given explicitly still win)"})
+    # reward-hack guard
+    force_reward_hack: bool = field(default=False, metadata={
+        "help": "run the analyses even when the guard flags the fine-tuned model (reward at the clip or collapsed "
+                "distinct-2); the report says so"})
+    min_distinct2: float = field(default=0.3, metadata={
+        "help": "the guard's floor on distinct-2 of the fine-tuned completions (also >= half the base's)"})
+    n_samples: int = field(default=6, metadata={"help": "sample completions (base and fine-tuned) in the report"})
+    quick: bool = field(default=False, metadata={"help": "a smoke run: 2 GRPO steps (60 s cap), 16/12/12 prompts, 2 SAE epochs, 20+20 words, 5 matched draws, 200 bootstrap resamples (options given explicitly still win)"})
 
     def __post_init__(self):
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
         for name in ("n_train_prompts", "n_select_prompts", "n_eval_prompts", "samples_per_prompt", "max_new_tokens",
-                     "steps", "n_layers", "sae_epochs", "n_ablate", "n_random_draws", "templates_per_word", "sae_k"):
+                     "steps", "n_layers", "sae_epochs", "n_ablate", "n_random_draws", "templates_per_word", "sae_k",
+                     "n_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.n_positive_words < 3 or self.n_negative_words < 3:
@@ -88,6 +101,13 @@ class IrmConfig(StudyConfig):
         if min(self.n_positive_words, self.n_negative_words) * (1 - self.irm_test_fraction) < 3:
             raise ValueError("too few words left to train the IRM: raise n_positive_words / n_negative_words or "
                              "lower irm_test_fraction.")
+        if self.irm_folds < 2 or self.irm_alpha < 0:
+            raise ValueError(f"irm_folds must be >= 2 and irm_alpha >= 0, got {self.irm_folds} and {self.irm_alpha}.")
+        if min(self.n_positive_words, self.n_negative_words) < self.irm_folds:
+            raise ValueError(f"the paper's IRM cross-fits over {self.irm_folds} folds of words: use at least that many "
+                             "positive and negative words, or lower irm_folds.")
+        if not 0 <= self.min_distinct2 <= 1:
+            raise ValueError(f"min_distinct2 must be in [0, 1], got {self.min_distinct2}.")
         if not 0 < self.similarity_threshold <= 1:
             raise ValueError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold}.")
         if self.temperature <= 0:
