@@ -20,6 +20,19 @@ QUICK = {"steps": 2, "max_finetune_seconds": 60.0, "n_train_prompts": 16, "n_sel
 class IrmConfig(StudyConfig):
     """The implicit-reward-model study (Marks et al.) on one (base, fine-tuned) model pair.
 
+    Fine-tune selection criterion (stated before the sweep, issue 28; never the IRM result): on the
+    held-out *eval* prompts (48 by default, 24 sampled tokens at temperature 1, same seeds for both
+    models) a configuration (learning rate, beta, steps) is admissible when
+
+    1. the fine-tuned model's mean VADER reward is in the paper's band, 1.5 <= reward <= 3.0
+       (paper: 0.26 → 2.07, −0.27 → 1.95, 0.68 → 1.43; the clip is 10);
+    2. the mean per-token KL(fine-tuned ‖ base) on its completions is <= 0.5 nats/token (12 nats
+       over a 24-token completion);
+    3. distinct-2 of its completions is >= 0.8 × the base's (no collapse toward a few words).
+
+    Among admissible configurations the one with the smallest KL is the default; with none
+    admissible, the sweep goes on (lower learning rate / fewer steps / larger beta).
+
     Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 8 SAEs and generation. Measured
     with these defaults on the packaged SmolLM2-135M on 2 CPU cores *shared with ~10 other
     processes*: 37 min wall (GRPO reached 7 of 20 steps in 578 s; SAE pairs 800 s). On idle cores
