@@ -79,8 +79,9 @@ class IrmConfig(StudyConfig):
     templates_per_word: int = field(default=3, metadata={"help": "templates each word is placed in"})
     irm_test_fraction: float = field(default=0.3, metadata={
         "help": "held-out fraction of words for the decodability ceiling's Kendall tau"})
-    irm_alpha: float = field(default=0.0, metadata={
-        "help": "ridge penalty of the paper's IRM regression on standardised features (0: ordinary least squares)"})
+    irm_alpha: float | None = field(default=None, metadata={
+        "help": "ridge penalty of the paper's IRM regression on standardised features (default: chosen by "
+                "leave-one-out CV on the activation deltas, never on VADER; 0: ordinary least squares)"})
     irm_folds: int = field(default=5, metadata={"help": "cross-fitting folds of the paper's IRM (grouped by word)"})
     # ablation
     n_ablate: int = field(default=10, metadata={"help": "reward-related features to ablate"})
@@ -114,7 +115,7 @@ class IrmConfig(StudyConfig):
         if min(self.n_positive_words, self.n_negative_words) * (1 - self.irm_test_fraction) < 3:
             raise ValueError("too few words left to train the IRM: raise n_positive_words / n_negative_words or "
                              "lower irm_test_fraction.")
-        if self.irm_folds < 2 or self.irm_alpha < 0:
+        if self.irm_folds < 2 or (self.irm_alpha is not None and self.irm_alpha < 0):
             raise ValueError(f"irm_folds must be >= 2 and irm_alpha >= 0, got {self.irm_folds} and {self.irm_alpha}.")
         if min(self.n_positive_words, self.n_negative_words) < self.irm_folds:
             raise ValueError(f"the paper's IRM cross-fits over {self.irm_folds} folds of words: use at least that many "

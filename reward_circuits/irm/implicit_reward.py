@@ -48,7 +48,7 @@ class ReconstructedLexicon:
                 "words": self.fit.words, "reconstructed": self.fit.reconstructed.tolist(), "vader": self.vader.tolist()}
 
 
-def reconstruct_lexicon(deltas: ActivationDeltas, model: str, alpha: float = 0.0, n_folds: int = 5,
+def reconstruct_lexicon(deltas: ActivationDeltas, model: str, alpha: float | None = None, n_folds: int = 5,
                         n_boot: int = 1000, seed: int = 0) -> ReconstructedLexicon:
     """Fit the IRM on ``deltas`` (features and deltas only), then score it against VADER."""
     fit = fit_delta_irm(deltas.features, deltas.deltas, deltas.words, alpha=alpha, n_folds=n_folds)

@@ -119,14 +119,17 @@ LEXICON_BOUND = 4.0  # VADER values lie in [-4, 4]
 
 class DeltaIRM:
     """Marks et al.'s IRM (sklearn style): a linear regression from a sentiment token's feature
-    activations to its sentiment activation delta. ``alpha=0`` is ordinary least squares
-    (``sklearn.linear_model.LinearRegression``; minimum-norm when features outnumber tokens);
-    ``alpha > 0`` a ridge penalty on standardised features (``RidgeCV`` with that single alpha).
+    activations to its sentiment activation delta, on standardised features. ``alpha=None`` (the
+    default) is a ridge whose penalty is chosen by efficient leave-one-out CV *on the deltas*
+    (``RidgeCV`` over ``alphas``; VADER is never consulted); ``alpha=0`` is ordinary least squares
+    (``LinearRegression``; minimum-norm, i.e. interpolating, when features outnumber tokens);
+    ``alpha > 0`` a ridge with that penalty.
 
     Attributes after ``fit``: ``model_`` (the sklearn estimator), ``kept_features_``, ``scale_``."""
 
-    def __init__(self, alpha: float = 0.0):
+    def __init__(self, alpha: float | None = None, alphas: Sequence[float] = tuple(np.logspace(-2, 4, 13))):
         self.alpha = alpha
+        self.alphas = alphas
 
     def fit(self, features: Float[np.ndarray, "n features"], deltas: Float[np.ndarray, " n"]) -> DeltaIRM:
         x = np.asarray(features, dtype=np.float64)
@@ -138,7 +141,8 @@ class DeltaIRM:
         if self.kept_features_.size == 0:
             raise ValueError("every feature is constant over the sentiment tokens: nothing to regress on.")
         self.scale_ = sd[self.kept_features_]
-        est = LinearRegression() if self.alpha == 0 else RidgeCV(alphas=[self.alpha])
+        est = (LinearRegression() if self.alpha == 0 else
+               RidgeCV(alphas=list(self.alphas) if self.alpha is None else [self.alpha]))
         self.model_ = est.fit(x[:, self.kept_features_] / self.scale_, y)
         return self
 
@@ -178,7 +182,7 @@ class DeltaIrmFit:
 
 
 def fit_delta_irm(features: Float[np.ndarray, "n features"], deltas: Float[np.ndarray, " n"], words: Sequence[str],
-                  alpha: float = 0.0, n_folds: int = 5) -> DeltaIrmFit:
+                  alpha: float | None = None, n_folds: int = 5) -> DeltaIrmFit:
     """Cross-fitted :class:`DeltaIRM` predictions (folds grouped by word), normalised to [−4, 4] and
     averaged per word. Takes feature activations and deltas only: no lexicon value can reach it."""
     x = np.asarray(features, dtype=np.float64)
