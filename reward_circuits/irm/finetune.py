@@ -6,8 +6,12 @@ LoRA is merged into a copy of the base weights at the end and saved as an ordina
 (``model.safetensors`` + config + tokenizer), so the fine-tuned model loads like any other:
 ``load_model(path)`` or ``load_hf(path)``.
 
-Measured on 2 CPU cores with SmolLM2-135M-Instruct (r 16, lr 1e-3, beta 0.05, 16 completions of 24
-tokens a step): the mean VADER reward rose from ~0.3 to ~2 in 20 steps at ~9 s a step.
+Measured on SmolLM2-135M-Instruct (r 16, 16 completions of 24 tokens a step, 1 thread on a shared
+2-core machine), held-out mean VADER reward from 0.176: lr 1e-3, beta 0.05, 20 steps reached the
+clip (9.92: a reward hack); 14 steps gave 3.17 (KL 1.09 nats/token); beta 0.2, 16 steps 0.86
+(KL 0.13). ``FinetuneResult.step_kl`` is TRL's per-step estimate of the per-token KL to the
+reference on the step's own completions (``kl`` in its logs). The study chooses its default on a
+held-out criterion (:class:`~reward_circuits.irm.config.IrmConfig`).
 """
 
 from __future__ import annotations
