@@ -477,16 +477,16 @@ def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[s
     width = adapters["base"].hook_width(hooks[0])
     sizes = tuple(round(s * width) for s in config.sae_sizes)
     floor = {}
-    for name, adapter in adapters.items():
+    for m, (name, adapter) in enumerate(adapters.items()):
         acts = text_activations(adapter, corpus, hooks)
-        for h in hooks:
-            pair = train_dictionary_pair(acts[h], h, sizes, config.sae_config(), name, config.similarity_threshold,
-                                         hungarian=config.hungarian, progress=True)
+        for h in hooks:  # every dictionary from its own seed: a shared initialisation would inflate MMCS
+            pair = train_dictionary_pair(acts[h], h, sizes, replace(config.sae_config(), seed=config.seed + 2 * m + 10),
+                                         name, config.similarity_threshold, hungarian=config.hungarian, progress=True)
             dicts.pairs.append(pair)
             save_sae(pair.large, run.out / "saes" / name / h / "large")
             save_sae(pair.small, run.out / "saes" / name / h / "small")
             if name == "base":
-                other = train_sae(acts[h], replace(config.sae_config(), d_sae=sizes[1], seed=config.seed + 1),
+                other = train_sae(acts[h], replace(config.sae_config(), d_sae=sizes[1], seed=config.seed + 99),
                                   hook_name=h, model_name="base-seed2").sae
                 floor[h] = mmcs(pair.large, other)
     cross = {h: dicts.cross_model_mmcs(h) for h in hooks}
