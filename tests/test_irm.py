@@ -242,3 +242,14 @@ def test_config_validation_names_the_problem():
         IrmConfig(completions_per_step=12, num_generations=8)
     with pytest.raises(ValueError, match="irm_test_fraction"):
         IrmConfig(irm_test_fraction=1.0)
+
+
+def test_a_dictionary_pair_does_not_share_its_initialisation():
+    """Untrained (lr ~0) small and large SAEs: from one seed the small decoder would be the large one's
+    first rows (MMCS 1); from their own seeds MMCS is the random floor."""
+    from reward_circuits.studies.irm import train_dictionary_pair
+
+    acts = torch.randn(256, 32, generator=torch.Generator().manual_seed(0))
+    cfg = SAETrainConfig(architecture="topk", k=4, epochs=1, lr=1e-12, batch_size=256)
+    pair = train_dictionary_pair(acts, HOOK, (32, 64), cfg, "base", threshold=0.7, hungarian=False)
+    assert pair.mmcs < 0.8

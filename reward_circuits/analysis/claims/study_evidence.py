@@ -20,7 +20,7 @@ import re
 
 from scipy import stats
 
-from ..resampling import MIN_BOOTSTRAP_UNITS
+from ..resampling import MIN_BOOTSTRAP_UNITS, rank_vs_draws
 from .verdicts import Evidence
 
 
@@ -80,7 +80,17 @@ def irm_evidence(summary: dict) -> list[Evidence]:
         if r.get(key):
             out.append(interval_evidence(claim_id, r[key], "held-out words", "Kendall τ (scipy p), bootstrap interval",
                                          p_two_sided=r.get(p)))
-    if r.get("ablation_minus_random"):
+    diff = r.get("irm_finetuned_minus_base") or {}
+    if diff.get("tau_difference"):
+        out.append(interval_evidence("irm.finetuned_tau_above_base", diff["tau_difference"], "words",
+                                     "paired bootstrap over words of tau(fine-tuned IRM) − tau(base IRM)",
+                                     p_two_sided=diff.get("tau_difference_p")))
+    if r.get("ablation_draw_drops"):  # matched random features, >= 20 draws: the observed drop ranked among them
+        # the claim's estimand is reward(ablated) − reward(random ablated): a drop's rank, read as "less"
+        test = rank_vs_draws(-float(r["ablation_observed_drop"]), [-float(x) for x in r["ablation_draw_drops"]],
+                             "matched random feature draws")
+        out.append(Evidence.from_test("irm.ablation_vs_matched", test))
+    elif r.get("ablation_minus_random"):
         out.append(interval_evidence("irm.ablation_vs_matched", r["ablation_minus_random"], "prompts",
                                      "paired bootstrap over prompts against one random feature set (its own "
                                      "variance is not in the interval)", p_two_sided=r.get("ablation_minus_random_p")))

@@ -7,9 +7,13 @@ The folder follows the study's data flow:
 - :mod:`.finetune`: M_base → M_RLHF with TRL's GRPO + a LoRA (:func:`finetune_grpo`).
 - :mod:`.divergence`: per-layer weight distance in full precision (:func:`layer_divergence`).
 - :mod:`.dictionaries`: small/large SAE pairs per layer and model, :func:`mmcs`, shared features.
-- :mod:`.contrastive`: (positive, neutral, negative) triples and feature deltas.
-- :mod:`.irm_model`: :class:`LinearIRM` and :func:`paired_kendall`.
-- :mod:`.ablation`: reward-related features (pluggable :class:`FeatureExplainer`) and their ablation.
+- :mod:`.diagnostics`: distinct-2, KL to the base, base perplexity and the reward-hack guard.
+- :mod:`.contrastive`: (positive, neutral, negative) triples, sentiment activation deltas, feature deltas.
+- :mod:`.irm_model`: the paper's :class:`DeltaIRM` (:func:`fit_delta_irm`), the decodability
+  ceiling :class:`LinearIRM`, and :func:`paired_kendall`.
+- :mod:`.implicit_reward`: the IRM scored against VADER per model and the base model as its control.
+- :mod:`.ablation`: reward-related features (pluggable :class:`FeatureExplainer`), their ablation and
+  random features matched on activation frequency.
 - :mod:`.study`: :func:`run_irm`, the whole study → :class:`IrmResult` → the ``irm`` report section.
 - :mod:`.commands`: ``reward-circuits irm``; :func:`write_irm_report` writes the report from the result.
 """
@@ -19,6 +23,9 @@ from .ablation import (
                        AblationSettings,
                        CorrelationExplainer,
                        FeatureExplainer,
+                       LatentStatistics,
+                       latent_statistics,
+                       matched_random_features,
                        ablation_hooks,
                        completion_features,
                        random_features_like,
@@ -28,7 +35,9 @@ from .ablation import (
 )
 from .config import IrmConfig
 from .contrastive import (
+                       ActivationDeltas,
                        ContrastiveTriple,
+                       activation_deltas,
                        FeatureReader,
                        SAEFeatureReader,
                        TokenDeltas,
@@ -51,7 +60,16 @@ from .divergence import (
                        layer_divergence,
 )
 from .finetune import FinetuneConfig, FinetuneResult, finetune_grpo
-from .irm_model import KendallResult, LinearIRM, paired_kendall, reconstruction_table
+from .diagnostics import (
+                       FinetuneDiagnostics,
+                       GuardConfig,
+                       RewardHackError,
+                       check_not_reward_hack,
+                       distinct_n,
+                       kl_and_base_perplexity,
+)
+from .implicit_reward import BaseControl, ReconstructedLexicon, compare_to_base, reconstruct_lexicon
+from .irm_model import DeltaIRM, DeltaIrmFit, KendallResult, LinearIRM, fit_delta_irm, paired_kendall, reconstruction_table
 from .prompts import imdb_prefixes, review_openings, split_prompts
 from .reward import VaderReward, vader_lexicon, words
 from .commands import write_irm_report
@@ -62,6 +80,10 @@ Config, Result, run = IrmConfig, IrmResult, run_irm
 
 __all__ = [
     "Config", "Result", "run",
+    "ActivationDeltas", "BaseControl", "DeltaIRM", "DeltaIrmFit", "FinetuneDiagnostics", "GuardConfig", "LatentStatistics",
+    "ReconstructedLexicon", "RewardHackError", "activation_deltas", "check_not_reward_hack", "compare_to_base",
+    "distinct_n", "fit_delta_irm", "kl_and_base_perplexity", "latent_statistics", "matched_random_features",
+    "reconstruct_lexicon",
     "AblationResult", "AblationSettings", "ContrastiveTriple", "CorrelationExplainer", "DictionaryPair", "DictionarySet", "FeatureExplainer",
     "FeatureReader", "FinetuneConfig", "FinetuneResult", "IrmConfig", "IrmFit", "IrmResult", "KendallResult",
     "LayerDivergence", "LinearIRM", "PrecisionError", "RewardShift", "SAEFeatureReader", "TokenDeltas", "VaderReward",

@@ -13,17 +13,39 @@ from .finetune import FinetuneConfig
 # --quick: every stage of the study at small n (a smoke run of the whole study)
 QUICK = {"steps": 2, "max_finetune_seconds": 60.0, "n_train_prompts": 16, "n_select_prompts": 12, "n_eval_prompts": 12,
          "sae_epochs": 2, "n_positive_words": 20, "n_negative_words": 20, "templates_per_word": 1, "n_ablate": 5,
-         "n_boot": 200}
+         "n_random_draws": 5, "n_boot": 200}
 
 
 @dataclass
 class IrmConfig(StudyConfig):
     """The implicit-reward-model study (Marks et al.) on one (base, fine-tuned) model pair.
 
-    Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 8 SAEs and generation. Measured
-    with these defaults on the packaged SmolLM2-135M on 2 CPU cores *shared with ~10 other
-    processes*: 37 min wall (GRPO reached 7 of 20 steps in 578 s; SAE pairs 800 s). On idle cores
-    GRPO runs ~9 s a step; lower ``sae_epochs`` / ``n_*_prompts`` for a quicker run.
+    Fine-tune selection criterion (stated before the sweep, issue 28; never the IRM result): on the
+    held-out *eval* prompts (48 by default, 24 sampled tokens at temperature 1, same seeds for both
+    models) a configuration (learning rate, beta, steps) is admissible when
+
+    1. the fine-tuned model's mean VADER reward is in the paper's band, 1.5 <= reward <= 3.0
+       (paper: 0.26 → 2.07, −0.27 → 1.95, 0.68 → 1.43; the clip is 10);
+    2. the mean per-token KL(fine-tuned ‖ base) on its completions is <= 0.5 nats/token (12 nats
+       over a 24-token completion);
+    3. distinct-2 of its completions is >= 0.8 × the base's (no collapse toward a few words).
+
+    Among admissible configurations the one with the smallest KL is the default; with none
+    admissible, the sweep goes on (lower learning rate / fewer steps / larger beta).
+
+    Sweep (2026-12-06, docs/results/2026-12-06/irm/finetune_sweep.json; lr 1e-3, LoRA r 16, held-out
+    reward from 0.176, distinct-2 0.955): beta 0.05 / 14 steps → 3.17, KL 1.09, distinct-2 0.74;
+    beta 0.1 / 10 → 1.03, KL 0.29; beta 0.1 / 13 → 1.48, KL 0.48; beta 0.1 / 14 → 1.84, KL 0.57,
+    distinct-2 0.86; beta 0.2 / 16 → 0.86, KL 0.13. **No point met all three criteria** (13 steps is
+    0.02 under the band, 14 steps 0.07 over the KL bound). The default is beta 0.1 / 14 steps: in the
+    reward band, no collapse, KL over the bound; a finer knob (lr ~8e-4 at 14 steps) is the next try.
+    GRPO is deterministic at a fixed seed here (the 13- and 14-step runs share their first 13 steps).
+
+    Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 10 SAEs (two sizes per model
+    and hook, plus a second base seed for the MMCS floor), generation (the ablation sweeps 2 + 20
+    matched-draw conditions) and the IRM (both models). GRPO took 60–100 s a step at 1 thread on a
+    2-core machine at load 7–8 (1033 s for 14 steps); lower ``sae_epochs`` / ``n_*_prompts`` /
+    ``n_random_draws`` for a quicker run.
     """
 
     out: str = field(default="runs/irm", metadata={"help": "report directory (summary.json, report.html, models, SAEs)"})
@@ -38,13 +60,15 @@ class IrmConfig(StudyConfig):
     max_new_tokens: int = field(default=24, metadata={"help": "completion length (training and evaluation)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (training and evaluation)"})
     # fine-tuning (GRPO + LoRA)
-    steps: int = field(default=20, metadata={"help": "GRPO optimizer steps"})
+    steps: int = field(default=14, metadata={"help": "GRPO optimizer steps"})
     learning_rate: float = field(default=1e-3, metadata={"help": "LoRA learning rate"})
-    beta: float = field(default=0.05, metadata={"help": "KL coefficient to the base model"})
+    beta: float = field(default=0.1, metadata={"help": "KL coefficient to the base model"})
     completions_per_step: int = field(default=16, metadata={"help": "completions per GRPO step"})
     num_generations: int = field(default=8, metadata={"help": "completions per prompt in a GRPO group"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    max_finetune_seconds: float = field(default=540.0, metadata={"help": "stop fine-tuning after this long"})
+    max_finetune_seconds: float = field(default=2400.0, metadata={
+        "help": "stop fine-tuning after this long (a cut-short run is not the validated recipe: keep it above the "
+                "steps' time; 14 steps took 1033 s wall on a loaded 2-core machine)"})
     # layers and dictionaries
     n_layers: int = field(default=2, metadata={"help": "number of most-diverged layers to study"})
     sae_site: Literal["hook_mlp_out", "mlp.hook_post"] = field(default="hook_mlp_out", metadata={
@@ -64,19 +88,33 @@ class IrmConfig(StudyConfig):
     n_positive_words: int = field(default=150, metadata={"help": "positive lexicon words in contrastive triples"})
     n_negative_words: int = field(default=150, metadata={"help": "negative lexicon words in contrastive triples"})
     templates_per_word: int = field(default=3, metadata={"help": "templates each word is placed in"})
-    irm_test_fraction: float = field(default=0.3, metadata={"help": "held-out fraction of words for Kendall tau"})
+    irm_test_fraction: float = field(default=0.3, metadata={
+        "help": "held-out fraction of words for the decodability ceiling's Kendall tau"})
+    irm_alpha: float | None = field(default=None, metadata={
+        "help": "ridge penalty of the paper's IRM regression on standardised features (default: chosen by "
+                "leave-one-out CV on the activation deltas, never on VADER; 0: ordinary least squares)"})
+    irm_folds: int = field(default=5, metadata={"help": "cross-fitting folds of the paper's IRM (grouped by word)"})
     # ablation
     n_ablate: int = field(default=10, metadata={"help": "reward-related features to ablate"})
-    n_random_draws: int = field(default=2, metadata={"help": "random-feature control draws"})
+    n_random_draws: int = field(default=20, metadata={
+        "help": "random-feature control draws (matched on activation frequency and decoder norm x mean activation)"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
-    quick: bool = field(default=False, metadata={"help": "a smoke run: 2 GRPO steps (60 s cap), 16/12/12 prompts, 2 SAE epochs, 20+20 words, 200 bootstrap resamples (options given explicitly still win)"})
+    # reward-hack guard
+    force_reward_hack: bool = field(default=False, metadata={
+        "help": "run the analyses even when the guard flags the fine-tuned model (reward at the clip or collapsed "
+                "distinct-2); the report says so"})
+    min_distinct2: float = field(default=0.3, metadata={
+        "help": "the guard's floor on distinct-2 of the fine-tuned completions (also >= half the base's)"})
+    n_samples: int = field(default=6, metadata={"help": "sample completions (base and fine-tuned) in the report"})
+    quick: bool = field(default=False, metadata={"help": "a smoke run: 2 GRPO steps (60 s cap), 16/12/12 prompts, 2 SAE epochs, 20+20 words, 5 matched draws, 200 bootstrap resamples (options given explicitly still win)"})
 
     def __post_init__(self):
         super().__post_init__()
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
         for name in ("n_train_prompts", "n_select_prompts", "n_eval_prompts", "samples_per_prompt", "max_new_tokens",
-                     "steps", "n_layers", "sae_epochs", "n_ablate", "n_random_draws", "templates_per_word", "sae_k"):
+                     "steps", "n_layers", "sae_epochs", "n_ablate", "n_random_draws", "templates_per_word", "sae_k",
+                     "n_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.n_positive_words < 3 or self.n_negative_words < 3:
@@ -89,6 +127,13 @@ class IrmConfig(StudyConfig):
         if min(self.n_positive_words, self.n_negative_words) * (1 - self.irm_test_fraction) < 3:
             raise ValueError("too few words left to train the IRM: raise n_positive_words / n_negative_words or "
                              "lower irm_test_fraction.")
+        if self.irm_folds < 2 or (self.irm_alpha is not None and self.irm_alpha < 0):
+            raise ValueError(f"irm_folds must be >= 2 and irm_alpha >= 0, got {self.irm_folds} and {self.irm_alpha}.")
+        if min(self.n_positive_words, self.n_negative_words) < self.irm_folds:
+            raise ValueError(f"the paper's IRM cross-fits over {self.irm_folds} folds of words: use at least that many "
+                             "positive and negative words, or lower irm_folds.")
+        if not 0 <= self.min_distinct2 <= 1:
+            raise ValueError(f"min_distinct2 must be in [0, 1], got {self.min_distinct2}.")
         if not 0 < self.similarity_threshold <= 1:
             raise ValueError(f"similarity_threshold must be in (0, 1], got {self.similarity_threshold}.")
         if self.temperature <= 0:

@@ -1,5 +1,16 @@
 """Contrastive (positive, neutral, negative) inputs and the feature activation deltas they produce.
 
+Two constructions read the same triples:
+
+- :func:`activation_deltas` (Marks et al.'s IRM): per triple, the *sentiment activation delta* of
+  its positive word is ``+||f(positive) − f(neutral)||_2`` and of its negative word
+  ``−||f(negative) − f(neutral)||_2``, where ``f`` is the SAE feature activations at the swapped
+  word's tokens, concatenated over the selected layers; the regression input is the sentiment
+  word's own ``f``. The sign comes from the slot the word fills (the triple's polarity), never from
+  a lexicon *value*: nothing here reads VADER magnitudes.
+- :func:`token_deltas` (the supervised "decodability ceiling"): per word, the mean feature
+  difference word − neutral, with the word's lexicon value as its target.
+
 A template sentence has one slot, ``"I thought the film was {w}."``; a *triple* fills it with a
 positive lexicon word, a neutral word (not in the lexicon) and a negative lexicon word. The
 templates and neutral words contain no lexicon word (tested), so the reward difference between
@@ -43,7 +54,8 @@ NEUTRAL_WORDS = ("blue", "wooden", "square", "green", "tall", "round", "yellow",
 
 
 class FeatureReader(Protocol):
-    def __call__(self, texts: Sequence[str], starts: Sequence[int]) -> Float[np.ndarray, "n features"]: ...
+    def __call__(self, texts: Sequence[str], starts: Sequence[int | str],
+                 stops: Sequence[int | str] | None = None) -> Float[np.ndarray, "n features"]: ...
 
 
 def sentiment_words(n_positive: int, n_negative: int, seed: int = 0, min_abs: float = 0.5) -> list[str]:
@@ -72,6 +84,11 @@ class ContrastiveTriple:
     def prefix(self) -> str:
         """Text before the first slot (its tokens are shared by the three sentences)."""
         return self.template.split("{w}")[0].rstrip(" ")
+
+    def through_word(self) -> tuple[str, str, str]:
+        """Each sentence's text up to the end of its first swapped word (where its word's tokens stop)."""
+        head = self.template.split("{w}")[0]
+        return tuple(head + w for w in (self.positive, self.neutral, self.negative))
 
 
 def build_triples(words: Sequence[str], templates_per_word: int = 3, seed: int = 0,
@@ -130,13 +147,67 @@ def token_deltas(triples: Sequence[ContrastiveTriple], reader: FeatureReader, ba
                        [counts[w] for w in words])
 
 
+@dataclass
+class ActivationDeltas:
+    """One row per sentiment word occurrence (a triple's positive or negative slot): the word's
+    concatenated SAE feature activations and its sentiment activation delta (signed by the slot)."""
+
+    words: list[str]
+    polarity: Float[np.ndarray, " n"]  # +1 positive slot, -1 negative slot
+    features: Float[np.ndarray, "n features"]
+    deltas: Float[np.ndarray, " n"]
+    neutral_features: Float[np.ndarray, "n features"]  # the triple's neutral sentence at its neutral word
+
+    def token_deltas(self) -> TokenDeltas:
+        """Per word, the mean feature difference word − neutral (the decodability ceiling's input) with
+        its VADER value (read here, for the supervised ceiling only)."""
+        lx = vader_lexicon()
+        sums: dict[str, list] = {}
+        for w, row in zip(self.words, self.features - self.neutral_features):
+            sums.setdefault(w, []).append(row)
+        words = list(sums)
+        return TokenDeltas(words, np.array([lx[w] for w in words]), np.stack([np.mean(sums[w], 0) for w in words]),
+                           [len(sums[w]) for w in words])
+
+    def __post_init__(self):
+        n = len(self.words)
+        if not (self.polarity.shape == (n,) and self.deltas.shape == (n,) and self.features.shape[0] == n):
+            raise ValueError(f"ActivationDeltas needs one polarity, feature row and delta per word ({n}).")
+
+
+def _read_all(texts, starts, stops, reader: FeatureReader, batch_size: int) -> np.ndarray:
+    feats = []
+    for i in range(0, len(texts), batch_size):
+        sl = slice(i, i + batch_size)
+        feats.append(np.asarray(reader(texts[sl], starts[sl], stops[sl]), dtype=np.float64))
+    return np.concatenate(feats)
+
+
+def activation_deltas(triples: Sequence[ContrastiveTriple], reader: FeatureReader, batch_size: int = 64) -> ActivationDeltas:
+    """Marks et al.'s sentiment activation deltas: ``reader`` gives each sentence's feature
+    activations at its swapped word (``starts``: the text before the word, ``stops``: the text through
+    it); the positive word's delta is ``+||f_pos − f_neu||``, the negative word's ``−||f_neg − f_neu||``."""
+    texts, starts, stops = [], [], []
+    for tr in triples:
+        texts.extend(tr.texts())
+        starts.extend([tr.prefix()] * 3)
+        stops.extend(tr.through_word())
+    f = _read_all(texts, starts, stops, reader, batch_size).reshape(len(triples), 3, -1)
+    pos = np.linalg.norm(f[:, 0] - f[:, 1], axis=1)
+    neg = -np.linalg.norm(f[:, 2] - f[:, 1], axis=1)
+    words = [w for tr in triples for w in (tr.positive, tr.negative)]
+    return ActivationDeltas(words, np.tile([1.0, -1.0], len(triples)), f[:, [0, 2]].reshape(2 * len(triples), -1),
+                            np.stack([pos, neg], 1).reshape(-1), np.repeat(f[:, 1], 2, axis=0))
+
+
 class SAEFeatureReader:
     """SAE latents of ``adapter`` at the SAEs' hook points, mean-pooled from the swapped word on.
 
     ``saes`` maps a hook name to a sae-lens SAE; ``latents`` optionally keeps a subset of latent
     indices per hook (e.g. the high-similarity features). ``starts`` may be token indices or the
     text before the word (tokenised here: the word must follow a space so BPE keeps the prefix's
-    tokens unchanged).
+    tokens unchanged). ``stops`` (same forms, optional) ends the pooled window after the word's own
+    tokens; without it the window runs to the end of the text.
     """
 
     def __init__(self, adapter, saes: Mapping[str, object], latents: Mapping[str, Sequence[int]] | None = None):
@@ -154,14 +225,19 @@ class SAEFeatureReader:
         return out
 
     @torch.no_grad()
-    def __call__(self, texts: Sequence[str], starts: Sequence[int | str]) -> Float[np.ndarray, "n features"]:
-        tok = self.adapter.tokenizer
-        starts = [s if isinstance(s, int) else len(tok(s, add_special_tokens=False)["input_ids"]) for s in starts]
+    def __call__(self, texts: Sequence[str], starts: Sequence[int | str],
+                 stops: Sequence[int | str] | None = None) -> Float[np.ndarray, "n features"]:
         batch = self.adapter.tokenize(list(texts), padding_side="right")
-        acts = self.adapter.capture(batch, list(self.saes))
+
+        def index(s):  # texts are tokenised without special tokens (the adapter's default)
+            return s if isinstance(s, int) else len(self.adapter.tokenizer(s, add_special_tokens=False)["input_ids"])
+
+        starts = [index(s) for s in starts]
         lengths = batch.attention_mask.sum(1).tolist()
+        stops = lengths if stops is None else [min(index(s), n) for s, n in zip(stops, lengths)]
+        acts = self.adapter.capture(batch, list(self.saes))
         pos = torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)
-        keep = torch.stack([(pos >= s) & (pos < n) for s, n in zip(starts, lengths)]).float()  # [batch, pos]
+        keep = torch.stack([(pos >= s) & (pos < e) for s, e in zip(starts, stops)]).float()  # [batch, pos]
         if (keep.sum(1) == 0).any():
             raise ValueError("a swapped word starts after the end of its text: check the starts.")
         out = []

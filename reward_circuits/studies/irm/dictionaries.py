@@ -95,14 +95,19 @@ PAIR_COLUMNS = ["model", "hook", "d_sae small", "d_sae large", "MMCS (mean max)"
 def train_dictionary_pair(activations: Float[Tensor, "n d"], hook_name: str, sizes: tuple[int, int],
                           config: SAETrainConfig, model: str, threshold: float, hungarian: bool = True,
                           progress: bool = False) -> DictionaryPair:
-    """Train SAEs with ``sizes = (d_small, d_large)`` latents on the same activations; compare them."""
+    """Train SAEs with ``sizes = (d_small, d_large)`` latents on the same activations; compare them.
+
+    The two start from different seeds (``config.seed`` and ``config.seed + 1``): from one seed the
+    small decoder's rows are the first rows of the large one's initialisation, and wherever training
+    moves a decoder little the MMCS would measure that shared start (measured: 0.92 at SmolLM2's
+    layer 28 vs 0.22 between two seeds)."""
     from ...sae import evaluate_sae
 
     small_size, large_size = sizes
     if small_size >= large_size:
         raise ValueError(f"sizes must be (small, large) with small < large, got {sizes}.")
-    saes = [train_sae(activations, replace(config, d_sae=int(d)), hook_name=hook_name, model_name=model,
-                      progress=progress).sae for d in sizes]
+    saes = [train_sae(activations, replace(config, d_sae=int(d), seed=config.seed + i), hook_name=hook_name,
+                      model_name=model, progress=progress).sae for i, d in enumerate(sizes)]
     quality = [evaluate_sae(s, activations) for s in saes]
     return DictionaryPair(
         model=model, hook_name=hook_name, small=saes[0], large=saes[1], mmcs=mmcs(saes[0], saes[1]),

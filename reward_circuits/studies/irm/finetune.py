@@ -6,8 +6,12 @@ LoRA is merged into a copy of the base weights at the end and saved as an ordina
 (``model.safetensors`` + config + tokenizer), so the fine-tuned model loads like any other:
 ``load_model(path)`` or ``load_hf(path)``.
 
-Measured on 2 CPU cores with SmolLM2-135M-Instruct (r 16, lr 1e-3, beta 0.05, 16 completions of 24
-tokens a step): the mean VADER reward rose from ~0.3 to ~2 in 20 steps at ~9 s a step.
+Measured on SmolLM2-135M-Instruct (r 16, 16 completions of 24 tokens a step, 1 thread on a shared
+2-core machine), held-out mean VADER reward from 0.176: lr 1e-3, beta 0.05, 20 steps reached the
+clip (9.92: a reward hack); 14 steps gave 3.17 (KL 1.09 nats/token); beta 0.2, 16 steps 0.86
+(KL 0.13); beta 0.1, 14 steps 1.84 (KL 0.57, the default). ``FinetuneResult.step_kl`` is TRL's per-step estimate of the per-token KL to the
+reference on the step's own completions (``kl`` in its logs). The study chooses its default on a
+held-out criterion (:class:`~reward_circuits.studies.irm.config.IrmConfig`).
 """
 
 from __future__ import annotations
@@ -30,16 +34,16 @@ from ...io import atomic_save_pretrained
 class FinetuneConfig:
     """GRPO + LoRA hyperparameters (defaults: the configuration measured feasible on 2 cores)."""
 
-    steps: int = field(default=20, metadata={"help": "optimizer steps"})
+    steps: int = field(default=14, metadata={"help": "optimizer steps"})
     learning_rate: float = field(default=1e-3, metadata={"help": "LoRA learning rate (5e-5 did not move in 20 steps)"})
-    beta: float = field(default=0.05, metadata={"help": "KL coefficient to the base model"})
+    beta: float = field(default=0.1, metadata={"help": "KL coefficient to the base model"})
     completions_per_step: int = field(default=16, metadata={"help": "completions generated per optimizer step"})
     num_generations: int = field(default=8, metadata={"help": "completions per prompt (the GRPO group)"})
     max_new_tokens: int = field(default=24, metadata={"help": "completion length"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature during training"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    max_seconds: float = field(default=540.0, metadata={"help": "stop training after this many seconds"})
+    max_seconds: float = field(default=2400.0, metadata={"help": "stop training after this many seconds"})
     seed: int = 0
 
     def __post_init__(self):

@@ -1,9 +1,11 @@
-"""The whole study, in the paper's order: known reward → fine-tune → divergent layers → SAE pairs
-(MMCS) → contrastive triples → linear IRM (Kendall tau) → reward-related features → ablation.
+"""The whole study, in the paper's order: known reward → fine-tune → reward-hack guard → divergent
+layers → SAE pairs (MMCS, and a second base seed as the floor) → contrastive triples → the paper's
+IRM (activation deltas → linear regression → Kendall tau) on the fine-tuned *and* the base model →
+reward-related features → ablation against activation-matched random features.
 
     from reward_circuits.studies.irm import IrmConfig, run_irm
     result = run_irm(IrmConfig(out="runs/irm"))
-    result.kendall.tau, result.ablation.ablated_minus_random
+    result.kendall.tau, result.base_control.difference, result.ablation.rank_p
 
 Prompt splits are disjoint: *train* (fine-tuning), *select* (SAE corpus, feature selection) and
 *eval* (rewards before/after, ablation; SAE corpus too, which is unsupervised).
@@ -24,8 +26,11 @@ from .ablation import (
     AblationResult,
     CorrelationExplainer,
     FeatureExplainer,
+    LatentStatistics,
     completion_features,
     feature_index,
+    latent_statistics,
+    matched_random_features,
     rewards_per_prompt,
     run_ablation,
     top_features,
@@ -34,24 +39,29 @@ from .config import IrmConfig
 from .contrastive import (
     SAEFeatureReader,
     TokenDeltas,
+    activation_deltas,
     build_triples,
     sentiment_words,
-    token_deltas,
 )
+from .diagnostics import FinetuneDiagnostics, GuardConfig, check_not_reward_hack, distinct_n, kl_and_base_perplexity
 from .dictionaries import (
     PAIR_COLUMNS,
     DictionarySet,
+    mmcs,
     text_activations,
     train_dictionary_pair,
 )
 from .divergence import LayerDivergence, layer_divergence
 from .finetune import FinetuneResult, as_trl_reward, finetune_grpo
+from .implicit_reward import BaseControl, ReconstructedLexicon, compare_to_base, reconstruct_lexicon
 from .irm_model import KendallResult, LinearIRM, paired_kendall, reconstruction_table
 from .prompts import imdb_prefixes, review_openings, split_prompts
 from .reward import VaderReward
 
 PAPER_KENDALL = {"pythia-70m": (0.042, 0.26), "pythia-160m": (0.093, 0.014), "gpt-neo-125m": (0.023, 0.48)}
 PAPER_REWARD = {"pythia-70m": (0.26, 2.07), "pythia-160m": (-0.27, 1.95), "gpt-neo-125m": (0.68, 1.43)}
+# Table 5: mean reward of the fine-tuned model before → after ablating its reward features
+PAPER_ABLATION = {"pythia-70m": (2.07, 1.75), "pythia-160m": (1.95, 1.71), "gpt-neo-125m": (1.43, 1.34)}
 
 
 @dataclass
@@ -63,6 +73,7 @@ class RewardShift:
     difference: Interval
     p_value: float
     finetune: FinetuneResult | None
+    diagnostics: FinetuneDiagnostics | None = None
 
     @property
     def verdict(self) -> str:
@@ -71,7 +82,9 @@ class RewardShift:
 
 @dataclass
 class IrmFit:
-    """The linear IRM fitted on training words, scored on held-out words."""
+    """The decodability ceiling (not the paper's IRM): a ridge regression from the fine-tuned model's
+    per-word feature differences to the VADER values themselves, fitted on training words and
+    scored on held-out words. Its tau says the lexicon value is linearly decodable from the features."""
 
     model: LinearIRM
     kendall: KendallResult
@@ -93,14 +106,20 @@ class IrmResult:
     layers: list[int]
     dictionaries: DictionarySet
     cross_model_mmcs: dict[str, float]
-    irm: IrmFit
+    irm: IrmFit  # the decodability ceiling
     ablation: AblationResult
+    paper_irm: ReconstructedLexicon | None = None  # the paper's IRM on the fine-tuned model
+    base_irm: ReconstructedLexicon | None = None  # the same construction on the base model
+    base_control: BaseControl | None = None
+    mmcs_floor: dict[str, float] = field(default_factory=dict)  # base vs base (two SAE seeds)
+    latent_stats: LatentStatistics | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
 
     @property
     def kendall(self) -> KendallResult:
-        return self.irm.kendall
+        """The paper's IRM's Kendall tau on the fine-tuned model."""
+        return self.paper_irm.kendall if self.paper_irm is not None else self.irm.kendall
 
     def to_dict(self) -> dict:
         """The ``irm`` section of ``summary.json``."""
@@ -111,91 +130,202 @@ class IrmResult:
         return self.section()
 
     def summary(self) -> dict:
-        a = self.ablation
-        return {
-            "reward_base": self.rewards.base.to_dict(), "reward_finetuned": self.rewards.finetuned.to_dict(),
-            "reward_difference": self.rewards.difference.to_dict(), "reward_difference_p": self.rewards.p_value,
-            "reward_verdict": self.rewards.verdict,
-            "finetune_steps": self.rewards.finetune.steps_done if self.rewards.finetune else None,
-            "finetune_step_rewards": self.rewards.finetune.step_rewards if self.rewards.finetune else None,
-            "finetune_seconds": self.rewards.finetune.seconds if self.rewards.finetune else None,
-            "top_divergence_layers": self.layers,
-            "divergence_top_over_median": self.divergence.top_over_median(),
-            "layer_distance": dict(zip(map(str, self.divergence.layers), self.divergence.distance)),
-            "mmcs": {f"{p.model}/{p.hook_name}": {"mmcs": p.mmcs, "hungarian": p.mmcs_hungarian,
-                                                  "shared_features": int(p.shared_latents.size),
-                                                  "d_sae": [int(p.small.cfg.d_sae), int(p.large.cfg.d_sae)]}
-                     for p in self.dictionaries.pairs},
-            "mmcs_base_vs_finetuned": self.cross_model_mmcs,
-            "kendall_tau": self.irm.kendall.tau, "kendall_p": self.irm.kendall.p_value,
-            "kendall_tau_interval": self.irm.kendall.interval.to_dict(),
-            "kendall_tau_negative": self.irm.kendall_negative.tau, "kendall_p_negative": self.irm.kendall_negative.p_value,
-            "kendall_tau_negative_interval": self.irm.kendall_negative.interval.to_dict(),
-            "kendall_tau_train": self.irm.train_kendall, "irm_features": self.irm.n_features,
-            "irm_feature_set": self.irm.feature_set, "irm_train_words": self.irm.n_train_words,
-            "irm_alpha": self.irm.model.alpha_, "irm_test_words": len(self.irm.words),
-            "kendall_verdict": verdict(self.irm.kendall.interval, +1),
-            "reward_after_ablation": a.reward_ablated.to_dict(), "reward_after_random_ablation": a.reward_random.to_dict(),
-            "reward_without_ablation": a.reward_none.to_dict(),
-            "ablation_minus_none": a.ablated_minus_none.to_dict(), "ablation_minus_none_p": a.ablated_minus_none_p,
-            "ablation_minus_random": a.ablated_minus_random.to_dict(), "ablation_minus_random_p": a.ablated_minus_random_p,
-            "ablation_verdict": verdict(a.ablated_minus_random, -1), "ablated_features": a.selected,
-            "seconds": self.seconds, "paper_kendall": PAPER_KENDALL, "paper_reward": PAPER_REWARD,
-        }
+        return {**_reward_summary(self.rewards), **_irm_summary(self), **_ablation_summary(self.ablation, self.latent_stats),
+                "top_divergence_layers": self.layers, "divergence_top_over_median": self.divergence.top_over_median(),
+                "layer_distance": dict(zip(map(str, self.divergence.layers), self.divergence.distance)),
+                "mmcs": {f"{p.model}/{p.hook_name}": {"mmcs": p.mmcs, "hungarian": p.mmcs_hungarian,
+                                                      "shared_features": int(p.shared_latents.size),
+                                                      "d_sae": [int(p.small.cfg.d_sae), int(p.large.cfg.d_sae)]}
+                         for p in self.dictionaries.pairs},
+                "mmcs_base_vs_finetuned": self.cross_model_mmcs, "mmcs_base_vs_base_floor": self.mmcs_floor,
+                "seconds": self.seconds, "paper_kendall": PAPER_KENDALL, "paper_reward": PAPER_REWARD,
+                "paper_ablation": PAPER_ABLATION}
 
     def section(self) -> Section:
-        r, k, a = self.rewards, self.irm, self.ablation
-        tables = [
-            Table("Mean VADER reward of completions to held-out prompts (paper Table 7 shape)",
-                  ["model", "mean reward", "95% low", "95% high", "n prompts"],
-                  [["base", r.base.estimate, r.base.low, r.base.high, r.base.n],
-                   ["fine-tuned", r.finetuned.estimate, r.finetuned.low, r.finetuned.high, r.finetuned.n],
-                   ["fine-tuned − base (paired)", r.difference.estimate, r.difference.low, r.difference.high, r.difference.n]]),
-            self.divergence.table(max(5, len(self.layers))),
-            Table("SAE dictionaries: mean max cosine similarity (small → large)", PAIR_COLUMNS,
-                  [p.row() for p in self.dictionaries.pairs]),
-            Table("Implicit reward model: Kendall tau (held-out words, paired values)",
-                  ["tokens", "tau", "95% low", "95% high", "p", "n"],
-                  [["all", k.kendall.tau, k.kendall.interval.low, k.kendall.interval.high, k.kendall.p_value, k.kendall.n],
-                   ["negative only", k.kendall_negative.tau, k.kendall_negative.interval.low,
-                    k.kendall_negative.interval.high, k.kendall_negative.p_value, k.kendall_negative.n]]
-                  + [[f"paper: {m}", t, None, None, p, None] for m, (t, p) in PAPER_KENDALL.items()]),
-            reconstruction_table(k.words, k.true, k.predicted),
-            Table("Feature ablation during generation (fine-tuned model, held-out prompts; paper Table 5 + control)",
-                  ["condition", "mean reward", "95% low", "95% high", "n prompts"],
-                  [["no ablation", a.reward_none.estimate, a.reward_none.low, a.reward_none.high, a.reward_none.n],
-                   [f"{a.n_features} reward-related features", a.reward_ablated.estimate, a.reward_ablated.low,
-                    a.reward_ablated.high, a.reward_ablated.n],
-                   [f"{a.n_features} random features ({len(a.random_draws)} draws)", a.reward_random.estimate,
-                    a.reward_random.low, a.reward_random.high, a.reward_random.n],
-                   ["related − none (paired)", a.ablated_minus_none.estimate, a.ablated_minus_none.low,
-                    a.ablated_minus_none.high, a.ablated_minus_none.n],
-                   ["related − random (paired)", a.ablated_minus_random.estimate, a.ablated_minus_random.low,
-                    a.ablated_minus_random.high, a.ablated_minus_random.n]]),
-        ]
-        notes = [
-            f"Fine-tuning raised the mean reward from {r.base} to {r.finetuned} (paired difference {r.difference}, "
-            f"p={r.p_value:.3g}): {r.verdict}. Paper (base → fine-tuned): "
-            + "; ".join(f"{m} {b:.2f} → {t:.2f}" for m, (b, t) in PAPER_REWARD.items()) + ".",
-            f"Kendall tau of the IRM's reconstructed values vs VADER values on {k.kendall.n} held-out words: "
-            f"{k.kendall.tau:.3f} [{k.kendall.interval.low:.3f}, {k.kendall.interval.high:.3f}] (p={k.kendall.p_value:.3g}); "
-            f"negative words only {k.kendall_negative.tau:.3f} (p={k.kendall_negative.p_value:.3g}, n={k.kendall_negative.n}). "
-            "Paper: " + ", ".join(f"{m} {t} (p {p})" for m, (t, p) in PAPER_KENDALL.items())
-            + f". Verdict for 'the IRM ranks tokens like the reward (tau > 0)': {verdict(k.kendall.interval, +1)}.",
-            (f"Removing the {a.n_features} most reward-correlated features changed the reward by {a.ablated_minus_none} "
-            f"(p={a.ablated_minus_none_p:.3g}) vs no ablation and by {a.ablated_minus_random} (p={a.ablated_minus_random_p:.3g}) "
-            f"vs as many random features: {verdict(a.ablated_minus_random, -1)} for 'reward features carry the reward'."),
+        tables = (_reward_tables(self.rewards) + [self.divergence.table(max(5, len(self.layers))), _mmcs_table(self)]
+                  + _irm_tables(self) + _ablation_tables(self.ablation, self.latent_stats))
+        notes = _guard_notes(self.rewards) + _irm_notes(self) + _ablation_notes(self.ablation) + [
             f"Layer divergence: the top layer's summed weight distance is {self.divergence.top_over_median():.3f}× the "
             "median layer's" + (" (nearly uniform: with a LoRA on every layer the 'most diverged' layers are only weakly "
                                 "singled out)" if self.divergence.top_over_median() < 1.2 else "") + ".",
             ("Kendall tau is computed on paired (reconstructed, true) values per word; layer divergence on float32 "
-            "weights; SAE data excludes padding; MMCS is the mean of per-feature maxima (Hungarian one-to-one shown "
-            "separately); the ablation keeps the SAE error term (removing no feature leaves the forward unchanged)."),
+             "weights; SAE data excludes padding; MMCS is the mean of per-feature maxima (Hungarian one-to-one shown "
+             "separately); the ablation keeps the SAE error term (removing no feature leaves the forward unchanged)."),
         ]
         return Section("irm", "Implicit reward model (Marks et al.)", self.summary(), tables, list(self.figures), notes)
 
 
-def _prompt_splits(config: IrmConfig) -> tuple[list[str], list[str], list[str]]:
+def _reward_summary(r: RewardShift) -> dict:
+    ft, d = r.finetune, r.diagnostics
+    return {"reward_base": r.base.to_dict(), "reward_finetuned": r.finetuned.to_dict(),
+            "reward_difference": r.difference.to_dict(), "reward_difference_p": r.p_value, "reward_verdict": r.verdict,
+            "finetune_steps": ft.steps_done if ft else None, "finetune_step_rewards": ft.step_rewards if ft else None,
+            "finetune_step_kl": ft.step_kl if ft else None, "finetune_seconds": ft.seconds if ft else None,
+            "finetune_diagnostics": d.to_dict() if d else None}
+
+
+def _irm_summary(res: IrmResult) -> dict:
+    k = res.irm
+    out = {"ceiling_kendall_tau": k.kendall.tau, "ceiling_kendall_p": k.kendall.p_value,
+           "ceiling_kendall_tau_interval": k.kendall.interval.to_dict(), "ceiling_kendall_tau_negative": k.kendall_negative.tau,
+           "ceiling_kendall_p_negative": k.kendall_negative.p_value, "ceiling_kendall_tau_train": k.train_kendall,
+           "ceiling_features": k.n_features, "ceiling_alpha": k.model.alpha_, "ceiling_test_words": len(k.words)}
+    p = res.paper_irm
+    if p is not None:
+        out.update({"kendall_tau": p.kendall.tau, "kendall_p": p.kendall.p_value,
+                    "kendall_tau_interval": p.kendall.interval.to_dict(), "kendall_tau_negative": p.kendall_negative.tau,
+                    "kendall_p_negative": p.kendall_negative.p_value,
+                    "kendall_tau_negative_interval": p.kendall_negative.interval.to_dict(),
+                    "kendall_verdict": verdict(p.kendall.interval, +1),
+                    "kendall_negative_verdict": verdict(p.kendall_negative.interval, +1), "irm_finetuned": p.summary()})
+    if res.base_irm is not None:
+        out["irm_base"] = res.base_irm.summary()
+    if res.base_control is not None:
+        out["irm_finetuned_minus_base"] = res.base_control.to_dict()
+        out["irm_finetuned_minus_base_verdict"] = verdict(res.base_control.difference, +1)
+    return out
+
+
+def _ablation_summary(a: AblationResult, st: LatentStatistics | None) -> dict:
+    out = {"reward_after_ablation": a.reward_ablated.to_dict(), "reward_after_random_ablation": a.reward_random.to_dict(),
+           "reward_without_ablation": a.reward_none.to_dict(), "ablation_control": a.control,
+           "ablation_minus_none": a.ablated_minus_none.to_dict(), "ablation_minus_none_p": a.ablated_minus_none_p,
+           "ablation_minus_random": a.ablated_minus_random.to_dict(), "ablation_minus_random_p": a.ablated_minus_random_p,
+           "ablation_verdict": verdict(a.ablated_minus_random, -1), "ablated_features": a.selected,
+           "ablation_observed_drop": a.observed_drop, "ablation_draw_drops": a.draw_drops,
+           "ablation_rank_p": a.rank_p, "ablation_n_draws": len(a.draw_drops)}
+    if st is not None:
+        out["activation_frequency"] = _frequency_rows(a, st)
+    return out
+
+
+def _frequency_rows(a: AblationResult, st: LatentStatistics) -> dict:
+    """The paper's Table 6: activation frequency of the ablated, the matched and all features."""
+    from scipy import stats as sps
+
+    sel = st.of(a.selected)
+    matched = np.concatenate([st.of(d) for d in a.random_draws]) if a.random_draws else np.array([])
+    rows = {"ablated": sel, "matched random": matched, "all features": st.frequency}
+    out = {k: {"mean": float(v.mean()), "median": float(np.median(v)), "n": int(v.size)} for k, v in rows.items() if v.size}
+    if matched.size:
+        out["ks_ablated_vs_matched_p"] = float(sps.ks_2samp(sel, matched).pvalue)
+    out["ks_ablated_vs_all_p"] = float(sps.ks_2samp(sel, st.frequency).pvalue)
+    return out
+
+
+def _reward_tables(r: RewardShift) -> list[Table]:
+    tables = [Table("Mean VADER reward of completions to held-out prompts (paper Table 7 shape)",
+                    ["model", "mean reward", "95% low", "95% high", "n prompts"],
+                    [["base", r.base.estimate, r.base.low, r.base.high, r.base.n],
+                     ["fine-tuned", r.finetuned.estimate, r.finetuned.low, r.finetuned.high, r.finetuned.n],
+                     ["fine-tuned − base (paired)", r.difference.estimate, r.difference.low, r.difference.high,
+                      r.difference.n]])]
+    d = r.diagnostics
+    if d is not None:
+        tables.append(Table("Fine-tune diagnostics (held-out prompts; the reward-hack guard reads these)",
+                            ["model", "mean reward", "distinct-2", "KL to base / token", "perplexity under base"],
+                            [["base", d.reward_base, d.distinct2_base, 0.0, d.perplexity_base],
+                             ["fine-tuned", d.reward_finetuned, d.distinct2_finetuned, d.kl_to_base,
+                              d.perplexity_finetuned_under_base]]))
+        tables.append(Table("Sample completions (same prompts, same sampling seeds)", ["prompt", "base", "fine-tuned"],
+                            [[s["prompt"], s["base"], s["finetuned"]] for s in d.samples]))
+    return tables
+
+
+def _mmcs_table(res: IrmResult) -> Table:
+    rows = [p.row() for p in res.dictionaries.pairs]
+    return Table("SAE dictionaries: mean max cosine similarity (small → large); cross-model MMCS of the large "
+                 "dictionaries: base vs fine-tuned " + ", ".join(f"{h} {v:.3f}" for h, v in res.cross_model_mmcs.items())
+                 + "; floor base vs base (second SAE seed) " + ", ".join(f"{h} {v:.3f}" for h, v in res.mmcs_floor.items()),
+                 PAIR_COLUMNS, rows)
+
+
+def _tau_row(name: str, k: KendallResult) -> list:
+    return [name, k.tau, k.interval.low, k.interval.high, k.p_value, k.n]
+
+
+def _irm_tables(res: IrmResult) -> list[Table]:
+    rows = []
+    for r in (res.paper_irm, res.base_irm):
+        if r is not None:
+            rows += [_tau_row(f"{r.model} IRM: all words", r.kendall), _tau_row(f"{r.model} IRM: negative words", r.kendall_negative)]
+    c = res.base_control
+    if c is not None:
+        rows += [["fine-tuned − base: all (paired over words)", c.difference.estimate, c.difference.low, c.difference.high,
+                  c.p_value, c.difference.n],
+                 ["fine-tuned − base: negative", c.difference_negative.estimate, c.difference_negative.low,
+                  c.difference_negative.high, c.p_value_negative, c.difference_negative.n]]
+    k = res.irm
+    rows += [_tau_row("decodability ceiling (ridge on VADER values; held-out words)", k.kendall),
+             _tau_row("decodability ceiling: negative words", k.kendall_negative)]
+    rows += [[f"paper Table 4: {m}", t, None, None, p, None] for m, (t, p) in PAPER_KENDALL.items()]
+    tables = [Table("Implicit reward model: Kendall tau of reconstructed vs VADER values (paired per word)",
+                    ["IRM", "tau", "95% low", "95% high", "p", "n"], rows)]
+    tables += [r.table() for r in (res.paper_irm, res.base_irm) if r is not None]
+    return tables
+
+
+def _ablation_tables(a: AblationResult, st: LatentStatistics | None) -> list[Table]:
+    iv = [("no ablation", a.reward_none), (f"{a.n_features} reward-related features", a.reward_ablated),
+          (f"{a.n_features} {a.control}-matched random features ({len(a.random_draws)} draws, mean)", a.reward_random),
+          ("related − none (paired)", a.ablated_minus_none), ("related − random (paired)", a.ablated_minus_random)]
+    tables = [Table("Feature ablation during generation (fine-tuned model, held-out prompts; paper Table 5 + control)",
+                    ["condition", "mean reward", "95% low", "95% high", "n prompts"],
+                    [[n, i.estimate, i.low, i.high, i.n] for n, i in iv]
+                    + [[f"paper: {m}", f"{b} → {t}", None, None, None] for m, (b, t) in PAPER_ABLATION.items()])]
+    if st is not None:
+        fr = _frequency_rows(a, st)
+        tables.append(Table("Activation frequency of ablated vs matched vs all features (paper Table 6)",
+                            ["features", "mean frequency", "median frequency", "n"],
+                            [[k, v["mean"], v["median"], v["n"]] for k, v in fr.items() if isinstance(v, dict)]))
+    return tables
+
+
+def _guard_notes(r: RewardShift) -> list[str]:
+    notes = [f"Fine-tuning raised the mean reward from {r.base} to {r.finetuned} (paired difference {r.difference}, "
+             f"p={r.p_value:.3g}): {r.verdict}. Paper (base → fine-tuned): "
+             + "; ".join(f"{m} {b:.2f} → {t:.2f}" for m, (b, t) in PAPER_REWARD.items()) + "."]
+    d = r.diagnostics
+    if d is not None and d.forced:
+        notes.append("FORCED (--force-reward-hack): the guard flagged the fine-tuned model as a reward hack ("
+                     + "; ".join(d.problems) + "); every analysis below describes that model.")
+    elif d is not None:
+        notes.append(f"Reward-hack guard passed: reward {d.reward_finetuned:.2f} (clip {d.reward_clip:g}), distinct-2 "
+                     f"{d.distinct2_finetuned:.3f} (base {d.distinct2_base:.3f}), KL to base {d.kl_to_base:.3f} nats/token.")
+    return notes
+
+
+def _irm_notes(res: IrmResult) -> list[str]:
+    notes = []
+    p, c = res.paper_irm, res.base_control
+    if p is not None:
+        notes.append(
+            f"The paper's IRM (activation deltas → linear regression, cross-fitted by word; never shown a VADER value) "
+            f"on the fine-tuned model: Kendall tau vs VADER {p.kendall.tau:.3f} [{p.kendall.interval.low:.3f}, "
+            f"{p.kendall.interval.high:.3f}] (p={p.kendall.p_value:.3g}, {p.kendall.n} words); negative words only "
+            f"{p.kendall_negative.tau:.3f} [{p.kendall_negative.interval.low:.3f}, {p.kendall_negative.interval.high:.3f}] "
+            f"(p={p.kendall_negative.p_value:.3g}). Paper Table 4: " + ", ".join(f"{m} {t} (p {q})" for m, (t, q) in PAPER_KENDALL.items())
+            + f". Verdicts: tau > 0 {verdict(p.kendall.interval, +1)}; negative-only tau > 0 {verdict(p.kendall_negative.interval, +1)}.")
+    if c is not None and res.base_irm is not None:
+        notes.append(f"Base-model control: the same construction on the base model gives tau {res.base_irm.kendall.tau:.3f} "
+                     f"(negative words {res.base_irm.kendall_negative.tau:.3f}); fine-tuned − base {c.difference} "
+                     f"(p={c.p_value:.3g}): {verdict(c.difference, +1)} for 'the fine-tune's IRM tracks the reward better "
+                     "than the base's'. Most of the overall tau comes from polarity, which the triples' slots give both models.")
+    notes.append(f"Decodability ceiling (a ridge regression trained on the VADER values; not an IRM): held-out tau "
+                 f"{res.irm.kendall.tau:.3f}, negative words {res.irm.kendall_negative.tau:.3f}.")
+    return notes
+
+
+def _ablation_notes(a: AblationResult) -> list[str]:
+    return [f"Removing the {a.n_features} most reward-correlated features changed the reward by {a.ablated_minus_none} "
+            f"(p={a.ablated_minus_none_p:.3g}) vs no ablation and by {a.ablated_minus_random} (p={a.ablated_minus_random_p:.3g}) "
+            f"vs {a.control}-matched random features: {verdict(a.ablated_minus_random, -1)} for 'reward features carry the "
+            f"reward'. Observed drop {a.observed_drop:.3f} ranks among {len(a.draw_drops)} matched draws with p = {a.rank_p:.3g} "
+            "(1 + #draws dropping at least as much) / (k + 1). Paper Table 5: "
+            + "; ".join(f"{m} {b} → {t}" for m, (b, t) in PAPER_ABLATION.items()) + "."]
+
+
+def prompt_splits(config: IrmConfig) -> tuple[list[str], list[str], list[str]]:
     total = config.n_train_prompts + config.n_select_prompts + config.n_eval_prompts
     pool = review_openings(total, seed=config.seed) if config.prompts == "generated" else imdb_prefixes(total, seed=config.seed)
     pool = list(dict.fromkeys(pool))
@@ -237,6 +367,10 @@ def _figures(result: IrmResult, out: Path) -> list[str]:
         axes[0].set_xlabel("GRPO step")
         axes[0].set_ylabel("mean reward of the step's completions")
         axes[0].set_title("fine-tuning")
+        if any(np.isfinite(ft.step_kl)):
+            twin = axes[0].twinx()
+            twin.plot(range(1, len(ft.step_kl) + 1), ft.step_kl, color="tab:red", marker=".", linewidth=1)
+            twin.set_ylabel("KL to base (per token)", color="tab:red")
         axes = axes[1:]
     r = result.rewards
     a = result.ablation
@@ -248,11 +382,14 @@ def _figures(result: IrmResult, out: Path) -> list[str]:
     axes[0].set_xticks(range(len(bars)), [n for n, _ in bars], fontsize=7)
     axes[0].set_ylabel("mean VADER reward (95% CI)")
     axes[0].set_title("held-out prompts")
-    k = result.irm
-    axes[1].scatter(k.true, k.predicted, s=10, alpha=0.7)
+    for r, colour in ((result.base_irm, "tab:gray"), (result.paper_irm, "tab:blue")):
+        if r is not None:
+            axes[1].scatter(r.vader, r.fit.reconstructed, s=10, alpha=0.6, color=colour,
+                            label=f"{r.model}: tau {r.kendall.tau:.3f}")
+    axes[1].legend(fontsize=7)
     axes[1].set_xlabel("VADER value")
-    axes[1].set_ylabel("IRM value")
-    axes[1].set_title(f"held-out words, Kendall tau {k.kendall.tau:.3f}")
+    axes[1].set_ylabel("IRM value (normalised to [-4, 4])")
+    axes[1].set_title("paper's IRM (activation deltas)")
     fig.tight_layout()
     names.append(save_figure(fig, out / "irm_rewards_and_irm.png"))
     names.append(result.divergence.figure(out / "irm_layer_divergence.png"))
@@ -283,9 +420,27 @@ class _IrmRun:
         return rewards_per_prompt(adapter, prompts, self.reward, self.gen, self.config.samples_per_prompt)
 
 
+def _diagnostics(run: _IrmRun, base, tuned, base_gens, tuned_gens, rewards: tuple[np.ndarray, np.ndarray]) -> FinetuneDiagnostics:
+    """Distinct-2, KL to the base, perplexity under the base and sample completions; the guard's verdict."""
+    config = run.config
+    kl, ppl_tuned = kl_and_base_perplexity(tuned, base, tuned_gens)
+    _, ppl_base = kl_and_base_perplexity(base, base, base_gens)
+    prompts = run.splits[2]
+    samples = [{"prompt": p, "base": b.text, "finetuned": t.text}
+               for p, b, t in zip(prompts[:config.n_samples], base_gens[::config.samples_per_prompt],
+                                  tuned_gens[::config.samples_per_prompt])]
+    d = FinetuneDiagnostics(
+        reward_base=float(rewards[0].mean()), reward_finetuned=float(rewards[1].mean()),
+        reward_clip=float(getattr(run.reward, "clip", float("inf"))),
+        distinct2_base=distinct_n([g.text for g in base_gens]), distinct2_finetuned=distinct_n([g.text for g in tuned_gens]),
+        kl_to_base=kl, perplexity_base=ppl_base, perplexity_finetuned_under_base=ppl_tuned, samples=samples)
+    return check_not_reward_hack(d, GuardConfig(min_distinct2=config.min_distinct2), force=config.force_reward_hack)
+
+
 def _fine_tune(run: _IrmRun, base_hf, base):
     """Base rewards on held-out prompts, the fine-tune (GRPO, unless ``config.finetuned`` is given), its
-    rewards; returns the fine-tuned HF model and adapter, the reward shift and the evaluation generations."""
+    rewards and diagnostics (the reward-hack guard raises here); returns the fine-tuned HF model and
+    adapter, the reward shift and the evaluation generations."""
     from ...models import from_hf
     from ...models.loading import load_hf
 
@@ -304,68 +459,91 @@ def _fine_tune(run: _IrmRun, base_hf, base):
     tuned = from_hf(tuned_hf, run.tokenizer, run.config.backend, name="finetuned")
     tuned_eval, tuned_eval_gens = run.completions(tuned, eval_p)
     diff, p = paired_bootstrap_diff(tuned_eval, base_eval, n_boot=config.n_boot, seed=config.seed)
+    diagnostics = _diagnostics(run, base, tuned, base_eval_gens, tuned_eval_gens, (base_eval, tuned_eval))
     rewards = RewardShift(bootstrap_ci(base_eval, n_boot=config.n_boot, seed=config.seed),
-                          bootstrap_ci(tuned_eval, n_boot=config.n_boot, seed=config.seed), diff, p, finetune)
-    run.lap("fine-tuned rewards")
+                          bootstrap_ci(tuned_eval, n_boot=config.n_boot, seed=config.seed), diff, p, finetune, diagnostics)
+    run.lap("fine-tuned rewards and diagnostics")
     return tuned_hf, tuned, rewards, (base_eval_gens, tuned_eval_gens)
 
 
-def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[str]) -> tuple[DictionarySet, dict[str, float]]:
-    """Small/large SAE pairs per hook and model on ``corpus`` (saved under ``out/saes``), and the
-    base-vs-fine-tuned MMCS per hook."""
-    from ...sae import save_sae
+def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[str]) -> tuple[DictionarySet, dict, dict]:
+    """Small/large SAE pairs per hook and model on ``corpus`` (saved under ``out/saes``), the
+    base-vs-fine-tuned MMCS per hook, and its floor: base vs a second base SAE of another seed."""
+    from dataclasses import replace
+
+    from ...sae import save_sae, train_sae
 
     config = run.config
     dicts = DictionarySet()
     width = adapters["base"].hook_width(hooks[0])
     sizes = tuple(round(s * width) for s in config.sae_sizes)
-    for name, adapter in adapters.items():
+    floor = {}
+    for m, (name, adapter) in enumerate(adapters.items()):
         acts = text_activations(adapter, corpus, hooks)
-        for h in hooks:
-            pair = train_dictionary_pair(acts[h], h, sizes, config.sae_config(), name, config.similarity_threshold,
-                                         hungarian=config.hungarian, progress=config.progress)
+        for h in hooks:  # every dictionary from its own seed: a shared initialisation would inflate MMCS
+            pair = train_dictionary_pair(acts[h], h, sizes, replace(config.sae_config(), seed=config.seed + 2 * m + 10),
+                                         name, config.similarity_threshold, hungarian=config.hungarian, progress=config.progress)
             dicts.pairs.append(pair)
             save_sae(pair.large, run.out / "saes" / name / h / "large")
             save_sae(pair.small, run.out / "saes" / name / h / "small")
+            if name == "base":
+                other = train_sae(acts[h], replace(config.sae_config(), d_sae=sizes[1], seed=config.seed + 99),
+                                  hook_name=h, model_name="base-seed2").sae
+                floor[h] = mmcs(pair.large, other)
     cross = {h: dicts.cross_model_mmcs(h) for h in hooks}
     run.lap("SAE pairs")
-    return dicts, cross
+    return dicts, cross, floor
 
 
-def _implicit_reward_model(run: _IrmRun, tuned, tuned_saes: dict, dicts: DictionarySet) -> IrmFit:
-    """The linear IRM on contrastive triples, read through the fine-tuned model's shared (or all) latents."""
+def _shared_latents(config: IrmConfig, dicts: DictionarySet, model: str, hooks) -> tuple[dict | None, str]:
+    if config.irm_features == "shared":
+        latents = {h: dicts.get(model, h).shared_latents for h in hooks}
+        if sum(len(v) for v in latents.values()) >= 2:
+            return latents, "shared (high-similarity) latents"
+        return None, "all latents (fewer than 2 shared latents)"
+    return None, "all latents"
+
+
+def _implicit_reward_model(run: _IrmRun, adapters: dict, saes: dict, dicts: DictionarySet):
+    """The paper's IRM on each model (its own SAEs, its shared latents), the base control and the
+    decodability ceiling (on the fine-tuned model)."""
     import torch
 
     config = run.config
-    latents = None
-    if config.irm_features == "shared":
-        latents = {h: dicts.get("finetuned", h).shared_latents for h in tuned_saes}
-        if sum(len(v) for v in latents.values()) < 2:
-            latents = None  # too few shared features: fall back to all latents (noted in the summary)
-    reader = SAEFeatureReader(tuned, tuned_saes, latents)
     words = sentiment_words(config.n_positive_words, config.n_negative_words, seed=config.seed)
     triples = build_triples(words, config.templates_per_word, seed=config.seed)
-    with torch.no_grad():
-        deltas = token_deltas(triples, reader)
-    irm = _fit_irm(deltas, config)
-    irm.feature_set = "shared (high-similarity) latents" if latents is not None else "all latents" + (
-        " (fewer than 2 shared latents)" if config.irm_features == "shared" else "")
+    fits, ceiling = {}, None
+    for name, adapter in adapters.items():
+        latents, feature_set = _shared_latents(config, dicts, name, saes[name])
+        with torch.no_grad():
+            deltas = activation_deltas(triples, SAEFeatureReader(adapter, saes[name], latents))
+        fits[name] = reconstruct_lexicon(deltas, name, alpha=config.irm_alpha, n_folds=config.irm_folds,
+                                         n_boot=config.n_boot, seed=config.seed)
+        fits[name].feature_set = feature_set
+        if name == "finetuned":
+            ceiling = _fit_irm(deltas.token_deltas(), config)
+            ceiling.feature_set = feature_set
+    control = compare_to_base(fits["finetuned"], fits["base"], n_boot=config.n_boot, seed=config.seed)
     run.lap("implicit reward model")
-    return irm
+    return fits["finetuned"], fits["base"], control, ceiling
 
 
-def _feature_ablation(run: _IrmRun, tuned, tuned_saes: dict, sel_gens, explainer: FeatureExplainer) -> AblationResult:
-    """The reward-related features (chosen on the selection completions) removed during generation on eval prompts."""
+def _feature_ablation(run: _IrmRun, tuned, tuned_saes: dict, sel_gens, explainer: FeatureExplainer):
+    """The reward-related features (chosen on the selection completions) removed during generation on
+    eval prompts, against random features matched on activation frequency and decoder norm × mean activation."""
     config = run.config
     feats = completion_features(tuned, sel_gens, tuned_saes)
     texts = [g.text for g in sel_gens]
     scores = explainer.relevance(feats, run.reward(texts), texts)
     selected = top_features(scores, feature_index(tuned_saes), config.n_ablate)
+    st = latent_statistics(tuned, sel_gens, tuned_saes)
+    draws = matched_random_features(selected, st, config.n_random_draws, seed=config.seed)
     ablation = run_ablation(tuned, tuned_saes, selected, run.splits[2], run.reward, run.gen,
-                            samples_per_prompt=config.samples_per_prompt, n_random=config.n_random_draws,
-                            seed=config.seed, n_boot=config.n_boot)
+                            samples_per_prompt=config.samples_per_prompt, seed=config.seed, n_boot=config.n_boot,
+                            random_draws=draws)
+    ablation.control = "activation"
     run.lap("ablation")
-    return ablation
+    return ablation, st
 
 
 def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None = None, tokenizer=None, base_hf=None,
@@ -377,7 +555,9 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     Pass ``base_hf`` (+ ``tokenizer``) to study an already loaded model, ``config.finetuned`` to skip
     fine-tuning, ``explainer`` to choose reward-related features another way, and ``reward``
     (``texts -> rewards``) to replace the VADER reward in fine-tuning, evaluation and feature
-    selection (the IRM's targets stay the VADER lexicon values).
+    selection (the IRM is scored against the VADER lexicon values). Raises
+    :class:`~reward_circuits.studies.irm.diagnostics.RewardHackError` when the fine-tuned model is at the
+    reward clip or its completions collapsed, unless ``config.force_reward_hack``.
     """
     from ...models import from_hf
     from ...models.loading import load_hf
@@ -387,7 +567,7 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     explainer = explainer or CorrelationExplainer()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    splits = _prompt_splits(config)
+    splits = prompt_splits(config)
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
                            seed=config.seed, batch_size=32, progress=False)
     if base_hf is None:
@@ -408,12 +588,14 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     corpus = [tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
               for g in base_sel_gens + tuned_sel_gens + base_eval_gens + tuned_eval_gens]
     run.lap("selection completions")
-    dicts, cross = _dictionaries(run, {"base": base, "finetuned": tuned}, hooks, corpus)
+    adapters = {"base": base, "finetuned": tuned}
+    dicts, cross, floor = _dictionaries(run, adapters, hooks, corpus)
 
-    tuned_saes = {h: dicts.get("finetuned", h).large for h in hooks}
-    irm = _implicit_reward_model(run, tuned, tuned_saes, dicts)
-    ablation = _feature_ablation(run, tuned, tuned_saes, tuned_sel_gens, explainer)
+    saes = {m: {h: dicts.get(m, h).large for h in hooks} for m in adapters}
+    paper, base_irm, control, ceiling = _implicit_reward_model(run, {"finetuned": tuned, "base": base}, saes, dicts)
+    ablation, st = _feature_ablation(run, tuned, saes["finetuned"], tuned_sel_gens, explainer)
 
-    result = IrmResult(config, rewards, divergence, layers, dicts, cross, irm, ablation, run.seconds)
+    result = IrmResult(config, rewards, divergence, layers, dicts, cross, ceiling, ablation, paper_irm=paper,
+                       base_irm=base_irm, base_control=control, mmcs_floor=floor, latent_stats=st, seconds=run.seconds)
     result.figures = _figures(result, out)
     return result

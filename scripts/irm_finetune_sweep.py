@@ -1,0 +1,61 @@
+"""One point of the IRM fine-tune sweep (issue 28): GRPO + LoRA with the given (lr, beta, steps), then the
+held-out diagnostics the selection criterion of ``IrmConfig`` reads (reward, KL to the base, distinct-2,
+base perplexity). Hyperparameters are chosen on these figures only, never on the IRM result.
+
+    OMP_NUM_THREADS=1 python scripts/irm_finetune_sweep.py OUT_JSON LR BETA STEPS
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def main(out_json: str, lr: float, beta: float, steps: int) -> None:
+    torch.set_num_threads(1)
+    from reward_circuits.io import atomic_write_text
+    from reward_circuits.studies.irm import IrmConfig
+    from reward_circuits.studies.irm.diagnostics import distinct_n, kl_and_base_perplexity
+    from reward_circuits.studies.irm.finetune import as_trl_reward, finetune_grpo
+    from reward_circuits.studies.irm.reward import VaderReward
+    from reward_circuits.studies.irm.study import prompt_splits
+    from reward_circuits.models import from_hf
+    from reward_circuits.models.base import GenerationConfig
+    from reward_circuits.models.loading import load_hf
+
+    cfg = IrmConfig(learning_rate=lr, beta=beta, steps=steps, max_finetune_seconds=3600.0)
+    train_p, _, eval_p = prompt_splits(cfg)
+    base_hf, tok = load_hf(cfg.model)
+    reward = VaderReward()
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
+                           seed=cfg.seed, batch_size=32, progress=False)
+    base = from_hf(base_hf, tok, "transformer_lens", name="base")
+    wall, cpu = time.monotonic(), time.process_time()
+    out_dir = f"/tmp/irm_sweep_{lr}_{beta}_{steps}"
+    ft = finetune_grpo(base_hf, tok, train_p, as_trl_reward(reward), out_dir, cfg.finetune_config())
+    ft_wall, ft_cpu = time.monotonic() - wall, time.process_time() - cpu
+    tuned_hf, _ = load_hf(out_dir)
+    tuned = from_hf(tuned_hf, tok, "transformer_lens", name="tuned")
+    bg = base.generate(eval_p, gen)
+    tg = tuned.generate(eval_p, gen)
+    kl, ppl_t = kl_and_base_perplexity(tuned, base, tg)
+    _, ppl_b = kl_and_base_perplexity(base, base, bg)
+    res = {"lr": lr, "beta": beta, "steps": steps, "steps_done": ft.steps_done,
+           "finetune_wall_s": round(ft_wall, 1), "finetune_cpu_s": round(ft_cpu, 1), "load": os.getloadavg(),
+           "reward_base": float(np.mean(reward([g.text for g in bg]))),
+           "reward_finetuned": float(np.mean(reward([g.text for g in tg]))),
+           "distinct2_base": distinct_n([g.text for g in bg]), "distinct2_finetuned": distinct_n([g.text for g in tg]),
+           "kl_to_base": kl, "perplexity_base": ppl_b, "perplexity_finetuned_under_base": ppl_t,
+           "step_rewards": ft.step_rewards, "step_kl": ft.step_kl,
+           "samples": [{"prompt": p, "base": b.text, "finetuned": t.text} for p, b, t in zip(eval_p[:4], bg, tg)]}
+    atomic_write_text(out_json, json.dumps(res, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if k != "samples"}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))

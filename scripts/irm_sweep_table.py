@@ -1,0 +1,38 @@
+"""Collect the IRM fine-tune sweep points (scripts/irm_finetune_sweep.py outputs) into one JSON with the
+admissibility verdict of IrmConfig's stated criterion.
+
+    python scripts/irm_sweep_table.py OUT_JSON POINT.json ...
+"""
+
+import json
+import sys
+
+BAND, KL_MAX, DISTINCT_RATIO = (1.5, 3.0), 0.5, 0.8
+
+
+def verdict(p: dict) -> list[str]:
+    fails = []
+    if not BAND[0] <= p["reward_finetuned"] <= BAND[1]:
+        fails.append(f"reward {p['reward_finetuned']:.2f} outside [{BAND[0]}, {BAND[1]}]")
+    if p["kl_to_base"] > KL_MAX:
+        fails.append(f"KL {p['kl_to_base']:.3f} > {KL_MAX}")
+    if p["distinct2_finetuned"] < DISTINCT_RATIO * p["distinct2_base"]:
+        fails.append(f"distinct-2 {p['distinct2_finetuned']:.3f} < {DISTINCT_RATIO} x base {p['distinct2_base']:.3f}")
+    return fails
+
+
+points = [json.load(open(f)) for f in sys.argv[2:]]
+for p in points:
+    p["fails"] = verdict(p)
+    p["admissible"] = not p["fails"]
+ok = [p for p in points if p["admissible"]]
+chosen = min(ok, key=lambda p: p["kl_to_base"]) if ok else None
+out = {"criterion": {"reward_band": BAND, "kl_max_nats_per_token": KL_MAX, "distinct2_min_ratio": DISTINCT_RATIO},
+       "chosen": {k: chosen[k] for k in ("lr", "beta", "steps")} if chosen else None, "points": points}
+json.dump(out, open(sys.argv[1], "w"), indent=1)
+for p in points:
+    print(f"lr {p['lr']:g} beta {p['beta']:g} steps {p['steps']}: reward {p['reward_base']:.3f} -> {p['reward_finetuned']:.3f}, "
+          f"KL {p['kl_to_base']:.3f}, distinct-2 {p['distinct2_base']:.3f} -> {p['distinct2_finetuned']:.3f}, "
+          f"ppl under base {p['perplexity_base']:.1f} -> {p['perplexity_finetuned_under_base']:.1f}, "
+          f"wall {p['finetune_wall_s']:.0f} s cpu {p['finetune_cpu_s']:.0f} s: {'ADMISSIBLE' if p['admissible'] else p['fails']}")
+print("chosen:", out["chosen"])
