@@ -31,12 +31,18 @@ def _m(key: str, fmt: str = ".0f", run: str = MAIN, scale: float = 1.0) -> str:
 BLOCKS = {
     "main-job-time": (
         f"The default main job (`docs/results/{MAIN}/summary.json`) took **{_m('wall_time_s')} s** inside the job "
-        f"({_m('timings.process_cpu_s')} s of CPU time, two torch threads): rollouts "
+        f"({_m('timings.process_cpu_s')} s of CPU time; one torch thread on this shared 2-core VM with other jobs "
+        "running, so its wall time is not an idle machine's): rollouts "
         f"{_m('timings.rollouts_arithmetic_1_s')} s + {_m('timings.rollouts_word_problems_0_s')} s, stores "
         f"{_m('timings.store_arithmetic_1_s')} s + {_m('timings.store_word_problems_0_s')} s, value stage "
         f"{_m('timings.value_s')} s, interventions {_m('timings.interventions_s')} s, dopamine "
         f"{_m('timings.dopamine_s')} s; peak RSS {_m('peak_rss_mb.total_s')} MB (the stage meter's "
-        "`peak_rss_mb`). The smoke run "
+        "`peak_rss_mb`). Its headline decides: V(s₀) at the validation-chosen layer "
+        f"{_m('value.best_layer', '')} has a held-out AUC of {_m('value.auc_by_layer_ci.{value.best_layer}', '.3f')} "
+        f"on {_m('value.auc_by_layer_ci.{value.best_layer}.n', '')} prompts (`srs.value_probe_auc`: "
+        f"{_m('claims.0.verdict', '')}), while a bag-of-tokens regression on the prompt reaches "
+        f"{_m('value.surface_baseline_auc.bag_of_tokens', '.3f')} (`srs.value_probe_beats_surface`: {_m('claims.1.verdict', '')}), "
+        "so the neuron claims read \"premise not met\" (the Claims section of its report). The smoke run "
         f"(`bash scripts/run.sh --quick`, `docs/results/{QUICK}/summary.json`: {_m('config.limit', '', QUICK)} examples "
         f"per task, {_m('config.max_new_tokens', '', QUICK)} new tokens, {_m('config.eval_examples', '', QUICK)} examples "
         f"per intervention pass) took {_m('wall_time_s', '.0f', QUICK)} s inside the job and "
@@ -66,10 +72,11 @@ BLOCKS = {
         "| `python -m bench` | every benchmark, one table of ratios (`bench/README.md`) | see `bench/README.md` |"
     ),
     "default-accuracy": (
-        "Default tasks: `arithmetic:1` (single-digit `a ± b`) and `word_problems:0` (single-digit one-step\n"
-        f"word problems), {_m('config.limit', '')} seeded examples each, {_m('config.max_new_tokens', '')} new tokens; "
-        f"the default model answers {_m('rollouts.accuracy.arithmetic:1', '.1%')} and "
-        f"{_m('rollouts.accuracy.word_problems:0', '.1%')} of\nthem correctly, so rewards carry information."
+        f"Default tasks: `{_m('config.tasks.0', '')}` first ({_m('config.primary_limit', '')} seeded examples; its held-out "
+        f"{_m('config.test_fraction', '.0%')} decide the headline) and `{_m('config.tasks.1', '')}` "
+        f"({_m('config.limit', '')} examples), {_m('config.max_new_tokens', '')} new tokens; the default model answers "
+        f"{_m('rollouts.accuracy.{config.tasks.0}', '.1%')} and {_m('rollouts.accuracy.{config.tasks.1}', '.1%')} of\n"
+        "them correctly, so rewards carry information."
     ),
 }
 BLOCK = re.compile(r"(<!-- BEGIN gen_readme: ([\w-]+) -->\n)(.*?)(<!-- END gen_readme: \2 -->)", re.DOTALL)

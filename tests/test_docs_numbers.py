@@ -161,8 +161,8 @@ def test_a_hand_typed_number_on_a_page_is_caught(tmp_path, committed_forms):
     page.write_text(f"The default job (`docs/results/2026-12-06/main/`) reaches an AUC of {auc:.3f}.\n")
     assert unsourced_numbers("docs/planted.md", page.read_text(), committed_forms) == []
     # the old pages' hand-typed figures are caught (value.md quoted 0.758 from a run no summary holds)
-    page.write_text("<!-- results: main=2026-12-06/main -->\nAUC at the best layer **0.758** (≈ ±0.14).\n")
-    assert unsourced_numbers("docs/planted.md", page.read_text(), committed_forms) == ["0.758", "0.14"]
+    page.write_text("<!-- results: main=2026-12-06/main -->\nAUC at the best layer **0.758** (≈ ±0.1371).\n")
+    assert unsourced_numbers("docs/planted.md", page.read_text(), committed_forms) == ["0.758", "0.1371"]
     # a paper's figure passes only on the page that lists it
     assert unsourced_numbers("docs/concepts/sae-td.md", "α = 0.05", {}) == []
     assert unsourced_numbers("docs/analyses/value.md", "α = 0.05", {}) == ["0.05"]
