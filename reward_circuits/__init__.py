@@ -23,9 +23,10 @@ The folder tree is the data flow, and each line below imports only from the line
       yfpo/           neuron-guided preference optimisation, YFPO (``yfpo``)
       applications/   what a practitioner does with value neurons: calibration, best-of-N, routing, detection,
                       monitoring (``applications``, ``compare``)
+      calibrate/      a model's accuracy per task level with binomial intervals; the level in the 30-70% band (``calibrate``)
     cli.py            ``reward-circuits`` (one subcommand module per study)
 
-The five studies are siblings: none imports another.
+The studies are siblings: none imports another.
 
 Three lines from a store to an intervention::
 
