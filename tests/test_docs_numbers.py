@@ -32,14 +32,13 @@ GENERATED_PAGES = {"docs/errors.md", "docs/claims.md"}
 
 
 def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return hooks._load(path, name)
 
 
-hooks = _load(ROOT / "docs" / "hooks.py", "docs_hooks_for_tests")
+spec = importlib.util.spec_from_file_location("docs_hooks_for_tests", ROOT / "docs" / "hooks.py")
+hooks = importlib.util.module_from_spec(spec)
+sys.modules["docs_hooks_for_tests"] = hooks
+spec.loader.exec_module(hooks)
 
 # ------------------------------------------------------------------ the allowlist
 

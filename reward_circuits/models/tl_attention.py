@@ -345,18 +345,23 @@ def left_pad(t: Tensor, dim: int, width: int) -> Tensor:
     return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
+def append_entry_rows(entry, new, width: int) -> None:
+    """Append one block's cached rows of ``new`` after ``entry``'s, both left-padded to ``width`` positions."""
+    mine, theirs = entry_tensors(entry), entry_tensors(new)
+    if mine.keys() != theirs.keys():
+        raise RuntimeError("cannot join KV caches filled by different attention implementations.")
+    set_entry_tensors(entry, {k: torch.cat([left_pad(mine[k], pos_dim(k), width),
+                                             left_pad(theirs[k].to(mine[k].device), pos_dim(k), width)])
+                               for k in mine})
+
+
 def append_cache_rows(cache, other) -> None:
     """Append the rows of ``other`` after those of ``cache``, in place. The shorter of the two is
     left-padded with masked positions (zero keys and values, attention mask 0): a row's positions
     come from its mask, so what it computes does not change."""
     width = max(cache.previous_attention_mask.shape[1], other.previous_attention_mask.shape[1])
     for entry, new in zip(cache.entries, other.entries):
-        mine, theirs = entry_tensors(entry), entry_tensors(new)
-        if mine.keys() != theirs.keys():
-            raise RuntimeError("cannot join KV caches filled by different attention implementations.")
-        set_entry_tensors(entry, {k: torch.cat([left_pad(mine[k], pos_dim(k), width),
-                                                 left_pad(theirs[k].to(mine[k].device), pos_dim(k), width)])
-                                   for k in mine})
+        append_entry_rows(entry, new, width)
     masks = [cache.previous_attention_mask, other.previous_attention_mask.to(cache.previous_attention_mask.device)]
     cache.previous_attention_mask = torch.cat([left_pad(m, 1, width) for m in masks])
 

@@ -38,7 +38,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .tl_attention import entry_tensors, left_pad, pos_dim, set_entry_tensors, trim_cache
+from .tl_attention import append_entry_rows, entry_tensors, left_pad, set_entry_tensors, trim_cache
 
 
 @dataclass
@@ -164,12 +164,7 @@ class TrunkCache:
         width = max(self.row_mask.shape[1], other.row_mask.shape[1])
         old_cls = []
         for l, (entry, new) in enumerate(zip(self.entries, other.entries)):
-            mine, theirs = entry_tensors(entry), entry_tensors(new)
-            if mine.keys() != theirs.keys():
-                raise RuntimeError("cannot join KV caches filled by different attention implementations.")
-            set_entry_tensors(entry, {k: torch.cat([left_pad(mine[k], pos_dim(k), width),
-                                                     left_pad(theirs[k].to(mine[k].device), pos_dim(k), width)])
-                                       for k in mine})
+            append_entry_rows(entry, new, width)
             mine_cls = self._cls_at(l)
             n_mine = int(mine_cls.max()) + 1 if mine_cls.numel() else 0
             old_cls.append(torch.cat([mine_cls, other._cls_at(l) + n_mine]))
