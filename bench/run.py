@@ -609,9 +609,10 @@ def main(argv: list[str] | None = None) -> None:
           f"({machine['cpus']} CPUs): on a shared machine re-measure on a quiet one.")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from reward_circuits.io import atomic_write_json, nan_to_none
+    from reward_circuits.io import atomic_write_json, nan_to_none, relative_paths
 
-    atomic_write_json(out, nan_to_none({"machine": machine, "args": vars(args), "rows": [dict(asdict(r), verdict=r.verdict) for r in rows],
+    # paths in the record are relative to the record's own folder (a committed result names no machine path)
+    atomic_write_json(out, nan_to_none({"machine": machine, "args": relative_paths(vars(args), out.parent), "rows": [dict(asdict(r), verdict=r.verdict) for r in rows],
                                         "table_markdown": table(rows)}))
     print(f"wrote {out}")
 
