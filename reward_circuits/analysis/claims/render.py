@@ -47,8 +47,9 @@ def claims_section(results: Sequence[ClaimResult], key: str = CLAIMS_KEY) -> Sec
     notes = [f"{len(results)} claim tests: {line or 'none'}. p is one-sided in the paper's direction; Holm within each "
              "paper's family of this run; the verdict reads the adjusted p (α = 0.025 per direction). The minimum "
              "detectable effect is at 80% power and the family's Bonferroni level."]
-    notes += [f"{r.id} ({r.scope or 'run'}): {r.method}. {r.notes}".strip() for r in results]
-    table = Table("Claims and verdicts", list(TABLE_COLUMNS), [claim_row(r) for r in results])
+    # each claim's method and caveats sit in its own row (a reader meets the table first, not 20 notes)
+    rows = [claim_row(r) + [f"{r.method}. {r.notes}".strip()] for r in results]
+    table = Table("Claims and verdicts", list(TABLE_COLUMNS) + ["method and notes"], rows)
     return Section(key, "Claims", claims_summary(results), [table], [], notes)
 
 
