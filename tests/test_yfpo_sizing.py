@@ -86,3 +86,65 @@ def test_the_result_pairs_by_seed_and_says_so(tmp_path):
     evidence = yfpo_evidence({"yfpo": summary})
     assert {e.claim_id for e in evidence} == {"yfpo.beats_dpo", "yfpo.value_neurons_beat_random"}
     assert all(e.df == 4 for e in evidence) and all(r.verdict != "reproduces" for r in verdict(evidence))
+
+
+def test_clearly_moved_needs_the_drop_and_an_interval_below_ln2():
+    from reward_circuits.studies.yfpo.steps import LN2, clearly_moved, split_validation_pairs
+    from reward_circuits.studies.yfpo.pairs import PreferencePair
+
+    rng = np.random.default_rng(4)
+    groups = [f"q{i // 2}" for i in range(60)]  # two pairs per prompt
+    assert not clearly_moved(rng.normal(LN2, 0.05, 60), groups, 0.1)[0]  # not moved
+    assert not clearly_moved(rng.normal(LN2 - 0.05, 0.01, 60), groups, 0.1)[0]  # moved, but less than asked
+    assert not clearly_moved(rng.normal(LN2 - 0.15, 1.5, 60), groups, 0.1)[0]  # the mean moved, the interval spans ln 2
+    moved, (mean, low, high) = clearly_moved(rng.normal(0.5, 0.05, 60), groups, 0.1)
+    assert moved and high < LN2 and mean <= LN2 - 0.1
+    pairs = [PreferencePair(g, "p", "c", "r") for g in groups]
+    train, val = split_validation_pairs(pairs, 0.25, seed=0)
+    assert len({p.example_id for p in val}) == round(0.25 * 30) and not {p.example_id for p in train} & {p.example_id for p in val}
+    with pytest.raises(ValueError, match="select-steps"):
+        split_validation_pairs(pairs[:4], 0.25)
+
+
+@pytest.mark.parametrize("planted", [True, False])
+def test_run_yfpo_chooses_its_steps_on_validation_pairs(tmp_path, capsys, monkeypatch, planted):
+    """A pilot run checks the validation auxiliary loss every 2 steps. Planted: the loss the monitor
+    reads falls to 0.45 from step 4 on, so the pilot stops there and every compared run takes 4
+    steps. Not planted (the tiny model's real validation loss, 0.1 nats asked): it does not clearly
+    move, and every run takes the cap. The sizing is printed first."""
+    import torch
+
+    import reward_circuits.studies.yfpo.steps as steps
+    from reward_circuits.models.tiny import tiny_hf_model
+    from reward_circuits.studies.yfpo.experiment import run_yfpo
+    from reward_circuits.tasks import Example, Task
+
+    real = steps.validation_losses
+    calls = []
+
+    def planted_losses(model, reward, batches):
+        out = real(model, reward, batches)  # the real pass on the policy being trained
+        calls.append(len(out))
+        level = steps.LN2 if len(calls) < 2 else 0.45
+        return level + np.random.default_rng(len(calls)).normal(0, 0.01, len(out))
+
+    if planted:
+        monkeypatch.setattr(steps, "validation_losses", planted_losses)
+    torch.set_num_threads(1)
+    hf, tok = tiny_hf_model(seed=0)
+    examples = [Example(id=f"q{i}", question=f"{i}+{i}?", answer=str(2 * i)) for i in range(50)]
+    task = Task("planted", examples, lambda response, ex: float("7" in response), max_new_tokens=6)
+    cfg = YFPOConfig(out=str(tmp_path), train_prompts=44, eval_prompts=6, samples_per_prompt=6, max_new_tokens=6,
+                     relevance_prompts=4, probe_layers=(0, 1), n_neurons=4, probe_epochs=2, seeds=(0,), steps=8,
+                     batch_pairs=2, lora_r=2, lora_targets=("q_proj", "down_proj"), temperature=1.5,
+                     conditions=("dpo", "value"), select_steps=True, step_check_every=2, save_adapters=False)
+    res = run_yfpo(cfg, progress=False, hf_model=hf, tokenizer=tok, task=task)
+    assert "[yfpo sizing] 1 seeds × 6 held-out prompts" in capsys.readouterr().out
+    sel = res.step_selection
+    assert sel["n_validation_pairs"] >= 5 and all(int(c[0]) % 2 == 0 for c in sel["checks"])
+    if planted:
+        assert sel["moved"] and sel["chosen"] == 4 and len(sel["checks"]) == 2  # the pilot stopped at the check
+    else:
+        assert not sel["moved"] and sel["steps"] == 8 and len(sel["checks"]) == 4 and "did not clearly move" in sel["line"]
+    assert res.config.steps == sel["steps"] and all(len(r.curve) == sel["steps"] for r in res.runs)
+    assert sel["line"] in res.to_section(None).notes and cfg.steps == 8  # the caller's config is untouched

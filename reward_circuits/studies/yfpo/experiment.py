@@ -41,6 +41,7 @@ from .config import YFPOConfig
 from .neuron_reward import NeuronReward, response_activations
 from .pairs import pairs_dataset, preference_pairs, tokenize_pairs
 from .sizing import sizing_lines
+from .steps import AuxLossMonitor, StepSelection, split_validation_pairs
 
 CURVE_KEYS = ("neuron/dpo_loss", "rewards/margins", "neuron/margin")
 
@@ -216,6 +217,8 @@ class YFPOResult:
             "reward improves on DPO holds at this n."),
         ]
         notes += [line.replace("[yfpo sizing] ", "Sizing: ") for line in self.sizing]
+        if self.step_selection:
+            notes.append(self.step_selection["line"])
         if self.value_hook:
             notes.append(f"Value neurons: the {len(self.rewards['value'].neurons)} largest-L1 inputs of the value probe on {self.value_hook}, "
                          f"the best of layers {list(cfg.probe_layers)} on validation prompts (AUC of V(s_0) {self.value_auc}).")
@@ -321,8 +324,9 @@ def _pair_batches(pairs, tokenizer, batch_pairs: int):
     return [collate(rows[i:i + batch_pairs]) for i in range(0, len(rows), batch_pairs)]
 
 
-def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronReward | None, beta_aux: float, seed: int,
-               run_dir: Path):
+def _make_trainer(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronReward | None, beta_aux: float, seed: int,
+                  run_dir: Path):
+    """TRL's DPO trainer with the neuron reward on a LoRA copy of ``base_model`` (``cfg.steps`` steps)."""
     from peft import LoraConfig
     from transformers import set_seed
     from trl import DPOConfig
@@ -346,9 +350,32 @@ def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronRe
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # curves go to the report, not to stdout
+    return trainer
+
+
+def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronReward | None, beta_aux: float, seed: int,
+               run_dir: Path):
+    trainer = _make_trainer(cfg, base_model, tokenizer, dataset, reward, beta_aux, seed, run_dir)
     trainer.train()
     curve = [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in trainer.state.log_history if "loss" in h]
     return trainer.model, curve, _with_reference_logps(dataset, trainer.train_dataset)
+
+
+def _choose_steps(run: "_YfpoRun", rewards: dict[str, NeuronReward], dataset, validation: list) -> tuple[StepSelection, object]:
+    """The pilot run of :mod:`.steps` (value neurons, or the first neuron reward there is; the first
+    seed): the steps every compared run takes. Returns the selection and ``dataset`` with the
+    reference log-probs the pilot computed."""
+    cfg = run.cfg
+    sel = StepSelection(cfg.steps, cfg.step_check_every, cfg.aux_moved, n_validation_pairs=len(validation))
+    reward = rewards.get("value") or next(iter(rewards.values()), None)
+    if reward is None:
+        return sel, dataset
+    trainer = _make_trainer(cfg, run.hf, run.tok, dataset, reward, cfg.beta_aux, cfg.seeds[0], run.out / "trainer" / "pilot")
+    trainer.add_callback(AuxLossMonitor(sel, reward, _pair_batches(validation, run.tok, cfg.batch_pairs),
+                                        [p.example_id for p in validation]))
+    trainer.train()
+    run.stage(sel.line())
+    return sel, _with_reference_logps(dataset, trainer.train_dataset)
 
 
 def _with_reference_logps(dataset, prepared):
@@ -490,8 +517,10 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
                            progress=progress)
     rollouts = generate_rollouts(adapter, train_task, gen, samples_per_prompt=cfg.samples_per_prompt)
     pairs = preference_pairs(rollouts, tok, cfg.pairs_per_prompt, seed=cfg.seed)
+    pairs, validation = split_validation_pairs(pairs, seed=cfg.seed) if cfg.select_steps else (pairs, [])
     dataset = pairs_dataset(pairs)
-    run.stage(f"{len(rollouts)} rollouts (accuracy {accuracy(rollouts):.2f}) -> {len(pairs)} preference pairs")
+    run.stage(f"{len(rollouts)} rollouts (accuracy {accuracy(rollouts):.2f}) -> {len(pairs)} preference pairs"
+              + (f" + {len(validation)} validation pairs" if validation else ""))
 
     rewards, value_auc, value_hook, lrp_check = _neuron_rewards(run, adapter, rollouts, train_task)
     margin_acc = _calibrate(run, adapter, rewards, _pair_batches(pairs, tok, cfg.batch_pairs))
@@ -500,6 +529,11 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
     run.stage(f"base held-out accuracy {np.mean(base_correct):.3f}")
     result = YFPOResult(cfg, model_name, len(rollouts), accuracy(rollouts), len(pairs), base_correct, rewards, margin_acc,
                         value_auc, value_hook, lrp_check, sizing=sizing)
+    if cfg.select_steps:  # a pilot run picks the steps every compared run takes (.steps)
+        selection, dataset = _choose_steps(run, rewards, dataset, validation)
+        run.cfg = result.config = copy.copy(cfg)
+        run.cfg.steps = selection.steps
+        result.step_selection = selection.to_dict()
     _fine_tunes(run, result, dataset, held_out)
     result.seconds = time.perf_counter() - t0
     return result
