@@ -148,3 +148,13 @@ def test_run_yfpo_chooses_its_steps_on_validation_pairs(tmp_path, capsys, monkey
         assert not sel["moved"] and sel["steps"] == 8 and len(sel["checks"]) == 4 and "did not clearly move" in sel["line"]
     assert res.config.steps == sel["steps"] and all(len(r.curve) == sel["steps"] for r in res.runs)
     assert sel["line"] in res.to_section(None).notes and cfg.steps == 8  # the caller's config is untouched
+
+
+@pytest.mark.parametrize("command", ["yfpo", "run"])
+def test_help_of_the_sized_commands_renders(command, capsys):
+    """Help texts with '%' (e.g. "95% interval" on a flag) must not crash argparse's formatting."""
+    from reward_circuits.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0 and "--profile" in capsys.readouterr().out
