@@ -115,3 +115,29 @@ def test_the_main_job_ablates_the_early_layer_with_controls_and_records_its_sizi
     scopes = {c["scope"] for c in summary["claims"] if c["id"] == "srs.ablation_vs_random"}
     assert scopes == {f"layer {l}, {kind}" for l in (0, 1) for kind in ("uniform", "magnitude_matched")}
     assert all(math.isfinite(c["estimate"]) for c in summary["claims"] if c["id"] == "srs.ablation_vs_random")
+
+
+def test_a_measured_variance_factor_shrinks_the_sizing_proportionally():
+    """The worst case (factor 1) bounds binary outcomes; the committed job's ~0.35 would need about a third."""
+    worst, measured = paper_sizing(), paper_sizing(SizingTargets(variance_factor=0.35))
+    assert measured.examples_per_pass < 0.45 * worst.examples_per_pass
+    assert ablation_mde(measured.examples_per_pass, measured.random_draws, measured.family_size,
+                        variance_factor=0.35) <= 0.10
+    assert measured.held_out == worst.held_out  # the AUC target does not depend on it
+    with pytest.raises(ValueError, match="SizingTargets"):
+        SizingTargets(variance_factor=0.0)
+
+
+def test_an_over_budget_job_is_told_the_largest_n_that_fits_and_what_it_detects():
+    from reward_circuits.studies.run.sizing import TWO_CORE_SPEEDUP, WALL_BUDGET_S
+
+    paper = RunConfig(profile="paper")
+    s = run_sizing(paper, "qwen2.5-0.5b")
+    fit = s["fits_budget"]
+    assert s["over_cpu_budget"] and fit and fit["primary_limit"] < paper.primary_limit and fit["eval_examples"] < paper.eval_examples
+    fitted = RunConfig(profile="paper", primary_limit=fit["primary_limit"], eval_examples=fit["eval_examples"])
+    cost = run_sizing(fitted, "qwen2.5-0.5b")
+    assert cost["estimated_cpu_s"] / TWO_CORE_SPEEDUP <= WALL_BUDGET_S * 1.001 and not cost["over_cpu_budget"]
+    assert cost["ablation_mde"] == pytest.approx(fit["ablation_mde"]) and fit["ablation_mde"] > 0.10  # what that n detects
+    assert f"--primary-limit {fit['primary_limit']}" in sizing_lines(s)[-1]
+    assert run_sizing(RunConfig())["fits_budget"] is None  # the default job fits

@@ -16,7 +16,12 @@ Two targets (issue 29), each turned into an ``n`` with the claims package's powe
   :func:`~reward_circuits.analysis.resampling.hierarchical_null` (one draw minus the mean of the
   others resampled, examples resampled too): ``0.25 · (2 + 4 / (k − 1)) / n``, the examples' and the
   draws' variance each about ``0.25 / n`` (simulated: 3.06, 2.91, 2.34, 2.27, 2.24 × 0.25/n at
-  k = 3, 5, 9, 15, 25, 40 replications each; the formula is at or above them). The level is the family's Bonferroni
+  k = 3, 5, 9, 15, 25, 40 replications each; the formula is at or above them), times
+  ``SizingTargets.variance_factor`` (1: that worst case). The committed default job's spread was
+  smaller: 1.38 and 1.42 × 0.25 per example (uniform and matched, 32 examples, 3 draws,
+  ``docs/results/2026-12-06/main``) against the worst case's 4 × 0.25 at k = 3, i.e. a factor of
+  about 0.35, but a variance from 3 draws rests on 2 df, so the profile plans at the worst case.
+  The level is the family's Bonferroni
   level α/m, the first and strictest Holm step, as the verdicts' own MDE (conservative). ``k`` is
   the draw count in ``DRAW_CHOICES`` that needs the fewest rollouts (examples × conditions).
 
@@ -43,7 +48,8 @@ Z95 = 1.959963984540054  # the two-sided 95% normal quantile of every interval h
 # (Qwen2.5 0.5B: 3.4x per token, issue 29; Gemma 3 270M: by parameter count, not measured).
 SECONDS_PER_ROLLOUT = {"generate": 0.67, "store": 0.46, "intervene": 0.37}
 MODEL_COST = {"smollm2": 1.0, "gemma": 2.0, "qwen": 3.4}
-CPU_BUDGET_S = 4 * 3600  # beyond this on 2 cores: a GPU or the largest n that fits (issue 29)
+TWO_CORE_SPEEDUP = 1.6  # one-thread CPU seconds per wall second on 2 idle cores (the default job: 1259 s CPU ~ 13 min)
+WALL_BUDGET_S = 4 * 3600  # beyond this on 2 cores: a GPU, the speed gains, or the largest n that fits (issue 29)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class SizingTargets:
     planning_auc: float = 0.65  # the default job's held-out AUC at the chosen layer: 0.647
     positive_share: float = 0.36  # the default model's accuracy on the primary task (calibration)
     accuracy_difference: float = 0.10  # value set vs matched random sets
+    variance_factor: float = 1.0  # x the worst-case per-example variance (the committed job measured ~0.35)
     test_fraction: float = 0.4
     controlled_layers: int = 2  # layers with uniform + magnitude-matched controls: the best and one early
     ablation_layers: int = 4  # every ablated layer (3 best by validation + 1 early)
@@ -62,7 +69,7 @@ class SizingTargets:
 
     def __post_init__(self):
         if not (0 < self.auc_half_width < 0.5 and 0.5 < self.planning_auc < 1 and 0 < self.positive_share < 1
-                and 0 < self.accuracy_difference < 1 and 0 < self.test_fraction < 1):
+                and 0 < self.accuracy_difference < 1 and 0 < self.test_fraction < 1 and 0 < self.variance_factor <= 1):
             raise ValueError(f"SizingTargets out of range: {self}; half-width in (0, 0.5), planning AUC in (0.5, 1), "
                              "shares and the accuracy difference in (0, 1).")
 
@@ -95,15 +102,17 @@ def held_out_for_auc(t: SizingTargets) -> int:
     return n
 
 
-def ablation_mde(n: int, draws: int, m: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The accuracy difference ``n`` examples and ``draws`` random draws detect at α/m (worst-case sd)."""
-    sd = 0.5 * math.sqrt(2 + 4 / (draws - 1))  # per example: see the module docstring
+def ablation_mde(n: int, draws: int, m: int, alpha: float = ALPHA, power: float = POWER,
+                 variance_factor: float = 1.0) -> float:
+    """The accuracy difference ``n`` examples and ``draws`` random draws detect at α/m (worst-case sd
+    × √``variance_factor``)."""
+    sd = 0.5 * math.sqrt((2 + 4 / (draws - 1)) * variance_factor)  # per example: see the module docstring
     return minimum_detectable_effect(sd / math.sqrt(n), alpha / m, power, df=draws - 1)
 
 
-def examples_for_difference(effect: float, draws: int, m: int, alpha: float = ALPHA, power: float = POWER) -> int:
+def examples_for_difference(effect: float, draws: int, m: int, t: "SizingTargets") -> int:
     """Examples per ablation pass whose MDE is at most ``effect`` (``se ∝ 1/√n``)."""
-    return n_for_effect(1, ablation_mde(1, draws, m, alpha, power), effect)
+    return n_for_effect(1, ablation_mde(1, draws, m, t.alpha, t.power, t.variance_factor), effect)
 
 
 def ablation_conditions(draws: int, ablation_layers: int, controlled_layers: int) -> int:
@@ -133,12 +142,12 @@ def paper_sizing(t: SizingTargets = SizingTargets()) -> PaperSizing:
     """Held-out rollouts for the AUC target; draws and examples per pass for the accuracy difference."""
     held = held_out_for_auc(t)
     m = ablation_family_size(t.controlled_layers)
-    cost = {k: examples_for_difference(t.accuracy_difference, k, m, t.alpha, t.power)
+    cost = {k: examples_for_difference(t.accuracy_difference, k, m, t)
             * ablation_conditions(k, t.ablation_layers, t.controlled_layers) for k in DRAW_CHOICES}
     k = min(cost, key=lambda d: (cost[d], d))
-    n = examples_for_difference(t.accuracy_difference, k, m, t.alpha, t.power)
+    n = examples_for_difference(t.accuracy_difference, k, m, t)
     return PaperSizing(held, math.ceil(held / t.test_fraction), auc_half_width(held, t.planning_auc, t.positive_share),
-                       m, k, n, ablation_mde(n, k, m, t.alpha, t.power), t)
+                       m, k, n, ablation_mde(n, k, m, t.alpha, t.power, t.variance_factor), t)
 
 
 def model_cost(model: str) -> float:
@@ -147,27 +156,58 @@ def model_cost(model: str) -> float:
     return next((v for k, v in MODEL_COST.items() if k in name), 1.0)
 
 
+def _job_cost(cfg) -> tuple[int, int, int, int]:
+    """(rollouts of the primary task, of the others, conditions per evaluation example, m)."""
+    depths = len(getattr(cfg, "ablation_depths", ()))
+    controlled = 1 + depths
+    k = max(cfg.random_draws, 2)
+    per_example = (ablation_conditions(k, cfg.ablation_layers + depths, controlled)
+                   + len(cfg.dose_modes) * len(cfg.dose_fractions) * 3
+                   + 11)  # dose: value, random and matched sets per (mode, share); steering: 5 factors + 3 x 2 controls
+    primary = cfg.limit_of(cfg.tasks[0])
+    return primary, sum(cfg.limit_of(spec) for spec in cfg.tasks[1:]), per_example, ablation_family_size(controlled)
+
+
+def _cpu_seconds(primary: float, others: float, examples: float, per_example: int, factor: float) -> float:
+    rate = SECONDS_PER_ROLLOUT["generate"] + SECONDS_PER_ROLLOUT["store"]
+    return factor * ((primary + others) * rate + examples * per_example * SECONDS_PER_ROLLOUT["intervene"])
+
+
+def fit_to_budget(cfg, factor: float, budget_s: float = WALL_BUDGET_S) -> dict | None:
+    """The largest primary-task rollouts and examples per pass, scaled down together, whose estimated
+    wall time on 2 cores fits ``budget_s``, and what they detect (None: the job already fits, or
+    the other tasks alone do not)."""
+    primary, others, per_example, m = _job_cost(cfg)
+    cpu_budget = budget_s * TWO_CORE_SPEEDUP
+    full = _cpu_seconds(primary, others, cfg.eval_examples, per_example, factor)
+    fixed = _cpu_seconds(0, others, 0, per_example, factor)
+    if full <= cpu_budget or fixed >= cpu_budget:
+        return None
+    f = (cpu_budget - fixed) / (full - fixed)
+    p_fit, e_fit = int(primary * f), max(int(cfg.eval_examples * f), 2)
+    held = round(p_fit * cfg.test_fraction)
+    t = SizingTargets()
+    return {"primary_limit": p_fit, "eval_examples": e_fit, "held_out": held,
+            "auc_half_width": auc_half_width(max(held, 2), t.planning_auc, t.positive_share),
+            "ablation_mde": ablation_mde(e_fit, max(cfg.random_draws, 2), m)}
+
+
 def run_sizing(cfg, model: str | None = None) -> dict:
     """What a configured main job (a :class:`~.config.RunConfig`) detects and costs: the planned AUC
     half-width at its held-out n, the ablation MDE at its examples per pass, draws and family size,
-    and the estimated CPU seconds (one thread) from :data:`SECONDS_PER_ROLLOUT` × the model's cost."""
+    the estimated CPU seconds (one thread) from :data:`SECONDS_PER_ROLLOUT` × the model's cost, and
+    the wall time on 2 cores; over :data:`WALL_BUDGET_S`, the largest n that fits (:func:`fit_to_budget`)."""
     t = SizingTargets()
-    rollouts = sum(cfg.limit_of(spec) for spec in cfg.tasks)
-    held = round(cfg.limit_of(cfg.tasks[0]) * cfg.test_fraction)
-    layers = cfg.ablation_layers + len(getattr(cfg, "ablation_depths", ()))
-    controlled = 1 + len(getattr(cfg, "ablation_depths", ()))
-    m = ablation_family_size(controlled)
-    k = max(cfg.random_draws, 2)
-    per_example = (ablation_conditions(k, layers, controlled) + len(cfg.dose_modes) * len(cfg.dose_fractions) * 3
-                   + 11)  # dose: value, random and matched sets per (mode, share); steering: 5 factors + 3 x 2 controls
+    primary, others, per_example, m = _job_cost(cfg)
+    held = round(primary * cfg.test_fraction)
     factor = model_cost(model or cfg.model)
-    seconds = factor * (rollouts * (SECONDS_PER_ROLLOUT["generate"] + SECONDS_PER_ROLLOUT["store"])
-                        + cfg.eval_examples * per_example * SECONDS_PER_ROLLOUT["intervene"])
+    seconds = _cpu_seconds(primary, others, cfg.eval_examples, per_example, factor)
     return {"held_out": held, "auc_half_width": auc_half_width(held, t.planning_auc, t.positive_share),
             "examples_per_pass": cfg.eval_examples, "random_draws": cfg.random_draws, "family_size": m,
-            "ablation_mde": ablation_mde(cfg.eval_examples, k, m), "rollouts": rollouts,
+            "ablation_mde": ablation_mde(cfg.eval_examples, max(cfg.random_draws, 2), m), "rollouts": primary + others,
             "intervention_rollouts": cfg.eval_examples * per_example, "estimated_cpu_s": seconds,
-            "over_cpu_budget": seconds > CPU_BUDGET_S}
+            "estimated_wall_2_cores_s": seconds / TWO_CORE_SPEEDUP,
+            "over_cpu_budget": seconds / TWO_CORE_SPEEDUP > WALL_BUDGET_S, "fits_budget": fit_to_budget(cfg, factor)}
 
 
 def sizing_lines(sizing: dict) -> list[str]:
@@ -180,8 +220,12 @@ def sizing_lines(sizing: dict) -> list[str]:
                                                   if s["ablation_mde"] <= 1 else f"no accuracy difference is detectable "
                                                   f"at 80% power (MDE {s['ablation_mde']:.2f} > 1)"),
              f"[sizing] cost: {s['rollouts']} rollouts + {s['intervention_rollouts']} intervention rollouts, about "
-             f"{s['estimated_cpu_s'] / 3600:.1f} h of CPU on one thread (SmolLM2-135M rates x the model's cost)"]
+             f"{s['estimated_cpu_s'] / 3600:.1f} h of CPU on one thread, {s['estimated_wall_2_cores_s'] / 3600:.1f} h on 2 "
+             "cores (SmolLM2-135M rates x the model's cost, before the speed gains)"]
+    fit = s.get("fits_budget")
     if s["over_cpu_budget"]:
-        lines.append(f"[sizing] over {CPU_BUDGET_S // 3600} h on CPU: run it on a GPU (scripts/device_paper.sh) or at "
-                     "the largest n that fits, and quote the MDE above for that n")
+        lines.append(f"[sizing] over {WALL_BUDGET_S // 3600} h on 2 cores: run it on a GPU (scripts/device_paper.sh)"
+                     + ("" if not fit else
+                        f", or at the largest n that fits: --primary-limit {fit['primary_limit']} --eval-examples "
+                        f"{fit['eval_examples']} (AUC +-{fit['auc_half_width']:.3f}, ablation MDE {fit['ablation_mde']:.3f})"))
     return lines
