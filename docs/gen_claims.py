@@ -30,6 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from reward_circuits.models.loading import DEFAULT_MODEL, is_default
 from reward_circuits.analysis.claims import FAMILIES, REGISTRY, claims_summary, evidence_from_summary, verdict
 
 HERE = Path(__file__).resolve().parent
@@ -49,9 +50,10 @@ def committed_summaries(results: Path) -> list[Path]:
     return [p for p in found if p.resolve() in tracked] if tracked else found
 
 
-def last_commit(path: Path) -> str:
+def last_commit(path: Path, fmt: str = "%h") -> str:
+    """The commit that last changed ``path`` (``fmt``: git's, e.g. ``%ct`` for its time), or "uncommitted"."""
     try:
-        return subprocess.run(["git", "log", "-1", "--format=%h", "--", path.name], cwd=path.parent,
+        return subprocess.run(["git", "log", "-1", f"--format={fmt}", "--", path.name], cwd=path.parent,
                               capture_output=True, text=True, check=True).stdout.strip() or "uncommitted"
     except (subprocess.CalledProcessError, FileNotFoundError):
         return "uncommitted"
@@ -72,9 +74,12 @@ def claim_rows(results: Path) -> dict[str, list[dict]]:
         model = str(summary.get("model") or (summary.get("config") or {}).get("model") or "?")
         local = Path(model).is_absolute() or model.startswith(".")
         model = Path(model).name if "/" in model and local else model  # a local path: its last part
-        commit, n_layers = last_commit(path), summary.get("n_layers")
+        model = DEFAULT_MODEL if is_default(model) else model  # "default": the library's default model
+        commit, n_layers, when = last_commit(path), summary.get("n_layers"), last_commit(path, "%ct")
+        when = int(when) if when.isdigit() else 0
         for c in claims:
-            rows.setdefault(c["id"], []).append({**c, "run": run, "model": model, "commit": commit, "n_layers": n_layers})
+            rows.setdefault(c["id"], []).append({**c, "run": run, "model": model, "commit": commit, "n_layers": n_layers,
+                                                 "committed_at": when})
     return rows
 
 
@@ -90,8 +95,9 @@ def relative_depth(scope: str, n_layers: int | None) -> str:
 
 
 def _run_key(results: list[dict]) -> tuple:
-    """Which run of one model speaks for a claim: the most evidence (total n over its scopes), then the newest."""
-    return (sum(r.get("n") or 0 for r in results), results[0]["run"])
+    """Which run of one model speaks for a claim: the most evidence (total n over its scopes), then the
+    most recently committed, then the run's name."""
+    return (sum(r.get("n") or 0 for r in results), results[0].get("committed_at", 0), results[0]["run"])
 
 
 def cross_model(rows: dict[str, list[dict]]) -> tuple[list[str], dict[str, dict[str, list[dict]]]]:
