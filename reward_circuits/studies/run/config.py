@@ -22,8 +22,8 @@ PROFILES: dict[str, dict] = {
     # Sized by .sizing.paper_sizing(): held-out rollouts of the primary task for a V(s0) AUC interval of
     # about +-0.03 (1457 of 3643 at a 0.4 test share), and examples per ablation pass with random draws
     # for a 0.10 accuracy difference (value vs matched random sets) at 80% power after Holm over the
-    # ablation claim's family (1506 examples, 9 draws, m = 13). word_problems:0 first: 5,000 distinct
-    # questions: the 2186 fit and validation prompts of its 3643 rollouts leave enough for 1506 evaluation prompts (fresh first, then held-out test prompts); arithmetic:1 (2,480) second.
+    # ablation claim's family (1281 examples, 11 draws, m = 13). word_problems:0 first: 5,000 distinct
+    # questions: the 2186 fit and validation prompts of its 3643 rollouts leave enough for 1281 evaluation prompts (fresh first, then held-out test prompts); arithmetic:1 (2,480) second.
     # The paper's early layers are ablated too: relative depth 0.25 besides the 3 validation-best layers.
     "paper": {"tasks": ("word_problems:0", "arithmetic:1"), "limit": 1000, "primary_limit": PAPER.primary_limit,
               "test_fraction": PAPER.targets.test_fraction, "eval_examples": PAPER.examples_per_pass,

@@ -23,7 +23,8 @@ Two targets (issue 29), each turned into an ``n`` with the claims package's powe
   about 0.35, but a variance from 3 draws rests on 2 df, so the profile plans at the worst case.
   The level is the family's Bonferroni
   level α/m, the first and strictest Holm step, as the verdicts' own MDE (conservative). ``k`` is
-  the draw count in ``DRAW_CHOICES`` that needs the fewest rollouts (examples × conditions).
+  the draw count in ``DRAW_CHOICES`` that needs the fewest rollouts (examples × every condition
+  generated per example: the ablation's, the dopamine check's ``2 + 2k`` and the rest).
 
 :func:`run_sizing` says what a configured job can detect (its MDEs at its own n) and what it
 costs; the main job prints it before it starts and records it in the summary's header.
@@ -64,6 +65,7 @@ class SizingTargets:
     test_fraction: float = 0.4
     controlled_layers: int = 2  # layers with uniform + magnitude-matched controls: the best and one early
     ablation_layers: int = 4  # every ablated layer (3 best by validation + 1 early)
+    other_conditions: int = 35  # per example, independent of k: dose (2 modes x 4 shares x 3 sets) + steering (11)
     power: float = POWER
     alpha: float = ALPHA
 
@@ -143,7 +145,8 @@ def paper_sizing(t: SizingTargets = SizingTargets()) -> PaperSizing:
     held = held_out_for_auc(t)
     m = ablation_family_size(t.controlled_layers)
     cost = {k: examples_for_difference(t.accuracy_difference, k, m, t)
-            * ablation_conditions(k, t.ablation_layers, t.controlled_layers) for k in DRAW_CHOICES}
+            * (ablation_conditions(k, t.ablation_layers, t.controlled_layers) + 2 + 2 * k + t.other_conditions)
+            for k in DRAW_CHOICES}
     k = min(cost, key=lambda d: (cost[d], d))
     n = examples_for_difference(t.accuracy_difference, k, m, t)
     return PaperSizing(held, math.ceil(held / t.test_fraction), auc_half_width(held, t.planning_auc, t.positive_share),
@@ -161,9 +164,11 @@ def _job_cost(cfg) -> tuple[int, int, int, int]:
     depths = len(getattr(cfg, "ablation_depths", ()))
     controlled = 1 + depths
     k = max(cfg.random_draws, 2)
+    stages = getattr(cfg, "stages", ("interventions", "dopamine"))
+    # interventions: ablation; dose: value, random and matched sets per (mode, share); steering: 5 factors + 3 x 2 controls
     per_example = (ablation_conditions(k, cfg.ablation_layers + depths, controlled)
-                   + len(cfg.dose_modes) * len(cfg.dose_fractions) * 3
-                   + 11)  # dose: value, random and matched sets per (mode, share); steering: 5 factors + 3 x 2 controls
+                   + len(cfg.dose_modes) * len(cfg.dose_fractions) * 3 + 11) if "interventions" in stages else 0
+    per_example += 2 + 2 * k if "dopamine" in stages else 0  # its causal check: baseline, dopamine set, k uniform + k matched
     primary = cfg.limit_of(cfg.tasks[0])
     return primary, sum(cfg.limit_of(spec) for spec in cfg.tasks[1:]), per_example, ablation_family_size(controlled)
 
