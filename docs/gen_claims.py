@@ -5,6 +5,7 @@ build time, so the page is never stale.
 
     PYTHONPATH=. python docs/gen_claims.py                # print the page (a preview)
     PYTHONPATH=. python docs/gen_claims.py --cross-model  # print only the claim × model table (markdown)
+    PYTHONPATH=. python docs/gen_claims.py --changes      # claims that moved between a decision and none
 
 The page opens with the cross-model table (:func:`render_cross_model`): one row per claim, one column
 per model, each cell the estimate [95% interval], n and verdict of that model's run with the most
@@ -77,9 +78,10 @@ def claim_rows(results: Path) -> dict[str, list[dict]]:
         model = DEFAULT_MODEL if is_default(model) else model  # "default": the library's default model
         commit, n_layers, when = last_commit(path), summary.get("n_layers"), last_commit(path, "%ct")
         when = int(when) if when.isdigit() else 0
+        smoke = bool((summary.get("config") or {}).get("quick"))  # a --quick run: a smoke test, not evidence
         for c in claims:
             rows.setdefault(c["id"], []).append({**c, "run": run, "model": model, "commit": commit, "n_layers": n_layers,
-                                                 "committed_at": when})
+                                                 "committed_at": when, "quick": smoke})
     return rows
 
 
@@ -95,9 +97,12 @@ def relative_depth(scope: str, n_layers: int | None) -> str:
 
 
 def _run_key(results: list[dict]) -> tuple:
-    """Which run of one model speaks for a claim: the most evidence (total n over its scopes), then the
-    most recently committed, then the run's name."""
-    return (sum(r.get("n") or 0 for r in results), results[0].get("committed_at", 0), results[0]["run"])
+    """Which run of one model speaks for a claim: not a ``--quick`` smoke run, the most evidence
+    (total n over its scopes), the most recently committed, a run's own folder before a variant in a
+    subfolder of it (``paper`` before ``paper/td0``), then the name."""
+    first = results[0]
+    return (not first.get("quick"), sum(r.get("n") or 0 for r in results), first.get("committed_at", 0),
+            -first["run"].count("/"), first["run"])
 
 
 def cross_model(rows: dict[str, list[dict]]) -> tuple[list[str], dict[str, dict[str, list[dict]]]]:
@@ -128,6 +133,38 @@ def cross_cell(results: list[dict]) -> str:
         parts.append(f"{scope + ': ' if scope else ''}{_num(r.get('estimate'))} [{_num(lo)}, {_num(hi)}], "
                      f"n = {r.get('n')}, **{r['verdict']}**")
     return "<br>".join(parts) + f"<br>({results[0]['run']}, {results[0]['commit']})"
+
+
+DECIDED = ("reproduces", "does not reproduce")
+
+
+def _decision(results: list[dict]) -> str:
+    """One run's verdict on a claim over its scopes: the decided ones (e.g. "reproduces"), else the rest."""
+    got = sorted({r["verdict"] for r in results})
+    decided = [v for v in got if v in DECIDED]
+    return " / ".join(decided or got)
+
+
+def verdict_changes(results: Path = HERE / "results") -> list[str]:
+    """Claims whose verdict on a model moved between a decision and no decision (or between the two
+    decisions) from one committed run to a later one, against the run the table shows
+    (:func:`_run_key`); ``--quick`` smoke runs are not evidence and are left out. One markdown line each."""
+    rows = claim_rows(results)
+    _, table = cross_model(rows)
+    lines = []
+    for cid, by_model in table.items():
+        for model, chosen in by_model.items():
+            runs: dict[str, list[dict]] = {}
+            for r in rows[cid]:
+                if r["model"] == model and r["run"] != chosen[0]["run"] and not r.get("quick"):
+                    runs.setdefault(r["run"], []).append(r)
+            for got in runs.values():
+                a, b = sorted((got, chosen), key=lambda x: (x[0].get("committed_at", 0), x is chosen))
+                va, vb = _decision(a), _decision(b)
+                if va != vb and (va in DECIDED or vb in DECIDED):
+                    lines.append(f"- `{cid}` on {model}: {va} ({a[0]['run']}, n = {sum(r.get('n') or 0 for r in a)}) → "
+                                 f"{vb} ({b[0]['run']}, n = {sum(r.get('n') or 0 for r in b)})")
+    return lines
 
 
 def render_cross_model(results: Path = HERE / "results") -> str:
@@ -188,9 +225,14 @@ def render(results: Path = HERE / "results") -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Print the Claims page, or only its claim × model table.")
     parser.add_argument("--cross-model", action="store_true", help="print only the claim × model table (markdown)")
+    parser.add_argument("--changes", action="store_true",
+                        help="print the claims whose verdict on a model moved between a decision and none, run to run")
     parser.add_argument("--results", type=Path, default=HERE / "results", help="folder of summary.json files")
     args = parser.parse_args(argv)
-    print(render_cross_model(args.results) if args.cross_model else render(args.results))
+    if args.changes:
+        print("\n".join(verdict_changes(args.results)) or "No claim's verdict moved between a decision and none.")
+    else:
+        print(render_cross_model(args.results) if args.cross_model else render(args.results))
     return 0
 
 

@@ -358,3 +358,32 @@ def test_the_cross_model_table_has_one_column_per_model_and_says_not_run(tmp_pat
     assert capsys.readouterr().out.strip() == table
     assert gen.relative_depth("layer 18, matched", 30) == "L18/30 (0.60), matched"
     assert gen.relative_depth("layer 18", None) == "layer 18"
+
+
+def test_the_cross_model_table_skips_smoke_runs_and_lists_verdict_changes(tmp_path, capsys):
+    """A --quick run never speaks for a model, even with more n; a claim that went from inconclusive
+    (small n) to reproduces (large n) between two runs of a model is listed by --changes."""
+    import json
+    import os
+    import subprocess
+
+    gen = _load_gen()
+    auc = lambda n, half: Evidence.from_interval("srs.value_probe_auc", 0.62, (0.62 - half, 0.62 + half), n,  # noqa: E731
+                                                 "prompts", "bootstrap", scope="layer 3")
+    runs = [("old", {}, auc(47, 0.17)), ("new", {}, auc(400, 0.05)), ("smoke", {"quick": True}, auc(900, 0.2))]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for i, (run, config, ev) in enumerate(runs):  # committed one after the other, a second apart
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "summary.json").write_text(json.dumps({"model": "m", "n_layers": 6, "config": config,
+                                                                 "claims": claims_summary(verdict([ev]))}))
+        stamp = {"GIT_AUTHOR_DATE": f"2026-01-01T00:00:0{i}", "GIT_COMMITTER_DATE": f"2026-01-01T00:00:0{i}"}
+        subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+        subprocess.run(["git", "commit", "-qm", run], cwd=tmp_path, check=True, env={**env, **stamp})
+    row = next(ln for ln in gen.render_cross_model(tmp_path).splitlines() if "`srs.value_probe_auc`" in ln)
+    assert "(new, " in row and "n = 400, **reproduces**" in row and "L3/6 (0.50)" in row  # not the smoke run's 900
+    changes = gen.verdict_changes(tmp_path)
+    assert changes == ["- `srs.value_probe_auc` on m: inconclusive (old, n = 47) → reproduces (new, n = 400)"]
+    gen.main(["--changes", "--results", str(tmp_path)])
+    assert capsys.readouterr().out.strip() == changes[0]
