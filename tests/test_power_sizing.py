@@ -112,6 +112,8 @@ def test_the_main_job_ablates_the_early_layer_with_controls_and_records_its_sizi
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["sizing"]["examples_per_pass"] == 6 and summary["sizing"]["family_size"] == ablation_family_size(3)  # planned: 1 + one per depth
     assert set(summary["ablation"]["layers"]) == {"0", "1"}  # the best layer and the other depth, both ablated
+    chosen = summary["ablation"]["ablated_layers"]
+    assert chosen["at_depths"] == {"0.0": "0", "1.0": "1"} and sorted(chosen["controlled"]) == ["0", "1"]
     scopes = {c["scope"] for c in summary["claims"] if c["id"] == "srs.ablation_vs_random"}
     assert scopes == {f"layer {l}, {kind}" for l in (0, 1) for kind in ("uniform", "magnitude_matched")}
     assert all(math.isfinite(c["estimate"]) for c in summary["claims"] if c["id"] == "srs.ablation_vs_random")

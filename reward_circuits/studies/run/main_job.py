@@ -403,6 +403,14 @@ def _intervention_stage(job: _Job, value: ValueStageResult, rollouts: dict, stor
     for section in result.to_sections():
         section.summary["evaluation_prompts"] = ev.to_dict()
         section.notes = list(section.notes) + ev.notes
+    if cfg.ablation_depths:  # which ablated layers the depths added (the paper's early layers), with controls
+        result.ablation.summary["ablated_layers"] = {"validation_best": ranked[: cfg.ablation_layers],
+                                                     "at_depths": {str(d): layer_at_depth(d, ranked, adapter.n_layers)
+                                                                   for d in cfg.ablation_depths},
+                                                     "controlled": keys[:controlled]}
+        result.ablation.notes.append(f"Ablated besides the {cfg.ablation_layers} validation-best layers: the stored layers "
+                                     f"nearest relative depths {list(cfg.ablation_depths)} (layer / n_layers), with "
+                                     f"uniform and magnitude-matched controls at layers {keys[:controlled]}.")
     return result
 
 
