@@ -22,6 +22,10 @@ hooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hooks)
 
 MAIN, QUICK = "2026-12-06/main", "2026-12-06/quick"
+sys.path.insert(0, str(HERE.parent))
+from reward_circuits.studies.run.config import PROFILES  # noqa: E402  (the paper profile's computed sizes)
+
+PAPER = PROFILES["paper"]
 
 
 def _m(key: str, fmt: str = ".0f", run: str = MAIN, scale: float = 1.0) -> str:
@@ -67,8 +71,12 @@ BLOCKS = {
         f"{_m('cpu_time_s', '.0f', '2026-12-06/calibrate-smollm2')} s of CPU (1 thread; "
         f"{_m('wall_time_s', '.0f', '2026-12-06/calibrate-smollm2')} s wall at load {_m('load_average_1min', '.1f', '2026-12-06/calibrate-smollm2')}) |\n"
         "| `reward-circuits architectures runs/default runs/gemma --out runs/arch` | two models' runs side by side in relative depth | not recorded (seconds) |\n"
-        "| `reward-circuits run --profile paper --out runs/paper` | ≥ 200 examples per ablation pass, 1,000 rollouts per task "
-        f"(results in `docs/results/paper/`) | value, intervention and dopamine stages on stored rollouts: {_m('wall_time_s', '.0f', 'paper')} s |\n"
+        "| `reward-circuits run --profile paper --out runs/paper` | sized from the claims' minimum detectable effects "
+        f"(`reward_circuits/studies/run/sizing.py`; printed when the job starts): {PAPER['primary_limit']} rollouts of the "
+        f"primary task (AUC intervals ~ ±0.03), {PAPER['eval_examples']} examples per ablation pass with "
+        f"{PAPER['random_draws']} random draws (a 0.10 accuracy difference at 80% power after Holm), the layer at relative "
+        "depth 0.25 ablated too. The committed run (`docs/results/paper/`) predates this sizing: 1,000 rollouts per task, "
+        f"200 examples per pass | value, intervention and dopamine stages on stored rollouts: {_m('wall_time_s', '.0f', 'paper')} s |\n"
         "| `python -m bench` | every benchmark, one table of ratios (`bench/README.md`) | see `bench/README.md` |"
     ),
     "default-accuracy": (

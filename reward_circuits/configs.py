@@ -86,6 +86,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.I
         help_text = f.metadata.get("help", "")
         kw: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
         if tp is bool:
+            kw["help"] = kw["help"].replace("%", "%%")  # argparse formats help with %
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             continue
         if get_origin(tp) is Literal:

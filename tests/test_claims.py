@@ -226,10 +226,10 @@ def test_the_claims_page_is_built_from_planted_summaries(tmp_path):
     (tmp_path / "old" / "summary.json").write_text(json.dumps({"model": "x", "value": {}}))  # no claims: skipped
     page = gen.render(tmp_path)
     assert "2 of " in page and "tiny-a (run_a, layer 9" in page and "tiny-b (run_b" in page
-    row = next(ln for ln in page.splitlines() if "`srs.ablation_vs_random`" in ln)
+    row = next(ln for ln in page.splitlines() if "`srs.ablation_vs_random`)" in ln)  # the family table's row
     assert f"{results[0].estimate:.3g} [" in row and f"n = {results[0].n}" in row and results[0].verdict in row
     assert "75% → 20%" in row  # the paper's figure next to ours
-    assert "not measured yet" in next(ln for ln in page.splitlines() if "`srs.cross_task_iou`" in ln)
+    assert "not measured yet" in next(ln for ln in page.splitlines() if "`srs.cross_task_iou`)" in ln)
 
 
 def test_the_claims_page_is_built_from_the_committed_summaries():
@@ -320,3 +320,70 @@ def test_a_study_report_opens_with_its_claims(tmp_path):
     assert by_id["irm.finetune_raises_reward"]["verdict"] == "reproduces"
     assert by_id["irm.kendall_tau"]["verdict"] == "reproduces"  # its premise (the fine-tune raised the reward) held
     assert "Claims" in (tmp_path / "report.html").read_text().split("IRM")[0]  # the claims come before the study
+
+
+def test_the_cross_model_table_has_one_column_per_model_and_says_not_run(tmp_path, capsys):
+    """Issue 29: one claim × model table (estimate [interval], n, verdict), layers in relative depth,
+    the run with the most evidence per model, "not run" where a model's runs did not measure a claim."""
+    import json
+
+    gen = _load_gen()
+    rng = np.random.default_rng(3)
+    auc = lambda n, scope: Evidence.from_interval("srs.value_probe_auc", 0.70, (0.66, 0.74), n, "prompts",  # noqa: E731
+                                                  "bootstrap", scope=scope)
+    tau = Evidence.from_test("irm.kendall_tau", paired_mean_test(rng.normal(0.5, 1, 80), n_boot=200))
+    runs = {"a_small": ("model-a", 12, [auc(40, "layer 9")]),  # fewer prompts: not the one shown
+            "a_paper": ("model-a", 12, [auc(400, "layer 9"), tau]),
+            "b_paper": ("model-b", 6, [auc(300, "layer 3")])}
+    results = {}
+    for run, (model, n_layers, evidence) in runs.items():
+        (tmp_path / run).mkdir()
+        results[run] = verdict(evidence)
+        (tmp_path / run / "summary.json").write_text(json.dumps({"model": model, "n_layers": n_layers,
+                                                                 "claims": claims_summary(results[run])}))
+    table = gen.render_cross_model(tmp_path)
+    lines = table.splitlines()
+    assert lines[0] == "| claim | model-a | model-b |"
+    auc_row = next(ln for ln in lines if "`srs.value_probe_auc`" in ln).split(" | ")
+    assert "L9/12 (0.82): 0.7 [0.66, 0.74], n = 400, **reproduces**" in auc_row[1] and "a_paper" in auc_row[1]
+    assert "L3/6 (0.60): 0.7 [0.66, 0.74], n = 300" in auc_row[2] and "b_paper" in auc_row[2]
+    tau_row = next(ln for ln in lines if "`irm.kendall_tau`" in ln).split(" | ")
+    r = results["a_paper"][1]
+    assert f"{r.estimate:.3g} [{r.interval[0]:.3g}, {r.interval[1]:.3g}], n = {r.n}, **{r.verdict}**" in tau_row[1]
+    assert tau_row[2].rstrip(" |") == "not run"
+    assert not any("`srs.cross_task_iou`" in ln for ln in lines)  # measured by no model: no row
+    assert len(lines) == 2 + 2
+    assert "## Across models" in gen.render(tmp_path) and table in gen.render(tmp_path)
+    gen.main(["--cross-model", "--results", str(tmp_path)])
+    assert capsys.readouterr().out.strip() == table
+    assert gen.scope_in_depth("layer 18, matched", 30) == "L18/30 (0.62), matched"
+    assert gen.scope_in_depth("layer 18", None) == "layer 18"
+
+
+def test_the_cross_model_table_skips_smoke_runs_and_lists_verdict_changes(tmp_path, capsys):
+    """A --quick run never speaks for a model, even with more n; a claim that went from inconclusive
+    (small n) to reproduces (large n) between two runs of a model is listed by --changes."""
+    import json
+    import os
+    import subprocess
+
+    gen = _load_gen()
+    auc = lambda n, half: Evidence.from_interval("srs.value_probe_auc", 0.62, (0.62 - half, 0.62 + half), n,  # noqa: E731
+                                                 "prompts", "bootstrap", scope="layer 3")
+    runs = [("old", {}, auc(47, 0.17)), ("new", {}, auc(400, 0.05)), ("smoke", {"quick": True}, auc(900, 0.2))]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for i, (run, config, ev) in enumerate(runs):  # committed one after the other, a second apart
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "summary.json").write_text(json.dumps({"model": "m", "n_layers": 6, "config": config,
+                                                                 "claims": claims_summary(verdict([ev]))}))
+        stamp = {"GIT_AUTHOR_DATE": f"2026-01-01T00:00:0{i}", "GIT_COMMITTER_DATE": f"2026-01-01T00:00:0{i}"}
+        subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+        subprocess.run(["git", "commit", "-qm", run], cwd=tmp_path, check=True, env={**env, **stamp})
+    row = next(ln for ln in gen.render_cross_model(tmp_path).splitlines() if "`srs.value_probe_auc`" in ln)
+    assert "(new, " in row and "n = 400, **reproduces**" in row and "L3/6 (0.60)" in row  # not the smoke run's 900
+    changes = gen.verdict_changes(tmp_path)
+    assert changes == ["- `srs.value_probe_auc` on m: inconclusive (old, n = 47) → reproduces (new, n = 400)"]
+    gen.main(["--changes", "--results", str(tmp_path)])
+    assert capsys.readouterr().out.strip() == changes[0]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "refactor_equivalence_summary.json"
-UNTIMED = {"timings", "timings_s", "wall_time_s", "peak_rss_mb", "config", "machine", "seconds", "capture_states_per_s"}
+# (sizing: the plan printed before the job, derived from its config like "config" itself)
+UNTIMED = {"timings", "timings_s", "wall_time_s", "peak_rss_mb", "config", "machine", "seconds", "capture_states_per_s", "sizing"}
 
 
 def parity_task(spec: str, n: int, seed: int):

@@ -34,7 +34,7 @@ design:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -213,6 +213,35 @@ def paired_mean_test(values: Float[np.ndarray, " n"], null: float = 0.0, unit: s
     p_l = (1 + np.sum(boots >= null)) / (boots.size + 1)
     return SignedTest(iv.estimate, iv.low, iv.high, iv.n, unit, float(p_g), float(p_l),
                       f"percentile bootstrap over {iv.n} {unit} ({n_boot} resamples)", float(boots.std(ddof=1)))
+
+
+def seeds_by_units_test(diffs: Float[np.ndarray, "seeds units"], null: float = 0.0, n_boot: int = 4000, seed: int = 0,
+                        unit: str = "prompts") -> SignedTest:
+    """The mean of paired differences measured on every (training seed, unit) cell, e.g. held-out
+    correctness of DPO + neuron reward minus plain DPO trained with the same seed, per prompt: seeds
+    and units are resampled *together* (a crossed bootstrap: seeds and units each drawn with
+    replacement, :func:`~reward_circuits.analysis.stats.bootstrap_weights`), so the seeds' own
+    variance is inside the interval, not only the units'. The estimate is referred to that spread
+    with a t reference of ``S − 1`` df (the seed variance rests on ``S`` seeds; with few seeds the
+    quantile, not the bootstrap's percentiles, carries that uncertainty). One seed: the units'
+    bootstrap alone (:func:`paired_mean_test`), and the method says that seed variance is not in it."""
+    d = np.atleast_2d(np.asarray(diffs, dtype=np.float64))
+    d = d[:, np.isfinite(d).all(0)]
+    n_seeds, n_units = d.shape
+    if n_units < 2:
+        raise ValueError(f"seeds_by_units_test needs >= 2 {unit} with a finite difference in every seed, got {n_units}.")
+    if n_seeds == 1:
+        t = paired_mean_test(d[0], null, unit, n_boot=n_boot, seed=seed)
+        return SignedTest(t.estimate, t.low, t.high, t.n, unit, t.p_greater, t.p_less,
+                          t.method + "; one training seed: seed variance is not in the interval", t.se, t.df,
+                          t.notes, t.min_p)
+    rng = np.random.default_rng(seed)
+    w_seed, w_unit = bootstrap_weights(n_seeds, n_boot, rng), bootstrap_weights(n_units, n_boot, rng)
+    boots = ((w_seed @ d) * w_unit).sum(1) / (n_seeds * n_units)  # each replicate's mean over its (seed, unit) grid
+    t = _t_test_from_se(float(d.mean()) - null, float(np.std(boots, ddof=1)), n_seeds - 1, n_seeds * n_units,
+                        f"seeds × {unit}", f"crossed bootstrap of {n_seeds} seeds × {n_units} {unit} ({n_boot} resamples; "
+                        f"t reference, {n_seeds - 1} df: the seed variance rests on {n_seeds} seeds)")
+    return replace(t, estimate=t.estimate + null, low=t.low + null, high=t.high + null)
 
 
 # ---------------------------------------------------------------------------------------------

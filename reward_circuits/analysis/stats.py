@@ -144,6 +144,18 @@ class Interval:
         return not (self.low <= value <= self.high)
 
 
+def hanley_mcneil_se(auc: float, n_positive: float, n_negative: float) -> float:
+    """The standard error of an AUC from ``n_positive`` and ``n_negative`` units (Hanley & McNeil
+    1982, exponential approximation of Q1, Q2): what sizes a held-out set before any run; a run's
+    own interval is its bootstrap's (:func:`bootstrap_auc_ci`)."""
+    if not 0 < auc < 1 or n_positive < 1 or n_negative < 1:
+        raise ValueError(f"hanley_mcneil_se needs 0 < auc < 1 and >= 1 unit per class, got auc={auc}, "
+                         f"n_positive={n_positive}, n_negative={n_negative}.")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = auc * (1 - auc) + (n_positive - 1) * (q1 - auc**2) + (n_negative - 1) * (q2 - auc**2)
+    return float(math.sqrt(var / (n_positive * n_negative)))
+
+
 def percentile_interval(estimate: float, boots: np.ndarray, n: int, level: float = 0.95) -> Interval:
     """The percentile interval of bootstrap replicates ``boots`` around ``estimate`` (non-finite
     replicates dropped; NaN bounds when none is left). The one place replicates become an interval."""

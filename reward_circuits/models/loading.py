@@ -256,6 +256,13 @@ def qwen_state() -> str:
         return f"not installed: {QWEN_INSTALL}"
 
 
+def relative_depth(layer: int, n_layers: int) -> float:
+    """Where block ``layer`` sits in a model of ``n_layers`` blocks: 0 the first, 1 the last
+    (``layer / (n_layers - 1)``), so models of different depths compare (the one convention of the
+    architectures study, the cross-model claims table and ``--ablation-depths``)."""
+    return int(layer) / max(int(n_layers) - 1, 1)
+
+
 def peek_n_layers(name: str) -> int | None:
     """The number of layers of the model ``name`` read from its config alone (no weights loaded);
     ``None`` when that takes more than a file read (a hub id, a GGUF not yet converted)."""

@@ -27,8 +27,13 @@ from .verdicts import Evidence
 def interval_evidence(claim_id: str, d: dict, unit: str, method: str, scope: str = "", **extra) -> Evidence:
     """Evidence from a study's ``{estimate, low, high, n}`` (and optional ``p_two_sided``), with the
     few-units rule (module docstring). ``extra``: ``p_two_sided``, ``sign`` (−1 flips the
-    difference), ``n_independent`` (experiments behind dependent events), ``notes``, ``premise_met``."""
+    difference), ``n_independent`` (experiments behind dependent events), ``notes``, ``premise_met``,
+    ``df`` (the study's interval is a t interval with these degrees of freedom, e.g. seeds − 1)."""
     sign, n_ind, p2 = extra.pop("sign", 1), extra.pop("n_independent", None), extra.pop("p_two_sided", None)
+    df = extra.pop("df", None)
+    if df:  # a t interval: its own quantile, the study's p
+        return Evidence.from_interval(claim_id, sign * d["estimate"], tuple(sorted((sign * d["low"], sign * d["high"]))),
+                                      int(d["n"]), unit, method, scope=scope, df=df, p_two_sided=p2, **extra)
     est, lo, hi, n = sign * d["estimate"], sign * d["low"], sign * d["high"], int(d["n"])
     lo, hi = min(lo, hi), max(lo, hi)
     se = (hi - lo) / (2 * 1.959964)
@@ -107,16 +112,17 @@ def yfpo_evidence(summary: dict) -> list[Evidence]:
         c = y["conditions"].get(cond) or {}
         if c.get("vs_dpo"):
             out.append(interval_evidence("yfpo.beats_dpo", c["vs_dpo"], "seeds × prompts",
-                                         "paired bootstrap over prompts and seeds", scope=f"{cond} neurons",
-                                         p_two_sided=c.get("p_vs_dpo")))
+                                         c.get("vs_dpo_method") or "paired bootstrap over prompts of seed-averaged correctness",
+                                         scope=f"{cond} neurons", p_two_sided=c.get("p_vs_dpo"), df=c.get("vs_dpo_df")))
     v = (y.get("vs_random") or {}).get("value")
     m = _DELTA.search(v["delta"]) if v else None
     if m:
         est, lo, hi = map(float, m.groups())
         n = y["conditions"]["value"]["vs_dpo"]["n"]
         out.append(interval_evidence("yfpo.value_neurons_beat_random", {"estimate": est, "low": lo, "high": hi, "n": n},
-                                     "seeds × prompts", "paired bootstrap over prompts and seeds",
-                                     p_two_sided=v.get("p")))
+                                     "seeds × prompts", "paired by seed and prompt" if v.get("df") else
+                                     "paired bootstrap over prompts of seed-averaged correctness",
+                                     p_two_sided=v.get("p"), df=v.get("df")))
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ...io import nan_to_none
+from ...models.loading import relative_depth
 from ...report import Section, Table, new_figure, save_figure
 
 
@@ -39,7 +40,7 @@ class ArchitectureRun:
     massive: dict[str, list[int]]
 
     def depth(self, layer: str) -> float:
-        return int(layer) / max(self.n_layers - 1, 1)
+        return relative_depth(int(layer), self.n_layers)
 
     @classmethod
     def from_dir(cls, run_dir: str | os.PathLike) -> "ArchitectureRun":

@@ -8,6 +8,7 @@ from typing import Literal
 
 from ...configs import StudyConfig, apply_at_defaults
 from ...models.base import DEFAULT_BACKEND
+from .sizing import paper_sizing
 
 # word_problems:0 first: 5,000 distinct questions (names, objects and numbers vary), the default model's
 # accuracy 0.36 [0.24, 0.50] (`reward-circuits calibrate`); arithmetic:1 beyond its first 149 questions
@@ -15,14 +16,18 @@ from ...models.base import DEFAULT_BACKEND
 DEFAULT_TASKS = ("word_problems:0", "arithmetic:1")
 ALL_STAGES = ("rollouts", "store", "value", "interventions", "dopamine")
 
+PAPER = paper_sizing()  # sized in one place from the claims' minimum detectable effects (see .sizing)
 PROFILES: dict[str, dict] = {
     "default": {},
-    # Sized for the paper's claims: >= 200 examples per ablation pass (a 0.10 accuracy difference is
-    # ~2.5 binomial standard errors at p = 0.5), and 400 held-out rollouts of the primary task so an
-    # AUC near 0.75 has a 95% interval of about +-0.05 (Hanley-McNeil, balanced classes).
-    # word_problems:0 first: the studies need >= 1000 distinct questions (arithmetic:1 has 155, and
-    # copies of a question are not independent evidence); its default-model accuracy is near 0.5.
-    "paper": {"tasks": ("word_problems:0", "arithmetic:1"), "limit": 1000, "primary_limit": None, "test_fraction": 0.4, "eval_examples": 200, "random_draws": 5, "ablation_layers": 3,
+    # Sized by .sizing.paper_sizing(): held-out rollouts of the primary task for a V(s0) AUC interval of
+    # about +-0.03 (1457 of 3643 at a 0.4 test share), and examples per ablation pass with random draws
+    # for a 0.10 accuracy difference (value vs matched random sets) at 80% power after Holm over the
+    # ablation claim's family (1281 examples, 11 draws, m = 13). word_problems:0 first: 5,000 distinct
+    # questions: the 2186 fit and validation prompts of its 3643 rollouts leave enough for 1281 evaluation prompts (fresh first, then held-out test prompts); arithmetic:1 (2,480) second.
+    # The paper's early layers are ablated too: relative depth 0.25 besides the 3 validation-best layers.
+    "paper": {"tasks": ("word_problems:0", "arithmetic:1"), "limit": 1000, "primary_limit": PAPER.primary_limit,
+              "test_fraction": PAPER.targets.test_fraction, "eval_examples": PAPER.examples_per_pass,
+              "random_draws": PAPER.random_draws, "ablation_layers": 3, "ablation_depths": (0.25,),
               "dose_modes": ("zero", "mean"), "dose_fractions": (0.01, 0.02, 0.05, 0.1), "robustness_seeds": 3,
               "robustness_widths": (16, 64, 256),
               "target_variants_all_layers": True},
@@ -57,11 +62,12 @@ class RunConfig(StudyConfig):
     batch_size: int = field(default=128, metadata={"help": "generation batch size (rollouts)"})
     eval_examples: int = field(default=32, metadata={"help": "examples per generation pass of the intervention studies"})
     ablation_layers: int = field(default=2, metadata={"help": "how many layers (best first) the ablation study covers"})
+    ablation_depths: tuple[float, ...] = field(default=(), metadata={"help": "comma-separated relative depths (layer / n_layers, e.g. 0.25) whose nearest stored layer is always ablated too, with uniform and matched controls, besides the validation-best layers (the paper profile adds 0.25: the paper's early layers)"})
     random_draws: int = field(default=3, metadata={"help": "random neuron sets per control"})
     test_fraction: float = field(default=0.4, metadata={"help": "held-out share of rollouts (probes are reported on it)"})
     stages: tuple[str, ...] = field(default=ALL_STAGES, metadata={"help": f"comma-separated subset of {','.join(ALL_STAGES)}"})
     quick: bool = field(default=False, metadata={"help": "a whole-job smoke run: every stage at small n (40 examples per task, 32 new tokens, 8 examples per intervention pass, 1 random draw, 1 ablation layer, fewer probe epochs and variants); options given explicitly still win"})
-    profile: Literal["default", "paper"] = field(default="default", metadata={"help": "'paper': word_problems:0 (1000 distinct questions) then arithmetic:1, >= 200 examples per ablation pass, 400 held-out rollouts (AUC intervals ~ +-0.05); options given explicitly still win"})
+    profile: Literal["default", "paper"] = field(default="default", metadata={"help": f"'paper': sized from the claims' minimum detectable effects (reward_circuits/studies/run/sizing.py): {PAPER.primary_limit} word_problems:0 rollouts ({PAPER.held_out} held out: AUC intervals ~ +-0.03), {PAPER.examples_per_pass} examples per ablation pass and {PAPER.random_draws} random draws (a 0.10 accuracy difference at 80% power after Holm), the early layers at relative depth 0.25 ablated too; options given explicitly still win"})
     transfer_from: str | None = field(default=None, metadata={"help": "a finished run directory (e.g. of the base model, when this run is a fine-tuned one): its value neurons at the ablated layers are ablated here too (transfer across models)"})
     target_variants_all_layers: bool = field(default=False, metadata={"help": "compare TD(0), TD(lambda) and Monte-Carlo targets on every layer (the paper profile does; default: the best layer only, ~2 min less)"})
     # the default runs the dose-response in the ablation study's mode (zero) at 5% and 10% of the dims:
@@ -114,6 +120,10 @@ class RunConfig(StudyConfig):
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}.")
         self.dose_fractions = tuple(float(f) for f in self.dose_fractions)
+        self.ablation_depths = tuple(float(x) for x in self.ablation_depths)
+        if any(not 0 <= x <= 1 for x in self.ablation_depths):
+            raise ValueError(f"--ablation-depths {','.join(map(str, self.ablation_depths))}: give relative depths "
+                             "(layer / n_layers) in [0, 1], e.g. 0.25.")
         if not self.dose_fractions or any(not 0 < f < 1 for f in self.dose_fractions):
             raise ValueError(f"--dose-fractions {self.dose_fractions}: give shares in (0, 1), e.g. 0.01,0.05,0.1.")
         self.dose_modes = tuple(self.dose_modes)

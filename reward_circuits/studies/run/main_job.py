@@ -23,7 +23,7 @@ from ...data.capture import build_store
 from ...io import remove_atomic_leftovers
 from ...data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ...models import GenerationConfig, ModelAdapter, load_model, resid_hooks
-from ...models.loading import peek_n_layers
+from ...models.loading import peek_n_layers, relative_depth
 from ...tasks import get_task
 from ...tasks.base import FEW_SHOT_STOP
 from .config import RunConfig
@@ -33,6 +33,7 @@ from ...report import Report, Section, Table
 from ...data.store import read_manifest
 from .evaluation import EvaluationPrompts, EvaluationSource, evaluation_examples
 from .result import RunResult
+from .sizing import run_sizing, sizing_lines
 from .stage_meter import StageTimings
 from .stage_sections import load_stage_sections, save_stage_sections
 from .value import ValueStageConfig, ValueStageResult, run_value_stage
@@ -106,6 +107,8 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None, report: Report | No
     previous = load_stage_sections(out)  # before the first stage rewrites summary.json
     check_stage_inputs(cfg, out)
     check_tasks(cfg.tasks)
+    sizing = run_sizing(cfg, adapter.name if adapter is not None else cfg.model)
+    print("\n".join(sizing_lines(sizing)))  # what this n can detect, and its cost, before anything runs
     if adapter is None and cfg.layers:  # said before the model loads, where its config tells the depth
         check_layers(cfg.layers, peek_n_layers(cfg.model), cfg.model)
     t_start = time.perf_counter()
@@ -114,7 +117,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None, report: Report | No
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
     timings["load_model_s"] = time.perf_counter() - t0
-    result = RunResult(out, header=_header(cfg, adapter))
+    result = RunResult(out, header={**_header(cfg, adapter), "sizing": sizing})
     if report is not None:
         report.header.update(result.header)
     job = _Job(cfg, out, adapter, _store_hooks(cfg, adapter), _generation_config(cfg, adapter), timings, result,
@@ -380,7 +383,8 @@ def _intervention_stage(job: _Job, value: ValueStageResult, rollouts: dict, stor
     """The studies on the value stage's best layer and the next ones by validation AUC, on prompts the
     probe never saw (:func:`_eval_task`)."""
     cfg, adapter, out, gen_cfg = job.cfg, job.adapter, job.out, job.gen_cfg
-    keys = [k for k in value.layers_by_validation() if int(k) >= 0][: cfg.ablation_layers]
+    ranked = [k for k in value.layers_by_validation() if int(k) >= 0]
+    keys, controlled = ablated_layers(ranked, cfg.ablation_layers, cfg.ablation_depths, adapter.n_layers)
     chosen = {int(k): value.value_sets[k] for k in keys}
     mc = value.final_reward_neurons
     # transfer across tasks: the second task's value neurons (its own probe, same hook) ablated here
@@ -392,14 +396,39 @@ def _intervention_stage(job: _Job, value: ValueStageResult, rollouts: dict, stor
                                 magnitudes=value.magnitudes, transfer_sets=transfer or None)
     study = InterventionStudyConfig(n_random_draws=cfg.random_draws, seed=cfg.seed,
                                     dose_fractions=cfg.dose_fractions, dose_modes=cfg.dose_modes,
-                                    dose_random_draws=1)
+                                    dose_random_draws=1, controlled_layers=controlled)
     ev = _eval_task(job, value, rollouts, stores)
     result = run_intervention_stage(adapter, ev.task, inputs, out / "interventions", study, gen_cfg,
                                     examples=list(ev.task.examples))
     for section in result.to_sections():
         section.summary["evaluation_prompts"] = ev.to_dict()
         section.notes = list(section.notes) + ev.notes
+    if cfg.ablation_depths:  # which ablated layers the depths added (the paper's early layers), with controls
+        result.ablation.summary["ablated_layers"] = {"validation_best": ranked[: cfg.ablation_layers],
+                                                     "at_depths": {str(d): layer_at_depth(d, ranked, adapter.n_layers)
+                                                                   for d in cfg.ablation_depths},
+                                                     "controlled": keys[:controlled]}
+        result.ablation.notes.append(f"Ablated besides the {cfg.ablation_layers} validation-best layers: the stored layers "
+                                     f"nearest relative depths {list(cfg.ablation_depths)} (layer / (n_layers - 1)), with "
+                                     f"uniform and magnitude-matched controls at layers {keys[:controlled]}.")
     return result
+
+
+def layer_at_depth(depth: float, layers: list[str], n_layers: int) -> str:
+    """The stored layer key nearest to relative depth ``depth`` (:func:`relative_depth`; ties: the earlier)."""
+    if not layers:
+        raise ValueError("no stored layer to resolve a relative depth to: store at least one block (--layers).")
+    return min(layers, key=lambda k: (round(abs(relative_depth(int(k), n_layers) - depth), 9), int(k)))
+
+
+def ablated_layers(ranked: list[str], n_best: int, depths: tuple[float, ...], n_layers: int) -> tuple[list[str], int]:
+    """The ablation study's layers and how many of them (the first) get uniform and matched controls:
+    the best by validation, then the layers nearest each relative depth in ``depths`` (the paper's
+    early layers, always ablated; one already chosen is not repeated), then the other validation-best ones."""
+    best = ranked[:n_best]
+    at_depth = list(dict.fromkeys(layer_at_depth(d, ranked, n_layers) for d in depths))
+    extra = [k for k in at_depth if k not in best[:1]]
+    return best[:1] + extra + [k for k in best[1:] if k not in extra], 1 + len(extra)
 
 
 def _transfer_from_run(cfg: RunConfig, chosen: dict[int, NeuronSet]) -> dict[str, NeuronSet]:

@@ -7,9 +7,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ...configs import StudyConfig, apply_at_defaults
+from .sizing import yfpo_sizing
 
 CONDITIONS = ("dpo", "value", "attnlrp", "random")
 
+
+SIZED = yfpo_sizing()  # .sizing: seeds and held-out prompts for a 0.05 accuracy difference vs plain DPO
+# --profile sized: the fewest seeds (>= 5) and held-out prompts whose MDE for DPO + neuron reward vs plain DPO
+# is 0.05 at 80% power after Holm (seed variance in the interval); 4x the training prompts (pairs); steps
+# chosen on validation pairs, up to 64, when the auxiliary loss has clearly moved (.steps)
+PROFILES: dict[str, dict] = {
+    "default": {},
+    "sized": {"seeds": tuple(range(SIZED.seeds)), "eval_prompts": SIZED.eval_prompts, "train_prompts": 96,
+              "steps": 64, "select_steps": True},
+}
 
 # --quick: every stage of the study at small n (a smoke run of the whole study)
 QUICK = {"train_prompts": 8, "eval_prompts": 16, "samples_per_prompt": 2, "probe_epochs": 5, "relevance_prompts": 4,
@@ -36,7 +47,11 @@ class YFPOConfig(StudyConfig):
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "training seeds (LoRA init and batch order)"})
     beta: float = field(default=0.1, metadata={"help": "DPO β"})
     beta_aux: float = field(default=1.0, metadata={"help": "weight of −log σ(neuron margin)"})
-    steps: int = field(default=8, metadata={"help": "optimizer steps per run"})
+    steps: int = field(default=8, metadata={"help": "optimizer steps per run (with --select-steps: the most a run may take)"})
+    select_steps: bool = field(default=False, metadata={"help": "choose the steps on validation pairs (a share of the training prompts' pairs, never trained on): a pilot run of the value condition stops at the first check where the auxiliary loss has clearly moved (mean at least --aux-moved below ln 2 and its 95% interval below ln 2); every run then takes that many steps"})
+    step_check_every: int = field(default=4, metadata={"help": "with --select-steps: steps between validation checks"})
+    aux_moved: float = field(default=0.1, metadata={"help": "with --select-steps: how far (nats) below ln 2 the validation auxiliary loss must fall"})
+    profile: Literal["default", "sized"] = field(default="default", metadata={"help": f"'sized': {SIZED.seeds} seeds x {SIZED.eval_prompts} held-out prompts (a 0.05 accuracy difference vs plain DPO at 80% power after Holm, seed variance in the interval; reward_circuits/studies/yfpo/sizing.py), 96 training prompts, steps chosen on validation up to 64; options given explicitly still win"})
     batch_pairs: int = field(default=4, metadata={"help": "preference pairs per step"})
     lr: float = field(default=5e-4, metadata={"help": "LoRA learning rate"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
@@ -50,6 +65,9 @@ class YFPOConfig(StudyConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose from {sorted(PROFILES)}.")
+        apply_at_defaults(self, PROFILES[self.profile])
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
         self.probe_layers = tuple(int(x) for x in self.probe_layers)
@@ -57,7 +75,7 @@ class YFPOConfig(StudyConfig):
         self.seeds = tuple(int(s) for s in self.seeds)
         self.lora_targets = tuple(self.lora_targets)
         for name in ("train_prompts", "eval_prompts", "samples_per_prompt", "max_new_tokens", "pairs_per_prompt",
-                     "n_neurons", "probe_epochs", "relevance_prompts", "steps", "batch_pairs", "lora_r", "lora_alpha", "eval_batch_size"):
+                     "n_neurons", "probe_epochs", "relevance_prompts", "steps", "batch_pairs", "step_check_every", "lora_r", "lora_alpha", "eval_batch_size"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{name} must be a positive int, got {v!r}: pass --{name.replace('_', '-')} N with N >= 1.")
@@ -77,7 +95,7 @@ class YFPOConfig(StudyConfig):
             raise ValueError("seeds contain duplicates.")
         if not self.probe_layers or any(x < 0 for x in self.probe_layers):
             raise ValueError(f"probe_layers must be non-negative layer numbers, got {self.probe_layers}.")
-        for name in ("beta", "lr", "temperature"):
+        for name in ("beta", "lr", "temperature", "aux_moved"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number, got {v!r}.")

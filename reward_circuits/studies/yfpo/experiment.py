@@ -33,12 +33,15 @@ from ...analysis.stats import (
     paired_bootstrap_diff,
     verdict,
 )
+from ...analysis.resampling import SignedTest, seeds_by_units_test
 from ...neurons import iou
 from ...io import atomic_write_json
 from ...report import Section, Table, new_figure, save_figure
 from .config import YFPOConfig
 from .neuron_reward import NeuronReward, response_activations
 from .pairs import pairs_dataset, preference_pairs, tokenize_pairs
+from .sizing import sizing_lines
+from .steps import AuxLossMonitor, StepSelection, split_validation_pairs
 
 CURVE_KEYS = ("neuron/dpo_loss", "rewards/margins", "neuron/margin")
 
@@ -73,6 +76,7 @@ class ConditionSummary:
     vs_dpo: Interval | None = None
     p_vs_dpo: float | None = None
     verdict_vs_dpo: str | None = None
+    vs_dpo_test: SignedTest | None = None  # seeds and prompts resampled together (its df and method)
 
 
 @dataclass
@@ -90,14 +94,28 @@ class YFPOResult:
     lrp_check: dict
     runs: list[TrainingRun] = field(default_factory=list)
     seconds: float = 0.0
+    sizing: list[str] = field(default_factory=list)  # what this run's seeds x prompts detect (.sizing)
+    step_selection: dict = field(default_factory=dict)  # with --select-steps: the checks and the steps chosen (.steps)
 
     def per_prompt(self, condition: str) -> np.ndarray:
         """``[seed, prompt]`` held-out correctness of ``condition``."""
         return np.array([r.correct for r in self.runs if r.condition == condition], dtype=np.float64)
 
+    def by_seed(self, condition: str) -> dict[int, list[float]]:
+        return {r.seed: r.correct for r in self.runs if r.condition == condition}
+
+    def versus(self, condition: str, other: str) -> tuple[Interval, float, SignedTest]:
+        """``condition − other`` in held-out accuracy, paired by training seed and prompt, seeds and
+        prompts resampled together (:func:`~reward_circuits.analysis.resampling.seeds_by_units_test`):
+        the interval holds the seed variance. Returns the interval, the two-sided p and the test."""
+        a, b = self.by_seed(condition), self.by_seed(other)
+        seeds = [s for s in a if s in b]
+        t = seeds_by_units_test(np.array([a[s] for s in seeds]) - np.array([b[s] for s in seeds]), seed=self.config.seed)
+        return Interval(t.estimate, t.low, t.high, t.n), float(min(1.0, 2 * min(t.p_greater, t.p_less))), t
+
     def summaries(self) -> list[ConditionSummary]:
         base = np.asarray(self.base_correct, dtype=np.float64)
-        dpo = self.per_prompt("dpo").mean(0) if any(r.condition == "dpo" for r in self.runs) else None
+        has_dpo = any(r.condition == "dpo" for r in self.runs)
         out = []
         for cond in self.config.conditions:
             m = self.per_prompt(cond)
@@ -107,8 +125,8 @@ class YFPOResult:
             s_mean, s_std = mean_std(m.mean(1).tolist())
             vs_base, p_base = paired_bootstrap_diff(avg, base, seed=self.config.seed)
             row = ConditionSummary(cond, m.shape[0], bootstrap_ci(avg, seed=self.config.seed), s_mean, s_std, vs_base, p_base)
-            if cond != "dpo" and dpo is not None:
-                row.vs_dpo, row.p_vs_dpo = paired_bootstrap_diff(avg, dpo, seed=self.config.seed)
+            if cond != "dpo" and has_dpo:
+                row.vs_dpo, row.p_vs_dpo, row.vs_dpo_test = self.versus(cond, "dpo")
                 row.verdict_vs_dpo = verdict(row.vs_dpo, expected_sign=1)
             out.append(row)
         return out
@@ -178,14 +196,11 @@ class YFPOResult:
                     [[k, len(r.neurons), ",".join(map(str, r.layers)), self.base_margin_accuracy.get(k),
                       iou(r.neurons, self.rewards["value"].neurons) if "value" in self.rewards else None]
                      for k, r in self.rewards.items()])
-        controls = []
-        if any(r.condition == "random" for r in self.runs):
-            rnd = self.per_prompt("random").mean(0)
-            for cond in ("value", "attnlrp"):
-                if any(r.condition == cond for r in self.runs):
-                    d, p = paired_bootstrap_diff(self.per_prompt(cond).mean(0), rnd, seed=cfg.seed)
-                    controls.append([cond, f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]", p, verdict(d, expected_sign=1)])
-        control = Table("selected vs random neurons (paired over held-out prompts): does the choice of neurons matter?",
+        vs_random = {cond: self.versus(cond, "random") for cond in ("value", "attnlrp")
+                     if any(r.condition == "random" for r in self.runs) and any(r.condition == cond for r in self.runs)}
+        controls = [[cond, f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]", p, verdict(d, expected_sign=1)]
+                    for cond, (d, p, _) in vs_random.items()]
+        control = Table("selected vs random neurons (paired by seed and prompt): does the choice of neurons matter?",
                         ["condition", "Δ accuracy vs random [CI]", "p", "verdict (beats random)"], controls)
         runs = Table("runs", ["condition", "seed", "accuracy", "final DPO loss", "final neuron margin", "seconds", "adapter"],
                      [[r.condition, r.seed, r.accuracy, (r.curve[-1].get("neuron/dpo_loss") if r.curve else None),
@@ -196,9 +211,14 @@ class YFPOResult:
             f"LoRA r={cfg.lora_r} on {','.join(cfg.lora_targets)}, {cfg.steps} steps × {cfg.batch_pairs} pairs, lr {cfg.lr}, β={cfg.beta}, β_aux={cfg.beta_aux}."),
             ("Loss = TRL's DPO loss − β_aux · mean log σ(margin), margin = r(chosen) − r(rejected), r = mean over response tokens and "
             "neurons of sign·(a − μ)/σ (signs, μ, σ from the base model on the training pairs). Plain DPO logs the value neurons' margin with β_aux = 0."),
-            ("Intervals: percentile bootstrap over held-out prompts of the seed-averaged correctness (seed variance is in the per-seed column); "
-            "Δ are paired over prompts. Verdict 'reproduces' = the paper's claim that the neuron reward improves on DPO holds at this n."),
+            ("Intervals: accuracy, percentile bootstrap over held-out prompts of the seed-averaged correctness; Δ vs DPO and vs random "
+            "neurons are paired by training seed and prompt, seeds and prompts resampled together (crossed bootstrap, t reference with "
+            "seeds − 1 df), so the seed variance is inside their intervals. Verdict 'reproduces' = the paper's claim that the neuron "
+            "reward improves on DPO holds at this n."),
         ]
+        notes += [line.replace("[yfpo sizing] ", "Sizing: ") for line in self.sizing]
+        if self.step_selection:
+            notes.append(self.step_selection["line"])
         if self.value_hook:
             notes.append(f"Value neurons: the {len(self.rewards['value'].neurons)} largest-L1 inputs of the value probe on {self.value_hook}, "
                          f"the best of layers {list(cfg.probe_layers)} on validation prompts (AUC of V(s_0) {self.value_auc}).")
@@ -213,12 +233,16 @@ class YFPOResult:
         summary = {
             "config": cfg.to_dict(), "model": self.model, "n_pairs": self.n_pairs, "base_accuracy": base_acc,
             "base_correct": list(self.base_correct),
-            "n_eval_prompts": len(self.base_correct), "seconds": self.seconds,
+            "n_eval_prompts": len(self.base_correct), "seconds": self.seconds, "sizing": self.sizing,
+            "step_selection": self.step_selection,
             "conditions": {s.condition: {"accuracy": s.accuracy.to_dict(), "seed_mean": s.seed_mean, "seed_std": s.seed_std,
                                          "vs_base": s.vs_base.to_dict(), "p_vs_base": s.p_vs_base,
                                          "vs_dpo": s.vs_dpo.to_dict() if s.vs_dpo else None, "p_vs_dpo": s.p_vs_dpo,
-                                         "verdict_vs_dpo": s.verdict_vs_dpo} for s in rows},
-            "vs_random": {row[0]: {"delta": row[1], "p": row[2], "verdict": row[3]} for row in controls},
+                                         "verdict_vs_dpo": s.verdict_vs_dpo,
+                                         "vs_dpo_df": s.vs_dpo_test.df if s.vs_dpo_test else None,
+                                         "vs_dpo_method": s.vs_dpo_test.method if s.vs_dpo_test else None} for s in rows},
+            "vs_random": {row[0]: {"delta": row[1], "p": row[2], "verdict": row[3], "df": vs_random[row[0]][2].df}
+                          for row in controls},
             "neurons": {k: r.to_dict() for k, r in self.rewards.items()},
             "base_margin_accuracy": self.base_margin_accuracy,
             "value_probe": {"hook": self.value_hook, "auc": self.value_auc.to_dict() if self.value_auc else None},
@@ -300,8 +324,9 @@ def _pair_batches(pairs, tokenizer, batch_pairs: int):
     return [collate(rows[i:i + batch_pairs]) for i in range(0, len(rows), batch_pairs)]
 
 
-def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronReward | None, beta_aux: float, seed: int,
-               run_dir: Path):
+def _make_trainer(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronReward | None, beta_aux: float, seed: int,
+                  run_dir: Path):
+    """TRL's DPO trainer with the neuron reward on a LoRA copy of ``base_model`` (``cfg.steps`` steps)."""
     from peft import LoraConfig
     from transformers import set_seed
     from trl import DPOConfig
@@ -325,9 +350,32 @@ def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronRe
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # curves go to the report, not to stdout
+    return trainer
+
+
+def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronReward | None, beta_aux: float, seed: int,
+               run_dir: Path):
+    trainer = _make_trainer(cfg, base_model, tokenizer, dataset, reward, beta_aux, seed, run_dir)
     trainer.train()
     curve = [{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in trainer.state.log_history if "loss" in h]
     return trainer.model, curve, _with_reference_logps(dataset, trainer.train_dataset)
+
+
+def _choose_steps(run: "_YfpoRun", rewards: dict[str, NeuronReward], dataset, validation: list) -> tuple[StepSelection, object]:
+    """The pilot run of :mod:`.steps` (value neurons, or the first neuron reward there is; the first
+    seed): the steps every compared run takes. Returns the selection and ``dataset`` with the
+    reference log-probs the pilot computed."""
+    cfg = run.cfg
+    sel = StepSelection(cfg.steps, cfg.step_check_every, cfg.aux_moved, n_validation_pairs=len(validation))
+    reward = rewards.get("value") or next(iter(rewards.values()), None)
+    if reward is None:
+        return sel, dataset
+    trainer = _make_trainer(cfg, run.hf, run.tok, dataset, reward, cfg.beta_aux, cfg.seeds[0], run.out / "trainer" / "pilot")
+    trainer.add_callback(AuxLossMonitor(sel, reward, _pair_batches(validation, run.tok, cfg.batch_pairs),
+                                        [p.example_id for p in validation]))
+    trainer.train()
+    run.stage(sel.line())
+    return sel, _with_reference_logps(dataset, trainer.train_dataset)
 
 
 def _with_reference_logps(dataset, prepared):
@@ -460,6 +508,8 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
         hf, tok = load_hf(cfg.model, device=cfg.device)
         model_name = DEFAULT_MODEL if is_default(cfg.model) else cfg.model
     run = _YfpoRun(cfg, out, progress, hf, tok, model_name, t0)
+    sizing = sizing_lines(len(cfg.seeds), cfg.eval_prompts, cfg.conditions)
+    print("\n".join(sizing))  # what this many seeds and prompts can detect, before anything runs
     train_task, held_out = _split_tasks(cfg, task)
     run.stage(f"model loaded; {len(train_task)} training / {len(held_out)} held-out prompts")
     adapter = from_hf(hf, tok, backend=cfg.backend, name=model_name)
@@ -467,8 +517,10 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
                            progress=progress)
     rollouts = generate_rollouts(adapter, train_task, gen, samples_per_prompt=cfg.samples_per_prompt)
     pairs = preference_pairs(rollouts, tok, cfg.pairs_per_prompt, seed=cfg.seed)
+    pairs, validation = split_validation_pairs(pairs, seed=cfg.seed) if cfg.select_steps else (pairs, [])
     dataset = pairs_dataset(pairs)
-    run.stage(f"{len(rollouts)} rollouts (accuracy {accuracy(rollouts):.2f}) -> {len(pairs)} preference pairs")
+    run.stage(f"{len(rollouts)} rollouts (accuracy {accuracy(rollouts):.2f}) -> {len(pairs)} preference pairs"
+              + (f" + {len(validation)} validation pairs" if validation else ""))
 
     rewards, value_auc, value_hook, lrp_check = _neuron_rewards(run, adapter, rollouts, train_task)
     margin_acc = _calibrate(run, adapter, rewards, _pair_batches(pairs, tok, cfg.batch_pairs))
@@ -476,7 +528,12 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
     del adapter  # the fine-tunes train (copies of) the HF model through TRL: they need its autograd graph
     run.stage(f"base held-out accuracy {np.mean(base_correct):.3f}")
     result = YFPOResult(cfg, model_name, len(rollouts), accuracy(rollouts), len(pairs), base_correct, rewards, margin_acc,
-                        value_auc, value_hook, lrp_check)
+                        value_auc, value_hook, lrp_check, sizing=sizing)
+    if cfg.select_steps:  # a pilot run picks the steps every compared run takes (.steps)
+        selection, dataset = _choose_steps(run, rewards, dataset, validation)
+        run.cfg = result.config = copy.copy(cfg)
+        run.cfg.steps = selection.steps
+        result.step_selection = selection.to_dict()
     _fine_tunes(run, result, dataset, held_out)
     result.seconds = time.perf_counter() - t0
     return result
