@@ -155,18 +155,22 @@ class StateRecorder:
         labels = self.labels.labels.tolist()
         if all(r < 0 for r in labels):
             if self.prompt_states == "all":
-                self.prefix[name] = self._cast(name, act[0])
+                self.prefix[name] = self._cast(name, act[0]).clone()
             return
-        width = act.shape[1]
+        if self.prompt_states == "last" or all(self.rows[r][name] for r in labels if r >= 0):
+            act = act[:, -1:]  # a step feeds one token; of a prefill only the prompt's last state is kept
+        block = self._cast(name, act)  # one transfer per forward, then each row's states copied out of it
+        width = block.shape[1]
         for j, r in enumerate(labels):
             if r < 0:
                 continue
             pieces = self.rows[r][name]
             n = 1 if pieces or self.prompt_states == "last" else self.own_lens[r]
-            pieces.append(self._cast(name, act[j, width - n:]))
+            pieces.append(block[j, width - n:].clone())
 
-    def _cast(self, name: str, part: Float[Tensor, "pos d"]) -> Float[Tensor, "pos d"]:
-        out = part.to("cpu", self.dtype, copy=True)
+    def _cast(self, name: str, part: Float[Tensor, "*rows pos d"]) -> Float[Tensor, "*rows pos d"]:
+        """``part`` on the CPU in the recorder's dtype (maybe ``part`` itself: callers copy what they keep)."""
+        out = part.to("cpu", self.dtype)
         if out.dtype != part.dtype and not bool(torch.isfinite(out).all()) and bool(torch.isfinite(part).all()):
             raise ValueError(f"activations at {name} up to {float(part.abs().max()):.4g} are beyond the range of "
                              f"{self.dtype}: record them in torch.float32 (a store: dtype='float32' or 'bfloat16').")
