@@ -142,3 +142,16 @@ def test_a_state_beyond_the_store_dtype_is_refused_by_name():
     with pytest.raises(ValueError, match=r"blocks\.0\.hook_resid_post up to 1e\+06.*float32"):
         record(torch.full((1, 1, 4), 1e6), hook=None)
     assert recorder.pop(0)["blocks.0.hook_resid_post"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_long_rows_kept_in_few_pieces_equal_a_second_forward(tiny_adapters, backend):
+    """Rows of 40 tokens: the recorder joins each row's per-step states as they grow; still a second forward's."""
+    adapter = tiny_adapters[backend]
+    cfg = GenerationConfig(max_new_tokens=40, batch_size=4, progress=False)
+    gens, states = generate_capturing(adapter, PROMPTS, cfg, HOOKS)
+    assert max(len(g.response_ids) for g in gens) > 32
+    seqs = [g.prompt_ids + g.response_ids for g in gens]
+    for s, got, ref in zip(seqs, states, _reference(adapter, seqs, "left")):
+        for h in HOOKS:
+            torch.testing.assert_close(got[h][:len(s)], ref[h], atol=1e-5, rtol=1e-5)

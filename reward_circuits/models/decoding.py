@@ -167,6 +167,8 @@ class StateRecorder:
             pieces = self.rows[r][name]
             n = 1 if pieces or self.prompt_states == "last" else self.own_lens[r]
             pieces.append(block[j, width - n:].clone())
+            if len(pieces) >= 16:  # a few tensors per row, not one per token (a 1000-row store: ~600k otherwise)
+                pieces[:] = [torch.cat(pieces)]
 
     def _cast(self, name: str, part: Float[Tensor, "*rows pos d"]) -> Float[Tensor, "*rows pos d"]:
         """``part`` on the CPU in the recorder's dtype (maybe ``part`` itself: callers copy what they keep)."""
