@@ -136,7 +136,7 @@ def test_a_state_beyond_the_store_dtype_is_refused_by_name():
     from reward_circuits.models import RowLabels
     from reward_circuits.models.decoding import StateRecorder
 
-    recorder = StateRecorder(["blocks.0.hook_resid_post"], RowLabels([0]), [2], dtype=torch.float16)
+    recorder = StateRecorder(["blocks.0.hook_resid_post"], RowLabels([0]), [2], 4, dtype=torch.float16)
     record = recorder.fwd_hooks()[0][1]
     record(torch.ones(1, 2, 4), hook=None)
     with pytest.raises(ValueError, match=r"blocks\.0\.hook_resid_post up to 1e\+06.*float32"):

@@ -124,24 +124,29 @@ class StateRecorder:
     ``dtype``.
 
     A row's first forward is its prefill: its prompt (after the shared prefix), left-padded, so its
-    own positions are the last ``own_lens[label]``; each later forward feeds it one token. A forward
-    whose rows all carry label -1 is the shared prefix's. ``prompt_states="last"`` keeps only each
-    prompt's last state (s_0: all a store of response states needs), so a running row holds its
-    response states and one more. Each row's states are copied out of the batch (one copy in all,
-    freed by :meth:`pop`)."""
+    own positions are the last ``own_lens[label]``; each later forward feeds it one token (at most
+    ``max_fed``). A forward whose rows all carry label -1 is the shared prefix's.
+    ``prompt_states="last"`` keeps only each prompt's last state (s_0: all a store of response
+    states needs). The states go into one buffer per name, ``[rows, kept prompt states + max_fed, d]``,
+    written in place at every forward (one copy of the states, no small tensors per token; the
+    pages of positions a row never reaches are never touched)."""
 
-    def __init__(self, names: Sequence[str], labels: RowLabels, own_lens: Sequence[int], *,
+    def __init__(self, names: Sequence[str], labels: RowLabels, own_lens: Sequence[int], max_fed: int, *,
                  prompt_states: Literal["all", "last"] = "all", dtype: torch.dtype = torch.float32):
         if prompt_states not in ("all", "last"):
             raise ValueError(f"prompt_states must be 'all' or 'last', got {prompt_states!r}.")
-        self.names, self.labels, self.own_lens = list(names), labels, list(own_lens)
-        self.prompt_states, self.dtype = prompt_states, dtype
-        self.rows: list[dict[str, list[Tensor]]] = [{n: [] for n in self.names} for _ in self.own_lens]
+        self.names, self.labels, self.prompt_states, self.dtype = list(names), labels, prompt_states, dtype
+        self.own_lens = torch.as_tensor(list(own_lens), dtype=torch.long).reshape(-1)
+        first = self.own_lens if prompt_states == "all" else torch.ones_like(self.own_lens)
+        self.width = int(first.max()) + int(max_fed) if first.numel() else 0
+        self.buffers: dict[str, Tensor] = {}
+        self.count = {n: torch.zeros(self.own_lens.numel(), dtype=torch.long) for n in self.names}
         self.prefix: dict[str, Tensor] = {}
 
     def __repr__(self) -> str:
-        running = sum(bool(r[self.names[0]]) for r in self.rows if r)
-        return f"StateRecorder({self.names}, {len(self.rows)} rows, {running} with states, prompt_states={self.prompt_states!r})"
+        started = int((self.count[self.names[0]] > 0).sum()) if self.names else 0
+        return (f"StateRecorder({self.names}, {self.own_lens.numel()} rows, {started} with states, "
+                f"prompt_states={self.prompt_states!r})")
 
     def fwd_hooks(self) -> list[tuple[str, object]]:
         def make(name):
@@ -152,23 +157,33 @@ class StateRecorder:
         return [(n, make(n)) for n in self.names]
 
     def _record(self, name: str, act: Float[Tensor, "batch pos d"]) -> None:
-        labels = self.labels.labels.tolist()
-        if all(r < 0 for r in labels):
+        labels = self.labels.labels
+        keep = torch.nonzero(labels >= 0).reshape(-1)
+        if keep.numel() == 0:
             if self.prompt_states == "all":
                 self.prefix[name] = self._cast(name, act[0]).clone()
             return
-        if self.prompt_states == "last" or all(self.rows[r][name] for r in labels if r >= 0):
+        rows, count = labels[keep], self.count[name]
+        fresh = count[rows] == 0
+        if bool(fresh.any()) != bool(fresh.all()):
+            raise RuntimeError("one forward holds both prefills and decoding steps: the recorder cannot place its states.")
+        if not bool(fresh.all()) or self.prompt_states == "last":
             act = act[:, -1:]  # a step feeds one token; of a prefill only the prompt's last state is kept
-        block = self._cast(name, act)  # one transfer per forward, then each row's states copied out of it
-        width = block.shape[1]
-        for j, r in enumerate(labels):
-            if r < 0:
-                continue
-            pieces = self.rows[r][name]
-            n = 1 if pieces or self.prompt_states == "last" else self.own_lens[r]
-            pieces.append(block[j, width - n:].clone())
-            if len(pieces) >= 16:  # a few tensors per row, not one per token (a 1000-row store: ~600k otherwise)
-                pieces[:] = [torch.cat(pieces)]
+        block = self._cast(name, act).index_select(0, keep)  # one transfer per forward
+        buf = self.buffers.get(name)
+        if buf is None:
+            buf = self.buffers[name] = torch.empty(self.own_lens.numel(), self.width, block.shape[-1], dtype=self.dtype)
+        if bool(fresh.all()) and self.prompt_states == "all":
+            width = block.shape[1]
+            for j, (r, n) in enumerate(zip(rows.tolist(), self.own_lens[rows].tolist())):
+                buf[r, :n] = block[j, width - n:]
+            count[rows] = self.own_lens[rows]
+            return
+        if int(count[rows].max()) >= self.width:
+            raise RuntimeError(f"more states at {name} than the recorder holds ({self.width} per row): "
+                               "max_fed must be the generation's max_new_tokens.")
+        buf[rows, count[rows]] = block[:, 0]
+        count[rows] += 1
 
     def _cast(self, name: str, part: Float[Tensor, "*rows pos d"]) -> Float[Tensor, "*rows pos d"]:
         """``part`` on the CPU in the recorder's dtype (maybe ``part`` itself: callers copy what they keep)."""
@@ -180,21 +195,22 @@ class StateRecorder:
 
     def pop(self, label: int) -> dict[str, Float[Tensor, "pos d"]]:
         """Row ``label``'s states ``{name: [n, d]}`` (``prompt_states="all"``: shared prefix, prompt, then
-        one per token fed; ``"last"``: the prompt's last state, then one per token fed); freed here."""
+        one per token fed; ``"last"``: the prompt's last state, then one per token fed): views of the
+        buffers (``"all"`` with a shared prefix: a copy)."""
         out = {}
         for name in self.names:
-            pieces = self.rows[label][name]
-            if not pieces:
+            n = int(self.count[name][label])
+            if n == 0:
                 raise RuntimeError(f"no activation was recorded at {name!r} for row {label}: was the recorder's hook active?")
+            states = self.buffers[name][label, :n]
             if self.prompt_states == "all" and name in self.prefix:
-                pieces = [self.prefix[name]] + pieces
-            out[name] = torch.cat(pieces)
-        self.rows[label] = {}
+                states = torch.cat([self.prefix[name], states])
+            out[name] = states
         return out
 
     def states(self) -> list[dict[str, Float[Tensor, "pos d"]]]:
-        """Every row's states, in label order (each popped: one copy at a time)."""
-        return [self.pop(r) for r in range(len(self.rows))]
+        """Every row's states, in label order."""
+        return [self.pop(r) for r in range(self.own_lens.numel())]
 
 
 def generate_capturing(adapter: ModelAdapter, prompts: Sequence[str], config: GenerationConfig | None,
@@ -221,7 +237,8 @@ def generate_capturing(adapter: ModelAdapter, prompts: Sequence[str], config: Ge
         plans, prefix = stream_plans(adapter, seqs, config, capture=True)
         cut = common_prefix_len(seqs)
         labels = RowLabels()
-        recorder = StateRecorder(names, labels, [len(s) - cut for s in seqs], prompt_states=prompt_states, dtype=dtype)
+        recorder = StateRecorder(names, labels, [len(s) - cut for s in seqs], config.max_new_tokens,
+                                 prompt_states=prompt_states, dtype=dtype)
         rows = decode_stream(adapter, plans, config, recorder.fwd_hooks(), max_rows=config.batch_size,
                              row_labels=labels, prefix=prefix, desc=f"generate + capture ({adapter.backend})")
         new = [r for plan_rows in rows for r in plan_rows]
@@ -233,7 +250,8 @@ def generate_capturing(adapter: ModelAdapter, prompts: Sequence[str], config: Ge
         chunk = seqs[start:start + config.batch_size]
         rows = torch.arange(len(chunk))
         labels = RowLabels()
-        recorder = StateRecorder(names, labels, [len(p) for p in chunk], prompt_states=prompt_states, dtype=dtype)
+        recorder = StateRecorder(names, labels, [len(p) for p in chunk], config.max_new_tokens,
+                                 prompt_states=prompt_states, dtype=dtype)
         plan = GenerationPlan(adapter.pad(chunk, "left"), prefill_labels=rows, decode_labels=rows, feed_last=True)
         new = adapter.decode(plan, config, recorder.fwd_hooks(), config.seed + b, labels)
         gens += [adapter.finish_generation(p, row, config) for p, row in zip(chunk, new)]
