@@ -10,11 +10,17 @@
   rollouts + store stages), on each backend.
 
 Wall time and CPU time (``time.process_time``) are medians over interleaved repeats after a warm-up.
+
+Row 8 (:func:`bench_job_stages`) times the main job's own stages, each way once: its rollouts + store
+stages captured while generating vs today's two passes, and its whole intervention stage with the
+shared trunk vs today's sweeps (tokens asserted identical).
 """
 
 from __future__ import annotations
 
+import copy
 import gc
+import shutil
 import statistics
 import tempfile
 import time
@@ -138,3 +144,104 @@ def bench_capture_while_generating(adapters, args) -> list[Row]:
 def bench_speed(adapters, args) -> list[Row]:
     rows = bench_trunk(adapters["transformer_lens"], args)
     return rows if args.speed_trunk_only else rows + bench_capture_while_generating(adapters, args)
+
+
+# ---- row 8: the main job's own stages ------------------------------------------------------------------
+
+
+def _variant(adapter, share_trunk: bool, log: list):
+    """``adapter`` (same model, a shallow copy) that shares the trunk only if ``share_trunk`` and logs every
+    generation it finishes as (prompt ids, response ids): ``share_trunk=False`` is today's sweep exactly
+    (``SweepConfig(share_trunk=False)`` for every sweep of the stage)."""
+    base = type(adapter)
+
+    class Variant(base):
+        @property
+        def shares_trunk(self) -> bool:
+            return share_trunk and base.shares_trunk.fget(self)
+
+        def finish_generation(self, prompt_ids, new, config):
+            g = base.finish_generation(self, prompt_ids, new, config)
+            log.append((tuple(g.prompt_ids), tuple(g.response_ids)))
+            return g
+
+    out = copy.copy(adapter)
+    out.__class__ = Variant
+    return out
+
+
+def _clocked(fn):
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w0, time.process_time() - c0
+
+
+def _job_config(tmp: Path, out: str, stages: tuple, args):
+    from reward_circuits.studies.run import RunConfig
+
+    cfg = RunConfig(tasks=(args.job_task,), primary_limit=args.job_rollouts, out=str(tmp / out), stages=stages,
+                    progress=False, layers=tuple(int(x) for x in args.job_layers.split(",")),
+                    eval_examples=args.job_examples, random_draws=args.job_random, ablation_layers=3)
+    cfg.quick = True  # after validation: the value stage's quick mode only (untimed); every size above as given
+    return cfg
+
+
+def _same_stores(a: Path, b: Path) -> float:
+    """Largest |difference| between two stores' states over the largest |state|, of the worst hook point
+    (same rollouts, same order asserted). One float16 rounding of the largest state is up to 2^-11."""
+    from reward_circuits.data import ActivationStore
+
+    s1, s2 = ActivationStore(a), ActivationStore(b)
+    assert s1.rollout_ids == s2.rollout_ids, "captured-while-generating store holds other rollouts or another order"
+    worst = 0.0
+    for h in s1.hook_names:
+        diff = max(float((s1.get(i, h) - s2.get(i, h)).abs().max()) for i in range(len(s1)))
+        worst = max(worst, diff / max(float(s2.get(i, h).abs().max()) for i in range(len(s2))))
+    return worst
+
+
+def bench_job_stages(tl, args) -> list[Row]:
+    """Row 8: the main job's rollouts + store stages captured while generating vs today's (``--stages
+    rollouts`` then ``--stages store``: a second forward over the cached rollouts), and its whole
+    intervention stage (ablation + random controls, dose-response, steering, confidence) with the shared
+    trunk vs without (today's sweeps), each run once (a loaded machine: CPU time is the figure to read)."""
+    from reward_circuits.data import load_rollouts
+    from reward_circuits.studies.run import run
+
+    rows, slug = [], args.job_task.replace(":", "_")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        one, w1, c1 = _clocked(lambda: run(_job_config(tmp, "while", ("rollouts", "store"), args), adapter=tl))
+        gen, w2a, c2a = _clocked(lambda: run(_job_config(tmp, "then", ("rollouts",), args), adapter=tl))
+        two, w2b, c2b = _clocked(lambda: run(_job_config(tmp, "then", ("store",), args), adapter=tl))
+        r1, r2 = (load_rollouts(tmp / d / "rollouts" / slug) for d in ("while", "then"))
+        assert [r.response_ids for r in r1] == [r.response_ids for r in r2], "captured-while-generating rollouts differ"
+        diff = _same_stores(tmp / "while" / "store" / slug, tmp / "then" / "store" / slug)
+        n_states = sum(len(r.response_ids) + 1 for r in r1)
+        rss = (one.header["peak_rss_mb"].get(f"rollouts_{slug}_s"), gen.header["peak_rss_mb"].get(f"rollouts_{slug}_s"),
+               two.header["peak_rss_mb"].get(f"store_{slug}_s"))
+        rows.append(Row("8", f"main job rollouts + store: captured while generating vs generate then capture (TL)",
+                        w1, w2a + w2b, "s", (w2a + w2b) / w1, "speed-up then/while", ">=1.0",
+                        f"{len(r1)} rollouts of {args.job_task}, batch 128 x 48 tokens, {len(one.header['config']['layers']) + 1} "
+                        f"hook points, {n_states} states; CPU {c1:.1f} s vs {c2a + c2b:.1f} s "
+                        f"(ratio {(c2a + c2b) / c1:.2f}x); same tokens, same store order, max |state diff| / max |state| "
+                        f"{diff:.1e} (float16 store); peak RSS {rss[0]} MiB (while) vs {rss[1]} MiB generating, {rss[2]} MiB "
+                        "capturing (today)"))
+        run(_job_config(tmp, "while", ("value",), args), adapter=tl)  # the probe and neuron sets (untimed)
+        shutil.copytree(tmp / "while", tmp / "today")
+        logs = {"today": [], "trunk": []}
+        res = {}
+        for way in ("today", "trunk"):
+            adapter = _variant(tl, way == "trunk", logs[way])
+            out = "while" if way == "trunk" else "today"
+            res[way] = _clocked(lambda: run(_job_config(tmp, out, ("interventions",), args), adapter=adapter))
+        assert sorted(logs["trunk"]) == sorted(logs["today"]), "shared-trunk intervention stage tokens differ from today's"
+        (_, wt, ct), (_, wo, co) = res["trunk"], res["today"]
+        n_tok = sum(len(r) for _, r in logs["today"])
+        rows.append(Row("8", "main job intervention stage: shared trunk vs today's sweeps (TL)", wt, wo, "s", wo / wt,
+                        "speed-up today/trunk", ">=1.5",
+                        f"{args.job_examples} eval examples, {args.job_random} random draws, layers {args.job_layers} "
+                        f"(3 ablated), dose {list(res['trunk'][0].header['config']['dose_fractions'])}; "
+                        f"{len(logs['today'])} generations, {n_tok} tokens, identical; CPU {ct:.1f} s vs {co:.1f} s "
+                        f"(ratio {co / ct:.2f}x)"))
+    return rows

@@ -16,7 +16,10 @@ Rows (issue 15, part B):
 6. the default main job: wall time and peak RSS per stage from a run's ``summary.json`` (``--main-job-summary``;
    the job records both), or measured here (``--main-job``, minutes);
 7. computing less (issue 30, ``bench_speed.py``): the shared-trunk sweep vs today's sweep on an ablation study
-   (tokens asserted identical), capture while generating vs generate-then-capture (rollouts + store).
+   (tokens asserted identical), capture while generating vs generate-then-capture (rollouts + store);
+8. the main job's own stages (issue 30, ``bench_speed.bench_job_stages``): rollouts + store captured while
+   generating vs today's two passes, and the whole intervention stage with the shared trunk vs today's
+   sweeps (tokens asserted identical), each run once.
 
 Timing is the median of ``--repeats`` interleaved repeats after a warm-up (variants alternate inside
 each repeat, so load from other processes hits them alike); peak memory is measured in a fresh
@@ -546,7 +549,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sae-n", type=int, default=18000, help="activations for the SAE row (d=576)")
     ap.add_argument("--sae-epochs", type=int, default=2)
     ap.add_argument("--sae-repeats", type=int, default=3)
-    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated row numbers to run")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated row numbers to run (8: the main job's stages, minutes)")
     ap.add_argument("--device", default="cpu", help="torch device of the models of rows 1, 2 and 7 (cpu, cuda)")
     ap.add_argument("--speed-examples", type=int, default=8, help="row 7: prompts of the sweep / rollouts")
     ap.add_argument("--speed-random", type=int, default=3, help="row 7: random control sets of the ablation study")
@@ -554,6 +557,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--speed-no-warmup", action="store_true", help="row 7: time the first runs (long sweeps)")
     ap.add_argument("--speed-late-only", action="store_true", help="row 7: the late-layer ablation study only")
     ap.add_argument("--speed-trunk-only", action="store_true", help="row 7: the shared-trunk rows only")
+    ap.add_argument("--job-task", default="word_problems:0", help="row 8: the main job's task")
+    ap.add_argument("--job-rollouts", type=int, default=160, help="row 8: rollouts (batch 128 x 48 tokens: more than one batch)")
+    ap.add_argument("--job-examples", type=int, default=16, help="row 8: eval examples of the intervention stage")
+    ap.add_argument("--job-random", type=int, default=2, help="row 8: random draws per control")
+    ap.add_argument("--job-layers", default="23,26,29", help="row 8: stored (and ablated) layers, comma-separated")
     ap.add_argument("--main-job-summary", default=None, help="a run's summary.json to read stage timings from")
     ap.add_argument("--main-job", action="store_true", help="run the default main job here (minutes) and sample its RSS")
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "latest.json"))
@@ -577,10 +585,11 @@ def main(argv: list[str] | None = None) -> None:
           f"({args.threads} thread); load average {machine['loadavg_start'][0]:.2f}", flush=True)
     rows: list[Row] = []
     t_start = time.perf_counter()
-    if only & {"1", "2", "7"}:
+    if only & {"1", "2", "7", "8"}:
         from reward_circuits.models import load_model
 
-        adapters = {b: load_model("default", backend=b, device=args.device) for b in ("transformer_lens", "nnsight")}
+        backends = ("transformer_lens", "nnsight") if only & {"1", "2", "7"} else ("transformer_lens",)
+        adapters = {b: load_model("default", backend=b, device=args.device) for b in backends}
         if "1" in only:
             rows += _done(bench_capture(adapters, args), "1. capture")
         if "2" in only:
@@ -589,6 +598,10 @@ def main(argv: list[str] | None = None) -> None:
             from bench.bench_speed import bench_speed
 
             rows += _done(bench_speed(adapters, args), "7. shared trunk, capture while generating")
+        if "8" in only:
+            from bench.bench_speed import bench_job_stages
+
+            rows += _done(bench_job_stages(adapters["transformer_lens"], args), "8. the main job's stages")
         del adapters
         gc.collect()
     if "3" in only:

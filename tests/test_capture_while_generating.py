@@ -87,3 +87,71 @@ def test_feed_last_feeds_every_token_once_more(tl_adapter):
     fed = tl_adapter.decode(GenerationPlan(batch, feed_last=True), cfg, [hook], 0)
     assert fed == plain
     assert len(steps) == n_plain + 1 and steps[-1] == 1  # one more one-token step at the end
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_last_prompt_state_in_store_dtype_is_the_full_capture_cut(tiny_adapters, backend):
+    """``prompt_states="last"`` keeps s_0 and the fed tokens' states only, cast as a float16 store casts them."""
+    adapter = tiny_adapters[backend]
+    cfg = GenerationConfig(max_new_tokens=9, batch_size=4, progress=False, stop_strings=("e",))
+    gens, full = generate_capturing(adapter, PROMPTS, cfg, HOOKS)
+    again, last = generate_capturing(adapter, PROMPTS, cfg, HOOKS, prompt_states="last", dtype=torch.float16)
+    assert [g.response_ids for g in again] == [g.response_ids for g in gens]
+    for g, f, l in zip(gens, full, last):
+        n = len(g.prompt_ids)
+        for h in HOOKS:
+            assert l[h].dtype == torch.float16 and l[h].shape[0] == f[h].shape[0] - n + 1 >= len(g.response_ids) + 1
+            assert torch.equal(l[h], f[h][n - 1:].to(torch.float16))
+
+
+def test_refilled_stream_feeds_each_last_token_once_more(tl_adapter):
+    """``decode_stream`` with ``feed_last`` plans: the same tokens, and every row fed each of its tokens
+    (without: all but the last), with rows joining as others leave (more prompts than rows)."""
+    from reward_circuits.models.decoding import decode_stream, stream_plans
+
+    seqs = [tl_adapter.tokenizer(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    cfg = GenerationConfig(max_new_tokens=6, batch_size=2, progress=False, stop_strings=("e",))
+    fed = {}
+    out = {}
+    for capture in (False, True):
+        plans, prefix = stream_plans(tl_adapter, seqs, cfg, capture=capture)
+        fed[capture] = 0
+
+        def count(act, hook, capture=capture):
+            if act.shape[1] == 1:
+                fed[capture] += act.shape[0]
+
+        out[capture] = decode_stream(tl_adapter, plans, cfg, [("blocks.0.hook_resid_post", count)], max_rows=2, prefix=prefix)
+    assert out[True] == out[False]
+    rows = [r for plan_rows in out[True] for r in plan_rows]
+    assert len(rows) == len(PROMPTS) > 2 and len({len(r) for r in rows}) >= 2
+    assert fed[True] == sum(map(len, rows)) and fed[False] == sum(len(r) - 1 for r in rows)
+    plans, prefix = stream_plans(tl_adapter, seqs, cfg, capture=True)
+    plans[0].feed_last = False
+    with pytest.raises(ValueError, match="feed_last must be the same"):
+        decode_stream(tl_adapter, plans, cfg, [], max_rows=2, prefix=prefix)
+
+
+def test_a_state_beyond_the_store_dtype_is_refused_by_name():
+    from reward_circuits.models import RowLabels
+    from reward_circuits.models.decoding import StateRecorder
+
+    recorder = StateRecorder(["blocks.0.hook_resid_post"], RowLabels([0]), [2], 4, dtype=torch.float16)
+    record = recorder.fwd_hooks()[0][1]
+    record(torch.ones(1, 2, 4), hook=None)
+    with pytest.raises(ValueError, match=r"blocks\.0\.hook_resid_post up to 1e\+06.*float32"):
+        record(torch.full((1, 1, 4), 1e6), hook=None)
+    assert recorder.pop(0)["blocks.0.hook_resid_post"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_long_rows_kept_in_few_pieces_equal_a_second_forward(tiny_adapters, backend):
+    """Rows of 40 tokens: the recorder joins each row's per-step states as they grow; still a second forward's."""
+    adapter = tiny_adapters[backend]
+    cfg = GenerationConfig(max_new_tokens=40, batch_size=4, progress=False)
+    gens, states = generate_capturing(adapter, PROMPTS, cfg, HOOKS)
+    assert max(len(g.response_ids) for g in gens) > 32
+    seqs = [g.prompt_ids + g.response_ids for g in gens]
+    for s, got, ref in zip(seqs, states, _reference(adapter, seqs, "left")):
+        for h in HOOKS:
+            torch.testing.assert_close(got[h][:len(s)], ref[h], atol=1e-5, rtol=1e-5)

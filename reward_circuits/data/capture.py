@@ -20,7 +20,7 @@ from ..models import GenerationConfig, ModelAdapter
 from ..models.decoding import generate_capturing
 from ..options import options_of
 from .rollouts import Rollout, generate_rollouts, rollout_config, rollouts_of, sample_config
-from .store import MANIFEST, ActivationStore, ActivationStoreWriter, StoreError, read_manifest
+from .store import MANIFEST, STORE_DTYPES, ActivationStore, ActivationStoreWriter, StoreError, read_manifest
 
 
 def state_positions(prompt_len: int, response_len: int, positions: Literal["response", "all"] = "response") -> tuple[int, int, int]:
@@ -94,13 +94,16 @@ def build_store(
 
 
 def _write(writer: ActivationStoreWriter, chunk: Sequence[Rollout], acts: Sequence[dict[str, torch.Tensor]],
-           hook_names: Sequence[str], positions: Literal["response", "all"]) -> None:
+           hook_names: Sequence[str], positions: Literal["response", "all"], from_s0: bool = False) -> None:
     """Write ``chunk``'s state positions; ``acts[i][h]``: rollout ``i``'s unpadded states at ``h``
-    (prompt + response positions, maybe more after them)."""
+    (prompt + response positions, maybe more after them; ``from_s0``: from s_0, the prompt's last
+    position, on)."""
     per_hook: dict[str, list[torch.Tensor]] = {h: [] for h in hook_names}
     s0 = []
     for r, act in zip(chunk, acts):
         a, b, s0_idx = state_positions(len(r.prompt_ids), len(r.response_ids), positions)
+        if from_s0:
+            a, b = 0, b - a
         for h in hook_names:
             per_hook[h].append(act[h][a:b].float().cpu())
         s0.append(s0_idx)
@@ -118,9 +121,13 @@ def generate_rollouts_and_store(adapter: ModelAdapter, task, hook_names: Sequenc
     ``while_generating=True``: the states are taken from the generation's own forwards (prompt
     prefill + each decoding step, :func:`~reward_circuits.models.decoding.generate_capturing`), not
     from a second teacher-forced forward over every rollout; equal to :func:`build_store`'s within
-    float tolerance (tested). Generation then runs one batch of ``config.batch_size`` prompts at a
-    time (greedy tokens equal to :func:`generate_rollouts`' up to float reduction order; sampled
-    ones drawn alike). ``False``: :func:`generate_rollouts` then :func:`build_store` (the path before).
+    float tolerance (tested). Generation runs as :func:`generate_rollouts` runs it (greedy on a
+    backend that joins rows: one running batch of ``config.batch_size`` rows, refilled as rows
+    finish; else one batch at a time, sampled draws alike), so the tokens are its tokens up to float
+    reduction order. Only the stored positions are kept while generating, already in the store's
+    dtype (one copy of the store in memory at most), and the store is written in :func:`build_store`'s
+    order and shards (length-sorted, ``batch_size`` rollouts a shard): the same rollout indices.
+    ``False``: :func:`generate_rollouts` then :func:`build_store` (the path before).
     ``options``: :class:`CaptureOptions` (its ``batch_size`` is the store's shard size here).
     """
     if not while_generating:
@@ -128,22 +135,31 @@ def generate_rollouts_and_store(adapter: ModelAdapter, task, hook_names: Sequenc
         return rollouts, build_store(adapter, rollouts, hook_names, path, **options)
     o = options_of(CaptureOptions, (), options, where="generate_rollouts_and_store")
     hook_names = adapter.validate_hooks(hook_names)
+    if not isinstance(o.batch_size, int) or o.batch_size < 1:
+        raise StoreError(f"batch_size must be a positive int (rollouts per shard), got {o.batch_size!r}.")
+    if o.dtype not in STORE_DTYPES:
+        raise StoreError(f"dtype {o.dtype!r} not supported; use one of {sorted(STORE_DTYPES)}.")
     config = rollout_config(task, config, samples_per_prompt)
     examples = list(task.examples)
     prompts = [task.render(ex, adapter.tokenizer) for ex in examples]
+    prompt_states = "all" if o.positions == "all" else "last"
     rollouts, states = [], []
     for s in range(samples_per_prompt):
-        gens, acts = generate_capturing(adapter, prompts, sample_config(config, s), hook_names)
+        gens, acts = generate_capturing(adapter, prompts, sample_config(config, s), hook_names,
+                                        prompt_states=prompt_states, dtype=STORE_DTYPES[o.dtype])
         rollouts += rollouts_of(task, examples, gens, s)
         states += acts
     _check_same_build(path, rollouts, o.meta)
     writer = ActivationStoreWriter(path, hook_names, model=adapter.name, dtype=o.dtype, positions=o.positions,
                                    meta={**(o.meta or {}), "backend": adapter.backend})
-    todo = [(r, a) for r, a in zip(rollouts, states) if not writer.has(r.id)]
-    todo.sort(key=lambda ra: len(ra[0].prompt_ids) + len(ra[0].response_ids))  # shards as build_store cuts them
+    todo = [i for i, r in enumerate(rollouts) if not writer.has(r.id)]
+    todo.sort(key=lambda i: len(rollouts[i].prompt_ids) + len(rollouts[i].response_ids))  # as build_store cuts shards
     for start in range(0, len(todo), o.batch_size):
         part = todo[start:start + o.batch_size]
-        _write(writer, [r for r, _ in part], [a for _, a in part], hook_names, o.positions)
+        _write(writer, [rollouts[i] for i in part], [states[i] for i in part], hook_names, o.positions,
+               from_s0=prompt_states == "last")
+        for i in part:
+            states[i] = None  # written: freed
     return rollouts, writer.close()
 
 

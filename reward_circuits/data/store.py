@@ -47,7 +47,8 @@ from ..reprs import store_repr
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+STORE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}  # dtype name -> torch dtype
+_DTYPES = STORE_DTYPES
 
 
 _SHARD_FILE = re.compile(r"shard_\d{5}\.safetensors")

@@ -251,7 +251,8 @@ class ModelAdapter(HookedAPI, ABC):
         ``prefix``: prompt prefixes encoded once before any plan (its prefill rows, labels and
         starts as in a plan; e.g. the prefix every prompt shares, one row per condition); each
         plan's prefill rows then hold only the rest of their prompts and ``plan.prefix_rows``
-        says which prefix row each continues."""
+        says which prefix row each continues. Plans with ``feed_last`` (all or none of them) feed
+        every row's last token once more before the row leaves (capture while generating)."""
         return decoding.decode_stream(self, plans, config, fwd_hooks, max_rows=max_rows, row_labels=row_labels,
                                       desc=desc, prefix=prefix)
 

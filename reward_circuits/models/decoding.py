@@ -19,7 +19,7 @@ The adapter supplies the model-facing protocol (``decoding_session``, ``pad``, `
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -79,16 +79,30 @@ def generate_streamed(adapter: ModelAdapter, seqs: list[list[int]], config: Gene
     running batch of ``config.batch_size`` rows as rows finish (:func:`decode_stream`), the
     token prefix all prompts share encoded once. Same tokens as one batch at a time, up to
     float reduction order."""
-    cut = common_prefix_len(seqs)
-    step = max(1, config.batch_size // 8)
-    plans = [GenerationPlan(adapter.pad([s[cut:] for s in seqs[i:i + step]], "left"),
-                            prefix_rows=torch.zeros(len(seqs[i:i + step]), dtype=torch.long) if cut else None)
-             for i in range(0, len(seqs), step)]
-    prefix = GenerationPlan(adapter.pad([seqs[0][:cut]], "left")) if cut else None
+    plans, prefix = stream_plans(adapter, seqs, config)
     rows = decode_stream(adapter, plans, config, [], max_rows=config.batch_size, prefix=prefix,
                          desc=f"generate ({adapter.backend})")
     return [adapter.finish_generation(seq, new, config)
             for seq, new in zip(seqs, (r for plan_rows in rows for r in plan_rows))]
+
+
+def stream_plans(adapter: ModelAdapter, seqs: list[list[int]], config: GenerationConfig,
+                 capture: bool = False) -> tuple[list[GenerationPlan], GenerationPlan | None]:
+    """The plans (``config.batch_size // 8`` prompts each) and the shared-prefix plan (``None``: no
+    prefix of two tokens or more) that :func:`generate_streamed` runs. ``capture``: each prompt's
+    rows labelled by its index (prefill and decoding) and every last token fed once more
+    (:func:`generate_capturing`); the prefix rows keep label -1."""
+    cut = common_prefix_len(seqs)
+    step = max(1, config.batch_size // 8)
+    plans = []
+    for i in range(0, len(seqs), step):
+        part = seqs[i:i + step]
+        rows = torch.arange(i, i + len(part)) if capture else None
+        plans.append(GenerationPlan(adapter.pad([s[cut:] for s in part], "left"),
+                                    prefix_rows=torch.zeros(len(part), dtype=torch.long) if cut else None,
+                                    prefill_labels=rows, decode_labels=rows, feed_last=capture))
+    prefix = GenerationPlan(adapter.pad([seqs[0][:cut]], "left")) if cut else None
+    return plans, prefix
 
 
 def generate_plan(adapter: ModelAdapter, plan: GenerationPlan, config: GenerationConfig, fwd_hooks: FwdHooks = (), *,
@@ -104,51 +118,113 @@ def generate_plan(adapter: ModelAdapter, plan: GenerationPlan, config: Generatio
 
 
 class StateRecorder:
-    """Hook functions that record, at every forward of one :func:`decode` (the prefill and each step),
-    the activations at ``names`` of the rows running then, labelled by plan row through ``labels``
-    (a :class:`RowLabels` the decoding loop keeps up to date), as float32 on the CPU."""
+    """Hook functions that record, at every forward of one :func:`decode` or :func:`decode_stream`
+    (the shared prefix, each prefill, each step), the activations at ``names`` of the rows running
+    then, by row label (a :class:`RowLabels` the decoding loop keeps up to date), on the CPU in
+    ``dtype``.
 
-    def __init__(self, names: Sequence[str], labels: RowLabels):
-        self.names, self.labels = list(names), labels
-        self.calls: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n in self.names}
+    A row's first forward is its prefill: its prompt (after the shared prefix), left-padded, so its
+    own positions are the last ``own_lens[label]``; each later forward feeds it one token (at most
+    ``max_fed``). A forward whose rows all carry label -1 is the shared prefix's.
+    ``prompt_states="last"`` keeps only each prompt's last state (s_0: all a store of response
+    states needs). The states go into one buffer per name, ``[rows, kept prompt states + max_fed, d]``,
+    written in place at every forward (one copy of the states, no small tensors per token; the
+    pages of positions a row never reaches are never touched)."""
+
+    def __init__(self, names: Sequence[str], labels: RowLabels, own_lens: Sequence[int], max_fed: int, *,
+                 prompt_states: Literal["all", "last"] = "all", dtype: torch.dtype = torch.float32):
+        if prompt_states not in ("all", "last"):
+            raise ValueError(f"prompt_states must be 'all' or 'last', got {prompt_states!r}.")
+        self.names, self.labels, self.prompt_states, self.dtype = list(names), labels, prompt_states, dtype
+        self.own_lens = torch.as_tensor(list(own_lens), dtype=torch.long).reshape(-1)
+        first = self.own_lens if prompt_states == "all" else torch.ones_like(self.own_lens)
+        self.width = int(first.max()) + int(max_fed) if first.numel() else 0
+        self.buffers: dict[str, Tensor] = {}
+        self.count = {n: torch.zeros(self.own_lens.numel(), dtype=torch.long) for n in self.names}
+        self.prefix: dict[str, Tensor] = {}
 
     def __repr__(self) -> str:
-        return f"StateRecorder({self.names}, {sum(map(len, self.calls.values()))} forwards recorded)"
+        started = int((self.count[self.names[0]] > 0).sum()) if self.names else 0
+        return (f"StateRecorder({self.names}, {self.own_lens.numel()} rows, {started} with states, "
+                f"prompt_states={self.prompt_states!r})")
 
     def fwd_hooks(self) -> list[tuple[str, object]]:
         def make(name):
             def record(act, hook):
-                self.calls[name].append((self.labels.labels.clone(), act.detach().float().cpu()))
+                self._record(name, act.detach())
             return record
 
         return [(n, make(n)) for n in self.names]
 
-    def states(self, prompt_lens: Sequence[int]) -> list[dict[str, Float[Tensor, "pos d"]]]:
-        """Per plan row: ``{name: [prompt_len + fed tokens, d]}`` - its unpadded prompt positions from
-        the prefill (left-padded), then one state per token fed after it."""
-        out: list[dict[str, Tensor]] = [{} for _ in prompt_lens]
-        for name, calls in self.calls.items():
-            if not calls:
-                raise RuntimeError(f"no activation was recorded at {name!r}: was the recorder's hook active?")
-            (_, prefill), steps = calls[0], calls[1:]
-            width = prefill.shape[1]
-            per_row: list[list[Tensor]] = [[prefill[r, width - n:]] for r, n in enumerate(prompt_lens)]
-            for rows, act in steps:
-                for j, r in enumerate(rows.tolist()):
-                    per_row[r].append(act[j])
-            for r, parts in enumerate(per_row):
-                out[r][name] = torch.cat(parts)
+    def _record(self, name: str, act: Float[Tensor, "batch pos d"]) -> None:
+        labels = self.labels.labels
+        keep = torch.nonzero(labels >= 0).reshape(-1)
+        if keep.numel() == 0:
+            if self.prompt_states == "all":
+                self.prefix[name] = self._cast(name, act[0]).clone()
+            return
+        rows, count = labels[keep], self.count[name]
+        fresh = count[rows] == 0
+        if bool(fresh.any()) != bool(fresh.all()):
+            raise RuntimeError("one forward holds both prefills and decoding steps: the recorder cannot place its states.")
+        if not bool(fresh.all()) or self.prompt_states == "last":
+            act = act[:, -1:]  # a step feeds one token; of a prefill only the prompt's last state is kept
+        block = self._cast(name, act).index_select(0, keep)  # one transfer per forward
+        buf = self.buffers.get(name)
+        if buf is None:
+            buf = self.buffers[name] = torch.empty(self.own_lens.numel(), self.width, block.shape[-1], dtype=self.dtype)
+        if bool(fresh.all()) and self.prompt_states == "all":
+            width = block.shape[1]
+            for j, (r, n) in enumerate(zip(rows.tolist(), self.own_lens[rows].tolist())):
+                buf[r, :n] = block[j, width - n:]
+            count[rows] = self.own_lens[rows]
+            return
+        if int(count[rows].max()) >= self.width:
+            raise RuntimeError(f"more states at {name} than the recorder holds ({self.width} per row): "
+                               "max_fed must be the generation's max_new_tokens.")
+        buf[rows, count[rows]] = block[:, 0]
+        count[rows] += 1
+
+    def _cast(self, name: str, part: Float[Tensor, "*rows pos d"]) -> Float[Tensor, "*rows pos d"]:
+        """``part`` on the CPU in the recorder's dtype (maybe ``part`` itself: callers copy what they keep)."""
+        out = part.to("cpu", self.dtype)
+        if out.dtype != part.dtype and not bool(torch.isfinite(out).all()) and bool(torch.isfinite(part).all()):
+            raise ValueError(f"activations at {name} up to {float(part.abs().max()):.4g} are beyond the range of "
+                             f"{self.dtype}: record them in torch.float32 (a store: dtype='float32' or 'bfloat16').")
         return out
+
+    def pop(self, label: int) -> dict[str, Float[Tensor, "pos d"]]:
+        """Row ``label``'s states ``{name: [n, d]}`` (``prompt_states="all"``: shared prefix, prompt, then
+        one per token fed; ``"last"``: the prompt's last state, then one per token fed): views of the
+        buffers (``"all"`` with a shared prefix: a copy)."""
+        out = {}
+        for name in self.names:
+            n = int(self.count[name][label])
+            if n == 0:
+                raise RuntimeError(f"no activation was recorded at {name!r} for row {label}: was the recorder's hook active?")
+            states = self.buffers[name][label, :n]
+            if self.prompt_states == "all" and name in self.prefix:
+                states = torch.cat([self.prefix[name], states])
+            out[name] = states
+        return out
+
+    def states(self) -> list[dict[str, Float[Tensor, "pos d"]]]:
+        """Every row's states, in label order."""
+        return [self.pop(r) for r in range(self.own_lens.numel())]
 
 
 def generate_capturing(adapter: ModelAdapter, prompts: Sequence[str], config: GenerationConfig | None,
-                       hook_names: Sequence[str]) -> tuple[list[Generation], list[dict[str, Tensor]]]:
-    """Generate as :func:`generate` does one batch at a time (``config.batch_size`` prompts, seed
-    ``config.seed + b`` for batch ``b``: the same draws) and take the activations at ``hook_names``
-    from the generation's own forwards (prefill, then every decoding step; each row's last token is
-    fed once more), instead of a second forward over prompt + response. Per prompt: its
-    :class:`Generation` and ``{name: [prompt_len + n_fed, d]}`` float32 states (``n_fed`` >= the
-    response's tokens: a response cut at a stop string keeps its first states)."""
+                       hook_names: Sequence[str], *, prompt_states: Literal["all", "last"] = "all",
+                       dtype: torch.dtype = torch.float32) -> tuple[list[Generation], list[dict[str, Tensor]]]:
+    """Generate as :func:`generate` does (greedy and hook-free on a backend that joins rows: one running
+    batch refilled as rows finish, :func:`generate_streamed`'s plans; else one batch of
+    ``config.batch_size`` prompts at a time, seed ``config.seed + b`` for batch ``b``: the same draws)
+    and take the activations at ``hook_names`` from the generation's own forwards (prefix, prefills,
+    every decoding step; each row's last token is fed once more), instead of a second forward over
+    prompt + response. Per prompt: its :class:`Generation` and ``{name: [n, d]}`` states in ``dtype``
+    on the CPU: ``prompt_states="all"``: ``n = prompt_len + n_fed``; ``"last"``: ``1 + n_fed`` (the
+    prompt's last state, then the fed tokens'). ``n_fed`` >= the response's tokens: a response cut
+    at a stop string keeps its first states."""
     config = generation_config(config)
     names = adapter.validate_hooks(hook_names)
     if isinstance(prompts, str):
@@ -156,17 +232,30 @@ def generate_capturing(adapter: ModelAdapter, prompts: Sequence[str], config: Ge
     seqs = [adapter.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     if not seqs:
         raise ValueError("no prompts to generate from.")
+    if (config.refill and adapter.joins_rows and not config.do_sample and config.drop_finished
+            and not adapter.has_attached_hooks() and len(seqs) > 1):  # the rows generate() streams
+        plans, prefix = stream_plans(adapter, seqs, config, capture=True)
+        cut = common_prefix_len(seqs)
+        labels = RowLabels()
+        recorder = StateRecorder(names, labels, [len(s) - cut for s in seqs], config.max_new_tokens,
+                                 prompt_states=prompt_states, dtype=dtype)
+        rows = decode_stream(adapter, plans, config, recorder.fwd_hooks(), max_rows=config.batch_size,
+                             row_labels=labels, prefix=prefix, desc=f"generate + capture ({adapter.backend})")
+        new = [r for plan_rows in rows for r in plan_rows]
+        return [adapter.finish_generation(s, row, config) for s, row in zip(seqs, new)], recorder.states()
     gens: list[Generation] = []
     states: list[dict[str, Tensor]] = []
-    for b, start in enumerate(range(0, len(seqs), config.batch_size)):
+    for b, start in enumerate(tqdm(range(0, len(seqs), config.batch_size), desc=f"generate + capture ({adapter.backend})",
+                                   disable=not config.progress, leave=False)):
         chunk = seqs[start:start + config.batch_size]
         rows = torch.arange(len(chunk))
         labels = RowLabels()
-        recorder = StateRecorder(names, labels)
+        recorder = StateRecorder(names, labels, [len(p) for p in chunk], config.max_new_tokens,
+                                 prompt_states=prompt_states, dtype=dtype)
         plan = GenerationPlan(adapter.pad(chunk, "left"), prefill_labels=rows, decode_labels=rows, feed_last=True)
         new = adapter.decode(plan, config, recorder.fwd_hooks(), config.seed + b, labels)
         gens += [adapter.finish_generation(p, row, config) for p, row in zip(chunk, new)]
-        states += recorder.states([len(p) for p in chunk])
+        states += recorder.states()
     return gens, states
 
 
@@ -383,6 +472,9 @@ def decode_stream(adapter: ModelAdapter, plans: Sequence[GenerationPlan], config
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
     plans = list(plans)
+    feed_last = any(p.feed_last for p in plans)
+    if feed_last and not all(p.feed_last for p in plans):
+        raise ValueError("feed_last must be the same for every plan of a stream (they share the running batch).")
     trunks = [trunk_rows(adapter, p, some_above_0=False) for p in plans]
     sharing = all(t is not None for t in trunks) and any(bool((t.layers > 0).any()) for t in trunks)
     st = _Stream(plans, row_labels, prefix, trunks if sharing else None)
@@ -405,6 +497,10 @@ def decode_stream(adapter: ModelAdapter, plans: Sequence[GenerationPlan], config
                 if len(row) >= config.max_new_tokens or (
                         config.stop_strings and not done[j] and hits_stop(adapter.tokenizer, row, config.stop_strings)):
                     done[j] = True
+            if feed_last:  # every row's token is fed (its state), then the finished rows leave
+                if row_labels is not None:
+                    row_labels.set(st.labels)
+                st.logits = session.step(nxt.to(st.logits.device))
             if bool(done.any()):
                 bar.update(int(done.sum()))
                 keep = torch.nonzero(~done).reshape(-1)
@@ -414,10 +510,13 @@ def decode_stream(adapter: ModelAdapter, plans: Sequence[GenerationPlan], config
                     st.logits = None
                     continue
                 session.select_rows(keep.to(st.logits.device))
+                if feed_last:
+                    st.logits = st.logits.index_select(0, keep.to(st.logits.device))
                 session.trim()
-            if row_labels is not None:
-                row_labels.set(st.labels)
-            st.logits = session.step(nxt.to(st.logits.device))
+            if not feed_last:
+                if row_labels is not None:
+                    row_labels.set(st.labels)
+                st.logits = session.step(nxt.to(st.logits.device))
     bar.close()
     return st.tokens
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ...analysis.claims import claims_section, evidence_from_summary, verdict
 from ...neurons import NeuronSet
-from ...data.capture import build_store
+from ...data.capture import build_store, generate_rollouts_and_store
 from ...io import remove_atomic_leftovers
 from ...data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ...models import GenerationConfig, ModelAdapter, load_model, resid_hooks
@@ -201,33 +201,53 @@ def _header(cfg: RunConfig, adapter: ModelAdapter) -> dict:
 
 
 def _rollouts_stage(job: _Job) -> tuple[dict, dict]:
-    """Rollouts of every task (read back when on disk) and their stores (built, resumed or opened)."""
+    """Rollouts of every task (read back when on disk) and their stores (built, resumed or opened).
+
+    Rollouts generated now take their store's states from the generation itself (capture while
+    generating: no second forward; ``rollouts_<task>_s`` is then the time of both, ``store_<task>_s``
+    0); rollouts read back get their store from one teacher-forced forward (:func:`build_store`).
+    """
     cfg, out, timings = job.cfg, job.out, job.timings
     rollouts, stores, captured = {}, {}, False
+    wants_store = any(s in cfg.stages for s in ("store", "value", "dopamine"))
     for spec in cfg.tasks:
         slug = _task_slug(spec)
-        rpath = out / "rollouts" / slug
+        rpath, spath = out / "rollouts" / slug, out / "store" / slug
+        done = _store_complete(spath)
         t0 = time.perf_counter()
         if rpath.exists():
             rollouts[spec] = load_rollouts(rpath)
+        elif wants_store and not done:
+            rollouts[spec], stores[spec] = generate_rollouts_and_store(
+                job.adapter, _rollout_task(cfg, spec), job.hooks, spath, job.gen_cfg, **_store_options(job, spec))
+            save_rollouts(rollouts[spec], rpath)
+            print(f"[store] {spec}: states captured while generating")
         else:
-            task = get_task(spec, n=cfg.limit_of(spec), seed=cfg.seed)
-            task.max_new_tokens = cfg.max_new_tokens
-            rollouts[spec] = generate_rollouts(job.adapter, task, job.gen_cfg)
+            rollouts[spec] = generate_rollouts(job.adapter, _rollout_task(cfg, spec), job.gen_cfg)
             save_rollouts(rollouts[spec], rpath)
         timings[f"rollouts_{slug}_s"] = time.perf_counter() - t0
         print(f"[rollouts] {spec}: {len(rollouts[spec])} rollouts, accuracy {accuracy(rollouts[spec]):.3f}")
-        spath = out / "store" / slug
-        done = _store_complete(spath)
-        if done or any(s in cfg.stages for s in ("store", "value", "dopamine")):
+        if spec in stores:
+            timings[f"store_{slug}_s"] = 0.0
+        elif done or wants_store:
             t0 = time.perf_counter()
-            stores[spec] = build_store(job.adapter, rollouts[spec], job.hooks, spath, batch_size=16, meta={"task": spec},
-                                       progress=job.cfg.progress)
+            stores[spec] = build_store(job.adapter, rollouts[spec], job.hooks, spath, **_store_options(job, spec))
             timings[f"store_{slug}_s"] = time.perf_counter() - t0
             captured |= not done
     previous = (job.previous.get("rollouts") or [Section("rollouts", "", {})])[0].summary
     job.add("rollouts", _rollouts_section(job, rollouts, stores, captured, previous))
     return rollouts, stores
+
+
+def _rollout_task(cfg: RunConfig, spec: str):
+    task = get_task(spec, n=cfg.limit_of(spec), seed=cfg.seed)
+    task.max_new_tokens = cfg.max_new_tokens
+    return task
+
+
+def _store_options(job: _Job, spec: str) -> dict:
+    """The store's settings (the same whichever way its states are taken): 16 rollouts a shard."""
+    return dict(batch_size=16, meta={"task": spec}, progress=job.cfg.progress)
 
 
 def _store_complete(path: Path) -> bool:
@@ -241,9 +261,12 @@ def _rollouts_section(job: _Job, rollouts: dict, stores: dict, captured: bool, p
     hooks, timings = job.hooks, job.timings
     n_states = sum(len(r.response_ids) + 1 for rs in rollouts.values() for r in rs)
     store_bytes = sum(s.nbytes() for s in stores.values())
-    store_secs = sum(v for k, v in timings.items() if k.startswith("store_"))
-    # the capture rate is measured only by a run that captured; a resumed one keeps the measured figure
-    rate = (n_states / store_secs if store_secs else None) if captured else previous.get("capture_states_per_s")
+    # the capture rate (of the second forward) is measured only by a run that captured that way; a
+    # resumed one keeps the measured figure; states captured while generating have no time of their own
+    second = [s for s in rollouts if timings.get(f"store_{_task_slug(s)}_s")]
+    store_secs = sum(timings[f"store_{_task_slug(s)}_s"] for s in second)
+    n_second = sum(len(r.response_ids) + 1 for s in second for r in rollouts[s])
+    rate = (n_second / store_secs if store_secs else None) if captured else previous.get("capture_states_per_s")
     # a task's generator may hold fewer distinct questions than `limit` (arithmetic:1: 155): the
     # copies' greedy rollouts are identical, so they are not independent evidence
     distinct = {s: len({tuple(x.prompt_ids) for x in r}) for s, r in rollouts.items()}
