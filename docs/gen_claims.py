@@ -79,9 +79,13 @@ def claim_rows(results: Path) -> dict[str, list[dict]]:
         commit, n_layers, when = last_commit(path), summary.get("n_layers"), last_commit(path, "%ct")
         when = int(when) if when.isdigit() else 0
         smoke = bool((summary.get("config") or {}).get("quick"))  # a --quick run: a smoke test, not evidence
+        # a run folder holding SUPERSEDED (which run replaces it, and why) is history, never a model's evidence
+        superseded = (path.parent / "SUPERSEDED").exists()
+        run += " (superseded)" if superseded else ""
         for c in claims:
             rows.setdefault(c["id"], []).append({**c, "run": run, "model": model, "commit": commit, "n_layers": n_layers,
-                                                 "committed_at": when, "quick": smoke})
+                                                 "committed_at": when, "quick": smoke,
+                                                 "superseded": superseded})
     return rows
 
 
@@ -118,7 +122,7 @@ def cross_model(rows: dict[str, list[dict]]) -> tuple[list[str], dict[str, dict[
         for model in models:
             runs: dict[str, list[dict]] = {}
             for r in got:
-                if r["model"] == model:
+                if r["model"] == model and not r.get("superseded"):
                     runs.setdefault(r["run"], []).append(r)
             if runs:
                 table.setdefault(cid, {})[model] = max(runs.values(), key=_run_key)

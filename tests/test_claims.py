@@ -387,3 +387,20 @@ def test_the_cross_model_table_skips_smoke_runs_and_lists_verdict_changes(tmp_pa
     assert changes == ["- `srs.value_probe_auc` on m: inconclusive (old, n = 47) → reproduces (new, n = 400)"]
     gen.main(["--changes", "--results", str(tmp_path)])
     assert capsys.readouterr().out.strip() == changes[0]
+
+
+def test_a_superseded_run_never_speaks_for_its_model(tmp_path):
+    """A run folder holding SUPERSEDED (e.g. the IRM on a reward-hacked fine-tune) is history: even with
+    more evidence and a "reproduces", the model's cell comes from the run that replaced it."""
+    import json
+
+    gen = _load_gen()
+    tau = lambda est, n: Evidence.from_interval("irm.kendall_tau", est, (est - 0.05, est + 0.05), n,  # noqa: E731
+                                                "words", "bootstrap")
+    for run, ev in (("hacked", tau(0.37, 900)), ("current", tau(0.02, 300))):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "summary.json").write_text(json.dumps({"model": "m", "claims": claims_summary(verdict([ev]))}))
+    (tmp_path / "hacked" / "SUPERSEDED").write_text("superseded by current: reward at the clip\n")
+    row = next(ln for ln in gen.render_cross_model(tmp_path).splitlines() if "`irm.kendall_tau`" in ln)
+    assert "(current, " in row and "0.37" not in row and "hacked" not in row
+    assert any(r["run"] == "hacked (superseded)" for r in gen.claim_rows(tmp_path)["irm.kendall_tau"])
