@@ -110,9 +110,30 @@ def _run_key(results: list[dict]) -> tuple:
             -first["run"].count("/"), first["run"])
 
 
+SCOPE_LAYER = re.compile(r"\s*\blayer \d+\b\s*")
+
+
+def scope_key(scope: str | None) -> str:
+    """What a scope measures apart from its layer (``"two_step, layer 17"`` → ``"two_step"``, ``"layer 18,
+    uniform"`` → ``"uniform"``): the unit on which runs of one model compete for a cell."""
+    return ", ".join(p for p in (part.strip() for part in SCOPE_LAYER.sub(" ", scope or "").split(",")) if p)
+
+
+def choose_runs(results: list[dict]) -> list[dict]:
+    """One model's results for one claim → per scope (:func:`scope_key`) the results of the run chosen by
+    :func:`_run_key`, grouped by run: a 30-experiment run of one task speaks for that task, and the
+    older run still speaks for the tasks it alone measured."""
+    by_key: dict[str, dict[str, list[dict]]] = {}
+    for r in results:
+        by_key.setdefault(scope_key(r.get("scope")), {}).setdefault(r["run"], []).append(r)
+    chosen = [r for runs in by_key.values() for r in max(runs.values(), key=_run_key)]
+    order = list(dict.fromkeys(r["run"] for r in chosen))
+    return sorted(chosen, key=lambda r: order.index(r["run"]))
+
+
 def cross_model(rows: dict[str, list[dict]]) -> tuple[list[str], dict[str, dict[str, list[dict]]]]:
-    """The models (in order of first appearance) and, per claim id and model, the results of the run
-    chosen by :func:`_run_key` (one result per scope)."""
+    """The models (in order of first appearance) and, per claim id and model, the chosen results
+    (:func:`choose_runs`; superseded runs never)."""
     models = list(dict.fromkeys(r["model"] for got in rows.values() for r in got))
     # a summary that did not record its depth (e.g. sae-td's) borrows it from another run of the same model
     depth = {r["model"]: r["n_layers"] for got in rows.values() for r in got if r.get("n_layers")}
@@ -120,24 +141,25 @@ def cross_model(rows: dict[str, list[dict]]) -> tuple[list[str], dict[str, dict[
     table: dict[str, dict[str, list[dict]]] = {}
     for cid, got in rows.items():
         for model in models:
-            runs: dict[str, list[dict]] = {}
-            for r in got:
-                if r["model"] == model and not r.get("superseded"):
-                    runs.setdefault(r["run"], []).append(r)
-            if runs:
-                table.setdefault(cid, {})[model] = max(runs.values(), key=_run_key)
+            mine = [r for r in got if r["model"] == model and not r.get("superseded")]
+            if mine:
+                table.setdefault(cid, {})[model] = choose_runs(mine)
     return models, table
 
 
 def cross_cell(results: list[dict]) -> str:
-    """One model's cell: per scope, estimate [interval], n and verdict; the run it comes from last."""
-    parts = []
-    for r in results:
-        lo, hi = (r.get("interval") or [None, None])[:2]
-        scope = scope_in_depth(r.get("scope") or "", r.get("n_layers"))
-        parts.append(f"{scope + ': ' if scope else ''}{_num(r.get('estimate'))} [{_num(lo)}, {_num(hi)}], "
-                     f"n = {r.get('n')}, **{r['verdict']}**")
-    return "<br>".join(parts) + f"<br>({results[0]['run']}, {results[0]['commit']})"
+    """One model's cell: per scope, estimate [interval], n and verdict; after each run's scopes, the run."""
+    out = []
+    for run in dict.fromkeys(r["run"] for r in results):
+        parts = []
+        mine = [r for r in results if r["run"] == run]
+        for r in mine:
+            lo, hi = (r.get("interval") or [None, None])[:2]
+            scope = scope_in_depth(r.get("scope") or "", r.get("n_layers"))
+            parts.append(f"{scope + ': ' if scope else ''}{_num(r.get('estimate'))} [{_num(lo)}, {_num(hi)}], "
+                         f"n = {r.get('n')}, **{r['verdict']}**")
+        out.append("<br>".join(parts) + f"<br>({run}, {mine[0]['commit']})")
+    return "<br>".join(out)
 
 
 DECIDED = ("reproduces", "does not reproduce")
@@ -152,24 +174,34 @@ def _decision(results: list[dict]) -> str:
 
 def verdict_changes(results: Path = HERE / "results") -> list[str]:
     """Claims whose verdict on a model moved between a decision and no decision (or between the two
-    decisions) from one committed run to a later one, against the run the table shows
-    (:func:`_run_key`); ``--quick`` smoke runs are not evidence and are left out. One markdown line each."""
+    decisions) from one committed run to a later one, scope by scope (:func:`scope_key`), against the
+    run the table shows (:func:`choose_runs`); ``--quick`` smoke runs are not evidence and are left out.
+    One markdown line each."""
     rows = claim_rows(results)
     _, table = cross_model(rows)
     lines = []
     for cid, by_model in table.items():
-        for model, chosen in by_model.items():
-            runs: dict[str, list[dict]] = {}
-            for r in rows[cid]:
-                if r["model"] == model and r["run"] != chosen[0]["run"] and not r.get("quick"):
-                    runs.setdefault(r["run"], []).append(r)
-            for got in runs.values():
-                a, b = sorted((got, chosen), key=lambda x: (x[0].get("committed_at", 0), x is chosen))
-                va, vb = _decision(a), _decision(b)
-                if va != vb and (va in DECIDED or vb in DECIDED):
-                    lines.append(f"- `{cid}` on {model}: {va} ({a[0]['run']}, n = {sum(r.get('n') or 0 for r in a)}) → "
-                                 f"{vb} ({b[0]['run']}, n = {sum(r.get('n') or 0 for r in b)})")
-    return lines
+        for model, shown in by_model.items():
+            for key in dict.fromkeys(scope_key(r.get("scope")) for r in shown):
+                chosen = [r for r in shown if scope_key(r.get("scope")) == key]
+                runs: dict[str, list[dict]] = {}
+                for r in rows[cid]:
+                    if (r["model"] == model and r["run"] != chosen[0]["run"] and not r.get("quick")
+                            and scope_key(r.get("scope")) == key):
+                        runs.setdefault(r["run"], []).append(r)
+                lines += [_change_line(cid, model, got, chosen) for got in runs.values()]
+    return [ln for ln in lines if ln]
+
+
+def _change_line(cid: str, model: str, got: list[dict], chosen: list[dict]) -> str:
+    """One line of :func:`verdict_changes`, or "" where the two runs' decisions agree."""
+    a, b = sorted((got, chosen), key=lambda x: (x[0].get("committed_at", 0), x is chosen))
+    va, vb = _decision(a), _decision(b)
+    if va == vb or not (va in DECIDED or vb in DECIDED):
+        return ""
+    key = scope_key(a[0].get("scope"))
+    return (f"- `{cid}`{' (' + key + ')' if key else ''} on {model}: {va} ({a[0]['run']}, n = {sum(r.get('n') or 0 for r in a)}) → "
+            f"{vb} ({b[0]['run']}, n = {sum(r.get('n') or 0 for r in b)})")
 
 
 def render_cross_model(results: Path = HERE / "results") -> str:
@@ -208,7 +240,8 @@ def render(results: Path = HERE / "results") -> str:
              "written before the claim registry, judged from the fields it holds (the run's report has the methods).", "",
              f"{measured} of {len(REGISTRY)} registered claims have a verdict in a committed run.", "",
              "## Across models", "",
-             "Each cell: the model's run with the most evidence for the claim (largest total n; ties: the newest), "
+             "Each cell: per scope (a task, a control; layers aside), the model's run with the most evidence for it "
+             "(largest total n; ties: the newest; never a --quick smoke run or a SUPERSEDED one), "
              "per scope the estimate [95% CI], n and verdict; layers in relative depth (L18/30 (0.62) = layer 18 of 30 blocks: 0 the first, 1 the last). "
              "\"not run\": no committed run of that model measured the claim.", "",
              render_cross_model(results), ""]

@@ -404,3 +404,20 @@ def test_a_superseded_run_never_speaks_for_its_model(tmp_path):
     row = next(ln for ln in gen.render_cross_model(tmp_path).splitlines() if "`irm.kendall_tau`" in ln)
     assert "(current, " in row and "0.37" not in row and "hacked" not in row
     assert any(r["run"] == "hacked (superseded)" for r in gen.claim_rows(tmp_path)["irm.kendall_tau"])
+
+
+def test_each_scope_of_a_cell_comes_from_the_run_with_most_evidence_for_it(tmp_path):
+    """A larger run of one task speaks for that task; an older run still speaks for the tasks only it
+    measured (layers aside: "two_step, layer 17" and "two_step, layer 3" are one scope)."""
+    import json
+
+    gen = _load_gen()
+    learns = lambda task, n, layer: Evidence.from_interval("sae_td.learns_in_context", 0.03, (-0.03, 0.1), n,  # noqa: E731
+                                                           "experiments", "bootstrap", scope=f"{task}, layer {layer}")
+    for run, evs in (("old", [learns("two_step", 6, 3), learns("grid", 6, 3)]), ("new", [learns("two_step", 30, 17)])):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "summary.json").write_text(json.dumps({"model": "m", "claims": claims_summary(verdict(evs))}))
+    assert gen.scope_key("two_step, layer 17") == "two_step" and gen.scope_key("layer 18, uniform") == "uniform"
+    row = next(ln for ln in gen.render_cross_model(tmp_path).splitlines() if "learns_in_context" in ln)
+    assert "two_step, layer 17: 0.03 [-0.03, 0.1], n = 30" in row and "(new, " in row
+    assert "grid, layer 3: " in row and "n = 6" in row and "(old, " in row and "two_step, layer 3" not in row
