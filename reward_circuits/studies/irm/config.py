@@ -42,9 +42,9 @@ class IrmConfig(StudyConfig):
     GRPO is deterministic at a fixed seed here (the 13- and 14-step runs share their first 13 steps).
 
     Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 10 SAEs (two sizes per model
-    and hook, plus a second base seed for the MMCS floor), generation (the ablation sweeps 2 + 20
-    matched-draw conditions) and the IRM (both models). GRPO took 60–100 s a step at 1 thread on a
-    2-core machine at load 7–8 (1033 s for 14 steps); lower ``sae_epochs`` / ``n_*_prompts`` /
+    and hook, plus a second base seed for the MMCS floor), generation (the ablation sweeps 2 + 40
+    matched-draw conditions: 40 so the rank test can reach the one-sided α 0.025) and the IRM (both
+    models). GRPO took 60–100 s a step at 1 thread on a 2-core machine at load 7–8 (1033 s for 14 steps); lower ``sae_epochs`` / ``n_*_prompts`` /
     ``n_random_draws`` for a quicker run.
     """
 
@@ -96,8 +96,9 @@ class IrmConfig(StudyConfig):
     irm_folds: int = field(default=5, metadata={"help": "cross-fitting folds of the paper's IRM (grouped by word)"})
     # ablation
     n_ablate: int = field(default=10, metadata={"help": "reward-related features to ablate"})
-    n_random_draws: int = field(default=20, metadata={
-        "help": "random-feature control draws (matched on activation frequency and decoder norm x mean activation)"})
+    n_random_draws: int = field(default=40, metadata={
+        "help": "random-feature control draws (matched on activation frequency and decoder norm x mean activation); "
+                "the rank test's smallest p is 1/(draws + 1): 39 or more reach the one-sided alpha 0.025"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
     # reward-hack guard
     force_reward_hack: bool = field(default=False, metadata={

@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ...analysis.stats import paired_bootstrap_diff
 from ...sae import SAETrainConfig, collect_activations, decoder_cosine_matrix, train_sae
 
 Matching = Literal["max", "hungarian"]
@@ -46,6 +47,20 @@ def mmcs(dictionary_a, dictionary_b, matching: Matching = "max") -> float:
         rows, cols = linear_sum_assignment(cos.numpy(), maximize=True)
         return float(cos[rows, cols].mean())
     raise ValueError(f"matching must be 'max' or 'hungarian', got {matching!r}.")
+
+
+def sae_change_vs_floor(base, tuned, base_other, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Did the fine-tune change this layer's dictionary more than a second SAE seed changes it?
+
+    Per feature of the ``base`` dictionary, its best cosine with ``tuned`` (the fine-tuned model's SAE)
+    and with ``base_other`` (the base's SAE from another seed: the floor). Divergence is 1 − MMCS; the
+    difference ``divergence(base, tuned) − divergence(base, base_other)`` has a paired bootstrap
+    interval over the base features, and ``above_floor`` is its lower end > 0."""
+    to_tuned = decoder_cosine_matrix(base, tuned).max(dim=1).values.double().numpy()
+    to_floor = decoder_cosine_matrix(base, base_other).max(dim=1).values.double().numpy()
+    diff, p = paired_bootstrap_diff(to_floor, to_tuned, n_boot=n_boot, seed=seed)
+    return {"divergence": float(1 - to_tuned.mean()), "floor": float(1 - to_floor.mean()),
+            "difference": diff.to_dict(), "difference_p": p, "above_floor": bool(diff.low > 0)}
 
 
 def shared_features(small, large, threshold: float) -> np.ndarray:
