@@ -2,7 +2,10 @@
 held-out diagnostics the selection criterion of ``IrmConfig`` reads (reward, KL to the base, distinct-2,
 base perplexity). Hyperparameters are chosen on these figures only, never on the IRM result.
 
-    OMP_NUM_THREADS=1 python scripts/irm_finetune_sweep.py OUT_JSON LR BETA STEPS
+    OMP_NUM_THREADS=1 python scripts/irm_finetune_sweep.py OUT_JSON LR BETA STEPS [MODEL]
+
+MODEL: ``default`` (SmolLM2-135M-Instruct) or ``gemma-3-270m`` (or any name ``IrmConfig.model`` takes);
+the fine-tuned model is saved to ``/tmp/irm_sweep_[MODEL_]LR_BETA_STEPS`` (MODEL_ only when not default).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import torch
 
 
-def main(out_json: str, lr: float, beta: float, steps: int) -> None:
+def main(out_json: str, lr: float, beta: float, steps: int, model: str = "default") -> None:
     torch.set_num_threads(1)
     from reward_circuits.io import atomic_write_text
     from reward_circuits.studies.irm import IrmConfig
@@ -28,7 +31,7 @@ def main(out_json: str, lr: float, beta: float, steps: int) -> None:
     from reward_circuits.models.base import GenerationConfig
     from reward_circuits.models.loading import load_hf
 
-    cfg = IrmConfig(learning_rate=lr, beta=beta, steps=steps, max_finetune_seconds=3600.0)
+    cfg = IrmConfig(model=model, learning_rate=lr, beta=beta, steps=steps, max_finetune_seconds=3600.0)
     train_p, _, eval_p = prompt_splits(cfg)
     base_hf, tok = load_hf(cfg.model)
     reward = VaderReward()
@@ -36,7 +39,7 @@ def main(out_json: str, lr: float, beta: float, steps: int) -> None:
                            seed=cfg.seed, batch_size=32, progress=False)
     base = from_hf(base_hf, tok, "transformer_lens", name="base")
     wall, cpu = time.monotonic(), time.process_time()
-    out_dir = f"/tmp/irm_sweep_{lr}_{beta}_{steps}"
+    out_dir = f"/tmp/irm_sweep_{'' if model == 'default' else model + '_'}{lr}_{beta}_{steps}"
     ft = finetune_grpo(base_hf, tok, train_p, as_trl_reward(reward), out_dir, cfg.finetune_config())
     ft_wall, ft_cpu = time.monotonic() - wall, time.process_time() - cpu
     tuned_hf, _ = load_hf(out_dir)
@@ -45,7 +48,7 @@ def main(out_json: str, lr: float, beta: float, steps: int) -> None:
     tg = tuned.generate(eval_p, gen)
     kl, ppl_t = kl_and_base_perplexity(tuned, base, tg)
     _, ppl_b = kl_and_base_perplexity(base, base, bg)
-    res = {"lr": lr, "beta": beta, "steps": steps, "steps_done": ft.steps_done,
+    res = {"model": model, "model_dir": out_dir, "lr": lr, "beta": beta, "steps": steps, "steps_done": ft.steps_done,
            "finetune_wall_s": round(ft_wall, 1), "finetune_cpu_s": round(ft_cpu, 1), "load": os.getloadavg(),
            "reward_base": float(np.mean(reward([g.text for g in bg]))),
            "reward_finetuned": float(np.mean(reward([g.text for g in tg]))),
@@ -58,4 +61,4 @@ def main(out_json: str, lr: float, beta: float, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))
+    main(sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])
