@@ -26,14 +26,15 @@ def main(out_json: str, lr: float, beta: float, steps: int, model: str = "defaul
     from reward_circuits.studies.irm.diagnostics import distinct_n, kl_and_base_perplexity
     from reward_circuits.studies.irm.finetune import as_trl_reward, finetune_grpo
     from reward_circuits.studies.irm.reward import VaderReward
-    from reward_circuits.studies.irm.study import prompt_splits
+    from reward_circuits.studies.irm.study import model_prompt_splits
     from reward_circuits.models import from_hf
     from reward_circuits.models.base import GenerationConfig
     from reward_circuits.models.loading import load_hf
+    from reward_circuits.tasks.base import bos_prefix
 
     cfg = IrmConfig(model=model, learning_rate=lr, beta=beta, steps=steps, max_finetune_seconds=3600.0)
-    train_p, _, eval_p = prompt_splits(cfg)
     base_hf, tok = load_hf(cfg.model)
+    train_p, _, eval_p = model_prompt_splits(cfg, tok)  # with the model's BOS text where it needs one (Gemma 3)
     reward = VaderReward()
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
                            seed=cfg.seed, batch_size=32, progress=False)
@@ -55,7 +56,7 @@ def main(out_json: str, lr: float, beta: float, steps: int, model: str = "defaul
            "distinct2_base": distinct_n([g.text for g in bg]), "distinct2_finetuned": distinct_n([g.text for g in tg]),
            "kl_to_base": kl, "perplexity_base": ppl_b, "perplexity_finetuned_under_base": ppl_t,
            "step_rewards": ft.step_rewards, "step_kl": ft.step_kl,
-           "samples": [{"prompt": p, "base": b.text, "finetuned": t.text} for p, b, t in zip(eval_p[:4], bg, tg)]}
+           "samples": [{"prompt": p.removeprefix(bos_prefix(tok) or ""), "base": b.text, "finetuned": t.text} for p, b, t in zip(eval_p[:4], bg, tg)]}
     atomic_write_text(out_json, json.dumps(res, indent=1))
     print(json.dumps({k: v for k, v in res.items() if k != "samples"}))
 

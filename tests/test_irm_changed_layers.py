@@ -112,3 +112,34 @@ def test_default_matched_draws_let_the_rank_test_reach_alpha():
     short = [r for r in verdict(irm_evidence(_irm_summary(20)))
              if r.id == "irm.ablation_vs_matched"][0]
     assert short.verdict == "inconclusive" and "Holm" in short.notes  # p >= 1/21 can never reach 0.025
+
+
+def test_prompts_and_contrastive_reads_carry_the_bos_a_gemma_style_tokenizer_needs(tl_adapter):
+    """A tokenizer that puts BOS first gets it in the text (generation and TRL tokenise without special
+    tokens); the reader's word window shifts by the BOS token; SAE data drops the BOS position."""
+    from types import SimpleNamespace
+
+    from reward_circuits.sae import SAETrainConfig, train_sae
+    from reward_circuits.studies.irm.contrastive import SAEFeatureReader
+    from reward_circuits.studies.irm.dictionaries import text_activations
+    from reward_circuits.studies.irm.study import model_prompt_splits, prompt_splits
+
+    cfg = IrmConfig(n_train_prompts=4, n_select_prompts=4, n_eval_prompts=4)
+    bos_tok = SimpleNamespace(bos_token="<s>", bos_token_id=1, add_bos_token=True)  # not callable: reads the flag
+    assert all(p == "<s>" + q for a, b in zip(model_prompt_splits(cfg, bos_tok), prompt_splits(cfg)) for p, q in zip(a, b))
+    assert model_prompt_splits(cfg, tl_adapter.tokenizer) == prompt_splits(cfg)  # no BOS to add: unchanged
+    hook = "blocks.1.hook_mlp_out"
+    acts = text_activations(tl_adapter, ["the film was good", "a bad one"], [hook])[hook]
+    sae = train_sae(acts, SAETrainConfig(d_sae=8, epochs=1, k=2, architecture="topk", seed=0), hook_name=hook).sae
+    bos = tl_adapter.tokenizer.bos_token
+    reader = SAEFeatureReader(tl_adapter, {hook: sae}, prefix=bos)
+    assert reader.n_prefix == 1
+    by_text = reader(["the film was good", "a bad one"], ["the film was ", "a "], ["the film was good", "a bad"])
+    by_index = reader(["the film was good", "a bad one"], ["the film was ", "a "], [len(tl_adapter.tokenizer(
+        t, add_special_tokens=False)["input_ids"]) for t in ("the film was good", "a bad")])  # ints shift by the BOS
+    np.testing.assert_allclose(by_text, by_index, atol=1e-6)
+    spelled = SAEFeatureReader(tl_adapter, {hook: sae})([bos + "the film was good", bos + "a bad one"],
+                                                        [bos + "the film was ", bos + "a "], [bos + "the film was good", bos + "a bad"])
+    np.testing.assert_allclose(by_text, spelled, atol=1e-6)
+    with_bos = text_activations(tl_adapter, [bos + "the film was good"], [hook])[hook]
+    assert with_bos.shape[0] == text_activations(tl_adapter, ["the film was good"], [hook])[hook].shape[0]

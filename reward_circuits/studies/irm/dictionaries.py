@@ -73,14 +73,18 @@ def shared_features(small, large, threshold: float) -> np.ndarray:
 @torch.no_grad()
 def text_activations(adapter, texts: Sequence[str], hook_names: Sequence[str], batch_size: int = 32) -> dict[str, Float[Tensor, "n d"]]:
     """Activations of every *real* token of ``texts`` at ``hook_names`` (padding positions dropped:
-    the batch's attention mask selects the rows)."""
+    the batch's attention mask selects the rows; BOS positions dropped too)."""
     hook_names = adapter.validate_hooks(list(hook_names))
+    bos = getattr(adapter.tokenizer, "bos_token_id", None)
     parts: dict[str, list[Tensor]] = {h: [] for h in hook_names}
     for i in range(0, len(texts), batch_size):
         batch = adapter.tokenize(list(texts[i:i + batch_size]))
         acts = adapter.capture(batch, hook_names)
+        mask = batch.attention_mask.cpu()
+        if bos is not None:  # the BOS position is an attention sink with outsized activations: not SAE data
+            mask = mask * (batch.input_ids.cpu() != bos)
         for h in hook_names:
-            parts[h].append(collect_activations(acts[h].float().cpu(), attention_mask=batch.attention_mask.cpu()))
+            parts[h].append(collect_activations(acts[h].float().cpu(), attention_mask=mask))
     return {h: torch.cat(v) for h, v in parts.items()}
 
 

@@ -172,7 +172,8 @@ class ChangedLayers:
         return {"layers_above_floor": self.changed, "relative_change": dict(zip(map(str, self.layers), self.relative_change)),
                 "floor": dict(zip(map(str, self.layers), self.floor)), "could_change_layers": sorted(self.could_change),
                 "could_change_modules": kinds, "could_change_source": self.source,
-                "every_layer_could_change": sorted(self.could_change) == self.layers}
+                "every_layer_could_change": sorted(self.could_change) == self.layers,
+                "n_layers_above_floor": len(self.changed), "n_layers": len(self.layers), "sentence": self.sentence()}
 
     def table(self) -> Table:
         rows = [[l, r, f, "yes" if l in self.changed else "no", ", ".join(self.could_change.get(l, [])) or "none"]

@@ -21,6 +21,7 @@ import numpy as np
 
 from ...analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff, verdict
 from ...models.base import GenerationConfig
+from ...tasks.base import bos_prefix
 from ...report import Section, Table, new_figure, save_figure
 from .ablation import (
     AblationResult,
@@ -354,6 +355,14 @@ def prompt_splits(config: IrmConfig) -> tuple[list[str], list[str], list[str]]:
     return train, select, evaluation
 
 
+def model_prompt_splits(config: IrmConfig, tokenizer) -> tuple[list[str], list[str], list[str]]:
+    """:func:`prompt_splits` as the model reads them: with its BOS text in front when its tokenizer puts
+    BOS first (Gemma 3: without it the model continues with empty or degenerate text). Generation and
+    TRL tokenise without special tokens, so the BOS must be in the text; SmolLM2 has none to add."""
+    bos = bos_prefix(tokenizer) or ""
+    return tuple([bos + p for p in split] for split in prompt_splits(config))
+
+
 def _fit_irm(deltas: TokenDeltas, config: IrmConfig) -> IrmFit:
     rng = np.random.default_rng(config.seed)
     test_parts, train_parts = [], []
@@ -444,7 +453,8 @@ def _diagnostics(run: _IrmRun, base, tuned, base_gens, tuned_gens, rewards: tupl
     kl, ppl_tuned = kl_and_base_perplexity(tuned, base, tuned_gens)
     _, ppl_base = kl_and_base_perplexity(base, base, base_gens)
     prompts = run.splits[2]
-    samples = [{"prompt": p, "base": b.text, "finetuned": t.text}
+    bos = bos_prefix(run.tokenizer) or ""
+    samples = [{"prompt": p.removeprefix(bos) if bos else p, "base": b.text, "finetuned": t.text}
                for p, b, t in zip(prompts[:config.n_samples], base_gens[::config.samples_per_prompt],
                                   tuned_gens[::config.samples_per_prompt])]
     d = FinetuneDiagnostics(
@@ -537,7 +547,8 @@ def _implicit_reward_model(run: _IrmRun, adapters: dict, saes: dict, dicts: Dict
     for name, adapter in adapters.items():
         latents, feature_set = _shared_latents(config, dicts, name, saes[name])
         with torch.no_grad():
-            deltas = activation_deltas(triples, SAEFeatureReader(adapter, saes[name], latents))
+            deltas = activation_deltas(triples, SAEFeatureReader(adapter, saes[name], latents,
+                                                                 prefix=bos_prefix(run.tokenizer) or ""))
         fits[name] = reconstruct_lexicon(deltas, name, alpha=config.irm_alpha, n_folds=config.irm_folds,
                                          n_boot=config.n_boot, seed=config.seed)
         fits[name].feature_set = feature_set
@@ -588,11 +599,11 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     explainer = explainer or CorrelationExplainer()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    splits = prompt_splits(config)
-    gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
-                           seed=config.seed, batch_size=32, progress=False)
     if base_hf is None:
         base_hf, tokenizer = load_hf(config.model, device=config.device)
+    splits = model_prompt_splits(config, tokenizer)
+    gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
+                           seed=config.seed, batch_size=32, progress=False)
     run = _IrmRun(config, out, reward or VaderReward(), tokenizer, gen, splits, clock=start)
     base = from_hf(base_hf.to(config.device), tokenizer, config.backend, name=config.model)
     tuned_hf, tuned, rewards, eval_gens = _fine_tune(run, base_hf, base)
@@ -608,7 +619,7 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     _, base_sel_gens = run.completions(base, splits[1])
     __, tuned_sel_gens = run.completions(tuned, splits[1])
     base_eval_gens, tuned_eval_gens = eval_gens
-    corpus = [tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
+    corpus = [(bos_prefix(tokenizer) or "") + tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
               for g in base_sel_gens + tuned_sel_gens + base_eval_gens + tuned_eval_gens]
     run.lap("selection completions")
     adapters = {"base": base, "finetuned": tuned}
