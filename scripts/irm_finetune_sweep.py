@@ -49,7 +49,8 @@ def main(out_json: str, lr: float, beta: float, steps: int, model: str = "defaul
     tg = tuned.generate(eval_p, gen)
     kl, ppl_t = kl_and_base_perplexity(tuned, base, tg)
     _, ppl_b = kl_and_base_perplexity(base, base, bg)
-    res = {"model": model, "model_dir": out_dir, "lr": lr, "beta": beta, "steps": steps, "steps_done": ft.steps_done,
+    res = {"model": model, "model_dir": os.path.basename(out_dir),  # under /tmp; no absolute path in committed JSON
+           "lr": lr, "beta": beta, "steps": steps, "steps_done": ft.steps_done,
            "finetune_wall_s": round(ft_wall, 1), "finetune_cpu_s": round(ft_cpu, 1), "load": os.getloadavg(),
            "reward_base": float(np.mean(reward([g.text for g in bg]))),
            "reward_finetuned": float(np.mean(reward([g.text for g in tg]))),
