@@ -30,15 +30,19 @@ class IrmConfig(StudyConfig):
        over a 24-token completion);
     3. distinct-2 of its completions is >= 0.8 × the base's (no collapse toward a few words).
 
-    Among admissible configurations the one with the smallest KL is the default; with none
-    admissible, the sweep goes on (lower learning rate / fewer steps / larger beta).
+    The sweep's points are listed in order before they run; the first admissible point in that order
+    is the default (``scripts/irm_sweep_table.py``); with none admissible, the sweep goes on (lower
+    learning rate / fewer steps / larger beta).
 
     Sweep (2026-12-06, docs/results/2026-12-06/irm/finetune_sweep.json; lr 1e-3, LoRA r 16, held-out
     reward from 0.176, distinct-2 0.955): beta 0.05 / 14 steps → 3.17, KL 1.09, distinct-2 0.74;
     beta 0.1 / 10 → 1.03, KL 0.29; beta 0.1 / 13 → 1.48, KL 0.48; beta 0.1 / 14 → 1.84, KL 0.57,
-    distinct-2 0.86; beta 0.2 / 16 → 0.86, KL 0.13. **No point met all three criteria** (13 steps is
-    0.02 under the band, 14 steps 0.07 over the KL bound). The default is beta 0.1 / 14 steps: in the
-    reward band, no collapse, KL over the bound; a finer knob (lr ~8e-4 at 14 steps) is the next try.
+    distinct-2 0.86; beta 0.2 / 16 → 0.86, KL 0.13. A second, pre-stated round (same README):
+    lr 8e-4 / beta 0.1 / 14 → 1.40, KL 0.35; lr 1e-3 / beta 0.12 / 14 → 1.20, KL 0.29; lr 8e-4 /
+    beta 0.1 / 16 → 1.80, KL 0.52; lr 9e-4 / beta 0.1 / 14 → 1.81, KL 0.62, distinct-2 0.80.
+    **No point met all three criteria**: every point in the reward band has KL 0.52–0.62, every point
+    under the KL bound a reward under 1.5. The default stays beta 0.1 / 14 steps (in the band, no
+    collapse, KL 0.07 over the bound), as the plan stated before the second round.
     GRPO is deterministic at a fixed seed here (the 13- and 14-step runs share their first 13 steps).
 
     Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 10 SAEs (two sizes per model
