@@ -43,6 +43,9 @@ class IrmConfig(StudyConfig):
     **No point met all three criteria**: every point in the reward band has KL 0.52–0.62, every point
     under the KL bound a reward under 1.5. The default stays beta 0.1 / 14 steps (in the band, no
     collapse, KL 0.07 over the bound), as the plan stated before the second round.
+    Gemma 3 270M (docs/results/2026-12-06/irm-gemma/, base reward 0.393): the same recipe is a reward
+    hack there (6.09, KL 1.56, distinct-2 0.90 → 0.24, "Great! Great! ..."); pass a smaller
+    ``--learning-rate`` / larger ``--beta`` for Gemma.
     GRPO is deterministic at a fixed seed here (the 13- and 14-step runs share their first 13 steps).
 
     Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 10 SAEs (two sizes per model
