@@ -1,7 +1,11 @@
 """Collect the IRM fine-tune sweep points (scripts/irm_finetune_sweep.py outputs) into one JSON with the
-admissibility verdict of IrmConfig's stated criterion.
+admissibility verdict of IrmConfig's stated criterion, and a Markdown table of every point.
 
     python scripts/irm_sweep_table.py OUT_JSON POINT.json ...
+
+Give the points in the order of the sweep plan stated before they ran: the chosen model is the first
+admissible point in that order (never a choice on the IRM result). Points run before a plan existed
+(``"planned": false`` in their JSON) are listed but never chosen.
 """
 
 import json
@@ -25,11 +29,19 @@ points = [json.load(open(f)) for f in sys.argv[2:]]
 for p in points:
     p["fails"] = verdict(p)
     p["admissible"] = not p["fails"]
-ok = [p for p in points if p["admissible"]]
-chosen = min(ok, key=lambda p: p["kl_to_base"]) if ok else None
+ok = [p for p in points if p["admissible"] and p.get("planned", True)]
+chosen = ok[0] if ok else None
 out = {"criterion": {"reward_band": BAND, "kl_max_nats_per_token": KL_MAX, "distinct2_min_ratio": DISTINCT_RATIO},
-       "chosen": {k: chosen[k] for k in ("lr", "beta", "steps")} if chosen else None, "points": points}
+       "chosen": {k: chosen.get(k) for k in ("model", "lr", "beta", "steps")} if chosen else None,
+       "choice_rule": "the first admissible point in the pre-stated plan order", "points": points}
 json.dump(out, open(sys.argv[1], "w"), indent=1)
+print("| lr / beta / steps | held-out reward (base) | KL to base, nats/token | distinct-2 (base) | fine-tune wall / CPU s | verdict |")
+print("|---|---|---|---|---|---|")
+for p in points:
+    mark = "**" if p is chosen else ""
+    print(f"| {mark}{p['lr']:g} / {p['beta']:g} / {p['steps']}{mark} | {p['reward_finetuned']:.3f} ({p['reward_base']:.3f}) "
+          f"| {p['kl_to_base']:.3f} | {p['distinct2_finetuned']:.3f} ({p['distinct2_base']:.3f}) "
+          f"| {p['finetune_wall_s']:.0f} / {p['finetune_cpu_s']:.0f} | {'admissible' if p['admissible'] else '; '.join(p['fails'])} |")
 for p in points:
     print(f"lr {p['lr']:g} beta {p['beta']:g} steps {p['steps']}: reward {p['reward_base']:.3f} -> {p['reward_finetuned']:.3f}, "
           f"KL {p['kl_to_base']:.3f}, distinct-2 {p['distinct2_base']:.3f} -> {p['distinct2_finetuned']:.3f}, "

@@ -39,6 +39,11 @@ def test_run_irm_end_to_end_on_the_tiny_model(tiny_hf, tmp_path):
     assert summary["top_divergence_layers"] == result.layers and len(result.layers) == 1
     assert result.divergence.distance[result.layers[0]] > 0  # the LoRA update was merged and saved
     assert (tmp_path / "finetuned_model" / "model.safetensors").exists()
+    # LoRA on all linear layers: every layer could change, the adapter's modules are named, and every layer did
+    ch = summary["changed_layers"]
+    assert ch["could_change_source"] == "LoRA adapter" and ch["every_layer_could_change"]
+    assert "self_attn.q_proj" in ch["could_change_modules"] and ch["layers_above_floor"] == [0, 1]
+    assert set(summary["sae_change_vs_floor"]) == {f"blocks.{result.layers[0]}.hook_mlp_out"}
     assert (tmp_path / "report.html").read_text().count("<img") == 2
     assert -1 <= summary["kendall_tau"] <= 1 and 0 <= summary["kendall_p"] <= 1
     assert summary["reward_base"]["n"] == 8
@@ -76,6 +81,10 @@ def test_run_irm_on_a_given_model_pair_skips_fine_tuning(tiny_hf, tmp_path):
     assert not (tmp_path / "out" / "finetuned_model").exists()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["irm"]
     assert summary["finetune_steps"] is None and summary["top_divergence_layers"] == [0]
+    # no adapter record beside the model: the weights that differ name what changed (the planted layer only)
+    ch = summary["changed_layers"]
+    assert ch["could_change_source"] == "weights that differ" and ch["could_change_modules"] == ["mlp.up_proj"]
+    assert ch["layers_above_floor"] == [0] and ch["could_change_layers"] == [0]
 
 
 def collapsed_model(hf, tok):

@@ -46,7 +46,7 @@ from .stats import (auc_rows, binary_auc, bootstrap_resamples, bootstrap_weights
                     percentile_interval)
 
 MIN_BOOTSTRAP_UNITS = 20  # fewer independent units than this: an exact permutation test, no percentile bootstrap
-MIN_RANK_DRAWS = 19  # a rank test can reach p = 0.05 only from 19 draws up
+MIN_RANK_DRAWS = 39  # a rank test reaches the one-sided alpha 0.025 (claims.verdicts.ALPHA) only from 39 draws up
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def rank_vs_draws(observed: float, draws: Sequence[float], unit: str = "random d
     """The rank of ``observed`` among ``k`` random ``draws`` of the same statistic:
     ``p_greater = (1 + #draws ≥ observed) / (k + 1)``, ``p_less`` likewise with ≤. The estimate is
     ``observed − mean(draws)``, the interval the 2.5–97.5% range of ``observed − draw``. With
-    fewer than :data:`MIN_RANK_DRAWS` draws the test cannot reach p = 0.05 (the method says so)."""
+    fewer than :data:`MIN_RANK_DRAWS` draws the test cannot reach the one-sided α = 0.025 (the method says so)."""
     d = np.asarray(draws, dtype=np.float64)
     d = d[np.isfinite(d)]
     if d.size == 0:

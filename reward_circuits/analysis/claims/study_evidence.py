@@ -90,7 +90,7 @@ def irm_evidence(summary: dict) -> list[Evidence]:
         out.append(interval_evidence("irm.finetuned_tau_above_base", diff["tau_difference"], "words",
                                      "paired bootstrap over words of tau(fine-tuned IRM) − tau(base IRM)",
                                      p_two_sided=diff.get("tau_difference_p")))
-    if r.get("ablation_draw_drops"):  # matched random features, >= 20 draws: the observed drop ranked among them
+    if r.get("ablation_draw_drops"):  # matched random features (40 by default; >= 39 reach alpha): the drop ranked among them
         # the claim's estimand is reward(ablated) − reward(random ablated): a drop's rank, read as "less"
         test = rank_vs_draws(-float(r["ablation_observed_drop"]), [-float(x) for x in r["ablation_draw_drops"]],
                              "matched random feature draws")

@@ -30,21 +30,28 @@ class IrmConfig(StudyConfig):
        over a 24-token completion);
     3. distinct-2 of its completions is >= 0.8 × the base's (no collapse toward a few words).
 
-    Among admissible configurations the one with the smallest KL is the default; with none
-    admissible, the sweep goes on (lower learning rate / fewer steps / larger beta).
+    The sweep's points are listed in order before they run; the first admissible point in that order
+    is the default (``scripts/irm_sweep_table.py``); with none admissible, the sweep goes on (lower
+    learning rate / fewer steps / larger beta).
 
     Sweep (2026-12-06, docs/results/2026-12-06/irm/finetune_sweep.json; lr 1e-3, LoRA r 16, held-out
     reward from 0.176, distinct-2 0.955): beta 0.05 / 14 steps → 3.17, KL 1.09, distinct-2 0.74;
     beta 0.1 / 10 → 1.03, KL 0.29; beta 0.1 / 13 → 1.48, KL 0.48; beta 0.1 / 14 → 1.84, KL 0.57,
-    distinct-2 0.86; beta 0.2 / 16 → 0.86, KL 0.13. **No point met all three criteria** (13 steps is
-    0.02 under the band, 14 steps 0.07 over the KL bound). The default is beta 0.1 / 14 steps: in the
-    reward band, no collapse, KL over the bound; a finer knob (lr ~8e-4 at 14 steps) is the next try.
+    distinct-2 0.86; beta 0.2 / 16 → 0.86, KL 0.13. A second, pre-stated round (same README):
+    lr 8e-4 / beta 0.1 / 14 → 1.40, KL 0.35; lr 1e-3 / beta 0.12 / 14 → 1.20, KL 0.29; lr 8e-4 /
+    beta 0.1 / 16 → 1.80, KL 0.52; lr 9e-4 / beta 0.1 / 14 → 1.81, KL 0.62, distinct-2 0.80.
+    **No point met all three criteria**: every point in the reward band has KL 0.52–0.62, every point
+    under the KL bound a reward under 1.5. The default stays beta 0.1 / 14 steps (in the band, no
+    collapse, KL 0.07 over the bound), as the plan stated before the second round.
+    Gemma 3 270M (docs/results/2026-12-06/irm-gemma/, base reward 0.393): the same recipe is a reward
+    hack there (6.09, KL 1.56, distinct-2 0.90 → 0.24, "Great! Great! ..."); pass a smaller
+    ``--learning-rate`` / larger ``--beta`` for Gemma.
     GRPO is deterministic at a fixed seed here (the 13- and 14-step runs share their first 13 steps).
 
     Cost is dominated by GRPO (``max_finetune_seconds`` caps it), the 10 SAEs (two sizes per model
-    and hook, plus a second base seed for the MMCS floor), generation (the ablation sweeps 2 + 20
-    matched-draw conditions) and the IRM (both models). GRPO took 60–100 s a step at 1 thread on a
-    2-core machine at load 7–8 (1033 s for 14 steps); lower ``sae_epochs`` / ``n_*_prompts`` /
+    and hook, plus a second base seed for the MMCS floor), generation (the ablation sweeps 2 + 40
+    matched-draw conditions: 40 so the rank test can reach the one-sided α 0.025) and the IRM (both
+    models). GRPO took 60–100 s a step at 1 thread on a 2-core machine at load 7–8 (1033 s for 14 steps); lower ``sae_epochs`` / ``n_*_prompts`` /
     ``n_random_draws`` for a quicker run.
     """
 
@@ -96,8 +103,9 @@ class IrmConfig(StudyConfig):
     irm_folds: int = field(default=5, metadata={"help": "cross-fitting folds of the paper's IRM (grouped by word)"})
     # ablation
     n_ablate: int = field(default=10, metadata={"help": "reward-related features to ablate"})
-    n_random_draws: int = field(default=20, metadata={
-        "help": "random-feature control draws (matched on activation frequency and decoder norm x mean activation)"})
+    n_random_draws: int = field(default=40, metadata={
+        "help": "random-feature control draws (matched on activation frequency and decoder norm x mean activation); "
+                "the rank test's smallest p is 1/(draws + 1): 39 or more reach the one-sided alpha 0.025"})
     n_boot: int = field(default=2000, metadata={"help": "bootstrap resamples"})
     # reward-hack guard
     force_reward_hack: bool = field(default=False, metadata={

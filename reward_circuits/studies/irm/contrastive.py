@@ -207,11 +207,15 @@ class SAEFeatureReader:
     indices per hook (e.g. the high-similarity features). ``starts`` may be token indices or the
     text before the word (tokenised here: the word must follow a space so BPE keeps the prefix's
     tokens unchanged). ``stops`` (same forms, optional) ends the pooled window after the word's own
-    tokens; without it the window runs to the end of the text.
+    tokens; without it the window runs to the end of the text. ``prefix`` (the model's BOS text, for
+    Gemma 3) goes in front of every text and every text start/stop; integer starts/stops shift by its tokens.
     """
 
-    def __init__(self, adapter, saes: Mapping[str, object], latents: Mapping[str, Sequence[int]] | None = None):
+    def __init__(self, adapter, saes: Mapping[str, object], latents: Mapping[str, Sequence[int]] | None = None,
+                 prefix: str = ""):
         self.adapter = adapter
+        self.prefix = prefix
+        self.n_prefix = len(adapter.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
         self.saes = dict(saes)
         adapter.validate_hooks(list(self.saes))
         self.latents = {h: torch.as_tensor(list(latents[h]), dtype=torch.long) for h in self.saes} if latents else None
@@ -227,10 +231,12 @@ class SAEFeatureReader:
     @torch.no_grad()
     def __call__(self, texts: Sequence[str], starts: Sequence[int | str],
                  stops: Sequence[int | str] | None = None) -> Float[np.ndarray, "n features"]:
-        batch = self.adapter.tokenize(list(texts), padding_side="right")
+        batch = self.adapter.tokenize([self.prefix + t for t in texts], padding_side="right")
 
         def index(s):  # texts are tokenised without special tokens (the adapter's default)
-            return s if isinstance(s, int) else len(self.adapter.tokenizer(s, add_special_tokens=False)["input_ids"])
+            if isinstance(s, int):
+                return s + self.n_prefix
+            return len(self.adapter.tokenizer(self.prefix + s, add_special_tokens=False)["input_ids"])
 
         starts = [index(s) for s in starts]
         lengths = batch.attention_mask.sum(1).tolist()

@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ...analysis.stats import paired_bootstrap_diff
 from ...sae import SAETrainConfig, collect_activations, decoder_cosine_matrix, train_sae
 
 Matching = Literal["max", "hungarian"]
@@ -48,6 +49,20 @@ def mmcs(dictionary_a, dictionary_b, matching: Matching = "max") -> float:
     raise ValueError(f"matching must be 'max' or 'hungarian', got {matching!r}.")
 
 
+def sae_change_vs_floor(base, tuned, base_other, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Did the fine-tune change this layer's dictionary more than a second SAE seed changes it?
+
+    Per feature of the ``base`` dictionary, its best cosine with ``tuned`` (the fine-tuned model's SAE)
+    and with ``base_other`` (the base's SAE from another seed: the floor). Divergence is 1 − MMCS; the
+    difference ``divergence(base, tuned) − divergence(base, base_other)`` has a paired bootstrap
+    interval over the base features, and ``above_floor`` is its lower end > 0."""
+    to_tuned = decoder_cosine_matrix(base, tuned).max(dim=1).values.double().numpy()
+    to_floor = decoder_cosine_matrix(base, base_other).max(dim=1).values.double().numpy()
+    diff, p = paired_bootstrap_diff(to_floor, to_tuned, n_boot=n_boot, seed=seed)
+    return {"divergence": float(1 - to_tuned.mean()), "floor": float(1 - to_floor.mean()),
+            "difference": diff.to_dict(), "difference_p": p, "above_floor": bool(diff.low > 0)}
+
+
 def shared_features(small, large, threshold: float) -> np.ndarray:
     """Indices of the *large* dictionary's features whose best cosine with a small-dictionary feature
     is at least ``threshold`` (the features both sizes learned)."""
@@ -58,14 +73,18 @@ def shared_features(small, large, threshold: float) -> np.ndarray:
 @torch.no_grad()
 def text_activations(adapter, texts: Sequence[str], hook_names: Sequence[str], batch_size: int = 32) -> dict[str, Float[Tensor, "n d"]]:
     """Activations of every *real* token of ``texts`` at ``hook_names`` (padding positions dropped:
-    the batch's attention mask selects the rows)."""
+    the batch's attention mask selects the rows; BOS positions dropped too)."""
     hook_names = adapter.validate_hooks(list(hook_names))
+    bos = getattr(adapter.tokenizer, "bos_token_id", None)
     parts: dict[str, list[Tensor]] = {h: [] for h in hook_names}
     for i in range(0, len(texts), batch_size):
         batch = adapter.tokenize(list(texts[i:i + batch_size]))
         acts = adapter.capture(batch, hook_names)
+        mask = batch.attention_mask.cpu()
+        if bos is not None:  # the BOS position is an attention sink with outsized activations: not SAE data
+            mask = mask * (batch.input_ids.cpu() != bos)
         for h in hook_names:
-            parts[h].append(collect_activations(acts[h].float().cpu(), attention_mask=batch.attention_mask.cpu()))
+            parts[h].append(collect_activations(acts[h].float().cpu(), attention_mask=mask))
     return {h: torch.cat(v) for h, v in parts.items()}
 
 

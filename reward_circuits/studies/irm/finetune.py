@@ -17,6 +17,7 @@ held-out criterion (:class:`~reward_circuits.studies.irm.config.IrmConfig`).
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ...io import atomic_save_pretrained
+from ...io import atomic_save_pretrained, atomic_write_text
 
 
 @dataclass
@@ -71,6 +72,27 @@ class FinetuneResult:
     seconds: float
     step_rewards: list[float]
     step_kl: list[float]
+    lora_targets: list[str] = field(default_factory=list)  # the modules the LoRA adapter wrapped (what it could change)
+
+
+LORA_TARGETS_FILE = "lora_targets.json"
+
+
+def lora_targets(peft_model) -> list[str]:
+    """Names of the modules a ``peft`` model wrapped with a LoRA layer (``model.layers.3.self_attn.q_proj``,
+    the PEFT prefix ``base_model.model.`` dropped): the only weights the fine-tune can change."""
+    from peft.tuners.lora import LoraLayer
+
+    names = [n for n, m in peft_model.named_modules() if isinstance(m, LoraLayer)]
+    if not names:
+        raise ValueError("the model has no LoRA layers: pass the peft model before merge_and_unload().")
+    return sorted(n.removeprefix("base_model.model.") for n in names)
+
+
+def read_lora_targets(model_dir: str | os.PathLike) -> list[str] | None:
+    """The LoRA-wrapped module names :func:`finetune_grpo` saved beside a merged model (None when absent)."""
+    path = Path(model_dir) / LORA_TARGETS_FILE
+    return json.loads(path.read_text())["modules"] if path.is_file() else None
 
 
 def as_trl_reward(reward_fn: Callable[[list[str]], Sequence[float]], name: str = "reward"):
@@ -142,11 +164,14 @@ def finetune_grpo(hf_model, tokenizer, prompts: Sequence[str], reward_fn: Callab
     try:
         trainer.train()
         seconds = time.monotonic() - start
+        targets = lora_targets(trainer.model)
         merged = trainer.model.merge_and_unload().eval()
         logs = [h for h in trainer.state.log_history if "reward" in h]
         atomic_save_pretrained(merged, tokenizer, out_dir)
+        atomic_write_text(out_dir / LORA_TARGETS_FILE, json.dumps({"target_modules": "all-linear", "r": config.lora_r,
+                                                                   "modules": targets}, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return FinetuneResult(path=str(out_dir), steps_done=int(trainer.state.global_step), seconds=float(seconds),
                           step_rewards=[float(h["reward"]) for h in logs],
-                          step_kl=[float(h.get("kl", float("nan"))) for h in logs])
+                          step_kl=[float(h.get("kl", float("nan"))) for h in logs], lora_targets=targets)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ...analysis.stats import Interval, bootstrap_ci, paired_bootstrap_diff, verdict
 from ...models.base import GenerationConfig
+from ...tasks.base import bos_prefix
 from ...report import Section, Table, new_figure, save_figure
 from .ablation import (
     AblationResult,
@@ -48,11 +49,12 @@ from .dictionaries import (
     PAIR_COLUMNS,
     DictionarySet,
     mmcs,
+    sae_change_vs_floor,
     text_activations,
     train_dictionary_pair,
 )
-from .divergence import LayerDivergence, layer_divergence
-from .finetune import FinetuneResult, as_trl_reward, finetune_grpo
+from .divergence import ChangedLayers, LayerDivergence, changed_layers, layer_divergence
+from .finetune import FinetuneResult, as_trl_reward, finetune_grpo, read_lora_targets
 from .implicit_reward import BaseControl, ReconstructedLexicon, compare_to_base, reconstruct_lexicon
 from .irm_model import KendallResult, LinearIRM, paired_kendall, reconstruction_table
 from .prompts import imdb_prefixes, review_openings, split_prompts
@@ -115,6 +117,8 @@ class IrmResult:
     latent_stats: LatentStatistics | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
+    changed: ChangedLayers | None = None  # per layer: relative weight change vs the floor, what LoRA could change
+    sae_change: dict[str, dict] = field(default_factory=dict)  # per studied hook: 1 − MMCS vs the second-seed floor
 
     @property
     def kendall(self) -> KendallResult:
@@ -138,21 +142,36 @@ class IrmResult:
                                                       "d_sae": [int(p.small.cfg.d_sae), int(p.large.cfg.d_sae)]}
                          for p in self.dictionaries.pairs},
                 "mmcs_base_vs_finetuned": self.cross_model_mmcs, "mmcs_base_vs_base_floor": self.mmcs_floor,
+                "changed_layers": self.changed.summary() if self.changed else None,
+                "sae_change_vs_floor": self.sae_change,
+                "sae_layers_above_floor": [h for h, v in self.sae_change.items() if v["above_floor"]],
                 "seconds": self.seconds, "paper_kendall": PAPER_KENDALL, "paper_reward": PAPER_REWARD,
                 "paper_ablation": PAPER_ABLATION}
 
     def section(self) -> Section:
         tables = (_reward_tables(self.rewards) + [self.divergence.table(max(5, len(self.layers))), _mmcs_table(self)]
-                  + _irm_tables(self) + _ablation_tables(self.ablation, self.latent_stats))
+                  + ([self.changed.table()] if self.changed else []) + _irm_tables(self)
+                  + _ablation_tables(self.ablation, self.latent_stats))
         notes = _guard_notes(self.rewards) + _irm_notes(self) + _ablation_notes(self.ablation) + [
             f"Layer divergence: the top layer's summed weight distance is {self.divergence.top_over_median():.3f}× the "
             "median layer's" + (" (nearly uniform: with a LoRA on every layer the 'most diverged' layers are only weakly "
                                 "singled out)" if self.divergence.top_over_median() < 1.2 else "") + ".",
+            *([self.changed.sentence()] if self.changed else []), *_sae_change_notes(self.sae_change),
             ("Kendall tau is computed on paired (reconstructed, true) values per word; layer divergence on float32 "
              "weights; SAE data excludes padding; MMCS is the mean of per-feature maxima (Hungarian one-to-one shown "
              "separately); the ablation keeps the SAE error term (removing no feature leaves the forward unchanged)."),
         ]
         return Section("irm", "Implicit reward model (Marks et al.)", self.summary(), tables, list(self.figures), notes)
+
+
+def _sae_change_notes(change: dict[str, dict]) -> list[str]:
+    if not change:
+        return []
+    parts = [f"{h}: 1 − MMCS {v['divergence']:.3f} vs floor {v['floor']:.3f}, difference "
+             f"{v['difference']['estimate']:+.3f} [{v['difference']['low']:+.3f}, {v['difference']['high']:+.3f}]"
+             f" ({'above' if v['above_floor'] else 'not above'} the floor)" for h, v in change.items()]
+    return ["Dictionaries, base vs fine-tuned against base vs base from a second SAE seed (paired bootstrap over "
+            "the base features): " + "; ".join(parts) + "."]
 
 
 def _reward_summary(r: RewardShift) -> dict:
@@ -336,6 +355,14 @@ def prompt_splits(config: IrmConfig) -> tuple[list[str], list[str], list[str]]:
     return train, select, evaluation
 
 
+def model_prompt_splits(config: IrmConfig, tokenizer) -> tuple[list[str], list[str], list[str]]:
+    """:func:`prompt_splits` as the model reads them: with its BOS text in front when its tokenizer puts
+    BOS first (Gemma 3: without it the model continues with empty or degenerate text). Generation and
+    TRL tokenise without special tokens, so the BOS must be in the text; SmolLM2 has none to add."""
+    bos = bos_prefix(tokenizer) or ""
+    return tuple([bos + p for p in split] for split in prompt_splits(config))
+
+
 def _fit_irm(deltas: TokenDeltas, config: IrmConfig) -> IrmFit:
     rng = np.random.default_rng(config.seed)
     test_parts, train_parts = [], []
@@ -426,7 +453,8 @@ def _diagnostics(run: _IrmRun, base, tuned, base_gens, tuned_gens, rewards: tupl
     kl, ppl_tuned = kl_and_base_perplexity(tuned, base, tuned_gens)
     _, ppl_base = kl_and_base_perplexity(base, base, base_gens)
     prompts = run.splits[2]
-    samples = [{"prompt": p, "base": b.text, "finetuned": t.text}
+    bos = bos_prefix(run.tokenizer) or ""
+    samples = [{"prompt": p.removeprefix(bos) if bos else p, "base": b.text, "finetuned": t.text}
                for p, b, t in zip(prompts[:config.n_samples], base_gens[::config.samples_per_prompt],
                                   tuned_gens[::config.samples_per_prompt])]
     d = FinetuneDiagnostics(
@@ -466,9 +494,10 @@ def _fine_tune(run: _IrmRun, base_hf, base):
     return tuned_hf, tuned, rewards, (base_eval_gens, tuned_eval_gens)
 
 
-def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[str]) -> tuple[DictionarySet, dict, dict]:
+def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[str]) -> tuple[DictionarySet, dict, dict, dict]:
     """Small/large SAE pairs per hook and model on ``corpus`` (saved under ``out/saes``), the
-    base-vs-fine-tuned MMCS per hook, and its floor: base vs a second base SAE of another seed."""
+    base-vs-fine-tuned MMCS per hook, its floor (base vs a second base SAE of another seed) and the
+    per-hook test of the dictionary change against that floor."""
     from dataclasses import replace
 
     from ...sae import save_sae, train_sae
@@ -477,7 +506,7 @@ def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[s
     dicts = DictionarySet()
     width = adapters["base"].hook_width(hooks[0])
     sizes = tuple(round(s * width) for s in config.sae_sizes)
-    floor = {}
+    floor, others = {}, {}
     for m, (name, adapter) in enumerate(adapters.items()):
         acts = text_activations(adapter, corpus, hooks)
         for h in hooks:  # every dictionary from its own seed: a shared initialisation would inflate MMCS
@@ -489,10 +518,12 @@ def _dictionaries(run: _IrmRun, adapters: dict, hooks: list[str], corpus: list[s
             if name == "base":
                 other = train_sae(acts[h], replace(config.sae_config(), d_sae=sizes[1], seed=config.seed + 99),
                                   hook_name=h, model_name="base-seed2").sae
-                floor[h] = mmcs(pair.large, other)
+                floor[h], others[h] = mmcs(pair.large, other), other
     cross = {h: dicts.cross_model_mmcs(h) for h in hooks}
+    change = {h: sae_change_vs_floor(dicts.get("base", h).large, dicts.get("finetuned", h).large, others[h],
+                                     n_boot=config.n_boot, seed=config.seed) for h in hooks}
     run.lap("SAE pairs")
-    return dicts, cross, floor
+    return dicts, cross, floor, change
 
 
 def _shared_latents(config: IrmConfig, dicts: DictionarySet, model: str, hooks) -> tuple[dict | None, str]:
@@ -516,7 +547,8 @@ def _implicit_reward_model(run: _IrmRun, adapters: dict, saes: dict, dicts: Dict
     for name, adapter in adapters.items():
         latents, feature_set = _shared_latents(config, dicts, name, saes[name])
         with torch.no_grad():
-            deltas = activation_deltas(triples, SAEFeatureReader(adapter, saes[name], latents))
+            deltas = activation_deltas(triples, SAEFeatureReader(adapter, saes[name], latents,
+                                                                 prefix=bos_prefix(run.tokenizer) or ""))
         fits[name] = reconstruct_lexicon(deltas, name, alpha=config.irm_alpha, n_folds=config.irm_folds,
                                          n_boot=config.n_boot, seed=config.seed)
         fits[name].feature_set = feature_set
@@ -567,16 +599,18 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     explainer = explainer or CorrelationExplainer()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    splits = prompt_splits(config)
-    gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
-                           seed=config.seed, batch_size=32, progress=False)
     if base_hf is None:
         base_hf, tokenizer = load_hf(config.model, device=config.device)
+    splits = model_prompt_splits(config, tokenizer)
+    gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
+                           seed=config.seed, batch_size=32, progress=False)
     run = _IrmRun(config, out, reward or VaderReward(), tokenizer, gen, splits, clock=start)
     base = from_hf(base_hf.to(config.device), tokenizer, config.backend, name=config.model)
     tuned_hf, tuned, rewards, eval_gens = _fine_tune(run, base_hf, base)
 
     divergence = layer_divergence(base_hf, tuned_hf)
+    changed = changed_layers(divergence, layer_divergence(base_hf, base_hf),
+                             read_lora_targets(config.finetuned) if config.finetuned else rewards.finetune.lora_targets)
     layers = sorted(divergence.top_layers(config.n_layers))
     hooks = [f"blocks.{l}.{config.sae_site}" for l in layers]
     del tuned_hf, base_hf  # the weights are compared: from here on the adapters alone (the caller keeps its own base_hf)
@@ -585,17 +619,18 @@ def run_irm(config: IrmConfig | None = None, explainer: FeatureExplainer | None 
     _, base_sel_gens = run.completions(base, splits[1])
     __, tuned_sel_gens = run.completions(tuned, splits[1])
     base_eval_gens, tuned_eval_gens = eval_gens
-    corpus = [tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
+    corpus = [(bos_prefix(tokenizer) or "") + tokenizer.decode(g.prompt_ids + g.response_ids, skip_special_tokens=True)
               for g in base_sel_gens + tuned_sel_gens + base_eval_gens + tuned_eval_gens]
     run.lap("selection completions")
     adapters = {"base": base, "finetuned": tuned}
-    dicts, cross, floor = _dictionaries(run, adapters, hooks, corpus)
+    dicts, cross, floor, sae_change = _dictionaries(run, adapters, hooks, corpus)
 
     saes = {m: {h: dicts.get(m, h).large for h in hooks} for m in adapters}
     paper, base_irm, control, ceiling = _implicit_reward_model(run, {"finetuned": tuned, "base": base}, saes, dicts)
     ablation, st = _feature_ablation(run, tuned, saes["finetuned"], tuned_sel_gens, explainer)
 
     result = IrmResult(config, rewards, divergence, layers, dicts, cross, ceiling, ablation, paper_irm=paper,
-                       base_irm=base_irm, base_control=control, mmcs_floor=floor, latent_stats=st, seconds=run.seconds)
+                       base_irm=base_irm, base_control=control, mmcs_floor=floor, latent_stats=st, seconds=run.seconds,
+                       changed=changed, sae_change=sae_change)
     result.figures = _figures(result, out)
     return result
