@@ -250,7 +250,11 @@ def test_stages_run_one_by_one_into_one_directory_equal_a_one_shot_run(tmp_path,
         assert "rollouts" in on_disk and (stage in ("rollouts", "store") or "value" in on_disk), stage
     ref_out, reference = one_shot
     summary = json.loads((out / "summary.json").read_text())
-    problems = _diff(_untimed(json.loads(json.dumps(reference))), _untimed(summary))
+    # the one-shot run captures its store while generating (KV-cached steps); --stages store on cached
+    # rollouts takes the second forward pass: the same states up to float rounding (within 1e-5 in float32,
+    # tests/test_main_job_capture.py), which moves the figures built on them by ~1e-6 relative (and a
+    # difference of two near-equal values, e.g. a steering shift of -8e-5, by ~1e-7 absolute)
+    problems = _diff(_untimed(json.loads(json.dumps(reference))), _untimed(summary), rel_tol=1e-4, abs_tol=1e-6)
     assert not problems, f"{len(problems)} differences from the one-shot run, first: " + "; ".join(problems[:10])
     assert list(summary) == list(json.loads((ref_out / "summary.json").read_text()))  # same sections, same order
     html, ref_html = (out / "report.html").read_text(), (ref_out / "report.html").read_text()

@@ -58,19 +58,20 @@ def _untimed(x):
     return x
 
 
-def _diff(a, b, path="", out=None):
+def _diff(a, b, path="", out=None, rel_tol=1e-6, abs_tol=1e-9):
+    """Where two summaries differ: keys, list lengths, values (floats within ``rel_tol`` or ``abs_tol``)."""
     out = [] if out is None else out
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if k not in a or k not in b:
                 out.append(f"{path}/{k}: only in {'expected' if k in a else 'actual'}")
             else:
-                _diff(a[k], b[k], f"{path}/{k}", out)
+                _diff(a[k], b[k], f"{path}/{k}", out, rel_tol, abs_tol)
     elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b)):
-            _diff(x, y, f"{path}[{i}]", out)
+            _diff(x, y, f"{path}[{i}]", out, rel_tol, abs_tol)
     elif isinstance(a, float) and isinstance(b, (int, float)):
-        if not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9):
+        if not math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol):
             out.append(f"{path}: expected {a!r}, got {b!r}")
     elif a != b:
         out.append(f"{path}: expected {a!r}, got {b!r}")
