@@ -73,6 +73,9 @@ class IrmConfig(StudyConfig):
     completions_per_step: int = field(default=16, metadata={"help": "completions per GRPO step"})
     num_generations: int = field(default=8, metadata={"help": "completions per prompt in a GRPO group"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    finetune_seed: int | None = field(default=None, metadata={
+        "help": "seed of the GRPO run only (default: --seed); prompts, SAEs and evaluation keep --seed, so two "
+                "fine-tune seeds are compared on the same held-out prompts"})
     max_finetune_seconds: float = field(default=2400.0, metadata={
         "help": "stop fine-tuning after this long (a cut-short run is not the validated recipe: keep it above the "
                 "steps' time; 14 steps took 1033 s wall on a loaded 2-core machine)"})
@@ -155,7 +158,8 @@ class IrmConfig(StudyConfig):
         return FinetuneConfig(steps=self.steps, learning_rate=self.learning_rate, beta=self.beta,
                               completions_per_step=self.completions_per_step, num_generations=self.num_generations,
                               max_new_tokens=self.max_new_tokens, temperature=self.temperature, lora_r=self.lora_r,
-                              lora_alpha=2 * self.lora_r, max_seconds=self.max_finetune_seconds, seed=self.seed)
+                              lora_alpha=2 * self.lora_r, max_seconds=self.max_finetune_seconds,
+                              seed=self.seed if self.finetune_seed is None else self.finetune_seed)
 
     def sae_config(self) -> SAETrainConfig:
         return SAETrainConfig(architecture=self.sae_architecture, k=self.sae_k, epochs=self.sae_epochs, lr=self.sae_lr,
