@@ -244,6 +244,17 @@ def test_config_validation_names_the_problem():
         IrmConfig(irm_test_fraction=1.0)
 
 
+def test_finetune_seed_moves_only_the_grpo_run():
+    """--finetune-seed reseeds GRPO alone: prompt splits and SAEs keep --seed, so two fine-tune seeds of one
+    recipe are judged on the same held-out prompts."""
+    from reward_circuits.studies.irm.study import prompt_splits
+
+    base, other = IrmConfig(), IrmConfig(finetune_seed=1)
+    assert base.finetune_config().seed == 0 and other.finetune_config().seed == 1
+    assert other.sae_config().seed == base.sae_config().seed == 0
+    assert prompt_splits(other) == prompt_splits(base)
+
+
 def test_a_dictionary_pair_does_not_share_its_initialisation():
     """Untrained (lr ~0) small and large SAEs: from one seed the small decoder would be the large one's
     first rows (MMCS 1); from their own seeds MMCS is the random floor."""
