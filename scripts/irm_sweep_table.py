@@ -27,19 +27,20 @@ def verdict(p: dict) -> list[str]:
 
 points = [json.load(open(f)) for f in sys.argv[2:]]
 for p in points:
+    p.setdefault("finetune_seed", 0)  # points run before the knob existed used the config's seed 0
     p["fails"] = verdict(p)
     p["admissible"] = not p["fails"]
 ok = [p for p in points if p["admissible"] and p.get("planned", True)]
 chosen = ok[0] if ok else None
 out = {"criterion": {"reward_band": BAND, "kl_max_nats_per_token": KL_MAX, "distinct2_min_ratio": DISTINCT_RATIO},
-       "chosen": {k: chosen.get(k) for k in ("model", "lr", "beta", "steps")} if chosen else None,
+       "chosen": {k: chosen.get(k) for k in ("model", "lr", "beta", "steps", "finetune_seed")} if chosen else None,
        "choice_rule": "the first admissible point in the pre-stated plan order", "points": points}
 json.dump(out, open(sys.argv[1], "w"), indent=1)
-print("| lr / beta / steps | held-out reward (base) | KL to base, nats/token | distinct-2 (base) | fine-tune wall / CPU s | verdict |")
+print("| lr / beta / steps / fine-tune seed | held-out reward (base) | KL to base, nats/token | distinct-2 (base) | fine-tune wall / CPU s | verdict |")
 print("|---|---|---|---|---|---|")
 for p in points:
     mark = "**" if p is chosen else ""
-    print(f"| {mark}{p['lr']:g} / {p['beta']:g} / {p['steps']}{mark} | {p['reward_finetuned']:.3f} ({p['reward_base']:.3f}) "
+    print(f"| {mark}{p['lr']:g} / {p['beta']:g} / {p['steps']} / {p.get('finetune_seed', 0)}{mark} | {p['reward_finetuned']:.3f} ({p['reward_base']:.3f}) "
           f"| {p['kl_to_base']:.3f} | {p['distinct2_finetuned']:.3f} ({p['distinct2_base']:.3f}) "
           f"| {p['finetune_wall_s']:.0f} / {p['finetune_cpu_s']:.0f} | {'admissible' if p['admissible'] else '; '.join(p['fails'])} |")
 for p in points:
