@@ -302,6 +302,24 @@ def test_study_summaries_with_few_experiments_get_a_t_reference_not_their_bootst
     assert td.n == 6 and td.interval[1] - td.interval[0] > 3 * 0.16
 
 
+def test_a_claim_the_study_could_not_resample_is_inconclusive_and_keeps_its_siblings():
+    """6 experiments split in halves leave 3 units: the study writes no interval (low/high None). That
+    claim is judged inconclusive (never reproduces, even with its premise met) and the task's other
+    claims are still judged (a None used to raise inside the builder and drop every claim of the run)."""
+    from reward_circuits.analysis.claims import evidence_from_summary
+
+    learns = {"estimate": 0.5, "low": 0.45, "high": 0.55, "n": 40, "level": 0.95}  # premise clearly met
+    no_iv = {"estimate": 0.4, "low": None, "high": None, "n": 3, "level": 0.95}
+    layer = {"layer": 3, "td_error": {"sae_minus_raw": no_iv, "sae_minus_null": {**learns, "estimate": 0.2,
+                                                                                "low": 0.15, "high": 0.25}}}
+    task = {"n_experiments": 40, "model_minus_random": learns, "model_minus_random_p": 0.0, "layers": [layer]}
+    results = {r.id: r for r in verdict(evidence_from_summary({"sae_td": {"tasks": {"grid": task}}}))}
+    assert results["sae_td.learns_in_context"].verdict == "reproduces"
+    assert results["sae_td.latent_td_vs_random"].verdict == "reproduces"
+    r = results["sae_td.latent_td_vs_raw"]
+    assert r.verdict == "inconclusive" and math.isnan(r.interval[0]) and "no interval" in r.method
+
+
 def test_a_study_report_opens_with_its_claims(tmp_path):
     import json
 

@@ -31,6 +31,11 @@ def interval_evidence(claim_id: str, d: dict, unit: str, method: str, scope: str
     ``df`` (the study's interval is a t interval with these degrees of freedom, e.g. seeds − 1)."""
     sign, n_ind, p2 = extra.pop("sign", 1), extra.pop("n_independent", None), extra.pop("p_two_sided", None)
     df = extra.pop("df", None)
+    if any(d.get(k) is None for k in ("estimate", "low", "high")):  # the study could not resample (too few units)
+        est = math.nan if d.get("estimate") is None else sign * d["estimate"]
+        return Evidence.from_interval(claim_id, est, (math.nan, math.nan), int(d.get("n") or 0), unit,
+                                      method + "; the study gave no interval (too few units to resample)",
+                                      scope=scope, **extra)
     if df:  # a t interval: its own quantile, the study's p
         return Evidence.from_interval(claim_id, sign * d["estimate"], tuple(sorted((sign * d["low"], sign * d["high"]))),
                                       int(d["n"]), unit, method, scope=scope, df=df, p_two_sided=p2, **extra)
