@@ -9,6 +9,11 @@
   Each figure cites its source (hover: the summary, the commit that last changed it, the key) and the
   page ends with the list of the summaries it quotes. A missing key fails the build, naming the page,
   the summary and the key.
+- ``{{ claim("paper", "srs.ablation_vs_random", "layer {value.best_layer}, uniform") }}`` is the claim
+  registry's result for that claim and scope in that run (the summary's ``claims`` list; a summary written
+  before the registry is re-judged by the same rules): ``estimate [low, high], n = N, Holm p = …: verdict``
+  (``show="verdict"``: the verdict alone). A page never states a verdict of its own: a study's
+  unadjusted interval reading is not the claim's verdict.
 - ``<!-- claims -->`` becomes the Claims table of ``docs/gen_claims.py``'s ``render()`` when that file exists.
 - The figures of ``docs/gen_figures.py`` are drawn from the committed summaries at build time.
 """
@@ -175,6 +180,39 @@ FUNCTIONS = {
 }
 
 
+def _claims_of(summary: dict) -> list[dict]:
+    """The summary's registry results; a summary written before the registry is re-judged alike."""
+    if isinstance(summary.get("claims"), list):
+        return summary["claims"]
+    sys.path.insert(0, str(ROOT))
+    from reward_circuits.analysis.claims import claims_summary, evidence_from_summary, verdict
+
+    return claims_summary(verdict(evidence_from_summary(summary)))
+
+
+def claim_text(summary: dict, claim_id: str, scope: str = "", fmt: str = ".2f", show: str = "full") -> tuple[str, str]:
+    """The registry's result for ``claim_id`` at ``scope`` (``{dotted.key}`` inside it is that figure of the
+    summary) as page text, and the citation key. ``show``: ``full`` or ``verdict``."""
+    scope = re.sub(r"\{([^{}]+)\}", lambda m: str(lookup(summary, m.group(1))), scope)
+    claims = _claims_of(summary)
+    found = [c for c in claims if c["id"] == claim_id and (c.get("scope") or "") == scope]
+    if not found:
+        have = sorted({f"{c['id']} @ {c.get('scope') or '(no scope)'}" for c in claims if c["id"] == claim_id})
+        raise KeyError(f"no claim {claim_id!r} at scope {scope!r} (it has: {', '.join(have) or 'none of that id'})")
+    c = found[0]
+    key = f"claims: {claim_id} @ {scope or '(no scope)'}"
+    if show == "verdict":
+        return c["verdict"], key
+    if show != "full":
+        raise ValueError(f"show must be 'full' or 'verdict', got {show!r}")
+    lo, hi = c["interval"]
+    iv = "no interval" if lo is None or hi is None else f"[{_fmt(lo, fmt)}, {_fmt(hi, fmt)}]"
+    p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p")
+    p_text = "" if p is None else f", {'Holm ' if c.get('p_adjusted') is not None else ''}p = {_fmt(p, '.2g')}"
+    est = "–" if c["estimate"] is None else _fmt(c["estimate"], fmt)
+    return f"{est} {iv}, n = {c['n']}{p_text}: {c['verdict']}", key
+
+
 class Page:
     """One page's placeholders, resolved against the committed summaries; ``sources`` are the summaries quoted."""
 
@@ -205,6 +243,13 @@ class Page:
         self.sources[run] = commit
         if func == "run":
             return self._cite(run_label(run, summary, commit), rel, commit, "")
+        if func == "claim":
+            try:
+                text, key = claim_text(summary, *args[1:], **kwargs)
+            except (KeyError, ValueError, TypeError) as e:
+                msg = e.args[0] if e.args else str(e)
+                raise ResultError(f"{where}: {rel} (commit {commit}): {msg}") from None
+            return self._cite(text, rel, commit, key)
         key = args[1]
         try:  # "{value.best_layer}" inside a key is that figure of the same summary
             key = re.sub(r"\{([^{}]+)\}", lambda m: str(lookup(summary, m.group(1))), key)
@@ -219,7 +264,7 @@ class Page:
         try:
             call = ast.parse(expr, mode="eval").body
             ok = (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                  and call.func.id in (*FUNCTIONS, "run") and call.args)
+                  and call.func.id in (*FUNCTIONS, "run", "claim") and call.args)
             args = [ast.literal_eval(a) for a in call.args] if ok else []
             kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords} if ok else {}
         except (SyntaxError, ValueError):
