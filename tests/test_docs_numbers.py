@@ -48,6 +48,7 @@ NOT_RESULTS = [
     re.compile(r"(?i)\b(python|version|v)\s?\d+\.\d+\b"),       # Python 3.11, v1.2
     re.compile(r"\b\d+(\.\d+)?\s?[BMK]\b"),                     # model sizes: 0.5B, 135M
     re.compile(r"\b\d{4}\.\d{4,5}\b"),                          # arXiv ids: 2602.00986
+    re.compile(r"§\s?\d+(\.\d+)*"),                              # a paper's section: §2.4
 ]
 # The papers' own figures, per page, each with where it comes from. Hyperparameters the papers state
 # count as paper figures. (A figure a committed summary also records needs no entry.)
@@ -196,6 +197,37 @@ def test_placeholders_resolve_against_a_planted_summary(tmp_path):
     cited = hooks.resolve_results(md, "docs/toy.md", results)
     assert 'title="docs/results/2026-01-01/toy/summary.json @ ' in cited  # the figure cites summary and commit
     assert "**Sources.**" in cited and "tiny-llama; arithmetic:1; 8 rollouts per task" in cited
+
+
+def test_a_claim_placeholder_quotes_the_registry_verdict_never_the_study_reading(tmp_path):
+    """``claim(run, id, scope)`` reads the summary's ``claims`` list (the registry's verdict), not a study's
+    own interval reading of the same difference; a wrong scope fails naming the scopes the run has."""
+    results = _planted_results(tmp_path)
+    run = results / "2026-01-01" / "toy" / "summary.json"
+    summary = json.loads(run.read_text())
+    summary["ablation"] = {"controls": {"uniform": {"verdict": "reproduces"}}}  # the study's unadjusted reading
+    summary["claims"] = [{"id": "srs.ablation_vs_random", "scope": "layer 3, uniform", "estimate": -0.054,
+                          "interval": [-0.2, 0.092], "n": 200, "p": 0.18, "p_adjusted": None,
+                          "verdict": "premise not met"}]
+    run.write_text(json.dumps(summary))
+    md = ('<!-- results: toy=2026-01-01/toy -->\n'
+          '{{ claim("toy", "srs.ablation_vs_random", "layer {value.best_layer}, uniform") }} | '
+          '{{ claim("toy", "srs.ablation_vs_random", "layer 3, uniform", show="verdict") }}')
+    out = hooks.resolve_results(md, "docs/toy.md", results, cite=False).splitlines()[1]
+    assert out == "−0.05 [−0.20, 0.09], n = 200, p = 0.18: premise not met | premise not met"
+    with pytest.raises(hooks.ResultError, match="layer 3, uniform"):  # names what the run has
+        hooks.resolve_results('{{ claim("2026-01-01/toy", "srs.ablation_vs_random", "layer 9, uniform") }}',
+                              "docs/toy.md", results)
+
+
+def test_no_page_quotes_a_study_verdict_field_as_its_verdict():
+    """Verdicts on the current pages come from the registry (``claim``); a study's ``…verdict`` field is
+    an unadjusted interval reading (the dated runs page of 2026-12-01 is history and exempt)."""
+    for path in PAGES:
+        if path.name in ("README.md", "runs-2026-12-01.md"):
+            continue
+        quoted = re.findall(r'\{\{\s*result\([^)]*verdict[^)]*\)', path.read_text())
+        assert not quoted, f"{path}: {quoted[:2]}"
 
 
 def test_a_missing_key_fails_naming_page_summary_and_key(tmp_path):

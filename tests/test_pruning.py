@@ -244,7 +244,7 @@ def test_value_stage_end_to_end(tmp_path):
     assert s["verdicts"]["the probe at the best layer (1) beats the bag-of-tokens surface baseline"] == pvs["verdict"]
     # every claim's verdict, with its evidence, is the report's first value table (not only in summary.json)
     claims = section.tables[0]
-    assert claims.title.startswith("Claims and verdicts") and [r[0] for r in claims.rows] == list(s["verdicts"])
+    assert claims.title.startswith("Statements and their interval readings") and [r[0] for r in claims.rows] == list(s["verdicts"])
     assert [r[2] for r in claims.rows] == list(s["verdicts"].values()) and f"{d['estimate']:.3f}" in claims.rows[2][1]
     for f in section.figures:
         assert (tmp_path / "out" / f).stat().st_size > 1000

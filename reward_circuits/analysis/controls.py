@@ -256,7 +256,7 @@ class ControlledAblation:
                          f"{dif.estimate:+.3f} [{dif.low:+.3f}, {dif.high:+.3f}]", c.p_value, c.verdict])
         return rows
 
-    TABLE_COLUMNS = ("condition", "accuracy", "95% CI", "value − control", "p", "verdict")
+    TABLE_COLUMNS = ("condition", "accuracy", "95% CI", "value − control", "p", "interval reading (unadjusted; the verdict is in the Claims section)")
 
     def section(self, key: str = "controlled_ablation") -> Section:
         """This comparison as a report :class:`~reward_circuits.report.Section`."""

@@ -166,7 +166,8 @@ def value_tables(inp: ValueStageInputs, fit: LayerFit, found: ValueFindings) -> 
     curve, targets, arch, rot = found.sets.curve, found.targets.targets, found.robust.arch, found.robust.rot
     iou_tasks, iou_tasks_by_layer, pooled = found.across.iou_tasks, found.across.iou_tasks_by_layer, found.pooled.pooled
     tables = [
-        Table("Claims and verdicts (95% bootstrap CI, n)", ["claim", "evidence", "verdict"], [list(c) for c in found.surface.claims]),
+        Table("Statements and their interval readings (95% bootstrap CI, n; unadjusted: the Claims section holds the verdicts)",
+              ["statement", "evidence", "interval reading (unadjusted; the verdict is in the Claims section)"], [list(c) for c in found.surface.claims]),
         Table("Held-out AUC of V(s_0) by layer (95% bootstrap CI over test rollouts) and the logistic floor",
               ["layer", "hook", "val AUC", "test AUC", "95% CI", "logistic floor (95% CI)", "reaches floor", "massive dims in value set"],
               [[key_of[h], h, auc_val[h], auc_test[h], f"[{auc_ci[h].low:.3f}, {auc_ci[h].high:.3f}]", str(floors[h].auc),

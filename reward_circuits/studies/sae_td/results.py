@@ -221,7 +221,8 @@ class SAETDResult:
                       ["task", "layer", "k", "|Δ log-odds| top", "|Δ log-odds| random", "top − random (p)",
                        "reward base", "reward top", "reward random", "top − random reward (p)", "α base / top / random"],
                       int_rows)
-        verdicts = Table("Verdicts", ["task", "claim", "verdict"],
+        verdicts = Table("Interval readings of each task (unadjusted: the Claims section at the top holds the verdicts)",
+                         ["task", "statement", "interval reading (unadjusted; the verdict is in the Claims section)"],
                          [[t.task, claim, v] for t in self.tasks for claim, v in t.verdicts().items()])
         notes = [
             (
