@@ -6,8 +6,8 @@ results; nothing here is typed by hand. To look at them outside the build:
     PYTHONPATH=. python docs/gen_figures.py [OUT_DIR]     # default: site-figures/
 
 Runs shown: the default job (``2026-12-06/main``: SmolLM2-135M-Instruct, ``arithmetic:1``, 200 rollouts,
-held-out n in prompts) and the paper profile (``paper``: SmolLM2-135M-Instruct, ``word_problems:0``,
-1,000 rollouts, n = 400 held-out prompts); the confidence figure adds Gemma 3 270M (``2026-12-01/gemma``).
+held-out n in prompts) and the paper profile (``2026-12-06/paper-smollm2``: SmolLM2-135M-Instruct,
+``word_problems:0``, 1,000 rollouts, n = 400 held-out prompts); the confidence figure adds Gemma 3 270M (``2026-12-01/gemma``).
 Intervals are the 95% intervals the summaries hold (prompt-resampled bootstrap for AUCs and accuracies).
 """
 
@@ -25,7 +25,7 @@ from reward_circuits.report.figures import DPI
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-RUNS = (("2026-12-06/main", "C0"), ("paper", "C1"))
+RUNS = (("2026-12-06/main", "C0"), ("2026-12-06/paper-smollm2", "C1"))
 
 
 def summary(run: str) -> dict:
