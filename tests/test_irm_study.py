@@ -33,7 +33,10 @@ def test_run_irm_end_to_end_on_the_tiny_model(tiny_hf, tmp_path):
                      reward=lambda texts: np.array([sum(c.islower() for c in t) / max(len(t), 1) for t in texts]))
     assert not (tmp_path / "summary.json").exists()  # the study writes its artefacts; the report is the command's
     write_irm_report(result)
-    summary = json.loads((tmp_path / "summary.json").read_text())["irm"]
+    whole = json.loads((tmp_path / "summary.json").read_text())
+    assert whole["config"]["learning_rate"] == result.config.learning_rate  # the run records its recipe
+    assert whole["config"]["out"] == "."  # paths relative to the run directory
+    summary = whole["irm"]
     for key in SUMMARY_KEYS:
         assert key in summary
     assert summary["top_divergence_layers"] == result.layers and len(result.layers) == 1

@@ -25,7 +25,10 @@ def register(sub) -> None:
 def write_irm_report(result: IrmResult) -> Report:
     """The ``irm`` section of ``result.config.out``'s summary.json and report.html."""
     out = result.config.out
-    report = Report(out, header={"model": result.config.model, "command": "irm"})
+    from dataclasses import asdict
+
+    # the validated config (lr, beta, steps, fine-tune seed, a given --finetuned model): what the run was
+    report = Report(out, header={"model": result.config.model, "command": "irm", "config": asdict(result.config)})
     report.add(result.to_section(out))
     from ...analysis.claims import open_with_claims  # imported on use: the CLI starts light
 
