@@ -7,7 +7,7 @@ results; nothing here is typed by hand. To look at them outside the build:
 
 Runs shown: the default job (``2026-12-06/main``: SmolLM2-135M-Instruct, ``arithmetic:1``, 200 rollouts,
 held-out n in prompts) and the paper profile (``2026-12-06/paper-smollm2``: SmolLM2-135M-Instruct,
-``word_problems:0``, 1,000 rollouts, n = 400 held-out prompts); the confidence figure adds Gemma 3 270M (``2026-12-01/gemma``).
+``word_problems:0``, 1,000 rollouts, n = 400 held-out prompts); the confidence figure adds Gemma 3 270M (``2026-12-06/gemma``).
 Intervals are the 95% intervals the summaries hold (prompt-resampled bootstrap for AUCs and accuracies).
 """
 
@@ -120,7 +120,7 @@ def ablation() -> bytes:
 def confidence() -> bytes:
     fig, ax = new_figure(6, 3.2)
     signals = ("value_neurons", "next_token_prob", "verbalized")
-    runs = (*RUNS, ("2026-12-01/gemma", "C2"))
+    runs = (*RUNS, ("2026-12-06/gemma", "C2"))
     x = np.arange(len(signals))
     for i, (run, color) in enumerate(runs):
         s = summary(run)
