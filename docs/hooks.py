@@ -182,8 +182,8 @@ FUNCTIONS = {
 
 def _claims_of(summary: dict) -> list[dict]:
     """The summary's registry results; a summary written before the registry is re-judged alike."""
-    if isinstance(summary.get("claims"), list):
-        return summary["claims"]
+    if isinstance(summary.get("claims"), list) and summary["claims"]:
+        return summary["claims"]  # an empty list (a run whose claims were lost) is re-judged like an old summary
     sys.path.insert(0, str(ROOT))
     from reward_circuits.analysis.claims import claims_summary, evidence_from_summary, verdict
 
@@ -199,6 +199,8 @@ def claim_text(summary: dict, claim_id: str, scope: str = "", fmt: str = ".2f", 
     if not found:
         have = sorted({f"{c['id']} @ {c.get('scope') or '(no scope)'}" for c in claims if c["id"] == claim_id})
         raise KeyError(f"no claim {claim_id!r} at scope {scope!r} (it has: {', '.join(have) or 'none of that id'})")
+    if len(found) > 1:
+        raise ValueError(f"{len(found)} claims {claim_id!r} at scope {scope!r}: a scope must name one result")
     c = found[0]
     key = f"claims: {claim_id} @ {scope or '(no scope)'}"
     if show == "verdict":
@@ -208,7 +210,8 @@ def claim_text(summary: dict, claim_id: str, scope: str = "", fmt: str = ".2f", 
     lo, hi = c["interval"]
     iv = "no interval" if lo is None or hi is None else f"[{_fmt(lo, fmt)}, {_fmt(hi, fmt)}]"
     p = c.get("p_adjusted") if c.get("p_adjusted") is not None else c.get("p")
-    p_text = "" if p is None else f", {'Holm ' if c.get('p_adjusted') is not None else ''}p = {_fmt(p, '.2g')}"
+    p_shown = "< 0.001" if p is not None and p < 0.001 else f"= {_fmt(p, '.2g')}" if p is not None else ""
+    p_text = "" if p is None else f", {'Holm ' if c.get('p_adjusted') is not None else ''}p {p_shown}"
     est = "–" if c["estimate"] is None else _fmt(c["estimate"], fmt)
     return f"{est} {iv}, n = {c['n']}{p_text}: {c['verdict']}", key
 

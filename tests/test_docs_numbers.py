@@ -215,6 +215,21 @@ def test_a_claim_placeholder_quotes_the_registry_verdict_never_the_study_reading
           '{{ claim("toy", "srs.ablation_vs_random", "layer 3, uniform", show="verdict") }}')
     out = hooks.resolve_results(md, "docs/toy.md", results, cite=False).splitlines()[1]
     assert out == "−0.05 [−0.20, 0.09], n = 200, p = 0.18: premise not met | premise not met"
+    # a Holm-adjusted p is labelled, a tiny one shown as a bound; a study without an interval says so
+    summary["claims"] += [
+        {"id": "irm.kendall_tau", "scope": "", "estimate": 0.15, "interval": [0.07, 0.22], "n": 300, "p": 1e-5,
+         "p_adjusted": 4e-5, "verdict": "reproduces"},
+        {"id": "sae_td.latent_td_vs_raw", "scope": "grid, layer 3", "estimate": None, "interval": [None, None],
+         "n": 3, "p": None, "p_adjusted": None, "verdict": "inconclusive"}]
+    other = results / "2026-01-02" / "toy"  # summaries are cached per path: a second run folder
+    other.mkdir(parents=True)
+    (other / "summary.json").write_text(json.dumps(summary))
+    md = ('{{ claim("2026-01-02/toy", "irm.kendall_tau", "", ".3f") }} | '
+          '{{ claim("2026-01-02/toy", "sae_td.latent_td_vs_raw", "grid, layer 3") }}')
+    out = hooks.resolve_results(md, "docs/toy.md", results, cite=False)
+    assert out == "0.150 [0.070, 0.220], n = 300, Holm p < 0.001: reproduces | – no interval, n = 3: inconclusive"
+    with pytest.raises(hooks.ResultError, match="show must be"):
+        hooks.resolve_results('{{ claim("2026-01-02/toy", "irm.kendall_tau", "", show="p") }}', "docs/toy.md", results)
     with pytest.raises(hooks.ResultError, match="layer 3, uniform"):  # names what the run has
         hooks.resolve_results('{{ claim("2026-01-01/toy", "srs.ablation_vs_random", "layer 9, uniform") }}',
                               "docs/toy.md", results)
@@ -226,7 +241,9 @@ def test_no_page_quotes_a_study_verdict_field_as_its_verdict():
     for path in PAGES:
         if path.name in ("README.md", "runs-2026-12-01.md"):
             continue
-        quoted = re.findall(r'\{\{\s*result\([^)]*verdict[^)]*\)', path.read_text())
+        # result(...) or interval(...) reading a key that ends in a study's verdict field (stat counts over
+        # per-layer readings are labelled unadjusted where used)
+        quoted = re.findall(r'\{\{\s*(?:result|interval)\(\s*"[^"]*",\s*"[^"]*verdict[^"]*"', path.read_text())
         assert not quoted, f"{path}: {quoted[:2]}"
 
 
