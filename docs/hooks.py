@@ -180,6 +180,11 @@ FUNCTIONS = {
 }
 
 
+def fill_keys(summary: dict, text: str) -> str:
+    """``text`` with each ``{dotted.key}`` replaced by that figure of ``summary`` (``"layer {value.best_layer}"``)."""
+    return re.sub(r"\{([^{}]+)\}", lambda m: str(lookup(summary, m.group(1))), text)
+
+
 def _claims_of(summary: dict) -> list[dict]:
     """The summary's registry results; a summary written before the registry is re-judged alike."""
     if isinstance(summary.get("claims"), list) and summary["claims"]:
@@ -193,7 +198,7 @@ def _claims_of(summary: dict) -> list[dict]:
 def claim_text(summary: dict, claim_id: str, scope: str = "", fmt: str = ".2f", show: str = "full") -> tuple[str, str]:
     """The registry's result for ``claim_id`` at ``scope`` (``{dotted.key}`` inside it is that figure of the
     summary) as page text, and the citation key. ``show``: ``full`` or ``verdict``."""
-    scope = re.sub(r"\{([^{}]+)\}", lambda m: str(lookup(summary, m.group(1))), scope)
+    scope = fill_keys(summary, scope)
     claims = _claims_of(summary)
     found = [c for c in claims if c["id"] == claim_id and (c.get("scope") or "") == scope]
     if not found:
@@ -255,7 +260,7 @@ class Page:
             return self._cite(text, rel, commit, key)
         key = args[1]
         try:  # "{value.best_layer}" inside a key is that figure of the same summary
-            key = re.sub(r"\{([^{}]+)\}", lambda m: str(lookup(summary, m.group(1))), key)
+            key = fill_keys(summary, key)
             value = lookup(summary, key)
             text = FUNCTIONS[func](value, *args[2:], **kwargs)
         except (KeyError, ValueError, TypeError) as e:
