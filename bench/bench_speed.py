@@ -149,10 +149,11 @@ def bench_speed(adapters, args) -> list[Row]:
 # ---- row 8: the main job's own stages ------------------------------------------------------------------
 
 
-def _variant(adapter, share_trunk: bool, log: list):
-    """``adapter`` (same model, a shallow copy) that shares the trunk only if ``share_trunk`` and logs every
-    generation it finishes as (prompt ids, response ids): ``share_trunk=False`` is today's sweep exactly
-    (``SweepConfig(share_trunk=False)`` for every sweep of the stage)."""
+def _variant(adapter, share_trunk: bool, log: list, certify: bool = True):
+    """``adapter`` (same model, a shallow copy) that shares the trunk only if ``share_trunk``, certifies
+    greedy argmaxes only if ``certify``, and logs every generation it finishes as (prompt ids, response
+    ids): ``share_trunk=False`` is today's sweep exactly (``SweepConfig(share_trunk=False)`` for every
+    sweep of the stage)."""
     base = type(adapter)
 
     class Variant(base):
@@ -167,6 +168,7 @@ def _variant(adapter, share_trunk: bool, log: list):
 
     out = copy.copy(adapter)
     out.__class__ = Variant
+    out.certifies_argmax = certify
     return out
 
 
@@ -211,6 +213,9 @@ def bench_job_stages(tl, args) -> list[Row]:
     rows, slug = [], args.job_task.replace(":", "_")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.job_interventions_only:
+            run(_job_config(tmp, "while", ("rollouts", "store", "value"), args), adapter=tl)
+            return rows + _job_interventions(tl, args, tmp)
         one, w1, c1 = _clocked(lambda: run(_job_config(tmp, "while", ("rollouts", "store"), args), adapter=tl))
         gen, w2a, c2a = _clocked(lambda: run(_job_config(tmp, "then", ("rollouts",), args), adapter=tl))
         two, w2b, c2b = _clocked(lambda: run(_job_config(tmp, "then", ("store",), args), adapter=tl))
@@ -228,20 +233,33 @@ def bench_job_stages(tl, args) -> list[Row]:
                         f"{diff:.1e} (float16 store); peak RSS {rss[0]} MiB (while) vs {rss[1]} MiB generating, {rss[2]} MiB "
                         "capturing (today)"))
         run(_job_config(tmp, "while", ("value",), args), adapter=tl)  # the probe and neuron sets (untimed)
-        shutil.copytree(tmp / "while", tmp / "today")
-        logs = {"today": [], "trunk": []}
-        res = {}
-        for way in ("today", "trunk"):
-            adapter = _variant(tl, way == "trunk", logs[way])
-            out = "while" if way == "trunk" else "today"
-            res[way] = _clocked(lambda: run(_job_config(tmp, out, ("interventions",), args), adapter=adapter))
-        assert sorted(logs["trunk"]) == sorted(logs["today"]), "shared-trunk intervention stage tokens differ from today's"
-        (_, wt, ct), (_, wo, co) = res["trunk"], res["today"]
-        n_tok = sum(len(r) for _, r in logs["today"])
-        rows.append(Row("8", "main job intervention stage: shared trunk vs today's sweeps (TL)", wt, wo, "s", wo / wt,
-                        "speed-up today/trunk", ">=1.5",
-                        f"{args.job_examples} eval examples, {args.job_random} random draws, layers {args.job_layers} "
-                        f"(3 ablated), dose {list(res['trunk'][0].header['config']['dose_fractions'])}; "
-                        f"{len(logs['today'])} generations, {n_tok} tokens, identical; CPU {ct:.1f} s vs {co:.1f} s "
-                        f"(ratio {co / ct:.2f}x)"))
+        return rows + _job_interventions(tl, args, tmp)
+
+
+def _job_interventions(tl, args, tmp: Path) -> list[Row]:
+    """Row 8's intervention stage three ways, on copies of one run folder (rollouts, store, value done):
+    today's sweeps (no shared trunk), the shared trunk with every row unembedded, and the shared trunk
+    with certified greedy argmaxes (``certifies_argmax``, today's default); generations asserted identical."""
+    from reward_circuits.studies.run import run
+
+    ways = {"today": (False, False), "trunk": (True, False), "certified": (True, True)}
+    for way in ways:
+        if way != "certified":
+            shutil.copytree(tmp / "while", tmp / way)
+    logs, res, rows = {w: [] for w in ways}, {}, []
+    for way, (share, certify) in ways.items():
+        adapter = _variant(tl, share, logs[way], certify)
+        out = "while" if way == "certified" else way
+        res[way] = _clocked(lambda: run(_job_config(tmp, out, ("interventions",), args), adapter=adapter))
+    for way in ("trunk", "certified"):
+        assert sorted(logs[way]) == sorted(logs["today"]), f"{way} intervention stage tokens differ from today's"
+    n_tok = sum(len(r) for _, r in logs["today"])
+    setup = (f"{args.job_examples} eval examples, {args.job_random} random draws, layers {args.job_layers} "
+             f"(3 ablated), dose {list(res['trunk'][0].header['config']['dose_fractions'])}; "
+             f"{len(logs['today'])} generations, {n_tok} tokens, identical")
+    (_, wo, co) = res["today"]
+    for way, what in (("trunk", "shared trunk, every row unembedded"), ("certified", "shared trunk + certified argmax")):
+        _, wt, ct = res[way]
+        rows.append(Row("8", f"main job intervention stage: {what} vs today's sweeps (TL)", wt, wo, "s", wo / wt,
+                        f"speed-up today/{way}", ">=1.5", f"{setup}; CPU {ct:.1f} s vs {co:.1f} s (ratio {co / ct:.2f}x)"))
     return rows

@@ -561,6 +561,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--job-rollouts", type=int, default=160, help="row 8: rollouts (batch 128 x 48 tokens: more than one batch)")
     ap.add_argument("--job-examples", type=int, default=16, help="row 8: eval examples of the intervention stage")
     ap.add_argument("--job-random", type=int, default=2, help="row 8: random draws per control")
+    ap.add_argument("--job-interventions-only", action="store_true",
+                    help="row 8: time only the intervention stage (rollouts, store and value run once, untimed)")
     ap.add_argument("--job-layers", default="23,26,29", help="row 8: stored (and ablated) layers, comma-separated")
     ap.add_argument("--main-job-summary", default=None, help="a run's summary.json to read stage timings from")
     ap.add_argument("--main-job", action="store_true", help="run the default main job here (minutes) and sample its RSS")

@@ -354,7 +354,7 @@ def decode(adapter: ModelAdapter, plan: GenerationPlan, config: GenerationConfig
             session.select_rows(sources.to(logits.device))
             logits = logits.index_select(0, sources.to(logits.device))
         if trunk is not None:
-            session.share_trunk(trunk, row_labels)
+            session.share_trunk(trunk, row_labels, argmax_only=not config.do_sample)
         if row_labels is not None:
             row_labels.set(decode_labels if decode_labels is not None else sources.new_full((n_rows,), -1))
         for step in range(config.max_new_tokens):
@@ -443,7 +443,7 @@ class _Stream:
                 session.select_rows(sources.to(new.device))
                 self.logits = new.index_select(0, sources.to(new.device))
                 if trunk is not None:
-                    session.share_trunk(trunk, self.row_labels)
+                    session.share_trunk(trunk, self.row_labels, argmax_only=True)  # decode_stream is greedy
             else:
                 if trunk is not None:
                     kw["trunk_rows"] = trunk

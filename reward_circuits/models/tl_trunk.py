@@ -113,6 +113,12 @@ class TrunkCache:
         self.seg_of = [0] * self.n_layers
         self.row_layers = 0  # decoding steps × rows × blocks, and the class-blocks actually computed
         self.computed_layers = 0
+        # greedy decoding: a class's argmax may be certified from its group's reference class
+        # (:mod:`.certified_argmax`) instead of its full unembedding; counts of classes unembedded / certified
+        self.argmax_only = False
+        self.unembedded = 0
+        self.certified = 0
+        self._bound = None
         self._relayout([self._cls_at(l) for l in range(self.n_layers)], torch.arange(n), rows)
 
     def __repr__(self) -> str:
@@ -196,6 +202,9 @@ class TrunkCache:
             stop = None if i == len(self.segs) - 1 else seg.end
             if self.row_labels is not None:
                 self.row_labels.set(seg.labels)
+            certify = stop is None and self._certifying()
+            if certify:
+                stop = self.n_layers  # the blocks only: the unembedding is certified or computed per class below
             if prev is None:
                 toks = tokens.index_select(0, seg.reps.to(tokens.device))[:, None]
                 out = model(toks, attention_mask=torch.ones_like(toks), past_kv_cache=view, stop_at_layer=stop)
@@ -206,4 +215,51 @@ class TrunkCache:
             self.computed_layers += int(seg.reps.numel()) * (seg.end - seg.start)
             prev = seg
         self.row_layers += self.n_rows * self.n_layers
-        return out[:, -1].index_select(0, prev.cls.to(out.device))
+        logits = self._unembed(out[:, -1], prev) if certify else out[:, -1]
+        return logits.index_select(0, prev.cls.to(logits.device))
+
+    def _certifying(self) -> bool:
+        """Greedy (``argmax_only``) and the unembedding plain: no logit soft cap (rounding of the cap could
+        tie two tokens), no hooks on the unembedding (a certified class skips it)."""
+        from transformer_lens.utilities import softcap_enabled
+
+        if not self.argmax_only or softcap_enabled(self.model.cfg.output_logits_soft_cap):
+            return False
+        unembed = self.model.unembed
+        return not any(hp._forward_hooks or hp._forward_pre_hooks
+                       for hp in (getattr(unembed, "hook_in", None), getattr(unembed, "hook_out", None)) if hp is not None)
+
+    def _unembed(self, resid: Float[Tensor, "classes d_model"], seg: _Segment) -> Float[Tensor, "classes d_vocab"]:
+        """The last segment's logits per class: each group's reference class (the one with the highest trunk
+        layer: e.g. the unhooked baseline) unembedded in full; the others' argmax certified from it
+        (:func:`~.certified_argmax.certify`), unembedded in full where it cannot be."""
+        from .certified_argmax import UnembedBound, certified_logits, certify
+
+        model = self.model
+        x = model.ln_final(resid[:, None])[:, 0] if model.cfg.normalization_type is not None else resid
+        n = int(seg.reps.numel())
+        groups, layers = self.rows.groups[seg.reps], self.rows.layers[seg.reps]
+        order = torch.argsort(groups * (self.n_layers + 2) + (self.n_layers + 1 - layers), stable=True)
+        first = torch.ones(n, dtype=torch.bool)
+        first[1:] = groups[order[1:]] != groups[order[:-1]]
+        ref_of_group = {int(groups[c]): int(c) for c in order[first].tolist()}
+        ref = torch.tensor([ref_of_group[int(g)] for g in groups.tolist()], dtype=torch.long)
+        is_ref = ref == torch.arange(n)
+        if self._bound is None:
+            self._bound = UnembedBound.of(model.unembed.W_U, model.unembed.b_U)
+        full = is_ref.clone()
+        logits = x.new_empty((n, model.cfg.d_vocab_out))
+        refs = torch.nonzero(is_ref).reshape(-1)
+        logits[refs] = model.unembed(x.index_select(0, refs.to(x.device))[:, None])[:, 0]
+        others = torch.nonzero(~is_ref).reshape(-1)
+        if others.numel():
+            src = ref[others]
+            ok, cand, exact = certify(self._bound, x[others], x[src], logits[src])
+            logits[others[ok]] = certified_logits(cand[ok], exact[ok], logits.shape[-1])
+            full[others[~ok]] = True
+            rest = others[~ok]
+            if rest.numel():
+                logits[rest] = model.unembed(x.index_select(0, rest.to(x.device))[:, None])[:, 0]
+            self.certified += int(ok.sum())
+        self.unembedded += int(full.sum())
+        return logits

@@ -59,6 +59,10 @@ class TransformerLensAdapter(ModelAdapter):
     def shares_trunk(self) -> bool:
         return self.prefill_from_layer  # segments of blocks via start_at_layer / stop_at_layer (:mod:`.tl_trunk`)
 
+    # greedy shared-trunk steps certify a row's argmax from its group's reference row where they can,
+    # skipping its unembedding (:mod:`.certified_argmax`; same tokens). False: every row unembedded.
+    certifies_argmax: bool = True
+
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)  # re-read every call: SAEs may replace hook points
 
@@ -139,12 +143,15 @@ class _TLDecodingSession:
         self.cache = None
         self.trunk = None  # a TrunkCache once share_trunk was called: steps share the blocks below the hooks
 
-    def share_trunk(self, rows, row_labels=None) -> None:
+    def share_trunk(self, rows, row_labels=None, argmax_only: bool = False) -> None:
         """From now on the running rows (one :class:`~.tl_trunk.TrunkRows` entry each) share the blocks
-        below their trunk layers while their tokens agree (:class:`~.tl_trunk.TrunkCache`)."""
+        below their trunk layers while their tokens agree (:class:`~.tl_trunk.TrunkCache`).
+        ``argmax_only`` (greedy decoding): a step's logits need only their argmax, which a row may get
+        certified from its group's reference row instead of its own unembedding (:mod:`.certified_argmax`)."""
         from .tl_trunk import TrunkCache
 
         self.trunk = TrunkCache(self.adapter.model, self.cache, rows, row_labels)
+        self.trunk.argmax_only = argmax_only and self.adapter.certifies_argmax
 
     prefix = None  # the cache of set_prefix: prompt prefix rows later prefills continue
 
