@@ -42,7 +42,7 @@ def _logits(W, b, x):
 def test_rows_near_their_reference_are_certified_with_their_true_argmax():
     W, b, x_ref, x = _planted(0, noise=1e-3)
     bound = UnembedBound.of(W, b)
-    ok, cand, exact = certify(bound, x, x_ref, _logits(W, b, x_ref), k=16)
+    ok, cand, exact = certify(bound, x, x_ref, _logits(W, b, x_ref), torch.arange(len(x)), k=16)
     assert ok.float().mean() > 0.9  # the planted signal: tiny perturbations are certified
     got = certified_logits(cand, exact, W.shape[1]).argmax(-1)
     assert torch.equal(got[ok], _logits(W, b, x).argmax(-1)[ok])
@@ -51,7 +51,7 @@ def test_rows_near_their_reference_are_certified_with_their_true_argmax():
 def test_far_rows_fall_back():
     W, b, x_ref, _ = _planted(1)
     x = torch.randn_like(x_ref) * 3  # unrelated rows: the bound cannot hold
-    ok, _, _ = certify(UnembedBound.of(W, b), x, x_ref, _logits(W, b, x_ref), k=16)
+    ok, _, _ = certify(UnembedBound.of(W, b), x, x_ref, _logits(W, b, x_ref), torch.arange(len(x)), k=16)
     assert not bool(ok.any())
 
 
@@ -60,7 +60,7 @@ def test_a_tie_between_candidates_is_never_certified():
     W[:, 1] = W[:, 0]  # tokens 0 and 1 always tie
     x_ref = x_ref + 0.0
     x_ref[:] = W[:, 0] * 10  # ... and lead by far
-    ok, _, _ = certify(UnembedBound.of(W), x_ref.clone(), x_ref, _logits(W, None, x_ref), k=8)
+    ok, _, _ = certify(UnembedBound.of(W), x_ref.clone(), x_ref, _logits(W, None, x_ref), torch.arange(len(x_ref)), k=8)
     assert not bool(ok.any())
 
 
@@ -72,7 +72,9 @@ def test_a_certificate_never_names_a_wrong_token(seed, noise, k, bias, half):
     if half:  # a coarser dtype: a larger rounding margin
         W, x_ref, x = W.bfloat16(), x_ref.bfloat16(), x.bfloat16()
         b = None if b is None else b.bfloat16()
-    ok, cand, exact = certify(UnembedBound.of(W, b), x, x_ref, _logits(W, b, x_ref), k=k)
+    ref_of = torch.arange(len(x)) % 5  # several rows per reference, as in a sweep's group
+    x = x_ref[ref_of] + (x - x_ref)
+    ok, cand, exact = certify(UnembedBound.of(W, b), x, x_ref, _logits(W, b, x_ref), ref_of, k=k)
     got = certified_logits(cand, exact, W.shape[1]).argmax(-1)
     full = _logits(W, b, x)
     assert torch.equal(got[ok], full.argmax(-1)[ok])

@@ -25,6 +25,11 @@ shared form and runs each decoding step layer segment by layer segment:
   row-scoped hooks see exactly their rows. Hooks that apply to every row (attached outside a sweep)
   would see a shared class once: the decoding engine does not share the trunk then.
 
+* **Certified argmax.** In greedy decoding (``argmax_only``) the last segment stops before the
+  unembedding: each group's reference class (its highest trunk layer, e.g. the unhooked baseline) is
+  unembedded in full, and the other classes of the group take their next token from it where
+  :func:`~.certified_argmax.certify` proves it is their own argmax (else they are unembedded too).
+
 Greedy and paired sampling (common random numbers per example) both keep the rows of a group on
 identical tokens until their logits part, so the rows compute what they compute unshared, up to
 float reduction order (a batch of another size).
@@ -253,8 +258,10 @@ class TrunkCache:
         logits[refs] = model.unembed(x.index_select(0, refs.to(x.device))[:, None])[:, 0]
         others = torch.nonzero(~is_ref).reshape(-1)
         if others.numel():
-            src = ref[others]
-            ok, cand, exact = certify(self._bound, x[others], x[src], logits[src])
+            slot = torch.full((n,), -1, dtype=torch.long)
+            slot[refs] = torch.arange(refs.numel())
+            ok, cand, exact = certify(self._bound, x[others], x.index_select(0, refs.to(x.device)), logits[refs],
+                                      slot[ref[others]])
             logits[others[ok]] = certified_logits(cand[ok], exact[ok], logits.shape[-1])
             full[others[~ok]] = True
             rest = others[~ok]
