@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from reward_circuits.interventions import SweepConfig, scale, sweep
 from reward_circuits.models import GenerationConfig
-from reward_circuits.models.certified_argmax import UnembedBound, certified_logits, certify
+from reward_circuits.models.certified_argmax import UnembedBound, certified_logits, certify, widen
 from reward_circuits.models.tl_trunk import TrunkCache
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,6 +80,27 @@ def test_a_certificate_never_names_a_wrong_token(seed, noise, k, bias, half):
     assert torch.equal(got[ok], full.argmax(-1)[ok])
     if noise == 0.0 and not half:
         assert ok.float().mean() > 0.5  # identical rows: certified unless their own top two tie
+    bound, ref = UnembedBound.of(W, b), _logits(W, b, x_ref)
+    for i in torch.nonzero(~ok).reshape(-1).tolist()[:8]:  # the wider certificate of the rows it missed
+        wide = widen(bound, x[i], x_ref[ref_of[i]], ref[ref_of[i]])
+        if wide is not None:
+            assert int(wide[0][wide[1].argmax()]) == int(full[i].argmax())
+
+
+def test_the_wider_certificate_recovers_rows_the_top_k_one_misses():
+    W, b, x_ref, x = _planted(3, vocab=2000, noise=0.3)
+    bound, ref = UnembedBound.of(W, b), _logits(W, b, x_ref)
+    ok, _, _ = certify(bound, x, x_ref, ref, torch.arange(len(x)), k=2)
+    missed = torch.nonzero(~ok).reshape(-1).tolist()
+    assert len(missed) > 10
+    wide = [widen(bound, x[i], x_ref[i], ref[i]) for i in missed]
+    assert sum(w is not None for w in wide) > len(missed) // 2  # signal: most are recovered
+    full = _logits(W, b, x)
+    for i, w in zip(missed, wide):
+        if w is not None:
+            assert int(w[0][w[1].argmax()]) == int(full[i].argmax())
+            assert w[0].numel() < W.shape[1]  # ... from a subset of the vocabulary
+    assert widen(bound, torch.randn(32) * 30, x_ref[0], ref[0], max_tokens=50) is None  # far: too many tokens
 
 
 # ---- in sweeps -------------------------------------------------------------------------------------

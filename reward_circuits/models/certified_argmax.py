@@ -111,3 +111,31 @@ def certified_logits(cand: Int[Tensor, "rows k"], exact: Float[Tensor, "rows k"]
     """Logits whose argmax is the certified token: exact on the candidates, ``-inf`` elsewhere."""
     out = exact.new_full((cand.shape[0], d_vocab), float("-inf"))
     return out.scatter(-1, cand, exact)
+
+
+def widen(bound: UnembedBound, x: Float[Tensor, " d"], x_ref: Float[Tensor, " d"], ref_logits: Float[Tensor, " d_vocab"],
+          max_tokens: int = 8192) -> tuple[Int[Tensor, " m"], Float[Tensor, " m"]] | None:
+    """One row whose top-``k`` certificate failed: exact logits on every token whose bound
+    ``l_ref[v] + ‖W_U[:, v]‖ ‖d‖`` reaches the best exact logit of the reference's top tokens, minus the
+    rounding margin; every other token provably stays below. ``(tokens, exact logits)`` when their best
+    leads the second by more than the margin and there are at most ``max_tokens`` of them; else
+    ``None`` (unembed the row in full)."""
+    delta = (x - x_ref).float().norm()
+    eps = float(bound.eps(x[None], x_ref[None])[0])
+    top = ref_logits.topk(min(8, ref_logits.numel())).indices
+    best = float(_exact(bound, x, top).max())
+    upper = torch.addcmul(ref_logits.float(), bound.norms, delta)
+    tokens = torch.nonzero(upper > best - eps).reshape(-1)
+    tokens = torch.unique(torch.cat([tokens, top]))
+    if tokens.numel() > max_tokens or tokens.numel() < 2:
+        return None
+    exact = _exact(bound, x, tokens)
+    top2 = exact.float().topk(2).values
+    if not bool(top2[0] - top2[1] > eps) or float(top2[0]) < best:
+        return None
+    return tokens, exact
+
+
+def _exact(bound: UnembedBound, x: Float[Tensor, " d"], tokens: Int[Tensor, " m"]) -> Float[Tensor, " m"]:
+    out = bound.rows.index_select(0, tokens) @ x
+    return out if bound.b_U is None else out + bound.b_U.index_select(0, tokens)

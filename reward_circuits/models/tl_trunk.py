@@ -238,7 +238,7 @@ class TrunkCache:
         """The last segment's logits per class: each group's reference class (the one with the highest trunk
         layer: e.g. the unhooked baseline) unembedded in full; the others' argmax certified from it
         (:func:`~.certified_argmax.certify`), unembedded in full where it cannot be."""
-        from .certified_argmax import UnembedBound, certified_logits, certify
+        from .certified_argmax import UnembedBound, certified_logits, certify, widen
 
         model = self.model
         x = model.ln_final(resid[:, None])[:, 0] if model.cfg.normalization_type is not None else resid
@@ -263,8 +263,17 @@ class TrunkCache:
             ok, cand, exact = certify(self._bound, x[others], x.index_select(0, refs.to(x.device)), logits[refs],
                                       slot[ref[others]])
             logits[others[ok]] = certified_logits(cand[ok], exact[ok], logits.shape[-1])
-            full[others[~ok]] = True
-            rest = others[~ok]
+            rest = []  # the rows whose wider certificate fails too: a second pass over W_U
+            for j, c in zip(torch.nonzero(~ok).reshape(-1).tolist(), others[~ok].tolist()):
+                wide = widen(self._bound, x[c], x[int(ref[c])], logits[int(ref[c])])
+                if wide is None:
+                    rest.append(c)
+                    continue
+                logits[c] = float("-inf")
+                logits[c, wide[0]] = wide[1]
+                ok[j] = True
+            rest = torch.tensor(rest, dtype=torch.long)
+            full[rest] = True
             if rest.numel():
                 logits[rest] = model.unembed(x.index_select(0, rest.to(x.device))[:, None])[:, 0]
             self.certified += int(ok.sum())
