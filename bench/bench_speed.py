@@ -239,7 +239,7 @@ def bench_job_stages(tl, args) -> list[Row]:
 def _job_interventions(tl, args, tmp: Path) -> list[Row]:
     """Row 8's intervention stage three ways, on copies of one run folder (rollouts, store, value done):
     today's sweeps (no shared trunk), the shared trunk with every row unembedded, and the shared trunk
-    with certified greedy argmaxes (``certifies_argmax``, today's default); generations asserted identical."""
+    with certified greedy argmaxes (``certifies_argmax``, opt-in); generations asserted identical."""
     from reward_circuits.studies.run import run
 
     ways = {"today": (False, False), "trunk": (True, False), "certified": (True, True)}

@@ -137,6 +137,8 @@ def test_a_sweep_with_certificates_gives_todays_tokens(request, monkeypatch, arc
     from tests.test_trunk import _adapter
 
     adapter = _adapter(arch)
+    assert not adapter.certifies_argmax  # opt-in
+    adapter.certifies_argmax = True
     conds = _weak_conditions(adapter.d_model, adapter.d_mlp)
     cfg = GenerationConfig(max_new_tokens=12, progress=False, stop_strings=("q",))
     count = _Certified(monkeypatch)
@@ -153,6 +155,7 @@ def test_no_certificates_under_sampling_or_with_a_hook_on_the_unembedding(reques
     from tests.test_trunk import _adapter
 
     adapter = _adapter("llama")
+    adapter.certifies_argmax = True
     conds = _weak_conditions(adapter.d_model, adapter.d_mlp)
     count = _Certified(monkeypatch)
     sweep(adapter, PROMPTS, conds, GenerationConfig(max_new_tokens=6, do_sample=True, seed=3, progress=False))

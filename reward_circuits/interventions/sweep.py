@@ -29,9 +29,9 @@ generation passes as the row budget allows:
   share their KV cache, and a row forks (its cache rows copied) at the first step where its token
   differs (:mod:`reward_circuits.models.tl_trunk`; ``SweepConfig(share_trunk=False)``: every row
   runs every block, the path before). An ablation at block 28 of 30 computes blocks 0-27 once for
-  the baseline and all its controls until they part. In greedy sweeps a row that agrees with its
-  example's reference row skips its unembedding where a bound certifies its argmax
-  (:mod:`reward_circuits.models.certified_argmax`; ``adapter.certifies_argmax = False``: never). The nnsight backend stays on the unshared
+  the baseline and all its controls until they part. With ``adapter.certifies_argmax = True`` (off by
+  default: no gain on our CPU), a greedy row that agrees with its example's reference row skips its
+  unembedding where a bound certifies its argmax (:mod:`reward_circuits.models.certified_argmax`). The nnsight backend stays on the unshared
   path: its trace runs HF's forward whole, one batch through all layers, so some rows cannot run
   some blocks once per group and others per row without re-implementing HF's decoder loop.
 * **Finished rows leave.** Rows that reach EOS or a stop string leave the running batch and its

@@ -25,7 +25,7 @@ shared form and runs each decoding step layer segment by layer segment:
   row-scoped hooks see exactly their rows. Hooks that apply to every row (attached outside a sweep)
   would see a shared class once: the decoding engine does not share the trunk then.
 
-* **Certified argmax.** In greedy decoding (``argmax_only``) the last segment stops before the
+* **Certified argmax** (``adapter.certifies_argmax``, off by default). In greedy decoding (``argmax_only``) the last segment stops before the
   unembedding: each group's reference class (its highest trunk layer, e.g. the unhooked baseline) is
   unembedded in full, and the other classes of the group take their next token from it where
   :func:`~.certified_argmax.certify` proves it is their own argmax (else they are unembedded too).

@@ -59,9 +59,11 @@ class TransformerLensAdapter(ModelAdapter):
     def shares_trunk(self) -> bool:
         return self.prefill_from_layer  # segments of blocks via start_at_layer / stop_at_layer (:mod:`.tl_trunk`)
 
-    # greedy shared-trunk steps certify a row's argmax from its group's reference row where they can,
-    # skipping its unembedding (:mod:`.certified_argmax`; same tokens). False: every row unembedded.
-    certifies_argmax: bool = True
+    # True: greedy shared-trunk steps certify a row's argmax from its group's reference row where they can,
+    # skipping its unembedding (:mod:`.certified_argmax`; same tokens). Off by default: on the 2-core CPU
+    # it did not pay (bench row 8: an unembedding call costs about the same for fewer rows, and the
+    # certificates cost the rest); the bench measures it on every machine it runs on.
+    certifies_argmax: bool = False
 
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)  # re-read every call: SAEs may replace hook points
