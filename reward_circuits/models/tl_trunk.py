@@ -226,9 +226,11 @@ class TrunkCache:
     def _certifying(self) -> bool:
         """Greedy (``argmax_only``) and the unembedding plain: no logit soft cap (rounding of the cap could
         tie two tokens), no hooks on the unembedding (a certified class skips it)."""
+        if not self.argmax_only:  # the default path: nothing more per step
+            return False
         from transformer_lens.utilities import softcap_enabled
 
-        if not self.argmax_only or softcap_enabled(self.model.cfg.output_logits_soft_cap):
+        if softcap_enabled(self.model.cfg.output_logits_soft_cap):
             return False
         unembed = self.model.unembed
         return not any(hp._forward_hooks or hp._forward_pre_hooks
@@ -237,7 +239,8 @@ class TrunkCache:
     def _unembed(self, resid: Float[Tensor, "classes d_model"], seg: _Segment) -> Float[Tensor, "classes d_vocab"]:
         """The last segment's logits per class: each group's reference class (the one with the highest trunk
         layer: e.g. the unhooked baseline) unembedded in full; the others' argmax certified from it
-        (:func:`~.certified_argmax.certify`), unembedded in full where it cannot be."""
+        (:func:`~.certified_argmax.certify`, then :func:`~.certified_argmax.widen` for the rows its top-k
+        bound misses), unembedded in full where neither can."""
         from .certified_argmax import UnembedBound, certified_logits, certify, widen
 
         model = self.model
