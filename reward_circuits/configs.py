@@ -72,12 +72,39 @@ def add_device_argument(parser: argparse.ArgumentParser, help_text: str = "torch
     parser.add_argument("--device", default="cpu", type=device_argument, help=f"{help_text} (default: cpu)")
 
 
+EXPLICIT_DEST = "_explicit_options"  # the namespace attribute that lists the options given on the command line
+
+
+def _given(namespace: argparse.Namespace, dest: str) -> None:
+    given = getattr(namespace, EXPLICIT_DEST, None) or set()
+    setattr(namespace, EXPLICIT_DEST, given | {dest})
+
+
+class _StoreGiven(argparse.Action):
+    """``store``, remembering that the option was given (a profile must not override it, whatever its value)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        _given(namespace, self.dest)
+
+
+class _BoolGiven(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag``, remembering that it was given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        _given(namespace, self.dest)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.Iterable[str] = ()) -> None:
-    """Add one option per field of the dataclass ``cls`` (``--field-name``), defaults from the class."""
+    """Add one option per field of the dataclass ``cls`` (``--field-name``), defaults from the class.
+
+    Each option records that it was given (:func:`config_from_args` passes those names as the config's
+    ``explicit``), so a profile or ``--quick`` never overrides an option typed with its default value."""
     hints = typing.get_type_hints(cls)
     skip = set(exclude)
     for f in dataclasses.fields(cls):
-        if f.name in skip or not f.init:
+        if f.name in skip or not f.init or f.metadata.get("cli") is False:
             continue
         tp, _optional = _strip_optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
@@ -87,7 +114,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.I
         kw: dict[str, Any] = {"dest": f.name, "default": default, "help": help_text}
         if tp is bool:
             kw["help"] = kw["help"].replace("%", "%%")  # argparse formats help with %
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            parser.add_argument(flag, action=_BoolGiven, **kw)
             continue
         if get_origin(tp) is Literal:
             kw["choices"] = list(get_args(tp))
@@ -107,22 +134,29 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, exclude: typing.I
         if "default: " not in kw["help"] and "(default" not in help_text:
             kw["help"] = f"{help_text} (default: {default})".strip()
         kw["help"] = kw["help"].replace("%", "%%")  # argparse formats help with %: "1%" alone crashes --help
-        parser.add_argument(flag, **kw)
+        parser.add_argument(flag, action=_StoreGiven, **kw)
 
 
 def config_from_args(cls, args: argparse.Namespace, **overrides):
-    """Build ``cls`` from parsed arguments (fields absent from ``args`` keep their defaults)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    """Build ``cls`` from parsed arguments (fields absent from ``args`` keep their defaults); the
+    options given on the command line become the config's ``explicit`` (where it has that field)."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    values = {n: getattr(args, n) for n in names if hasattr(args, n) and n != "explicit"}
+    if "explicit" in names:
+        given = set(getattr(args, EXPLICIT_DEST, None) or ()) | set(overrides)
+        values["explicit"] = tuple(sorted(given & names))
     values.update(overrides)
     return cls(**values)
 
 
 def apply_at_defaults(cfg, overrides: dict) -> None:
-    """Set each field of ``overrides`` that ``cfg`` still holds at its class default: a profile's or
-    ``--quick``'s sizes, where an option given explicitly wins."""
+    """Set each field of ``overrides`` that ``cfg`` still holds at its class default and that was not
+    given explicitly (``cfg.explicit``): a profile's or ``--quick``'s sizes, where an option given
+    explicitly wins even when it equals the default (``--profile paper --limit 200`` keeps 200)."""
     defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    explicit = set(getattr(cfg, "explicit", ()) or ())
     for name, value in overrides.items():
-        if getattr(cfg, name) == defaults[name]:
+        if name not in explicit and getattr(cfg, name) == defaults[name]:
             setattr(cfg, name, value)
 
 
@@ -153,7 +187,11 @@ class StudyConfig:
     seed: int = dataclasses.field(default=0, metadata={"help": "seed of the study's draws, splits and bootstraps"})
     out: str | None = dataclasses.field(default=None, metadata={"help": "report directory (summary.json, report.html, artefacts)"})
     progress: bool = dataclasses.field(default=True, metadata={"help": "progress bars and stage lines on stderr"})
+    explicit: tuple[str, ...] = dataclasses.field(default=(), compare=False, metadata={
+        "cli": False, "help": "fields set on purpose, which a profile or --quick never overrides even at their "
+        "default value (the CLI fills it with the options given; in Python, name them: explicit=('limit',))"})
 
     def __post_init__(self):
+        self.explicit = tuple(self.explicit)
         check_backend(self.backend)
         self.device = check_device(self.device)

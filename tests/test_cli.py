@@ -14,10 +14,44 @@ def test_every_runconfig_field_is_an_option_with_the_config_default():
     parser = build_parser()
     args = parser.parse_args(["run"])
     for f in dataclasses.fields(RunConfig):
+        if f.metadata.get("cli") is False:  # set by the CLI itself (which options were given), not an option
+            assert not hasattr(args, f.name), f.name
+            continue
         assert hasattr(args, f.name), f.name
         assert getattr(args, f.name) == getattr(RunConfig(), f.name), f.name
     args = parser.parse_args(["run", "--tasks", "arithmetic:2,word_problems:1", "--layers", "0,3", "--quick", "--limit", "40"])
     assert args.tasks == ("arithmetic:2", "word_problems:1") and args.layers == (0, 3) and args.quick and args.limit == 40
+
+
+def test_an_option_given_at_its_default_value_wins_over_the_profile():
+    """--profile paper --limit 200 --primary-limit 600 keeps 200 and 600 (the class defaults): an option typed
+    on the command line is never overridden by a profile or --quick, whatever its value."""
+    from reward_circuits.configs import config_from_args
+
+    parser = build_parser()
+    cfg = config_from_args(RunConfig, parser.parse_args(
+        ["run", "--profile", "paper", "--limit", "200", "--primary-limit", "600", "--eval-examples", "48"]))
+    paper = RunConfig(profile="paper")
+    assert (cfg.limit, cfg.primary_limit, cfg.eval_examples) == (200, 600, 48)
+    assert paper.limit == 1000 and paper.primary_limit > 600 and cfg.random_draws == paper.random_draws
+    assert set(cfg.explicit) == {"profile", "limit", "primary_limit", "eval_examples"}
+    quick = config_from_args(RunConfig, parser.parse_args(["run", "--quick", "--eval-examples", "32", "--no-progress"]))
+    assert quick.eval_examples == 32 and quick.limit == 40 and not quick.progress
+    # in Python, the same through explicit=
+    assert RunConfig(profile="paper", limit=200, explicit=("limit",)).limit == 200
+    assert RunConfig(profile="paper", limit=200).limit == 1000  # unnamed: indistinguishable from the default
+
+
+def test_an_explicit_option_wins_in_every_study_with_a_profile_or_quick():
+    from reward_circuits.configs import config_from_args
+    from reward_circuits.studies.yfpo.config import PROFILES, YFPOConfig
+
+    parser = build_parser()
+    default, sized = YFPOConfig().eval_prompts, PROFILES["sized"]["eval_prompts"]
+    assert sized != default
+    cfg = config_from_args(YFPOConfig, parser.parse_args(["yfpo", "--profile", "sized", "--eval-prompts", str(default)]))
+    assert cfg.eval_prompts == default and YFPOConfig(profile="sized").eval_prompts == sized
+    assert cfg.seeds == PROFILES["sized"]["seeds"]  # what was not given still follows the profile
 
 
 def test_bad_options_name_the_problem(capsys):

@@ -91,10 +91,7 @@ class RunConfig(StudyConfig):
         super().__post_init__()
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose from {sorted(PROFILES)}.")
-        defaults = {f.name: f.default for f in fields(self)}
-        for name, value in PROFILES[self.profile].items():
-            if getattr(self, name) == defaults[name]:  # an explicit option wins over the profile
-                setattr(self, name, value)
+        apply_at_defaults(self, PROFILES[self.profile])  # an explicit option wins over the profile
         if self.quick:  # then --quick shrinks every stage that neither an option nor the profile sized
             apply_at_defaults(self, QUICK)
             if self.primary_limit == QUICK["primary_limit"] and self.limit != QUICK["limit"]:
