@@ -37,6 +37,7 @@ from ...analysis.resampling import SignedTest, seeds_by_units_test
 from ...neurons import iou
 from ...io import atomic_write_json
 from ...report import Section, Table, new_figure, save_figure
+from . import resume
 from .config import YFPOConfig
 from .neuron_reward import NeuronReward, response_activations
 from .pairs import pairs_dataset, preference_pairs, tokenize_pairs
@@ -361,11 +362,17 @@ def _train_one(cfg: YFPOConfig, base_model, tokenizer, dataset, reward: NeuronRe
     return trainer.model, curve, _with_reference_logps(dataset, trainer.train_dataset)
 
 
-def _choose_steps(run: "_YfpoRun", rewards: dict[str, NeuronReward], dataset, validation: list) -> tuple[StepSelection, object]:
+def _choose_steps(run: "_YfpoRun", rewards: dict[str, NeuronReward], dataset, validation: list, fp: str) -> tuple[StepSelection, object]:
     """The pilot run of :mod:`.steps` (value neurons, or the first neuron reward there is; the first
     seed): the steps every compared run takes. Returns the selection and ``dataset`` with the
-    reference log-probs the pilot computed."""
+    reference log-probs the pilot computed. A selection an earlier run into the same ``OUT`` saved
+    with fingerprint ``fp`` (:mod:`.resume`) is reused instead of training the pilot again."""
     cfg = run.cfg
+    saved = resume.load_saved(run.out / "step_selection.json", fp)
+    if saved is not None:
+        sel = StepSelection(**{f.name: saved[f.name] for f in dataclasses.fields(StepSelection)})
+        run.stage(f"step selection resumed from step_selection.json: {sel.line()}")
+        return sel, dataset
     sel = StepSelection(cfg.steps, cfg.step_check_every, cfg.aux_moved, n_validation_pairs=len(validation))
     reward = rewards.get("value") or next(iter(rewards.values()), None)
     if reward is None:
@@ -374,6 +381,7 @@ def _choose_steps(run: "_YfpoRun", rewards: dict[str, NeuronReward], dataset, va
     trainer.add_callback(AuxLossMonitor(sel, reward, _pair_batches(validation, run.tok, cfg.batch_pairs),
                                         [p.example_id for p in validation]))
     trainer.train()
+    resume.save(run.out / "step_selection.json", sel.to_dict(), fp)
     run.stage(sel.line())
     return sel, _with_reference_logps(dataset, trainer.train_dataset)
 
@@ -464,11 +472,19 @@ def _calibrate(run: _YfpoRun, adapter, rewards: dict[str, NeuronReward], batches
     return margin_acc
 
 
-def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out) -> None:
-    """Every (seed, condition) fine-tune of a copy of the model, scored on the held-out prompts."""
+def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out, fp: str) -> None:
+    """Every (seed, condition) fine-tune of a copy of the model, scored on the held-out prompts. Each
+    is saved as it ends (:mod:`.resume`); one an earlier run into ``OUT`` saved with fingerprint ``fp``
+    is read back instead of trained again."""
     cfg, out, rewards = run.cfg, run.out, result.rewards
     jobs = [(seed, cond) for seed in cfg.seeds for cond in cfg.conditions]
     for seed, cond in tqdm(jobs, desc="yfpo fine-tunes", disable=not run.progress):
+        path = resume.run_path(out, cond, seed)
+        saved = resume.load_saved(path, fp)
+        if saved is not None:
+            result.runs.append(TrainingRun(**saved))
+            run.stage(f"{cond} seed {seed}: resumed from {path.relative_to(out)} (held-out accuracy {np.mean(saved['correct']):.3f})")
+            continue
         t = time.perf_counter()
         reward = rewards.get(cond) if cond != "dpo" else rewards.get("value")
         model, curve, dataset = _train_one(cfg, run.hf, run.tok, dataset, reward, 0.0 if cond == "dpo" else cfg.beta_aux, seed,
@@ -479,6 +495,7 @@ def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out) -> None:
         model = model.merge_and_unload()  # (the run's own copy) evaluated through an adapter over it
         correct = _held_out_correct(cfg, model, run.tok, held_out, f"{run.model_name} ({cond} s{seed})")
         result.runs.append(TrainingRun(cond, seed, correct, curve, adapter_dir, time.perf_counter() - t))
+        resume.save(path, dataclasses.asdict(result.runs[-1]), fp)
         del model
         run.stage(f"{cond} seed {seed}: held-out accuracy {np.mean(correct):.3f} ({time.perf_counter() - t:.0f} s)")
     shutil.rmtree(out / "trainer", ignore_errors=True)
@@ -530,10 +547,12 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
     result = YFPOResult(cfg, model_name, len(rollouts), accuracy(rollouts), len(pairs), base_correct, rewards, margin_acc,
                         value_auc, value_hook, lrp_check, sizing=sizing)
     if cfg.select_steps:  # a pilot run picks the steps every compared run takes (.steps)
-        selection, dataset = _choose_steps(run, rewards, dataset, validation)
+        pilot_fp = resume.fingerprint(cfg, model_name, pairs, rewards, held_out, validation=resume.pair_rows(validation),
+                                      pilot_seed=cfg.seeds[0])
+        selection, dataset = _choose_steps(run, rewards, dataset, validation, pilot_fp)
         run.cfg = result.config = copy.copy(cfg)
         run.cfg.steps = selection.steps
         result.step_selection = selection.to_dict()
-    _fine_tunes(run, result, dataset, held_out)
+    _fine_tunes(run, result, dataset, held_out, resume.fingerprint(run.cfg, model_name, pairs, rewards, held_out))
     result.seconds = time.perf_counter() - t0
     return result

@@ -1,0 +1,73 @@
+"""Resuming a stopped YFPO study: what a long ``--profile sized`` run has finished is kept.
+
+The sized study is 20 LoRA fine-tunes (5 seeds × 4 conditions) of up to 64 steps each, hours on a
+CPU. Each finished fine-tune is written to ``OUT/runs/<condition>_s<seed>.json`` as it ends (its
+held-out correctness, training curve, adapter path and seconds), and the pilot run's step selection
+to ``OUT/step_selection.json``. A later ``reward-circuits yfpo`` into the same ``OUT`` recomputes the
+cheap shared steps (sampled pairs, neuron selection and calibration: seeded, so the same on the same
+machine) and reuses a saved file only where its **fingerprint** matches: a hash of the settings that
+decide a run's outcome (every config field except where it is written and which seeds / conditions
+are run), the model, the preference pairs, the calibrated neuron rewards and the held-out prompts.
+Anything that differs (another model, other pairs after a change of sampling, a new step count)
+misses, and that run is trained again: a reused run is always one this exact study would train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ...io import atomic_write_json
+
+# config fields that do not change a fine-tune's outcome: where it is written, how it reports, which
+# seeds and conditions this invocation runs (a run added later reuses the others), and the labels
+# whose effect is already in the fields they set
+NOT_IN_FINGERPRINT = ("out", "progress", "save_adapters", "explicit", "seeds", "conditions", "quick", "profile")
+SIGNIFICANT_DIGITS = 6  # calibration floats are rounded: the same computation on another thread count may differ in the last bits
+
+
+def _rounded(x):
+    if isinstance(x, float):
+        return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rounded(v) for v in x]
+    return x
+
+
+def pair_rows(pairs) -> list[list[str]]:
+    """Preference pairs as JSON rows (for :func:`fingerprint`)."""
+    return [[p.example_id, p.prompt, p.chosen, p.rejected] for p in pairs]
+
+
+def fingerprint(cfg, model_name: str, pairs, rewards: dict, held_out, **extra) -> str:
+    """sha256 of what decides a fine-tune's outcome (see the module docstring); ``extra``: more of it,
+    JSON-able (the step selection's validation pairs and pilot seed)."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_FINGERPRINT}
+    content = {"config": settings, "model": model_name, "pairs": pair_rows(pairs),
+               "rewards": {k: _rounded(r.to_dict()) for k, r in sorted(rewards.items())},
+               "held_out": [[e.id, e.question, e.answer] for e in held_out.examples], "extra": extra}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_path(out: str | os.PathLike, condition: str, seed: int) -> Path:
+    return Path(out) / "runs" / f"{condition}_s{seed}.json"
+
+
+def load_saved(path: str | os.PathLike, fp: str) -> dict | None:
+    """The saved record at ``path`` when its fingerprint is ``fp``; None when absent, unreadable or another study's."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fp:
+        return None
+    return saved.get("record")
+
+
+def save(path: str | os.PathLike, record: dict, fp: str) -> None:
+    """Write ``record`` with its fingerprint (atomically: a killed write never leaves a half file that counts)."""
+    atomic_write_json(path, {"fingerprint": fp, "record": record})
