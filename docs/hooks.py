@@ -308,7 +308,10 @@ def run_label(run: str, summary: dict, commit: str) -> str:
     bits = [{None: "model not recorded", "default": "the default model (SmolLM2-135M-Instruct)"}.get(model, str(model))]
     if cfg.get("tasks"):
         bits.append(", ".join(map(str, cfg["tasks"])))
-    if cfg.get("limit"):
+    primary = cfg.get("primary_limit")
+    if cfg.get("limit") and primary and primary != cfg["limit"] and cfg.get("tasks"):
+        bits.append(f"{primary} rollouts of {cfg['tasks'][0]}, {cfg['limit']} of each other task")
+    elif cfg.get("limit"):
         bits.append(f"{cfg['limit']} rollouts per task")
     if cfg.get("profile") and cfg.get("profile") != "default":
         bits.append(f"profile {cfg['profile']}")
