@@ -87,8 +87,15 @@ BLOCKS = {
         f"primary task (AUC intervals ~ ±0.03), {PAPER['eval_examples']} examples per ablation pass with "
         f"{PAPER['random_draws']} random draws (a 0.10 accuracy difference at 80% power after Holm), the layer at relative "
         "depth 0.25 ablated too. The committed run (`docs/results/2026-12-06/paper-smollm2/`) predates this sizing: 1,000 rollouts per task, "
-        f"200 examples per pass | end to end: the stage table in its README (one shared thread); interventions and dopamine "
-        f"{_m('wall_time_s', '.0f', '2026-12-06/paper-smollm2')} s of it |\n"
+        "200 examples per pass. Gemma 3 270M and Qwen2.5 Coder 0.5B ran it at the largest n that fit one stop on one thread "
+        "(`docs/results/2026-12-07/paper-gemma/`: "
+        f"{_m('config.primary_limit', '', '2026-12-07/paper-gemma')} primary rollouts, "
+        f"{_m('config.eval_examples', '', '2026-12-07/paper-gemma')} examples per pass; `paper-qwen/`: "
+        f"{_m('config.eval_examples', '', '2026-12-07/paper-qwen')} examples per pass on its default job's rollouts) "
+        f"| SmolLM2, end to end: the stage table in its README (one shared thread); interventions and dopamine "
+        f"{_m('wall_time_s', '.0f', '2026-12-06/paper-smollm2')} s of it. Gemma 3 270M "
+        f"{_m('wall_time_s', '.0f', '2026-12-07/paper-gemma')} s end to end; Qwen2.5 Coder 0.5B "
+        f"{_m('wall_time_s', '.0f', '2026-12-07/paper-qwen')} s for the value, intervention and dopamine stages (one thread each) |\n"
         "| `python -m bench` | every benchmark, one table of ratios (`bench/README.md`) | see `bench/README.md` |"
     ),
     "default-accuracy": (
