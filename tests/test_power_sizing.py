@@ -77,7 +77,7 @@ def test_run_sizing_reports_what_a_configured_job_detects():
     assert d["ablation_mde"] > 1 and "no accuracy difference is detectable" in "\n".join(sizing_lines(d))
     assert p["ablation_mde"] <= 0.10 + 1e-9 and p["auc_half_width"] <= 0.03
     assert p["estimated_cpu_s"] > d["estimated_cpu_s"] and p["over_cpu_budget"] and "GPU" in sizing_lines(p)[-1]
-    assert run_sizing(RunConfig(profile="paper"), "qwen2.5-0.5b")["estimated_cpu_s"] == pytest.approx(3.4 * p["estimated_cpu_s"])
+    assert run_sizing(RunConfig(profile="paper"), "qwen2.5-0.5b")["estimated_cpu_s"] == pytest.approx(1.7 * p["estimated_cpu_s"])
 
 
 def test_relative_depths_resolve_to_the_nearest_stored_layer():

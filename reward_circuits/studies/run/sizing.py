@@ -45,10 +45,16 @@ Z95 = 1.959963984540054  # the two-sided 95% normal quantile of every interval h
 
 # Measured seconds per rollout of SmolLM2-135M on one torch thread under load 4-8 (the committed default
 # job, docs/results/2026-12-06/main: rollouts 537 s and stores 365 s for 800 rollouts of <= 48 tokens;
-# interventions 366 s for ~31 conditions x 32 examples) and each model's compute relative to it
-# (Qwen2.5 0.5B: 3.4x per token, issue 29; Gemma 3 270M: by parameter count, not measured).
+# interventions 366 s for ~31 conditions x 32 examples) and each model's CPU cost relative to it, measured
+# on this machine rather than counted in FLOPs. Gemma 3 270M: 2.0 (first by parameter count; its paper
+# run at 1500 primary rollouts / 16 examples, docs/results/2026-12-07/paper-gemma, was estimated at 5,400 s
+# of CPU and used 5,148 s). Qwen2.5 0.5B: 3.4x SmolLM2's compute per token (issue 29), but on this CPU its
+# main job used 0.85x Gemma's process CPU at the same sizes (1,651 vs 1,946 s, docs/results/2026-12-06/qwen
+# and gemma: Gemma's 262k-token unembedding costs more than Qwen's extra blocks), so 1.7; at 3.4 its paper
+# run (docs/results/2026-12-07/paper-qwen) was estimated at 10,984 s and used 3,333 s (at 1.7: 5,492 s, of
+# which ~1,540 s are rollouts that run read back instead of generating).
 SECONDS_PER_ROLLOUT = {"generate": 0.67, "store": 0.46, "intervene": 0.37}
-MODEL_COST = {"smollm2": 1.0, "gemma": 2.0, "qwen": 3.4}
+MODEL_COST = {"smollm2": 1.0, "gemma": 2.0, "qwen": 1.7}
 TWO_CORE_SPEEDUP = 1.6  # one-thread CPU seconds per wall second on 2 idle cores (the default job: 1259 s CPU ~ 13 min)
 WALL_BUDGET_S = 4 * 3600  # beyond this on 2 cores: a GPU, the speed gains, or the largest n that fits (issue 29)
 
