@@ -181,9 +181,15 @@ def _clocked(fn):
 def _job_config(tmp: Path, out: str, stages: tuple, args):
     from reward_circuits.studies.run import RunConfig
 
+    from reward_circuits.studies.run.config import PROFILES
+
+    # --job-profile paper: the paper profile's intervention conditions (its early layer at relative depth
+    # 0.25 ablated with both controls, dose-response in zero and mean mode at 1/2/5/10%); sizes as given
+    paper = {k: PROFILES["paper"][k] for k in ("ablation_depths", "dose_modes", "dose_fractions")}
     cfg = RunConfig(tasks=(args.job_task,), primary_limit=args.job_rollouts, out=str(tmp / out), stages=stages,
                     progress=False, layers=tuple(int(x) for x in args.job_layers.split(",")),
-                    eval_examples=args.job_examples, random_draws=args.job_random, ablation_layers=3)
+                    eval_examples=args.job_examples, random_draws=args.job_random, ablation_layers=3,
+                    **(paper if args.job_profile == "paper" else {}))
     cfg.quick = True  # after validation: the value stage's quick mode only (untimed); every size above as given
     return cfg
 
@@ -242,7 +248,8 @@ def _job_interventions(tl, args, tmp: Path) -> list[Row]:
     with certified greedy argmaxes (``certifies_argmax``, opt-in); generations asserted identical."""
     from reward_circuits.studies.run import run
 
-    ways = {"today": (False, False), "trunk": (True, False), "certified": (True, True)}
+    ways = {w: v for w, v in {"today": (False, False), "trunk": (True, False), "certified": (True, True)}.items()
+            if w in ("today",) + tuple(args.job_ways.split(","))}
     for way in ways:
         if way != "certified":
             shutil.copytree(tmp / "while", tmp / way)
@@ -251,14 +258,18 @@ def _job_interventions(tl, args, tmp: Path) -> list[Row]:
         adapter = _variant(tl, share, logs[way], certify)
         out = "while" if way == "certified" else way
         res[way] = _clocked(lambda: run(_job_config(tmp, out, ("interventions",), args), adapter=adapter))
-    for way in ("trunk", "certified"):
+    for way in set(ways) - {"today"}:
         assert sorted(logs[way]) == sorted(logs["today"]), f"{way} intervention stage tokens differ from today's"
     n_tok = sum(len(r) for _, r in logs["today"])
+    hdr = res["trunk" if "trunk" in res else "certified"][0].header["config"]
     setup = (f"{args.job_examples} eval examples, {args.job_random} random draws, layers {args.job_layers} "
-             f"(3 ablated), dose {list(res['trunk'][0].header['config']['dose_fractions'])}; "
+             f"(3 best ablated, depths {list(hdr['ablation_depths'])}), dose {list(hdr['dose_modes'])} x "
+             f"{list(hdr['dose_fractions'])}; "
              f"{len(logs['today'])} generations, {n_tok} tokens, identical")
     (_, wo, co) = res["today"]
     for way, what in (("trunk", "shared trunk, every row unembedded"), ("certified", "shared trunk + certified argmax")):
+        if way not in res:
+            continue
         _, wt, ct = res[way]
         rows.append(Row("8", f"main job intervention stage: {what} vs today's sweeps (TL)", wt, wo, "s", wo / wt,
                         f"speed-up today/{way}", ">=1.5", f"{setup}; CPU {ct:.1f} s vs {co:.1f} s (ratio {co / ct:.2f}x)"))

@@ -564,6 +564,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--job-interventions-only", action="store_true",
                     help="row 8: time only the intervention stage (rollouts, store and value run once, untimed)")
     ap.add_argument("--job-layers", default="23,26,29", help="row 8: stored (and ablated) layers, comma-separated")
+    ap.add_argument("--job-profile", choices=("default", "paper"), default="default",
+                    help="row 8: 'paper': the paper profile's intervention conditions (early layer at depth 0.25 with "
+                         "both controls; dose zero and mean at 1/2/5/10%%); store an early layer too (--job-layers 7,23,26,29)")
+    ap.add_argument("--job-ways", default="trunk,certified",
+                    help="row 8: which ways run beside today's sweeps (trunk, certified; comma-separated)")
     ap.add_argument("--main-job-summary", default=None, help="a run's summary.json to read stage timings from")
     ap.add_argument("--main-job", action="store_true", help="run the default main job here (minutes) and sample its RSS")
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "latest.json"))
