@@ -458,3 +458,42 @@ def test_every_shared_hook_agrees_across_backends_with_non_unit_norm_weights(tin
     bad = {n: round(_max_masked_diff(a[n], b[n], batch.attention_mask), 4) for n in names
            if _max_masked_diff(a[n], b[n], batch.attention_mask) >= ATOL}
     assert not bad, f"backends disagree at {bad}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_capture_with_hooks_stops_early_but_every_hook_fires(tiny_adapters, backend, monkeypatch):
+    """A capture with fwd_hooks stops after the last block a hook or a captured point sits at (no work
+    above it), gives what the full forward gives, and still runs every given hook, also one above the
+    captured points or without a block (``ln_final``)."""
+    ad = tiny_adapters[backend]
+    batch = ad.tokenize(TEXTS)
+    m = batch.attention_mask
+    seen = []
+
+    def plus_one(act, hook):
+        seen.append(hook.name)
+        return act + 1
+
+    def spy(act, hook):
+        seen.append(hook.name)
+
+    name = "blocks.0.hook_resid_post"
+    low = ad.capture(batch, [name], fwd_hooks=[("blocks.0.mlp.hook_post", plus_one)])
+    assert seen == ["blocks.0.mlp.hook_post"]
+    seen.clear()
+    above = ["blocks.1.hook_resid_post"] + (["ln_final.hook_normalized"] if backend == "transformer_lens" else [])
+    full = ad.capture(batch, [name], fwd_hooks=[("blocks.0.mlp.hook_post", plus_one)] + [(h, spy) for h in above])
+    assert seen == ["blocks.0.mlp.hook_post"] + above
+    assert _max_masked_diff(low[name], full[name], m) < ATOL
+    if backend == "transformer_lens":  # the forward really stopped after block 0
+        stops = []
+        real = type(ad.model).forward
+
+        def forward(self, *a, **k):
+            stops.append(k.get("stop_at_layer"))
+            return real(self, *a, **k)
+
+        monkeypatch.setattr(type(ad.model), "forward", forward)
+        ad.capture(batch, [name], fwd_hooks=[("blocks.0.mlp.hook_post", plus_one)])
+        ad.capture(batch, [name], fwd_hooks=[("blocks.1.hook_resid_post", spy)])
+        assert stops == [1, None]

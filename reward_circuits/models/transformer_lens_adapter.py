@@ -87,7 +87,10 @@ class TransformerLensAdapter(ModelAdapter):
             return save
 
         hooks = list(fwd_hooks) + [(n, make(n)) for n in names]
-        stop = self._stop_layer(names) if not fwd_hooks else None
+        # stop after the last block anything acts at: every given hook still fires (a hook above the
+        # captured points, or one without a block, e.g. ``ln_final``, runs the forward to the end)
+        hooked = [h[0] for h in fwd_hooks]
+        stop = self._stop_layer(list(names) + hooked) if all(isinstance(n, str) for n in hooked) else None
         with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
             self.model(batch.input_ids, attention_mask=batch.attention_mask, return_type=None,
                        stop_at_layer=stop)
