@@ -62,7 +62,14 @@ def test_a_stopped_study_resumes_what_it_finished_and_retrains_what_changed(tmp_
     again = _run(cfg)
     assert calls == []
     assert [dataclasses.asdict(r) for r in again.runs] == [dataclasses.asdict(r) for r in first.runs]
-    assert again.step_selection == first.step_selection and again.config.steps == first.config.steps
+    assert {**again.step_selection, "resumed": False} == first.step_selection and again.config.steps == first.config.steps
+    assert again.step_selection["resumed"] and not first.step_selection["resumed"] and first.step_selection["seconds"] > 0
+    # the time summed over invocations: this one's, plus the runs and the pilot it read back
+    assert first.resumed == [] and first.seconds_total == first.seconds
+    assert again.resumed == ["dpo_s0", "value_s0"]
+    want = again.seconds + sum(r.seconds for r in first.runs) + first.step_selection["seconds"]
+    assert abs(again.seconds_total - want) < 1e-9
+    assert again.to_section(None).summary["seconds_total"] == again.seconds_total
     assert again.to_section(None).summary["conditions"] == first.to_section(None).summary["conditions"]
 
     # stopped during value_s0 (its record never written), and a seed added: only the missing runs train

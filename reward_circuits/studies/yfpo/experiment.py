@@ -97,6 +97,14 @@ class YFPOResult:
     seconds: float = 0.0
     sizing: list[str] = field(default_factory=list)  # what this run's seeds x prompts detect (.sizing)
     step_selection: dict = field(default_factory=dict)  # with --select-steps: the checks and the steps chosen (.steps)
+    resumed: list[str] = field(default_factory=list)  # runs read back from an earlier invocation's records (.resume)
+    resumed_seconds: float = 0.0  # their seconds, and a resumed pilot's
+
+    @property
+    def seconds_total(self) -> float:
+        """The study's time summed over the invocations that made it: this one, plus the runs (and
+        pilot) it read back; the repeated set-up of the earlier, interrupted invocations is not in it."""
+        return self.seconds + self.resumed_seconds
 
     def per_prompt(self, condition: str) -> np.ndarray:
         """``[seed, prompt]`` held-out correctness of ``condition``."""
@@ -229,12 +237,18 @@ class YFPOResult:
                          f"softmax-absorbed relevance / logit = {c['absorbed_share']:.3f}; |Σ R + absorbed − logit| / |logit| ≤ {c['max_identity_error']:.1e}. "
                          f"Plain gradient × input: Σ relevance(embeddings) / logit = {c.get('gradient_x_input_embedding_share', float('nan')):.3f}. "
                          f"IoU of the top-{cfg.n_neurons} AttnLRP and gradient × activation neurons: {c.get('iou_with_gradient_x_activation', float('nan')):.3f}.")
+        if self.resumed:
+            notes.append(f"Resumed: {len(self.resumed)} of {len(self.runs)} runs"
+                         + (" and the pilot" if self.step_selection.get("resumed") else "")
+                         + f" were read back from an earlier invocation's records; this invocation took {self.seconds:.0f} s, "
+                         f"{self.seconds_total:.0f} s with the runs read back (yfpo.seconds_total).")
         notes.append("Adapters (peft, safetensors) are saved per run under adapters/: load with PeftModel.from_pretrained, merge_and_unload, "
                      "then from_hf(...) to measure value-neuron transfer with the value API.")
         summary = {
             "config": cfg.to_dict(), "model": self.model, "n_pairs": self.n_pairs, "base_accuracy": base_acc,
             "base_correct": list(self.base_correct),
             "n_eval_prompts": len(self.base_correct), "seconds": self.seconds, "sizing": self.sizing,
+            "seconds_total": self.seconds_total, "resumed_runs": list(self.resumed),
             "step_selection": self.step_selection,
             "conditions": {s.condition: {"accuracy": s.accuracy.to_dict(), "seed_mean": s.seed_mean, "seed_std": s.seed_std,
                                          "vs_base": s.vs_base.to_dict(), "p_vs_base": s.p_vs_base,
@@ -370,9 +384,11 @@ def _choose_steps(run: "_YfpoRun", rewards: dict[str, NeuronReward], dataset, va
     cfg = run.cfg
     saved = resume.load_saved(run.out / "step_selection.json", fp)
     if saved is not None:
-        sel = StepSelection(**{f.name: saved[f.name] for f in dataclasses.fields(StepSelection)})
+        sel = StepSelection(**{f.name: saved[f.name] for f in dataclasses.fields(StepSelection) if f.name in saved})
+        sel.resumed = True
         run.stage(f"step selection resumed from step_selection.json: {sel.line()}")
         return sel, dataset
+    t = time.perf_counter()
     sel = StepSelection(cfg.steps, cfg.step_check_every, cfg.aux_moved, n_validation_pairs=len(validation))
     reward = rewards.get("value") or next(iter(rewards.values()), None)
     if reward is None:
@@ -381,6 +397,7 @@ def _choose_steps(run: "_YfpoRun", rewards: dict[str, NeuronReward], dataset, va
     trainer.add_callback(AuxLossMonitor(sel, reward, _pair_batches(validation, run.tok, cfg.batch_pairs),
                                         [p.example_id for p in validation]))
     trainer.train()
+    sel.seconds = time.perf_counter() - t
     resume.save(run.out / "step_selection.json", sel.to_dict(), fp)
     run.stage(sel.line())
     return sel, _with_reference_logps(dataset, trainer.train_dataset)
@@ -483,6 +500,7 @@ def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out, fp: str) -
         saved = resume.load_saved(path, fp)
         if saved is not None:
             result.runs.append(TrainingRun(**saved))
+            result.resumed.append(f"{cond}_s{seed}")
             run.stage(f"{cond} seed {seed}: resumed from {path.relative_to(out)} (held-out accuracy {np.mean(saved['correct']):.3f})")
             continue
         t = time.perf_counter()
@@ -553,6 +571,9 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
         run.cfg = result.config = copy.copy(cfg)
         run.cfg.steps = selection.steps
         result.step_selection = selection.to_dict()
+        if selection.resumed:
+            result.resumed_seconds += selection.seconds
     _fine_tunes(run, result, dataset, held_out, resume.fingerprint(run.cfg, model_name, pairs, rewards, held_out))
+    result.resumed_seconds += sum(r.seconds for r in result.runs if f"{r.condition}_s{r.seed}" in result.resumed)
     result.seconds = time.perf_counter() - t0
     return result

@@ -78,6 +78,8 @@ class StepSelection:
     checks: list[list[float]] = field(default_factory=list)
     chosen: int | None = None  # the first check that met the criterion (None: none by the cap)
     n_validation_pairs: int = 0
+    seconds: float = 0.0  # the pilot's own time (kept when a resumed study reads the selection back)
+    resumed: bool = False  # read back from an earlier invocation's step_selection.json
 
     @property
     def steps(self) -> int:
