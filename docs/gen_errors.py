@@ -156,6 +156,7 @@ CASES: list[tuple[str, str, str]] = [
     ("Command line", "`reward-circuits probe` on a missing store", 'cli(["probe", "--store", tmp + "/none", "--out", tmp + "/p"])'),
     ("Command line", "`reward-circuits probe` on the folder of the task stores", 'cli(["probe", "--store", tmp, "--out", tmp + "/p"])'),
     ("Command line", "`reward-circuits run --stages dopamine` with no value stage on disk", 'cli(["run", "--stages", "dopamine", "--out", tmp + "/fresh"])'),
+    ("Command line", "`reward-circuits run` into a folder of an earlier run's other rollouts (another --primary-limit, --seed or task)", 'cli(["run", "--out", tmp + "/oldrun"])'),
     ("Command line", "`reward-circuits run --tasks` with a misspelt task", 'cli(["run", "--tasks", "arithmetc:1", "--out", tmp + "/fresh"])'),
     ("Command line", "`reward-circuits compare` with a mistyped run directory", 'cli(["compare", tmp + "/stor", tmp + "/store"])'),
 ]
@@ -188,6 +189,9 @@ def setup(tmp: str) -> dict:
     newer_store = Path(tmp) / "newer_store"  # artefacts whose format version is newer than this code's
     rc.write_store_from_arrays(newer_store, acts, [1.0, 0.0] * 4, model="tiny-llama-seed0")
     newer_probe = probe.save(Path(tmp) / "newer_probe")
+    from reward_circuits.data.rollouts import Rollout, save_rollouts  # an earlier run's 2 rollouts of other prompts
+    save_rollouts([Rollout(f"word_problems_0/q{i}/s0", "word_problems_0", f"q{i}", [1], [2], "2", 1.0, "2") for i in range(2)],
+                  Path(tmp) / "oldrun" / "rollouts" / "word_problems_0")
     for meta in (newer_store / "manifest.json", newer_probe / "value_probe.json"):
         meta.write_text(json.dumps({**json.loads(meta.read_text()), "format_version": 2}))
 

@@ -212,7 +212,8 @@ def test_a_store_writer_killed_inside_safetensors_leaves_nothing_on_the_next_ope
 def _job(out, **kw):
     from reward_circuits.studies.run import RunConfig
 
-    return RunConfig(tasks=("a", "b"), limit=24, out=str(out), max_new_tokens=8, batch_size=16, eval_examples=4,
+    kw = {"max_new_tokens": 8, **kw}
+    return RunConfig(tasks=("a", "b"), limit=24, out=str(out), batch_size=16, eval_examples=4,
                      ablation_layers=1, random_draws=1, quick=True, **kw)
 
 
@@ -438,3 +439,37 @@ def test_both_backends_stop_at_the_models_generation_eos():
         g = from_hf(hf, tok, backend, name="t").generate(["hello world"], cfg)[0]
         first = free.response_ids.index(stop)
         assert g.response_ids == free.response_ids[:first + 1] and g.finish_reason == "eos", backend
+
+
+def test_a_folder_of_other_rollouts_is_refused_not_silently_reused(tmp_path, tl_adapter, monkeypatch, capsys):
+    """Was: ``run --out X --primary-limit 2500`` into a folder of an earlier 1,000-rollout run read the 1,000
+    back and ran every stage on them; ``--model`` another model into the folder built its store from the
+    first model's token ids. Now each is a clear error before anything is computed or written."""
+    import json
+
+    from test_refactor_equivalence import parity_task
+
+    from reward_circuits.studies.run import main_job
+    from reward_circuits.studies.run.commands import run_and_report
+    from reward_circuits.studies.run.run_folder import RunFolderMismatch
+
+    monkeypatch.setattr(main_job, "get_task", parity_task)
+    out = tmp_path / "run"
+    run_and_report(_job(out, stages=("rollouts",)), adapter=tl_adapter)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    run_and_report(_job(out, stages=("rollouts",)), adapter=tl_adapter)  # the same settings resume
+    with pytest.raises(RunFolderMismatch, match=r"holds 24 rollouts of a, but this run asks for 30.*--out.*delete"):
+        run_and_report(_job(out, stages=("rollouts",), primary_limit=30), adapter=tl_adapter)
+    with pytest.raises(RunFolderMismatch, match=r"differ from prompt 0 on"):
+        run_and_report(_job(out, stages=("rollouts",), seed=1), adapter=tl_adapter)
+    with pytest.raises(RunFolderMismatch, match=r"--max-new-tokens 8 then, 12 now"):
+        run_and_report(_job(out, stages=("rollouts",), max_new_tokens=12), adapter=tl_adapter)
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "model": "another-model"}))
+    with pytest.raises(RunFolderMismatch, match=r"holds a run of another-model, and this run loads"):
+        run_and_report(_job(out, stages=("rollouts",)), adapter=tl_adapter)
+    (out / "summary.json").write_text(json.dumps(summary))
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert {p for p in after if p.name != "summary.json" and "report" not in p.name} == \
+        {p for p in before if p.name != "summary.json" and "report" not in p.name}
+    assert all(after[p] == before[p] for p in before if "rollouts" in p.parts)  # nothing rewritten

@@ -33,6 +33,7 @@ from ...report import Report, Section, Table
 from ...data.store import read_manifest
 from .evaluation import EvaluationPrompts, EvaluationSource, evaluation_examples
 from .result import RunResult
+from .run_folder import check_cached_rollouts, check_same_model
 from .sizing import run_sizing, sizing_lines
 from .stage_meter import StageTimings
 from .stage_sections import load_stage_sections, save_stage_sections
@@ -107,6 +108,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None, report: Report | No
     previous = load_stage_sections(out)  # before the first stage rewrites summary.json
     check_stage_inputs(cfg, out)
     check_tasks(cfg.tasks)
+    check_cached_rollouts(cfg, out, _rollout_task)
     sizing = run_sizing(cfg, adapter.name if adapter is not None else cfg.model)
     print("\n".join(sizing_lines(sizing)))  # what this n can detect, and its cost, before anything runs
     if adapter is None and cfg.layers:  # said before the model loads, where its config tells the depth
@@ -117,6 +119,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None, report: Report | No
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
     timings["load_model_s"] = time.perf_counter() - t0
+    check_same_model(out, adapter.name)
     result = RunResult(out, header={**_header(cfg, adapter), "sizing": sizing})
     if report is not None:
         report.header.update(result.header)
