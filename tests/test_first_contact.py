@@ -350,7 +350,6 @@ def test_errors_a_newcomer_meets_name_the_fix(tmp_path, capsys, monkeypatch):
 
     from reward_circuits.models.loading import ModelLoadError, load_hf
     from reward_circuits.studies.run import main_job
-    from reward_circuits.studies.run.commands import run_and_report
 
     runs = tmp_path / "runs"
     (runs / "default").mkdir(parents=True)

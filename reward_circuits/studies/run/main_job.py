@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -307,7 +307,7 @@ def _value_stage(job: _Job, rollouts: dict, stores: dict) -> ValueStageResult | 
     if "value" not in cfg.stages:
         if not (value_dir / "value_probe").exists():
             return None
-        kept = job.keep_previous("value")
+        job.keep_previous("value")
         summary = next((s.summary for s in job.result.stages.get("value", []) if s.key == "value"), {})
         if not summary:
             raise StageInputError(f"{value_dir} holds a value probe but {out / 'summary.json'} has no value section "
