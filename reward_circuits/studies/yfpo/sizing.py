@@ -13,9 +13,12 @@ the YFPO family's Bonferroni level (α/m, the verdicts' own MDE) comes from the 
 (:func:`~reward_circuits.analysis.claims.minimum_detectable_effect`). The sized profile takes the
 fewest seeds (at least 5) for which some ``P`` reaches the target, and the fewest prompts for it.
 
-Planning values: the committed 8-step run (``docs/results/2026-12-01/yfpo``, value − DPO, 3 seeds ×
-48 prompts) had a cell variance of 0.021 and a seed-mean variance of 1.4e-4 (which bounds the seed
-component); longer training moves more answers apart, so the plan doubles both (0.05, 3e-4).
+Planning values, measured. The first plan took the committed 8-step run (``docs/results/2026-12-01/yfpo``,
+value − DPO, 3 seeds × 48 prompts: cell variance 0.021, seed-mean variance 1.4e-4) and doubled both
+(0.05, 3e-4). The sized run it planned (``docs/results/2026-12-07/yfpo-sized``: 5 seeds × 228 prompts,
+20 steps) reached MDEs of 0.07-0.12, not 0.05: at 20 steps the conditions' answers part far more. Its
+cell variances were 0.176 (value − DPO), 0.099 (AttnLRP − DPO) and 0.152 (value − random), its seed
+components at most 6e-4. The plan now takes the largest of them (0.18, 6e-4).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ MAX_SEEDS = 30
 class YFPOTargets:
     accuracy_difference: float = 0.05
     min_seeds: int = 5
-    cell_variance: float = 0.05
-    seed_variance: float = 3e-4
+    cell_variance: float = 0.18
+    seed_variance: float = 6e-4
     max_prompts: int = 2000  # held-out prompts the task can give besides the training ones (arithmetic:1: 2,480)
     power: float = POWER
     alpha: float = ALPHA
