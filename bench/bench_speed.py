@@ -261,10 +261,14 @@ def _job_interventions(tl, args, tmp: Path) -> list[Row]:
     for way in set(ways) - {"today"}:
         assert sorted(logs[way]) == sorted(logs["today"]), f"{way} intervention stage tokens differ from today's"
     n_tok = sum(len(r) for _, r in logs["today"])
-    hdr = res["trunk" if "trunk" in res else "certified"][0].header["config"]
+    done = res["trunk" if "trunk" in res else "certified"][0]
+    hdr = done.header["config"]
+    abl = done.section("ablation").summary  # where the conditions act decides what the trunk can share
+    where = (f"ablated {abl['ablated_layers']['validation_best']} (controls at {abl['ablated_layers']['controlled']}), "
+             f"dose and steering at {abl['study_layer']['dose']}")
     setup = (f"{args.job_examples} eval examples, {args.job_random} random draws, layers {args.job_layers} "
              f"(3 best ablated, depths {list(hdr['ablation_depths'])}), dose {list(hdr['dose_modes'])} x "
-             f"{list(hdr['dose_fractions'])}; "
+             f"{list(hdr['dose_fractions'])}; {where}; "
              f"{len(logs['today'])} generations, {n_tok} tokens, identical")
     (_, wo, co) = res["today"]
     for way, what in (("trunk", "shared trunk, every row unembedded"), ("certified", "shared trunk + certified argmax")):
