@@ -575,6 +575,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--child-ram-probe", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-ram-capture", nargs=2, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    ways = set(args.job_ways.split(","))
+    if not ways or not ways <= {"trunk", "certified"}:
+        ap.error(f"--job-ways {args.job_ways!r}: give trunk, certified or trunk,certified")
     torch.set_num_threads(args.threads)
     if args.child_ram_probe:
         return child_ram_probe(args.child_ram_probe)

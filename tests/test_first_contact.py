@@ -212,8 +212,8 @@ def test_a_store_writer_killed_inside_safetensors_leaves_nothing_on_the_next_ope
 def _job(out, **kw):
     from reward_circuits.studies.run import RunConfig
 
-    kw = {"max_new_tokens": 8, **kw}
-    return RunConfig(tasks=("a", "b"), limit=24, out=str(out), batch_size=16, eval_examples=4,
+    kw = {"max_new_tokens": 8, "tasks": ("a", "b"), **kw}
+    return RunConfig(limit=24, out=str(out), batch_size=16, eval_examples=4,
                      ablation_layers=1, random_draws=1, quick=True, **kw)
 
 
@@ -457,18 +457,44 @@ def test_a_folder_of_other_rollouts_is_refused_not_silently_reused(tmp_path, tl_
     run_and_report(_job(out, stages=("rollouts",)), adapter=tl_adapter)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     run_and_report(_job(out, stages=("rollouts",)), adapter=tl_adapter)  # the same settings resume
-    with pytest.raises(RunFolderMismatch, match=r"holds 24 rollouts of a, but this run asks for 30.*--out.*delete"):
+    with pytest.raises(RunFolderMismatch, match=r"holds 24 rollouts of a, this run asks for 30.*--out.*delete"):
         run_and_report(_job(out, stages=("rollouts",), primary_limit=30), adapter=tl_adapter)
     with pytest.raises(RunFolderMismatch, match=r"differ from prompt 0 on"):
         run_and_report(_job(out, stages=("rollouts",), seed=1), adapter=tl_adapter)
-    with pytest.raises(RunFolderMismatch, match=r"--max-new-tokens 8 then, 12 now"):
+    with pytest.raises(RunFolderMismatch, match=r"generated with --max-new-tokens 8, this run asks for 12") as caught:
         run_and_report(_job(out, stages=("rollouts",), max_new_tokens=12), adapter=tl_adapter)
-    summary = json.loads((out / "summary.json").read_text())
-    (out / "summary.json").write_text(json.dumps({**summary, "model": "another-model"}))
-    with pytest.raises(RunFolderMismatch, match=r"holds a run of another-model, and this run loads"):
+    for slug in ("a", "b"):  # every task's mismatch is named at once, with every folder to delete
+        assert str(out / "rollouts" / slug) in str(caught.value) and str(out / "store" / slug) in str(caught.value)
+    # a folder of older code (no record, no summary): the responses' lengths still tell a larger setting
+    aside = {p: p.read_bytes() for p in [out / "summary.json", *(out / "rollouts").glob("*.settings.json")]}
+    for p in aside:
+        p.unlink()
+    with pytest.raises(RunFolderMismatch, match=r"longer than this run's --max-new-tokens 4"):
+        run_and_report(_job(out, stages=("rollouts",), max_new_tokens=4), adapter=tl_adapter)
+    for p, data in aside.items():
+        p.write_bytes(data)
+    record = out / "rollouts" / "a.settings.json"  # the record saved beside the rollouts names the model
+    kept = record.read_text()
+    record.write_text(json.dumps({**json.loads(kept), "model": "another-model"}))
+    with pytest.raises(RunFolderMismatch, match=r"holds rollouts of another-model, and this run loads"):
         run_and_report(_job(out, stages=("rollouts",)), adapter=tl_adapter)
-    (out / "summary.json").write_text(json.dumps(summary))
+    record.write_text(kept)
     after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert {p for p in after if p.name != "summary.json" and "report" not in p.name} == \
         {p for p in before if p.name != "summary.json" and "report" not in p.name}
-    assert all(after[p] == before[p] for p in before if "rollouts" in p.parts)  # nothing rewritten
+    # nothing the runs read was rewritten (the test itself rewrote the settings records)
+    assert all(after[p] == before[p] for p in before if "rollouts" in p.parts and not p.name.endswith(".settings.json"))
+
+    # a first run killed before any summary.json (one task's rollouts saved), resumed with another
+    # model: the record beside the rollouts still says whose they are; a task spec with '/' (a local
+    # file) is checked in the folder the job writes it to
+    killed = tmp_path / "killed"
+    run_and_report(_job(killed, stages=("rollouts",), tasks=("data/q.jsonl",)), adapter=tl_adapter)
+    (killed / "summary.json").unlink()
+    assert (killed / "rollouts" / "data_q.jsonl").exists()
+    with pytest.raises(RunFolderMismatch, match=r"holds 24 rollouts of data/q.jsonl, this run asks for 30"):
+        run_and_report(_job(killed, stages=("rollouts",), tasks=("data/q.jsonl",), primary_limit=30), adapter=tl_adapter)
+    rec = killed / "rollouts" / "data_q.jsonl.settings.json"
+    rec.write_text(json.dumps({**json.loads(rec.read_text()), "model": "another-model"}))
+    with pytest.raises(RunFolderMismatch, match=r"another-model"):
+        run_and_report(_job(killed, stages=("rollouts",), tasks=("data/q.jsonl",)), adapter=tl_adapter)

@@ -33,7 +33,7 @@ from ...report import Report, Section, Table
 from ...data.store import read_manifest
 from .evaluation import EvaluationPrompts, EvaluationSource, evaluation_examples
 from .result import RunResult
-from .run_folder import check_cached_rollouts, check_same_model
+from .run_folder import check_cached_rollouts, check_same_model, save_rollout_record, task_slug
 from .sizing import run_sizing, sizing_lines
 from .stage_meter import StageTimings
 from .stage_sections import load_stage_sections, save_stage_sections
@@ -47,8 +47,7 @@ def default_layers(n_layers: int) -> list[int]:
     return layers
 
 
-def _task_slug(spec: str) -> str:
-    return spec.replace(":", "_").replace("/", "_")
+_task_slug = task_slug  # (the one slug rule: studies/run/run_folder.py)
 
 
 @dataclass
@@ -119,7 +118,7 @@ def run(cfg: RunConfig, adapter: ModelAdapter | None = None, report: Report | No
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
     timings["load_model_s"] = time.perf_counter() - t0
-    check_same_model(out, adapter.name)
+    check_same_model(out, adapter.name, cfg.tasks)
     result = RunResult(out, header={**_header(cfg, adapter), "sizing": sizing})
     if report is not None:
         report.header.update(result.header)
@@ -224,10 +223,12 @@ def _rollouts_stage(job: _Job) -> tuple[dict, dict]:
             rollouts[spec], stores[spec] = generate_rollouts_and_store(
                 job.adapter, _rollout_task(cfg, spec), job.hooks, spath, job.gen_cfg, **_store_options(job, spec))
             save_rollouts(rollouts[spec], rpath)
+            save_rollout_record(out, spec, cfg, job.adapter.name)
             print(f"[store] {spec}: states captured while generating")
         else:
             rollouts[spec] = generate_rollouts(job.adapter, _rollout_task(cfg, spec), job.gen_cfg)
             save_rollouts(rollouts[spec], rpath)
+            save_rollout_record(out, spec, cfg, job.adapter.name)
         timings[f"rollouts_{slug}_s"] = time.perf_counter() - t0
         print(f"[rollouts] {spec}: {len(rollouts[spec])} rollouts, accuracy {accuracy(rollouts[spec]):.3f}")
         if spec in stores:

@@ -4,66 +4,97 @@ The main job reads rollouts it finds on disk instead of generating them again (a
 ``--stages`` runs one stage at a time into one folder). Read back blindly, a folder of another run's
 rollouts would silently stand in for the ones asked for: ``--primary-limit 2500`` into a folder of
 1,000 rollouts ran on those 1,000, and ``--model gemma-3-270m`` into a SmolLM2 folder built Gemma's
-store from SmolLM2's token ids. These checks compare the folder with the config (the prompts, by
-example id, in order; the generation settings and the model its summary records) and name the fix.
+store from SmolLM2's token ids. These checks compare each task's rollouts with the config (the
+prompts, by example id, in order; the generation settings and the model, from the record saved next
+to the rollouts, else the folder's ``summary.json``) and name the fix, for every task at once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable
-
-# settings that change a rollout's tokens (the prompts themselves are compared one by one)
-_GENERATION_KEYS = ("max_new_tokens",)
 
 
 class RunFolderMismatch(ValueError):
     """``--out`` holds an earlier run's rollouts that are not the ones this run asks for."""
 
 
-def _fix(out: Path, paths: list[Path]) -> str:
-    return (f"Run into a new folder (--out), or delete {' and '.join(str(p) for p in paths)} to generate them "
-            f"again (the later stages in {out} then need re-running too).")
+def task_slug(spec: str) -> str:
+    """A task spec's folder name under ``rollouts/`` and ``store/``."""
+    return spec.replace(":", "_").replace("/", "_")
 
 
-def _previous_header(out: Path) -> dict:
+def _record_path(out: Path, spec: str) -> Path:
+    return out / "rollouts" / f"{task_slug(spec)}.settings.json"
+
+
+def save_rollout_record(out: Path, spec: str, cfg, model_name: str) -> None:
+    """Written beside a task's rollouts when they are generated: what made them."""
+    record = {"model": model_name, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit_of(spec)}
+    _record_path(out, spec).write_text(json.dumps(record, indent=1))
+
+
+def _read(path: Path) -> dict:
     try:
-        return json.loads((out / "summary.json").read_text())
+        return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
 
 
-def check_cached_rollouts(cfg, out: Path, task_of: Callable) -> None:
-    """Before the model loads: every task's rollouts on disk are of the prompts ``task_of(cfg, spec)``
-    gives, in order, and were generated with this config's generation settings."""
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    return os.path.isdir(a) and os.path.isdir(b) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def _problem(cfg, spec: str, rpath: Path, task_of: Callable, record: dict) -> str | None:
+    """What differs between ``spec``'s rollouts on disk and what ``cfg`` asks for (None: nothing)."""
     from datasets import load_from_disk
 
-    header = _previous_header(out)
-    previous = header.get("config") or {}
+    if "max_new_tokens" in record and record["max_new_tokens"] != cfg.max_new_tokens:
+        return f"generated with --max-new-tokens {record['max_new_tokens']}, this run asks for {cfg.max_new_tokens}"
+    ds = load_from_disk(str(rpath))
+    longest = max((len(r) for r in ds["response_ids"]), default=0)
+    if longest > cfg.max_new_tokens:
+        return f"has responses of {longest} tokens, longer than this run's --max-new-tokens {cfg.max_new_tokens}"
+    have, want = list(ds["example_id"]), [ex.id for ex in task_of(cfg, spec).examples]
+    if have != want:
+        first = next((i for i, (a, b) in enumerate(zip(have, want)) if a != b), min(len(have), len(want)))
+        return (f"holds {len(have)} rollouts of {spec}, this run asks for {len(want)} (--limit / --primary-limit, "
+                f"--seed); they differ from prompt {first} on")
+    return None
+
+
+def check_cached_rollouts(cfg, out: Path, task_of: Callable) -> None:
+    """Before the model loads: every task's rollouts on disk are of the prompts ``task_of(cfg, spec)``
+    gives, in order, generated with this config's ``max_new_tokens``. Every mismatch is named at once."""
+    previous = _read(out / "summary.json").get("config") or {}
+    problems, paths = [], []
     for spec in cfg.tasks:
-        slug = spec.replace(":", "_")
-        rpath, spath = out / "rollouts" / slug, out / "store" / slug
+        rpath = out / "rollouts" / task_slug(spec)
         if not rpath.exists():
             continue
-        changed = [f"--{k.replace('_', '-')} {previous[k]} then, {getattr(cfg, k)} now" for k in _GENERATION_KEYS
-                   if k in previous and previous[k] != getattr(cfg, k)]
-        if changed:
-            raise RunFolderMismatch(f"{rpath} holds rollouts generated with other settings ({'; '.join(changed)}). "
-                                    + _fix(out, [rpath, spath]))
-        have = list(load_from_disk(str(rpath))["example_id"])
-        want = [ex.id for ex in task_of(cfg, spec).examples]
-        if have != want:
-            first = next((i for i, (a, b) in enumerate(zip(have, want)) if a != b), min(len(have), len(want)))
-            raise RunFolderMismatch(
-                f"{rpath} holds {len(have)} rollouts of {spec}, but this run asks for {len(want)} "
-                f"(--limit / --primary-limit, --seed); they differ from prompt {first} on. "
-                + _fix(out, [rpath, spath]))
+        record = _read(_record_path(out, spec)) or {k: previous[k] for k in ("max_new_tokens",) if k in previous}
+        problem = _problem(cfg, spec, rpath, task_of, record)
+        if problem:
+            problems.append(f"{rpath} {problem}")
+            paths += [rpath, out / "store" / task_slug(spec)]
+    if problems:
+        raise RunFolderMismatch("; ".join(problems) + ". Run into a new folder (--out), or delete "
+                                + " and ".join(str(p) for p in paths) + f" to generate them again (the later stages in "
+                                f"{out} then need re-running too).")
 
 
-def check_same_model(out: Path, model_name: str) -> None:
-    """After the model loads: a folder whose summary records another model is not resumed with this one."""
-    before = _previous_header(out).get("model")
-    if before and before != model_name and (out / "rollouts").exists():
-        raise RunFolderMismatch(f"{out} holds a run of {before}, and this run loads {model_name}: its rollouts, "
-                                "store and probes are the other model's. Run into a new folder (--out).")
+def check_same_model(out: Path, model_name: str, specs) -> None:
+    """After the model loads: rollouts made by another model (their record, else the folder's summary)
+    are not resumed with this one."""
+    summary_model = _read(out / "summary.json").get("model")
+    for spec in specs:
+        if not (out / "rollouts" / task_slug(spec)).exists():
+            continue
+        before = _read(_record_path(out, spec)).get("model") or summary_model
+        if before and not _same_model(before, model_name):
+            raise RunFolderMismatch(f"{out} holds rollouts of {before}, and this run loads {model_name}: its rollouts, "
+                                    "store and probes are the other model's. Run into a new folder (--out).")

@@ -237,7 +237,7 @@ class YFPOResult:
                          f"softmax-absorbed relevance / logit = {c['absorbed_share']:.3f}; |Σ R + absorbed − logit| / |logit| ≤ {c['max_identity_error']:.1e}. "
                          f"Plain gradient × input: Σ relevance(embeddings) / logit = {c.get('gradient_x_input_embedding_share', float('nan')):.3f}. "
                          f"IoU of the top-{cfg.n_neurons} AttnLRP and gradient × activation neurons: {c.get('iou_with_gradient_x_activation', float('nan')):.3f}.")
-        if self.resumed:
+        if self.resumed or self.step_selection.get("resumed"):
             notes.append(f"Resumed: {len(self.resumed)} of {len(self.runs)} runs"
                          + (" and the pilot" if self.step_selection.get("resumed") else "")
                          + f" were read back from an earlier invocation's records; this invocation took {self.seconds:.0f} s, "
