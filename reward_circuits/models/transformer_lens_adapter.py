@@ -89,8 +89,7 @@ class TransformerLensAdapter(ModelAdapter):
         hooks = list(fwd_hooks) + [(n, make(n)) for n in names]
         # stop after the last block anything acts at: every given hook still fires (a hook above the
         # captured points, or one without a block, e.g. ``ln_final``, runs the forward to the end)
-        hooked = [h[0] for h in fwd_hooks]
-        stop = self._stop_layer(list(names) + hooked) if all(isinstance(n, str) for n in hooked) else None
+        stop = self._stop_layer(list(names) + [name for name, _ in fwd_hooks])  # names checked by check_fwd_hooks
         with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
             self.model(batch.input_ids, attention_mask=batch.attention_mask, return_type=None,
                        stop_at_layer=stop)

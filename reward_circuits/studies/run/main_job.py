@@ -47,7 +47,6 @@ def default_layers(n_layers: int) -> list[int]:
     return layers
 
 
-_task_slug = task_slug  # (the one slug rule: studies/run/run_folder.py)
 
 
 @dataclass
@@ -213,7 +212,7 @@ def _rollouts_stage(job: _Job) -> tuple[dict, dict]:
     rollouts, stores, captured = {}, {}, False
     wants_store = any(s in cfg.stages for s in ("store", "value", "dopamine"))
     for spec in cfg.tasks:
-        slug = _task_slug(spec)
+        slug = task_slug(spec)
         rpath, spath = out / "rollouts" / slug, out / "store" / slug
         done = _store_complete(spath)
         t0 = time.perf_counter()
@@ -267,8 +266,8 @@ def _rollouts_section(job: _Job, rollouts: dict, stores: dict, captured: bool, p
     store_bytes = sum(s.nbytes() for s in stores.values())
     # the capture rate (of the second forward) is measured only by a run that captured that way; a
     # resumed one keeps the measured figure; states captured while generating have no time of their own
-    second = [s for s in rollouts if timings.get(f"store_{_task_slug(s)}_s")]
-    store_secs = sum(timings[f"store_{_task_slug(s)}_s"] for s in second)
+    second = [s for s in rollouts if timings.get(f"store_{task_slug(s)}_s")]
+    store_secs = sum(timings[f"store_{task_slug(s)}_s"] for s in second)
     n_second = sum(len(r.response_ids) + 1 for s in second for r in rollouts[s])
     rate = (n_second / store_secs if store_secs else None) if captured else previous.get("capture_states_per_s")
     # a task's generator may hold fewer distinct questions than `limit` (arithmetic:1: 155): the
