@@ -149,6 +149,9 @@ CASES: list[tuple[str, str, str]] = [
     ("Pipeline", "test_fraction outside (0, 1)", "RunConfig(test_fraction=1.0)"),
     ("Pipeline", "eval_examples < 1", "RunConfig(eval_examples=0)"),
     ("Pipeline", "layers beyond the model", 'RunConfig(layers=(99,), tasks=("arithmetic:1",), limit=20, out=tmp + "/run", stages=("store",))'),
+    ("Pipeline", "YFPO probe layers beyond the model",
+     'run_yfpo(YFPOConfig(probe_layers=(1, 24), train_prompts=2, eval_prompts=2, relevance_prompts=2, out=tmp + "/yfpo"), '
+     'progress=False, hf_model=hf, tokenizer=tok, task=task)'),
     ("Command line", "`reward-circuits run --limit 2`", 'cli(["run", "--limit", "2"])'),
     ("Command line", "`reward-circuits run --stages foo`", 'cli(["run", "--stages", "foo"])'),
     ("Command line", "`reward-circuits run --backend jax`", 'cli(["run", "--backend", "jax"])'),
@@ -215,7 +218,10 @@ def setup(tmp: str) -> dict:
 
     rollouts = rc.generate_rollouts(adapter, rc.get_task("arithmetic:1", n=2), rc.GenerationConfig(max_new_tokens=2, progress=False))
     rc.build_store(adapter, rollouts, hooks, Path(tmp) / "built", progress=False)
+    from reward_circuits.studies.yfpo import YFPOConfig, run_yfpo
+
     ns = {name: getattr(rc, name) for name in rc.__all__}
+    ns.update(YFPOConfig=YFPOConfig, run_yfpo=run_yfpo)
     ns.update(
         dataclasses=dataclasses, torch=torch, tmp=tmp, hf=hf, tok=tok, adapter=adapter, store=store, probe=probe,
         batch=adapter.tokenize(["1+1=", "2+3="]), task=rc.get_task("arithmetic:1", n=4),

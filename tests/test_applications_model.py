@@ -182,3 +182,23 @@ def test_applications_from_a_run_directory(main_run, tl_adapter, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())["applications"]
     assert summary["value_signal"]["source"].startswith("run directory")
     assert result.hooks_by_fold == [json.loads((main_run / "summary.json").read_text())["value"]["best_hook"]]
+
+
+def test_default_layers_follow_relative_depth_and_a_missing_layer_fails_before_any_rollout(tl_adapter, tmp_path, monkeypatch):
+    """The default probed layers are relative depths (SmolLM2 6, 12, 18 as before; Gemma 3 270M's 18
+    layers 4, 7, 11, where the old fixed 18 did not exist); a layer the model lacks is refused before
+    any rollout, naming the model's range and the option."""
+    from reward_circuits.models.hook_names import layers_at_depths
+    from reward_circuits.studies.applications import study
+
+    assert ApplicationsConfig().resolve_layers(30) == (6, 12, 18) == layers_at_depths(30, (0.2, 0.4, 0.6))
+    assert ApplicationsConfig().resolve_layers(18) == (4, 7, 11)
+    assert ApplicationsConfig().resolve_layers(2) == (0, 1)  # distinct layers, clipped to the model
+
+    def no_rollouts(*a, **k):
+        raise AssertionError("rollouts started before the layers were checked")
+
+    monkeypatch.setattr(study, "generate_rollouts", no_rollouts)
+    cfg = ApplicationsConfig(n_prompts=16, layers=(1, 18), out=str(tmp_path))
+    with pytest.raises(ValueError, match=r"layers \[18\] do not exist.*layers 0\.\.1.*--layers"):
+        write_applications_report(cfg, tl_adapter, planted_task(16))

@@ -33,6 +33,32 @@ def test_config_names_the_problem(bad, match):
         YFPOConfig(**bad)
 
 
+def test_probe_layers_follow_relative_depth_and_a_missing_layer_fails_before_any_rollout(tmp_path, monkeypatch):
+    """One profile fits every architecture: the default probe layers are relative depths (SmolLM2's 30
+    layers: 6, 12, 18, 24, as before; Gemma 3 270M's 18: 4, 7, 11, 14). A layer the model lacks is refused
+    right after loading, naming the model's layers and the fix, before the rollouts (which took 20
+    minutes on Gemma before a late hook check refused SmolLM2's layers)."""
+    from reward_circuits.models.tiny import tiny_hf_model
+    from reward_circuits.studies.yfpo import experiment
+    from reward_circuits.tasks import Example, Task
+
+    assert YFPOConfig().resolve_probe_layers(30) == (6, 12, 18, 24)
+    assert YFPOConfig().resolve_probe_layers(18) == (4, 7, 11, 14)
+    assert YFPOConfig().resolve_probe_layers(2) == (0, 1)
+    assert YFPOConfig(probe_layers=(3, 5)).resolve_probe_layers(30) == (3, 5)
+
+    def no_rollouts(*a, **k):
+        raise AssertionError("rollouts started before the probe layers were checked")
+
+    monkeypatch.setattr("reward_circuits.data.rollouts.generate_rollouts", no_rollouts)
+    hf, tok = tiny_hf_model(seed=0)
+    task = Task("planted", [Example(id=f"q{i}", question=f"{i}?", answer=str(i)) for i in range(8)],
+                lambda response, ex: 0.0, max_new_tokens=4)
+    cfg = YFPOConfig(out=str(tmp_path), train_prompts=4, eval_prompts=4, relevance_prompts=4, probe_layers=(1, 24))
+    with pytest.raises(ValueError, match=r"probe_layers \[24\] do not exist.*layers 0\.\.1.*--probe-layers"):
+        experiment.run_yfpo(cfg, progress=False, hf_model=hf, tokenizer=tok, task=task)
+
+
 def _rollout(ex, s, text, reward, prompt_ids=(5, 6, 7)):
     return Rollout(f"t/{ex}/s{s}", "t", ex, list(prompt_ids), [1, 2], text, reward, "4")
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ...configs import StudyConfig, apply_at_defaults
+from ...models.hook_names import check_layers_exist, layers_at_depths
 
 from .calibration import CALIBRATION_METHODS
 
 
 # --quick: every stage of the study at small n (a smoke run of the whole study)
+PROBE_DEPTHS = (0.2, 0.4, 0.6)  # default probed layers, as relative depth (layer / n_layers)
 QUICK = {"n_prompts": 12, "n_samples": 2, "train_prompts": 16, "probe_epochs": 5, "n_folds": 3}
 
 
@@ -30,7 +32,7 @@ class ApplicationsConfig(StudyConfig):
     # whole batch for every extra step, so the budget sets the command's run time.
     max_new_tokens: int = field(default=24, metadata={"help": "generation budget per answer"})
     batch_size: int = field(default=32, metadata={"help": "generation batch size"})
-    layers: tuple[int, ...] = field(default=(6, 12, 18), metadata={"help": "layers probed (the best is chosen on validation prompts)"})
+    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers probed (the best is chosen on validation prompts); default: relative depths 0.2,0.4,0.6 of the model's layers (SmolLM2: 6,12,18; Gemma 3 270M: 4,7,11)"})
     prune_ratio: float | None = field(default=0.99, metadata={"help": "value neurons = dims kept at this L1 prune ratio; the scorer reads only them ('none' style: pass 0 to use the whole probe)"})
     probe_epochs: int = field(default=20, metadata={"help": "value-probe training epochs"})
     n_folds: int = field(default=4, metadata={"help": "cross-fitting folds over prompts: every reported value comes from a probe that never saw that prompt"})
@@ -54,7 +56,8 @@ class ApplicationsConfig(StudyConfig):
         super().__post_init__()
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
-        self.layers = tuple(int(x) for x in self.layers)
+        if self.layers is not None:
+            self.layers = tuple(int(x) for x in self.layers)
         if self.n_prompts < 8:
             raise ValueError(f"--n-prompts {self.n_prompts} is too small: calibration and cross-fitting need >= 8 prompts.")
         if self.train_prompts < 0:
@@ -63,7 +66,7 @@ class ApplicationsConfig(StudyConfig):
             raise ValueError(f"--n-samples must be >= 2 for best-of-N, got {self.n_samples}.")
         if self.temperature <= 0:
             raise ValueError(f"--temperature must be > 0 (the candidates are sampled), got {self.temperature}.")
-        if not self.layers or any(x < 0 for x in self.layers):
+        if self.layers is not None and (not self.layers or any(x < 0 for x in self.layers)):
             raise ValueError(f"--layers {list(self.layers)}: give one or more layer numbers >= 0.")
         if self.prune_ratio is not None and not 0 <= self.prune_ratio < 1:
             raise ValueError(f"--prune-ratio must lie in [0, 1), got {self.prune_ratio} (0 keeps every dimension).")
@@ -87,6 +90,14 @@ class ApplicationsConfig(StudyConfig):
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
         if self.n_boot < 100:
             raise ValueError(f"--n-boot must be >= 100, got {self.n_boot}.")
+
+    def resolve_layers(self, n_layers: int, model: str | None = None) -> tuple[int, ...]:
+        """The probed layers on a model with ``n_layers`` blocks (named ``model`` in errors): ``layers`` when given (each must exist),
+        else relative depths :data:`PROBE_DEPTHS`."""
+        if self.layers is None:
+            return layers_at_depths(n_layers, PROBE_DEPTHS)
+        check_layers_exist(self.layers, n_layers, model or self.model, "--layers")
+        return self.layers
 
     def resolved_thresholds(self, traces) -> dict[str, float]:
         """The thresholds as values: in quantile mode read off the value traces (no rewards used)."""

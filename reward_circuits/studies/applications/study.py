@@ -9,6 +9,7 @@ routing, online error detection and data curation, each with n and bootstrap int
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -258,6 +259,9 @@ def _prepare(cfg: ApplicationsConfig, adapter, task, train_task) -> tuple[_AppRu
     if adapter is None:
         adapter = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
     timings = {"load_model_s": time.perf_counter() - t0}
+    if not cfg.from_run:  # the layers this model has, before any rollout
+        cfg = copy.copy(cfg)
+        cfg.layers = cfg.resolve_layers(adapter.n_layers, adapter.name)
     if task is None:
         task = get_task(cfg.task, n=cfg.n_prompts, seed=cfg.prompt_seed)
         if train_task is None and not cfg.from_run:
@@ -391,6 +395,8 @@ def model_snapshot(model: str, cfg: ApplicationsConfig, adapter: ModelAdapter | 
     written to ``cfg.out`` (resumable)."""
     out = Path(cfg.out)
     adapter = adapter or load_model(model, backend=cfg.backend, device=cfg.device)
+    cfg = copy.copy(cfg)
+    cfg.layers = cfg.resolve_layers(adapter.n_layers, adapter.name)
     task = task or get_task(cfg.task, n=cfg.n_prompts, seed=cfg.prompt_seed)
     task.max_new_tokens = cfg.max_new_tokens
     path = out / "rollouts" / "greedy"

@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ...configs import StudyConfig, apply_at_defaults
+from ...models.hook_names import check_layers_exist, layers_at_depths
 from .sizing import yfpo_sizing
 
 CONDITIONS = ("dpo", "value", "attnlrp", "random")
+PROBE_DEPTHS = (0.2, 0.4, 0.6, 0.8)  # default probe layers, as relative depth (layer / n_layers)
 
 
 SIZED = yfpo_sizing()  # .sizing: seeds and held-out prompts for a 0.05 accuracy difference vs plain DPO
@@ -39,7 +41,7 @@ class YFPOConfig(StudyConfig):
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the training rollouts"})
     max_new_tokens: int = field(default=24, metadata={"help": "response budget (rollouts and evaluation)"})
     pairs_per_prompt: int = field(default=2, metadata={"help": "at most this many (correct, incorrect) pairs per prompt"})
-    probe_layers: tuple[int, ...] = field(default=(6, 12, 18, 24), metadata={"help": "layers whose mlp.hook_post the value probe sees; the best on validation rollouts is used"})
+    probe_layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers whose mlp.hook_post the value probe sees; the best on validation rollouts is used (default: relative depths 0.2,0.4,0.6,0.8 of the model's layers, e.g. 6,12,18,24 on SmolLM2's 30 and 4,7,11,14 on Gemma 3 270M's 18)"})
     probe_epochs: int = field(default=30, metadata={"help": "value-probe training epochs"})
     n_neurons: int = field(default=32, metadata={"help": "neurons per selection method"})
     relevance_prompts: int = field(default=16, metadata={"help": "training prompts (with their gold answers) for AttnLRP relevance"})
@@ -70,7 +72,8 @@ class YFPOConfig(StudyConfig):
         apply_at_defaults(self, PROFILES[self.profile])
         if self.quick:  # a smoke run: every stage at small n; options given explicitly still win
             apply_at_defaults(self, QUICK)
-        self.probe_layers = tuple(int(x) for x in self.probe_layers)
+        if self.probe_layers is not None:
+            self.probe_layers = tuple(int(x) for x in self.probe_layers)
         self.conditions = tuple(self.conditions)
         self.seeds = tuple(int(s) for s in self.seeds)
         self.lora_targets = tuple(self.lora_targets)
@@ -93,7 +96,7 @@ class YFPOConfig(StudyConfig):
             raise ValueError("give at least one seed (--seeds 0,1,2).")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds contain duplicates.")
-        if not self.probe_layers or any(x < 0 for x in self.probe_layers):
+        if self.probe_layers is not None and (not self.probe_layers or any(x < 0 for x in self.probe_layers)):
             raise ValueError(f"probe_layers must be non-negative layer numbers, got {self.probe_layers}.")
         for name in ("beta", "lr", "temperature", "aux_moved"):
             v = getattr(self, name)
@@ -103,6 +106,14 @@ class YFPOConfig(StudyConfig):
             raise ValueError(f"beta_aux must be >= 0, got {self.beta_aux!r} (0 turns the neuron reward off).")
         if not self.lora_targets:
             raise ValueError("lora_targets is empty: name the modules LoRA adapts (e.g. q_proj,v_proj).")
+
+    def resolve_probe_layers(self, n_layers: int, model: str | None = None) -> tuple[int, ...]:
+        """The probe's layers on a model with ``n_layers`` blocks (named ``model`` in errors): ``probe_layers`` when given (each must
+        exist), else relative depths :data:`PROBE_DEPTHS` (so one profile fits every architecture)."""
+        if self.probe_layers is None:
+            return layers_at_depths(n_layers, PROBE_DEPTHS)
+        check_layers_exist(self.probe_layers, n_layers, model or self.model, "--probe-layers")
+        return self.probe_layers
 
     def to_dict(self) -> dict:
         return asdict(self)

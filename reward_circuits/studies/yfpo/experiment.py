@@ -548,6 +548,10 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
     train_task, held_out = _split_tasks(cfg, task)
     run.stage(f"model loaded; {len(train_task)} training / {len(held_out)} held-out prompts")
     adapter = from_hf(hf, tok, backend=cfg.backend, name=model_name)
+    layers = cfg.resolve_probe_layers(adapter.n_layers, model_name)  # before any rollout: a bad layer fails in seconds
+    adapter.validate_hooks([f"blocks.{layer}.mlp.hook_post" for layer in layers])
+    cfg = run.cfg = copy.copy(cfg)
+    cfg.probe_layers = layers  # the summary and the resume fingerprint record the layers actually probed
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, seed=cfg.seed,
                            progress=progress)
     rollouts = generate_rollouts(adapter, train_task, gen, samples_per_prompt=cfg.samples_per_prompt)
