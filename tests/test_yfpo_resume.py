@@ -52,15 +52,21 @@ def test_a_stopped_study_resumes_what_it_finished_and_retrains_what_changed(tmp_
                      select_steps=True, step_check_every=2, save_adapters=False)
     calls: list = []
     _count_training(calls, monkeypatch)
+    import reward_circuits.data.rollouts as rollouts_module
+
+    sampled: list = []
+    real_generate = rollouts_module.generate_rollouts
+    monkeypatch.setattr(rollouts_module, "generate_rollouts", lambda *a, **k: sampled.append(1) or real_generate(*a, **k))
     first = _run(cfg)
+    assert len(sampled) == 1 and (tmp_path / "rollouts" / "train.settings.json").exists()
     assert calls.count("pilot") == 1 and len([c for c in calls if c != "pilot"]) == 2
     saved = {p.name for p in (tmp_path / "runs").iterdir()}
     assert saved == {"dpo_s0.json", "value_s0.json"} and (tmp_path / "step_selection.json").exists()
 
-    # the same study again: nothing is trained, every number is the first run's
+    # the same study again: nothing is sampled or trained, every number is the first run's
     calls.clear()
     again = _run(cfg)
-    assert calls == []
+    assert calls == [] and len(sampled) == 1
     assert [dataclasses.asdict(r) for r in again.runs] == [dataclasses.asdict(r) for r in first.runs]
     assert {**again.step_selection, "resumed": False} == first.step_selection and again.config.steps == first.config.steps
     assert again.step_selection["resumed"] and not first.step_selection["resumed"] and first.step_selection["seconds"] > 0
@@ -83,7 +89,12 @@ def test_a_stopped_study_resumes_what_it_finished_and_retrains_what_changed(tmp_
     # a setting that changes the outcome (β) misses every saved record: pilot and runs train again
     calls.clear()
     _run(dataclasses.replace(cfg, beta=0.2, conditions=("dpo",)))
-    assert calls == ["pilot", 0]
+    assert calls == ["pilot", 0] and len(sampled) == 1  # the same rollouts: β does not change them
+
+    # another sampling temperature: the kept rollouts are not these; sampled again, then kept
+    _run(dataclasses.replace(cfg, temperature=1.2, conditions=("dpo",)))
+    assert len(sampled) == 2
+    assert json.loads((tmp_path / "rollouts" / "train.settings.json").read_text())["temperature"] == 1.2
 
 
 def test_a_record_of_another_study_or_a_damaged_one_is_never_read(tmp_path):

@@ -554,11 +554,14 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
     cfg.probe_layers = layers  # the summary and the resume fingerprint record the layers actually probed
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, seed=cfg.seed,
                            progress=progress)
-    rollouts = generate_rollouts(adapter, train_task, gen, samples_per_prompt=cfg.samples_per_prompt)
+    rollouts, reused = resume.training_rollouts(
+        out, resume.rollout_settings(cfg, model_name, train_task),
+        lambda: generate_rollouts(adapter, train_task, gen, samples_per_prompt=cfg.samples_per_prompt))
     pairs = preference_pairs(rollouts, tok, cfg.pairs_per_prompt, seed=cfg.seed)
     pairs, validation = split_validation_pairs(pairs, seed=cfg.seed) if cfg.select_steps else (pairs, [])
     dataset = pairs_dataset(pairs)
-    run.stage(f"{len(rollouts)} rollouts (accuracy {accuracy(rollouts):.2f}) -> {len(pairs)} preference pairs"
+    run.stage(f"{len(rollouts)} rollouts{' (read back from OUT/rollouts/train)' if reused else ''} "
+              f"(accuracy {accuracy(rollouts):.2f}) -> {len(pairs)} preference pairs"
               + (f" + {len(validation)} validation pairs" if validation else ""))
 
     rewards, value_auc, value_hook, lrp_check = _neuron_rewards(run, adapter, rollouts, train_task)
