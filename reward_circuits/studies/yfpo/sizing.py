@@ -3,22 +3,34 @@ and plain DPO: the one place ``reward-circuits yfpo --profile sized`` is sized.
 
 The comparison is paired by training seed and held-out prompt, and seeds and prompts are resampled
 together (:func:`~reward_circuits.analysis.resampling.seeds_by_units_test`, t reference with
-``S − 1`` df). Its planned standard error over ``S`` seeds and ``P`` prompts is
+``S − 1`` df). A (seed, prompt) difference is a seed effect, a prompt effect and a residual (a
+crossed design: the same prompt is held out for every seed). The variance of the crossed bootstrap's
+mean over ``S`` seeds and ``P`` prompts, which the verdicts use, is planned as
 
-    se² = seed_variance / S + cell_variance / (S · P)
+    se² = seed_variance / S + prompt_variance / P + 3 · cell_variance / (S · P)
 
-(``seed_variance``: the variance of one seed's mean difference that more prompts do not remove;
-``cell_variance``: of one (seed, prompt) difference). The minimum detectable effect at 80% power and
-the YFPO family's Bonferroni level (α/m, the verdicts' own MDE) comes from the claims package
-(:func:`~reward_circuits.analysis.claims.minimum_detectable_effect`). The sized profile takes the
-fewest seeds (at least 5) for which some ``P`` reaches the target, and the fewest prompts for it.
+(Owen 2007, "The pigeonhole bootstrap": the crossed bootstrap counts the residual three times, so it
+is conservative by ``2 · cell_variance / (S · P)``; the plan sizes the interval the verdicts compute,
+``tests/test_yfpo_sizing.py`` checks it against the bootstrap on planted components). ``prompt_variance``
+is what more seeds cannot remove: a prompt on which the neuron margin hurts hurts in every seed. The
+minimum detectable effect at 80% power and the YFPO family's Bonferroni level (α/m, the verdicts' own
+MDE) comes from the claims package (:func:`~reward_circuits.analysis.claims.minimum_detectable_effect`).
+The sized profile takes the fewest seeds (at least 5) for which some ``P`` reaches the target, and the
+fewest prompts for it.
 
-Planning values, measured. The first plan took the committed 8-step run (``docs/results/2026-12-01/yfpo``,
-value − DPO, 3 seeds × 48 prompts: cell variance 0.021, seed-mean variance 1.4e-4) and doubled both
-(0.05, 3e-4). The sized run it planned (``docs/results/2026-12-07/yfpo-sized``: 5 seeds × 228 prompts,
-20 steps) reached MDEs of 0.07-0.12, not 0.05: at 20 steps the conditions' answers part far more. Its
-cell variances were 0.176 (value − DPO), 0.099 (AttnLRP − DPO) and 0.152 (value − random), its seed
-components at most 6e-4. The plan now takes the largest of them (0.18, 6e-4).
+Planning values, measured (two-way ANOVA of each difference's (seed, prompt) grid; the largest of the
+three differences value − DPO, AttnLRP − DPO, value − random):
+
+| run | seeds × prompts | seed | prompt | residual | realised MDEs |
+|---|---|---|---|---|---|
+| ``docs/results/2026-12-07/yfpo-sized`` | 5 × 228 | 7.3e-4 | 0.027 | 0.149 | 0.07-0.12 |
+| ``docs/results/2026-12-07/yfpo-sized-9`` (the same study, 4 more seeds) | 9 × 228 | 3.1e-4 | 0.027 | 0.134 | 0.05-0.07 |
+
+The first plan (from the 8-step run, 3 seeds × 48 prompts) had no prompt term and planned a cell
+variance of 0.05; the second (after the 5-seed run) 0.18 and 6e-4, still without the prompt term, and
+planned 0.049 for 9 × 228, where the run realised 0.051-0.072. The plan now takes seed 8e-4, prompt
+0.03, residual 0.15: 0.05 then needs about 2,000 held-out prompts, several times the 228 these runs
+could evaluate on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -35,15 +47,16 @@ MAX_SEEDS = 30
 class YFPOTargets:
     accuracy_difference: float = 0.05
     min_seeds: int = 5
-    cell_variance: float = 0.18
-    seed_variance: float = 6e-4
+    cell_variance: float = 0.15  # residual of one (seed, prompt) difference
+    seed_variance: float = 8e-4
+    prompt_variance: float = 0.03
     max_prompts: int = 2000  # held-out prompts the task can give besides the training ones (arithmetic:1: 2,480)
     power: float = POWER
     alpha: float = ALPHA
 
     def __post_init__(self):
         if not (0 < self.accuracy_difference < 1 and self.min_seeds >= 2 and self.cell_variance > 0
-                and self.seed_variance >= 0 and self.max_prompts >= 2):
+                and self.seed_variance >= 0 and self.prompt_variance >= 0 and self.max_prompts >= 2):
             raise ValueError(f"YFPOTargets out of range: {self}; a difference in (0, 1), >= 2 seeds, positive variances.")
 
 
@@ -55,8 +68,13 @@ def family_size(conditions: tuple[str, ...] = ("dpo", "value", "attnlrp", "rando
     return max(1, beats + int("value" in conditions and "random" in conditions))
 
 
+CROSSED_BOOTSTRAP_RESIDUAL = 3  # the crossed bootstrap's variance counts the residual three times (module docstring)
+
+
 def planned_se(seeds: int, prompts: int, t: YFPOTargets) -> float:
-    return math.sqrt(t.seed_variance / seeds + t.cell_variance / (seeds * prompts))
+    """The crossed bootstrap's standard error of the mean difference (module docstring)."""
+    return math.sqrt(t.seed_variance / seeds + t.prompt_variance / prompts
+                     + CROSSED_BOOTSTRAP_RESIDUAL * t.cell_variance / (seeds * prompts))
 
 
 def yfpo_mde(seeds: int, prompts: int, m: int, t: YFPOTargets = YFPOTargets()) -> float:
@@ -72,7 +90,7 @@ def prompts_for(seeds: int, m: int, t: YFPOTargets) -> int | None:
     budget = (t.accuracy_difference / per_se) ** 2 - t.seed_variance / seeds
     if budget <= 0:
         return None
-    p = math.ceil(t.cell_variance / (seeds * budget))
+    p = math.ceil((t.prompt_variance + CROSSED_BOOTSTRAP_RESIDUAL * t.cell_variance / seeds) / budget)
     return p if p <= t.max_prompts else None
 
 
@@ -108,4 +126,4 @@ def sizing_lines(seeds: int, prompts: int, conditions: tuple[str, ...], t: YFPOT
     verdict = "enough" if mde <= t.accuracy_difference else "too small"
     return [f"[yfpo sizing] {seeds} seeds × {prompts} held-out prompts (Holm family of {m}; seed variance in the interval): "
             f"{said} at 80% power; {verdict} for the {t.accuracy_difference} difference vs plain DPO "
-            f"(planned cell variance {t.cell_variance}, seed variance {t.seed_variance})"]
+            f"(planned variances: seed {t.seed_variance}, prompt {t.prompt_variance}, residual {t.cell_variance})"]
