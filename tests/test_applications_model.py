@@ -185,13 +185,13 @@ def test_applications_from_a_run_directory(main_run, tl_adapter, tmp_path):
 
 
 def test_default_layers_follow_relative_depth_and_a_missing_layer_fails_before_any_rollout(tl_adapter, tmp_path, monkeypatch):
-    """The default probed layers are relative depths (SmolLM2 6, 12, 18 as before; Gemma 3 270M's 18
+    """The default probed layers are fractions of the layer count (SmolLM2 6, 12, 18 as before; Gemma 3 270M's 18
     layers 4, 7, 11, where the old fixed 18 did not exist); a layer the model lacks is refused before
     any rollout, naming the model's range and the option."""
-    from reward_circuits.models.hook_names import layers_at_depths
+    from reward_circuits.models.hook_names import layers_at_fractions
     from reward_circuits.studies.applications import study
 
-    assert ApplicationsConfig().resolve_layers(30) == (6, 12, 18) == layers_at_depths(30, (0.2, 0.4, 0.6))
+    assert ApplicationsConfig().resolve_layers(30) == (6, 12, 18) == layers_at_fractions(30, (0.2, 0.4, 0.6))
     assert ApplicationsConfig().resolve_layers(18) == (4, 7, 11)
     assert ApplicationsConfig().resolve_layers(2) == (0, 1)  # distinct layers, clipped to the model
 

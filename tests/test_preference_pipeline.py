@@ -34,7 +34,7 @@ def test_config_names_the_problem(bad, match):
 
 
 def test_probe_layers_follow_relative_depth_and_a_missing_layer_fails_before_any_rollout(tmp_path, monkeypatch):
-    """One profile fits every architecture: the default probe layers are relative depths (SmolLM2's 30
+    """One profile fits every architecture: the default probe layers are fractions of the layer count (SmolLM2's 30
     layers: 6, 12, 18, 24, as before; Gemma 3 270M's 18: 4, 7, 11, 14). A layer the model lacks is refused
     right after loading, naming the model's layers and the fix, before the rollouts (which took 20
     minutes on Gemma before a late hook check refused SmolLM2's layers)."""

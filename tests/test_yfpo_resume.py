@@ -94,7 +94,7 @@ def test_a_stopped_study_resumes_what_it_finished_and_retrains_what_changed(tmp_
     # another sampling temperature: the kept rollouts are not these; sampled again, then kept
     _run(dataclasses.replace(cfg, temperature=1.2, conditions=("dpo",)))
     assert len(sampled) == 2
-    assert json.loads((tmp_path / "rollouts" / "train.settings.json").read_text())["temperature"] == 1.2
+    assert json.loads((tmp_path / "rollouts" / "train.settings.json").read_text())["generation"]["temperature"] == 1.2
 
 
 def test_a_record_of_another_study_or_a_damaged_one_is_never_read(tmp_path):
@@ -126,3 +126,39 @@ def test_the_fingerprint_ignores_where_a_study_writes_and_sees_what_decides_a_ru
     assert fp != resume.fingerprint(base, "m", pairs, moved, task)
     last_bits = {"value": NeuronReward("value", [(0, 1)], [1.0], [0.5 + 1e-12], [2.0])}
     assert fp == resume.fingerprint(base, "m", pairs, last_bits, task)  # a thread-count rounding difference
+
+
+def test_kept_rollouts_are_read_back_only_for_the_same_settings_and_grading(tmp_path):
+    """The rollout cache: read back when the record matches and the task still grades each rollout as
+    stored; another setting, a changed grader or a damaged record samples again."""
+    from reward_circuits.data.rollouts import Rollout
+    from reward_circuits.models.tiny import tiny_hf_model
+    from reward_circuits.models import GenerationConfig
+
+    task = _task()
+    hf, tok = tiny_hf_model(seed=0)
+    made: list = []
+
+    def generate():
+        made.append(1)
+        return [Rollout(f"planted/{e.id}/s0", "planted", e.id, [1], [2], "7", 1.0, e.answer) for e in task.examples[:3]]
+
+    cfg = YFPOConfig(out=str(tmp_path))
+    gen = GenerationConfig(max_new_tokens=6, do_sample=True, temperature=1.5)
+    settings = resume.rollout_settings(cfg, "m", resume.model_digest(hf), task, tok, gen)
+    first, reused = resume.training_rollouts(tmp_path, settings, task, generate)
+    assert not reused and made == [1]
+    again, reused = resume.training_rollouts(tmp_path, settings, task, generate)
+    assert reused and made == [1] and [r.id for r in again] == [r.id for r in first]
+    # other weights (same class and config), another generation setting: sampled again
+    other_hf, _ = tiny_hf_model(seed=1)
+    assert resume.rollout_settings(cfg, "m", resume.model_digest(other_hf), task, tok, gen) != settings
+    assert resume.rollout_settings(cfg, "m", resume.model_digest(hf), task, tok, dataclasses.replace(gen, top_p=0.9)) != settings
+    # a grader that no longer agrees with the stored rewards: sampled again
+    task.reward_fn = lambda response, ex: 0.0
+    resume.training_rollouts(tmp_path, settings, task, generate)
+    assert made == [1, 1]
+    # a damaged record: sampled again
+    (tmp_path / "rollouts" / "train.settings.json").write_text("{")
+    resume.training_rollouts(tmp_path, settings, task, generate)
+    assert made == [1, 1, 1]

@@ -51,23 +51,23 @@ def test_a_planted_zero_effect_does_not_reproduce_and_a_planted_effect_does():
 def test_the_plan_is_the_variance_the_crossed_bootstrap_reports():
     """Planted seed, prompt and residual components, each a third of the planned variance: the crossed
     bootstrap's variance (what the verdicts use) averages to the plan's se² (a plan without the prompt
-    term, or counting the residual once, is off by a third); the same 20 seeds with prompts shared by
+    term is off by a third, counting the residual once by a quarter); the same 20 seeds with prompts shared by
     every seed report far more than with the prompt effect removed."""
     from reward_circuits.studies.yfpo.sizing import planned_se
 
     S, P = 20, 200
-    t = YFPOTargets(seed_variance=2e-3, prompt_variance=0.02, cell_variance=0.15)
+    t = YFPOTargets(seed_variance=2e-3, prompt_variance=0.02, residual_variance=0.15)
     rng = np.random.default_rng(5)
     se2, se2_no_prompt = [], []
     for r in range(30):
         seed_eff = rng.normal(0, np.sqrt(t.seed_variance), (S, 1))
         prompt_eff = rng.normal(0, np.sqrt(t.prompt_variance), (1, P))
-        resid = rng.normal(0, np.sqrt(t.cell_variance), (S, P))
+        resid = rng.normal(0, np.sqrt(t.residual_variance), (S, P))
         se2.append(seeds_by_units_test(seed_eff + prompt_eff + resid, n_boot=2000, seed=r).se ** 2)
         se2_no_prompt.append(seeds_by_units_test(seed_eff + resid, n_boot=2000, seed=r).se ** 2)
     assert np.mean(se2) == pytest.approx(planned_se(S, P, t) ** 2, rel=0.12)
     assert np.mean(se2_no_prompt) == pytest.approx(planned_se(S, P, YFPOTargets(seed_variance=2e-3, prompt_variance=0.0,
-                                                                                cell_variance=0.15)) ** 2, rel=0.12)
+                                                                                residual_variance=0.15)) ** 2, rel=0.12)
     assert np.mean(se2) > 1.3 * np.mean(se2_no_prompt)
 
 

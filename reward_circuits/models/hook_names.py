@@ -51,10 +51,12 @@ def resid_hooks(n_layers: int, site: str = "hook_resid_post") -> list[str]:
     return [f"blocks.{l}.{site}" for l in range(n_layers)]
 
 
-def layers_at_depths(n_layers: int, depths: Sequence[float]) -> tuple[int, ...]:
-    """The layers nearest each relative depth (layer / n_layers), sorted and distinct: one setting that
-    fits every architecture (0.2, 0.4, 0.6 → 6, 12, 18 of SmolLM2's 30 layers; 4, 7, 11 of Gemma 3's 18)."""
-    return tuple(sorted({min(n_layers - 1, max(0, round(d * n_layers))) for d in depths}))
+def layers_at_fractions(n_layers: int, fractions: Sequence[float]) -> tuple[int, ...]:
+    """The layers nearest ``fraction × n_layers`` for each fraction, sorted and distinct: one setting that
+    fits every architecture (0.2, 0.4, 0.6 → 6, 12, 18 of SmolLM2's 30 layers; 4, 7, 11 of Gemma 3's 18).
+    Not :func:`~reward_circuits.models.loading.relative_depth` (``layer / (n_layers − 1)``, the depth
+    axis of cross-model tables): fractions of ``n_layers`` keep the layers these studies always used."""
+    return tuple(sorted({min(n_layers - 1, max(0, round(d * n_layers))) for d in fractions}))
 
 
 def check_layers_exist(layers: Sequence[int], n_layers: int, model: str, option: str) -> None:
@@ -62,7 +64,7 @@ def check_layers_exist(layers: Sequence[int], n_layers: int, model: str, option:
     bad = [x for x in layers if not 0 <= x < n_layers]
     if bad:
         raise ValueError(f"{option.lstrip('-').replace('-', '_')} {bad} do not exist: {model} has layers 0..{n_layers - 1}. "
-                         f"Pass {option} with layers below {n_layers}, or leave it out for the default relative depths.")
+                         f"Pass {option} with layers below {n_layers}, or leave it out for the default (fractions of the model's layers).")
 
 
 

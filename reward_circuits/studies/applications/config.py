@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ...configs import StudyConfig, apply_at_defaults
-from ...models.hook_names import check_layers_exist, layers_at_depths
+from ...models.hook_names import check_layers_exist, layers_at_fractions
 
 from .calibration import CALIBRATION_METHODS
 
 
 # --quick: every stage of the study at small n (a smoke run of the whole study)
-PROBE_DEPTHS = (0.2, 0.4, 0.6)  # default probed layers, as relative depth (layer / n_layers)
+PROBE_DEPTHS = (0.2, 0.4, 0.6)  # default probed layers, as fractions of the layer count (layer ≈ f × n_layers)
 QUICK = {"n_prompts": 12, "n_samples": 2, "train_prompts": 16, "probe_epochs": 5, "n_folds": 3}
 
 
@@ -32,7 +32,7 @@ class ApplicationsConfig(StudyConfig):
     # whole batch for every extra step, so the budget sets the command's run time.
     max_new_tokens: int = field(default=24, metadata={"help": "generation budget per answer"})
     batch_size: int = field(default=32, metadata={"help": "generation batch size"})
-    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers probed (the best is chosen on validation prompts); default: relative depths 0.2,0.4,0.6 of the model's layers (SmolLM2: 6,12,18; Gemma 3 270M: 4,7,11)"})
+    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers probed (the best is chosen on validation prompts); default: the layers nearest 0.2, 0.4, 0.6 × the model's layer count (SmolLM2: 6,12,18; Gemma 3 270M: 4,7,11)"})
     prune_ratio: float | None = field(default=0.99, metadata={"help": "value neurons = dims kept at this L1 prune ratio; the scorer reads only them ('none' style: pass 0 to use the whole probe)"})
     probe_epochs: int = field(default=20, metadata={"help": "value-probe training epochs"})
     n_folds: int = field(default=4, metadata={"help": "cross-fitting folds over prompts: every reported value comes from a probe that never saw that prompt"})
@@ -93,9 +93,9 @@ class ApplicationsConfig(StudyConfig):
 
     def resolve_layers(self, n_layers: int, model: str | None = None) -> tuple[int, ...]:
         """The probed layers on a model with ``n_layers`` blocks (named ``model`` in errors): ``layers`` when given (each must exist),
-        else relative depths :data:`PROBE_DEPTHS`."""
+        else the layers nearest :data:`PROBE_DEPTHS` × ``n_layers``."""
         if self.layers is None:
-            return layers_at_depths(n_layers, PROBE_DEPTHS)
+            return layers_at_fractions(n_layers, PROBE_DEPTHS)
         check_layers_exist(self.layers, n_layers, model or self.model, "--layers")
         return self.layers
 

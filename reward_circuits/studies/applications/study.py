@@ -358,6 +358,7 @@ def run_applications(cfg: ApplicationsConfig, adapter: ModelAdapter | None = Non
     t_start = time.perf_counter()
     steps = tqdm(total=6, desc="applications", leave=False, disable=not cfg.progress)
     run, train_task = _prepare(cfg, adapter, task, train_task)
+    cfg = run.cfg  # with the layers resolved for this model: the summary records the layers probed
     t0 = time.perf_counter()
     run.greedy, run.samples, run.train = _rollouts(run.adapter, run.task, cfg, run.out, train_task)
     run.timings["rollouts_s"] = time.perf_counter() - t0

@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ...configs import StudyConfig, apply_at_defaults
-from ...models.hook_names import check_layers_exist, layers_at_depths
+from ...models.hook_names import check_layers_exist, layers_at_fractions
 from .sizing import yfpo_sizing
 
 CONDITIONS = ("dpo", "value", "attnlrp", "random")
-PROBE_DEPTHS = (0.2, 0.4, 0.6, 0.8)  # default probe layers, as relative depth (layer / n_layers)
+PROBE_DEPTHS = (0.2, 0.4, 0.6, 0.8)  # default probe layers, as fractions of the layer count (layer ≈ f × n_layers)
 
 
 SIZED = yfpo_sizing()  # .sizing: seeds and held-out prompts for a 0.05 accuracy difference vs plain DPO
@@ -41,7 +41,7 @@ class YFPOConfig(StudyConfig):
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the training rollouts"})
     max_new_tokens: int = field(default=24, metadata={"help": "response budget (rollouts and evaluation)"})
     pairs_per_prompt: int = field(default=2, metadata={"help": "at most this many (correct, incorrect) pairs per prompt"})
-    probe_layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers whose mlp.hook_post the value probe sees; the best on validation rollouts is used (default: relative depths 0.2,0.4,0.6,0.8 of the model's layers, e.g. 6,12,18,24 on SmolLM2's 30 and 4,7,11,14 on Gemma 3 270M's 18)"})
+    probe_layers: tuple[int, ...] | None = field(default=None, metadata={"help": "layers whose mlp.hook_post the value probe sees; the best on validation rollouts is used (default: the layers nearest 0.2, 0.4, 0.6, 0.8 × the model's layer count: 6,12,18,24 on SmolLM2's 30, 4,7,11,14 on Gemma 3 270M's 18)"})
     probe_epochs: int = field(default=30, metadata={"help": "value-probe training epochs"})
     n_neurons: int = field(default=32, metadata={"help": "neurons per selection method"})
     relevance_prompts: int = field(default=16, metadata={"help": "training prompts (with their gold answers) for AttnLRP relevance"})
@@ -109,9 +109,9 @@ class YFPOConfig(StudyConfig):
 
     def resolve_probe_layers(self, n_layers: int, model: str | None = None) -> tuple[int, ...]:
         """The probe's layers on a model with ``n_layers`` blocks (named ``model`` in errors): ``probe_layers`` when given (each must
-        exist), else relative depths :data:`PROBE_DEPTHS` (so one profile fits every architecture)."""
+        exist), else the layers nearest :data:`PROBE_DEPTHS` × ``n_layers`` (so one profile fits every architecture)."""
         if self.probe_layers is None:
-            return layers_at_depths(n_layers, PROBE_DEPTHS)
+            return layers_at_fractions(n_layers, PROBE_DEPTHS)
         check_layers_exist(self.probe_layers, n_layers, model or self.model, "--probe-layers")
         return self.probe_layers
 

@@ -522,7 +522,8 @@ def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out, fp: str) -
 def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, tokenizer=None, task=None) -> YFPOResult:
     """Run the experiment of :mod:`reward_circuits.studies.yfpo.experiment` (see its docstring) → :class:`YFPOResult`.
 
-    Writes only its artefacts to ``cfg.out`` (the store, the neuron sets, the adapters);
+    Writes only its artefacts to ``cfg.out`` (the sampled training rollouts with their settings record,
+    the store, the neuron sets, the adapters, each finished run's record);
     ``result.to_section(out)`` is its ``yfpo`` report section (the ``yfpo`` command writes the report).
     ``hf_model``/``tokenizer``: an already loaded HF causal LM to use instead of ``cfg.model``
     (never modified: every run fine-tunes a copy). ``task``: a :class:`~reward_circuits.tasks.Task`
@@ -555,7 +556,7 @@ def run_yfpo(cfg: YFPOConfig, progress: bool | None = None, hf_model=None, token
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature, seed=cfg.seed,
                            progress=progress)
     rollouts, reused = resume.training_rollouts(
-        out, resume.rollout_settings(cfg, model_name, train_task),
+        out, resume.rollout_settings(cfg, model_name, resume.model_digest(hf), train_task, tok, gen), train_task,
         lambda: generate_rollouts(adapter, train_task, gen, samples_per_prompt=cfg.samples_per_prompt))
     pairs = preference_pairs(rollouts, tok, cfg.pairs_per_prompt, seed=cfg.seed)
     pairs, validation = split_validation_pairs(pairs, seed=cfg.seed) if cfg.select_steps else (pairs, [])

@@ -1,11 +1,12 @@
 """Resuming a stopped YFPO study: what a long ``--profile sized`` run has finished is kept.
 
-The sized study is 20 LoRA fine-tunes (5 seeds × 4 conditions) of up to 64 steps each, hours on a
-CPU. Each finished fine-tune is written to ``OUT/runs/<condition>_s<seed>.json`` as it ends (its
+The sized study is tens of LoRA fine-tunes (seeds × 4 conditions, ``sizing.py``) of up to 64 steps
+each, hours on a CPU. Each finished fine-tune is written to ``OUT/runs/<condition>_s<seed>.json`` as it ends (its
 held-out correctness, training curve, adapter path and seconds), and the pilot run's step selection
 to ``OUT/step_selection.json``. The sampled training rollouts are kept in ``OUT/rollouts/train`` with
-the settings that made them (``train.settings.json``: model, prompts, sampling), and read back when a
-later run asks for the same ones (20 minutes of sampling on Gemma 3 270M at the sized profile). A later
+the settings that made them (``train.settings.json``: model and a digest of its weights, the rendered
+prompts and answers, backend, generation config), and read back when a later run asks for the same
+ones and the task still grades them alike (20 minutes of sampling on Gemma 3 270M at the sized profile). A later
 ``reward-circuits yfpo`` into the same ``OUT`` recomputes the cheap shared steps (pairs, neuron selection
 and calibration: seeded, so the same on the same machine) and reuses a saved file only where its
 **fingerprint** matches: a hash of the settings that
@@ -17,6 +18,7 @@ misses, and that run is trained again: a reused run is always one this exact stu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -77,27 +79,57 @@ def save(path: str | os.PathLike, record: dict, fp: str) -> None:
     atomic_write_json(path, {"fingerprint": fp, "record": record})
 
 
-def rollout_settings(cfg, model_name: str, task) -> dict:
-    """What decides the sampled training rollouts: the model, the prompts (ids and text) and the sampling."""
-    prompts = hashlib.sha256(json.dumps([[e.id, e.question] for e in task.examples]).encode()).hexdigest()
-    return {"model": model_name, "task": cfg.task, "prompts": prompts, "n_prompts": len(task.examples),
-            "samples_per_prompt": cfg.samples_per_prompt, "temperature": cfg.temperature,
-            "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}
+def model_digest(hf) -> str:
+    """A cheap fingerprint of an HF model's weights: its config and the sums of its first and last
+    parameter tensors (a checkpoint overwritten in place, or two models of one class, differ)."""
+    params = list(hf.parameters())
+    sums = [round(float(p.detach().double().sum()), 6) for p in (params[0], params[-1])] if params else []
+    config = hf.config.to_dict() if hasattr(hf, "config") else {}
+    return hashlib.sha256(json.dumps([config, sums], sort_keys=True, default=str).encode()).hexdigest()
 
 
-def training_rollouts(out: str | os.PathLike, settings: dict, generate: Callable[[], list]) -> tuple[list, bool]:
+def rollout_settings(cfg, model_name: str, model_fp: str, task, tokenizer, gen) -> dict:
+    """What decides the sampled training rollouts: the model (name and weight digest), the prompts as
+    rendered (chat template, system prompt, few-shot) with their answers, the backend and the whole
+    generation config (round-tripped through JSON, as it is compared after reading back)."""
+    prompts = [[e.id, task.render(e, tokenizer), str(e.answer)] for e in task.examples]
+    generation = {k: v for k, v in dataclasses.asdict(gen).items() if k != "progress"}
+    return json.loads(json.dumps({
+        "model": model_name, "weights": model_fp, "task": cfg.task, "n_prompts": len(prompts),
+        "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(), "backend": cfg.backend,
+        "device": cfg.device, "samples_per_prompt": cfg.samples_per_prompt, "generation": generation}, default=str))
+
+
+def _read_back(path: Path, record: Path, settings: dict, task) -> list | None:
+    """The kept rollouts when their record equals ``settings`` and the task's reward still gives each
+    its stored reward (a changed grader samples again); else None."""
+    from ...data.rollouts import load_rollouts
+
+    try:
+        if json.loads(record.read_text()) != settings:
+            return None
+        rollouts = load_rollouts(path)
+    except (FileNotFoundError, ValueError, TypeError, KeyError):  # absent, damaged, or an older Rollout layout
+        return None
+    examples = {e.id: e for e in task.examples}
+    if any(r.example_id not in examples or task.reward(r.response_text, examples[r.example_id]) != r.reward
+           for r in rollouts):
+        return None
+    return rollouts
+
+
+def training_rollouts(out: str | os.PathLike, settings: dict, task, generate: Callable[[], list]) -> tuple[list, bool]:
     """The sampled training rollouts and whether they were read back: from ``OUT/rollouts/train`` when the
-    settings saved beside them equal ``settings``, else ``generate()``'d and saved (the rollouts first,
-    then their settings record, each atomically: a run killed before the record samples again)."""
-    from ...data.rollouts import load_rollouts, save_rollouts
+    settings saved beside them equal ``settings`` (:func:`_read_back`), else ``generate()``'d and saved
+    (the record removed first, the rollouts, then their settings record, each atomically: a run killed
+    before the record samples again)."""
+    from ...data.rollouts import save_rollouts
 
     path = Path(out) / "rollouts" / "train"
     record = path.with_name("train.settings.json")
-    try:
-        if json.loads(record.read_text()) == settings:
-            return load_rollouts(path), True
-    except (FileNotFoundError, ValueError):
-        pass
+    kept = _read_back(path, record, settings, task)
+    if kept is not None:
+        return kept, True
     rollouts = generate()
     record.unlink(missing_ok=True)  # never a record beside rollouts it did not make, even if killed here
     save_rollouts(rollouts, path)

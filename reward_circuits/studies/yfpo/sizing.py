@@ -7,10 +7,12 @@ together (:func:`~reward_circuits.analysis.resampling.seeds_by_units_test`, t re
 crossed design: the same prompt is held out for every seed). The variance of the crossed bootstrap's
 mean over ``S`` seeds and ``P`` prompts, which the verdicts use, is planned as
 
-    se² = seed_variance / S + prompt_variance / P + 3 · cell_variance / (S · P)
+    se² ≈ seed_variance / S + prompt_variance / P + 3 · residual_variance / (S · P)
 
-(Owen 2007, "The pigeonhole bootstrap": the crossed bootstrap counts the residual three times, so it
-is conservative by ``2 · cell_variance / (S · P)``; the plan sizes the interval the verdicts compute,
+(Owen 2007, "The pigeonhole bootstrap": the crossed bootstrap counts the residual about three times,
+so it is conservative by about ``2 · residual_variance / (S · P)``. With S seeds drawn with
+replacement the exact factors are (1 − 1/S) on the seed term and about 3 − 2/S on the residual's, so
+the plan overstates se² by up to ~10% at 8 seeds: it errs on the safe side. The plan sizes the interval the verdicts compute,
 ``tests/test_yfpo_sizing.py`` checks it against the bootstrap on planted components). ``prompt_variance``
 is what more seeds cannot remove: a prompt on which the neuron margin hurts hurts in every seed. The
 minimum detectable effect at 80% power and the YFPO family's Bonferroni level (α/m, the verdicts' own
@@ -29,8 +31,9 @@ three differences value − DPO, AttnLRP − DPO, value − random):
 The first plan (from the 8-step run, 3 seeds × 48 prompts) had no prompt term and planned a cell
 variance of 0.05; the second (after the 5-seed run) 0.18 and 6e-4, still without the prompt term, and
 planned 0.049 for 9 × 228, where the run realised 0.051-0.072. The plan now takes seed 8e-4, prompt
-0.03, residual 0.15: 0.05 then needs about 2,000 held-out prompts, several times the 228 these runs
-could evaluate on 2 CPU cores.
+0.03, residual 0.15: 0.05 then needs 8 seeds × 1,585 held-out prompts, about seven times the prompts
+per seed these runs could evaluate on 2 CPU cores. (The fewest seeds is the rule; 10 seeds × ~820
+prompts would need about a third fewer evaluations for two more fine-tunes per condition.)
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ MAX_SEEDS = 30
 class YFPOTargets:
     accuracy_difference: float = 0.05
     min_seeds: int = 5
-    cell_variance: float = 0.15  # residual of one (seed, prompt) difference
+    residual_variance: float = 0.15  # residual of one (seed, prompt) difference
     seed_variance: float = 8e-4
     prompt_variance: float = 0.03
     max_prompts: int = 2000  # held-out prompts the task can give besides the training ones (arithmetic:1: 2,480)
@@ -55,7 +58,7 @@ class YFPOTargets:
     alpha: float = ALPHA
 
     def __post_init__(self):
-        if not (0 < self.accuracy_difference < 1 and self.min_seeds >= 2 and self.cell_variance > 0
+        if not (0 < self.accuracy_difference < 1 and self.min_seeds >= 2 and self.residual_variance > 0
                 and self.seed_variance >= 0 and self.prompt_variance >= 0 and self.max_prompts >= 2):
             raise ValueError(f"YFPOTargets out of range: {self}; a difference in (0, 1), >= 2 seeds, positive variances.")
 
@@ -74,7 +77,7 @@ CROSSED_BOOTSTRAP_RESIDUAL = 3  # the crossed bootstrap's variance counts the re
 def planned_se(seeds: int, prompts: int, t: YFPOTargets) -> float:
     """The crossed bootstrap's standard error of the mean difference (module docstring)."""
     return math.sqrt(t.seed_variance / seeds + t.prompt_variance / prompts
-                     + CROSSED_BOOTSTRAP_RESIDUAL * t.cell_variance / (seeds * prompts))
+                     + CROSSED_BOOTSTRAP_RESIDUAL * t.residual_variance / (seeds * prompts))
 
 
 def yfpo_mde(seeds: int, prompts: int, m: int, t: YFPOTargets = YFPOTargets()) -> float:
@@ -90,7 +93,7 @@ def prompts_for(seeds: int, m: int, t: YFPOTargets) -> int | None:
     budget = (t.accuracy_difference / per_se) ** 2 - t.seed_variance / seeds
     if budget <= 0:
         return None
-    p = math.ceil((t.prompt_variance + CROSSED_BOOTSTRAP_RESIDUAL * t.cell_variance / seeds) / budget)
+    p = math.ceil((t.prompt_variance + CROSSED_BOOTSTRAP_RESIDUAL * t.residual_variance / seeds) / budget)
     return p if p <= t.max_prompts else None
 
 
@@ -126,4 +129,4 @@ def sizing_lines(seeds: int, prompts: int, conditions: tuple[str, ...], t: YFPOT
     verdict = "enough" if mde <= t.accuracy_difference else "too small"
     return [f"[yfpo sizing] {seeds} seeds × {prompts} held-out prompts (Holm family of {m}; seed variance in the interval): "
             f"{said} at 80% power; {verdict} for the {t.accuracy_difference} difference vs plain DPO "
-            f"(planned variances: seed {t.seed_variance}, prompt {t.prompt_variance}, residual {t.cell_variance})"]
+            f"(planned variances: seed {t.seed_variance}, prompt {t.prompt_variance}, residual {t.residual_variance})"]
