@@ -11,7 +11,15 @@ from reward_circuits.analysis.resampling import paired_mean_test, seeds_by_units
 from reward_circuits.studies.yfpo.config import PROFILES, YFPOConfig
 from reward_circuits.studies.yfpo.experiment import TrainingRun, YFPOResult
 from reward_circuits.studies.yfpo.neuron_reward import NeuronReward
-from reward_circuits.studies.yfpo.sizing import YFPOTargets, family_size, prompts_for, sizing_lines, yfpo_mde, yfpo_sizing
+from reward_circuits.studies.yfpo.sizing import (
+    YFPOTargets,
+    family_size,
+    prompts_for,
+    run_seconds,
+    sizing_lines,
+    yfpo_mde,
+    yfpo_sizing,
+)
 
 
 def planted_diffs(rng, seeds: int, prompts: int, effect: float, seed_sd: float) -> np.ndarray:
@@ -77,7 +85,11 @@ def test_the_sized_profile_detects_005_with_at_least_5_seeds():
     assert len(cfg.seeds) == s.seeds >= 5 and cfg.eval_prompts == s.eval_prompts and cfg.select_steps
     assert s.family_size == family_size(cfg.conditions) == 3
     assert yfpo_mde(s.seeds, s.eval_prompts, 3) <= 0.05 < yfpo_mde(s.seeds, s.eval_prompts - 1, 3)
-    assert prompts_for(s.seeds - 1, 3, YFPOTargets()) is None or s.seeds == 5  # the fewest seeds that can
+    t = YFPOTargets()  # the cheapest design that reaches 0.05: no other seed count's fewest prompts cost less
+    others = [(k, prompts_for(k, 3, t)) for k in range(5, 31) if k != s.seeds]
+    assert all(p is None or run_seconds(k, p, t) >= run_seconds(s.seeds, s.eval_prompts, t) for k, p in others)
+    assert yfpo_sizing(YFPOTargets(train_seconds=0.0)).seeds > s.seeds  # free training: more seeds, fewer answers
+    assert yfpo_sizing(YFPOTargets(eval_seconds_per_prompt=0.0)).seeds == min(k for k, p in others + [(s.seeds, 1)] if p)
     assert YFPOConfig(profile="sized", seeds=(0, 1)).seeds == (0, 1)  # an explicit option wins
     assert YFPOConfig().seeds == (0, 1, 2) and PROFILES["default"] == {}
     # more seed variance needs more: the profile is computed, not hand-set

@@ -17,8 +17,9 @@ the plan overstates se² by up to ~10% at 8 seeds: it errs on the safe side. The
 is what more seeds cannot remove: a prompt on which the neuron margin hurts hurts in every seed. The
 minimum detectable effect at 80% power and the YFPO family's Bonferroni level (α/m, the verdicts' own
 MDE) comes from the claims package (:func:`~reward_circuits.analysis.claims.minimum_detectable_effect`).
-The sized profile takes the fewest seeds (at least 5) for which some ``P`` reaches the target, and the
-fewest prompts for it.
+The sized profile takes the
+cheapest design (at least 5 seeds; for each seed count the fewest prompts that reach the target),
+costed with one fine-tune's measured training time and seconds per held-out answer.
 
 Planning values, measured (two-way ANOVA of each difference's (seed, prompt) grid; the largest of the
 three differences value − DPO, AttnLRP − DPO, value − random):
@@ -31,9 +32,9 @@ three differences value − DPO, AttnLRP − DPO, value − random):
 The first plan (from the 8-step run, 3 seeds × 48 prompts) had no prompt term and planned a cell
 variance of 0.05; the second (after the 5-seed run) 0.18 and 6e-4, still without the prompt term, and
 planned 0.049 for 9 × 228, where the run realised 0.051-0.072. The plan now takes seed 8e-4, prompt
-0.03, residual 0.15: 0.05 then needs 8 seeds × 1,585 held-out prompts, about seven times the prompts
-per seed these runs could evaluate on 2 CPU cores. (The fewest seeds is the rule; 10 seeds × ~820
-prompts would need about a third fewer evaluations for two more fine-tunes per condition.)
+0.03, residual 0.15: 0.05 then needs, at least cost, 10 seeds × 819 held-out prompts (8 × 1,585 also
+reaches it, ~10% dearer on SmolLM2), about 5.7 hours of one thread on SmolLM2 and several times that
+on Gemma 3 270M, whose answers cost 1.34 s each (its base model's 228 took 306 s).
 """
 
 from __future__ import annotations
@@ -53,14 +54,19 @@ class YFPOTargets:
     residual_variance: float = 0.15  # residual of one (seed, prompt) difference
     seed_variance: float = 8e-4
     prompt_variance: float = 0.03
+    # one fine-tune's cost on SmolLM2, one thread (docs/results/2026-12-07/yfpo-sized-9: ~370 s per run at 228
+    # prompts, of which the base model's 228 answers took 59 s): training with its reference pass, and per answer
+    train_seconds: float = 300.0
+    eval_seconds_per_prompt: float = 0.26
     max_prompts: int = 2000  # held-out prompts the task can give besides the training ones (arithmetic:1: 2,480)
     power: float = POWER
     alpha: float = ALPHA
 
     def __post_init__(self):
         if not (0 < self.accuracy_difference < 1 and self.min_seeds >= 2 and self.residual_variance > 0
-                and self.seed_variance >= 0 and self.prompt_variance >= 0 and self.max_prompts >= 2):
-            raise ValueError(f"YFPOTargets out of range: {self}; a difference in (0, 1), >= 2 seeds, positive variances.")
+                and self.seed_variance >= 0 and self.prompt_variance >= 0 and self.max_prompts >= 2
+                and self.train_seconds >= 0 and self.eval_seconds_per_prompt >= 0):
+            raise ValueError(f"YFPOTargets out of range: {self}; a difference in (0, 1), >= 2 seeds, positive variances, costs >= 0.")
 
 
 def family_size(conditions: tuple[str, ...] = ("dpo", "value", "attnlrp", "random")) -> int:
@@ -109,13 +115,19 @@ class YFPOSizing:
         return asdict(self)
 
 
+def run_seconds(seeds: int, prompts: int, t: YFPOTargets) -> float:
+    """Planned one-thread seconds of one condition's fine-tunes: each trains, then answers ``prompts``."""
+    return seeds * (t.train_seconds + t.eval_seconds_per_prompt * prompts)
+
+
 def yfpo_sizing(t: YFPOTargets = YFPOTargets(), conditions: tuple[str, ...] = ("dpo", "value", "attnlrp", "random")) -> YFPOSizing:
-    """The fewest seeds (>= ``t.min_seeds``) with a feasible number of held-out prompts, and that number."""
+    """The cheapest design (:func:`run_seconds`) of at least ``t.min_seeds`` seeds that reaches the target:
+    for each seed count, the fewest held-out prompts that do (:func:`prompts_for`)."""
     m = family_size(conditions)
-    for s in range(t.min_seeds, MAX_SEEDS + 1):
-        p = prompts_for(s, m, t)
-        if p is not None:
-            return YFPOSizing(s, p, m, yfpo_mde(s, p, m, t), t)
+    designs = [(s, p) for s in range(t.min_seeds, MAX_SEEDS + 1) if (p := prompts_for(s, m, t)) is not None]
+    if designs:
+        s, p = min(designs, key=lambda d: (run_seconds(*d, t), d[0]))
+        return YFPOSizing(s, p, m, yfpo_mde(s, p, m, t), t)
     raise ValueError(f"no design up to {MAX_SEEDS} seeds and {t.max_prompts} prompts detects {t.accuracy_difference}: "
                      "relax the target or lower the planning variances.")
 
