@@ -80,12 +80,17 @@ def save(path: str | os.PathLike, record: dict, fp: str) -> None:
 
 
 def model_digest(hf) -> str:
-    """A cheap fingerprint of an HF model's weights: its config and the sums of its first and last
-    parameter tensors (a checkpoint overwritten in place, or two models of one class, differ)."""
+    """A cheap fingerprint of an HF model's weights: its config and the exact bytes of the first and last
+    4,096 values of its first, middle and last parameter tensors (a checkpoint overwritten in place, or
+    two models of one class, differ; no copy of a whole tensor, no float reduction whose order varies)."""
     params = list(hf.parameters())
-    sums = [round(float(p.detach().double().sum()), 6) for p in (params[0], params[-1])] if params else []
-    config = hf.config.to_dict() if hasattr(hf, "config") else {}
-    return hashlib.sha256(json.dumps([config, sums], sort_keys=True, default=str).encode()).hexdigest()
+    h = hashlib.sha256(json.dumps(hf.config.to_dict() if hasattr(hf, "config") else {}, sort_keys=True, default=str).encode())
+    for p in (params[0], params[len(params) // 2], params[-1]) if params else ():
+        flat = p.detach().reshape(-1)
+        h.update(str(tuple(p.shape)).encode())
+        for part in (flat[:4096], flat[-4096:]):
+            h.update(part.float().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def rollout_settings(cfg, model_name: str, model_fp: str, task, tokenizer, gen) -> dict:
