@@ -111,6 +111,8 @@ def test_config_validation_and_paper_scale():
     assert (paper.sae_architecture, paper.sae_lr, paper.sae_l1, paper.sae_batch_size) == ("standard", 1e-4, 1e-5, 256)
     assert paper.sae_config().normalize == "none"
     assert SAETDConfig().resolve_layers(30) == [3, 10, 17, 24]
+    with pytest.raises(ValueError, match=r"layers \[31\] do not exist: smol has layers 0\.\.29\. Pass --layers"):
+        SAETDConfig(layers=(3, 31)).resolve_layers(30, "smol")
     args = build_parser().parse_args(["sae-td", "--out", "x", "--tasks", "grid", "--n-experiments", "4", "--paper-scale"])
     cfg = config_from_args(SAETDConfig, args)
     assert cfg.tasks == ("grid",) and cfg.n_experiments == 100

@@ -59,12 +59,14 @@ def layers_at_fractions(n_layers: int, fractions: Sequence[float]) -> tuple[int,
     return tuple(sorted({min(n_layers - 1, max(0, round(d * n_layers))) for d in fractions}))
 
 
-def check_layers_exist(layers: Sequence[int], n_layers: int, model: str, option: str) -> None:
-    """Refuse layer numbers the model lacks, naming its range and the option to change (before any work)."""
+def check_layers_exist(layers: Sequence[int], n_layers: int, model: str, option: str,
+                       default: str = "fractions of the model's layers") -> None:
+    """Refuse layer numbers the model lacks, naming its range, the option to change and what leaving it out
+    gives (``default``), before any work. Every study's layer option is checked here."""
     bad = [x for x in layers if not 0 <= x < n_layers]
     if bad:
         raise ValueError(f"{option.lstrip('-').replace('-', '_')} {bad} do not exist: {model} has layers 0..{n_layers - 1}. "
-                         f"Pass {option} with layers below {n_layers}, or leave it out for the default (fractions of the model's layers).")
+                         f"Pass {option} with layers below {n_layers}, or leave it out for the default ({default}).")
 
 
 

@@ -23,6 +23,7 @@ from ...data.capture import build_store, generate_rollouts_and_store
 from ...io import remove_atomic_leftovers
 from ...data.rollouts import accuracy, generate_rollouts, load_rollouts, save_rollouts
 from ...models import GenerationConfig, ModelAdapter, load_model, resid_hooks
+from ...models.hook_names import check_layers_exist
 from ...models.loading import peek_n_layers, relative_depth
 from ...tasks import get_task
 from ...tasks.base import FEW_SHOT_STOP
@@ -174,10 +175,8 @@ def check_tasks(specs) -> None:
 
 
 def check_layers(layers, n_layers: int | None, model: str) -> None:
-    bad = [l for l in layers if n_layers is not None and not 0 <= l < n_layers]
-    if bad:
-        raise ValueError(f"--layers {bad}: {model} has layers 0..{n_layers - 1}; "
-                         f"pick layers in that range (default: every 3rd and the last).")
+    if n_layers is not None:
+        check_layers_exist(layers, n_layers, model, "--layers", default="every 3rd layer and the last")
 
 
 def _store_hooks(cfg: RunConfig, adapter: ModelAdapter) -> list[str]:

@@ -32,6 +32,7 @@ from ...analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_colum
 from ...configs import StudyConfig, apply_at_defaults
 from ...interventions.sweep import RowScopedHooks
 from ...models import ModelAdapter, RowLabels
+from ...models.hook_names import check_layers_exist
 from ...sae import (
     SAETrainConfig,
     encode_all,
@@ -130,11 +131,10 @@ class SAETDConfig(StudyConfig):
                               lr=self.sae_lr, l1_coefficient=self.sae_l1, batch_size=self.sae_batch_size,
                               epochs=self.sae_epochs, normalize=self.sae_normalize, seed=self.seed)
 
-    def resolve_layers(self, n_layers: int) -> list[int]:
+    def resolve_layers(self, n_layers: int, model: str | None = None) -> list[int]:
         if self.layers:
-            bad = [x for x in self.layers if not 0 <= x < n_layers]
-            if bad:
-                raise ValueError(f"layers {bad} outside 0..{n_layers - 1}.")
+            check_layers_exist(self.layers, n_layers, model or self.model, "--layers",
+                               default="4 layers evenly from 0.1 to 0.8 of the depth")
             return list(self.layers)
         return sorted({round(x) for x in np.linspace(n_layers * 0.1, n_layers * 0.8, 4)})
 
@@ -373,7 +373,7 @@ def run_task(adapter: ModelAdapter, task: str, config: SAETDConfig, out_dir: str
     """One task of the study (see module docstring); with ``out_dir`` the intervened layer's SAE is saved there."""
     t0 = time.time()
     cfg = config
-    layers = cfg.resolve_layers(adapter.n_layers)
+    layers = cfg.resolve_layers(adapter.n_layers, adapter.name)
     hooks = [f"blocks.{layer}.hook_resid_post" for layer in layers]
     bar = tqdm(total=cfg.n_experiments * cfg.n_episodes * (3 if cfg.interventions else 1) + cfg.n_experiments * cfg.n_episodes,
                desc=f"sae-td {task} episodes", disable=not cfg.progress)
