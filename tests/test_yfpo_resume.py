@@ -77,6 +77,16 @@ def test_a_stopped_study_resumes_what_it_finished_and_retrains_what_changed(tmp_
     assert abs(again.seconds_total - want) < 1e-9
     assert again.to_section(None).summary["seconds_total"] == again.seconds_total
     assert again.to_section(None).summary["conditions"] == first.to_section(None).summary["conditions"]
+    # each run keeps its CPU time beside its wall time (a shared machine's wall time alone misleads)
+    assert all(0 < r.cpu_seconds for r in first.runs)
+    assert [r["cpu_seconds"] for r in again.to_section(None).summary["runs"]] == [r.cpu_seconds for r in first.runs]
+    # a record saved before CPU time was kept still reads back (its CPU time unknown: None, not 0)
+    rec = json.loads((tmp_path / "runs" / "dpo_s0.json").read_text())
+    del rec["record"]["cpu_seconds"]
+    (tmp_path / "runs" / "dpo_s0.json").write_text(json.dumps(rec))
+    calls.clear()
+    old = _run(cfg)
+    assert calls == [] and [r.cpu_seconds for r in old.runs if r.condition == "dpo"] == [None]
 
     # stopped during value_s0 (its record never written), and a seed added: only the missing runs train
     (tmp_path / "runs" / "value_s0.json").unlink()

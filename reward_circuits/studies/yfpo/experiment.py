@@ -56,7 +56,8 @@ class TrainingRun:
     correct: list[float]
     curve: list[dict]
     adapter_dir: str | None
-    seconds: float
+    seconds: float  # wall time of training and evaluation
+    cpu_seconds: float | None = None  # the process's CPU time over the same span (None: a record from before it was kept)
 
     @property
     def accuracy(self) -> float:
@@ -211,9 +212,10 @@ class YFPOResult:
                     for cond, (d, p, _) in vs_random.items()]
         control = Table("selected vs random neurons (paired by seed and prompt): does the choice of neurons matter?",
                         ["condition", "Δ accuracy vs random [CI]", "p", "verdict (beats random)"], controls)
-        runs = Table("runs", ["condition", "seed", "accuracy", "final DPO loss", "final neuron margin", "seconds", "adapter"],
+        runs = Table("runs", ["condition", "seed", "accuracy", "final DPO loss", "final neuron margin", "seconds", "CPU seconds", "adapter"],
                      [[r.condition, r.seed, r.accuracy, (r.curve[-1].get("neuron/dpo_loss") if r.curve else None),
-                       (r.curve[-1].get("neuron/margin") if r.curve else None), round(r.seconds, 1), r.adapter_dir] for r in self.runs])
+                       (r.curve[-1].get("neuron/margin") if r.curve else None), round(r.seconds, 1),
+                       None if r.cpu_seconds is None else round(r.cpu_seconds, 1), r.adapter_dir] for r in self.runs])
         notes = [
             (f"Pairs: {self.n_pairs} (correct, incorrect) pairs from {self.n_train_rollouts} sampled rollouts of {cfg.train_prompts} training prompts "
             f"(sampled accuracy {self.sampled_accuracy:.3f}, temperature {cfg.temperature}, {cfg.max_new_tokens} new tokens). "
@@ -263,7 +265,7 @@ class YFPOResult:
             "value_probe": {"hook": self.value_hook, "auc": self.value_auc.to_dict() if self.value_auc else None},
             "attnlrp_check": self.lrp_check,
             "runs": [{"condition": r.condition, "seed": r.seed, "accuracy": r.accuracy, "correct": r.correct, "curve": r.curve,
-                      "adapter_dir": r.adapter_dir, "seconds": r.seconds} for r in self.runs],
+                      "adapter_dir": r.adapter_dir, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds} for r in self.runs],
         }
         return Section("yfpo", "YFPO: DPO with a neuron-guided auxiliary reward", summary, [table, control, sel, runs],
                        self.plot(out_dir) if out_dir is not None else [], notes)
@@ -503,7 +505,7 @@ def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out, fp: str) -
             result.resumed.append(f"{cond}_s{seed}")
             run.stage(f"{cond} seed {seed}: resumed from {path.relative_to(out)} (held-out accuracy {np.mean(saved['correct']):.3f})")
             continue
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         reward = rewards.get(cond) if cond != "dpo" else rewards.get("value")
         model, curve, dataset = _train_one(cfg, run.hf, run.tok, dataset, reward, 0.0 if cond == "dpo" else cfg.beta_aux, seed,
                                            out / "trainer" / f"{cond}_s{seed}")
@@ -512,10 +514,11 @@ def _fine_tunes(run: _YfpoRun, result: YFPOResult, dataset, held_out, fp: str) -
             adapter_dir = os.path.relpath(_save_adapter(model, out / "adapters" / f"{cond}_s{seed}"), out)
         model = model.merge_and_unload()  # (the run's own copy) evaluated through an adapter over it
         correct = _held_out_correct(cfg, model, run.tok, held_out, f"{run.model_name} ({cond} s{seed})")
-        result.runs.append(TrainingRun(cond, seed, correct, curve, adapter_dir, time.perf_counter() - t))
+        result.runs.append(TrainingRun(cond, seed, correct, curve, adapter_dir, time.perf_counter() - t, time.process_time() - cpu))
         resume.save(path, dataclasses.asdict(result.runs[-1]), fp)
         del model
-        run.stage(f"{cond} seed {seed}: held-out accuracy {np.mean(correct):.3f} ({time.perf_counter() - t:.0f} s)")
+        run.stage(f"{cond} seed {seed}: held-out accuracy {np.mean(correct):.3f} "
+                  f"({result.runs[-1].seconds:.0f} s, {result.runs[-1].cpu_seconds:.0f} s CPU)")
     shutil.rmtree(out / "trainer", ignore_errors=True)
 
 
