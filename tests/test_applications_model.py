@@ -184,7 +184,7 @@ def test_applications_from_a_run_directory(main_run, tl_adapter, tmp_path):
     assert result.hooks_by_fold == [json.loads((main_run / "summary.json").read_text())["value"]["best_hook"]]
 
 
-def test_default_layers_follow_relative_depth_and_a_missing_layer_fails_before_any_rollout(tl_adapter, tmp_path, monkeypatch):
+def test_default_layers_are_fractions_of_the_layer_count_and_a_missing_layer_fails_before_any_rollout(tl_adapter, tmp_path, monkeypatch):
     """The default probed layers are fractions of the layer count (SmolLM2 6, 12, 18 as before; Gemma 3 270M's 18
     layers 4, 7, 11, where the old fixed 18 did not exist); a layer the model lacks is refused before
     any rollout, naming the model's range and the option."""
@@ -200,5 +200,5 @@ def test_default_layers_follow_relative_depth_and_a_missing_layer_fails_before_a
 
     monkeypatch.setattr(study, "generate_rollouts", no_rollouts)
     cfg = ApplicationsConfig(n_prompts=16, layers=(1, 18), out=str(tmp_path))
-    with pytest.raises(ValueError, match=r"layers \[18\] do not exist.*layers 0\.\.1.*--layers"):
+    with pytest.raises(ValueError, match=r"layers \[18\] do not exist.*layers 0\.\.1.*--layers.*default \(layers \[0, 1\]\)"):
         write_applications_report(cfg, tl_adapter, planted_task(16))

@@ -111,7 +111,9 @@ def test_config_validation_and_paper_scale():
     assert (paper.sae_architecture, paper.sae_lr, paper.sae_l1, paper.sae_batch_size) == ("standard", 1e-4, 1e-5, 256)
     assert paper.sae_config().normalize == "none"
     assert SAETDConfig().resolve_layers(30) == [3, 10, 17, 24]
-    with pytest.raises(ValueError, match=r"layers \[31\] do not exist: smol has layers 0\.\.29\. Pass --layers"):
+    assert SAETDConfig().resolve_layers(18) == [2, 6, 10, 14]
+    assert SAETDConfig().resolve_layers(2) == [0, 1]  # distinct layers the model has (once [0, 1, 2])
+    with pytest.raises(ValueError, match=r"layers \[31\] do not exist: smol has layers 0\.\.29\. Pass --layers .*default \(layers \[3, 10, 17, 24\]\)"):
         SAETDConfig(layers=(3, 31)).resolve_layers(30, "smol")
     args = build_parser().parse_args(["sae-td", "--out", "x", "--tasks", "grid", "--n-experiments", "4", "--paper-scale"])
     cfg = config_from_args(SAETDConfig, args)

@@ -33,7 +33,7 @@ def test_config_names_the_problem(bad, match):
         YFPOConfig(**bad)
 
 
-def test_probe_layers_follow_relative_depth_and_a_missing_layer_fails_before_any_rollout(tmp_path, monkeypatch):
+def test_probe_layers_are_fractions_of_the_layer_count_and_a_missing_layer_fails_before_any_rollout(tmp_path, monkeypatch):
     """One profile fits every architecture: the default probe layers are fractions of the layer count (SmolLM2's 30
     layers: 6, 12, 18, 24, as before; Gemma 3 270M's 18: 4, 7, 11, 14). A layer the model lacks is refused
     right after loading, naming the model's layers and the fix, before the rollouts (which took 20
@@ -55,7 +55,7 @@ def test_probe_layers_follow_relative_depth_and_a_missing_layer_fails_before_any
     task = Task("planted", [Example(id=f"q{i}", question=f"{i}?", answer=str(i)) for i in range(8)],
                 lambda response, ex: 0.0, max_new_tokens=4)
     cfg = YFPOConfig(out=str(tmp_path), train_prompts=4, eval_prompts=4, relevance_prompts=4, probe_layers=(1, 24))
-    with pytest.raises(ValueError, match=r"probe_layers \[24\] do not exist.*layers 0\.\.1.*--probe-layers"):
+    with pytest.raises(ValueError, match=r"probe_layers \[24\] do not exist.*layers 0\.\.1.*--probe-layers.*default \(layers \[0, 1\]\)"):
         experiment.run_yfpo(cfg, progress=False, hf_model=hf, tokenizer=tok, task=task)
 
 

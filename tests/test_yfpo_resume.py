@@ -105,6 +105,14 @@ def test_a_stopped_study_resumes_what_it_finished_and_retrains_what_changed(tmp_
     _run(dataclasses.replace(cfg, temperature=1.2, conditions=("dpo",)))
     assert len(sampled) == 2
     assert json.loads((tmp_path / "rollouts" / "train.settings.json").read_text())["generation"]["temperature"] == 1.2
+    # ... and the store the value neurons are chosen on is the new rollouts' (it resumes by rollout id, and
+    # ids do not change with the temperature: kept, it would hold the old responses' states and rewards)
+    from reward_circuits.data.rollouts import load_rollouts
+    from reward_circuits.data.store import ActivationStore
+
+    new = {r.id: r.reward for r in load_rollouts(tmp_path / "rollouts" / "train")}
+    store = ActivationStore(tmp_path / "store")
+    assert dict(zip(store.rollout_ids, map(float, store.rewards))) == new
 
 
 def test_a_record_of_another_study_or_a_damaged_one_is_never_read(tmp_path):
@@ -163,7 +171,26 @@ def test_kept_rollouts_are_read_back_only_for_the_same_settings_and_grading(tmp_
     # other weights (same class and config), another generation setting: sampled again
     other_hf, _ = tiny_hf_model(seed=1)
     assert resume.rollout_settings(cfg, "m", resume.model_digest(other_hf), task, tok, gen) != settings
+    # identical weights give the same digest; one value changed in any tensor (here a middle layer's
+    # MLP, as a merged adapter would) changes it
+    import copy
+
+    assert resume.model_digest(copy.deepcopy(hf)) == resume.model_digest(hf)
+    for name, p in list(hf.named_parameters())[1:-1]:
+        edited = copy.deepcopy(hf)
+        with torch.no_grad():
+            dict(edited.named_parameters())[name].view(-1)[0] += 1.0
+        assert resume.model_digest(edited) != resume.model_digest(hf), name
     assert resume.rollout_settings(cfg, "m", resume.model_digest(hf), task, tok, dataclasses.replace(gen, top_p=0.9)) != settings
+
+    class OtherIds:  # a tokenizer that renders the same text into other token ids
+        def __getattr__(self, name):
+            return getattr(tok, name)
+
+        def __call__(self, *args, **kwargs):
+            return {"input_ids": [[i + 1 for i in ids] for ids in tok(*args, **kwargs)["input_ids"]]}
+
+    assert resume.rollout_settings(cfg, "m", resume.model_digest(hf), task, OtherIds(), gen) != settings
     # a grader that no longer agrees with the stored rewards: sampled again
     task.reward_fn = lambda response, ex: 0.0
     resume.training_rollouts(tmp_path, settings, task, generate)

@@ -96,7 +96,8 @@ class ApplicationsConfig(StudyConfig):
         else the layers nearest :data:`PROBE_DEPTHS` × ``n_layers``."""
         if self.layers is None:
             return layers_at_fractions(n_layers, PROBE_DEPTHS)
-        check_layers_exist(self.layers, n_layers, model or self.model, "--layers")
+        check_layers_exist(self.layers, n_layers, model or self.model, "--layers",
+                           default=f"layers {list(layers_at_fractions(n_layers, PROBE_DEPTHS))}")
         return self.layers
 
     def resolved_thresholds(self, traces) -> dict[str, float]:

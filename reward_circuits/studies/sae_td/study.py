@@ -32,7 +32,7 @@ from ...analysis.stats import bootstrap_ci, paired_bootstrap_diff, pearson_colum
 from ...configs import StudyConfig, apply_at_defaults
 from ...interventions.sweep import RowScopedHooks
 from ...models import ModelAdapter, RowLabels
-from ...models.hook_names import check_layers_exist
+from ...models.hook_names import check_layers_exist, layers_at_fractions
 from ...sae import (
     SAETrainConfig,
     encode_all,
@@ -61,6 +61,7 @@ from .results import (
 __all__ = ["SAETDConfig", "matched_random_latents", "run_sae_td", "run_task", "shuffled_episode_ids"]
 
 # --quick: every stage of the study at small n (a smoke run of the whole study)
+SAE_TD_DEPTHS = (0.1, 0.1 + 0.7 / 3, 0.1 + 1.4 / 3, 0.8)  # default layers: 4 evenly from 0.1 to 0.8 of n_layers (3, 10, 17, 24 of 30)
 QUICK = {"n_experiments": 4, "n_episodes": 3, "random_episodes": 1, "sae_epochs": 3, "n_boot": 200}
 PAPER_SCALE = {"n_experiments": 100, "n_episodes": 30, "random_episodes": 7, "sae_architecture": "standard",
                "sae_epochs": 30, "sae_lr": 1e-4, "sae_l1": 1e-5, "sae_batch_size": 256, "sae_normalize": "none"}
@@ -86,7 +87,7 @@ class SAETDConfig(StudyConfig):
     n_episodes: int = field(default=6, metadata={"help": "episodes per experiment (paper: 30)"})
     random_episodes: int = field(default=2, metadata={"help": "initial random-policy episodes (paper: 7)"})
     paper_scale: bool = field(default=False, metadata={"help": "the paper's sizes: 100 x 30 episodes, 7 random, 30 SAE epochs"})
-    layers: tuple[int, ...] = field(default=(), metadata={"help": "layers to analyse (default: 4 evenly spaced)"})
+    layers: tuple[int, ...] = field(default=(), metadata={"help": "layers to analyse (default: 4 evenly spaced from 0.1 to 0.8 of the model's layers: 3,10,17,24 on SmolLM2's 30)"})
     policy: Literal["sample", "greedy"] = field(default="sample", metadata={"help": "how the model picks its action"})
     sae_architecture: Literal["standard", "topk"] = field(default="topk", metadata={"help": "SAE type (paper: standard)"})
     sae_k: int = field(default=32, metadata={"help": "active latents per token (topk)"})
@@ -134,9 +135,9 @@ class SAETDConfig(StudyConfig):
     def resolve_layers(self, n_layers: int, model: str | None = None) -> list[int]:
         if self.layers:
             check_layers_exist(self.layers, n_layers, model or self.model, "--layers",
-                               default="4 layers evenly from 0.1 to 0.8 of the depth")
+                               default=f"layers {list(layers_at_fractions(n_layers, SAE_TD_DEPTHS))}")
             return list(self.layers)
-        return sorted({round(x) for x in np.linspace(n_layers * 0.1, n_layers * 0.8, 4)})
+        return list(layers_at_fractions(n_layers, SAE_TD_DEPTHS))
 
 
 def shuffled_episode_ids(exp: Experiment, seed: int) -> tuple[list[int], np.ndarray]:

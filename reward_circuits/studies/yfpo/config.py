@@ -112,7 +112,8 @@ class YFPOConfig(StudyConfig):
         exist), else the layers nearest :data:`PROBE_DEPTHS` × ``n_layers`` (so one profile fits every architecture)."""
         if self.probe_layers is None:
             return layers_at_fractions(n_layers, PROBE_DEPTHS)
-        check_layers_exist(self.probe_layers, n_layers, model or self.model, "--probe-layers")
+        check_layers_exist(self.probe_layers, n_layers, model or self.model, "--probe-layers",
+                           default=f"layers {list(layers_at_fractions(n_layers, PROBE_DEPTHS))}")
         return self.probe_layers
 
     def to_dict(self) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import os
 from pathlib import Path
 from typing import Callable
@@ -79,17 +80,17 @@ def save(path: str | os.PathLike, record: dict, fp: str) -> None:
     atomic_write_json(path, {"fingerprint": fp, "record": record})
 
 
-def model_digest(hf) -> str:
-    """A cheap fingerprint of an HF model's weights: its config and the exact bytes of the first and last
-    4,096 values of its first, middle and last parameter tensors (a checkpoint overwritten in place, or
-    two models of one class, differ; no copy of a whole tensor, no float reduction whose order varies)."""
-    params = list(hf.parameters())
+def model_digest(hf, values_per_tensor: int = 512) -> str:
+    """A cheap fingerprint of an HF model's weights: its config, and for every named parameter its name,
+    shape and the exact bytes of ``values_per_tensor`` values strided over the whole tensor (a checkpoint
+    overwritten in place, a merged adapter on any module, or two models of one class, differ; identical
+    weights give the same digest: no copy of a whole tensor, no float reduction whose order varies)."""
     h = hashlib.sha256(json.dumps(hf.config.to_dict() if hasattr(hf, "config") else {}, sort_keys=True, default=str).encode())
-    for p in (params[0], params[len(params) // 2], params[-1]) if params else ():
+    for name, p in hf.named_parameters():
         flat = p.detach().reshape(-1)
-        h.update(str(tuple(p.shape)).encode())
-        for part in (flat[:4096], flat[-4096:]):
-            h.update(part.float().cpu().numpy().tobytes())
+        step = max(1, flat.numel() // values_per_tensor)
+        h.update(f"{name}{tuple(p.shape)}".encode())
+        h.update(flat[::step][:values_per_tensor].float().cpu().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -97,7 +98,10 @@ def rollout_settings(cfg, model_name: str, model_fp: str, task, tokenizer, gen) 
     """What decides the sampled training rollouts: the model (name and weight digest), the prompts as
     rendered (chat template, system prompt, few-shot) with their answers, the backend and the whole
     generation config (round-tripped through JSON, as it is compared after reading back)."""
-    prompts = [[e.id, task.render(e, tokenizer), str(e.answer)] for e in task.examples]
+    rendered = [task.render(e, tokenizer) for e in task.examples]
+    # the token ids too: another tokenizer can render the same text into other ids (stored in each rollout)
+    ids = tokenizer(rendered, add_special_tokens=False)["input_ids"] if rendered else []
+    prompts = [[e.id, text, list(i), str(e.answer)] for e, text, i in zip(task.examples, rendered, ids)]
     generation = {k: v for k, v in dataclasses.asdict(gen).items() if k != "progress"}
     return json.loads(json.dumps({
         "model": model_name, "weights": model_fp, "task": cfg.task, "n_prompts": len(prompts),
@@ -126,8 +130,8 @@ def _read_back(path: Path, record: Path, settings: dict, task) -> list | None:
 def training_rollouts(out: str | os.PathLike, settings: dict, task, generate: Callable[[], list]) -> tuple[list, bool]:
     """The sampled training rollouts and whether they were read back: from ``OUT/rollouts/train`` when the
     settings saved beside them equal ``settings`` (:func:`_read_back`), else ``generate()``'d and saved
-    (the record removed first, the rollouts, then their settings record, each atomically: a run killed
-    before the record samples again)."""
+    (the record removed first, then the store built from the old rollouts, the rollouts, then their
+    settings record, each atomically: a run killed before the record samples again)."""
     from ...data.rollouts import save_rollouts
 
     path = Path(out) / "rollouts" / "train"
@@ -137,6 +141,9 @@ def training_rollouts(out: str | os.PathLike, settings: dict, task, generate: Ca
         return kept, True
     rollouts = generate()
     record.unlink(missing_ok=True)  # never a record beside rollouts it did not make, even if killed here
+    # the store resumes by rollout id, and ids do not change with the sampling: its states and rewards are
+    # the old rollouts', so it goes with them (rebuilt from these by the value-neuron selection)
+    shutil.rmtree(Path(out) / "store", ignore_errors=True)
     save_rollouts(rollouts, path)
     atomic_write_json(record, settings)
     return rollouts, False
