@@ -68,7 +68,7 @@ def test_bad_options_name_the_problem(capsys):
 def test_layers_beyond_the_model_are_an_error_not_silently_dropped(tl_adapter, tmp_path):
     from reward_circuits.studies.run import run
 
-    with pytest.raises(ValueError, match=r"has layers 0\.\.1\. Pass --layers .* \(every 3rd layer and the last\)"):
+    with pytest.raises(ValueError, match=r"has layers 0\.\.1\. Pass --layers .* \(every 3rd layer and the last: \[0, 1\]\)"):
         run(RunConfig(layers=(99,), out=str(tmp_path)), adapter=tl_adapter)
 
 

@@ -374,7 +374,8 @@ def test_errors_a_newcomer_meets_name_the_fix(tmp_path, capsys, monkeypatch):
     (model_dir / "config.json").write_text(json.dumps({"num_hidden_layers": 4}))
     monkeypatch.setattr(main_job, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     assert main(["run", "--model", str(model_dir), "--layers", "2,9", "--out", str(tmp_path / "r")]) == 2
-    assert "--layers [9]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "layers [9] do not exist" in err and "layers 0..3" in err and "Pass --layers" in err and "[0, 3]" in err
     assert main(["run", "--tasks", "arithmetc:1", "--out", str(tmp_path / "r")]) == 2
     assert "arithmetc" in capsys.readouterr().err
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..io import atomic_save_dataset
+from ..io import atomic_save_dataset, atomic_write_json
 from ..models import GenerationConfig, ModelAdapter, generation_config
 from ..reprs import short_text
 from ..tasks import Task
@@ -101,6 +101,28 @@ def save_rollouts(rollouts: Sequence[Rollout], path: str | os.PathLike) -> None:
         row["meta"] = json.dumps(row["meta"])
     ds = Dataset.from_list(rows)
     atomic_save_dataset(ds, path)
+
+
+def settings_record_path(path: str | os.PathLike) -> Path:
+    """Where the record of what made the rollouts saved at ``path`` lives: ``<path>.settings.json`` beside them
+    (the main job's per task, YFPO's training rollouts; each study decides what a mismatch means)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.settings.json")
+
+
+def write_settings_record(path: str | os.PathLike, settings: dict) -> None:
+    """Save what made the rollouts at ``path`` beside them, atomically (after the rollouts: a run killed
+    in between leaves rollouts without a record, never a record of other rollouts)."""
+    atomic_write_json(settings_record_path(path), settings)
+
+
+def read_settings_record(path: str | os.PathLike) -> dict:
+    """The record beside the rollouts at ``path``; ``{}`` when absent or damaged (nothing is known of them)."""
+    try:
+        record = json.loads(settings_record_path(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def load_rollouts(path: str | os.PathLike) -> list[Rollout]:

@@ -176,7 +176,7 @@ def check_tasks(specs) -> None:
 
 def check_layers(layers, n_layers: int | None, model: str) -> None:
     if n_layers is not None:
-        check_layers_exist(layers, n_layers, model, "--layers", default="every 3rd layer and the last")
+        check_layers_exist(layers, n_layers, model, "--layers", default=f"every 3rd layer and the last: {default_layers(n_layers)}")
 
 
 def _store_hooks(cfg: RunConfig, adapter: ModelAdapter) -> list[str]:

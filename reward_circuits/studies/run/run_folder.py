@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ...data.rollouts import read_settings_record, write_settings_record
+
 
 class RunFolderMismatch(ValueError):
     """``--out`` holds an earlier run's rollouts that are not the ones this run asks for."""
@@ -26,14 +28,10 @@ def task_slug(spec: str) -> str:
     return spec.replace(":", "_").replace("/", "_")
 
 
-def _record_path(out: Path, spec: str) -> Path:
-    return out / "rollouts" / f"{task_slug(spec)}.settings.json"
-
-
 def save_rollout_record(out: Path, spec: str, cfg, model_name: str) -> None:
     """Written beside a task's rollouts when they are generated: what made them."""
     record = {"model": model_name, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "limit": cfg.limit_of(spec)}
-    _record_path(out, spec).write_text(json.dumps(record, indent=1))
+    write_settings_record(out / "rollouts" / task_slug(spec), record)
 
 
 def _read(path: Path) -> dict:
@@ -76,7 +74,7 @@ def check_cached_rollouts(cfg, out: Path, task_of: Callable) -> None:
         rpath = out / "rollouts" / task_slug(spec)
         if not rpath.exists():
             continue
-        record = _read(_record_path(out, spec)) or {k: previous[k] for k in ("max_new_tokens",) if k in previous}
+        record = read_settings_record(rpath) or {k: previous[k] for k in ("max_new_tokens",) if k in previous}
         problem = _problem(cfg, spec, rpath, task_of, record)
         if problem:
             problems.append(f"{rpath} {problem}")
@@ -94,7 +92,7 @@ def check_same_model(out: Path, model_name: str, specs) -> None:
     for spec in specs:
         if not (out / "rollouts" / task_slug(spec)).exists():
             continue
-        before = _read(_record_path(out, spec)).get("model") or summary_model
+        before = read_settings_record(out / "rollouts" / task_slug(spec)).get("model") or summary_model
         if before and not _same_model(before, model_name):
             raise RunFolderMismatch(f"{out} holds rollouts of {before}, and this run loads {model_name}: its rollouts, "
                                     "store and probes are the other model's. Run into a new folder (--out).")

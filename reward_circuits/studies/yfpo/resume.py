@@ -109,14 +109,14 @@ def rollout_settings(cfg, model_name: str, model_fp: str, task, tokenizer, gen) 
         "device": cfg.device, "samples_per_prompt": cfg.samples_per_prompt, "generation": generation}, default=str))
 
 
-def _read_back(path: Path, record: Path, settings: dict, task) -> list | None:
+def _read_back(path: Path, settings: dict, task) -> list | None:
     """The kept rollouts when their record equals ``settings`` and the task's reward still gives each
     its stored reward (a changed grader samples again); else None."""
-    from ...data.rollouts import load_rollouts
+    from ...data.rollouts import load_rollouts, read_settings_record
 
+    if read_settings_record(path) != settings:  # absent or damaged reads as {}
+        return None
     try:
-        if json.loads(record.read_text()) != settings:
-            return None
         rollouts = load_rollouts(path)
     except (FileNotFoundError, ValueError, TypeError, KeyError):  # absent, damaged, or an older Rollout layout
         return None
@@ -132,18 +132,17 @@ def training_rollouts(out: str | os.PathLike, settings: dict, task, generate: Ca
     settings saved beside them equal ``settings`` (:func:`_read_back`), else ``generate()``'d and saved
     (the record removed first, then the store built from the old rollouts, the rollouts, then their
     settings record, each atomically: a run killed before the record samples again)."""
-    from ...data.rollouts import save_rollouts
+    from ...data.rollouts import save_rollouts, settings_record_path, write_settings_record
 
     path = Path(out) / "rollouts" / "train"
-    record = path.with_name("train.settings.json")
-    kept = _read_back(path, record, settings, task)
+    kept = _read_back(path, settings, task)
     if kept is not None:
         return kept, True
     rollouts = generate()
-    record.unlink(missing_ok=True)  # never a record beside rollouts it did not make, even if killed here
+    settings_record_path(path).unlink(missing_ok=True)  # never a record beside rollouts it did not make, even if killed here
     # the store resumes by rollout id, and ids do not change with the sampling: its states and rewards are
     # the old rollouts', so it goes with them (rebuilt from these by the value-neuron selection)
     shutil.rmtree(Path(out) / "store", ignore_errors=True)
     save_rollouts(rollouts, path)
-    atomic_write_json(record, settings)
+    write_settings_record(path, settings)
     return rollouts, False
