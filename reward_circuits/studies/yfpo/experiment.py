@@ -196,7 +196,7 @@ class YFPOResult:
         base_acc = float(np.mean(self.base_correct))
         table = Table(
             f"held-out greedy accuracy ({len(self.base_correct)} prompts, {len(cfg.seeds)} seeds; base model {base_acc:.3f})",
-            ["condition", "seeds", "accuracy [95% CI]", "per-seed mean ± sd", "Δ vs base [CI]", "p", "Δ vs DPO [CI]", "p", "verdict (helps vs DPO)"],
+            ["condition", "seeds", "accuracy [95% CI]", "per-seed mean ± sd", "Δ vs base [CI]", "p", "Δ vs DPO [CI]", "p", "this comparison alone (helps vs DPO; the Claims section adjusts for the family)"],
             [[s.condition, s.n_seeds, str(s.accuracy), f"{s.seed_mean:.3f} ± {s.seed_std:.3f}",
               f"{s.vs_base.estimate:+.3f} [{s.vs_base.low:+.3f}, {s.vs_base.high:+.3f}]", s.p_vs_base,
               "–" if s.vs_dpo is None else f"{s.vs_dpo.estimate:+.3f} [{s.vs_dpo.low:+.3f}, {s.vs_dpo.high:+.3f}]",
@@ -211,7 +211,7 @@ class YFPOResult:
         controls = [[cond, f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]", p, verdict(d, expected_sign=1)]
                     for cond, (d, p, _) in vs_random.items()]
         control = Table("selected vs random neurons (paired by seed and prompt): does the choice of neurons matter?",
-                        ["condition", "Δ accuracy vs random [CI]", "p", "verdict (beats random)"], controls)
+                        ["condition", "Δ accuracy vs random [CI]", "p", "this comparison alone (beats random; the Claims section adjusts for the family)"], controls)
         runs = Table("runs", ["condition", "seed", "accuracy", "final DPO loss", "final neuron margin", "seconds", "CPU seconds", "adapter"],
                      [[r.condition, r.seed, r.accuracy, (r.curve[-1].get("neuron/dpo_loss") if r.curve else None),
                        (r.curve[-1].get("neuron/margin") if r.curve else None), round(r.seconds, 1),
